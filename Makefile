@@ -1,0 +1,42 @@
+# The two commands: `make repro` runs the pipeline, `make test` runs the tests.
+# Both create .venv and install the pinned dependencies first when needed.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PORT ?= 5000
+
+# Stages call `python`: make it the environment's.
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: repro test ui setup bench
+
+setup: $(STAMP)
+
+$(STAMP): requirements.lock
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "Installing pinned dependencies into $(VENV) (first time only, a few minutes)..."
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	@touch $@
+
+repro: $(STAMP)
+	dvc repro
+	@python -m stages.show --metrics reports/metrics.json
+	@echo
+	@echo "Results:"
+	@echo "  reports/metrics.json      every model under every metric   (dvc metrics show)"
+	@echo "  reports/figures/          confusion matrices, one PNG per model"
+	@echo "  reports/predictions/      test-split predictions, one Parquet file per model"
+	@echo "  outputs/models/           model weights and per-epoch training curves"
+	@echo "  $(CURDIR)/mlflow.db       MLflow runs, one per model under one evaluation run"
+	@echo "Open them in the MLflow UI:  make ui   (then http://127.0.0.1:$(PORT))"
+
+test: $(STAMP)
+	python -m pytest $(PYTEST_ARGS)
+
+ui: $(STAMP)
+	mlflow ui --backend-store-uri "$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/mlflow.db}" --port $(PORT)
+
+bench: $(STAMP)
+	python -m bench.sweep

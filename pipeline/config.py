@@ -1,0 +1,223 @@
+"""``params.yaml`` parsed once into frozen, typed, validated config objects.
+
+Every stage calls :func:`load_params`, which checks the whole file, so a mistake in any block
+stops the pipeline at its first stage, before anything is written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pipeline import PipelineError
+
+SOURCES = ("digits", "synthetic", "csv")
+SCHEMES = ("none", "inverse")
+LOSSES = ("ce", "weighted_ce", "focal")
+# Losses trained once per value of train.gammas.
+GAMMA_LOSSES = ("focal",)
+OPTIMIZERS = ("adam", "adamw", "sgd")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+class ConfigError(PipelineError):
+    """A value in params.yaml that is missing, of the wrong type or out of range."""
+
+
+@dataclass(frozen=True)
+class SyntheticConfig:
+    n_samples: int = 20_000  # rows generated, before any split
+    n_features: int = 32
+    n_informative: int = 16
+    n_classes: int = 10
+    class_sep: float = 1.0  # larger is easier (sklearn's make_classification)
+    imbalance_ratio: float = 10.0  # n_max / n_min of the generated classes, in every split
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    source: str = "digits"  # digits | synthetic | csv
+    path: str = "data/raw"  # source=csv: the CSV or Parquet file (e.g. data/raw/claims.csv)
+    target: str | None = None  # label column in that file, for source=csv
+    imbalance_ratio: float = 10.0  # rho = n_max / n_min imposed on the training split; 1 keeps it
+    val_size: float = 0.2  # fractions of all rows, stratified
+    test_size: float = 0.2
+    seed: int = 0  # split and subsampling seed
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+
+
+@dataclass(frozen=True)
+class WeightsConfig:
+    scheme: str = "inverse"  # none | inverse
+    beta: float = 0.999  # for schemes that use it (effective number of samples)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    losses: tuple[str, ...] = ("ce", "weighted_ce", "focal")
+    gammas: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 5.0)  # focal-family sweep
+    seeds: tuple[int, ...] = (0,)  # one model per seed (and per gamma)
+    hidden: tuple[int, ...] = (128, 64)  # MLP hidden layer widths
+    dropout: float = 0.1
+    optimizer: str = "adam"  # adam | adamw | sgd
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    epochs: int = 100  # upper bound; early stopping usually ends sooner
+    batch_size: int = 64
+    patience: int = 15  # epochs without a better val macro-F1 before stopping
+    device: str = "auto"  # auto (a GPU when present) | cpu | cuda
+
+
+@dataclass(frozen=True)
+class MlflowConfig:
+    experiment: str = "imbalanced-mlp"
+
+
+@dataclass(frozen=True)
+class Params:
+    data: DataConfig = field(default_factory=DataConfig)
+    weights: WeightsConfig = field(default_factory=WeightsConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    mlflow: MlflowConfig = field(default_factory=MlflowConfig)
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate ``path``; raise :class:`ConfigError` with a one-line message."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}: not valid YAML{where}") from None
+    return parse_params(raw or {}, source=str(path))
+
+
+def parse_params(raw: dict[str, Any], source: str = "params.yaml") -> Params:
+    """Build :class:`Params` from a plain dict (as loaded from YAML) and validate it."""
+    params = _build(Params, raw, prefix="", source=source)
+    _validate(params, source)
+    return params
+
+
+def to_dict(obj: Any) -> dict[str, Any]:
+    """Plain, JSON-ready dict of a config object (tuples become lists)."""
+    return dataclasses.asdict(obj, dict_factory=lambda kv: {k: _plain(v) for k, v in kv})
+
+
+def _plain(v: Any) -> Any:
+    return list(v) if isinstance(v, tuple) else v
+
+
+def _build(cls: type, raw: Any, prefix: str, source: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: {prefix.rstrip('.') or 'top level'} must be a mapping")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(raw) - set(names))
+    if unknown:
+        raise ConfigError(
+            f"{source}: unknown key {prefix}{unknown[0]}; allowed: {', '.join(names)}"
+        )
+    kwargs = {}
+    for name in names:
+        if name not in raw:
+            continue
+        key, hint, value = prefix + name, hints[name], raw[name]
+        if dataclasses.is_dataclass(hint):
+            kwargs[name] = _build(hint, value, key + ".", source)
+        else:
+            kwargs[name] = _coerce(value, hint, key, source)
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, hint: Any, key: str, source: str) -> Any:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):  # Optional[X]
+        if value is None:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _coerce(value, inner, key, source)
+    if origin is tuple:
+        if not isinstance(value, list):
+            value = [value]
+        return tuple(_coerce(v, args[0], f"{key}[{i}]", source) for i, v in enumerate(value))
+    if hint is float and isinstance(value, str):
+        # PyYAML reads 1e-3 (no dot) as a string; DVC's -S writes it that way.
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if hint is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if hint is str and isinstance(value, str):
+        return value
+    raise ConfigError(f"{source}: {key} must be {hint.__name__}; got {value!r}")
+
+
+def _check(ok: bool, source: str, message: str) -> None:
+    if not ok:
+        raise ConfigError(f"{source}: {message}")
+
+
+def _one_of(value: str, allowed: tuple[str, ...], key: str, source: str) -> None:
+    _check(value in allowed, source, f"{key} must be one of {', '.join(allowed)}; got {value!r}")
+
+
+def _validate(p: Params, source: str) -> None:
+    d, s, w, t = p.data, p.data.synthetic, p.weights, p.train
+    _one_of(d.source, SOURCES, "data.source", source)
+    if d.source == "csv":
+        _check(bool(d.path), source, "data.path must name a CSV or Parquet file when data.source is csv")
+        _check(bool(d.target), source, "data.target must name the label column when data.source is csv")
+    _check(math.isfinite(d.imbalance_ratio) and d.imbalance_ratio >= 1, source,
+           f"data.imbalance_ratio must be >= 1 (1 keeps the split as is); got {d.imbalance_ratio}")
+    for key, v in (("data.val_size", d.val_size), ("data.test_size", d.test_size)):
+        _check(0 < v < 1, source, f"{key} must be in (0, 1); got {v}")
+    _check(d.val_size + d.test_size < 1, source,
+           f"data.val_size + data.test_size must be < 1; got {d.val_size + d.test_size}")
+    _check(s.n_classes >= 2, source, f"data.synthetic.n_classes must be >= 2; got {s.n_classes}")
+    _check(s.n_samples >= 10 * s.n_classes, source,
+           f"data.synthetic.n_samples must be >= 10 * n_classes; got {s.n_samples}")
+    _check(1 <= s.n_informative <= s.n_features, source,
+           "data.synthetic.n_informative must be in [1, n_features]; "
+           f"got {s.n_informative} with n_features={s.n_features}")
+    _check(s.imbalance_ratio >= 1, source,
+           f"data.synthetic.imbalance_ratio must be >= 1; got {s.imbalance_ratio}")
+
+    _one_of(w.scheme, SCHEMES, "weights.scheme", source)
+    _check(0 <= w.beta < 1, source, f"weights.beta must be in [0, 1); got {w.beta}")
+
+    _check(len(t.losses) > 0, source, "train.losses must list at least one loss")
+    for loss in t.losses:
+        _one_of(loss, LOSSES, "train.losses", source)
+    _check(len(set(t.losses)) == len(t.losses), source, "train.losses lists a loss twice")
+    if any(loss in GAMMA_LOSSES for loss in t.losses):
+        _check(len(t.gammas) > 0, source,
+               f"train.gammas must list at least one value for {', '.join(GAMMA_LOSSES)}")
+    for g in t.gammas:
+        _check(math.isfinite(g) and g >= 0, source, f"train.gammas must be >= 0; got {g}")
+    _check(len(set(t.gammas)) == len(t.gammas), source, "train.gammas lists a value twice")
+    _check(len(t.seeds) > 0, source, "train.seeds must list at least one seed")
+    _check(len(set(t.seeds)) == len(t.seeds), source, "train.seeds lists a seed twice")
+    _check(all(h > 0 for h in t.hidden), source, f"train.hidden sizes must be > 0; got {list(t.hidden)}")
+    _check(0 <= t.dropout < 1, source, f"train.dropout must be in [0, 1); got {t.dropout}")
+    _one_of(t.optimizer, OPTIMIZERS, "train.optimizer", source)
+    _check(t.lr > 0, source, f"train.lr must be > 0; got {t.lr}")
+    _check(t.weight_decay >= 0, source, f"train.weight_decay must be >= 0; got {t.weight_decay}")
+    _check(t.epochs >= 1, source, f"train.epochs must be >= 1; got {t.epochs}")
+    _check(t.batch_size >= 1, source, f"train.batch_size must be >= 1; got {t.batch_size}")
+    _check(t.patience >= 1, source, f"train.patience must be >= 1; got {t.patience}")
+    _one_of(t.device, DEVICES, "train.device", source)
+    _check(bool(p.mlflow.experiment.strip()), source, "mlflow.experiment must not be empty")

@@ -1,0 +1,250 @@
+"""Data sources, the stratified split, the long-tailed training profile and preprocessing.
+
+The training split is made long-tailed with the exponential profile of Cao et al. (2019) and
+Cui et al. (2019): ranking classes by training count (ties by class order), class i keeps
+
+    n_i = floor(n_max * rho ** (-i / (C - 1)))
+
+samples (at least one, at most what it has), so that n_max / n_min ~= rho. Validation and test
+splits are left as split. Preprocessing is fitted on the final training split only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.compose import ColumnTransformer
+from sklearn.datasets import load_digits, make_classification
+from sklearn.impute import SimpleImputer
+from sklearn.model_selection import train_test_split
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from pipeline import PipelineError
+from pipeline.config import DataConfig, SyntheticConfig
+
+log = logging.getLogger(__name__)
+
+LABEL = "y"  # label column of the prepared splits (class names as strings)
+SPLITS = ("train", "val", "test")
+
+
+class DataError(PipelineError):
+    """Input data that cannot be used as given."""
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """The three prepared splits: float32 features plus the label column :data:`LABEL`."""
+
+    splits: dict[str, pd.DataFrame]
+    classes: list[str]  # class names, in the order used for indices and p_<class> columns
+    feature_names: list[str]
+
+    def arrays(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+        """``X`` (N, F) float32 and ``y`` (N,) int64 class indices of one split."""
+        return split_arrays(self.splits[split], self.classes)
+
+
+def split_arrays(frame: pd.DataFrame, classes: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """``X`` (N, F) float32 and ``y`` (N,) int64 class indices from a prepared split."""
+    X = frame.drop(columns=[LABEL]).to_numpy(dtype=np.float32)
+    codes = pd.Categorical(frame[LABEL], categories=classes).codes.astype(np.int64)
+    if (codes < 0).any():
+        bad = frame[LABEL][codes < 0].iloc[0]
+        raise DataError(f"label {bad!r} is not one of the classes {classes}")
+    return X, codes
+
+
+def long_tail_profile(n_classes: int, ratio: float) -> np.ndarray:
+    """Relative class sizes ``rho ** (-i / (C - 1))`` for i = 0..C-1, head first."""
+    if n_classes < 2:
+        return np.ones(n_classes)
+    return ratio ** (-np.arange(n_classes) / (n_classes - 1))
+
+
+def long_tail_counts(counts: np.ndarray, ratio: float) -> np.ndarray:
+    """Per-class counts to keep so the training split follows the long-tailed profile.
+
+    Parameters
+    ----------
+    counts : (C,) int
+        Available samples per class, in class order.
+    ratio : float
+        rho >= 1, the wanted n_max / n_min; 1 keeps ``counts`` unchanged.
+
+    Returns
+    -------
+    (C,) int, in class order: ``min(counts, max(1, floor(n_max * profile[rank])))`` where rank
+    orders classes by count, largest first, ties by class order.
+    """
+    counts = np.asarray(counts, dtype=np.int64)
+    if ratio == 1:
+        return counts.copy()
+    rank = np.empty(len(counts), dtype=np.int64)
+    rank[np.argsort(-counts, kind="stable")] = np.arange(len(counts))
+    target = np.floor(counts.max() * long_tail_profile(len(counts), ratio)[rank]).astype(np.int64)
+    return np.minimum(counts, np.maximum(target, 1))
+
+
+def subsample_long_tail(y: np.ndarray, n_classes: int, ratio: float, seed: int) -> np.ndarray:
+    """Sorted row indices of ``y`` (class indices) that keep :func:`long_tail_counts` per class."""
+    counts = np.bincount(y, minlength=n_classes)
+    keep = long_tail_counts(counts, ratio)
+    rng = np.random.default_rng(seed)
+    rows = [rng.choice(np.flatnonzero(y == c), size=k, replace=False) for c, k in enumerate(keep)]
+    return np.sort(np.concatenate(rows))
+
+
+def load_source(cfg: DataConfig) -> tuple[pd.DataFrame, pd.Series]:
+    """Raw features and labels of ``cfg.source``, before any split."""
+    if cfg.source == "digits":
+        bunch = load_digits(as_frame=True)
+        return bunch.data, bunch.target.rename("digit")
+    if cfg.source == "synthetic":
+        return _synthetic(cfg.synthetic, cfg.seed)
+    if cfg.source == "csv":
+        return _read_table(Path(cfg.path), cfg.target)
+    raise DataError(f"data.source must be one of digits, synthetic, csv; got {cfg.source!r}")
+
+
+def _synthetic(cfg: SyntheticConfig, seed: int) -> tuple[pd.DataFrame, pd.Series]:
+    weights = long_tail_profile(cfg.n_classes, cfg.imbalance_ratio)
+    X, y = make_classification(
+        n_samples=cfg.n_samples,
+        n_features=cfg.n_features,
+        n_informative=cfg.n_informative,
+        n_redundant=0,
+        n_classes=cfg.n_classes,
+        n_clusters_per_class=1,
+        weights=list(weights / weights.sum()),
+        class_sep=cfg.class_sep,
+        flip_y=0.0,
+        random_state=seed,
+    )
+    columns = [f"x{i}" for i in range(cfg.n_features)]
+    return pd.DataFrame(X.astype(np.float32), columns=columns), pd.Series(y, name="class")
+
+
+def _read_table(path: Path, target: str | None) -> tuple[pd.DataFrame, pd.Series]:
+    if not path.is_file():
+        raise DataError(f"data.path: {path} is not a file (a .csv or .parquet file is expected)")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".csv":
+            frame = pd.read_csv(path)
+        elif suffix in (".parquet", ".pq"):
+            frame = pd.read_parquet(path)
+        else:
+            raise DataError(f"data.path: {path} must end in .csv or .parquet; got {suffix or 'no suffix'!r}")
+    except (ValueError, OSError, pd.errors.ParserError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataError(f"data.path: cannot read {path}: {first}") from None
+    if target not in frame.columns:
+        shown = ", ".join(map(str, frame.columns[:20])) + (", ..." if frame.shape[1] > 20 else "")
+        raise DataError(f"data.target: column {target!r} not in {path}; columns: {shown}")
+    y = frame[target]
+    missing = int(y.isna().sum())
+    if missing:
+        log.warning("dropping %d rows of %s whose %r is missing", missing, path, target)
+    frame = frame[y.notna()]
+    if frame.shape[1] < 2:
+        raise DataError(f"data.path: {path} has no feature columns besides {target!r}")
+    return frame.drop(columns=[target]), frame[target]
+
+
+def class_names(y: pd.Series) -> list[str]:
+    """Class names as strings, in the natural order of the label values."""
+    values = pd.unique(y)
+    try:
+        values = sorted(values)
+    except TypeError:  # mixed types: order by their text
+        values = sorted(values, key=str)
+    names = [str(v) for v in values]
+    if len(set(names)) != len(names):
+        raise DataError(f"labels {values} are not distinct once written as text")
+    return names
+
+
+def _preprocessor(X: pd.DataFrame) -> ColumnTransformer:
+    numeric = X.select_dtypes(include=["number", "bool"]).columns.tolist()
+    categorical = [c for c in X.columns if c not in numeric]
+    return ColumnTransformer(
+        [
+            ("num", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), numeric),
+            (
+                "cat",
+                make_pipeline(
+                    SimpleImputer(strategy="most_frequent"),
+                    OneHotEncoder(handle_unknown="ignore", sparse_output=False),
+                ),
+                categorical,
+            ),
+        ],
+        sparse_threshold=0.0,
+    )
+
+
+def prepare(cfg: DataConfig) -> Prepared:
+    """Load the source, split it, make the training split long-tailed, fit preprocessing on it."""
+    X, y = load_source(cfg)
+    classes = class_names(y)
+    labels = y.astype(str).to_numpy()
+    counts = pd.Series(labels).value_counts()
+    too_small = counts[counts < 3]
+    if len(too_small):
+        raise DataError(
+            f"class {too_small.index[0]!r} has {too_small.iloc[0]} rows; "
+            "each class needs at least 3 (one per split)"
+        )
+    if len(classes) < 2:
+        raise DataError(f"the label has a single class {classes[0]!r}; at least 2 are needed")
+
+    idx = np.arange(len(labels))
+    holdout = cfg.val_size + cfg.test_size
+    try:
+        train_idx, rest = train_test_split(
+            idx, test_size=holdout, stratify=labels, random_state=cfg.seed
+        )
+        val_idx, test_idx = train_test_split(
+            rest, test_size=cfg.test_size / holdout, stratify=labels[rest], random_state=cfg.seed
+        )
+    except ValueError as exc:
+        raise DataError(f"cannot split {len(labels)} rows into train/val/test: {exc}") from None
+
+    y_train = pd.Categorical(labels[train_idx], categories=classes).codes.astype(np.int64)
+    keep = subsample_long_tail(y_train, len(classes), cfg.imbalance_ratio, cfg.seed)
+    train_idx = train_idx[keep]
+
+    pre = _preprocessor(X).fit(X.iloc[train_idx])
+    names = [str(n) for n in pre.get_feature_names_out()]
+    splits = {}
+    for split, rows in zip(SPLITS, (train_idx, val_idx, test_idx)):
+        feats = pre.transform(X.iloc[rows]).astype(np.float32)
+        frame = pd.DataFrame(feats, columns=names)
+        frame[LABEL] = labels[rows]
+        splits[split] = frame
+    return Prepared(splits=splits, classes=classes, feature_names=names)
+
+
+def class_counts(frame: pd.DataFrame, classes: list[str]) -> dict[str, int]:
+    """Rows per class of one split, every class listed."""
+    counts = frame[LABEL].value_counts()
+    return {c: int(counts.get(c, 0)) for c in classes}
+
+
+def digest(prepared: Prepared) -> str:
+    """sha256 of the prepared content (features, labels, class order), stable across writers."""
+    h = hashlib.sha256()
+    h.update("\x1f".join(prepared.classes).encode())
+    for split in SPLITS:
+        X, y = prepared.arrays(split)
+        h.update(split.encode())
+        h.update(np.ascontiguousarray(X).tobytes())
+        h.update(y.tobytes())
+    return h.hexdigest()

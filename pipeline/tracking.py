@@ -1,0 +1,168 @@
+"""The one module that talks to MLflow.
+
+Tracking URI: ``MLFLOW_TRACKING_URI`` when set, else ``sqlite:///<repo root>/mlflow.db`` where the
+repo root is ``DVC_ROOT`` (set by DVC for every stage, and pointing at the user's repository
+even for ``dvc exp run --queue``, which runs in a temporary copy) or the working directory.
+
+One evaluation run (the parent) per pipeline execution holds the cross-model views; one child
+run per trained model holds its params, per-epoch curves, test metrics, confusion matrix and
+weights.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+_BATCH = 900  # MLflow accepts at most 1000 metrics per log_batch call
+
+
+def repo_root(environ: Mapping[str, str] = os.environ, cwd: str | Path | None = None) -> Path:
+    return Path(environ.get("DVC_ROOT") or cwd or Path.cwd()).resolve()
+
+
+def tracking_uri(environ: Mapping[str, str] = os.environ, cwd: str | Path | None = None) -> str:
+    """``MLFLOW_TRACKING_URI`` if set, else the SQLite store at the repository root."""
+    uri = environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        return uri
+    return f"sqlite:///{repo_root(environ, cwd) / 'mlflow.db'}"
+
+
+def git_tags(cwd: str | Path | None = None) -> dict[str, str]:
+    """``git_commit`` and ``git_dirty`` of the working tree, ``unknown`` outside a git repo."""
+
+    def git(*args: str) -> str | None:
+        try:
+            out = subprocess.run(
+                ["git", *args], cwd=cwd, capture_output=True, text=True, check=True, timeout=30
+            )
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return out.stdout.strip()
+
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {
+        "git_commit": commit or "unknown",
+        "git_dirty": "unknown" if status is None else str(bool(status)).lower(),
+    }
+
+
+@dataclass
+class ModelRun:
+    """Everything logged to one model's run."""
+
+    name: str
+    params: dict[str, Any]
+    history: list[dict[str, float]]  # per-epoch curves, keyed by metric name plus "epoch"
+    metrics: dict[str, float]  # test metrics, under the metrics.json names
+    tags: dict[str, str] = field(default_factory=dict)
+    artifacts: list[Path] = field(default_factory=list)
+
+
+def _flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key, value in params.items():
+        if isinstance(value, Mapping):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = str(value)
+    return out
+
+
+def _experiment_id(client, name: str, root: Path, uri: str) -> str:
+    from mlflow.exceptions import MlflowException
+
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    # Next to the default SQLite store, keep artifacts beside it rather than under the cwd.
+    location = (root / "mlartifacts").as_uri() if uri.startswith("sqlite:") else None
+    try:
+        return client.create_experiment(name, artifact_location=location)
+    except MlflowException:  # created meanwhile by a parallel `dvc queue` worker
+        return client.get_experiment_by_name(name).experiment_id
+
+
+def log_pipeline_run(
+    experiment: str,
+    *,
+    models: list[ModelRun],
+    tags: dict[str, str],
+    eval_params: dict[str, Any],
+    eval_artifacts: list[Path],
+    tables: dict[str, Any] | None = None,
+    environ: Mapping[str, str] = os.environ,
+) -> tuple[str, dict[str, str]]:
+    """Log one evaluation (parent) run and one child run per model.
+
+    Returns the parent run id and ``{model name: run id}``. Runs left unfinished by an error
+    are marked FAILED, never left RUNNING.
+    """
+    import mlflow
+    from mlflow.entities import Metric, Param
+    from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+
+    uri = tracking_uri(environ)
+    root = repo_root(environ)
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    exp_id = _experiment_id(client, experiment, root, uri)
+    open_runs: list[str] = []
+
+    def batch(run_id: str, *, metrics=(), params=(), tags=()) -> None:
+        metrics = list(metrics)
+        client.log_batch(run_id, params=list(params), tags=list(tags), metrics=metrics[:_BATCH])
+        for i in range(_BATCH, len(metrics), _BATCH):
+            client.log_batch(run_id, metrics=metrics[i : i + _BATCH])
+
+    try:
+        parent = client.create_run(exp_id, run_name="evaluate", tags={**tags, "role": "evaluation"})
+        parent_id = parent.info.run_id
+        open_runs.append(parent_id)
+        batch(parent_id, params=[Param(k, v) for k, v in _flatten(eval_params).items()])
+        for path in eval_artifacts:
+            client.log_artifact(parent_id, str(path))
+        for name, table in (tables or {}).items():
+            client.log_table(parent_id, data=table, artifact_file=name)
+
+        run_ids: dict[str, str] = {}
+        for m in models:
+            run_tags = {**tags, **m.tags, "role": "model", "model": m.name, MLFLOW_PARENT_RUN_ID: parent_id}
+            run = client.create_run(exp_id, run_name=m.name, tags=run_tags)
+            run_id = run.info.run_id
+            open_runs.append(run_id)
+            now = int(time.time() * 1000)
+            curves = [
+                Metric(key, float(value), now, int(h["epoch"]))
+                for h in m.history
+                for key, value in h.items()
+                if key != "epoch"
+            ]
+            final = [Metric(key, float(value), now, 0) for key, value in m.metrics.items()]
+            batch(run_id, params=[Param(k, v) for k, v in _flatten(m.params).items()],
+                  metrics=curves + final)
+            for path in m.artifacts:
+                client.log_artifact(run_id, str(path))
+            client.set_terminated(run_id, "FINISHED")
+            open_runs.remove(run_id)
+            run_ids[m.name] = run_id
+        client.set_terminated(parent_id, "FINISHED")
+        open_runs.remove(parent_id)
+    except BaseException:
+        for run_id in open_runs:
+            try:
+                client.set_terminated(run_id, "FAILED")
+            except Exception:  # the store itself may be what failed; the original error matters
+                log.warning("could not mark MLflow run %s as failed", run_id)
+        raise
+    log.info("MLflow: %d model runs under evaluation run %s at %s", len(models), parent_id, uri)
+    return parent_id, run_ids

@@ -1,0 +1,1 @@
+"""DVC entry points, one per stage: parse arguments, call ``pipeline``, write outputs, log."""

@@ -1,0 +1,32 @@
+"""Print the headline metrics of every model from ``reports/metrics.json`` as a table."""
+
+from __future__ import annotations
+
+import argparse
+
+from pipeline.io import read_json
+from pipeline.metrics import HEADLINE
+from stages._cli import run
+
+
+def table(metrics: dict[str, dict[str, float]]) -> str:
+    """Models as rows; headline metrics plus the worst per-class recall as columns."""
+    cols = [*HEADLINE, "min_recall"]
+    width = max(len("model"), *(len(m) for m in metrics))
+    lines = [f"{'model':<{width}}  " + "  ".join(f"{c:>17}" for c in cols)]
+    for name, m in metrics.items():
+        recalls = [v for k, v in m.items() if k.startswith("recall/")]
+        values = [m.get(c, float("nan")) for c in HEADLINE] + [min(recalls) if recalls else float("nan")]
+        lines.append(f"{name:<{width}}  " + "  ".join(f"{v:>17.4f}" for v in values))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--metrics", default="reports/metrics.json")
+    args = ap.parse_args(argv)
+    print(table(read_json(args.metrics, what="metrics")))
+
+
+if __name__ == "__main__":
+    run(main)

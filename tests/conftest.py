@@ -1,0 +1,29 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Tests never touch the user's MLflow store.
+os.environ.pop("MLFLOW_TRACKING_URI", None)
+
+
+@pytest.fixture
+def root() -> Path:
+    return ROOT
+
+
+@pytest.fixture
+def stage_env(tmp_path):
+    """Environment for running a stage as a subprocess from ``tmp_path``."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    env.pop("DVC_ROOT", None)
+    return env
+
+
+def python() -> str:
+    return sys.executable

@@ -1,0 +1,82 @@
+"""`dvc repro` in a scratch git repository: the real graph, caching and selective re-runs."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.test_stages import TINY
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
+COPY = ["pipeline", "stages", "data/raw", ".dvc/config", ".dvcignore", ".gitignore", "dvc.yaml"]
+
+
+def sh(cmd, cwd, env):
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, shell=True)
+    assert proc.returncode == 0, f"{cmd} failed:\n{proc.stdout}\n{proc.stderr}"
+    return proc.stdout + proc.stderr
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    d = tmp_path_factory.mktemp("repo")
+    for item in COPY:
+        src, dst = ROOT / item, d / item
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_dir():
+            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(src, dst)
+    (d / "params.yaml").write_text(yaml.safe_dump(TINY))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DVC_", "MLFLOW_"))}
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env["PATH"]
+    env.update(GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t")
+    sh("git init -q && git add -A && git commit -qm init", d, env)
+    first = sh("dvc repro", d, env)
+    return d, env, first
+
+
+def test_repro_runs_every_stage_and_logs_to_the_repo_store(repo):
+    d, env, out = repo
+    for stage in ("prepare", "weights", "plan", "train@ce", "train@weighted_ce", "train@focal", "evaluate"):
+        assert f"Running stage '{stage}'" in out
+    assert (d / "reports/metrics.json").is_file() and (d / "mlflow.db").is_file()
+    metrics = sh("dvc metrics show --json", d, env)
+    assert "focal_g2" in metrics and "macro_f1" in metrics
+
+
+def test_second_repro_does_nothing(repo):
+    d, env, _ = repo
+    status = sh("dvc status", d, env)
+    assert "up to date" in status
+    again = sh("dvc repro", d, env)
+    assert "Running stage" not in again
+
+
+def test_new_gammas_retrain_only_focal(repo):
+    d, env, _ = repo
+    params = yaml.safe_load((d / "params.yaml").read_text())
+    params["train"]["gammas"] = [0, 1]
+    (d / "params.yaml").write_text(yaml.safe_dump(params))
+    out = sh("dvc repro", d, env)
+    assert "Running stage 'train@focal'" in out and "Running stage 'evaluate'" in out
+    for stage in ("prepare", "weights", "train@ce", "train@weighted_ce"):
+        assert f"Running stage '{stage}'" not in out
+    assert "focal_g1" in (d / "reports/metrics.json").read_text()
+    assert "focal_g2" not in (d / "reports/metrics.json").read_text()
+
+
+def test_bad_loss_stops_repro_with_one_clear_line(repo):
+    d, env, _ = repo
+    params = yaml.safe_load((d / "params.yaml").read_text())
+    params["train"]["losses"] = ["ce", "hinge"]
+    (d / "params.yaml").write_text(yaml.safe_dump(params))
+    proc = subprocess.run("dvc repro", cwd=d, env=env, shell=True, capture_output=True, text=True)
+    assert proc.returncode != 0
+    assert "error: params.yaml: train.losses must be one of ce, weighted_ce, focal; got 'hinge'" in proc.stderr

@@ -1,0 +1,213 @@
+"""Every stage end to end on tiny data in a temporary directory, on CPU."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+from sklearn import metrics as skm
+
+from pipeline.model import MLP
+from stages import evaluate, plan, prepare, train, weights
+
+TINY = {
+    "data": {"source": "digits", "imbalance_ratio": 5, "seed": 1},
+    "weights": {"scheme": "inverse"},
+    "train": {
+        "losses": ["ce", "weighted_ce", "focal"],
+        "gammas": [0, 2],
+        "seeds": [0],
+        "hidden": [16],
+        "epochs": 3,
+        "patience": 2,
+        "batch_size": 128,
+        "device": "cpu",
+    },
+    "mlflow": {"experiment": "tiny"},
+}
+
+
+def write_params(path, overrides=None):
+    params = json.loads(json.dumps(TINY))
+    for block, values in (overrides or {}).items():
+        params.setdefault(block, {}).update(values)
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+def run_pipeline(d, params):
+    prepare.main(["--params", str(params), "--out", str(d / "data/prepared")])
+    weights.main(["--params", str(params), "--meta", str(d / "data/prepared/meta.json"),
+                  "--out", str(d / "outputs/class_weights.json")])
+    plan.main(["--params", str(params), "--weights", str(d / "outputs/class_weights.json"),
+               "--out", str(d / "outputs/plans")])
+    for loss in TINY["train"]["losses"]:
+        train.main(["--plan", str(d / f"outputs/plans/{loss}.json"), "--data", str(d / "data/prepared"),
+                    "--models", str(d / f"outputs/models/{loss}"),
+                    "--predictions", str(d / f"reports/predictions/{loss}"), "--no-progress"])
+    evaluate.main(["--params", str(params), "--meta", str(d / "data/prepared/meta.json"),
+                   "--plans", str(d / "outputs/plans"), "--models", str(d / "outputs/models"),
+                   "--predictions", str(d / "reports/predictions"), "--metrics", str(d / "reports/metrics.json"),
+                   "--plots", str(d / "reports/plots/confusion"), "--figures", str(d / "reports/figures")])
+
+
+@pytest.fixture(scope="module")
+def pipeline_run(tmp_path_factory):
+    d = tmp_path_factory.mktemp("run")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{d / 'mlflow.db'}")
+    mp.delenv("DVC_ROOT", raising=False)
+    try:
+        run_pipeline(d, write_params(d / "params.yaml"))
+    finally:
+        mp.undo()
+    return d
+
+
+MODELS = {"ce": "ce", "weighted_ce": "weighted_ce", "focal_g0": "focal", "focal_g2": "focal"}
+
+
+def test_every_stage_writes_its_outputs(pipeline_run):
+    d = pipeline_run
+    meta = json.loads((d / "data/prepared/meta.json").read_text())
+    assert meta["classes"] == [str(i) for i in range(10)]
+    assert meta["train_imbalance_ratio"] == pytest.approx(5.0, rel=0.2)
+    cw = json.loads((d / "outputs/class_weights.json").read_text())
+    counts = np.array(cw["counts"])
+    assert np.dot(cw["weights"], counts) == pytest.approx(counts.sum())
+    assert sorted(p.name for p in (d / "outputs/plans").iterdir()) == ["ce.json", "focal.json", "weighted_ce.json"]
+    for model, loss in MODELS.items():
+        assert (d / f"outputs/models/{loss}/{model}.pt").is_file()
+        assert (d / f"reports/predictions/{loss}/{model}.parquet").is_file()
+        assert (d / f"reports/figures/confusion_{model}.png").is_file()
+        plot = pd.read_csv(d / f"reports/plots/confusion/{model}.csv", dtype=str)
+        assert list(plot.columns) == ["actual", "predicted"]
+    assert not list(d.rglob("*.tmp"))  # no temp files or directories left behind
+
+
+def test_plans_isolate_what_each_loss_reads(pipeline_run):
+    plans = {p.stem: json.loads(p.read_text()) for p in (pipeline_run / "outputs/plans").iterdir()}
+    assert [r["model"] for r in plans["focal"]["runs"]] == ["focal_g0", "focal_g2"]
+    assert plans["ce"]["class_weights"] is None
+    assert plans["weighted_ce"]["class_weights"]["scheme"] == "inverse"
+    assert "gammas" not in plans["ce"]["train"]  # a new gamma sweep must not re-train ce
+
+
+def test_predictions_follow_the_contract(pipeline_run):
+    frame = pd.read_parquet(pipeline_run / "reports/predictions/focal/focal_g2.parquet")
+    classes = [str(i) for i in range(10)]
+    assert list(frame.columns) == ["y_true", "y_pred"] + [f"p_{c}" for c in classes]
+    proba = frame[[f"p_{c}" for c in classes]].to_numpy()
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-9)
+    assert (frame["y_pred"] == np.array(classes)[proba.argmax(1)]).all()
+    test = pd.read_parquet(pipeline_run / "data/prepared/test.parquet")
+    assert (frame["y_true"] == test["y"]).all()
+
+
+def test_saved_weights_load_safely_and_reproduce_predictions(pipeline_run):
+    d = pipeline_run
+    ckpt = torch.load(d / "outputs/models/ce/ce.pt", weights_only=True)
+    model = MLP(ckpt["in_features"], tuple(ckpt["hidden"]), len(ckpt["classes"]), ckpt["dropout"])
+    model.load_state_dict(ckpt["state_dict"])
+    model.eval()
+    X = pd.read_parquet(d / "data/prepared/test.parquet").drop(columns=["y"]).to_numpy(np.float32)
+    with torch.no_grad():
+        proba = torch.softmax(model(torch.as_tensor(X)).double(), 1).numpy()
+    saved = pd.read_parquet(d / "reports/predictions/ce/ce.parquet")
+    np.testing.assert_allclose(proba, saved[[f"p_{c}" for c in ckpt["classes"]]].to_numpy(), atol=1e-6)
+
+
+def test_metrics_recompute_from_predictions_with_sklearn(pipeline_run):
+    d = pipeline_run
+    metrics = json.loads((d / "reports/metrics.json").read_text())
+    assert set(metrics) == set(MODELS)
+    for model, loss in MODELS.items():
+        pred = pd.read_parquet(d / f"reports/predictions/{loss}/{model}.parquet")
+        m = metrics[model]
+        assert m["accuracy"] == pytest.approx(skm.accuracy_score(pred.y_true, pred.y_pred))
+        for avg in ("macro", "micro", "weighted"):
+            assert m[f"{avg}_f1"] == pytest.approx(
+                skm.f1_score(pred.y_true, pred.y_pred, average=avg, zero_division=0))
+        recall = skm.recall_score(pred.y_true, pred.y_pred, labels=["9"], average=None, zero_division=0)[0]
+        assert m["recall/9"] == pytest.approx(recall)
+
+
+def test_mlflow_holds_one_run_per_model_under_one_evaluation_run(pipeline_run):
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{pipeline_run / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("tiny")
+    runs = client.search_runs([exp.experiment_id])
+    parents = [r for r in runs if r.data.tags.get("role") == "evaluation"]
+    children = [r for r in runs if r.data.tags.get("role") == "model"]
+    assert len(parents) == 1 and len(children) == len(MODELS)
+    assert {r.info.run_name for r in children} == set(MODELS)
+    metrics = json.loads((pipeline_run / "reports/metrics.json").read_text())
+    for r in children:
+        assert r.info.status == "FINISHED"
+        assert r.data.tags["mlflow.parentRunId"] == parents[0].info.run_id
+        assert r.data.tags["dvc_stage"] == f"train@{MODELS[r.info.run_name]}"
+        assert r.data.tags["data_digest"] == json.loads((pipeline_run / "data/prepared/meta.json").read_text())["digest"]
+        assert "git_commit" in r.data.tags
+        assert r.data.metrics["macro_f1"] == pytest.approx(metrics[r.info.run_name]["macro_f1"])
+        assert r.data.params["loss"] == MODELS[r.info.run_name]
+        curve = client.get_metric_history(r.info.run_id, "val_macro_f1")
+        assert [m.step for m in curve] == list(range(1, len(curve) + 1))
+        artifacts = {a.path for a in client.list_artifacts(r.info.run_id)}
+        assert f"confusion_{r.info.run_name}.png" in artifacts
+    focal = next(r for r in children if r.info.run_name == "focal_g2")
+    assert focal.data.params["gamma"] == "2.0"
+
+
+def _stage(args, cwd, env):
+    return subprocess.run([sys.executable, "-m", *args], cwd=cwd, env=env, capture_output=True, text=True)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"data": {"source": "mnist"}}, "data.source must be one of digits, synthetic, csv; got 'mnist'"),
+        ({"data": {"imbalance_ratio": 0.5}}, "data.imbalance_ratio must be >= 1"),
+        ({"weights": {"scheme": "sqrt"}}, "weights.scheme must be one of none, inverse"),
+        ({"train": {"losses": ["ce", "hinge"]}}, "train.losses must be one of ce, weighted_ce, focal; got 'hinge'"),
+    ],
+)
+def test_bad_params_exit_nonzero_with_one_line_and_no_output(tmp_path, stage_env, override, message):
+    params = write_params(tmp_path / "params.yaml", override)
+    out = tmp_path / "data/prepared"
+    proc = _stage(["stages.prepare", "--params", str(params), "--out", str(out)], tmp_path, stage_env)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {params}: ") and message in lines[0]
+    assert not out.exists()
+    assert not any(tmp_path.rglob("*.tmp"))
+
+
+def test_csv_without_target_column_exits_with_one_line(tmp_path, stage_env):
+    csv = tmp_path / "t.csv"
+    pd.DataFrame({"a": range(30), "b": [0, 1, 2] * 10}).to_csv(csv, index=False)
+    params = write_params(tmp_path / "params.yaml", {"data": {"source": "csv", "path": str(csv), "target": "label"}})
+    out = tmp_path / "data/prepared"
+    proc = _stage(["stages.prepare", "--params", str(params), "--out", str(out)], tmp_path, stage_env)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0] == f"error: data.target: column 'label' not in {csv}; columns: a, b"
+    assert not out.exists()
+
+
+def test_failed_stage_keeps_previous_outputs(tmp_path, stage_env):
+    out = tmp_path / "data/prepared"
+    good = write_params(tmp_path / "params.yaml")
+    assert _stage(["stages.prepare", "--params", str(good), "--out", str(out)], tmp_path, stage_env).returncode == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    csv = tmp_path / "t.csv"
+    pd.DataFrame({"a": range(30), "b": ["x"] * 28 + ["y"] * 2}).to_csv(csv, index=False)
+    bad = write_params(tmp_path / "bad.yaml", {"data": {"source": "csv", "path": str(csv), "target": "b"}})
+    proc = _stage(["stages.prepare", "--params", str(bad), "--out", str(out)], tmp_path, stage_env)
+    assert proc.returncode == 2, proc.stderr
+    assert "class 'y' has 2 rows" in proc.stderr
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
