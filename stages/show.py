@@ -13,11 +13,12 @@ def table(metrics: dict[str, dict[str, float]]) -> str:
     """Models as rows; headline metrics plus the worst per-class recall as columns."""
     cols = [*HEADLINE, "min_recall"]
     width = max(len("model"), *(len(m) for m in metrics))
-    lines = [f"{'model':<{width}}  " + "  ".join(f"{c:>17}" for c in cols)]
+    widths = [max(len(c), 8) for c in cols]
+    lines = [f"{'model':<{width}}" + "".join(f"  {c:>{w}}" for c, w in zip(cols, widths))]
     for name, m in metrics.items():
         recalls = [v for k, v in m.items() if k.startswith("recall/")]
         values = [m.get(c, float("nan")) for c in HEADLINE] + [min(recalls) if recalls else float("nan")]
-        lines.append(f"{name:<{width}}  " + "  ".join(f"{v:>17.4f}" for v in values))
+        lines.append(f"{name:<{width}}" + "".join(f"  {v:>{w}.4f}" for v, w in zip(values, widths)))
     return "\n".join(lines)
 
 

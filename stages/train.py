@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> None:
                 "dropout": cfg.dropout,
                 "classes": classes,
             }, models_dir / f"{spec.model}.pt")
-            X_test = torch.as_tensor(data["test"][0], device=device)
+            X_test = torch.tensor(data["test"][0], device=device)
             proba = torch.softmax(predict_logits(result.model, X_test).double(), dim=1).cpu().numpy()
             predictions_frame(proba, data["test"][1], classes).to_parquet(
                 preds_dir / f"{spec.model}.parquet", index=False)

@@ -33,7 +33,10 @@ def repo(tmp_path_factory):
             shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy2(src, dst)
-    (d / "params.yaml").write_text(yaml.safe_dump(TINY))
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())  # dvc.yaml interpolates its keys
+    for block, values in TINY.items():
+        params[block].update(values)
+    (d / "params.yaml").write_text(yaml.safe_dump(params))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DVC_", "MLFLOW_"))}
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env["PATH"]
     env.update(GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t")
