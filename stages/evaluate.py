@@ -106,8 +106,7 @@ def main(argv: list[str] | None = None) -> None:
             history=rec["training"]["history"],
             metrics={**metrics[rec["name"]],
                      "best_epoch": rec["training"]["best_epoch"],
-                     "best_val_macro_f1": rec["training"]["best_val_macro_f1"],
-                     "train_seconds": rec["training"]["seconds"]},
+                     "best_val_macro_f1": rec["training"]["best_val_macro_f1"]},
             tags={"dvc_stage": f"train@{rec['loss']}", "loss": rec["loss"], "device": rec["device"]},
             artifacts=[rec["figure"], rec["weights"]],
         )
