@@ -116,7 +116,7 @@ def test_saved_weights_load_safely_and_reproduce_predictions(pipeline_run):
     model.eval()
     X = pd.read_parquet(d / "data/prepared/test.parquet").drop(columns=["y"]).to_numpy(np.float32)
     with torch.no_grad():
-        proba = torch.softmax(model(torch.as_tensor(X)).double(), 1).numpy()
+        proba = torch.softmax(model(torch.tensor(X)).double(), 1).numpy()
     saved = pd.read_parquet(d / "reports/predictions/ce/ce.parquet")
     np.testing.assert_allclose(proba, saved[[f"p_{c}" for c in ckpt["classes"]]].to_numpy(), atol=1e-6)
 
