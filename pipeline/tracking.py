@@ -79,18 +79,25 @@ def _flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     return out
 
 
+# Makes the MLflow 3 UI open the experiment on its runs table rather than the GenAI views.
+_KIND_TAG, _KIND = "mlflow.experimentKind", "custom_model_development"
+
+
 def _experiment_id(client, name: str, root: Path, uri: str) -> str:
     from mlflow.exceptions import MlflowException
 
     exp = client.get_experiment_by_name(name)
-    if exp is not None:
-        return exp.experiment_id
-    # Next to the default SQLite store, keep artifacts beside it rather than under the cwd.
-    location = (root / "mlartifacts").as_uri() if uri.startswith("sqlite:") else None
-    try:
-        return client.create_experiment(name, artifact_location=location)
-    except MlflowException:  # created meanwhile by a parallel `dvc queue` worker
-        return client.get_experiment_by_name(name).experiment_id
+    if exp is None:
+        # Next to the default SQLite store, keep artifacts beside it rather than under the cwd.
+        location = (root / "mlartifacts").as_uri() if uri.startswith("sqlite:") else None
+        try:
+            client.create_experiment(name, artifact_location=location, tags={_KIND_TAG: _KIND})
+        except MlflowException:  # created meanwhile by a parallel `dvc queue` worker
+            pass
+        exp = client.get_experiment_by_name(name)
+    if _KIND_TAG not in exp.tags:
+        client.set_experiment_tag(exp.experiment_id, _KIND_TAG, _KIND)
+    return exp.experiment_id
 
 
 def log_pipeline_run(
@@ -125,7 +132,8 @@ def log_pipeline_run(
             client.log_batch(run_id, metrics=metrics[i : i + _BATCH])
 
     try:
-        parent = client.create_run(exp_id, run_name="evaluate", tags={**tags, "role": "evaluation"})
+        label = tags.get("dvc_exp_name") or tags.get("git_commit", "unknown")[:7]
+        parent = client.create_run(exp_id, run_name=f"evaluate-{label}", tags={**tags, "role": "evaluation"})
         parent_id = parent.info.run_id
         open_runs.append(parent_id)
         batch(parent_id, params=[Param(k, v) for k, v in _flatten(eval_params).items()])
