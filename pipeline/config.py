@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -19,12 +20,15 @@ import yaml
 from pipeline import PipelineError
 
 SOURCES = ("digits", "synthetic", "csv")
-SCHEMES = ("none", "inverse")
-LOSSES = ("ce", "weighted_ce", "focal")
+SCHEMES = ("none", "inverse", "inverse_sqrt", "effective_number")
+LOSSES = ("ce", "weighted_ce", "focal", "weighted_focal", "cb_focal", "logit_adjusted", "ldam_drw")
 # Losses trained once per value of train.gammas.
-GAMMA_LOSSES = ("focal",)
+GAMMA_LOSSES = ("focal", "weighted_focal", "cb_focal")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 DEVICES = ("auto", "cpu", "cuda")
+BASELINES = ("majority", "logreg_balanced", "xgboost")
+PRIORS = ("auto", "train", "uniform")
+VIEWS = ("held_out", "reweighted")
 
 
 class ConfigError(PipelineError):
@@ -55,8 +59,8 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class WeightsConfig:
-    scheme: str = "inverse"  # none | inverse
-    beta: float = 0.999  # for schemes that use it (effective number of samples)
+    scheme: str = "inverse"  # none | inverse | inverse_sqrt | effective_number
+    beta: float = 0.999  # effective number of samples: that scheme, cb_focal and ldam_drw
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,42 @@ class TrainConfig:
     batch_size: int = 64
     patience: int = 15  # epochs without a better val macro-F1 before stopping
     device: str = "auto"  # auto (a GPU when present) | cpu | cuda
+    tau: float = 1.0  # logit_adjusted: logits + tau * log prior in training only
+    ldam_max_margin: float = 0.5  # ldam_drw: the rarest class's margin (m_c ~ n_c^(-1/4))
+    ldam_scale: float = 30.0  # ldam_drw: scale s of the margin-adjusted logits
+    drw_epoch: int | None = None  # ldam_drw: first re-weighted epoch; None: round(2/3 * epochs)
+
+
+@dataclass(frozen=True)
+class BaselinesConfig:
+    models: tuple[str, ...] = BASELINES  # trained and evaluated beside the MLPs
+    seed: int = 0
+    xgb_n_estimators: int = 400  # upper bound; early stopping on val log-loss ends sooner
+    xgb_max_depth: int = 4
+    xgb_learning_rate: float = 0.1
+    xgb_early_stopping: int = 20  # rounds without a better val log-loss
+
+
+@dataclass(frozen=True)
+class BootstrapConfig:
+    resamples: int = 1000  # test-split resamples, shared by all models (paired)
+    seed: int = 0
+    level: float = 0.95  # interval coverage
+
+
+@dataclass(frozen=True)
+class SelectConfig:
+    metric: str = "macro_f1"  # primary metric the chosen model maximises (minimises for losses)
+    view: str = "held_out"  # held_out | reweighted (the test split under the other prior)
+    constraints: tuple[str, ...] = ()  # e.g. "recall/8 >= 0.6", "fpr/0 <= 0.05"
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    prior: str = "auto"  # second view's class prior: train | uniform | auto (see README)
+    ece_bins: int = 15
+    bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
+    select: SelectConfig = field(default_factory=SelectConfig)
 
 
 @dataclass(frozen=True)
@@ -85,6 +125,8 @@ class Params:
     data: DataConfig = field(default_factory=DataConfig)
     weights: WeightsConfig = field(default_factory=WeightsConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    baselines: BaselinesConfig = field(default_factory=BaselinesConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     mlflow: MlflowConfig = field(default_factory=MlflowConfig)
 
 
@@ -203,9 +245,10 @@ def _validate(p: Params, source: str) -> None:
     for loss in t.losses:
         _one_of(loss, LOSSES, "train.losses", source)
     _check(len(set(t.losses)) == len(t.losses), source, "train.losses lists a loss twice")
-    if any(loss in GAMMA_LOSSES for loss in t.losses):
+    focal_family = [loss for loss in t.losses if loss in GAMMA_LOSSES]
+    if focal_family:
         _check(len(t.gammas) > 0, source,
-               f"train.gammas must list at least one value for {', '.join(GAMMA_LOSSES)}")
+               f"train.gammas must list at least one value for {', '.join(focal_family)}")
     for g in t.gammas:
         _check(math.isfinite(g) and g >= 0, source, f"train.gammas must be >= 0; got {g}")
     _check(len(set(t.gammas)) == len(t.gammas), source, "train.gammas lists a value twice")
@@ -220,4 +263,61 @@ def _validate(p: Params, source: str) -> None:
     _check(t.batch_size >= 1, source, f"train.batch_size must be >= 1; got {t.batch_size}")
     _check(t.patience >= 1, source, f"train.patience must be >= 1; got {t.patience}")
     _one_of(t.device, DEVICES, "train.device", source)
+    _check(math.isfinite(t.tau) and t.tau >= 0, source, f"train.tau must be >= 0; got {t.tau}")
+    _check(math.isfinite(t.ldam_max_margin) and t.ldam_max_margin >= 0, source,
+           f"train.ldam_max_margin must be >= 0; got {t.ldam_max_margin}")
+    _check(math.isfinite(t.ldam_scale) and t.ldam_scale > 0, source,
+           f"train.ldam_scale must be > 0; got {t.ldam_scale}")
+    if t.drw_epoch is not None:
+        _check(1 <= t.drw_epoch <= t.epochs, source,
+               f"train.drw_epoch must be in [1, train.epochs] ({t.epochs}) or null; got {t.drw_epoch}")
     _check(bool(p.mlflow.experiment.strip()), source, "mlflow.experiment must not be empty")
+    _validate_evaluation(p, source)
+
+
+def _validate_evaluation(p: Params, source: str) -> None:
+    b, e = p.baselines, p.evaluate
+    for name in b.models:
+        _one_of(name, BASELINES, "baselines.models", source)
+    _check(len(set(b.models)) == len(b.models), source, "baselines.models lists a model twice")
+    _check(b.xgb_n_estimators >= 1, source, f"baselines.xgb_n_estimators must be >= 1; got {b.xgb_n_estimators}")
+    _check(b.xgb_max_depth >= 1, source, f"baselines.xgb_max_depth must be >= 1; got {b.xgb_max_depth}")
+    _check(b.xgb_learning_rate > 0, source, f"baselines.xgb_learning_rate must be > 0; got {b.xgb_learning_rate}")
+    _check(b.xgb_early_stopping >= 1, source, f"baselines.xgb_early_stopping must be >= 1; got {b.xgb_early_stopping}")
+    _one_of(e.prior, PRIORS, "evaluate.prior", source)
+    _check(e.ece_bins >= 1, source, f"evaluate.ece_bins must be >= 1; got {e.ece_bins}")
+    _check(e.bootstrap.resamples >= 10, source,
+           f"evaluate.bootstrap.resamples must be >= 10; got {e.bootstrap.resamples}")
+    _check(0 < e.bootstrap.level < 1, source, f"evaluate.bootstrap.level must be in (0, 1); got {e.bootstrap.level}")
+    _one_of(e.select.view, VIEWS, "evaluate.select.view", source)
+    for text in e.select.constraints:
+        parse_constraint(text, source)
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """``<metric> >= <bound>`` or ``<metric> <= <bound>`` from ``evaluate.select.constraints``."""
+
+    metric: str
+    op: str  # ">=" or "<="
+    bound: float
+
+    def holds(self, value: float) -> bool:
+        return value >= self.bound if self.op == ">=" else value <= self.bound
+
+    def __str__(self) -> str:
+        return f"{self.metric} {self.op} {self.bound:g}"
+
+
+_CONSTRAINT = re.compile(r"^\s*(\S+)\s*(>=|<=)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
+
+
+def parse_constraint(text: str, source: str = "params.yaml") -> Constraint:
+    """Parse ``"recall/8 >= 0.6"``; the metric name is checked later against the metrics."""
+    m = _CONSTRAINT.match(text)
+    if not m:
+        raise ConfigError(
+            f"{source}: evaluate.select.constraints entry {text!r} must read '<metric> >= <number>' "
+            "or '<metric> <= <number>', e.g. 'recall/8 >= 0.6'"
+        )
+    return Constraint(m.group(1), m.group(2), float(m.group(3)))

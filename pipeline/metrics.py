@@ -1,31 +1,176 @@
-"""Classification metrics for imbalanced problems, computed from the confusion matrix.
+"""Classification metrics for imbalanced problems, with optional per-sample weights.
 
-Definitions follow scikit-learn (``zero_division=0``: a ratio with an empty denominator is 0)
-and are tested against it. Names are the keys of ``reports/metrics.json``.
+Count-based metrics are computed from a (weighted) confusion matrix by :func:`count_metrics`,
+which is vectorised over leading axes so that the same code gives point estimates and bootstrap
+distributions. Definitions follow scikit-learn and imbalanced-learn (a ratio whose denominator is
+zero is 0, like ``zero_division=0``) and are tested against them. Names are the keys of
+``reports/metrics.json``.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+# Summary metrics, in the order tables show them.
+HEADLINE = (
+    "accuracy", "balanced_accuracy", "macro_f1", "micro_f1", "weighted_f1", "mcc",
+    "cohen_kappa", "geometric_mean", "roc_auc_ovr", "pr_auc", "log_loss", "ece",
+)
+# Metrics where lower is better (every other metric: higher is better).
+LOWER_IS_BETTER = ("log_loss", "ece", "fpr")
+# Per-class metrics, keyed ``<name>/<class>``.
+PER_CLASS = ("precision", "recall", "specificity", "fpr", "f1", "support")
 
 
-def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
-    """(C, C) int64 counts; row = true class, column = predicted class."""
+def lower_is_better(metric: str) -> bool:
+    """True for losses, calibration error and false-positive rates."""
+    return metric.split("/", 1)[0] in LOWER_IS_BETTER
+
+
+def confusion_matrix(
+    y_true: np.ndarray, y_pred: np.ndarray, n_classes: int, sample_weight: np.ndarray | None = None
+) -> np.ndarray:
+    """(C, C) counts (float64 when weighted); row = true class, column = predicted class."""
     y_true, y_pred = np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)
-    return np.bincount(y_true * n_classes + y_pred, minlength=n_classes * n_classes).reshape(
-        n_classes, n_classes
-    )
+    cm = np.bincount(y_true * n_classes + y_pred, weights=sample_weight, minlength=n_classes**2)
+    return cm.reshape(n_classes, n_classes)
 
 
-def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-    num, den = np.asarray(num, dtype=np.float64), np.asarray(den, dtype=np.float64)
-    return np.divide(num, den, out=np.zeros_like(num), where=den > 0)
+def _ratio(num, den):
+    num, den = np.broadcast_arrays(np.asarray(num, dtype=np.float64), np.asarray(den, dtype=np.float64))
+    return np.divide(num, den, out=np.zeros(num.shape), where=den != 0)
+
+
+def count_metrics(cm: np.ndarray) -> dict[str, np.ndarray]:
+    """Every metric that depends only on the confusion matrix.
+
+    Parameters
+    ----------
+    cm : (..., C, C) array
+        Confusion matrices, row = true class; leading axes (e.g. bootstrap resamples) are kept.
+
+    Returns
+    -------
+    dict of arrays of shape (...) for summary metrics and (..., C) for the per-class ones
+    (``precision``, ``recall``, ``specificity``, ``fpr``, ``f1``, ``support``).
+
+    Notes
+    -----
+    MCC is Gorodkin's multiclass R_K (scikit-learn's ``matthews_corrcoef``); Cohen's kappa is
+    ``(p_o - p_e) / (1 - p_e)`` with 0 where ``p_e = 1``; the geometric mean is that of the
+    recalls of the classes present in ``y_true`` (imbalanced-learn's ``geometric_mean_score``);
+    balanced accuracy is the mean recall over those classes.
+    """
+    cm = np.asarray(cm, dtype=np.float64)
+    n = cm.sum(axis=(-2, -1))
+    tp = np.diagonal(cm, axis1=-2, axis2=-1)
+    support, predicted = cm.sum(axis=-1), cm.sum(axis=-2)
+    fp, fn = predicted - tp, support - tp
+    tn = n[..., None] - tp - fp - fn
+    precision, recall = _ratio(tp, predicted), _ratio(tp, support)
+    f1 = _ratio(2 * tp, 2 * tp + fp + fn)
+    present = support > 0
+    n_present = present.sum(axis=-1)
+    correct = tp.sum(axis=-1)
+    chance = (support * predicted).sum(axis=-1)  # sum_c t_c p_c
+    # clamp: weighted sums can leave -1e-12 where a factor is exactly 0 (one class predicted)
+    mcc_den = np.sqrt(np.maximum(n**2 - (predicted**2).sum(-1), 0) * np.maximum(n**2 - (support**2).sum(-1), 0))
+    p_o, p_e = _ratio(correct, n), _ratio(chance, n**2)
+    log_recall = np.log(np.where(present, np.maximum(recall, 1e-300), 1.0))
+    gmean = np.exp(_ratio(log_recall.sum(-1), n_present))
+    gmean = np.where(((recall == 0) & present).any(-1), 0.0, gmean)
+    return {
+        "accuracy": p_o,
+        "balanced_accuracy": _ratio((recall * present).sum(-1), n_present),
+        "macro_precision": precision.mean(-1),
+        "macro_recall": recall.mean(-1),
+        "macro_f1": f1.mean(-1),
+        "micro_precision": _ratio(correct, predicted.sum(-1)),
+        "micro_recall": _ratio(correct, support.sum(-1)),
+        "micro_f1": _ratio(2 * correct, 2 * correct + fp.sum(-1) + fn.sum(-1)),
+        "weighted_precision": _ratio((precision * support).sum(-1), support.sum(-1)),
+        "weighted_recall": _ratio((recall * support).sum(-1), support.sum(-1)),
+        "weighted_f1": _ratio((f1 * support).sum(-1), support.sum(-1)),
+        "mcc": _ratio(correct * n - chance, mcc_den),
+        "cohen_kappa": _ratio(p_o - p_e, 1 - p_e),
+        "geometric_mean": gmean,
+        "precision": precision,
+        "recall": recall,
+        "specificity": _ratio(tn, tn + fp),
+        "fpr": _ratio(fp, fp + tn),
+        "f1": f1,
+        "support": support,
+    }
+
+
+def expected_calibration_error(
+    proba: np.ndarray, y_true: np.ndarray, *, n_bins: int = 15, sample_weight: np.ndarray | None = None
+) -> float:
+    """Top-label expected calibration error (Guo et al., 2017).
+
+    ``sum_b W_b / W * |acc_b - conf_b|`` over ``n_bins`` equal-width bins of the top predicted
+    probability (bin b holds confidences in ``(b/n_bins, (b+1)/n_bins]``); W are sample weights.
+    """
+    w = np.ones(len(y_true)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+    conf = proba.max(axis=1)
+    hit = (proba.argmax(axis=1) == y_true).astype(np.float64)
+    bins = np.clip(np.ceil(conf * n_bins).astype(np.int64) - 1, 0, n_bins - 1)
+    w_bin = np.bincount(bins, weights=w, minlength=n_bins)
+    gap = np.bincount(bins, weights=w * hit, minlength=n_bins) - np.bincount(bins, weights=w * conf, minlength=n_bins)
+    return float(np.abs(gap).sum() / w.sum()) if w.sum() > 0 else 0.0
+
+
+def probability_metrics(
+    y_true: np.ndarray, proba: np.ndarray, *, sample_weight: np.ndarray | None = None, ece_bins: int = 15
+) -> dict[str, float]:
+    """Metrics of the predicted probabilities (N, C).
+
+    ``roc_auc_ovr`` and ``pr_auc`` are macro averages of one-vs-rest ROC-AUC and average
+    precision over the classes that have both positives and negatives in ``y_true`` (all of
+    them, for scikit-learn's ``roc_auc_score(multi_class="ovr")``); ``log_loss`` clips
+    probabilities at float64 eps like scikit-learn; ``ece`` is
+    :func:`expected_calibration_error`.
+    """
+    y_true = np.asarray(y_true, dtype=np.int64)
+    w = np.ones(len(y_true)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+    aucs, aps = [], []
+    for c in range(proba.shape[1]):
+        positive = y_true == c
+        if positive.any() and not positive.all():
+            aucs.append(roc_auc_score(positive, proba[:, c], sample_weight=w))
+            aps.append(average_precision_score(positive, proba[:, c], sample_weight=w))
+    eps = np.finfo(np.float64).eps
+    p_true = np.clip(proba[np.arange(len(y_true)), y_true], eps, 1.0)
+    return {
+        "roc_auc_ovr": float(np.mean(aucs)) if aucs else 0.0,
+        "pr_auc": float(np.mean(aps)) if aps else 0.0,
+        "log_loss": float(-(w * np.log(p_true)).sum() / w.sum()),
+        "ece": expected_calibration_error(proba, y_true, n_bins=ece_bins, sample_weight=w),
+    }
+
+
+def flatten(values: dict[str, np.ndarray], classes: list[str]) -> dict[str, float]:
+    """Scalar metrics as floats; per-class arrays spread into ``<name>/<class>`` keys."""
+    out: dict[str, float] = {}
+    for name, v in values.items():
+        if name in PER_CLASS:
+            out.update({f"{name}/{c}": float(x) for c, x in zip(classes, v)})
+        else:
+            out[name] = float(v)
+    return out
 
 
 def classification_metrics(
-    y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    classes: list[str],
+    *,
+    proba: np.ndarray | None = None,
+    sample_weight: np.ndarray | None = None,
+    ece_bins: int = 15,
 ) -> dict[str, float]:
-    """Headline and per-class metrics of one model's hard predictions.
+    """Every metric of one model: count-based ones from ``y_pred``, the rest from ``proba``.
 
     Parameters
     ----------
@@ -33,38 +178,82 @@ def classification_metrics(
         Class indices into ``classes``.
     classes : list of str
         Class names, used in the per-class keys ``recall/<class>`` etc.
-
-    Returns
-    -------
-    dict: ``accuracy``, ``balanced_accuracy``, ``macro_f1``, ``micro_f1``, ``weighted_f1``,
-    ``macro_precision``, ``macro_recall``, and per class ``precision/<c>``, ``recall/<c>``,
-    ``f1/<c>``, ``fpr/<c>`` (false-positive rate FP / (FP + TN)) and ``support/<c>``.
+    proba : (N, C) float, optional
+        Predicted probabilities; adds ``roc_auc_ovr``, ``pr_auc``, ``log_loss``, ``ece``.
+    sample_weight : (N,) float, optional
+        Per-sample weights, e.g. :func:`prior_weights` to view the split under another prior.
     """
-    k = len(classes)
-    cm = confusion_matrix(y_true, y_pred, k)
-    n = cm.sum()
-    tp = np.diag(cm).astype(np.float64)
-    support = cm.sum(axis=1)  # true count per class
-    predicted = cm.sum(axis=0)
-    fp, fn = predicted - tp, support - tp
-    tn = n - tp - fp - fn
-    precision, recall = _ratio(tp, predicted), _ratio(tp, support)
-    f1 = _ratio(2 * tp, 2 * tp + fp + fn)
-    fpr = _ratio(fp, fp + tn)
-    present = support > 0  # balanced accuracy averages recall over classes present in y_true
-    out = {
-        "accuracy": float(tp.sum() / n) if n else 0.0,
-        "balanced_accuracy": float(recall[present].mean()) if present.any() else 0.0,
-        "macro_f1": float(f1.mean()),
-        "micro_f1": float(_ratio(2 * tp.sum(), 2 * tp.sum() + fp.sum() + fn.sum())),
-        "weighted_f1": float((f1 * support).sum() / support.sum()) if support.sum() else 0.0,
-        "macro_precision": float(precision.mean()),
-        "macro_recall": float(recall.mean()),
-    }
-    for name, values in (("precision", precision), ("recall", recall), ("f1", f1), ("fpr", fpr)):
-        out.update({f"{name}/{c}": float(v) for c, v in zip(classes, values)})
-    out.update({f"support/{c}": float(v) for c, v in zip(classes, support)})
+    cm = confusion_matrix(y_true, y_pred, len(classes), sample_weight)
+    out = flatten(count_metrics(cm), classes)
+    if proba is not None:
+        out.update(probability_metrics(y_true, proba, sample_weight=sample_weight, ece_bins=ece_bins))
     return out
 
 
-HEADLINE = ("accuracy", "balanced_accuracy", "macro_f1", "micro_f1", "weighted_f1")
+def prior_weights(y_true: np.ndarray, target_prior: np.ndarray) -> np.ndarray:
+    """Per-sample weights ``pi_target(y) / pi_split(y)`` that give the split the target prior.
+
+    Weighted counts per class become ``N * pi_target``; weights average 1 over the split.
+    """
+    y_true = np.asarray(y_true, dtype=np.int64)
+    target = np.asarray(target_prior, dtype=np.float64)
+    target = target / target.sum()
+    empirical = np.bincount(y_true, minlength=len(target)) / len(y_true)
+    return _ratio(target, empirical)[y_true]
+
+
+def bootstrap_distribution(
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    n_classes: int,
+    *,
+    indices: np.ndarray,
+    sample_weight: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
+    """:func:`count_metrics` of every resample: arrays of shape (B,) or (B, C).
+
+    ``indices`` (B, N) are resampled row indices, shared across models so that comparisons
+    between models are paired.
+    """
+    y_true, y_pred = np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)
+    w = np.ones(len(y_true)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+    k, n_boot = n_classes, indices.shape[0]
+    cell = y_true[indices] * k + y_pred[indices] + (np.arange(n_boot) * k**2)[:, None]  # (B, N)
+    cms = np.bincount(cell.ravel(), weights=w[indices].ravel(), minlength=n_boot * k**2)
+    return count_metrics(cms.reshape(n_boot, k, k))
+
+
+def bootstrap_intervals(
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    classes: list[str],
+    *,
+    indices: np.ndarray,
+    metrics: list[str],
+    level: float = 0.95,
+    sample_weight: np.ndarray | None = None,
+) -> dict[str, tuple[float, float]]:
+    """Percentile bootstrap intervals of count-based metrics (:func:`bootstrap_distribution`).
+
+    ``metrics`` are summary metrics of :func:`count_metrics`, or per-class ones as
+    ``<name>/<class>``.
+    """
+    values = bootstrap_distribution(y_true, y_pred, len(classes), indices=indices, sample_weight=sample_weight)
+    out = {}
+    for name in metrics:
+        base, _, cls = name.partition("/")
+        dist = values[base][:, classes.index(cls)] if cls else values[base]
+        out[name] = percentile_interval(dist, level)
+    return out
+
+
+def percentile_interval(dist: np.ndarray, level: float) -> tuple[float, float]:
+    """The central ``level`` interval of a bootstrap distribution."""
+    alpha = (1 - level) / 2
+    lo, hi = np.quantile(dist, [alpha, 1 - alpha])
+    return float(lo), float(hi)
+
+
+def bootstrap_indices(n: int, resamples: int, seed: int) -> np.ndarray:
+    """(resamples, n) row indices drawn with replacement."""
+    return np.random.default_rng(seed).integers(0, n, size=(resamples, n))

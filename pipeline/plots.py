@@ -44,3 +44,67 @@ def save(fig: Figure, path) -> None:
     """Write ``fig`` as PNG with no timestamp metadata, then close it."""
     fig.savefig(path, dpi=110, metadata={"Software": None})
     plt.close(fig)
+
+
+def rank_figure(models: list[str], metrics: list[str], ranks: dict[str, dict[str, int]], pick: str | None) -> Figure:
+    """Models (rows) x metrics (columns), coloured and annotated by rank; 1 is best."""
+    grid = np.array([[ranks[m][k] for k in metrics] for m in models], dtype=float)
+    fig, ax = plt.subplots(figsize=(0.75 * len(metrics) + 3, 0.42 * len(models) + 2), layout="constrained")
+    ax.imshow(grid, cmap="RdYlGn_r", vmin=1, vmax=max(len(models), 2), aspect="auto")
+    ax.set_xticks(range(len(metrics)), metrics, rotation=45, ha="right")
+    ax.set_yticks(range(len(models)), [f"{m}  (policy pick)" if m == pick else m for m in models])
+    for i in range(len(models)):
+        for j in range(len(metrics)):
+            ax.text(j, i, int(grid[i, j]), ha="center", va="center", fontsize=8)
+    ax.set_title("Rank of each model under each metric (1 = best)")
+    return fig
+
+
+def agreement_figure(metrics: list[str], tau: dict[str, dict[str, float | None]]) -> Figure:
+    """Kendall's tau between the model rankings of every pair of metrics."""
+    grid = np.array([[np.nan if tau[a][b] is None else tau[a][b] for b in metrics] for a in metrics])
+    fig, ax = plt.subplots(figsize=(0.6 * len(metrics) + 3, 0.6 * len(metrics) + 2), layout="constrained")
+    im = ax.imshow(grid, cmap="coolwarm_r", vmin=-1, vmax=1)
+    ax.set_xticks(range(len(metrics)), metrics, rotation=45, ha="right")
+    ax.set_yticks(range(len(metrics)), metrics)
+    for i in range(len(metrics)):
+        for j in range(len(metrics)):
+            if not np.isnan(grid[i, j]):
+                ax.text(j, i, f"{grid[i, j]:.2f}", ha="center", va="center", fontsize=7)
+    fig.colorbar(im, ax=ax, shrink=0.8, label="Kendall tau")
+    ax.set_title("Do the metrics agree on the ranking?")
+    return fig
+
+
+def focal_shape_figure(gammas: list[float]) -> Figure:
+    """The focal loss -(1 - p_t)^gamma log p_t against p_t, one curve per gamma."""
+    p = np.linspace(1e-3, 1.0, 500)
+    fig, ax = plt.subplots(figsize=(6, 4), layout="constrained")
+    for g in sorted(gammas):
+        ax.plot(p, -((1 - p) ** g) * np.log(p), label=f"gamma = {g:g}" + ("  (cross-entropy)" if g == 0 else ""))
+    ax.set_xlabel("p_t, probability of the true class")
+    ax.set_ylabel("loss")
+    ax.set_ylim(0, 5)
+    ax.legend()
+    ax.set_title("Focal loss: larger gamma down-weights easy samples")
+    return fig
+
+
+def gamma_curves_figure(rows: list[dict], metrics: list[str], title: str) -> Figure:
+    """Metrics against gamma with error bars; ``rows`` hold ``gamma``, ``<metric>``,
+    ``<metric>_low`` and ``<metric>_high`` per gamma, sorted by gamma."""
+    n = len(metrics)
+    cols = min(3, n)
+    fig, axes = plt.subplots((n + cols - 1) // cols, cols, figsize=(4.2 * cols, 3.2 * ((n + cols - 1) // cols)),
+                             layout="constrained", squeeze=False)
+    g = np.array([r["gamma"] for r in rows])
+    for ax, name in zip(axes.ravel(), metrics):
+        y = np.array([r[name] for r in rows])
+        err = np.array([[r[name] - r[f"{name}_low"] for r in rows], [r[f"{name}_high"] - r[name] for r in rows]])
+        ax.errorbar(g, y, yerr=np.clip(err, 0, None), marker="o", capsize=3)
+        ax.set_xlabel("gamma")
+        ax.set_title(name)
+    for ax in axes.ravel()[n:]:
+        ax.set_visible(False)
+    fig.suptitle(title)
+    return fig

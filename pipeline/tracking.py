@@ -107,6 +107,7 @@ def log_pipeline_run(
     tags: dict[str, str],
     eval_params: dict[str, Any],
     eval_artifacts: list[Path],
+    eval_tags: dict[str, str] | None = None,
     tables: dict[str, Any] | None = None,
     environ: Mapping[str, str] = os.environ,
 ) -> tuple[str, dict[str, str]]:
@@ -133,7 +134,8 @@ def log_pipeline_run(
 
     try:
         label = tags.get("dvc_exp_name") or tags.get("git_commit", "unknown")[:7]
-        parent = client.create_run(exp_id, run_name=f"evaluate-{label}", tags={**tags, "role": "evaluation"})
+        parent = client.create_run(exp_id, run_name=f"evaluate-{label}",
+                                   tags={**tags, **(eval_tags or {}), "role": "evaluation"})
         parent_id = parent.info.run_id
         open_runs.append(parent_id)
         batch(parent_id, params=[Param(k, v) for k, v in _flatten(eval_params).items()])

@@ -1,53 +1,86 @@
-"""pipeline.metrics against scikit-learn and imbalanced-learn."""
+"""pipeline.metrics against scikit-learn and imbalanced-learn, unweighted and weighted."""
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from imblearn.metrics import specificity_score
+from imblearn.metrics import geometric_mean_score, specificity_score
 from sklearn import metrics as skm
 
-from pipeline.metrics import classification_metrics, confusion_matrix
+from pipeline.metrics import (
+    bootstrap_indices,
+    bootstrap_intervals,
+    classification_metrics,
+    confusion_matrix,
+    count_metrics,
+    expected_calibration_error,
+    lower_is_better,
+    prior_weights,
+)
+
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.UndefinedMetricWarning")
 
 
 @st.composite
-def labelings(draw):
-    k = draw(st.integers(2, 7))
-    n = draw(st.integers(1, 120))
+def labelings(draw, weighted=False):
+    k = draw(st.integers(2, 6))
+    n = draw(st.integers(2, 80))
     y_true = np.array(draw(st.lists(st.integers(0, k - 1), min_size=n, max_size=n)))
     y_pred = np.array(draw(st.lists(st.integers(0, k - 1), min_size=n, max_size=n)))
-    return y_true, y_pred, [f"c{i}" for i in range(k)]
+    w = None
+    if weighted:
+        w = np.array(draw(st.lists(st.floats(0.1, 10.0), min_size=n, max_size=n)))
+    return y_true, y_pred, [f"c{i}" for i in range(k)], w
 
 
-@pytest.mark.filterwarnings("ignore::sklearn.exceptions.UndefinedMetricWarning")
+def _check_against_sklearn(y_true, y_pred, classes, w):
+    labels = list(range(len(classes)))
+    m = classification_metrics(y_true, y_pred, classes, sample_weight=w)
+    kw = dict(labels=labels, zero_division=0, sample_weight=w)
+    approx = lambda v: pytest.approx(v, abs=1e-9)  # noqa: E731
+    assert m["accuracy"] == approx(skm.accuracy_score(y_true, y_pred, sample_weight=w))
+    for avg in ("macro", "micro", "weighted"):
+        assert m[f"{avg}_f1"] == approx(skm.f1_score(y_true, y_pred, average=avg, **kw))
+        assert m[f"{avg}_precision"] == approx(skm.precision_score(y_true, y_pred, average=avg, **kw))
+        assert m[f"{avg}_recall"] == approx(skm.recall_score(y_true, y_pred, average=avg, **kw))
+    for name, fn in (("precision", skm.precision_score), ("recall", skm.recall_score), ("f1", skm.f1_score)):
+        for c, v in zip(classes, fn(y_true, y_pred, average=None, **kw)):
+            assert m[f"{name}/{c}"] == approx(v)
+    # specificity from sklearn's per-class (tn, fp); imbalanced-learn's own, unweighted only
+    # (with weights it counts true negatives as y_true.size minus weighted sums)
+    mcm = skm.multilabel_confusion_matrix(y_true, y_pred, labels=labels, sample_weight=w)
+    spec = specificity_score(y_true, y_pred, labels=labels, average=None) if w is None else None
+    for i, c in enumerate(classes):
+        tn, fp = mcm[i, 0, 0], mcm[i, 0, 1]
+        if tn + fp > 0:
+            assert m[f"specificity/{c}"] == approx(tn / (tn + fp))
+            assert m[f"fpr/{c}"] == approx(fp / (tn + fp))
+            if spec is not None:
+                assert m[f"specificity/{c}"] == approx(spec[i])
+    present = np.unique(y_true)
+    recalls = skm.recall_score(y_true, y_pred, labels=present, average=None, zero_division=0, sample_weight=w)
+    assert m["balanced_accuracy"] == approx(recalls.mean())
+    assert m["mcc"] == approx(skm.matthews_corrcoef(y_true, y_pred, sample_weight=w))
+    kappa = skm.cohen_kappa_score(y_true, y_pred, labels=labels, sample_weight=w)
+    if np.isfinite(kappa):
+        assert m["cohen_kappa"] == approx(kappa)
+    assert m["geometric_mean"] == approx(
+        geometric_mean_score(y_true, y_pred, labels=present, sample_weight=w, average="multiclass"))
+    np.testing.assert_allclose(
+        confusion_matrix(y_true, y_pred, len(classes), w),
+        skm.confusion_matrix(y_true, y_pred, labels=labels, sample_weight=w))
+
+
 @settings(max_examples=150, deadline=None)
 @given(labelings())
-def test_metrics_match_sklearn(case):
-    y_true, y_pred, classes = case
-    labels = list(range(len(classes)))
-    m = classification_metrics(y_true, y_pred, classes)
-    kw = dict(labels=labels, zero_division=0)
-    assert m["accuracy"] == pytest.approx(skm.accuracy_score(y_true, y_pred))
-    for avg in ("macro", "micro", "weighted"):
-        assert m[f"{avg}_f1"] == pytest.approx(skm.f1_score(y_true, y_pred, average=avg, **kw))
-    assert m["macro_precision"] == pytest.approx(skm.precision_score(y_true, y_pred, average="macro", **kw))
-    assert m["macro_recall"] == pytest.approx(skm.recall_score(y_true, y_pred, average="macro", **kw))
-    for name, fn in (("precision", skm.precision_score), ("recall", skm.recall_score), ("f1", skm.f1_score)):
-        per_class = fn(y_true, y_pred, average=None, **kw)
-        for c, v in zip(classes, per_class):
-            assert m[f"{name}/{c}"] == pytest.approx(v)
-    # FPR = 1 - specificity, where the class has any negatives in y_true
-    spec = specificity_score(y_true, y_pred, labels=labels, average=None)
-    negatives = len(y_true) - np.bincount(y_true, minlength=len(classes))
-    for c, s, neg in zip(classes, spec, negatives):
-        if neg > 0:
-            assert m[f"fpr/{c}"] == pytest.approx(1 - s)
-    present = np.unique(y_true)
-    recalls = skm.recall_score(y_true, y_pred, labels=present, average=None, zero_division=0)
-    assert m["balanced_accuracy"] == pytest.approx(recalls.mean())
-    np.testing.assert_array_equal(
-        confusion_matrix(y_true, y_pred, len(classes)), skm.confusion_matrix(y_true, y_pred, labels=labels)
-    )
+def test_count_metrics_match_sklearn_and_imblearn(case):
+    _check_against_sklearn(*case)
+
+
+@settings(max_examples=100, deadline=None)
+@given(labelings(weighted=True))
+def test_weighted_count_metrics_match_sklearn_and_imblearn(case):
+    _check_against_sklearn(*case)
 
 
 def test_balanced_accuracy_matches_sklearn_when_all_classes_present():
@@ -58,11 +91,84 @@ def test_balanced_accuracy_matches_sklearn_when_all_classes_present():
     assert m["balanced_accuracy"] == pytest.approx(skm.balanced_accuracy_score(y_true, y_pred))
 
 
+def _proba_case(seed, n=300, k=4):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, k, n)
+    logits = rng.normal(size=(n, k)) + 2.0 * np.eye(k)[y]
+    proba = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    return y, proba, rng.uniform(0.2, 3.0, n)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_probability_metrics_match_sklearn(seed, weighted):
+    y, proba, w = _proba_case(seed)
+    w = w if weighted else None
+    m = classification_metrics(y, proba.argmax(1), ["a", "b", "c", "d"], proba=proba, sample_weight=w)
+    assert m["roc_auc_ovr"] == pytest.approx(skm.roc_auc_score(y, proba, multi_class="ovr", average="macro", sample_weight=w))
+    ap = np.mean([skm.average_precision_score(y == c, proba[:, c], sample_weight=w) for c in range(4)])
+    assert m["pr_auc"] == pytest.approx(ap)
+    assert m["log_loss"] == pytest.approx(skm.log_loss(y, proba, labels=range(4), sample_weight=w))
+
+
+def test_ece_against_a_direct_loop():
+    y, proba, w = _proba_case(3)
+    conf, pred = proba.max(1), proba.argmax(1)
+    total = 0.0
+    for b in range(10):
+        inside = (conf > b / 10) & (conf <= (b + 1) / 10)
+        if inside.any():
+            total += w[inside].sum() / w.sum() * abs(np.average(pred[inside] == y[inside], weights=w[inside])
+                                                    - np.average(conf[inside], weights=w[inside]))
+    assert expected_calibration_error(proba, y, n_bins=10, sample_weight=w) == pytest.approx(total)
+
+
+def test_ece_is_zero_for_a_calibrated_constant_forecast():
+    # 4 classes, always 0.25 each, and the top label (class 0) right 25% of the time
+    y = np.array([0, 1, 2, 3] * 25)
+    proba = np.full((100, 4), 0.25)
+    assert expected_calibration_error(proba, y) == pytest.approx(0.0)
+
+
+def test_prior_weights_give_the_split_the_target_prior():
+    y = np.repeat([0, 1, 2], [50, 30, 20])
+    w = prior_weights(y, np.array([1.0, 1.0, 8.0]))
+    counts = np.bincount(y, weights=w)
+    np.testing.assert_allclose(counts / counts.sum(), [0.1, 0.1, 0.8])
+    assert w.mean() == pytest.approx(1.0)
+    m = classification_metrics(y, y * 0, ["a", "b", "c"], sample_weight=w)
+    assert m["accuracy"] == pytest.approx(0.1)  # majority-of-the-split looks bad under the new prior
+
+
+def test_bootstrap_intervals_match_a_loop_over_resamples():
+    rng = np.random.default_rng(0)
+    y_true, y_pred = rng.integers(0, 3, 120), rng.integers(0, 3, 120)
+    classes = ["a", "b", "c"]
+    idx = bootstrap_indices(120, 200, seed=1)
+    fast = bootstrap_intervals(y_true, y_pred, classes, indices=idx, metrics=["macro_f1", "recall/b"], level=0.9)
+    slow_f1 = [skm.f1_score(y_true[i], y_pred[i], average="macro", labels=[0, 1, 2], zero_division=0) for i in idx]
+    slow_rec = [skm.recall_score(y_true[i], y_pred[i], labels=[1], average=None, zero_division=0)[0] for i in idx]
+    assert fast["macro_f1"] == pytest.approx(tuple(np.quantile(slow_f1, [0.05, 0.95])))
+    assert fast["recall/b"] == pytest.approx(tuple(np.quantile(slow_rec, [0.05, 0.95])))
+    point = classification_metrics(y_true, y_pred, classes)["macro_f1"]
+    assert fast["macro_f1"][0] <= point <= fast["macro_f1"][1]
+
+
+def test_count_metrics_keep_leading_axes():
+    cms = np.stack([skm.confusion_matrix([0, 1, 1, 2], [0, 1, 2, 2]), np.eye(3, dtype=int) * 4])
+    out = count_metrics(cms)
+    assert out["accuracy"].shape == (2,) and out["recall"].shape == (2, 3)
+    assert out["accuracy"].tolist() == [0.75, 1.0]
+
+
 def test_accuracy_paradox():
-    # always predicting the majority: high accuracy, macro-F1 far lower
     y_true = np.repeat([0, 1], [99, 1])
     m = classification_metrics(y_true, np.zeros(100, dtype=int), ["healthy", "sick"])
     assert m["accuracy"] == pytest.approx(0.99)
     assert m["recall/sick"] == 0.0
-    assert m["macro_f1"] == pytest.approx(skm.f1_score(y_true, np.zeros(100), average="macro", zero_division=0))
-    assert m["macro_f1"] < 0.5
+    assert m["macro_f1"] < 0.5 and m["mcc"] == 0.0 and m["geometric_mean"] == 0.0
+
+
+def test_direction_of_metrics():
+    assert lower_is_better("log_loss") and lower_is_better("ece") and lower_is_better("fpr/3")
+    assert not lower_is_better("macro_f1") and not lower_is_better("recall/3")

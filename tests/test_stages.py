@@ -12,7 +12,7 @@ import yaml
 from sklearn import metrics as skm
 
 from pipeline.model import MLP
-from stages import evaluate, plan, prepare, train, weights
+from stages import baselines, evaluate, plan, prepare, train, weights
 
 TINY = {
     "data": {"source": "digits", "imbalance_ratio": 5, "seed": 1},
@@ -27,6 +27,8 @@ TINY = {
         "batch_size": 128,
         "device": "cpu",
     },
+    "baselines": {"xgb_n_estimators": 20},
+    "evaluate": {"bootstrap": {"resamples": 200}},
     "mlflow": {"experiment": "tiny"},
 }
 
@@ -49,10 +51,19 @@ def run_pipeline(d, params):
         train.main(["--plan", str(d / f"outputs/plans/{loss}.json"), "--data", str(d / "data/prepared"),
                     "--models", str(d / f"outputs/models/{loss}"),
                     "--predictions", str(d / f"reports/predictions/{loss}"), "--no-progress"])
-    evaluate.main(["--params", str(params), "--meta", str(d / "data/prepared/meta.json"),
-                   "--plans", str(d / "outputs/plans"), "--models", str(d / "outputs/models"),
-                   "--predictions", str(d / "reports/predictions"), "--metrics", str(d / "reports/metrics.json"),
-                   "--plots", str(d / "reports/plots/confusion"), "--figures", str(d / "reports/figures")])
+    baselines.main(["--params", str(params), "--data", str(d / "data/prepared"),
+                    "--weights", str(d / "outputs/class_weights.json"),
+                    "--models", str(d / "outputs/models/baselines"),
+                    "--predictions", str(d / "reports/predictions/baselines")])
+    evaluate.main(evaluate_args(d, params))
+
+
+def evaluate_args(d, params):
+    return ["--params", str(params), "--meta", str(d / "data/prepared/meta.json"),
+            "--plans", str(d / "outputs/plans"), "--models", str(d / "outputs/models"),
+            "--predictions", str(d / "reports/predictions"), "--baselines", "baselines",
+            "--metrics", str(d / "reports/metrics.json"), "--audit", str(d / "reports/audit.json"),
+            "--plots", str(d / "reports/plots"), "--figures", str(d / "reports/figures")]
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +80,8 @@ def pipeline_run(tmp_path_factory):
 
 
 MODELS = {"ce": "ce", "weighted_ce": "weighted_ce", "focal_g0": "focal", "focal_g2": "focal"}
+BASELINES = {"majority": "baselines", "logreg_balanced": "baselines", "xgboost": "baselines"}
+ALL = {**MODELS, **BASELINES}
 
 
 def test_every_stage_writes_its_outputs(pipeline_run):
@@ -80,12 +93,19 @@ def test_every_stage_writes_its_outputs(pipeline_run):
     counts = np.array(cw["counts"])
     assert np.dot(cw["weights"], counts) == pytest.approx(counts.sum())
     assert sorted(p.name for p in (d / "outputs/plans").iterdir()) == ["ce.json", "focal.json", "weighted_ce.json"]
-    for model, loss in MODELS.items():
-        assert (d / f"outputs/models/{loss}/{model}.pt").is_file()
+    for model, loss in ALL.items():
+        suffix = ".json" if loss == "baselines" else ".pt"
+        assert (d / f"outputs/models/{loss}/{model}{suffix}").is_file()
         assert (d / f"reports/predictions/{loss}/{model}.parquet").is_file()
         assert (d / f"reports/figures/confusion_{model}.png").is_file()
         plot = pd.read_csv(d / f"reports/plots/confusion/{model}.csv", dtype=str)
         assert list(plot.columns) == ["actual", "predicted"]
+        pr = pd.read_csv(d / f"reports/plots/pr/{model}.csv")
+        assert list(pr.columns) == ["recall", "precision"]
+    for fig in ("leaderboard_ranks", "metric_agreement", "gamma_focal", "focal_loss_shape"):
+        assert (d / f"reports/figures/{fig}.png").is_file()
+    rows = json.loads((d / "reports/plots/gamma/focal.json").read_text())
+    assert [r["gamma"] for r in rows] == [0.0, 2.0] and rows[0]["macro_f1_low"] <= rows[0]["macro_f1"]
     assert not list(d.rglob("*.tmp"))  # no temp files or directories left behind
 
 
@@ -121,19 +141,85 @@ def test_saved_weights_load_safely_and_reproduce_predictions(pipeline_run):
     np.testing.assert_allclose(proba, saved[[f"p_{c}" for c in ckpt["classes"]]].to_numpy(), atol=1e-6)
 
 
+def _sklearn_metrics(pred, classes, w=None):
+    """Every summary and per-class metric of metrics.json, recomputed with scikit-learn."""
+    y, p = pred.y_true.astype(str), pred.y_pred.astype(str)
+    proba = pred[[f"p_{c}" for c in classes]].to_numpy()
+    kw = dict(labels=classes, zero_division=0, sample_weight=w)
+    codes = pd.Categorical(y, categories=classes).codes
+    out = {
+        "accuracy": skm.accuracy_score(y, p, sample_weight=w),
+        "balanced_accuracy": skm.balanced_accuracy_score(y, p, sample_weight=w),
+        "mcc": skm.matthews_corrcoef(y, p, sample_weight=w),
+        "cohen_kappa": skm.cohen_kappa_score(y, p, labels=classes, sample_weight=w),
+        "roc_auc_ovr": skm.roc_auc_score(codes, proba, multi_class="ovr", sample_weight=w),
+        "log_loss": skm.log_loss(codes, proba, labels=range(len(classes)), sample_weight=w),
+    }
+    for avg in ("macro", "micro", "weighted"):
+        out[f"{avg}_f1"] = skm.f1_score(y, p, average=avg, **kw)
+        out[f"{avg}_precision"] = skm.precision_score(y, p, average=avg, **kw)
+        out[f"{avg}_recall"] = skm.recall_score(y, p, average=avg, **kw)
+    for name, fn in (("precision", skm.precision_score), ("recall", skm.recall_score), ("f1", skm.f1_score)):
+        out.update({f"{name}/{c}": v for c, v in zip(classes, fn(y, p, average=None, **kw))})
+    mcm = skm.multilabel_confusion_matrix(y, p, labels=classes, sample_weight=w)
+    out.update({f"fpr/{c}": m[0, 1] / m[0].sum() for c, m in zip(classes, mcm)})
+    return out
+
+
 def test_metrics_recompute_from_predictions_with_sklearn(pipeline_run):
     d = pipeline_run
     metrics = json.loads((d / "reports/metrics.json").read_text())
-    assert set(metrics) == set(MODELS)
-    for model, loss in MODELS.items():
+    meta = json.loads((d / "data/prepared/meta.json").read_text())
+    classes = meta["classes"]
+    assert set(metrics) == set(ALL)
+    train = np.array([meta["counts"]["train"][c] for c in classes], dtype=float)
+    for model, loss in ALL.items():
         pred = pd.read_parquet(d / f"reports/predictions/{loss}/{model}.parquet")
-        m = metrics[model]
-        assert m["accuracy"] == pytest.approx(skm.accuracy_score(pred.y_true, pred.y_pred))
-        for avg in ("macro", "micro", "weighted"):
-            assert m[f"{avg}_f1"] == pytest.approx(
-                skm.f1_score(pred.y_true, pred.y_pred, average=avg, zero_division=0))
-        recall = skm.recall_score(pred.y_true, pred.y_pred, labels=["9"], average=None, zero_division=0)[0]
-        assert m["recall/9"] == pytest.approx(recall)
+        for key, expected in _sklearn_metrics(pred, classes).items():
+            assert metrics[model][key] == pytest.approx(expected, abs=1e-9), (model, key)
+        # the test split is balanced, so the second view reweights it to the training prior
+        test = pred.y_true.value_counts()
+        w = np.array([train[classes.index(c)] / train.sum() / (test[c] / len(pred)) for c in pred.y_true])
+        for key, expected in _sklearn_metrics(pred, classes, w).items():
+            assert metrics[model]["train_prior"][key] == pytest.approx(expected, abs=1e-9), (model, key)
+        ci = metrics[model]["ci"]["macro_f1"]
+        assert ci["low"] <= metrics[model]["macro_f1"] <= ci["high"]
+
+
+def test_audit_ranks_models_and_applies_the_policy(pipeline_run):
+    audit = json.loads((pipeline_run / "reports/audit.json").read_text())
+    metrics = json.loads((pipeline_run / "reports/metrics.json").read_text())
+    pick = audit["policy"]["pick"]
+    assert pick == max(metrics, key=lambda m: metrics[m]["macro_f1"])
+    assert audit["leaderboard"][0]["model"] == pick
+    assert audit["winners"]["accuracy"] in metrics
+    for d in audit["disagreements"]:
+        assert d["winner"] != pick and d["reason"]
+    maj = audit["accuracy_paradox"]
+    assert maj["accuracy_train_prior"] > maj["macro_f1_train_prior"]
+    assert set(audit["tail_trade"]["models"]) == {"weighted_ce", "focal_g0", "focal_g2"}
+
+
+def test_policy_errors_and_unmeetable_constraints(pipeline_run, tmp_path, monkeypatch):
+    import shutil
+
+    d = tmp_path / "copy"
+    shutil.copytree(pipeline_run, d)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{d / 'mlflow.db'}")
+    before = (d / "reports/metrics.json").read_bytes()
+    bad = write_params(d / "bad.yaml", {"evaluate": {"select": {"metric": "macro_f2"}}})
+    with pytest.raises(Exception, match="evaluate.select.metric names unknown metric 'macro_f2'"):
+        evaluate.main(evaluate_args(d, bad))
+    bad = write_params(d / "bad.yaml", {"evaluate": {"select": {"constraints": ["recall/x >= 0.5"]}}})
+    with pytest.raises(Exception, match="names class 'x' in 'recall/x'; classes are: 0, 1, 2"):
+        evaluate.main(evaluate_args(d, bad))
+    assert (d / "reports/metrics.json").read_bytes() == before  # nothing rewritten
+    strict = write_params(d / "strict.yaml", {"evaluate": {"bootstrap": {"resamples": 50},
+                                                           "select": {"constraints": ["recall/9 >= 1.01"]}}})
+    evaluate.main(evaluate_args(d, strict))
+    audit = json.loads((d / "reports/audit.json").read_text())
+    assert audit["policy"]["pick"] is None and audit["policy"]["eligible"] == []
+    assert "no model meets the constraints" in audit["policy"]["summary"]
 
 
 def test_mlflow_holds_one_run_per_model_under_one_evaluation_run(pipeline_run):
@@ -144,8 +230,11 @@ def test_mlflow_holds_one_run_per_model_under_one_evaluation_run(pipeline_run):
     runs = client.search_runs([exp.experiment_id])
     parents = [r for r in runs if r.data.tags.get("role") == "evaluation"]
     children = [r for r in runs if r.data.tags.get("role") == "model"]
-    assert len(parents) == 1 and len(children) == len(MODELS)
-    assert {r.info.run_name for r in children} == set(MODELS)
+    assert len(parents) == 1 and len(children) == len(ALL)
+    assert {r.info.run_name for r in children} == set(ALL)
+    parent_artifacts = {a.path for a in client.list_artifacts(parents[0].info.run_id)}
+    assert {"metrics.json", "audit.json", "leaderboard_ranks.png", "gamma_focal.png", "leaderboard.json"} <= parent_artifacts
+    children = [r for r in children if r.info.run_name in MODELS]
     metrics = json.loads((pipeline_run / "reports/metrics.json").read_text())
     for r in children:
         assert r.info.status == "FINISHED"
@@ -154,6 +243,8 @@ def test_mlflow_holds_one_run_per_model_under_one_evaluation_run(pipeline_run):
         assert r.data.tags["data_digest"] == json.loads((pipeline_run / "data/prepared/meta.json").read_text())["digest"]
         assert "git_commit" in r.data.tags
         assert r.data.metrics["macro_f1"] == pytest.approx(metrics[r.info.run_name]["macro_f1"])
+        assert r.data.metrics["train_prior/accuracy"] == pytest.approx(metrics[r.info.run_name]["train_prior"]["accuracy"])
+        assert r.data.metrics["ci/macro_f1/low"] == pytest.approx(metrics[r.info.run_name]["ci"]["macro_f1"]["low"])
         assert r.data.params["loss"] == MODELS[r.info.run_name]
         curve = client.get_metric_history(r.info.run_id, "val_macro_f1")
         assert [m.step for m in curve] == list(range(1, len(curve) + 1))
@@ -173,7 +264,8 @@ def _stage(args, cwd, env):
         ({"data": {"source": "mnist"}}, "data.source must be one of digits, synthetic, csv; got 'mnist'"),
         ({"data": {"imbalance_ratio": 0.5}}, "data.imbalance_ratio must be >= 1"),
         ({"weights": {"scheme": "sqrt"}}, "weights.scheme must be one of none, inverse"),
-        ({"train": {"losses": ["ce", "hinge"]}}, "train.losses must be one of ce, weighted_ce, focal; got 'hinge'"),
+        ({"train": {"losses": ["ce", "hinge"]}}, "train.losses must be one of ce, weighted_ce, focal"),
+        ({"train": {"losses": ["ce", "hinge"]}}, "got 'hinge'"),
     ],
 )
 def test_bad_params_exit_nonzero_with_one_line_and_no_output(tmp_path, stage_env, override, message):

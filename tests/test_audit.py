@@ -1,0 +1,64 @@
+import pytest
+
+from pipeline import PipelineError
+from pipeline.audit import apply_policy, check_policy, rank_agreement, ranks, winners
+from pipeline.config import Constraint, SelectConfig
+
+VALUES = {
+    "a": {"accuracy": 0.95, "macro_f1": 0.60, "log_loss": 0.2, "recall/rare": 0.10},
+    "b": {"accuracy": 0.90, "macro_f1": 0.75, "log_loss": 0.3, "recall/rare": 0.55},
+    "c": {"accuracy": 0.85, "macro_f1": 0.70, "log_loss": 0.4, "recall/rare": 0.80},
+}
+NAMES = ["accuracy", "macro_f1", "log_loss", "recall/rare"]
+
+
+def test_ranks_respect_direction_and_share_ties():
+    r = ranks(VALUES, NAMES)
+    assert [r[m]["accuracy"] for m in "abc"] == [1, 2, 3]
+    assert [r[m]["log_loss"] for m in "abc"] == [1, 2, 3]  # lower is better
+    tied = {"x": {"m": 0.5}, "y": {"m": 0.5}, "z": {"m": 0.1}}
+    assert ranks(tied, ["m"]) == {"x": {"m": 1}, "y": {"m": 1}, "z": {"m": 3}}
+
+
+def test_winners_prefer_the_pick_on_ties():
+    tied = {"x": {"m": 0.5}, "y": {"m": 0.5}}
+    assert winners(tied, ["m"]) == {"m": "x"}
+    assert winners(tied, ["m"], prefer="y") == {"m": "y"}
+
+
+def test_rank_agreement():
+    tau = rank_agreement(VALUES, NAMES)
+    assert tau["accuracy"]["accuracy"] == pytest.approx(1.0)
+    assert tau["accuracy"]["log_loss"] == pytest.approx(1.0)  # same order once loss is negated
+    assert tau["accuracy"]["recall/rare"] == pytest.approx(-1.0)
+    assert tau["macro_f1"]["accuracy"] == pytest.approx(-1 / 3)
+
+
+def test_policy_picks_by_primary_metric_and_explains_other_winners():
+    outcome, win = apply_policy(VALUES, "macro_f1", [], NAMES)
+    assert outcome.pick == "b" and win["accuracy"] == "a"
+    assert "policy ranks by macro_f1" in outcome.reasons["accuracy"]
+    assert "macro_f1" not in outcome.reasons
+
+
+def test_constraints_exclude_models_and_are_named_in_reasons():
+    outcome, win = apply_policy(VALUES, "accuracy", [Constraint("recall/rare", ">=", 0.5)], NAMES)
+    assert outcome.pick == "b" and outcome.eligible == ["b", "c"]
+    assert outcome.violations == {"a": ["recall/rare >= 0.5 (has 0.1000)"]}
+    assert outcome.reasons["accuracy"] == "a fails recall/rare >= 0.5 (has 0.1000)"
+
+
+def test_constraints_no_model_meets_are_an_outcome_not_an_error():
+    outcome, _ = apply_policy(VALUES, "macro_f1", [Constraint("recall/rare", ">=", 0.9)], NAMES)
+    assert outcome.pick is None and outcome.eligible == []
+    assert set(outcome.violations) == {"a", "b", "c"}
+
+
+def test_policy_names_are_checked():
+    known = {"accuracy", "macro_f1", "recall/0", "recall/1"}
+    with pytest.raises(PipelineError, match="evaluate.select.metric names unknown metric 'f2'; use one of accuracy, macro_f1"):
+        check_policy(SelectConfig(metric="f2"), known, ["0", "1"])
+    with pytest.raises(PipelineError, match="names class '7' in 'recall/7'; classes are: 0, 1"):
+        check_policy(SelectConfig(constraints=("recall/7 >= 0.5",)), known, ["0", "1"])
+    assert check_policy(SelectConfig(constraints=("recall/1 >= 0.5",)), known, ["0", "1"]) == [
+        Constraint("recall/1", ">=", 0.5)]

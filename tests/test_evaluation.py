@@ -1,0 +1,79 @@
+import numpy as np
+import pytest
+
+from pipeline.config import BaselinesConfig
+from pipeline.baselines import fit_baseline
+from pipeline.evaluation import gamma_table, second_view, tail_trade
+from pipeline.metrics import bootstrap_indices
+
+
+def test_second_view_follows_the_test_split_balance():
+    balanced = second_view([100, 10], [50, 48], "auto")
+    assert balanced.key == "train_prior" and balanced.prior == pytest.approx([100 / 110, 10 / 110])
+    skewed = second_view([100, 10], [90, 9], "auto")
+    assert skewed.key == "uniform_prior" and skewed.prior == [0.5, 0.5]
+    assert second_view([100, 10], [90, 9], "train").key == "train_prior"
+
+
+def _entry(v, lo, hi):
+    names = ["macro_f1", "micro_f1", "accuracy", "balanced_accuracy", "recall/r", "precision/r"]
+    return {**{n: v for n in names}, "ci": {n: {"low": lo, "high": hi} for n in names}}
+
+
+def test_gamma_table_uses_bootstrap_with_one_seed_and_spread_with_several():
+    models = [{"name": "f0", "loss": "focal", "gamma": 0.0, "seed": 0},
+              {"name": "f2a", "loss": "focal", "gamma": 2.0, "seed": 0},
+              {"name": "f2b", "loss": "focal", "gamma": 2.0, "seed": 1},
+              {"name": "ce", "loss": "ce", "gamma": None, "seed": 0}]
+    metrics = {"f0": _entry(0.5, 0.4, 0.6), "f2a": _entry(0.6, 0, 1), "f2b": _entry(0.8, 0, 1), "ce": _entry(0.1, 0, 1)}
+    rows = gamma_table(models, metrics, "r")["focal"]
+    assert [r["gamma"] for r in rows] == [0.0, 2.0]
+    assert rows[0]["macro_f1"] == 0.5 and (rows[0]["macro_f1_low"], rows[0]["macro_f1_high"]) == (0.4, 0.6)
+    sd = np.std([0.6, 0.8], ddof=1)
+    assert rows[1]["rarest_recall"] == pytest.approx(0.7)
+    assert rows[1]["rarest_recall_low"] == pytest.approx(0.7 - sd)
+
+
+def test_tail_trade_verdicts():
+    y = np.repeat([0, 1, 2], [60, 30, 10])
+    ref = y.copy()
+    ref[60:75] = 0  # reference misses half of class 1
+    ref[90:100] = 0  # and all of class 2
+    better = y.copy()
+    preds = {"ce": ref, "same": ref.copy(), "better": better}
+    out = tail_trade(y, preds, ["a", "b", "c"], [100, 30, 10], reference="ce", models=["same", "better"],
+                     indices=bootstrap_indices(len(y), 300, 0), level=0.95)
+    assert out["tail_classes"] == ["c"]
+    assert out["models"]["same"]["tail_recall_change"] == {"value": 0.0, "low": 0.0, "high": 0.0}
+    assert out["models"]["same"]["verdict"].startswith("no clear change in tail recall")
+    assert out["models"]["better"]["tail_recall_change"]["value"] == pytest.approx(1.0)
+    assert out["models"]["better"]["verdict"].startswith("gains tail recall")
+
+
+@pytest.fixture(scope="module")
+def blobs():
+    rng = np.random.default_rng(0)
+
+    def make(n):
+        y = rng.choice(3, n, p=[0.7, 0.2, 0.1])
+        return (rng.normal(size=(n, 5)) + 2 * np.eye(3, 5)[y]).astype(np.float32), y
+
+    return {"train": make(400), "val": make(150)}
+
+
+def test_majority_baseline_predicts_the_training_prior(blobs):
+    res = fit_baseline("majority", blobs, 3, np.ones(3), BaselinesConfig())
+    prior = np.bincount(blobs["train"][1], minlength=3) / 400
+    np.testing.assert_allclose(res.predict_proba(np.zeros((4, 5))), np.tile(prior, (4, 1)))
+    assert res.saved["prior"] == pytest.approx(prior.tolist())
+
+
+@pytest.mark.parametrize("name", ["logreg_balanced", "xgboost"])
+def test_learned_baselines_beat_the_majority(blobs, name):
+    cfg = BaselinesConfig(xgb_n_estimators=40)
+    res = fit_baseline(name, blobs, 3, np.array([0.5, 1.7, 3.3]), cfg)
+    assert res.val_macro_f1 > 0.7
+    proba = res.predict_proba(blobs["val"][0])
+    assert proba.shape == (150, 3) and np.allclose(proba.sum(1), 1, atol=1e-5)
+    if name == "xgboost":
+        assert res.history and 1 <= res.best_epoch <= 40
