@@ -2,24 +2,42 @@
 
 ``logits`` are (N, C) unnormalised scores, ``target`` (N,) int64 class indices, ``weight`` an
 optional (C,) per-class weight. ``reduction="mean"`` divides by the summed weights of the
-targets, exactly like :func:`torch.nn.functional.cross_entropy`.
+targets, exactly like :func:`torch.nn.functional.cross_entropy`. Every function also accepts
+leading batch dimensions, logits (..., N, C) and target (..., N), which is how K configurations
+are trained together (see :class:`Criterion`).
+
+| loss | per-sample loss, p = softmax | reads |
+| --- | --- | --- |
+| ``ce`` | −log p_y | |
+| ``weighted_ce`` | −w_y log p_y | class weights of ``weights.scheme`` |
+| ``focal`` | −(1 − p_y)^γ log p_y | γ |
+| ``weighted_focal`` | −w_y (1 − p_y)^γ log p_y | γ, class weights of ``weights.scheme`` |
+| ``cb_focal`` | as weighted_focal, w = effective-number weights | γ, ``weights.beta`` |
+| ``logit_adjusted`` | −log softmax(z + τ log π)_y | ``train.tau``, class counts |
+| ``ldam_drw`` | −w_y(e) log softmax(s (z − m_y e_y))_y | class counts, ``weights.beta``, ldam params |
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from pipeline import PipelineError
-from pipeline.config import LOSSES
+from pipeline.config import GAMMA_LOSSES, LOSSES
 
 REDUCTIONS = ("none", "mean", "sum")
-# Losses that take the per-class weights of the weights stage.
-WEIGHTED_LOSSES = ("weighted_ce",)
-
-Criterion = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+# Losses that take the per-class weights of the weights stage (weights.scheme).
+WEIGHTED_LOSSES = ("weighted_ce", "weighted_focal")
+# Losses weighted by the effective number of samples with weights.beta, whatever the scheme.
+EFFECTIVE_NUMBER_LOSSES = ("cb_focal", "ldam_drw")
+# Losses that read the training class counts (the prior, the margins).
+COUNT_LOSSES = ("logit_adjusted", "ldam_drw")
+# train.* keys read by one loss only: only that loss's plan holds them, so only it re-trains.
+LOSS_KEYS = {"logit_adjusted": ("tau",), "ldam_drw": ("ldam_max_margin", "ldam_scale", "drw_epoch")}
 
 
 def _check_reduction(reduction: str) -> None:
@@ -35,26 +53,43 @@ def _reduce(per_sample: torch.Tensor, w_target: torch.Tensor | None, reduction: 
     return per_sample.sum() / (w_target.sum() if w_target is not None else per_sample.numel())
 
 
+def _log_pt(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """log p_y from ``log_softmax``: (..., N, C), (..., N) -> (..., N)."""
+    return F.log_softmax(logits, dim=-1).gather(-1, target.unsqueeze(-1)).squeeze(-1)
+
+
+def _weighted(
+    per_sample: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    if weight is None:
+        return per_sample, None
+    w_target = weight.to(per_sample.dtype)[target]  # (..., N)
+    return w_target * per_sample, w_target
+
+
 def focal_loss(
     logits: torch.Tensor,
     target: torch.Tensor,
-    gamma: float = 2.0,
+    gamma: float | torch.Tensor = 2.0,
     weight: torch.Tensor | None = None,
     reduction: str = "mean",
 ) -> torch.Tensor:
     """Focal loss, ``-w_y (1 - p_y)^gamma log p_y`` per sample (Lin et al., 2017).
 
     Down-weights well-classified samples (p_y near 1) so training focuses on hard ones; at
-    ``gamma=0`` it is cross-entropy, in value and gradient, for every reduction.
+    ``gamma=0`` it is cross-entropy, in value and gradient, for every reduction. With ``weight``
+    it is the alpha-balanced variant: ``weighted_focal`` passes the class weights of
+    ``weights.scheme``, ``cb_focal`` the effective-number weights of Cui et al. (2019), whose
+    class-balanced softmax focal loss this then is.
 
     Parameters
     ----------
     logits : (N, C) float tensor
     target : (N,) int64 tensor of class indices
-    gamma : float >= 0
-        Focusing parameter.
+    gamma : float >= 0, or a tensor of them broadcastable to (N,)
+        Focusing parameter; a (K, 1) tensor gives each of K stacked configurations its own.
     weight : (C,) float tensor, optional
-        Per-class weight w_c (the alpha-balanced variant when given).
+        Per-class weight w_c.
     reduction : {"none", "mean", "sum"}
         ``mean`` divides by ``sum_i w_{y_i}`` (by N without weights), as ``F.cross_entropy``.
 
@@ -66,39 +101,249 @@ def focal_loss(
     ----------
     T.-Y. Lin, P. Goyal, R. Girshick, K. He, P. Dollar. Focal Loss for Dense Object Detection.
     ICCV 2017.
+    Y. Cui, M. Jia, T.-Y. Lin, Y. Song, S. Belongie. Class-Balanced Loss Based on Effective
+    Number of Samples. CVPR 2019.
     """
     _check_reduction(reduction)
-    if gamma < 0:
+    tensor_gamma = isinstance(gamma, torch.Tensor)
+    if not tensor_gamma and gamma < 0:
         raise ValueError(f"gamma must be >= 0; got {gamma}")
-    log_pt = F.log_softmax(logits, dim=-1).gather(-1, target.unsqueeze(-1)).squeeze(-1)  # (N,)
+    log_pt = _log_pt(logits, target)  # (N,)
     per_sample = -log_pt
-    if gamma > 0:
+    if tensor_gamma or gamma > 0:
         # 1 - p_t from log p_t without cancellation; the floor keeps (1-p_t)^gamma's gradient
         # finite where p_t rounds to 1 (0 < gamma < 1 would give 0 * inf otherwise).
         one_minus_pt = (-torch.expm1(log_pt)).clamp_min(torch.finfo(log_pt.dtype).tiny)
         per_sample = one_minus_pt.pow(gamma) * per_sample
-    w_target = None
-    if weight is not None:
-        w_target = weight.to(per_sample.dtype)[target]  # (N,)
-        per_sample = w_target * per_sample
+    per_sample, w_target = _weighted(per_sample, target, weight)
     return _reduce(per_sample, w_target, reduction)
 
 
-def make_criterion(
-    loss: str, *, gamma: float | None = None, class_weight: torch.Tensor | None = None
-) -> Criterion:
-    """The training criterion ``(logits, target) -> scalar`` of one configuration.
+def logit_adjusted_loss(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    log_prior: torch.Tensor,
+    tau: float = 1.0,
+    weight: torch.Tensor | None = None,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    """Logit-adjusted cross-entropy, ``-log softmax(z + tau * log pi)_y`` (Menon et al., 2021).
 
-    ``ce`` ignores ``class_weight``; ``weighted_ce`` requires it; ``focal`` requires ``gamma``.
+    Cross-entropy on logits shifted by the scaled log prior, in training only: predicting with
+    the plain logits then approximates the balanced-error-optimal classifier
+    ``argmax_y p(y|x) / pi_y^tau``. At ``tau=0`` it is cross-entropy.
+
+    Parameters
+    ----------
+    logits : (N, C) float tensor
+    target : (N,) int64 tensor of class indices
+    log_prior : (C,) float tensor
+        log pi_c, the training class frequencies (:func:`log_prior`); a constant added to every
+        entry changes nothing (softmax is shift-invariant).
+    tau : float >= 0
+        Strength of the adjustment; 1 is the Bayes-consistent choice.
+    weight : (C,) float tensor, optional
+    reduction : {"none", "mean", "sum"}
+        As :func:`torch.nn.functional.cross_entropy`.
+
+    References
+    ----------
+    A. K. Menon, S. Jayasumana, A. S. Rawat, H. Jain, A. Veit, S. Kumar. Long-tail learning via
+    logit adjustment. ICLR 2021.
     """
-    if loss == "ce":
-        return lambda logits, target: F.cross_entropy(logits, target)
-    if loss == "weighted_ce":
-        if class_weight is None:
-            raise PipelineError("loss weighted_ce needs class weights")
-        return lambda logits, target: F.cross_entropy(logits, target, weight=class_weight)
-    if loss == "focal":
+    _check_reduction(reduction)
+    if tau < 0:
+        raise ValueError(f"tau must be >= 0; got {tau}")
+    per_sample = -_log_pt(logits + tau * log_prior.to(logits.dtype), target)
+    per_sample, w_target = _weighted(per_sample, target, weight)
+    return _reduce(per_sample, w_target, reduction)
+
+
+def ldam_loss(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    margins: torch.Tensor,
+    scale: float = 30.0,
+    weight: torch.Tensor | None = None,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    """Label-distribution-aware margin loss, ``-log softmax(s (z - m_y e_y))_y`` (Cao et al., 2019).
+
+    The target logit is lowered by its class's margin before the softmax, so a sample counts as
+    well classified only once ``z_y - z_j > m_y`` for every other class j; rare classes get
+    larger margins (:func:`ldam_margins`). ``scale`` s sharpens the softmax: Cao et al. use a
+    cosine classifier, whose logits lie in [-1, 1]; the MLP's logits are unnormalised, so here s
+    acts as an inverse temperature and m is in logit units. Prediction uses the plain logits.
+
+    Parameters
+    ----------
+    logits : (N, C) float tensor
+    target : (N,) int64 tensor of class indices
+    margins : (C,) float tensor
+        Per-class margin m_c >= 0.
+    scale : float > 0
+    weight : (C,) float tensor, optional
+        The deferred re-weighting (DRW) phase passes effective-number weights.
+    reduction : {"none", "mean", "sum"}
+        As :func:`torch.nn.functional.cross_entropy`.
+
+    References
+    ----------
+    K. Cao, C. Wei, A. Gaidon, N. Arechiga, T. Ma. Learning Imbalanced Datasets with
+    Label-Distribution-Aware Margin Loss. NeurIPS 2019.
+    """
+    _check_reduction(reduction)
+    if scale <= 0:
+        raise ValueError(f"scale must be > 0; got {scale}")
+    m_target = margins.to(logits.dtype)[target].unsqueeze(-1)  # (N, 1)
+    one_hot = F.one_hot(target, logits.shape[-1]).to(logits.dtype)  # (N, C)
+    per_sample = -_log_pt(scale * (logits - one_hot * m_target), target)
+    per_sample, w_target = _weighted(per_sample, target, weight)
+    return _reduce(per_sample, w_target, reduction)
+
+
+def log_prior(counts: Sequence[float]) -> torch.Tensor:
+    """(C,) float64 ``log(n_c / n)``, the log class frequencies of the training split."""
+    counts = torch.as_tensor(counts, dtype=torch.float64)
+    return torch.log(counts / counts.sum())
+
+
+def ldam_margins(counts: Sequence[float], max_margin: float = 0.5) -> torch.Tensor:
+    """(C,) float64 margins ``m_c = K / n_c^(1/4)``, K such that the largest is ``max_margin``.
+
+    That is ``m_c = max_margin * (n_min / n_c)^(1/4)`` (Cao et al., 2019, eq. 12): the rarest
+    class gets ``max_margin``, a class 16 times as frequent half of it.
+    """
+    counts = torch.as_tensor(counts, dtype=torch.float64)
+    return max_margin * (counts.min() / counts) ** 0.25
+
+
+@dataclass(frozen=True)
+class Criterion:
+    """The training loss of one loss's configurations, reduced to a mean per configuration.
+
+    Called as ``criterion(logits, target, epoch)``: logits (N, C) and target (N,) give a scalar,
+    the ``reduction="mean"`` value of the loss; logits (K, N, C) and target (K, N), the K
+    configurations of a batched sweep, give (K,) means, each divided by its own summed target
+    weights, so that summing them and back-propagating gives each configuration exactly its
+    own gradient. ``gamma`` is then a (K, 1) tensor. ``epoch`` (1-based) matters only to
+    ``ldam_drw``, unweighted before ``drw_epoch`` and weighted by ``weight`` from it on.
+    Build it with :func:`make_criterion`.
+    """
+
+    loss: str
+    gamma: float | torch.Tensor | None = None  # focal family: a float, or (K, 1) per configuration
+    weight: torch.Tensor | None = None  # (C,) class weights (effective-number for cb/ldam)
+    log_prior: torch.Tensor | None = None  # (C,) logit_adjusted
+    tau: float = 1.0
+    margins: torch.Tensor | None = None  # (C,) ldam_drw
+    scale: float = 30.0
+    drw_epoch: int | None = None
+
+    def __call__(self, logits: torch.Tensor, target: torch.Tensor, epoch: int | None = None) -> torch.Tensor:
+        per_sample = self.per_sample(logits, target, epoch)
+        weight = self._weight_at(epoch)
+        if weight is None:
+            return per_sample.mean(-1)
+        return per_sample.sum(-1) / weight.to(per_sample.dtype)[target].sum(-1)
+
+    def per_sample(self, logits: torch.Tensor, target: torch.Tensor, epoch: int | None = None) -> torch.Tensor:
+        """(..., N) per-sample losses (``reduction="none"``) at ``epoch``."""
+        loss, weight = self.loss, self._weight_at(epoch)
+        if loss in ("ce", "weighted_ce"):
+            return focal_loss(logits, target, gamma=0.0, weight=weight, reduction="none")
+        if loss in GAMMA_LOSSES:
+            return focal_loss(logits, target, gamma=self.gamma, weight=weight, reduction="none")
+        if loss == "logit_adjusted":
+            return logit_adjusted_loss(logits, target, self.log_prior, self.tau, reduction="none")
+        if loss == "ldam_drw":
+            return ldam_loss(logits, target, self.margins, self.scale, weight=weight, reduction="none")
+        raise PipelineError(f"train.losses must be one of {', '.join(LOSSES)}; got {loss!r}")
+
+    @property
+    def final_phase_epoch(self) -> int:
+        """First epoch of the loss's final form: ``drw_epoch`` for ``ldam_drw``, else 1.
+
+        Training selects the model, and counts patience, from this epoch on.
+        """
+        return self.drw_epoch if self.loss == "ldam_drw" else 1
+
+    def _weight_at(self, epoch: int | None) -> torch.Tensor | None:
+        if self.loss != "ldam_drw":
+            return self.weight
+        if epoch is None:
+            raise ValueError("ldam_drw needs the epoch: its weights start at train.drw_epoch")
+        return self.weight if epoch >= self.drw_epoch else None
+
+    def take(self, index: torch.Tensor) -> Criterion:
+        """The criterion of configurations ``index`` of a stacked sweep (per-configuration gamma)."""
+        if isinstance(self.gamma, torch.Tensor):
+            return dataclasses.replace(self, gamma=self.gamma[index.to(self.gamma.device)])
+        return self
+
+
+def make_criterion(
+    loss: str,
+    *,
+    gamma: float | Sequence[float] | None = None,
+    class_weight: torch.Tensor | None = None,
+    class_counts: Sequence[float] | None = None,
+    tau: float = 1.0,
+    max_margin: float = 0.5,
+    scale: float = 30.0,
+    drw_epoch: int | None = None,
+) -> Criterion:
+    """The training criterion of one loss, for one configuration or a stacked sweep.
+
+    Parameters
+    ----------
+    loss : one of :data:`pipeline.config.LOSSES`
+    gamma : float, or a sequence of K floats (one per stacked configuration)
+        Required by the focal family, ignored otherwise.
+    class_weight : (C,) float tensor
+        ``weighted_ce``, ``weighted_focal``: the weights of ``weights.scheme``; ``cb_focal``,
+        ``ldam_drw``: effective-number weights (``class_weights(counts, "effective_number",
+        beta)``). Ignored by the other losses.
+    class_counts : (C,) training samples per class
+        ``logit_adjusted`` (the prior) and ``ldam_drw`` (the margins).
+    tau, max_margin, scale, drw_epoch
+        ``train.tau``; ``train.ldam_max_margin``, ``train.ldam_scale``, the first DRW epoch.
+
+    Its tensors are on the CPU, float32; :func:`to_device` moves them.
+    """
+    if loss not in LOSSES:
+        raise PipelineError(f"train.losses must be one of {', '.join(LOSSES)}; got {loss!r}")
+    needs_weight = loss in WEIGHTED_LOSSES + EFFECTIVE_NUMBER_LOSSES
+    if needs_weight and class_weight is None:
+        raise PipelineError(f"loss {loss} needs class weights")
+    if loss in COUNT_LOSSES and class_counts is None:
+        raise PipelineError(f"loss {loss} needs the training class counts")
+    kwargs: dict = {"weight": class_weight if needs_weight else None}
+    if loss in GAMMA_LOSSES:
         if gamma is None:
-            raise PipelineError("loss focal needs a gamma (train.gammas)")
-        return lambda logits, target: focal_loss(logits, target, gamma=gamma)
-    raise PipelineError(f"train.losses must be one of {', '.join(LOSSES)}; got {loss!r}")
+            raise PipelineError(f"loss {loss} needs a gamma (train.gammas)")
+        if isinstance(gamma, Sequence):
+            if any(g is None or g < 0 for g in gamma):
+                raise PipelineError(f"loss {loss} needs gammas >= 0; got {list(gamma)}")
+            gamma = torch.tensor(gamma, dtype=torch.float32).unsqueeze(1)  # (K, 1)
+        elif gamma < 0:
+            raise PipelineError(f"loss {loss} needs a gamma >= 0; got {gamma}")
+        kwargs["gamma"] = gamma
+    if loss == "logit_adjusted":
+        kwargs.update(log_prior=log_prior(class_counts).float(), tau=tau)
+    if loss == "ldam_drw":
+        if drw_epoch is None:
+            raise PipelineError("loss ldam_drw needs drw_epoch")
+        kwargs.update(margins=ldam_margins(class_counts, max_margin).float(), scale=scale,
+                      drw_epoch=drw_epoch)
+    return Criterion(loss, **kwargs)
+
+
+def to_device(criterion: Criterion, device: torch.device) -> Criterion:
+    """``criterion`` with its tensors on ``device``."""
+    changes = {
+        f.name: getattr(criterion, f.name).to(device)
+        for f in dataclasses.fields(criterion)
+        if isinstance(getattr(criterion, f.name), torch.Tensor)
+    }
+    return dataclasses.replace(criterion, **changes)

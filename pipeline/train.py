@@ -1,21 +1,27 @@
-"""Training one MLP per configuration, with early stopping on validation macro-F1."""
+"""Training MLPs with early stopping on validation macro-F1: one at a time, or a loss's whole sweep.
+
+:func:`fit` trains one configuration, the plain loop a user would write; it is the reference.
+:func:`fit_sweep` trains every configuration of one loss (each gamma x seed) at once as one
+:class:`~pipeline.model.StackedMLP` and returns, for each, what :func:`fit` returns for it alone:
+the same initialisation, data order and dropout masks, its own optimizer state, its own
+early-stopping point (tested to float tolerance on the CPU).
+"""
 
 from __future__ import annotations
 
-import copy
 import logging
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from sklearn.metrics import f1_score
 from tqdm.auto import tqdm
 
 from pipeline import PipelineError
 from pipeline.config import GAMMA_LOSSES, TrainConfig
-from pipeline.losses import Criterion
-from pipeline.model import MLP
+from pipeline.losses import Criterion, to_device
+from pipeline.model import MLP, StackedMLP
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +50,16 @@ def plan_runs(loss: str, gammas: tuple[float, ...], seeds: tuple[int, ...]) -> l
     ]
 
 
+def drw_start(cfg: TrainConfig) -> int:
+    """First re-weighted epoch of ``ldam_drw``: ``train.drw_epoch``, else round(2/3 * epochs).
+
+    Cao et al. (2019) re-weight from epoch 160 of 200 on CIFAR; 2/3 leaves the unweighted phase
+    most of the budget while keeping a third for the re-weighted one. Early stopping and model
+    selection start at this epoch (see :func:`fit`), so the model kept is a re-weighted one.
+    """
+    return cfg.drw_epoch if cfg.drw_epoch is not None else max(1, round(2 * cfg.epochs / 3))
+
+
 def resolve_device(device: str) -> torch.device:
     """``auto`` picks CUDA when available; ``cuda`` without a GPU is an error."""
     if device == "auto":
@@ -61,26 +77,61 @@ class FitResult:
     history: list[dict[str, float]] = field(default_factory=list)  # one dict per epoch
     best_epoch: int = 0
     best_val_macro_f1: float = float("-inf")
-    seconds: float = 0.0
+    seconds: float = 0.0  # wall time of the fit (of the whole sweep for fit_sweep)
 
 
-def _optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+def _optimizer(params: Iterable[torch.nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(
-            model.parameters(), lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay
-        )
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
     raise PipelineError(f"train.optimizer must be adam, adamw or sgd; got {cfg.optimizer!r}")
+
+
+def macro_f1(y_true: torch.Tensor, y_pred: torch.Tensor, n_classes: int) -> torch.Tensor:
+    """Macro-averaged F1 over classes 0..C-1, per row of ``y_pred``.
+
+    F1_c = 2 tp_c / (2 tp_c + fp_c + fn_c), 0 where the denominator is 0, as scikit-learn's
+    ``f1_score(y_true, y_pred, average="macro", labels=range(C), zero_division=0)``.
+
+    Parameters
+    ----------
+    y_true : (N,) int64 tensor
+    y_pred : (N,) or (K, N) int64 tensor, K predictions of the same samples
+    n_classes : int
+
+    Returns
+    -------
+    () or (K,) float64 tensor, on the CPU.
+    """
+    pred = y_pred if y_pred.dim() == 2 else y_pred.unsqueeze(0)
+    k = pred.shape[0]
+    cell = (torch.arange(k, device=pred.device).unsqueeze(1) * n_classes + y_true) * n_classes + pred
+    cm = torch.bincount(cell.flatten(), minlength=k * n_classes**2).view(k, n_classes, n_classes)
+    cm = cm.cpu().double()  # (K, true, predicted)
+    tp = cm.diagonal(dim1=1, dim2=2)
+    denom = cm.sum(2) + cm.sum(1)  # (tp + fn) + (tp + fp)
+    f1 = torch.where(denom > 0, 2 * tp / denom.clamp_min(1), torch.zeros_like(tp)).mean(1)
+    return f1 if y_pred.dim() == 2 else f1[0]
 
 
 @torch.no_grad()
 def predict_logits(model: torch.nn.Module, X: torch.Tensor, batch_size: int = 8192) -> torch.Tensor:
-    """(N, C) logits in eval mode, in batches."""
+    """Logits in eval mode, in batches of rows: (N, C) for an MLP, (K, N, C) for a StackedMLP."""
     model.eval()
-    return torch.cat([model(X[i : i + batch_size]) for i in range(0, len(X), batch_size)])
+    dim = 1 if isinstance(model, StackedMLP) else 0
+    return torch.cat([model(X[i : i + batch_size]) for i in range(0, len(X), batch_size)], dim=dim)
+
+
+def _tensors(data, device) -> tuple[torch.Tensor, ...]:
+    return tuple(torch.tensor(a, device=device) for split in ("train", "val") for a in data[split])
+
+
+def _bar(desc: str, cfg: TrainConfig, progress: bool | None):
+    return tqdm(range(1, cfg.epochs + 1), desc=desc, unit="epoch", leave=False,
+                disable=None if progress is None else not progress)
 
 
 def fit(
@@ -96,49 +147,47 @@ def fit(
     """Train one MLP with ``criterion``; stop when val macro-F1 has not improved for ``patience``.
 
     ``data`` maps ``"train"`` and ``"val"`` to ``(X (N, F) float32, y (N,) int64)``. The model is
-    selected on the validation split only. ``progress=None`` shows the bar on a terminal only.
+    selected on the validation split only, among epochs from ``criterion.final_phase_epoch`` on
+    (``ldam_drw``: its re-weighted phase; every epoch otherwise), and patience counts from there.
+    ``val_loss`` is the training criterion on the validation split. ``progress=None`` shows the
+    bar on a terminal only. The global RNG is seeded with ``spec.seed``, then initialises the
+    model and draws the dropout masks; a generator of its own seeded alike shuffles the data.
     """
     torch.manual_seed(spec.seed)
-    X_tr, y_tr = (torch.tensor(a, device=device) for a in data["train"])
-    X_va, y_va = (torch.tensor(a, device=device) for a in data["val"])
-    y_va_np = data["val"][1]
+    X_tr, y_tr, X_va, y_va = _tensors(data, device)
     model = MLP(X_tr.shape[1], cfg.hidden, n_classes, cfg.dropout).to(device)
-    opt = _optimizer(model, cfg)
+    opt = _optimizer(model.parameters(), cfg)
+    criterion = to_device(criterion, device)
+    select_from = criterion.final_phase_epoch
     shuffle = torch.Generator().manual_seed(spec.seed)
     result = FitResult(model=model)
     best_state, stale = None, 0
     start = time.perf_counter()
-    bar = tqdm(
-        range(1, cfg.epochs + 1),
-        desc=spec.model,
-        unit="epoch",
-        leave=False,
-        disable=None if progress is None else not progress,
-    )
+    bar = _bar(spec.model, cfg, progress)
     for epoch in bar:
         model.train()
         order = torch.randperm(len(X_tr), generator=shuffle).to(device)
         total, seen = 0.0, 0
         for i in range(0, len(order), cfg.batch_size):
             idx = order[i : i + cfg.batch_size]
-            loss = criterion(model(X_tr[idx]), y_tr[idx])
+            loss = criterion(model(X_tr[idx]), y_tr[idx], epoch)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             total += loss.item() * len(idx)
             seen += len(idx)
         logits = predict_logits(model, X_va)
-        val_loss = criterion(logits, y_va).item()
-        pred = logits.argmax(1).cpu().numpy()
-        val_f1 = float(f1_score(y_va_np, pred, average="macro", labels=range(n_classes), zero_division=0))
+        val_loss = criterion(logits, y_va, epoch).item()
+        val_f1 = macro_f1(y_va, logits.argmax(1), n_classes).item()
         result.history.append(
             {"epoch": epoch, "train_loss": total / seen, "val_loss": val_loss, "val_macro_f1": val_f1}
         )
-        if val_f1 > result.best_val_macro_f1:
-            result.best_val_macro_f1, result.best_epoch, stale = val_f1, epoch, 0
-            best_state = copy.deepcopy(model.state_dict())
-        else:
-            stale += 1
+        if epoch >= select_from:
+            if val_f1 > result.best_val_macro_f1:
+                result.best_val_macro_f1, result.best_epoch, stale = val_f1, epoch, 0
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            else:
+                stale += 1
         bar.set_postfix(val_f1=f"{val_f1:.3f}", best=f"{result.best_val_macro_f1:.3f}")
         if stale >= cfg.patience:
             break
@@ -147,3 +196,128 @@ def fit(
     model.eval()
     result.seconds = time.perf_counter() - start
     return result
+
+
+def _dropout_generator(seed: int, device: torch.device) -> torch.Generator:
+    """The generator :func:`fit` draws dropout masks from, right after initialising the MLP.
+
+    On the CPU that is the global generator's state after ``manual_seed(seed)`` and the MLP's
+    initialisation. On CUDA, :func:`fit`'s masks come from the fused dropout kernel, whose bits
+    no generator call reproduces: the sweep's masks are then drawn from a CUDA generator seeded
+    with ``seed``, independent per configuration but not the same bits as a lone run.
+    """
+    if device.type == "cpu":
+        g = torch.Generator()
+        g.set_state(torch.get_rng_state())
+        return g
+    return torch.Generator(device=device).manual_seed(seed)
+
+
+def _take(stack: StackedMLP, opt: torch.optim.Optimizer, keep: torch.Tensor, cfg: TrainConfig):
+    """The stack and optimizer of configurations ``keep`` only, optimizer state included."""
+    new = stack.take(keep)
+    new_opt = _optimizer(new.parameters(), cfg)
+    for old_p, new_p in zip(stack.parameters(), new.parameters()):
+        state = opt.state.get(old_p)
+        if not state:
+            continue
+        # per-element moments (K, ...) are sliced; Adam's step count is one scalar for all
+        new_opt.state[new_p] = {
+            key: (v[keep].clone() if v.shape == old_p.shape else v.clone()) if torch.is_tensor(v) else v
+            for key, v in state.items()
+        }
+    return new, new_opt
+
+
+def fit_sweep(
+    specs: Sequence[RunSpec],
+    criterion: Criterion,
+    data: dict[str, tuple[np.ndarray, np.ndarray]],
+    n_classes: int,
+    cfg: TrainConfig,
+    device: torch.device,
+    *,
+    progress: bool | None = None,
+    desc: str = "sweep",
+) -> list[FitResult]:
+    """Train every configuration in ``specs`` at once; return what :func:`fit` gives for each.
+
+    The K configurations form one :class:`~pipeline.model.StackedMLP` trained by one optimizer
+    on ``sum_k loss_k``. Their gradients do not mix, and Adam, AdamW and SGD with momentum
+    update elementwise (weight decay too), so slice k follows exactly the updates it would
+    alone. Configuration k is initialised as ``torch.manual_seed(seed); MLP(...)``, shuffles
+    with its own ``Generator(seed)`` and draws its dropout masks from its own generator in the
+    state :func:`fit`'s global one would have (see :func:`_dropout_generator`).
+
+    ``criterion`` holds one gamma per configuration where the loss takes one (a (K, 1) tensor,
+    see :func:`pipeline.losses.make_criterion`), in the order of ``specs``.
+
+    Early stopping per configuration: once one has gone ``patience`` epochs without a better
+    validation macro-F1 it leaves the stack (its slice and its optimizer state are dropped), so
+    it is never updated again and costs nothing after; the others go on. Each result holds the
+    weights of that configuration's best validation epoch and its own history.
+    """
+    k_all = len(specs)
+    X_tr, y_tr, X_va, y_va = _tensors(data, device)
+    n, batch = len(X_tr), cfg.batch_size
+    mlps, dropout_gens, shuffle_gens = [], [], []
+    for spec in specs:
+        torch.manual_seed(spec.seed)
+        mlps.append(MLP(X_tr.shape[1], cfg.hidden, n_classes, cfg.dropout))
+        dropout_gens.append(_dropout_generator(spec.seed, device))
+        shuffle_gens.append(torch.Generator().manual_seed(spec.seed))
+    stack = StackedMLP(mlps).to(device)
+    opt = _optimizer(stack.parameters(), cfg)
+    criterion = to_device(criterion, device)
+    select_from = criterion.final_phase_epoch
+    results = [FitResult(model=m) for m in mlps]
+    best_states: list[dict | None] = [None] * k_all
+    stale = [0] * k_all
+    active = list(range(k_all))  # the configuration in each slot of the stack
+    start = time.perf_counter()
+    bar = _bar(desc, cfg, progress)
+    for epoch in bar:
+        stack.train()
+        gens = [dropout_gens[k] for k in active]
+        order = torch.stack([torch.randperm(n, generator=shuffle_gens[k]) for k in active]).to(device)
+        total = torch.zeros(len(active), dtype=torch.float64, device=device)
+        for i in range(0, n, batch):
+            idx = order[:, i : i + batch]  # (A, B): each configuration's own batch
+            losses = criterion(stack(X_tr[idx], gens), y_tr[idx], epoch)  # (A,)
+            opt.zero_grad(set_to_none=True)
+            losses.sum().backward()
+            opt.step()
+            total += losses.detach().double() * idx.shape[1]
+        logits = predict_logits(stack, X_va)  # (A, N_val, C)
+        val_loss = criterion(logits, y_va.expand(len(active), -1), epoch).tolist()
+        val_f1 = macro_f1(y_va, logits.argmax(-1), n_classes).tolist()
+        train_loss = (total / n).tolist()
+        keep = []
+        for slot, k in enumerate(active):
+            r = results[k]
+            r.history.append({"epoch": epoch, "train_loss": train_loss[slot],
+                              "val_loss": val_loss[slot], "val_macro_f1": val_f1[slot]})
+            if epoch >= select_from:
+                if val_f1[slot] > r.best_val_macro_f1:
+                    r.best_val_macro_f1, r.best_epoch, stale[k] = val_f1[slot], epoch, 0
+                    best_states[k] = stack.state_of(slot)
+                else:
+                    stale[k] += 1
+            if stale[k] < cfg.patience:
+                keep.append(slot)
+        bar.set_postfix(training=f"{len(keep)}/{k_all}",
+                        best=f"{max(r.best_val_macro_f1 for r in results):.3f}")
+        if not keep:
+            break
+        if len(keep) < len(active):
+            index = torch.tensor(keep, device=device)
+            stack, opt = _take(stack, opt, index, cfg)
+            criterion = criterion.take(index)
+            active = [active[s] for s in keep]
+    bar.close()
+    seconds = time.perf_counter() - start
+    for r, state in zip(results, best_states):
+        r.model.load_state_dict(state)
+        r.model.to(device).eval()
+        r.seconds = seconds
+    return results

@@ -1,4 +1,13 @@
-"""Per-class loss weights computed from training counts."""
+"""Per-class loss weights computed from training counts.
+
+Every scheme gives raw weights ``r_c`` and is then normalised the same way,
+
+    w_c = r_c * n / sum_k r_k n_k,   so that   sum_c w_c n_c = n,
+
+i.e. the weighted sample count equals the sample count and a weighted loss summed over the
+training set stays on the scale of the unweighted one. (``reduction="mean"`` with weights divides
+by the summed target weights, which makes the mean loss independent of this normalisation.)
+"""
 
 from __future__ import annotations
 
@@ -9,24 +18,35 @@ from pipeline.config import SCHEMES
 
 
 def class_weights(counts, scheme: str, beta: float = 0.999) -> np.ndarray:
-    """Per-class weights for a weighted loss.
-
-    Every scheme is normalised so that the weighted sample count equals the sample count,
-    ``sum_c w_c * n_c == n``: the weighted loss stays on the scale of the unweighted one.
+    """Per-class weights for a weighted loss, normalised so that ``sum_c w_c * n_c == n``.
 
     Parameters
     ----------
     counts : (C,) array-like of int
         Training samples per class, each >= 1.
-    scheme : {"none", "inverse"}
-        ``none``: w_c = 1. ``inverse``: w_c = n / (C * n_c), scikit-learn's
-        ``compute_class_weight("balanced")`` (King & Zeng, 2001).
+    scheme : {"none", "inverse", "inverse_sqrt", "effective_number"}
+        Raw weight r_c before normalisation:
+
+        - ``none``: r_c = 1 (every w_c = 1).
+        - ``inverse``: r_c = 1 / n_c, giving w_c = n / (C * n_c), scikit-learn's
+          ``compute_class_weight("balanced")`` (King & Zeng, 2001).
+        - ``inverse_sqrt``: r_c = 1 / sqrt(n_c), a milder re-balancing (Mahajan et al., 2018).
+        - ``effective_number``: r_c = (1 - beta) / (1 - beta^n_c), the inverse of the effective
+          number of samples (Cui et al., 2019). beta = 0 gives equal weights; beta -> 1 tends to
+          ``inverse``.
     beta : float
-        Reserved for the effective-number scheme; must be in [0, 1).
+        In [0, 1); read by ``effective_number`` only.
 
     Returns
     -------
     (C,) float64 array.
+
+    References
+    ----------
+    G. King, L. Zeng. Logistic Regression in Rare Events Data. Political Analysis, 2001.
+    D. Mahajan et al. Exploring the Limits of Weakly Supervised Pretraining. ECCV 2018.
+    Y. Cui, M. Jia, T.-Y. Lin, Y. Song, S. Belongie. Class-Balanced Loss Based on Effective
+    Number of Samples. CVPR 2019.
     """
     counts = np.asarray(counts, dtype=np.float64)
     if counts.ndim != 1 or counts.size == 0:
@@ -41,5 +61,19 @@ def class_weights(counts, scheme: str, beta: float = 0.999) -> np.ndarray:
     if scheme == "none":
         return np.ones(n_classes)
     if scheme == "inverse":
-        return n / (n_classes * counts)
-    raise PipelineError(f"weights.scheme must be one of {', '.join(SCHEMES)}; got {scheme!r}")
+        return n / (n_classes * counts)  # the closed form, bit-identical to scikit-learn's
+    if scheme == "inverse_sqrt":
+        raw = 1.0 / np.sqrt(counts)
+    elif scheme == "effective_number":
+        raw = _inverse_effective_number(counts, beta)
+    else:
+        raise PipelineError(f"weights.scheme must be one of {', '.join(SCHEMES)}; got {scheme!r}")
+    return raw * (n / np.dot(raw, counts))
+
+
+def _inverse_effective_number(counts: np.ndarray, beta: float) -> np.ndarray:
+    """``1 / (1 - beta^n_c)`` (the constant 1 - beta cancels in the normalisation)."""
+    if beta == 0:
+        return np.ones_like(counts)
+    # 1 - beta^n without cancellation when beta is close to 1
+    return 1.0 / -np.expm1(counts * np.log(beta))

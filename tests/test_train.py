@@ -1,24 +1,57 @@
+"""Training: the sequential reference, and the batched sweep against it configuration by configuration."""
+
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sklearn.metrics import f1_score
 
 from pipeline import PipelineError
-from pipeline.config import TrainConfig
+from pipeline.config import GAMMA_LOSSES, LOSSES, TrainConfig
 from pipeline.losses import make_criterion
-from pipeline.train import RunSpec, fit, model_name, plan_runs, resolve_device
+from pipeline.model import MLP, StackedMLP
+from pipeline.train import (
+    RunSpec,
+    drw_start,
+    fit,
+    fit_sweep,
+    macro_f1,
+    model_name,
+    plan_runs,
+    predict_logits,
+    resolve_device,
+)
+from pipeline.weights import class_weights
+
+CPU = torch.device("cpu")
 
 
 def test_model_names():
     assert model_name("ce", None, 0, 1) == "ce"
     assert model_name("focal", 2.0, 0, 1) == "focal_g2"
     assert model_name("focal", 0.5, 3, 2) == "focal_g0.5_s3"
+    assert model_name("cb_focal", 1.0, 0, 1) == "cb_focal_g1"
+    assert model_name("ldam_drw", None, 1, 2) == "ldam_drw_s1"
 
 
-def test_plan_runs_sweeps_gamma_only_for_focal():
+def test_plan_runs_sweeps_gamma_only_for_the_focal_family():
     assert [r.model for r in plan_runs("ce", (0.0, 2.0), (0,))] == ["ce"]
+    assert [r.model for r in plan_runs("logit_adjusted", (0.0, 2.0), (0,))] == ["logit_adjusted"]
     runs = plan_runs("focal", (0.0, 2.0), (1, 2))
     assert [r.model for r in runs] == ["focal_g0_s1", "focal_g0_s2", "focal_g2_s1", "focal_g2_s2"]
     assert {(r.gamma, r.seed) for r in runs} == {(0.0, 1), (0.0, 2), (2.0, 1), (2.0, 2)}
+    for loss in ("weighted_focal", "cb_focal"):
+        assert [r.model for r in plan_runs(loss, (0.5, 2.0), (0,))] == [f"{loss}_g0.5", f"{loss}_g2"]
+
+
+def test_drw_starts_two_thirds_in_unless_set():
+    assert drw_start(TrainConfig(epochs=100)) == 67
+    assert drw_start(TrainConfig(epochs=3)) == 2
+    assert drw_start(TrainConfig(epochs=1)) == 1
+    assert drw_start(TrainConfig(epochs=100, drw_epoch=10)) == 10
 
 
 def test_cuda_without_gpu_is_a_clear_error(monkeypatch):
@@ -28,10 +61,23 @@ def test_cuda_without_gpu_is_a_clear_error(monkeypatch):
         resolve_device("cuda")
 
 
-def _blobs(n, seed):
+@settings(max_examples=50, deadline=None)
+@given(st.integers(2, 6), st.integers(1, 4), st.integers(1, 60), st.integers(0, 10_000))
+def test_macro_f1_equals_sklearn(n_classes, k, n, seed):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, n_classes, n)
+    pred = rng.integers(0, n_classes, (k, n))
+    ours = macro_f1(torch.tensor(y), torch.tensor(pred), n_classes)
+    for row in range(k):
+        ref = f1_score(y, pred[row], average="macro", labels=range(n_classes), zero_division=0)
+        assert ours[row].item() == pytest.approx(ref, abs=1e-12)
+    assert macro_f1(torch.tensor(y), torch.tensor(pred[0]), n_classes).item() == pytest.approx(ours[0].item())
+
+
+def _blobs(n, seed, sep=3.0):
     rng = np.random.default_rng(seed)
     y = rng.integers(0, 3, n)
-    X = rng.normal(size=(n, 4)).astype(np.float32) + np.eye(3, 4, dtype=np.float32)[y] * 3
+    X = rng.normal(size=(n, 4)).astype(np.float32) + np.eye(3, 4, dtype=np.float32)[y] * sep
     return X, y.astype(np.int64)
 
 
@@ -46,8 +92,8 @@ CFG = TrainConfig(hidden=(16,), epochs=12, batch_size=32, patience=4, lr=1e-2, d
 def test_training_is_deterministic_for_a_seed(data):
     spec = RunSpec("focal_g2", "focal", 2.0, 0)
     crit = make_criterion("focal", gamma=2.0)
-    a = fit(spec, crit, data, 3, CFG, torch.device("cpu"), progress=False)
-    b = fit(spec, crit, data, 3, CFG, torch.device("cpu"), progress=False)
+    a = fit(spec, crit, data, 3, CFG, CPU, progress=False)
+    b = fit(spec, crit, data, 3, CFG, CPU, progress=False)
     for key, value in a.model.state_dict().items():
         torch.testing.assert_close(value, b.model.state_dict()[key], rtol=0, atol=0)
     assert a.history == b.history
@@ -55,15 +101,116 @@ def test_training_is_deterministic_for_a_seed(data):
 
 def test_early_stopping_restores_the_best_validation_epoch(data):
     spec = RunSpec("ce", "ce", None, 0)
-    result = fit(spec, make_criterion("ce"), data, 3, CFG, torch.device("cpu"), progress=False)
+    result = fit(spec, make_criterion("ce"), data, 3, CFG, CPU, progress=False)
     best = max(h["val_macro_f1"] for h in result.history)
     assert result.best_val_macro_f1 == best
     assert result.history[result.best_epoch - 1]["val_macro_f1"] == best
     assert len(result.history) <= CFG.epochs
     # the returned model is the best epoch's: recompute its val macro-F1
-    from sklearn.metrics import f1_score
-
     with torch.no_grad():
         pred = result.model(torch.as_tensor(data["val"][0])).argmax(1).numpy()
     assert f1_score(data["val"][1], pred, average="macro") == pytest.approx(best)
     assert best > 0.8  # separable blobs are learned
+
+
+# --- the stacked model --------------------------------------------------------------------------
+
+def _mlps(seeds, hidden=(8, 6), dropout=0.3):
+    out = []
+    for s in seeds:
+        torch.manual_seed(s)
+        out.append(MLP(4, hidden, 3, dropout))
+    return out
+
+
+def test_stacked_mlp_computes_each_mlp_and_returns_its_weights():
+    mlps = _mlps([0, 1, 2])
+    stack = StackedMLP(mlps).eval()
+    x = torch.randn(2, 4)
+    for k, m in enumerate(mlps):
+        m.eval()
+        torch.testing.assert_close(stack(x)[k], m(x))  # one input shared by all models
+        torch.testing.assert_close(stack(x.expand(3, 2, 4))[k], m(x))  # (K, B, F) per-model batches
+        state = stack.state_of(k)
+        assert state.keys() == m.state_dict().keys()
+        for key, value in m.state_dict().items():
+            torch.testing.assert_close(state[key], value, rtol=0, atol=0)
+    sub = stack.take(torch.tensor([2, 0]))
+    torch.testing.assert_close(sub(x), stack(x)[[2, 0]])
+
+
+def test_stacked_dropout_draws_each_models_masks_as_nn_dropout_would():
+    mlps = _mlps([0, 1])
+    x = torch.randn(5, 4)
+    expected, gens = [], []
+    for s, m in zip([0, 1], mlps):
+        torch.manual_seed(100 + s)
+        gens.append(torch.Generator().set_state(torch.get_rng_state()))
+        expected.append(m.train()(x))  # draws from the global generator
+    got = StackedMLP(mlps).train()(x, gens)
+    for k in range(2):
+        torch.testing.assert_close(got[k], expected[k])
+    with pytest.raises(ValueError, match="one generator per model"):
+        StackedMLP(mlps).train()(x)
+
+
+# --- the batched sweep against the sequential reference ---------------------------------------
+
+COUNTS = [150, 100, 50]
+
+
+def _criterion(loss, gamma):
+    """One gamma (a lone run, as a user writes it) or a list of them (a sweep)."""
+    scheme = "effective_number" if loss in ("cb_focal", "ldam_drw") else "inverse"
+    weight = torch.tensor(class_weights(COUNTS, scheme, beta=0.99), dtype=torch.float32)
+    return make_criterion(loss, gamma=gamma, class_weight=weight, class_counts=COUNTS, tau=1.0,
+                          max_margin=0.5, scale=5.0, drw_epoch=4)
+
+
+def _assert_sweep_equals_sequential(specs, loss, data, cfg):
+    gammas = [s.gamma for s in specs] if loss in GAMMA_LOSSES else None
+    swept = fit_sweep(specs, _criterion(loss, gammas), data, 3, cfg, CPU, progress=False)
+    X_val = torch.as_tensor(data["val"][0])
+    for spec, batched in zip(specs, swept):
+        alone = fit(spec, _criterion(loss, spec.gamma), data, 3, cfg, CPU, progress=False)
+        assert (batched.best_epoch, len(batched.history)) == (alone.best_epoch, len(alone.history)), spec
+        assert batched.best_val_macro_f1 == pytest.approx(alone.best_val_macro_f1, abs=1e-12)
+        for h_b, h_a in zip(batched.history, alone.history):
+            assert h_b.keys() == h_a.keys()
+            for key in h_b:
+                assert h_b[key] == pytest.approx(h_a[key], rel=1e-4, abs=1e-5), (spec, key)
+        state = alone.model.state_dict()
+        for key, value in batched.model.state_dict().items():
+            torch.testing.assert_close(value, state[key], rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(predict_logits(batched.model, X_val), predict_logits(alone.model, X_val),
+                                   rtol=1e-4, atol=1e-4)
+    return swept
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_sweep_trains_each_configuration_as_it_would_train_alone(loss, data):
+    gammas = (0.0, 2.0) if loss in GAMMA_LOSSES else (None,)
+    specs = [RunSpec(model_name(loss, g, s, 2), loss, g, s) for g in gammas for s in (0, 1)]
+    cfg = dataclasses.replace(CFG, hidden=(16, 8), epochs=8, patience=2)
+    swept = _assert_sweep_equals_sequential(specs, loss, data, cfg)
+    if loss == "ldam_drw":  # the model kept is a re-weighted one
+        assert all(r.best_epoch >= 4 for r in swept)
+
+
+@pytest.mark.parametrize(("optimizer", "weight_decay"), [("adam", 1e-3), ("adamw", 1e-2), ("sgd", 1e-3)])
+def test_sweep_equivalence_holds_for_every_optimizer_and_weight_decay(optimizer, weight_decay, data):
+    specs = [RunSpec("focal_g0_s0", "focal", 0.0, 0), RunSpec("focal_g1_s3", "focal", 1.0, 3)]
+    cfg = dataclasses.replace(CFG, optimizer=optimizer, weight_decay=weight_decay, epochs=6, lr=0.05)
+    _assert_sweep_equals_sequential(specs, "focal", data, cfg)
+
+
+def test_early_stopped_configurations_leave_the_sweep_and_keep_their_best_epoch():
+    # hard, overlapping blobs: the configurations stop at different epochs
+    data = {"train": _blobs(300, 0, sep=1.0), "val": _blobs(90, 1, sep=1.0)}
+    specs = [RunSpec(f"focal_g{g:g}_s{s}", "focal", g, s) for g, s in [(0.0, 0), (2.0, 1), (1.0, 2)]]
+    cfg = TrainConfig(hidden=(16, 8), epochs=20, batch_size=32, patience=3, lr=1e-2, dropout=0.1)
+    swept = _assert_sweep_equals_sequential(specs, "focal", data, cfg)
+    lengths = [len(r.history) for r in swept]
+    assert len(set(lengths)) > 1  # somebody stopped while others went on
+    for r in swept:
+        assert r.best_epoch == len(r.history) - cfg.patience or len(r.history) == cfg.epochs
