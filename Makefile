@@ -11,7 +11,7 @@ PORT ?= 5000
 # Stages call `python`: make it the environment's.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: repro test ui setup bench
+.PHONY: repro test ui setup bench compare
 
 setup: $(STAMP)
 
@@ -39,6 +39,10 @@ test: $(STAMP)
 
 ui: $(STAMP)
 	mlflow ui --backend-store-uri "$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/mlflow.db}" --port $(PORT)
+
+# Experiments side by side: the policy's pick, its scores and every model's macro-F1.
+compare: $(STAMP)
+	dvc exp show --drop '^(?!Experiment|Created|State|pick|macro_f1\.|data\.source|data\.imbalance_ratio|weights\.scheme|train\.losses|train\.gammas)'
 
 bench: $(STAMP)
 	python -m bench.sweep

@@ -95,6 +95,18 @@ def _flat(prefix: str, d: dict) -> dict[str, float]:
     return out
 
 
+def summary(metrics: dict[str, dict], audit: dict, view_key: str) -> dict:
+    """The few numbers worth a column in ``dvc exp show``: the policy's pick and every macro-F1."""
+    pick = audit["policy"]["pick"]
+    out: dict = {"pick": pick or "none"}
+    if pick:
+        m = metrics[pick]
+        out.update({f"pick_{k}": m[k] for k in ("macro_f1", "balanced_accuracy", "accuracy")})
+        out.update({f"pick_{view_key}_{k}": m[view_key][k] for k in ("accuracy", "macro_f1")})
+    out["macro_f1"] = {name: m["macro_f1"] for name, m in metrics.items()}
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--params", default="params.yaml")
@@ -105,6 +117,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--baselines", default=None, help="name of the baselines' directory under --models")
     ap.add_argument("--metrics", required=True, help="metrics.json to write")
     ap.add_argument("--audit", required=True, help="audit.json to write")
+    ap.add_argument("--summary", required=True, help="summary.json to write (what `dvc exp show` compares)")
     ap.add_argument("--plots", required=True, help="directory for DVC plot data")
     ap.add_argument("--figures", required=True, help="directory for PNG figures")
     args = ap.parse_args(argv)
@@ -173,6 +186,7 @@ def main(argv: list[str] | None = None) -> None:
         save(rank_figure(ordered, audit["metrics"], ranked, audit["policy"]["pick"]), figures_tmp / "leaderboard_ranks.png")
         save(agreement_figure(audit["metrics"], audit["kendall_tau"]), figures_tmp / "metric_agreement.png")
         write_json(args.audit, audit)
+        write_json(args.summary, summary(metrics, audit, view.key))
         write_json(args.metrics, metrics)
 
     headline = {n: {k: v for k, v in m.items() if not isinstance(v, dict)} for n, m in metrics.items()}
@@ -209,7 +223,7 @@ def main(argv: list[str] | None = None) -> None:
         eval_params={"data": meta["params"], "evaluate": {"prior": cfg.prior, "view_key": view.key,
                      "select": audit["policy"]["summary"]}, "n_models": len(runs)},
         eval_tags={"policy_pick": audit["policy"]["pick"] or "none"},
-        eval_artifacts=[Path(args.metrics), Path(args.audit),
+        eval_artifacts=[Path(args.metrics), Path(args.audit), Path(args.summary),
                         figures_dir / "leaderboard_ranks.png", figures_dir / "metric_agreement.png",
                         *[figures_dir / f"gamma_{loss}.png" for loss in gammas],
                         *([figures_dir / "focal_loss_shape.png"] if swept else [])],

@@ -63,6 +63,7 @@ def evaluate_args(d, params):
             "--plans", str(d / "outputs/plans"), "--models", str(d / "outputs/models"),
             "--predictions", str(d / "reports/predictions"), "--baselines", "baselines",
             "--metrics", str(d / "reports/metrics.json"), "--audit", str(d / "reports/audit.json"),
+            "--summary", str(d / "reports/summary.json"),
             "--plots", str(d / "reports/plots"), "--figures", str(d / "reports/figures")]
 
 
@@ -195,6 +196,9 @@ def test_audit_ranks_models_and_applies_the_policy(pipeline_run):
     assert audit["winners"]["accuracy"] in metrics
     for d in audit["disagreements"]:
         assert d["winner"] != pick and d["reason"]
+    summary = json.loads((pipeline_run / "reports/summary.json").read_text())
+    assert summary["pick"] == pick and summary["pick_macro_f1"] == metrics[pick]["macro_f1"]
+    assert summary["macro_f1"] == {m: v["macro_f1"] for m, v in metrics.items()}
     maj = audit["accuracy_paradox"]
     assert maj["accuracy_train_prior"] > maj["macro_f1_train_prior"]
     assert set(audit["tail_trade"]["models"]) == {"weighted_ce", "focal_g0", "focal_g2"}
