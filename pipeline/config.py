@@ -116,6 +116,12 @@ class EvaluateConfig:
 
 
 @dataclass(frozen=True)
+class ReportConfig:
+    title: str = "Which loss, judged by which metric"
+    mlflow_url: str | None = None  # MLflow UI address, e.g. http://127.0.0.1:5000: run ids become links
+
+
+@dataclass(frozen=True)
 class MlflowConfig:
     experiment: str = "imbalanced-mlp"
 
@@ -127,6 +133,7 @@ class Params:
     train: TrainConfig = field(default_factory=TrainConfig)
     baselines: BaselinesConfig = field(default_factory=BaselinesConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
     mlflow: MlflowConfig = field(default_factory=MlflowConfig)
 
 

@@ -41,12 +41,17 @@ def dumps(obj: Any) -> str:
 
 def write_json(path: str | Path, obj: Any) -> None:
     """Write ``obj`` as JSON to ``path`` atomically (temp file, then rename)."""
+    write_text(path, dumps(obj))
+
+
+def write_text(path: str | Path, text: str) -> None:
+    """Write UTF-8 ``text`` to ``path`` atomically (temp file, then rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(dumps(obj))
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -108,3 +108,59 @@ def gamma_curves_figure(rows: list[dict], metrics: list[str], title: str) -> Fig
         ax.set_visible(False)
     fig.suptitle(title)
     return fig
+
+
+def class_distribution_figure(counts: dict[str, dict[str, int]], classes: list[str]) -> Figure:
+    """Samples per class in each split (``counts[split][class]``), training split long-tailed."""
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.55 * len(classes) + 2), 3.4), layout="constrained")
+    splits = list(counts)
+    width = 0.8 / len(splits)
+    x = np.arange(len(classes))
+    for i, split in enumerate(splits):
+        ax.bar(x + (i - (len(splits) - 1) / 2) * width, [counts[split][c] for c in classes], width, label=split)
+    ax.set_xticks(x, classes, rotation=90 if len(classes) > 12 else 0)
+    ax.set_xlabel("class")
+    ax.set_ylabel("samples")
+    ax.legend()
+    ax.set_title("Class distribution per split")
+    return fig
+
+
+def per_class_figure(values: dict[str, dict[str, float]], classes: list[str], order: list[str]) -> Figure:
+    """Recall and precision per class for a few models; classes in ``order`` (head to tail)."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6), layout="constrained", sharey=True)
+    x = np.arange(len(order))
+    for ax, metric in zip(axes, ("recall", "precision")):
+        for model, v in values.items():
+            ax.plot(x, [v[f"{metric}/{c}"] for c in order], marker="o", label=model)
+        ax.set_xticks(x, order)
+        ax.set_xlabel("class, most to least frequent in training")
+        ax.set_title(metric)
+        ax.set_ylim(-0.02, 1.02)
+    axes[0].legend()
+    return fig
+
+
+def confusion_pair_figure(cms: dict[str, np.ndarray], classes: list[str]) -> Figure:
+    """Row-normalised confusion matrices of a few models side by side (recall on the diagonal)."""
+    k = len(classes)
+    size = max(4.0, 0.42 * k + 1.5)
+    fig, axes = plt.subplots(1, len(cms), figsize=(size * len(cms) + 0.8, size), layout="constrained", squeeze=False)
+    for ax, (name, cm) in zip(axes[0], cms.items()):
+        cm = np.asarray(cm, dtype=float)
+        rows = cm.sum(axis=1, keepdims=True)
+        norm = np.divide(cm, rows, out=np.zeros(cm.shape), where=rows > 0)
+        im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+        ax.set_title(name)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_xticks(range(k), classes, rotation=90 if k > 12 else 0)
+        ax.set_yticks(range(k), classes)
+        if k <= 20:
+            for i in range(k):
+                for j in range(k):
+                    if cm[i, j]:
+                        ax.text(j, i, f"{norm[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                                color="white" if norm[i, j] > 0.5 else "black")
+    fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8, label="share of the true class")
+    return fig

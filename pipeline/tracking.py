@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -35,26 +34,6 @@ def tracking_uri(environ: Mapping[str, str] = os.environ, cwd: str | Path | None
     if uri:
         return uri
     return f"sqlite:///{repo_root(environ, cwd) / 'mlflow.db'}"
-
-
-def git_tags(cwd: str | Path | None = None) -> dict[str, str]:
-    """``git_commit`` and ``git_dirty`` of the working tree, ``unknown`` outside a git repo."""
-
-    def git(*args: str) -> str | None:
-        try:
-            out = subprocess.run(
-                ["git", *args], cwd=cwd, capture_output=True, text=True, check=True, timeout=30
-            )
-        except (OSError, subprocess.SubprocessError):
-            return None
-        return out.stdout.strip()
-
-    commit = git("rev-parse", "HEAD")
-    status = git("status", "--porcelain", "--untracked-files=no")
-    return {
-        "git_commit": commit or "unknown",
-        "git_dirty": "unknown" if status is None else str(bool(status)).lower(),
-    }
 
 
 @dataclass
@@ -110,10 +89,11 @@ def log_pipeline_run(
     eval_tags: dict[str, str] | None = None,
     tables: dict[str, Any] | None = None,
     environ: Mapping[str, str] = os.environ,
-) -> tuple[str, dict[str, str]]:
+) -> dict[str, Any]:
     """Log one evaluation (parent) run and one child run per model.
 
-    Returns the parent run id and ``{model name: run id}``. Runs left unfinished by an error
+    Returns where the runs went: ``tracking_uri``, ``experiment``, ``experiment_id``,
+    ``evaluation_run`` and ``models`` (model name -> run id). Runs left unfinished by an error
     are marked FAILED, never left RUNNING.
     """
     import mlflow
@@ -175,4 +155,14 @@ def log_pipeline_run(
                 log.warning("could not mark MLflow run %s as failed", run_id)
         raise
     log.info("MLflow: %d model runs under evaluation run %s at %s", len(models), parent_id, uri)
-    return parent_id, run_ids
+    return {"tracking_uri": uri, "experiment": experiment, "experiment_id": exp_id,
+            "evaluation_run": parent_id, "models": run_ids}
+
+
+def log_artifacts_to_run(run_id: str, paths: list[Path], environ: Mapping[str, str] = os.environ) -> None:
+    """Add files to an existing run (e.g. the report to its evaluation run)."""
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri(environ))
+    for path in paths:
+        client.log_artifact(run_id, str(path))

@@ -37,7 +37,8 @@ from pipeline.plots import (
     rank_figure,
     save,
 )
-from pipeline.tracking import ModelRun, git_tags, log_pipeline_run
+from pipeline.provenance import git_tags
+from pipeline.tracking import ModelRun, log_pipeline_run
 from stages._cli import run
 from stages.show import table
 
@@ -118,6 +119,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--metrics", required=True, help="metrics.json to write")
     ap.add_argument("--audit", required=True, help="audit.json to write")
     ap.add_argument("--summary", required=True, help="summary.json to write (what `dvc exp show` compares)")
+    ap.add_argument("--runs", required=True, help="mlflow_runs.json to write: where the MLflow runs went")
     ap.add_argument("--plots", required=True, help="directory for DVC plot data")
     ap.add_argument("--figures", required=True, help="directory for PNG figures")
     args = ap.parse_args(argv)
@@ -216,7 +218,7 @@ def main(argv: list[str] | None = None) -> None:
     leaderboard = pd.DataFrame([{"model": row["model"], **row["values"],
                                  **{f"rank/{k}": v for k, v in row["ranks"].items()}}
                                 for row in audit["leaderboard"]])
-    log_pipeline_run(
+    where = log_pipeline_run(
         params.mlflow.experiment,
         models=runs,
         tags={**tags, "dvc_stage": os.environ.get("DVC_STAGE", "evaluate")},
@@ -229,6 +231,7 @@ def main(argv: list[str] | None = None) -> None:
                         *([figures_dir / "focal_loss_shape.png"] if swept else [])],
         tables={"leaderboard.json": leaderboard},
     )
+    write_json(args.runs, where)
 
 
 if __name__ == "__main__":

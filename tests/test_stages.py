@@ -63,7 +63,7 @@ def evaluate_args(d, params):
             "--plans", str(d / "outputs/plans"), "--models", str(d / "outputs/models"),
             "--predictions", str(d / "reports/predictions"), "--baselines", "baselines",
             "--metrics", str(d / "reports/metrics.json"), "--audit", str(d / "reports/audit.json"),
-            "--summary", str(d / "reports/summary.json"),
+            "--summary", str(d / "reports/summary.json"), "--runs", str(d / "reports/mlflow_runs.json"),
             "--plots", str(d / "reports/plots"), "--figures", str(d / "reports/figures")]
 
 

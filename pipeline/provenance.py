@@ -1,0 +1,70 @@
+"""Where results come from: git state, package versions, the DVC lock file."""
+
+from __future__ import annotations
+
+import subprocess
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+KEY_PACKAGES = ("torch", "scikit-learn", "imbalanced-learn", "xgboost", "numpy", "pandas", "mlflow", "dvc",
+                "matplotlib")
+
+
+def _git(*args: str, cwd: str | Path | None = None) -> str | None:
+    try:
+        out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip()
+
+
+def git_tags(cwd: str | Path | None = None) -> dict[str, str]:
+    """``git_commit`` and ``git_dirty`` (code or params differ from the commit; the pipeline's own
+    records, ``dvc.lock`` and ``reports/``, do not count), ``unknown`` outside a git repo."""
+    commit = _git("rev-parse", "HEAD", cwd=cwd)
+    status = _git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!dvc.lock", ":!reports", cwd=cwd)
+    return {
+        "git_commit": commit or "unknown",
+        "git_dirty": "unknown" if status is None else str(bool(status)).lower(),
+    }
+
+
+def commit_date(cwd: str | Path | None = None) -> str:
+    """The HEAD commit's date (ISO 8601), or ``unknown``."""
+    return _git("show", "-s", "--format=%cI", "HEAD", cwd=cwd) or "unknown"
+
+
+def package_versions(names: tuple[str, ...] = KEY_PACKAGES) -> dict[str, str]:
+    out = {}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def lock_outputs(lock: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """``stage -> output path -> md5`` from a parsed ``dvc.lock``."""
+    out = {}
+    for stage, entry in sorted((lock or {}).get("stages", {}).items()):
+        out[stage] = {o["path"]: o.get("md5", "") for o in entry.get("outs", [])}
+    return out
+
+
+def lock_params(lock: dict[str, Any]) -> dict[str, Any]:
+    """Every parameter the stages recorded in ``dvc.lock``, flattened to ``block.key``."""
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{prefix}{k}.", v)
+        else:
+            flat[prefix.rstrip(".")] = value
+
+    for entry in (lock or {}).get("stages", {}).values():
+        for values in entry.get("params", {}).values():
+            walk("", values)
+    return dict(sorted(flat.items()))

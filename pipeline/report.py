@@ -1,0 +1,266 @@
+"""The stakeholder report: one self-contained, deterministic HTML page per pipeline run.
+
+:func:`render` turns plain data (this run's metrics, audit, data description, provenance) and
+PNG images into HTML text. Nothing here reads files, the clock or the environment: the same
+inputs give the same bytes. Images are embedded as data URIs; there are no scripts, fonts or
+external resources, and the page prints.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from dataclasses import dataclass
+from typing import Any
+
+CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;max-width:1100px;
+margin:2rem auto;padding:0 1.2rem;color:#1d2430;line-height:1.5}
+h1{font-size:1.7rem;margin-bottom:.2rem}h2{border-bottom:2px solid #dde3ea;padding-bottom:.2rem;margin-top:2.2rem}
+.sub{color:#5b6675}.pick{background:#e8f4ea}.bad{color:#a3362f}.note{background:#f4f6f9;border-left:4px solid #7a8ca5;
+padding:.6rem .9rem;margin:1rem 0}table{border-collapse:collapse;margin:.8rem 0;font-size:.88rem}
+th,td{border:1px solid #d4dbe3;padding:.25rem .5rem;text-align:left;vertical-align:top}th{background:#f0f3f7}
+table.num td:not(:first-child),table.num th:not(:first-child){text-align:right;white-space:nowrap}img{max-width:100%;height:auto;display:block;margin:.6rem 0}
+.pair{display:grid;grid-template-columns:1fr 1fr;gap:1rem}code{background:#f0f3f7;padding:0 .25rem}
+td{overflow-wrap:anywhere}table{max-width:100%}dt{font-weight:600}dd{margin:0 0 .5rem 1rem}.small{font-size:.8rem}
+@media print{body{max-width:none;margin:0}h2{break-after:avoid}img,table{break-inside:avoid}.pair{display:block}}
+"""
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where the numbers come from."""
+
+    commit: str
+    dirty: str  # "true", "false" or "unknown"
+    date: str  # the commit's date (never the clock)
+    stages: dict[str, dict[str, str]]  # stage -> output path -> md5, from dvc.lock
+    params: dict[str, Any]  # params as the stages used them, from dvc.lock
+    packages: dict[str, str]  # package -> version
+    command: str  # how to reproduce the page
+
+
+def _e(x: Any) -> str:
+    return html.escape(str(x))
+
+
+def _f(x: Any, digits: int = 3) -> str:
+    return f"{x:.{digits}f}" if isinstance(x, (int, float)) and not isinstance(x, bool) else _e(x)
+
+
+def _table(headers: list[str], rows: list[list[Any]], classes: list[str] | None = None,
+           numeric: bool = False) -> str:
+    head = "".join(f"<th>{_e(h)}</th>" for h in headers)
+    body = []
+    for i, row in enumerate(rows):
+        cls = f' class="{classes[i]}"' if classes and classes[i] else ""
+        body.append(f"<tr{cls}>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>")
+    kind = ' class="num"' if numeric else ""
+    return f"<table{kind}><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _img(png: bytes, alt: str) -> str:
+    return f'<img alt="{_e(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+
+
+def _ci(metrics: dict, name: str) -> str:
+    ci = metrics.get("ci", {}).get(name)
+    return f"{_f(metrics[name])} [{_f(ci['low'])}, {_f(ci['high'])}]" if ci else _f(metrics[name])
+
+
+def _signed(change: dict) -> str:
+    """``+0.011 [-0.017, +0.037]``; adding 0.0 turns a rounded -0.000 into +0.000."""
+    v = [round(change[k], 3) + 0.0 for k in ("value", "low", "high")]
+    return f"{v[0]:+.3f} [{v[1]:+.3f}, {v[2]:+.3f}]"
+
+
+def _run_link(run_id: str, exp_id: str, base: str | None) -> str:
+    if not base:
+        return f"<code>{_e(run_id)}</code>"
+    url = f"{base.rstrip('/')}/#/experiments/{exp_id}/runs/{run_id}"
+    return f'<a href="{_e(url)}"><code>{_e(run_id)}</code></a>'
+
+
+def render(
+    *,
+    title: str,
+    meta: dict,
+    weights: dict,
+    metrics: dict[str, dict],
+    audit: dict,
+    runs: dict | None,
+    mlflow_url: str | None,
+    provenance: Provenance,
+    images: dict[str, bytes],
+) -> str:
+    """The report's HTML text. ``images`` maps names used below to PNG bytes."""
+    classes = meta["classes"]
+    view = audit["views"]["reweighted"]
+    vkey = view["key"]
+    policy = audit["policy"]
+    pick = policy["pick"]
+    rarest = audit["rarest_class"]
+    train = meta["counts"]["train"]
+    order = sorted(classes, key=lambda c: (-train[c], classes.index(c)))
+    parts: list[str] = []
+    add = parts.append
+
+    add(f"<h1>{_e(title)}</h1>")
+    add(f'<p class="sub">Data <b>{_e(meta["source"])}</b> · commit <code>{_e(provenance.commit[:12])}</code>'
+        f"{' (with uncommitted changes)' if provenance.dirty == 'true' else ''} · {_e(provenance.date)}</p>")
+
+    # 1. The question and the data
+    sizes = meta["sizes"]
+    add("<h2>1. The question and the data</h2>")
+    add("<p>When one class is common and another rare, a model can look accurate while missing the rare "
+        "class almost entirely. This page compares models trained with different losses under many "
+        "metrics, and records which model the team's declared policy picks, and why.</p>")
+    add(f"<p>{len(classes)} classes. Training split: {sizes['train']} rows, made long-tailed — the most "
+        f"frequent class has {max(train.values())} samples, the rarest (<b>{_e(rarest)}</b>) "
+        f"{min(train.values())}, a ratio of {_f(meta['train_imbalance_ratio'], 1)}. Validation: "
+        f"{sizes['val']} rows; test: {sizes['test']} rows, kept at the source's class balance. "
+        f"Class weights: <code>{_e(weights['scheme'])}</code>.</p>")
+    add(_img(images["distribution"], "class distribution per split"))
+
+    # 2. The decision
+    add("<h2>2. The decision</h2>")
+    cons = ", ".join(policy["constraints"]) or "none"
+    add(f"<p>Declared policy: pick the model with the best <b>{_e(policy['metric'])}</b> on the "
+        f"<b>{_e(policy['view'].replace('_', ' '))}</b> view; constraints: {_e(cons)}.</p>")
+    if pick:
+        m = metrics[pick]
+        add(f'<div class="note">Chosen model: <b>{_e(pick)}</b>. Macro-F1 {_ci(m, "macro_f1")}, '
+            f'balanced accuracy {_ci(m, "balanced_accuracy")}, accuracy {_ci(m, "accuracy")}; '
+            f"recall of the rarest class {_ci(m, f'recall/{rarest}')} "
+            f"(95% bootstrap intervals in brackets). Under the {_e(vkey.replace('_', ' '))} view: "
+            f"accuracy {_f(m[vkey]['accuracy'])}, macro-F1 {_f(m[vkey]['macro_f1'])}.</div>")
+    else:
+        add(f'<div class="note bad">No model meets the policy: {_e(policy["summary"])}. '
+            "The constraints or the candidates need revisiting before anything ships.</div>")
+    if audit["disagreements"]:
+        rows = [[_e(d["metric"]), _e(d["winner"]), _e(d["reason"])] for d in audit["disagreements"]]
+        add("<p>Other metrics would have picked other models:</p>")
+        add(_table(["metric", "would pick", "why the policy's pick differs"], rows))
+
+    # 3. Leaderboard
+    add("<h2>3. Leaderboard</h2>")
+    names = audit["metrics"]
+    add(f"<p>Every model under every metric on the test split (rank in brackets, 1 = best; lower is better "
+        f"for log_loss and ece). Columns prefixed <code>{_e(vkey)}/</code> reweight the test split: "
+        f"{_e(view['description'])}.</p>")
+    half = (len(names) + 1) // 2
+    for chunk in (names[:half], names[half:]):
+        rows, marks = [], []
+        for entry in audit["leaderboard"]:
+            model = entry["model"]
+            cells = [f"<b>{_e(model)}</b>" if model == pick else _e(model)]
+            cells += [f"{_f(entry['values'][n])}&nbsp;<span class='small'>({entry['ranks'][n]})</span>" for n in chunk]
+            rows.append(cells)
+            marks.append("pick" if model == pick else "")
+        add(_table(["model", *chunk], rows, marks, numeric=True))
+    add(_img(images["ranks"], "rank of each model under each metric"))
+    tau = audit["kendall_tau"]
+    pairs = [("accuracy", f"{vkey}/accuracy"), ("macro_f1", f"{vkey}/accuracy"), ("accuracy", "macro_f1"),
+             ("macro_f1", f"recall/{rarest}"), ("macro_f1", "log_loss")]
+    tau_rows = [[_e(a), _e(b), _f(tau[a][b], 2) if tau[a][b] is not None else "–"] for a, b in pairs
+                if a in tau and b in tau]
+    add("<p>Where metrics disagree: Kendall's τ between the model rankings (1 = same order, 0 = unrelated).</p>")
+    add(_table(["metric", "metric", "τ"], tau_rows))
+
+    # 4. The accuracy paradox
+    add("<h2>4. Why accuracy is not enough</h2>")
+    paradox = audit.get("accuracy_paradox")
+    if paradox:
+        add(f"<p>A model that always answers the most frequent training class learns nothing, yet scores "
+            f"accuracy <b>{_f(paradox[f'accuracy_{vkey}'])}</b> on the {_e(vkey.replace('_', ' '))} view "
+            f"(<b>{_f(paradox['accuracy_held_out'])}</b> on the test split as held out) while its macro-F1 is "
+            f"<b>{_f(paradox[f'macro_f1_{vkey}'])}</b> ({_f(paradox['macro_f1_held_out'])}). Macro-F1 weighs "
+            "every class equally, so missing the rare classes shows.</p>")
+    else:
+        add("<p>The majority baseline was not trained in this run (<code>baselines.models</code>).</p>")
+
+    # 5. The precision-for-recall trade
+    add("<h2>5. What weighting and focal loss buy</h2>")
+    trade = audit.get("tail_trade")
+    if trade:
+        add(f"<p>Against plain cross-entropy (<code>ce</code>), the change in mean recall and precision over the "
+            f"tail classes ({_e(', '.join(trade['tail_classes']))}: training count below the median), with "
+            "paired 95% bootstrap intervals. A change counts only when its interval excludes zero.</p>")
+        rows = []
+        for model, t in trade["models"].items():
+            r, p = t["tail_recall_change"], t["tail_precision_change"]
+            rows.append([_e(model), _signed(r), _signed(p), _e(t["verdict"])])
+        add(_table(["model", "tail recall change", "tail precision change", "verdict"], rows))
+    if "per_class" in images:
+        add(_img(images["per_class"], "recall and precision per class"))
+        shown = [m for m in ("ce", "weighted_ce", pick) if m in metrics]
+        rows = [[_e(c), str(train[c])] + [f"{_f(metrics[m][f'recall/{c}'])} / {_f(metrics[m][f'precision/{c}'])}"
+                                          for m in dict.fromkeys(shown)] for c in order]
+        add(_table(["class", "training samples", *[f"{m}: recall / precision" for m in dict.fromkeys(shown)]], rows))
+
+    # 6. Confusion matrices
+    add("<h2>6. Where the errors go</h2>")
+    add("<p>The chosen model beside plain cross-entropy (<code>ce</code>). Rows are the true class, columns "
+        "the predicted one; each cell is the share of the true class, so the diagonal is each class's "
+        "recall and the off-diagonal cells show which classes get confused.</p>")
+    if "confusion" in images:
+        add(_img(images["confusion"], "confusion matrices of the chosen model and of ce"))
+
+    # 7. Focal gamma
+    add("<h2>7. The focal-loss γ sweep</h2>")
+    if "focal_shape" in images:
+        add("<p>Focal loss multiplies cross-entropy by (1 − p)<sup>γ</sup>, p the probability of the true "
+            "class: larger γ stops easy, confident samples from dominating training.</p>")
+        add(_img(images["focal_shape"], "focal loss against p for each gamma"))
+    gamma_imgs = sorted(k for k in images if k.startswith("gamma_"))
+    for key in gamma_imgs:
+        add(_img(images[key], f"test metrics against gamma ({key[6:]})"))
+    if not gamma_imgs:
+        add("<p>No loss was trained over a γ sweep in this run.</p>")
+
+    # 8. How to read this
+    add("<h2>8. How to read this</h2><dl>")
+    for term, text in (
+        ("Recall of a class", "Of the cases truly in the class, the share the model finds."),
+        ("Precision of a class", "Of the cases the model puts in the class, the share that belong there."),
+        ("Accuracy", "Share of all cases classified correctly; dominated by the common classes."),
+        ("Micro-F1", "With one label per case, equal to accuracy; also dominated by common classes."),
+        ("Macro-F1", "The average of the per-class F1 scores (a balance of precision and recall): every class "
+                     "counts the same, however rare."),
+        ("Balanced accuracy", "The average recall over classes."),
+        ("Interval [a, b]", "95% bootstrap interval: resampling the test cases, the score fell in this range "
+                            "95% of the time. Overlapping intervals mean the difference may be chance."),
+        (f"{vkey.replace('_', ' ')} view", view["description"] + "."),
+        ("Class weights, focal loss", "Training remedies that make mistakes on rare classes cost more; they "
+                                      "usually raise rare-class recall and lower precision."),
+    ):
+        add(f"<dt>{_e(term)}</dt><dd>{_e(text)}</dd>")
+    add("</dl>")
+
+    # 9. Provenance
+    add("<h2>9. Provenance</h2>")
+    add(_table(["item", "value"], [
+        ["git commit", f"<code>{_e(provenance.commit)}</code>"],
+        ["uncommitted changes (code or params)", _e(provenance.dirty)],
+        ["commit date", _e(provenance.date)],
+        ["data digest (sha256 of the prepared splits)", f"<code>{_e(meta['digest'])}</code>"],
+        ["reproduce", f"<code>{_e(provenance.command)}</code>"],
+    ]))
+    if runs:
+        rows = [["evaluation run", _run_link(runs["evaluation_run"], runs["experiment_id"], mlflow_url)]]
+        rows += [[_e(m), _run_link(r, runs["experiment_id"], mlflow_url)] for m, r in runs["models"].items()]
+        add(f"<p>MLflow runs (experiment <code>{_e(runs['experiment'])}</code>, store "
+            f"<code>{_e(runs['tracking_uri'])}</code>):</p>")
+        add(_table(["model", "run id"], rows))
+    stage_rows = [[_e(stage), "<br>".join(f"<code>{_e(p)}</code> {_e(h[:12])}" for p, h in outs.items())]
+                  for stage, outs in provenance.stages.items()]
+    add("<p>Outputs of every stage as recorded in <code>dvc.lock</code> (md5, first 12 digits):</p>")
+    add(_table(["stage", "outputs"], stage_rows))
+    add("<p>Parameters as the stages used them:</p>")
+    add(_table(["parameter", "value"], [[_e(k), f"<code>{_e(v)}</code>"] for k, v in provenance.params.items()]))
+    add(_table(["package", "version"], [[_e(k), _e(v)] for k, v in provenance.packages.items()]))
+
+    body = "\n".join(parts)
+    return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1">\n<title>{_e(title)}</title>\n'
+            f"<style>{CSS}</style>\n</head>\n<body>\n{body}\n</body>\n</html>\n")
