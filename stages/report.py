@@ -48,10 +48,14 @@ def png(fig) -> bytes:
     return buf.getvalue()
 
 
-def _model_group(name: str, runs_training: dict[str, str]) -> str:
-    if name not in runs_training:
-        raise PipelineError(f"model {name} of the audit has no predictions directory (re-run evaluate)")
-    return runs_training[name]
+def prediction_files(root: Path, models: list[str]) -> dict[str, Path]:
+    """``model -> <root>/<loss or baselines>/<model>.parquet`` for every evaluated model."""
+    found = {p.stem: p for p in sorted(root.glob("*/*.parquet"))}
+    for name in models:
+        if name not in found:
+            raise PipelineError(f"{root}/*/{name}.parquet: predictions of {name} not found "
+                                "(re-run the pipeline: dvc repro)")
+    return found
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -72,14 +76,12 @@ def main(argv: list[str] | None = None) -> None:
     cfg = load_params(args.params).report
     meta = read_json(args.meta, what="prepared-data metadata")
     weights = read_json(args.weights, what="class weights")
-    metrics = read_json(args.metrics, what="metrics (run evaluate first)")
-    audit = read_json(args.audit, what="audit (run evaluate first)")
-    runs = read_json(args.runs, what="MLflow run list (run evaluate first)")
+    metrics = read_json(args.metrics, what="evaluation metrics")
+    audit = read_json(args.audit, what="evaluation audit")
+    runs = read_json(args.runs, what="MLflow run list of the evaluation")
     classes = meta["classes"]
 
-    # Which predictions directory holds each model: one per loss, plus the baselines'.
-    preds_root = Path(args.predictions)
-    where = {p.stem: p.parent.name for p in sorted(preds_root.glob("*/*.parquet"))}
+    preds = prediction_files(Path(args.predictions), list(metrics))
     pick = audit["policy"]["pick"]
     images = {
         "distribution": png(class_distribution_figure(meta["counts"], classes)),
@@ -88,9 +90,8 @@ def main(argv: list[str] | None = None) -> None:
     }
     cms = {}
     for model in dict.fromkeys(m for m in (pick, "ce") if m and m in metrics):
-        path = preds_root / _model_group(model, where) / f"{model}.parquet"
-        preds = read_parquet(path, what=f"predictions of {model}")
-        codes = [pd.Categorical(preds[c].astype(str), categories=classes).codes for c in ("y_true", "y_pred")]
+        frame = read_parquet(preds[model], what=f"predictions of {model}")
+        codes = [pd.Categorical(frame[c].astype(str), categories=classes).codes for c in ("y_true", "y_pred")]
         label = f"{model} (chosen)" if model == pick else model
         cms[label] = confusion_matrix(np.asarray(codes[0]), np.asarray(codes[1]), len(classes))
     if cms:

@@ -27,3 +27,19 @@ def stage_env(tmp_path):
 
 def python() -> str:
     return sys.executable
+
+
+@pytest.fixture(scope="session")
+def pipeline_run(tmp_path_factory):
+    """Every stage run once on tiny data (see tests/test_stages.py); shared by the test modules."""
+    from tests.test_stages import run_pipeline, write_params
+
+    d = tmp_path_factory.mktemp("run")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{d / 'mlflow.db'}")
+    mp.delenv("DVC_ROOT", raising=False)
+    try:
+        run_pipeline(d, write_params(d / "params.yaml"))
+    finally:
+        mp.undo()
+    return d

@@ -47,9 +47,10 @@ def repo(tmp_path_factory):
 
 def test_repro_runs_every_stage_and_logs_to_the_repo_store(repo):
     d, env, out = repo
-    for stage in ("prepare", "weights", "plan", "train@ce", "train@weighted_ce", "train@focal", "baselines", "evaluate"):
+    for stage in ("prepare", "weights", "plan", "train@ce", "train@weighted_ce", "train@focal", "baselines", "evaluate", "report"):
         assert f"Running stage '{stage}'" in out
     assert (d / "reports/metrics.json").is_file() and (d / "mlflow.db").is_file()
+    assert (d / "reports/report.html").is_file()
     metrics = sh("dvc metrics show --json", d, env)
     assert "focal_g2" in metrics and "macro_f1" in metrics
 
@@ -69,6 +70,7 @@ def test_new_gammas_retrain_only_focal(repo):
     (d / "params.yaml").write_text(yaml.safe_dump(params))
     out = sh("dvc repro", d, env)
     assert "Running stage 'train@focal'" in out and "Running stage 'evaluate'" in out
+    assert "Running stage 'report'" in out
     for stage in ("prepare", "weights", "train@ce", "train@weighted_ce", "baselines"):
         assert f"Running stage '{stage}'" not in out
     assert "focal_g1" in (d / "reports/metrics.json").read_text()

@@ -12,7 +12,7 @@ import yaml
 from sklearn import metrics as skm
 
 from pipeline.model import MLP
-from stages import baselines, evaluate, plan, prepare, train, weights
+from stages import baselines, evaluate, plan, prepare, report, train, weights
 
 TINY = {
     "data": {"source": "digits", "imbalance_ratio": 5, "seed": 1},
@@ -56,6 +56,15 @@ def run_pipeline(d, params):
                     "--models", str(d / "outputs/models/baselines"),
                     "--predictions", str(d / "reports/predictions/baselines")])
     evaluate.main(evaluate_args(d, params))
+    report.main(report_args(d, params, d / "reports/report.html"))
+
+
+def report_args(d, params, out, *extra):
+    return ["--params", str(params), "--meta", str(d / "data/prepared/meta.json"),
+            "--weights", str(d / "outputs/class_weights.json"), "--metrics", str(d / "reports/metrics.json"),
+            "--audit", str(d / "reports/audit.json"), "--runs", str(d / "reports/mlflow_runs.json"),
+            "--plots", str(d / "reports/plots"), "--predictions", str(d / "reports/predictions"),
+            "--lock", str(d / "dvc.lock"), "--out", str(out), *extra]
 
 
 def evaluate_args(d, params):
@@ -65,19 +74,6 @@ def evaluate_args(d, params):
             "--metrics", str(d / "reports/metrics.json"), "--audit", str(d / "reports/audit.json"),
             "--summary", str(d / "reports/summary.json"), "--runs", str(d / "reports/mlflow_runs.json"),
             "--plots", str(d / "reports/plots"), "--figures", str(d / "reports/figures")]
-
-
-@pytest.fixture(scope="module")
-def pipeline_run(tmp_path_factory):
-    d = tmp_path_factory.mktemp("run")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{d / 'mlflow.db'}")
-    mp.delenv("DVC_ROOT", raising=False)
-    try:
-        run_pipeline(d, write_params(d / "params.yaml"))
-    finally:
-        mp.undo()
-    return d
 
 
 MODELS = {"ce": "ce", "weighted_ce": "weighted_ce", "focal_g0": "focal", "focal_g2": "focal"}
@@ -307,3 +303,62 @@ def test_failed_stage_keeps_previous_outputs(tmp_path, stage_env):
     assert proc.returncode == 2, proc.stderr
     assert "class 'y' has 2 rows" in proc.stderr
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_report_is_self_contained_and_holds_this_runs_numbers(pipeline_run):
+    import re
+
+    page = (pipeline_run / "reports/report.html").read_text()
+    audit = json.loads((pipeline_run / "reports/audit.json").read_text())
+    metrics = json.loads((pipeline_run / "reports/metrics.json").read_text())
+    runs = json.loads((pipeline_run / "reports/mlflow_runs.json").read_text())
+    assert "<script" not in page and "<link" not in page
+    assert not re.search(r"""(src|href)=["']?(https?:|//)""", page)  # nothing fetched from elsewhere
+    assert page.count("data:image/png;base64,") >= 6
+    pick = audit["policy"]["pick"]
+    assert f"Chosen model: <b>{pick}</b>" in page
+    assert f"{metrics[pick]['macro_f1']:.3f}" in page
+    assert runs["evaluation_run"] in page and all(r in page for r in runs["models"].values())
+    for section in ("The question and the data", "The decision", "Leaderboard", "Why accuracy is not enough",
+                    "What weighting and focal loss buy", "Where the errors go", "focal-loss", "How to read this",
+                    "Provenance"):
+        assert section in page
+    assert "git checkout" in page and "make repro" in page
+
+
+def test_report_is_byte_identical_for_the_same_inputs(pipeline_run, tmp_path):
+    params = pipeline_run / "params.yaml"
+    report.main(report_args(pipeline_run, params, tmp_path / "a.html", "--no-mlflow"))
+    report.main(report_args(pipeline_run, params, tmp_path / "b.html", "--no-mlflow"))
+    assert (tmp_path / "a.html").read_bytes() == (tmp_path / "b.html").read_bytes()
+    assert (tmp_path / "a.html").read_bytes() == (pipeline_run / "reports/report.html").read_bytes()
+
+
+def test_report_is_logged_to_the_evaluation_run(pipeline_run):
+    import mlflow
+
+    runs = json.loads((pipeline_run / "reports/mlflow_runs.json").read_text())
+    client = mlflow.MlflowClient(tracking_uri=runs["tracking_uri"])
+    assert "report.html" in {a.path for a in client.list_artifacts(runs["evaluation_run"])}
+
+
+@pytest.mark.parametrize(
+    ("missing", "message"),
+    [
+        ("reports/metrics.json", "reports/metrics.json: evaluation metrics not found (run the stage that writes it first)"),
+        ("reports/predictions/focal/focal_g2.parquet", "focal_g2.parquet: predictions of focal_g2 not found"),
+    ],
+)
+def test_report_names_what_is_missing(pipeline_run, tmp_path, stage_env, missing, message):
+    import shutil
+
+    d = tmp_path / "copy"
+    shutil.copytree(pipeline_run, d)
+    (d / missing).unlink()
+    out = d / "reports/new.html"
+    proc = _stage(["stages.report", *report_args(d, d / "params.yaml", out, "--no-mlflow")], d, stage_env)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert message in lines[0]
+    assert not out.exists()

@@ -1,6 +1,7 @@
 """Training: the sequential reference, and the batched sweep against it configuration by configuration."""
 
 import dataclasses
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -139,19 +140,26 @@ def test_stacked_mlp_computes_each_mlp_and_returns_its_weights():
     torch.testing.assert_close(sub(x), stack(x)[[2, 0]])
 
 
-def test_stacked_dropout_draws_each_models_masks_as_nn_dropout_would():
-    mlps = _mlps([0, 1])
+@pytest.mark.parametrize("workers", [1, 2, 3])
+def test_stacked_dropout_draws_each_models_masks_as_nn_dropout_would(workers):
+    seeds = [0, 1, 2]
+    mlps = _mlps(seeds)
     x = torch.randn(5, 4)
     expected, gens = [], []
-    for s, m in zip([0, 1], mlps):
+    for s, m in zip(seeds, mlps):
         torch.manual_seed(100 + s)
         gens.append(torch.Generator().set_state(torch.get_rng_state()))
-        expected.append(m.train()(x))  # draws from the global generator
-    got = StackedMLP(mlps).train()(x, gens)
-    for k in range(2):
-        torch.testing.assert_close(got[k], expected[k])
-    with pytest.raises(ValueError, match="one generator per model"):
-        StackedMLP(mlps).train()(x)
+        expected.append([m.train()(x), m(x)])  # two steps, drawn from the global generator
+    stack = StackedMLP(mlps).train()
+    with ThreadPoolExecutor(workers) as pool:  # threads draw different models' masks at once
+        for step in range(2):
+            got = stack(x, stack.dropout_masks(5, gens, pool, workers))
+            for k in range(3):
+                torch.testing.assert_close(got[k], expected[k][step], rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="needs dropout masks in training mode"):
+        stack(x)
+    with pytest.raises(ValueError, match="one generator per model; got 2 for 3"):
+        stack.dropout_masks(5, gens[:2])
 
 
 # --- the batched sweep against the sequential reference ---------------------------------------
