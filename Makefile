@@ -27,7 +27,9 @@ repro: $(STAMP)
 	@python -m stages.show --metrics reports/metrics.json
 	@echo
 	@echo "Results:"
+	@echo "  reports/report.html       the report for stakeholders: open it in a browser"
 	@echo "  reports/metrics.json      every model under every metric   (dvc metrics show)"
+	@echo "  reports/audit.json        ranks, winners, the policy's pick and why"
 	@echo "  reports/figures/          confusion matrices, one PNG per model"
 	@echo "  reports/predictions/      test-split predictions, one Parquet file per model"
 	@echo "  outputs/models/           model weights and per-epoch training curves"
