@@ -11,31 +11,36 @@ import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 
+def _row_normalised(cm: np.ndarray) -> np.ndarray:
+    rows = cm.sum(axis=1, keepdims=True)
+    return np.divide(cm, rows, out=np.zeros(cm.shape), where=rows > 0)
+
+
+def _matrix(ax, values: np.ndarray, classes: list[str], title: str, fmt: str, vmax: float):
+    """One annotated class-by-class heatmap (true classes as rows, predictions as columns)."""
+    k = len(classes)
+    im = ax.imshow(values, cmap="Blues", vmin=0, vmax=vmax if vmax > 0 else 1)
+    ax.set_title(title)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_xticks(range(k), classes, rotation=90 if k > 12 else 0)
+    ax.set_yticks(range(k), classes)
+    if k <= 20:
+        for i in range(k):
+            for j in range(k):
+                ax.text(j, i, format(values[i, j], fmt), ha="center", va="center", fontsize=7,
+                        color="white" if values[i, j] > vmax / 2 else "black")
+    return im
+
+
 def confusion_figure(cm: np.ndarray, classes: list[str], title: str) -> Figure:
     """Counts and row-normalised (recall per true class) confusion matrices side by side."""
     cm = np.asarray(cm)
-    rows = cm.sum(axis=1, keepdims=True)
-    norm = np.divide(cm, rows, out=np.zeros(cm.shape), where=rows > 0)
-    k = len(classes)
-    size = max(4.0, 0.45 * k + 2.0)
+    size = max(4.0, 0.45 * len(classes) + 2.0)
     fig, axes = plt.subplots(1, 2, figsize=(2 * size + 1, size), layout="constrained")
-    for ax, values, label, fmt in (
-        (axes[0], cm, "counts", "d"),
-        (axes[1], norm, "row-normalised (recall)", ".2f"),
-    ):
-        im = ax.imshow(values, cmap="Blues", vmin=0, vmax=values.max() if values.max() > 0 else 1)
-        ax.set_title(label)
-        ax.set_xlabel("predicted")
-        ax.set_ylabel("true")
-        ax.set_xticks(range(k), classes, rotation=90 if k > 12 else 0)
-        ax.set_yticks(range(k), classes)
-        if k <= 20:
-            thresh = values.max() / 2
-            for i in range(k):
-                for j in range(k):
-                    ax.text(j, i, format(values[i, j], fmt), ha="center", va="center", fontsize=7,
-                            color="white" if values[i, j] > thresh else "black")
-        fig.colorbar(im, ax=ax, shrink=0.8)
+    for ax, values, label, fmt in ((axes[0], cm, "counts", "d"),
+                                   (axes[1], _row_normalised(cm), "row-normalised (recall)", ".2f")):
+        fig.colorbar(_matrix(ax, values, classes, label, fmt, values.max()), ax=ax, shrink=0.8)
     fig.suptitle(title)
     return fig
 
@@ -143,24 +148,9 @@ def per_class_figure(values: dict[str, dict[str, float]], classes: list[str], or
 
 def confusion_pair_figure(cms: dict[str, np.ndarray], classes: list[str]) -> Figure:
     """Row-normalised confusion matrices of a few models side by side (recall on the diagonal)."""
-    k = len(classes)
-    size = max(4.0, 0.42 * k + 1.5)
+    size = max(4.0, 0.42 * len(classes) + 1.5)
     fig, axes = plt.subplots(1, len(cms), figsize=(size * len(cms) + 0.8, size), layout="constrained", squeeze=False)
     for ax, (name, cm) in zip(axes[0], cms.items()):
-        cm = np.asarray(cm, dtype=float)
-        rows = cm.sum(axis=1, keepdims=True)
-        norm = np.divide(cm, rows, out=np.zeros(cm.shape), where=rows > 0)
-        im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-        ax.set_title(name)
-        ax.set_xlabel("predicted")
-        ax.set_ylabel("true")
-        ax.set_xticks(range(k), classes, rotation=90 if k > 12 else 0)
-        ax.set_yticks(range(k), classes)
-        if k <= 20:
-            for i in range(k):
-                for j in range(k):
-                    if cm[i, j]:
-                        ax.text(j, i, f"{norm[i, j]:.2f}", ha="center", va="center", fontsize=7,
-                                color="white" if norm[i, j] > 0.5 else "black")
+        im = _matrix(ax, _row_normalised(np.asarray(cm, dtype=float)), classes, name, ".2f", 1.0)
     fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8, label="share of the true class")
     return fig
