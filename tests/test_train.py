@@ -1,7 +1,6 @@
 """Training: the sequential reference, and the batched sweep against it configuration by configuration."""
 
 import dataclasses
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -13,7 +12,7 @@ from sklearn.metrics import f1_score
 from pipeline import PipelineError
 from pipeline.config import GAMMA_LOSSES, LOSSES, TrainConfig
 from pipeline.losses import make_criterion
-from pipeline.model import MLP, StackedMLP
+from pipeline.model import MLP, StackedMLP, StackedOutput
 from pipeline.train import (
     RunSpec,
     drw_start,
@@ -140,8 +139,15 @@ def test_stacked_mlp_computes_each_mlp_and_returns_its_weights():
     torch.testing.assert_close(sub(x), stack(x)[[2, 0]])
 
 
-@pytest.mark.parametrize("workers", [1, 2, 3])
-def test_stacked_dropout_draws_each_models_masks_as_nn_dropout_would(workers):
+def test_stacked_output_layer_gradients_are_those_of_its_formula():
+    g = torch.Generator().manual_seed(0)
+    h, w, b = (torch.randn(*shape, generator=g, dtype=torch.float64, requires_grad=True)
+               for shape in [(3, 5, 4), (3, 2, 4), (3, 1, 2)])
+    assert torch.autograd.gradcheck(StackedOutput.apply, (h, w, b))
+    torch.testing.assert_close(StackedOutput.apply(h, w, b), h @ w.transpose(1, 2) + b)
+
+
+def test_stacked_dropout_draws_each_models_masks_as_nn_dropout_would():
     seeds = [0, 1, 2]
     mlps = _mlps(seeds)
     x = torch.randn(5, 4)
@@ -151,11 +157,10 @@ def test_stacked_dropout_draws_each_models_masks_as_nn_dropout_would(workers):
         gens.append(torch.Generator().set_state(torch.get_rng_state()))
         expected.append([m.train()(x), m(x)])  # two steps, drawn from the global generator
     stack = StackedMLP(mlps).train()
-    with ThreadPoolExecutor(workers) as pool:  # threads draw different models' masks at once
-        for step in range(2):
-            got = stack(x, stack.dropout_masks(5, gens, pool, workers))
-            for k in range(3):
-                torch.testing.assert_close(got[k], expected[k][step], rtol=0, atol=1e-6)
+    for step in range(2):
+        got = stack(x, stack.dropout_masks(5, gens))
+        for k in range(3):
+            torch.testing.assert_close(got[k], expected[k][step], rtol=0, atol=1e-6)
     with pytest.raises(ValueError, match="needs dropout masks in training mode"):
         stack(x)
     with pytest.raises(ValueError, match="one generator per model; got 2 for 3"):
@@ -175,9 +180,10 @@ def _criterion(loss, gamma):
                           max_margin=0.5, scale=5.0, drw_epoch=4)
 
 
-def _assert_sweep_equals_sequential(specs, loss, data, cfg):
+def _assert_sweep_equals_sequential(specs, loss, data, cfg, groups=None):
     gammas = [s.gamma for s in specs] if loss in GAMMA_LOSSES else None
-    swept = fit_sweep(specs, _criterion(loss, gammas), data, 3, cfg, CPU, progress=False)
+    swept = fit_sweep(specs, _criterion(loss, gammas), data, 3, cfg, CPU, progress=False, groups=groups)
+    threads = torch.get_num_threads()
     X_val = torch.as_tensor(data["val"][0])
     for spec, batched in zip(specs, swept):
         alone = fit(spec, _criterion(loss, spec.gamma), data, 3, cfg, CPU, progress=False)
@@ -192,6 +198,7 @@ def _assert_sweep_equals_sequential(specs, loss, data, cfg):
             torch.testing.assert_close(value, state[key], rtol=1e-4, atol=1e-5)
         torch.testing.assert_close(predict_logits(batched.model, X_val), predict_logits(alone.model, X_val),
                                    rtol=1e-4, atol=1e-4)
+    assert torch.get_num_threads() == threads  # restored after the threaded groups
     return swept
 
 
@@ -212,12 +219,13 @@ def test_sweep_equivalence_holds_for_every_optimizer_and_weight_decay(optimizer,
     _assert_sweep_equals_sequential(specs, "focal", data, cfg)
 
 
-def test_early_stopped_configurations_leave_the_sweep_and_keep_their_best_epoch():
+@pytest.mark.parametrize("groups", [1, 2])
+def test_early_stopped_configurations_leave_the_sweep_and_keep_their_best_epoch(groups):
     # hard, overlapping blobs: the configurations stop at different epochs
     data = {"train": _blobs(300, 0, sep=1.0), "val": _blobs(90, 1, sep=1.0)}
     specs = [RunSpec(f"focal_g{g:g}_s{s}", "focal", g, s) for g, s in [(0.0, 0), (2.0, 1), (1.0, 2)]]
     cfg = TrainConfig(hidden=(16, 8), epochs=20, batch_size=32, patience=3, lr=1e-2, dropout=0.1)
-    swept = _assert_sweep_equals_sequential(specs, "focal", data, cfg)
+    swept = _assert_sweep_equals_sequential(specs, "focal", data, cfg, groups=groups)
     lengths = [len(r.history) for r in swept]
     assert len(set(lengths)) > 1  # somebody stopped while others went on
     for r in swept:
