@@ -11,7 +11,8 @@ def test_repository_params_parse_to_typed_config():
     p = load_params(ROOT / "params.yaml")
     assert isinstance(p, Params)
     assert p.data.source == "digits"
-    assert p.train.losses == ("ce", "weighted_ce", "focal")
+    assert p.train.losses == ("ce", "weighted_ce", "focal", "weighted_focal", "cb_focal", "logit_adjusted",
+                              "ldam_drw")
     assert p.train.gammas == (0.0, 0.5, 1.0, 2.0, 5.0)
     assert all(isinstance(g, float) for g in p.train.gammas)
 
