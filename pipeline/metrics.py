@@ -202,6 +202,9 @@ def prior_weights(y_true: np.ndarray, target_prior: np.ndarray) -> np.ndarray:
     return _ratio(target, empirical)[y_true]
 
 
+_BOOTSTRAP_CHUNK = 20_000_000  # resampled rows held in memory at once (~0.5 GB of temporaries)
+
+
 def bootstrap_distribution(
     y_true: np.ndarray,
     y_pred: np.ndarray,
@@ -217,9 +220,15 @@ def bootstrap_distribution(
     """
     y_true, y_pred = np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)
     w = np.ones(len(y_true)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
-    k, n_boot = n_classes, indices.shape[0]
-    cell = y_true[indices] * k + y_pred[indices] + (np.arange(n_boot) * k**2)[:, None]  # (B, N)
-    cms = np.bincount(cell.ravel(), weights=w[indices].ravel(), minlength=n_boot * k**2)
+    k, (n_boot, n) = n_classes, indices.shape
+    cell = y_true * k + y_pred  # (N,) confusion-matrix cell of each row
+    cms = np.empty((n_boot, k * k))
+    step = max(1, _BOOTSTRAP_CHUNK // max(n, 1))  # resamples per chunk: bounded memory at any N
+    for start in range(0, n_boot, step):
+        idx = indices[start : start + step]  # (b, N)
+        offset = (np.arange(len(idx)) * k * k)[:, None]
+        counts = np.bincount((cell[idx] + offset).ravel(), weights=w[idx].ravel(), minlength=len(idx) * k * k)
+        cms[start : start + len(idx)] = counts.reshape(len(idx), k * k)
     return count_metrics(cms.reshape(n_boot, k, k))
 
 
@@ -255,5 +264,6 @@ def percentile_interval(dist: np.ndarray, level: float) -> tuple[float, float]:
 
 
 def bootstrap_indices(n: int, resamples: int, seed: int) -> np.ndarray:
-    """(resamples, n) row indices drawn with replacement."""
-    return np.random.default_rng(seed).integers(0, n, size=(resamples, n))
+    """(resamples, n) row indices drawn with replacement (int32 below 2**31 rows: half the memory)."""
+    dtype = np.int32 if n < 2**31 else np.int64
+    return np.random.default_rng(seed).integers(0, n, size=(resamples, n), dtype=dtype)
