@@ -230,3 +230,36 @@ def test_early_stopped_configurations_leave_the_sweep_and_keep_their_best_epoch(
     assert len(set(lengths)) > 1  # somebody stopped while others went on
     for r in swept:
         assert r.best_epoch == len(r.history) - cfg.patience or len(r.history) == cfg.epochs
+
+
+# --- plans: each loss's plan holds exactly what it reads ------------------------------------
+
+def test_plans_give_each_loss_only_the_keys_it_reads():
+    from stages.plan import training_setup
+
+    t = TrainConfig(epochs=30, tau=2.0, drw_epoch=None)
+    shared = training_setup("ce", t)
+    assert not {"losses", "gammas", "seeds", "tau", "ldam_max_margin", "ldam_scale", "drw_epoch"} & set(shared)
+    for loss in LOSSES:
+        setup = training_setup(loss, t)
+        assert {k: v for k, v in setup.items() if k in shared} == shared
+    assert set(training_setup("logit_adjusted", t)) - set(shared) == {"tau"}
+    ldam = training_setup("ldam_drw", t)
+    assert set(ldam) - set(shared) == {"ldam_max_margin", "ldam_scale", "drw_epoch"}
+    assert ldam["drw_epoch"] == 20  # null resolved: 2/3 of 30 epochs
+
+
+def test_plans_carry_the_weights_each_loss_trains_with():
+    from stages.plan import loss_weights
+
+    counts = [500, 50, 5]
+    stage = {"scheme": "inverse", "beta": 0.99, "classes": ["a", "b", "c"], "counts": counts,
+             "weights": class_weights(counts, "inverse").tolist()}
+    assert loss_weights("ce", stage) is None and loss_weights("logit_adjusted", stage) is None
+    for loss in ("weighted_ce", "weighted_focal"):
+        assert loss_weights(loss, stage) == {**stage, "beta": None}  # beta unused: not a dependency
+    assert loss_weights("weighted_ce", {**stage, "scheme": "effective_number"})["beta"] == 0.99
+    for loss in ("cb_focal", "ldam_drw"):
+        w = loss_weights(loss, stage)
+        assert (w["scheme"], w["beta"]) == ("effective_number", 0.99)
+        np.testing.assert_allclose(w["weights"], class_weights(counts, "effective_number", 0.99))
