@@ -68,6 +68,7 @@ def count_metrics(cm: np.ndarray) -> dict[str, np.ndarray]:
     support, predicted = cm.sum(axis=-1), cm.sum(axis=-2)
     fp, fn = predicted - tp, support - tp
     tn = n[..., None] - tp - fp - fn
+    tn = np.where(tn > 1e-12 * n[..., None], tn, 0.0)  # weighted sums leave +-1e-16 where tn is 0
     precision, recall = _ratio(tp, predicted), _ratio(tp, support)
     f1 = _ratio(2 * tp, 2 * tp + fp + fn)
     present = support > 0
