@@ -1,6 +1,7 @@
 """Batched sweep against the sequential loop: K focal-loss configurations trained on synthetic data.
 
     python -m bench.sweep                      # K=8 gammas, 100 000 x 64, 10 classes, 3 epochs
+    python -m bench.sweep --distinct-seeds     # seeds 0..K-1: no shared data order or dropout masks
     python -m bench.sweep --device cuda --k 16
 
 The sequential loop is :func:`pipeline.train.fit` once per configuration, what a user writes;
@@ -9,6 +10,10 @@ process of its own so that its peak memory is its own. Both train the same K con
 for the same epochs (early stopping off), validation every epoch included, after an untimed
 warm-up fit on 2 048 rows. Prints figures and asserts nothing about time; it also prints how
 much CPU other processes took during each run, because a busy machine slows both.
+
+By default the K configurations share one seed, as a pipeline gamma sweep does: the sweep
+then draws the data order and dropout masks once for all, where the loop draws them K times.
+``--distinct-seeds`` measures the stack alone, with nothing shared.
 """
 
 from __future__ import annotations
@@ -35,6 +40,9 @@ def _args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--hidden", type=int, nargs="+", default=[128, 128])
+    ap.add_argument("--dropout", type=float, default=0.1, help="dropout rate (default: the pipeline's, 0.1)")
+    ap.add_argument("--distinct-seeds", action="store_true",
+                    help="give configuration k seed k: nothing is shared (default: one seed, as a gamma sweep)")
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     ap.add_argument("--child", choices=["sequential", "batched"], help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -71,9 +79,9 @@ def _child(args) -> dict:
     device = resolve_device(args.device)
     data = _data(args)
     cfg = TrainConfig(hidden=tuple(args.hidden), epochs=args.epochs, batch_size=args.batch,
-                      patience=args.epochs + 1, dropout=0.1, device=device.type)
+                      patience=args.epochs + 1, dropout=args.dropout, device=device.type)
     gammas = GAMMAS[: args.k]
-    specs = [RunSpec(f"focal_g{g:g}", "focal", g, 0) for g in gammas]
+    specs = [RunSpec(f"focal_g{g:g}", "focal", g, k if args.distinct_seeds else 0) for k, g in enumerate(gammas)]
 
     def train(data, cfg):
         if args.child == "sequential":
@@ -157,7 +165,8 @@ def main(argv: list[str] | None = None) -> None:
     forwarded = [a for a in (argv if argv is not None else sys.argv[1:])]
     print(f"bench.sweep: K={args.k} focal-loss gammas {list(GAMMAS[:args.k])}, {args.n:,} x {args.features} "
           f"synthetic training rows (+{args.n // 5:,} validation), {args.classes} classes, {args.epochs} epochs, "
-          f"batch {args.batch}, hidden {args.hidden}, device {args.device}")
+          f"batch {args.batch}, hidden {args.hidden}, dropout {args.dropout}, "
+          f"{'seeds 0..K-1' if args.distinct_seeds else 'one seed'}, device {args.device}")
     for line in hardware(args.device):
         print(line)
     print(f"load avg   {' '.join(f'{x:.2f}' for x in os.getloadavg())} (1, 5, 15 min) before")

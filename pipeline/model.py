@@ -56,6 +56,38 @@ class StackedOutput(torch.autograd.Function):
         return grad_h, grad_w, grad_b
 
 
+class BiasReluDropout(torch.autograd.Function):
+    """``relu(z + b) * mask`` computed in place on ``z``; backward needs only the result.
+
+    ``z`` (K, B, width) is a fresh matmul result whose own backward does not need it, ``b``
+    (K, 1, width). ``mask`` holds 0 or ``scale`` = 1 / (1 - p) (``None``: no dropout, scale 1).
+    Where the result is positive the mask was ``scale``, so the gradient with respect to
+    ``z`` is ``threshold_backward(g, out, 0) * scale``: bit for bit what autograd gives for
+    ``nn.Dropout(nn.ReLU(z + b))``. The work stays in place on tensors still in cache, with no
+    (K, B, width) mask kept for backward: on a 2-core CPU the stack's elementwise work is bound
+    by memory traffic, not arithmetic.
+    """
+
+    @staticmethod
+    def forward(ctx, z: torch.Tensor, b: torch.Tensor, mask: torch.Tensor | None, scale: float) -> torch.Tensor:
+        out = z.add_(b).relu_()
+        if mask is not None:
+            out.mul_(mask)
+        ctx.mark_dirty(z)
+        ctx.save_for_backward(out)
+        ctx.scale = scale
+        return out
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):
+        (out,) = ctx.saved_tensors
+        grad = torch.ops.aten.threshold_backward(g, out, 0)
+        if ctx.scale != 1.0:
+            grad.mul_(ctx.scale)
+        grad_b = grad.sum(1, keepdim=True) if ctx.needs_input_grad[1] else None
+        return grad, grad_b, None, None
+
+
 class StackedMLP(nn.Module):
     """K independent MLPs of one architecture, run together with batched matmuls.
 
@@ -67,10 +99,10 @@ class StackedMLP(nn.Module):
     no computation that mixes them: the gradient of ``sum_k loss_k`` with respect to model k's
     slice is the gradient of ``loss_k`` alone.
 
-    Dropout masks come from :meth:`dropout_masks`: model k's are drawn from ``generators[k]``
-    with the same calls ``nn.Dropout`` makes (``bernoulli_(1 - p)`` on a tensor of the layer's
-    shape, then ``div_(1 - p)``), so a generator in the state of the global one reproduces a
-    lone MLP's masks bit for bit on the CPU.
+    Dropout masks come from :meth:`dropout_masks`, drawn from one generator per model, or from
+    one for all when the models would draw the same masks, with the calls ``nn.Dropout`` makes
+    (``bernoulli_(1 - p)`` on a tensor of the layer's shape, then ``div_(1 - p)``): a generator
+    in the state of the global one reproduces a lone MLP's masks bit for bit on the CPU.
     """
 
     def __init__(self, mlps: Sequence[MLP]):
@@ -91,34 +123,37 @@ class StackedMLP(nn.Module):
         return self.weight[0].shape[0]
 
     def dropout_masks(self, batch: int, generators: Sequence[torch.Generator]) -> list[torch.Tensor]:
-        """One (K, batch, width) mask per hidden layer, already divided by 1 - p.
+        """One (G, batch, width) mask per hidden layer for G generators, already divided by 1 - p.
 
-        Model k's masks are drawn layer after layer from ``generators[k]``, as its own
-        ``nn.Dropout`` modules would draw them in a forward pass.
+        Mask g is drawn layer after layer from ``generators[g]``, as a lone MLP's own
+        ``nn.Dropout`` modules would draw them in a forward pass from a generator in that state.
+        :meth:`forward` takes one mask per model, or one shared by all (G = 1).
         """
-        k_models, keep = len(self), 1 - self.dropout
-        if len(generators) != k_models:
-            raise ValueError(f"StackedMLP needs one generator per model; got {len(generators)} for {k_models}")
+        keep = 1 - self.dropout
         device = self.weight[0].device
-        masks = [torch.empty(k_models, batch, w.shape[2], device=device) for w in self.weight[:-1]]
-        for k in range(k_models):
+        masks = [torch.empty(len(generators), batch, w.shape[2], device=device) for w in self.weight[:-1]]
+        for g, generator in enumerate(generators):
             for m in masks:
-                m[k].bernoulli_(keep, generator=generators[k]).div_(keep)
-        return masks
+                m[g].bernoulli_(keep, generator=generator)
+        return [m.div_(keep) for m in masks]
 
     def forward(self, x: torch.Tensor, masks: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
         """(K, B, F) per-model batches, or (B, F) shared by all models -> (K, B, C) logits.
 
         ``masks`` (from :meth:`dropout_masks`) are required in training mode when dropout > 0.
         """
+        drop = self.training and self.dropout > 0
+        if drop and masks is None:
+            raise ValueError("StackedMLP needs dropout masks in training mode (see dropout_masks)")
+        if drop and any(m.shape[0] not in (1, len(self)) for m in masks):
+            raise ValueError(f"StackedMLP needs one dropout mask per model or one for all; "
+                             f"got {[m.shape[0] for m in masks]} for {len(self)}")
+        # the masks' nonzero value, 1 / (1 - p) rounded as their own div_ rounds it
+        scale = torch.ones(()).div_(1 - self.dropout).item() if drop else 1.0
         h = x
         for i, (w, b) in enumerate(zip(self.weight[:-1], self.bias[:-1])):
-            h = torch.baddbmm(b, h, w) if h.dim() == 3 else torch.matmul(h, w) + b  # (K, B, out)
-            h = torch.relu(h)
-            if self.training and self.dropout > 0:
-                if masks is None:
-                    raise ValueError("StackedMLP needs dropout masks in training mode (see dropout_masks)")
-                h = h * masks[i]
+            z = torch.bmm(h, w) if h.dim() == 3 else torch.matmul(h, w)  # (K, B, out)
+            h = BiasReluDropout.apply(z, b, masks[i] if drop else None, scale)
         if h.dim() == 2:
             h = h.expand(len(self), *h.shape)
         return StackedOutput.apply(h, self.weight[-1], self.bias[-1])

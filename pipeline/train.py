@@ -200,17 +200,18 @@ def fit(
     return result
 
 
-def _dropout_generator(seed: int, device: torch.device) -> torch.Generator:
+def _dropout_generator(seed: int, rng_state: torch.Tensor, device: torch.device) -> torch.Generator:
     """The generator :func:`fit` draws dropout masks from, right after initialising the MLP.
 
-    On the CPU that is the global generator's state after ``manual_seed(seed)`` and the MLP's
-    initialisation. On CUDA, :func:`fit`'s masks come from the fused dropout kernel, whose bits
-    no generator call reproduces: the sweep's masks are then drawn from a CUDA generator seeded
-    with ``seed``, independent per configuration but not the same bits as a lone run.
+    On the CPU that is the global generator in ``rng_state``, its state after
+    ``manual_seed(seed)`` and the MLP's initialisation. On CUDA the MLP is initialised on the
+    CPU, so :func:`fit`'s CUDA generator is in its ``manual_seed(seed)`` state; :func:`fit`'s
+    masks then come from the fused dropout kernel, whose bits no generator call reproduces:
+    the sweep's are independent per seed but not the same bits as a lone run.
     """
     if device.type == "cpu":
         g = torch.Generator()
-        g.set_state(torch.get_rng_state())
+        g.set_state(rng_state)
         return g
     return torch.Generator(device=device).manual_seed(seed)
 
@@ -233,12 +234,30 @@ def _take(stack: StackedMLP, opt: torch.optim.Optimizer, keep: torch.Tensor, cfg
 
 @dataclass
 class _Group:
-    """Configurations trained together as one stack, with what each brings from the main thread."""
+    """Configurations trained together as one stack, with what each brings from the main thread.
+
+    Configurations that share a seed share their data order and dropout masks (as :func:`fit`
+    draws them), so the group holds one shuffle and one dropout generator per seed, not per
+    configuration: those are drawn once per seed and step.
+    """
 
     slots: list[int]  # indices into the sweep's specs
     mlps: list[MLP]  # initialised as fit would initialise them
-    dropout_gens: list[torch.Generator]
-    shuffle_gens: list[torch.Generator]
+    seeds: list[int]  # each configuration's seed
+    dropout_gens: dict[int, torch.Generator]  # per seed
+    shuffle_gens: dict[int, torch.Generator]  # per seed
+
+
+def _partition(specs: Sequence[RunSpec], groups: int) -> list[list[int]]:
+    """Split configurations into ``groups`` near-equal parts, configurations of a seed together."""
+    by_seed = sorted(range(len(specs)), key=lambda i: (specs[i].seed, i))
+    size, extra = divmod(len(specs), groups)
+    parts, start = [], 0
+    for g in range(groups):
+        end = start + size + (g < extra)
+        parts.append(sorted(by_seed[start:end]))
+        start = end
+    return parts
 
 
 def fit_sweep(
@@ -265,11 +284,16 @@ def fit_sweep(
     ``criterion`` holds one gamma per configuration where the loss takes one (a (K, 1) tensor,
     see :func:`pipeline.losses.make_criterion`), in the order of ``specs``.
 
-    On the CPU the configurations are split into ``groups`` stacks (default: one per intra-op
-    thread, at most K), each trained start to finish in a thread of its own with one intra-op
-    thread: the configurations are independent, so this changes no result, and it keeps both
-    cores busy with the parts torch runs on one core (dropout's random numbers, small
-    elementwise ops, Python). On a GPU there is one stack.
+    Configurations that share a seed share their data order and dropout masks in :func:`fit`,
+    so here those are drawn once per seed and step, and a batch shared by all is one matrix
+    product for the first layer: a gamma sweep at one seed draws its random numbers once.
+
+    On the CPU the configurations may be split into ``groups`` stacks, each trained start to
+    finish in a thread of its own with one intra-op thread: the configurations are
+    independent, so this changes no result. The default is one stack (torch parallelises its
+    batched products over the intra-op threads), but with dropout and several seeds one stack
+    per thread (at most one per seed): dropout's random numbers are drawn on one core, so
+    drawing several seeds' masks in parallel keeps both cores busy. On a GPU there is one stack.
 
     Early stopping per configuration: once one has gone ``patience`` epochs without a better
     validation macro-F1 it leaves its stack (its slice and its optimizer state are dropped), so
@@ -278,21 +302,24 @@ def fit_sweep(
     """
     X_tr, y_tr, X_va, y_va = _tensors(data, device)
     threads = torch.get_num_threads()
+    n_seeds = len({spec.seed for spec in specs})
     if groups is None:
-        groups = min(len(specs), threads) if device.type == "cpu" else 1
+        groups = min(threads, n_seeds) if device.type == "cpu" and cfg.dropout > 0 else 1
     groups = max(1, min(groups, len(specs)))
     # Initialisation reads the global RNG, so it happens here, in order, before any thread.
-    mlps, dropout_gens, shuffle_gens = [], [], []
+    mlps, rng_states = [], {}
     for spec in specs:
         torch.manual_seed(spec.seed)
         mlps.append(MLP(X_tr.shape[1], cfg.hidden, n_classes, cfg.dropout))
-        dropout_gens.append(_dropout_generator(spec.seed, device))
-        shuffle_gens.append(torch.Generator().manual_seed(spec.seed))
-    parts = [list(range(g, len(specs), groups)) for g in range(groups)]
-    work = [
-        _Group(part, [mlps[i] for i in part], [dropout_gens[i] for i in part], [shuffle_gens[i] for i in part])
-        for part in parts
-    ]
+        rng_states.setdefault(spec.seed, torch.get_rng_state())
+    work = []
+    for part in _partition(specs, groups):
+        seeds = [specs[i].seed for i in part]
+        work.append(_Group(
+            part, [mlps[i] for i in part], seeds,
+            {s: _dropout_generator(s, rng_states[s], device) for s in dict.fromkeys(seeds)},
+            {s: torch.Generator().manual_seed(s) for s in dict.fromkeys(seeds)},
+        ))
     tensors = (X_tr, y_tr, X_va, y_va)
     start = time.perf_counter()
     if groups == 1:
@@ -342,19 +369,32 @@ def _fit_stack(
     bar = _bar(desc, cfg, progress)
     for epoch in bar:
         stack.train()
-        gens = [group.dropout_gens[k] for k in active]
-        order = torch.stack([torch.randperm(n, generator=group.shuffle_gens[k]) for k in active]).to(device)
+        # one data order and one dropout generator per seed still training; which one each slot reads
+        seeds = list(dict.fromkeys(group.seeds[k] for k in active))
+        gens = [group.dropout_gens[s] for s in seeds]
+        order = torch.stack([torch.randperm(n, generator=group.shuffle_gens[s]) for s in seeds]).to(device)
+        shared = len(seeds) == 1
+        of_seed = None if shared else torch.tensor([seeds.index(group.seeds[k]) for k in active], device=device)
         total = torch.zeros(len(active), dtype=torch.float64, device=device)
         for i in range(0, n, batch):
-            idx = order[:, i : i + batch]  # (A, B): each configuration's own batch
-            rows = idx.reshape(-1)
-            xb = X_tr.index_select(0, rows).view(*idx.shape, -1)  # (A, B, F)
-            masks = stack.dropout_masks(idx.shape[1], gens) if cfg.dropout > 0 else None
-            losses = criterion(stack(xb, masks), y_tr.index_select(0, rows).view(idx.shape), epoch)  # (A,)
+            if shared:  # one batch for every configuration: (B, F), targets (A, B)
+                rows = order[0, i : i + batch]
+                xb = X_tr.index_select(0, rows)
+                yb = y_tr.index_select(0, rows).expand(len(active), -1)
+            else:  # each configuration its seed's batch: (A, B, F)
+                idx = order[:, i : i + batch].index_select(0, of_seed)
+                xb = X_tr.index_select(0, idx.reshape(-1)).view(*idx.shape, -1)
+                yb = y_tr.index_select(0, idx.reshape(-1)).view(idx.shape)
+            masks = None
+            if cfg.dropout > 0:  # (S, B, width) per hidden layer; (1, B, width) broadcasts
+                masks = stack.dropout_masks(len(yb[0]), gens)
+                if not shared:
+                    masks = [m.index_select(0, of_seed) for m in masks]
+            losses = criterion(stack(xb, masks), yb, epoch)  # (A,)
             opt.zero_grad(set_to_none=True)
             losses.sum().backward()
             opt.step()
-            total += losses.detach().double() * idx.shape[1]
+            total += losses.detach().double() * yb.shape[1]
         logits = predict_logits(stack, X_va)  # (A, N_val, C)
         val_loss = criterion(logits, y_va.expand(len(active), -1), epoch).tolist()
         val_f1 = macro_f1(y_va, logits.argmax(-1), n_classes).tolist()

@@ -12,7 +12,7 @@ from sklearn.metrics import f1_score
 from pipeline import PipelineError
 from pipeline.config import GAMMA_LOSSES, LOSSES, TrainConfig
 from pipeline.losses import make_criterion
-from pipeline.model import MLP, StackedMLP, StackedOutput
+from pipeline.model import MLP, BiasReluDropout, StackedMLP, StackedOutput
 from pipeline.train import (
     RunSpec,
     drw_start,
@@ -163,8 +163,40 @@ def test_stacked_dropout_draws_each_models_masks_as_nn_dropout_would():
             torch.testing.assert_close(got[k], expected[k][step], rtol=0, atol=1e-6)
     with pytest.raises(ValueError, match="needs dropout masks in training mode"):
         stack(x)
-    with pytest.raises(ValueError, match="one generator per model; got 2 for 3"):
-        stack.dropout_masks(5, gens[:2])
+    with pytest.raises(ValueError, match=r"one dropout mask per model or one for all; got \[2, 2\] for 3"):
+        stack(x, stack.dropout_masks(5, gens[:2]))
+
+
+def test_one_generator_gives_every_model_the_masks_a_lone_mlp_draws():
+    mlps = _mlps([0, 1, 2])
+    x = torch.randn(5, 4)
+    torch.manual_seed(7)
+    gen = torch.Generator().set_state(torch.get_rng_state())
+    stack = StackedMLP(mlps).train()
+    masks = stack.dropout_masks(5, [gen])
+    assert [m.shape for m in masks] == [(1, 5, 8), (1, 5, 6)]
+    got = stack(x, masks)
+    for k, m in enumerate(mlps):
+        torch.manual_seed(7)
+        torch.testing.assert_close(got[k], m.train()(x), rtol=0, atol=1e-6)
+
+
+def test_fused_bias_relu_dropout_gradients_are_those_of_relu_then_dropout():
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(3, 5, 4, generator=g, dtype=torch.float64)
+    b = torch.randn(3, 1, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    mask = torch.empty(1, 5, 4, dtype=torch.float64).bernoulli_(0.7, generator=g).div_(0.7)
+    up = torch.randn(3, 5, 4, generator=g, dtype=torch.float64)
+    for m, scale in [(mask, 1 / 0.7), (None, 1.0)]:
+        zz = z.clone().requires_grad_()
+        ref = torch.relu(zz + b) * (1 if m is None else m)
+        grads = torch.autograd.grad((ref * up).sum(), (zz, b))
+        zf = zz.detach().clone().requires_grad_()
+        out = BiasReluDropout.apply(zf * 1, b, m, scale)  # a fresh non-leaf, as a matmul gives
+        torch.testing.assert_close(out, ref)
+        got = torch.autograd.grad((out * up).sum(), (zf, b))
+        for a, r in zip(got, grads):
+            torch.testing.assert_close(a, r)
 
 
 # --- the batched sweep against the sequential reference ---------------------------------------
@@ -228,6 +260,20 @@ def test_early_stopped_configurations_leave_the_sweep_and_keep_their_best_epoch(
     swept = _assert_sweep_equals_sequential(specs, "focal", data, cfg, groups=groups)
     lengths = [len(r.history) for r in swept]
     assert len(set(lengths)) > 1  # somebody stopped while others went on
+    for r in swept:
+        assert r.best_epoch == len(r.history) - cfg.patience or len(r.history) == cfg.epochs
+
+
+@pytest.mark.parametrize("groups", [None, 1, 2])
+def test_configurations_sharing_a_seed_share_order_and_masks_and_still_stop_on_their_own(groups):
+    # a gamma sweep at one seed (one draw of order and masks for all), then two seeds mixed
+    data = {"train": _blobs(300, 0, sep=1.0), "val": _blobs(90, 1, sep=1.0)}
+    cfg = TrainConfig(hidden=(16, 8), epochs=20, batch_size=32, patience=3, lr=1e-2, dropout=0.2)
+    one_seed = [RunSpec(f"focal_g{g:g}", "focal", g, 0) for g in (0.0, 1.0, 3.0, 8.0)]
+    swept = _assert_sweep_equals_sequential(one_seed, "focal", data, cfg, groups=groups)
+    assert len({len(r.history) for r in swept}) > 1  # they stopped at different epochs
+    mixed = [RunSpec(f"focal_g{g:g}_s{s}", "focal", g, s) for g, s in [(0.0, 0), (0.0, 1), (3.0, 0), (8.0, 1), (1.0, 0)]]
+    _assert_sweep_equals_sequential(mixed, "focal", data, cfg, groups=groups)
     for r in swept:
         assert r.best_epoch == len(r.history) - cfg.patience or len(r.history) == cfg.epochs
 
