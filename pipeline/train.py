@@ -131,9 +131,34 @@ def _tensors(data, device) -> tuple[torch.Tensor, ...]:
     return tuple(torch.tensor(a, device=device) for split in ("train", "val") for a in data[split])
 
 
-def _bar(desc: str, cfg: TrainConfig, progress: bool | None):
-    return tqdm(range(1, cfg.epochs + 1), desc=desc, unit="epoch", leave=False,
-                disable=None if progress is None else not progress)
+LOG_EVERY_S = 30.0  # without a terminal, a progress line at most this often
+
+
+class _Progress:
+    """The epoch loop's progress: a tqdm bar on a terminal; else (``progress=None``, output to a
+    file or a pipe, as under ``dvc repro > log``) an INFO line at most every ``LOG_EVERY_S``
+    seconds and at the last epoch. ``progress=False`` shows nothing."""
+
+    def __init__(self, desc: str, cfg: TrainConfig, progress: bool | None):
+        self.bar = tqdm(range(1, cfg.epochs + 1), desc=desc, unit="epoch", leave=False,
+                        disable=None if progress is None else not progress)
+        self.desc, self.epochs = desc, cfg.epochs
+        self.lines = progress is None and self.bar.disable
+        self.last = time.monotonic()
+
+    def __iter__(self):
+        return iter(self.bar)
+
+    def update(self, epoch: int, done: bool = False, **fields: str) -> None:
+        self.bar.set_postfix(**fields)
+        now = time.monotonic()
+        if self.lines and (done or now - self.last >= LOG_EVERY_S):
+            self.last = now
+            log.info("%s: epoch %d/%d, %s", self.desc, epoch, self.epochs,
+                     ", ".join(f"{k} {v}" for k, v in fields.items()))
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 def fit(
@@ -165,7 +190,7 @@ def fit(
     result = FitResult(model=model)
     best_state, stale = None, 0
     start = time.perf_counter()
-    bar = _bar(spec.model, cfg, progress)
+    bar = _Progress(spec.model, cfg, progress)
     for epoch in bar:
         model.train()
         order = torch.randperm(len(X_tr), generator=shuffle).to(device)
@@ -190,8 +215,9 @@ def fit(
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             else:
                 stale += 1
-        bar.set_postfix(val_f1=f"{val_f1:.3f}", best=f"{result.best_val_macro_f1:.3f}")
-        if stale >= cfg.patience:
+        stop = stale >= cfg.patience
+        bar.update(epoch, stop or epoch == cfg.epochs, val_f1=f"{val_f1:.3f}", best=f"{result.best_val_macro_f1:.3f}")
+        if stop:
             break
     bar.close()
     model.load_state_dict(best_state)
@@ -366,7 +392,7 @@ def _fit_stack(
     best_states: list[dict | None] = [None] * k_all
     stale = [0] * k_all
     active = list(range(k_all))  # the configuration in each slot of the stack
-    bar = _bar(desc, cfg, progress)
+    bar = _Progress(desc, cfg, progress)
     for epoch in bar:
         stack.train()
         # one data order and one dropout generator per seed still training; which one each slot reads
@@ -412,8 +438,8 @@ def _fit_stack(
                     stale[k] += 1
             if stale[k] < cfg.patience:
                 keep.append(slot)
-        bar.set_postfix(training=f"{len(keep)}/{k_all}",
-                        best=f"{max(r.best_val_macro_f1 for r in results):.3f}")
+        bar.update(epoch, not keep or epoch == cfg.epochs, training=f"{len(keep)}/{k_all}",
+                   best=f"{max(r.best_val_macro_f1 for r in results):.3f}")
         if not keep:
             break
         if len(keep) < len(active):

@@ -61,7 +61,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--data", required=True, help="directory written by prepare")
     ap.add_argument("--models", required=True, help="directory for this loss's model weights")
     ap.add_argument("--predictions", required=True, help="directory for this loss's test predictions")
-    ap.add_argument("--no-progress", action="store_true", help="hide the per-epoch progress bar")
+    ap.add_argument("--no-progress", action="store_true",
+                    help="hide the per-epoch progress bar (without a terminal: the progress log lines)")
     args = ap.parse_args(argv)
 
     plan = read_json(args.plan, what="training plan")

@@ -99,6 +99,24 @@ def test_training_is_deterministic_for_a_seed(data):
     assert a.history == b.history
 
 
+def test_without_a_terminal_progress_is_logged_with_the_epoch(data, caplog, monkeypatch):
+    import pipeline.train as train_module
+
+    monkeypatch.setattr(train_module, "LOG_EVERY_S", 0.0)
+    cfg = dataclasses.replace(CFG, epochs=3, patience=5)
+    with caplog.at_level("INFO", logger="pipeline.train"):
+        fit(RunSpec("ce", "ce", None, 0), make_criterion("ce"), data, 3, cfg, CPU, progress=None)
+        fit_sweep([RunSpec("focal_g0", "focal", 0.0, 0), RunSpec("focal_g2", "focal", 2.0, 0)],
+                  make_criterion("focal", gamma=[0.0, 2.0]), data, 3, cfg, CPU, progress=None, desc="focal")
+    lines = [r.getMessage() for r in caplog.records]
+    assert [m.split(",")[0] for m in lines if m.startswith("ce:")] == ["ce: epoch 1/3", "ce: epoch 2/3", "ce: epoch 3/3"]
+    assert "focal: epoch 3/3, training 2/2, best " in [m[: len("focal: epoch 3/3, training 2/2, best ")] for m in lines]
+    caplog.clear()
+    with caplog.at_level("INFO", logger="pipeline.train"):
+        fit(RunSpec("ce", "ce", None, 0), make_criterion("ce"), data, 3, cfg, CPU, progress=False)
+    assert not caplog.records  # progress=False: silent
+
+
 def test_early_stopping_restores_the_best_validation_epoch(data):
     spec = RunSpec("ce", "ce", None, 0)
     result = fit(spec, make_criterion("ce"), data, 3, CFG, CPU, progress=False)
