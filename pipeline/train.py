@@ -400,7 +400,9 @@ def _fit_stack(
         gens = [group.dropout_gens[s] for s in seeds]
         order = torch.stack([torch.randperm(n, generator=group.shuffle_gens[s]) for s in seeds]).to(device)
         shared = len(seeds) == 1
-        of_seed = None if shared else torch.tensor([seeds.index(group.seeds[k]) for k in active], device=device)
+        # slot -> its seed's row of order and masks; None where that is the identity (one seed each)
+        of_seed = None if len(seeds) == len(active) else torch.tensor(
+            [seeds.index(group.seeds[k]) for k in active], device=device)
         total = torch.zeros(len(active), dtype=torch.float64, device=device)
         for i in range(0, n, batch):
             if shared:  # one batch for every configuration: (B, F), targets (A, B)
@@ -408,13 +410,14 @@ def _fit_stack(
                 xb = X_tr.index_select(0, rows)
                 yb = y_tr.index_select(0, rows).expand(len(active), -1)
             else:  # each configuration its seed's batch: (A, B, F)
-                idx = order[:, i : i + batch].index_select(0, of_seed)
+                idx = order[:, i : i + batch]
+                idx = idx if of_seed is None else idx.index_select(0, of_seed)
                 xb = X_tr.index_select(0, idx.reshape(-1)).view(*idx.shape, -1)
                 yb = y_tr.index_select(0, idx.reshape(-1)).view(idx.shape)
             masks = None
             if cfg.dropout > 0:  # (S, B, width) per hidden layer; (1, B, width) broadcasts
                 masks = stack.dropout_masks(len(yb[0]), gens)
-                if not shared:
+                if not shared and of_seed is not None:
                     masks = [m.index_select(0, of_seed) for m in masks]
             losses = criterion(stack(xb, masks), yb, epoch)  # (A,)
             opt.zero_grad(set_to_none=True)
