@@ -5,7 +5,7 @@
     python -m bench.sweep --device cuda --k 16
 
 The sequential loop is :func:`pipeline.train.fit` once per configuration, what a user writes;
-the batched sweep is :func:`pipeline.train.fit_sweep`, all K at once. Each runs in a child
+the batched sweep is :func:`pipeline.sweep.fit_sweep`, all K at once. Each runs in a child
 process of its own so that its peak memory is its own. Both train the same K configurations
 for the same epochs (early stopping off), validation every epoch included, after an untimed
 warm-up fit on 2 048 rows. Prints figures and asserts nothing about time; it also prints how
@@ -74,7 +74,9 @@ def _child(args) -> dict:
 
     from pipeline.config import TrainConfig
     from pipeline.losses import make_criterion
-    from pipeline.train import RunSpec, fit, fit_sweep, resolve_device
+    from pipeline.plan import RunSpec
+    from pipeline.sweep import fit_sweep
+    from pipeline.train import fit, resolve_device
 
     device = resolve_device(args.device)
     data = _data(args)

@@ -9,14 +9,28 @@ every metric whose winner differs from the policy's pick why it differs.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy.stats import kendalltau, rankdata
 
 from pipeline import PipelineError
-from pipeline.config import Constraint, SelectConfig, parse_constraint
-from pipeline.metrics import lower_is_better
+from pipeline.config import Constraint, EvaluateConfig, SelectConfig, parse_constraint
+from pipeline.metrics import (
+    HEADLINE,
+    bootstrap_distribution,
+    confusion_matrix,
+    count_metrics,
+    lower_is_better,
+    percentile_interval,
+)
+from pipeline.plan import model_name
+
+if TYPE_CHECKING:
+    from pipeline.artifacts import Audit
+    from pipeline.evaluation import View
 
 
 def flat_values(metrics: dict[str, dict], view_key: str) -> dict[str, dict[str, float]]:
@@ -157,3 +171,151 @@ def across_seeds(metrics: dict[str, dict[str, float]], groups: dict[str, list[st
             v = np.array([metrics[m][name] for m in members], dtype=np.float64)
             out[group][name] = {"mean": float(v.mean()), "std": float(v.std(ddof=1)), "n": len(v)}
     return out
+
+
+def rarest_class(train_counts: list[int], classes: list[str]) -> str:
+    """The class with the fewest training samples (the first such on ties)."""
+    return classes[int(np.argmin(train_counts))]
+
+
+def audit_metric_names(rarest: str, view_key: str) -> list[str]:
+    """The leaderboard's columns: headline metrics, the rarest class, and the reweighted view's
+    accuracy and F1s (where accuracy parts ways with the others)."""
+    return [*HEADLINE, f"recall/{rarest}", f"precision/{rarest}",
+            f"{view_key}/accuracy", f"{view_key}/micro_f1", f"{view_key}/macro_f1"]
+
+
+def tail_trade(
+    y_true: np.ndarray,
+    predictions: dict[str, np.ndarray],
+    classes: list[str],
+    train_counts: list[int],
+    *,
+    reference: str,
+    models: list[str],
+    indices: np.ndarray,
+    level: float,
+) -> dict:
+    """Change in mean recall and precision over the tail classes, each model against ``reference``.
+
+    Tail classes have a training count below the median (the rarest class if none has). The
+    intervals are paired bootstrap intervals of the difference (the same resamples for both
+    models); a change counts as a gain or a loss only when its interval excludes zero.
+    """
+    counts = np.asarray(train_counts)
+    tail = [i for i, n in enumerate(counts) if n < np.median(counts)] or [int(np.argmin(counts))]
+
+    def tail_means(name):
+        point = count_metrics(confusion_matrix(y_true, predictions[name], len(classes)))
+        boot = bootstrap_distribution(y_true, predictions[name], len(classes), indices=indices)
+        return {k: (point[k][tail].mean(), boot[k][:, tail].mean(axis=1)) for k in ("recall", "precision")}
+
+    def word(lo, hi, what):
+        if lo > 0:
+            return f"gains {what}"
+        if hi < 0:
+            return f"loses {what}"
+        return f"no clear change in {what}"
+
+    ref = tail_means(reference)
+    out = {"reference": reference, "tail_classes": [classes[i] for i in tail], "level": level, "models": {}}
+    for m in models:
+        cur = tail_means(m)
+        entry = {}
+        for k in ("recall", "precision"):
+            lo, hi = percentile_interval(cur[k][1] - ref[k][1], level)
+            entry[f"tail_{k}_change"] = {"value": float(cur[k][0] - ref[k][0]), "low": lo, "high": hi}
+        entry["verdict"] = (
+            word(entry["tail_recall_change"]["low"], entry["tail_recall_change"]["high"], "tail recall") + ", "
+            + word(entry["tail_precision_change"]["low"], entry["tail_precision_change"]["high"], "tail precision")
+        )
+        out["models"][m] = entry
+    return out
+
+
+def build_audit(
+    metrics: dict[str, dict],
+    *,
+    view: View,
+    cfg: EvaluateConfig,
+    classes: list[str],
+    train_counts: list[int],
+    models: list[dict],
+    y_true: np.ndarray,
+    predictions: dict[str, np.ndarray],
+    indices: np.ndarray,
+) -> Audit:
+    """Everything in ``reports/audit.json``. Raises a one-line error if the policy names an
+    unknown metric or class; no model meeting the constraints is a valid outcome (``pick`` None)."""
+    rarest = rarest_class(train_counts, classes)
+    names = audit_metric_names(rarest, view.key)
+    values = flat_values(metrics, view.key)
+    held_names = {k for k in next(iter(metrics.values())) if not isinstance(next(iter(metrics.values()))[k], dict)}
+    constraints = check_policy(cfg.select, held_names, classes)
+    prefix = "" if cfg.select.view == "held_out" else f"{view.key}/"
+    primary = prefix + cfg.select.metric
+    scoped = [Constraint(prefix + c.metric, c.op, c.bound) for c in constraints]
+    with warnings.catch_warnings():  # constant rankings give an undefined tau, reported as None
+        warnings.simplefilter("ignore")
+        tau = rank_agreement(values, names)
+    outcome, win = apply_policy(values, primary, scoped, names)
+    order = list(metrics)
+    if outcome.pick is not None:
+        rank_primary = ranks(values, [primary])
+        order.sort(key=lambda m: (m in outcome.violations, rank_primary[m][primary]))
+
+    groups: dict[str, list[str]] = {}
+    for m in models:  # a configuration across its seeds
+        groups.setdefault(model_name(m["loss"], m["gamma"], m["seed"], n_seeds=1), []).append(m["name"])
+    audit: Audit = {
+        "views": {"held_out": "test split as held out",
+                  "reweighted": {"key": view.key, "description": view.description,
+                                 "prior": dict(zip(classes, view.prior))}},
+        "rarest_class": rarest,
+        "metrics": names,
+        "policy": {
+            "metric": cfg.select.metric,
+            "view": cfg.select.view,
+            "constraints": [str(c) for c in scoped],
+            "pick": outcome.pick,
+            "eligible": outcome.eligible,
+            "violations": outcome.violations,
+            "summary": _policy_summary(primary, scoped, outcome, values),
+        },
+        "winners": win,
+        "disagreements": [{"metric": k, "winner": win[k], "reason": r} for k, r in outcome.reasons.items()],
+        "leaderboard": [
+            {"model": m, "values": {k: values[m][k] for k in names}, "ranks": ranks(values, names)[m]}
+            for m in order
+        ],
+        "kendall_tau": tau,
+        "across_seeds": across_seeds(values, groups, names),
+    }
+    if "majority" in metrics:
+        maj_h, maj_r = metrics["majority"], metrics["majority"][view.key]
+        audit["accuracy_paradox"] = {
+            "model": "majority",
+            "accuracy_held_out": maj_h["accuracy"], f"accuracy_{view.key}": maj_r["accuracy"],
+            "macro_f1_held_out": maj_h["macro_f1"], f"macro_f1_{view.key}": maj_r["macro_f1"],
+            "summary": (
+                f"always predicting the most frequent training class scores accuracy "
+                f"{maj_r['accuracy']:.3f} with macro-F1 {maj_r['macro_f1']:.3f} on the {view.key} view "
+                f"({view.description}), and accuracy {maj_h['accuracy']:.3f} with macro-F1 "
+                f"{maj_h['macro_f1']:.3f} as held out"
+            ),
+        }
+    if "ce" in metrics:
+        others = [m["name"] for m in models if m["name"] != "ce" and m.get("kind") == "mlp"]
+        audit["tail_trade"] = tail_trade(y_true, predictions, classes, train_counts, reference="ce",
+                                         models=others, indices=indices, level=cfg.bootstrap.level)
+    return audit
+
+
+def _policy_summary(primary: str, constraints: list[Constraint], outcome, values) -> str:
+    where = " subject to " + ", ".join(map(str, constraints)) if constraints else ""
+    rule = f"best {primary}{where}"
+    if outcome.pick is None:
+        closest = min(values, key=lambda m: len(outcome.violations.get(m, [])))
+        return (f"{rule}: no model meets the constraints; {closest} fails the fewest "
+                f"({'; '.join(outcome.violations[closest])})")
+    return f"{rule}: {outcome.pick} ({values[outcome.pick][primary]:.4f})"

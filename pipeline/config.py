@@ -18,12 +18,10 @@ from typing import Any
 import yaml
 
 from pipeline import PipelineError
+from pipeline.loss_specs import GAMMA_LOSSES, LOSSES, loss_names, loss_spec  # noqa: F401 (re-exported)
 
 SOURCES = ("digits", "synthetic", "csv")
 SCHEMES = ("none", "inverse", "inverse_sqrt", "effective_number")
-LOSSES = ("ce", "weighted_ce", "focal", "weighted_focal", "cb_focal", "logit_adjusted", "ldam_drw")
-# Losses trained once per value of train.gammas.
-GAMMA_LOSSES = ("focal", "weighted_focal", "cb_focal")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 DEVICES = ("auto", "cpu", "cuda")
 BASELINES = ("majority", "logreg_balanced", "xgboost")
@@ -250,9 +248,9 @@ def _validate(p: Params, source: str) -> None:
 
     _check(len(t.losses) > 0, source, "train.losses must list at least one loss")
     for loss in t.losses:
-        _one_of(loss, LOSSES, "train.losses", source)
+        _one_of(loss, loss_names(), "train.losses", source)
     _check(len(set(t.losses)) == len(t.losses), source, "train.losses lists a loss twice")
-    focal_family = [loss for loss in t.losses if loss in GAMMA_LOSSES]
+    focal_family = [loss for loss in t.losses if loss_spec(loss).sweeps_gamma]
     if focal_family:
         _check(len(t.gammas) > 0, source,
                f"train.gammas must list at least one value for {', '.join(focal_family)}")

@@ -26,12 +26,11 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from pipeline import PipelineError
+from pipeline.artifacts import LABEL, SPLITS, decode_labels, split_arrays
 from pipeline.config import DataConfig, SyntheticConfig
 
 log = logging.getLogger(__name__)
 
-LABEL = "y"  # label column of the prepared splits (class names as strings)
-SPLITS = ("train", "val", "test")
 
 
 class DataError(PipelineError):
@@ -49,16 +48,6 @@ class Prepared:
     def arrays(self, split: str) -> tuple[np.ndarray, np.ndarray]:
         """``X`` (N, F) float32 and ``y`` (N,) int64 class indices of one split."""
         return split_arrays(self.splits[split], self.classes)
-
-
-def split_arrays(frame: pd.DataFrame, classes: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """``X`` (N, F) float32 and ``y`` (N,) int64 class indices from a prepared split."""
-    X = frame.drop(columns=[LABEL]).to_numpy(dtype=np.float32)
-    codes = pd.Categorical(frame[LABEL], categories=classes).codes.astype(np.int64)
-    if (codes < 0).any():
-        bad = frame[LABEL][codes < 0].iloc[0]
-        raise DataError(f"label {bad!r} is not one of the classes {classes}")
-    return X, codes
 
 
 def long_tail_profile(n_classes: int, ratio: float) -> np.ndarray:
@@ -217,7 +206,7 @@ def prepare(cfg: DataConfig) -> Prepared:
     except ValueError as exc:
         raise DataError(f"cannot split {len(labels)} rows into train/val/test: {exc}") from None
 
-    y_train = pd.Categorical(labels[train_idx], categories=classes).codes.astype(np.int64)
+    y_train = decode_labels(labels[train_idx], classes, what="label")
     keep = subsample_long_tail(y_train, len(classes), cfg.imbalance_ratio, cfg.seed)
     train_idx = train_idx[keep]
 

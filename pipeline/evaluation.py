@@ -1,27 +1,26 @@
-"""Putting the metrics together: the two class-prior views, intervals, γ curves and the audit.
+"""Putting the metrics together: the two class-prior views, intervals, γ curves, plot data.
 
-Pure functions from predictions and counts to the dicts that ``reports/metrics.json`` and
-``reports/audit.json`` hold; the evaluate stage writes and logs them.
+:func:`evaluate` turns every model's test predictions into what ``reports/metrics.json``,
+``reports/audit.json`` (:func:`pipeline.audit.build_audit`) and ``reports/summary.json`` hold,
+and :func:`plot_data` into the data of DVC's plots; the evaluate stage writes and logs them.
 """
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
-from pipeline.audit import across_seeds, apply_policy, check_policy, flat_values, rank_agreement, ranks
-from pipeline.config import Constraint
+from pipeline import PipelineError
+from pipeline.artifacts import Audit, Meta, MetricsFile, ModelRecord
+from pipeline.audit import build_audit, rarest_class
 from pipeline.config import EvaluateConfig
 from pipeline.metrics import (
-    HEADLINE,
-    bootstrap_distribution,
+    bootstrap_indices,
     bootstrap_intervals,
     classification_metrics,
     confusion_matrix,
-    count_metrics,
-    percentile_interval,
     prior_weights,
 )
 
@@ -30,6 +29,8 @@ BALANCED_RATIO = 1.5
 # Count-based metrics that get bootstrap intervals (besides the rarest class's recall/precision).
 CI_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "micro_f1", "weighted_f1", "mcc",
               "cohen_kappa", "geometric_mean")
+# What the γ curves show: a metrics.json name, or rarest_recall / rarest_precision (of the rarest class).
+GAMMA_METRICS = ("macro_f1", "micro_f1", "accuracy", "balanced_accuracy", "rarest_recall", "rarest_precision")
 
 
 @dataclass(frozen=True)
@@ -53,11 +54,6 @@ def second_view(train_counts: list[int], test_counts: list[int], setting: str) -
                     "deployment data look like the training data)")
     return View("uniform_prior", [1 / len(test)] * len(test),
                 "test split reweighted to a uniform class prior (every class counts equally)")
-
-
-def rarest_class(train_counts: list[int], classes: list[str]) -> str:
-    """The class with the fewest training samples (the first such on ties)."""
-    return classes[int(np.argmin(train_counts))]
 
 
 def model_metrics(
@@ -92,9 +88,8 @@ def gamma_table(models: list[dict], metrics: dict[str, dict], rarest: str) -> di
     ``models`` are ``{"name", "loss", "gamma", "seed", "kind"}`` (kind ``mlp`` or ``baseline``). One row per γ: the value and its interval
     (the bootstrap interval with one seed; mean ± one standard deviation across several seeds).
     """
-    names = {"macro_f1": "macro_f1", "micro_f1": "micro_f1", "accuracy": "accuracy",
-             "balanced_accuracy": "balanced_accuracy", "rarest_recall": f"recall/{rarest}",
-             "rarest_precision": f"precision/{rarest}"}
+    rarest_keys = {"rarest_recall": f"recall/{rarest}", "rarest_precision": f"precision/{rarest}"}
+    names = {label: rarest_keys.get(label, label) for label in GAMMA_METRICS}
     by_loss: dict[str, dict[float, list[str]]] = {}
     for m in models:
         if m["gamma"] is not None:
@@ -118,145 +113,87 @@ def gamma_table(models: list[dict], metrics: dict[str, dict], rarest: str) -> di
     return out
 
 
-def audit_metric_names(rarest: str, view_key: str) -> list[str]:
-    """The leaderboard's columns: headline metrics, the rarest class, and the reweighted view's
-    accuracy and F1s (where accuracy parts ways with the others)."""
-    return [*HEADLINE, f"recall/{rarest}", f"precision/{rarest}",
-            f"{view_key}/accuracy", f"{view_key}/micro_f1", f"{view_key}/macro_f1"]
+@dataclass(frozen=True)
+class Evaluation:
+    """Everything evaluate computes from the models' test predictions."""
+
+    metrics: MetricsFile
+    audit: Audit
+    summary: dict
+    view: View
+    rarest: str
+    y_true: np.ndarray  # (N,) class indices of the test split
+    gammas: dict[str, list[dict]]  # loss -> rows of metrics against gamma
 
 
-def tail_trade(
-    y_true: np.ndarray,
-    predictions: dict[str, np.ndarray],
-    classes: list[str],
-    train_counts: list[int],
-    *,
-    reference: str,
-    models: list[str],
-    indices: np.ndarray,
-    level: float,
-) -> dict:
-    """Change in mean recall and precision over the tail classes, each model against ``reference``.
+def _test_labels(records: list[ModelRecord]) -> np.ndarray:
+    """The test labels every model was scored on; models must agree on them."""
+    first = records[0]
+    for rec in records[1:]:
+        if not np.array_equal(rec.predictions.y_true, first.predictions.y_true):
+            raise PipelineError(f"predictions of {rec.name}: y_true differs from {first.name}'s; "
+                                "re-run the pipeline so every model sees the same test split")
+    return first.predictions.y_true
 
-    Tail classes have a training count below the median (the rarest class if none has). The
-    intervals are paired bootstrap intervals of the difference (the same resamples for both
-    models); a change counts as a gain or a loss only when its interval excludes zero.
+
+def evaluate(records: list[ModelRecord], meta: Meta, cfg: EvaluateConfig) -> Evaluation:
+    """Every model under every metric, both views, with intervals; the audit; the γ curves.
+
+    The policy is checked (a one-line error for an unknown metric or class) before anything is
+    returned, so the stage writes nothing on a bad policy.
     """
-    counts = np.asarray(train_counts)
-    tail = [i for i, n in enumerate(counts) if n < np.median(counts)] or [int(np.argmin(counts))]
+    classes = meta["classes"]
+    train_counts = [meta["counts"]["train"][c] for c in classes]
+    y_true = _test_labels(records)
+    view = second_view(train_counts, np.bincount(y_true, minlength=len(classes)).tolist(), cfg.prior)
+    rarest = rarest_class(train_counts, classes)
+    indices = bootstrap_indices(len(y_true), cfg.bootstrap.resamples, cfg.bootstrap.seed)
+    ci_metrics = [*CI_METRICS, f"recall/{rarest}", f"precision/{rarest}"]
+    metrics: MetricsFile = {
+        rec.name: model_metrics(y_true, rec.predictions.y_pred, rec.predictions.proba, classes, view=view,
+                                indices=indices, ci_metrics=ci_metrics, cfg=cfg)
+        for rec in records
+    }
+    models = [{"name": r.name, "loss": r.loss, "gamma": r.gamma, "seed": r.seed, "kind": r.kind} for r in records]
+    audit = build_audit(metrics, view=view, cfg=cfg, classes=classes, train_counts=train_counts, models=models,
+                        y_true=y_true, predictions={r.name: r.predictions.y_pred for r in records},
+                        indices=indices)
+    return Evaluation(metrics, audit, summary(metrics, audit, view.key), view, rarest, y_true,
+                      gamma_table(models, metrics, rarest))
 
-    def tail_means(name):
-        point = count_metrics(confusion_matrix(y_true, predictions[name], len(classes)))
-        boot = bootstrap_distribution(y_true, predictions[name], len(classes), indices=indices)
-        return {k: (point[k][tail].mean(), boot[k][:, tail].mean(axis=1)) for k in ("recall", "precision")}
 
-    def word(lo, hi, what):
-        if lo > 0:
-            return f"gains {what}"
-        if hi < 0:
-            return f"loses {what}"
-        return f"no clear change in {what}"
-
-    ref = tail_means(reference)
-    out = {"reference": reference, "tail_classes": [classes[i] for i in tail], "level": level, "models": {}}
-    for m in models:
-        cur = tail_means(m)
-        entry = {}
-        for k in ("recall", "precision"):
-            lo, hi = percentile_interval(cur[k][1] - ref[k][1], level)
-            entry[f"tail_{k}_change"] = {"value": float(cur[k][0] - ref[k][0]), "low": lo, "high": hi}
-        entry["verdict"] = (
-            word(entry["tail_recall_change"]["low"], entry["tail_recall_change"]["high"], "tail recall") + ", "
-            + word(entry["tail_precision_change"]["low"], entry["tail_precision_change"]["high"], "tail precision")
-        )
-        out["models"][m] = entry
+def summary(metrics: MetricsFile, audit: Audit, view_key: str) -> dict:
+    """The few numbers worth a column in ``dvc exp show``: the policy's pick and every macro-F1."""
+    pick = audit["policy"]["pick"]
+    out: dict = {"pick": pick or "none"}
+    if pick:
+        m = metrics[pick]
+        out.update({f"pick_{k}": m[k] for k in ("macro_f1", "balanced_accuracy", "accuracy")})
+        out.update({f"pick_{view_key}_{k}": m[view_key][k] for k in ("accuracy", "macro_f1")})
+    out["macro_f1"] = {name: m["macro_f1"] for name, m in metrics.items()}
     return out
 
 
-def build_audit(
-    metrics: dict[str, dict],
-    *,
-    view: View,
-    cfg: EvaluateConfig,
-    classes: list[str],
-    train_counts: list[int],
-    models: list[dict],
-    y_true: np.ndarray,
-    predictions: dict[str, np.ndarray],
-    indices: np.ndarray,
-) -> dict:
-    """Everything in ``reports/audit.json``. Raises a one-line error if the policy names an
-    unknown metric or class; no model meeting the constraints is a valid outcome (``pick`` None)."""
-    rarest = rarest_class(train_counts, classes)
-    names = audit_metric_names(rarest, view.key)
-    values = flat_values(metrics, view.key)
-    held_names = {k for k in next(iter(metrics.values())) if not isinstance(next(iter(metrics.values()))[k], dict)}
-    constraints = check_policy(cfg.select, held_names, classes)
-    prefix = "" if cfg.select.view == "held_out" else f"{view.key}/"
-    primary = prefix + cfg.select.metric
-    scoped = [Constraint(prefix + c.metric, c.op, c.bound) for c in constraints]
-    with warnings.catch_warnings():  # constant rankings give an undefined tau, reported as None
-        warnings.simplefilter("ignore")
-        tau = rank_agreement(values, names)
-    outcome, win = apply_policy(values, primary, scoped, names)
-    order = list(metrics)
-    if outcome.pick is not None:
-        rank_primary = ranks(values, [primary])
-        order.sort(key=lambda m: (m in outcome.violations, rank_primary[m][primary]))
+@dataclass(frozen=True)
+class PlotData:
+    """The data of DVC's plots (``reports/plots/``), per model and per γ-swept loss."""
 
-    groups: dict[str, list[str]] = {}
-    for m in models:
-        base = m["loss"] if m["gamma"] is None else f"{m['loss']}_g{m['gamma']:g}"
-        groups.setdefault(base, []).append(m["name"])
-    audit = {
-        "views": {"held_out": "test split as held out",
-                  "reweighted": {"key": view.key, "description": view.description,
-                                 "prior": dict(zip(classes, view.prior))}},
-        "rarest_class": rarest,
-        "metrics": names,
-        "policy": {
-            "metric": cfg.select.metric,
-            "view": cfg.select.view,
-            "constraints": [str(c) for c in scoped],
-            "pick": outcome.pick,
-            "eligible": outcome.eligible,
-            "violations": outcome.violations,
-            "summary": _policy_summary(primary, scoped, outcome, values),
-        },
-        "winners": win,
-        "disagreements": [{"metric": k, "winner": win[k], "reason": r} for k, r in outcome.reasons.items()],
-        "leaderboard": [
-            {"model": m, "values": {k: values[m][k] for k in names}, "ranks": ranks(values, names)[m]}
-            for m in order
-        ],
-        "kendall_tau": tau,
-        "across_seeds": across_seeds(values, groups, names),
-    }
-    if "majority" in metrics:
-        maj_h, maj_r = metrics["majority"], metrics["majority"][view.key]
-        audit["accuracy_paradox"] = {
-            "model": "majority",
-            "accuracy_held_out": maj_h["accuracy"], f"accuracy_{view.key}": maj_r["accuracy"],
-            "macro_f1_held_out": maj_h["macro_f1"], f"macro_f1_{view.key}": maj_r["macro_f1"],
-            "summary": (
-                f"always predicting the most frequent training class scores accuracy "
-                f"{maj_r['accuracy']:.3f} with macro-F1 {maj_r['macro_f1']:.3f} on the {view.key} view "
-                f"({view.description}), and accuracy {maj_h['accuracy']:.3f} with macro-F1 "
-                f"{maj_h['macro_f1']:.3f} as held out"
-            ),
-        }
-    if "ce" in metrics:
-        others = [m["name"] for m in models if m["name"] != "ce" and m.get("kind") == "mlp"]
-        audit["tail_trade"] = tail_trade(y_true, predictions, classes, train_counts, reference="ce",
-                                         models=others, indices=indices, level=cfg.bootstrap.level)
-    return audit
+    confusion: dict[str, pd.DataFrame]  # model -> one actual,predicted row per test sample
+    pr: dict[str, pd.DataFrame]  # model -> the rarest class's precision-recall curve
+    gamma: dict[str, list[dict]]  # loss -> metrics against gamma
+    cm: dict[str, np.ndarray]  # model -> (C, C) confusion matrix, for the figures
 
 
-def _policy_summary(primary: str, constraints: list[Constraint], outcome, values) -> str:
-    where = " subject to " + ", ".join(map(str, constraints)) if constraints else ""
-    rule = f"best {primary}{where}"
-    if outcome.pick is None:
-        closest = min(values, key=lambda m: len(outcome.violations.get(m, [])))
-        return (f"{rule}: no model meets the constraints; {closest} fails the fewest "
-                f"({'; '.join(outcome.violations[closest])})")
-    return f"{rule}: {outcome.pick} ({values[outcome.pick][primary]:.4f})"
+def plot_data(records: list[ModelRecord], ev: Evaluation, classes: list[str]) -> PlotData:
+    from sklearn.metrics import precision_recall_curve
+
+    r = classes.index(ev.rarest)
+    confusion, pr, cm = {}, {}, {}
+    for rec in records:
+        frame = rec.predictions.frame
+        confusion[rec.name] = pd.DataFrame({"actual": frame["y_true"].astype(str),
+                                            "predicted": frame["y_pred"].astype(str)})
+        precision, recall, _ = precision_recall_curve(ev.y_true == r, rec.predictions.proba[:, r])
+        pr[rec.name] = pd.DataFrame({"recall": recall, "precision": precision})
+        cm[rec.name] = confusion_matrix(ev.y_true, rec.predictions.y_pred, len(classes))
+    return PlotData(confusion, pr, ev.gammas, cm)

@@ -1,43 +1,29 @@
-"""Classification losses, as pure functions with ``torch.nn.functional`` conventions.
+"""Classification losses, as pure functions with ``torch.nn.functional`` conventions, and the
+training criterion built from :data:`pipeline.loss_specs.LOSS_SPECS`.
 
 ``logits`` are (N, C) unnormalised scores, ``target`` (N,) int64 class indices, ``weight`` an
 optional (C,) per-class weight. ``reduction="mean"`` divides by the summed weights of the
 targets, exactly like :func:`torch.nn.functional.cross_entropy`. Every function also accepts
 leading batch dimensions, logits (..., N, C) and target (..., N), which is how K configurations
-are trained together (see :class:`Criterion`).
-
-| loss | per-sample loss, p = softmax | reads |
-| --- | --- | --- |
-| ``ce`` | −log p_y | |
-| ``weighted_ce`` | −w_y log p_y | class weights of ``weights.scheme`` |
-| ``focal`` | −(1 − p_y)^γ log p_y | γ |
-| ``weighted_focal`` | −w_y (1 − p_y)^γ log p_y | γ, class weights of ``weights.scheme`` |
-| ``cb_focal`` | as weighted_focal, w = effective-number weights | γ, ``weights.beta`` |
-| ``logit_adjusted`` | −log softmax(z + τ log π)_y | ``train.tau``, class counts |
-| ``ldam_drw`` | −w_y(e) log softmax(s (z − m_y e_y))_y | class counts, ``weights.beta``, ldam params |
+are trained together (see :class:`Criterion`). Which loss reads what is in the spec table, not
+here: :func:`make_criterion` reads it.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
-from dataclasses import dataclass
+import importlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from pipeline import PipelineError
-from pipeline.config import GAMMA_LOSSES, LOSSES
+from pipeline.loss_specs import LOSS_SPECS, LossSpec, loss_spec
 
 REDUCTIONS = ("none", "mean", "sum")
-# Losses that take the per-class weights of the weights stage (weights.scheme).
-WEIGHTED_LOSSES = ("weighted_ce", "weighted_focal")
-# Losses weighted by the effective number of samples with weights.beta, whatever the scheme.
-EFFECTIVE_NUMBER_LOSSES = ("cb_focal", "ldam_drw")
-# Losses that read the training class counts (the prior, the margins).
-COUNT_LOSSES = ("logit_adjusted", "ldam_drw")
-# train.* keys read by one loss only: only that loss's plan holds them, so only it re-trains.
-LOSS_KEYS = {"logit_adjusted": ("tau",), "ldam_drw": ("ldam_max_margin", "ldam_scale", "drw_epoch")}
 
 
 def _check_reduction(reduction: str) -> None:
@@ -65,6 +51,23 @@ def _weighted(
         return per_sample, None
     w_target = weight.to(per_sample.dtype)[target]  # (..., N)
     return w_target * per_sample, w_target
+
+
+def cross_entropy_loss(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    weight: torch.Tensor | None = None,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    """Cross-entropy, ``-w_y log p_y`` per sample, from ``log_softmax``.
+
+    :func:`torch.nn.functional.cross_entropy` in value and gradient (weighted or not, every
+    reduction), written with this module's primitives so that it also takes leading batch
+    dimensions; it is :func:`focal_loss` at ``gamma=0``, operation for operation.
+    """
+    _check_reduction(reduction)
+    per_sample, w_target = _weighted(-_log_pt(logits, target), target, weight)
+    return _reduce(per_sample, w_target, reduction)
 
 
 def focal_loss(
@@ -218,6 +221,25 @@ def ldam_margins(counts: Sequence[float], max_margin: float = 0.5) -> torch.Tens
     return max_margin * (counts.min() / counts) ** 0.25
 
 
+def logit_adjusted_inputs(counts: Sequence[float], tau: float = 1.0) -> dict[str, Any]:
+    """Keyword arguments of :func:`logit_adjusted_loss` from the training counts."""
+    return {"log_prior": log_prior(counts).float(), "tau": tau}
+
+
+def ldam_inputs(counts: Sequence[float], max_margin: float = 0.5, scale: float = 30.0) -> dict[str, Any]:
+    """Keyword arguments of :func:`ldam_loss` from the training counts."""
+    return {"margins": ldam_margins(counts, max_margin).float(), "scale": scale}
+
+
+def resolve(path: str) -> Callable:
+    """The function named ``"<module>:<function>"`` (a loss spec's ``function`` or ``inputs``)."""
+    module, _, name = path.partition(":")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        raise PipelineError(f"loss function {path!r} cannot be imported") from None
+
+
 @dataclass(frozen=True)
 class Criterion:
     """The training loss of one loss's configurations, reduced to a mean per configuration.
@@ -226,19 +248,17 @@ class Criterion:
     the ``reduction="mean"`` value of the loss; logits (K, N, C) and target (K, N), the K
     configurations of a batched sweep, give (K,) means, each divided by its own summed target
     weights, so that summing them and back-propagating gives each configuration exactly its
-    own gradient. ``gamma`` is then a (K, 1) tensor. ``epoch`` (1-based) matters only to
-    ``ldam_drw``, unweighted before ``drw_epoch`` and weighted by ``weight`` from it on.
-    Build it with :func:`make_criterion`.
+    own gradient. ``gamma`` is then a (K, 1) tensor. ``epoch`` (1-based) matters only to a loss
+    with deferred weights (``ldam_drw``), unweighted before ``weight_from`` and weighted by
+    ``weight`` from it on. Build it with :func:`make_criterion`.
     """
 
     loss: str
-    gamma: float | torch.Tensor | None = None  # focal family: a float, or (K, 1) per configuration
-    weight: torch.Tensor | None = None  # (C,) class weights (effective-number for cb/ldam)
-    log_prior: torch.Tensor | None = None  # (C,) logit_adjusted
-    tau: float = 1.0
-    margins: torch.Tensor | None = None  # (C,) ldam_drw
-    scale: float = 30.0
-    drw_epoch: int | None = None
+    function: Callable[..., torch.Tensor]  # the spec's per-sample loss
+    gamma: float | torch.Tensor | None = None  # losses that sweep gamma: a float, or (K, 1)
+    weight: torch.Tensor | None = None  # (C,) class weights, for losses that read them
+    inputs: Mapping[str, Any] = field(default_factory=dict)  # the spec's further keyword arguments
+    weight_from: int | None = None  # deferred weights: the first weighted epoch
 
     def __call__(self, logits: torch.Tensor, target: torch.Tensor, epoch: int | None = None) -> torch.Tensor:
         per_sample = self.per_sample(logits, target, epoch)
@@ -249,31 +269,25 @@ class Criterion:
 
     def per_sample(self, logits: torch.Tensor, target: torch.Tensor, epoch: int | None = None) -> torch.Tensor:
         """(..., N) per-sample losses (``reduction="none"``) at ``epoch``."""
-        loss, weight = self.loss, self._weight_at(epoch)
-        if loss in ("ce", "weighted_ce"):
-            return focal_loss(logits, target, gamma=0.0, weight=weight, reduction="none")
-        if loss in GAMMA_LOSSES:
-            return focal_loss(logits, target, gamma=self.gamma, weight=weight, reduction="none")
-        if loss == "logit_adjusted":
-            return logit_adjusted_loss(logits, target, self.log_prior, self.tau, reduction="none")
-        if loss == "ldam_drw":
-            return ldam_loss(logits, target, self.margins, self.scale, weight=weight, reduction="none")
-        raise PipelineError(f"train.losses must be one of {', '.join(LOSSES)}; got {loss!r}")
+        kwargs = dict(self.inputs)
+        if self.gamma is not None:
+            kwargs["gamma"] = self.gamma
+        return self.function(logits, target, weight=self._weight_at(epoch), reduction="none", **kwargs)
 
     @property
     def final_phase_epoch(self) -> int:
-        """First epoch of the loss's final form: ``drw_epoch`` for ``ldam_drw``, else 1.
+        """First epoch of the loss's final form: ``weight_from`` for deferred weights, else 1.
 
         Training selects the model, and counts patience, from this epoch on.
         """
-        return self.drw_epoch if self.loss == "ldam_drw" else 1
+        return self.weight_from if self.weight_from is not None else 1
 
     def _weight_at(self, epoch: int | None) -> torch.Tensor | None:
-        if self.loss != "ldam_drw":
+        if self.weight_from is None:
             return self.weight
         if epoch is None:
-            raise ValueError("ldam_drw needs the epoch: its weights start at train.drw_epoch")
-        return self.weight if epoch >= self.drw_epoch else None
+            raise ValueError(f"{self.loss} needs the epoch: its weights start at train.drw_epoch")
+        return self.weight if epoch >= self.weight_from else None
 
     def take(self, index: torch.Tensor) -> Criterion:
         """The criterion of configurations ``index`` of a stacked sweep (per-configuration gamma)."""
@@ -282,44 +296,49 @@ class Criterion:
         return self
 
 
+def _settings(spec: LossSpec, settings: Mapping[str, Any]) -> dict[str, Any]:
+    known = {kw for s in LOSS_SPECS.values() for kw in s.keywords}
+    unknown = sorted(set(settings) - known)
+    if unknown:
+        raise TypeError(f"make_criterion got an unexpected setting {unknown[0]!r}; known: {', '.join(sorted(known))}")
+    return {kw: settings[kw] for kw in spec.keywords if kw in settings and settings[kw] is not None}
+
+
 def make_criterion(
     loss: str,
     *,
     gamma: float | Sequence[float] | None = None,
     class_weight: torch.Tensor | None = None,
     class_counts: Sequence[float] | None = None,
-    tau: float = 1.0,
-    max_margin: float = 0.5,
-    scale: float = 30.0,
     drw_epoch: int | None = None,
+    **settings: Any,
 ) -> Criterion:
     """The training criterion of one loss, for one configuration or a stacked sweep.
 
     Parameters
     ----------
-    loss : one of :data:`pipeline.config.LOSSES`
+    loss : a name in :data:`pipeline.loss_specs.LOSS_SPECS`
     gamma : float, or a sequence of K floats (one per stacked configuration)
-        Required by the focal family, ignored otherwise.
+        Required by losses that sweep gamma, ignored otherwise.
     class_weight : (C,) float tensor
-        ``weighted_ce``, ``weighted_focal``: the weights of ``weights.scheme``; ``cb_focal``,
-        ``ldam_drw``: effective-number weights (``class_weights(counts, "effective_number",
-        beta)``). Ignored by the other losses.
-    class_counts : (C,) training samples per class
-        ``logit_adjusted`` (the prior) and ``ldam_drw`` (the margins).
-    tau, max_margin, scale, drw_epoch
-        ``train.tau``; ``train.ldam_max_margin``, ``train.ldam_scale``, the first DRW epoch.
+        The weights the loss's spec names: those of ``weights.scheme`` or effective-number
+        weights (``class_weights(counts, "effective_number", beta)``). Ignored by the others.
+    class_counts : (C,) training samples per class, for losses that read them.
+    drw_epoch : int
+        The first weighted epoch of a loss with deferred weights (``ldam_drw``).
+    **settings
+        The loss's own settings by keyword (the spec's ``params`` values: ``tau``;
+        ``max_margin``, ``scale``); settings of other losses are ignored.
 
     Its tensors are on the CPU, float32; :func:`to_device` moves them.
     """
-    if loss not in LOSSES:
-        raise PipelineError(f"train.losses must be one of {', '.join(LOSSES)}; got {loss!r}")
-    needs_weight = loss in WEIGHTED_LOSSES + EFFECTIVE_NUMBER_LOSSES
-    if needs_weight and class_weight is None:
+    spec = loss_spec(loss)
+    own = _settings(spec, {**settings, "drw_epoch": drw_epoch})
+    if spec.weights is not None and class_weight is None:
         raise PipelineError(f"loss {loss} needs class weights")
-    if loss in COUNT_LOSSES and class_counts is None:
+    if spec.counts and class_counts is None:
         raise PipelineError(f"loss {loss} needs the training class counts")
-    kwargs: dict = {"weight": class_weight if needs_weight else None}
-    if loss in GAMMA_LOSSES:
+    if spec.sweeps_gamma:
         if gamma is None:
             raise PipelineError(f"loss {loss} needs a gamma (train.gammas)")
         if isinstance(gamma, Sequence):
@@ -328,22 +347,33 @@ def make_criterion(
             gamma = torch.tensor(gamma, dtype=torch.float32).unsqueeze(1)  # (K, 1)
         elif gamma < 0:
             raise PipelineError(f"loss {loss} needs a gamma >= 0; got {gamma}")
-        kwargs["gamma"] = gamma
-    if loss == "logit_adjusted":
-        kwargs.update(log_prior=log_prior(class_counts).float(), tau=tau)
-    if loss == "ldam_drw":
-        if drw_epoch is None:
-            raise PipelineError("loss ldam_drw needs drw_epoch")
-        kwargs.update(margins=ldam_margins(class_counts, max_margin).float(), scale=scale,
-                      drw_epoch=drw_epoch)
-    return Criterion(loss, **kwargs)
+    weight_from = own.pop("drw_epoch", None)
+    if spec.deferred_weights and weight_from is None:
+        raise PipelineError(f"loss {loss} needs drw_epoch")
+    inputs = resolve(spec.inputs)(class_counts, **own) if spec.inputs else own
+    return Criterion(loss, resolve(spec.function), gamma=gamma if spec.sweeps_gamma else None,
+                     weight=class_weight if spec.weights is not None else None, inputs=inputs,
+                     weight_from=weight_from if spec.deferred_weights else None)
 
 
 def to_device(criterion: Criterion, device: torch.device) -> Criterion:
     """``criterion`` with its tensors on ``device``."""
-    changes = {
-        f.name: getattr(criterion, f.name).to(device)
-        for f in dataclasses.fields(criterion)
-        if isinstance(getattr(criterion, f.name), torch.Tensor)
-    }
-    return dataclasses.replace(criterion, **changes)
+    move = lambda v: v.to(device) if isinstance(v, torch.Tensor) else v  # noqa: E731
+    return dataclasses.replace(
+        criterion, gamma=move(criterion.gamma), weight=move(criterion.weight),
+        inputs={k: move(v) for k, v in criterion.inputs.items()},
+    )
+
+
+def plan_criterion(plan: Mapping[str, Any]) -> Criterion:
+    """The criterion of a plan (:class:`pipeline.artifacts.LossPlan`): its loss, its runs'
+    gammas (one per run, in order, for a loss that sweeps gamma), weights, counts and settings."""
+    spec = loss_spec(plan["loss"])
+    weights, counts, setup = plan["class_weights"], plan.get("class_counts"), plan["train"]
+    return make_criterion(
+        spec.name,
+        gamma=[r["gamma"] for r in plan["runs"]] if spec.sweeps_gamma else None,
+        class_weight=torch.tensor(weights["weights"], dtype=torch.float32) if weights else None,
+        class_counts=counts["counts"] if counts else None,
+        **{keyword: setup[key] for key, keyword in spec.params.items()},
+    )

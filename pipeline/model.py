@@ -13,6 +13,7 @@ class MLP(nn.Module):
 
     def __init__(self, in_features: int, hidden: tuple[int, ...], n_classes: int, dropout: float = 0.0):
         super().__init__()
+        self.in_features, self.hidden, self.dropout = in_features, tuple(hidden), dropout
         layers: list[nn.Module] = []
         width = in_features
         for h in hidden:
@@ -24,13 +25,13 @@ class MLP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, F) -> (N, C)
         return self.net(x)
 
+    def architecture(self) -> dict:
+        """What rebuilds this MLP: ``in_features``, ``hidden``, ``dropout`` (plain JSON values)."""
+        return {"in_features": int(self.in_features), "hidden": list(self.hidden), "dropout": float(self.dropout)}
+
 
 def _linears(mlp: MLP) -> list[nn.Linear]:
     return [m for m in mlp.net if isinstance(m, nn.Linear)]
-
-
-def _dropout_p(mlp: MLP) -> float:
-    return next((m.p for m in mlp.net if isinstance(m, nn.Dropout)), 0.0)
 
 
 class StackedOutput(torch.autograd.Function):
@@ -117,7 +118,7 @@ class StackedMLP(nn.Module):
             nn.Parameter(torch.stack([lin.bias.detach() for lin in layer]).unsqueeze(1))
             for layer in layers
         )
-        self.dropout = _dropout_p(mlps[0])
+        self.dropout = mlps[0].dropout
 
     def __len__(self) -> int:
         return self.weight[0].shape[0]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -154,3 +156,39 @@ def confusion_pair_figure(cms: dict[str, np.ndarray], classes: list[str]) -> Fig
         im = _matrix(ax, _row_normalised(np.asarray(cm, dtype=float)), classes, name, ".2f", 1.0)
     fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8, label="share of the true class")
     return fig
+
+
+def evaluation_figures(ev, data, meta: dict) -> Iterator[tuple[str, Figure]]:
+    """Every figure of an evaluation, as ``(file name, figure)``, drawn one at a time.
+
+    ``ev`` is a :class:`pipeline.evaluation.Evaluation`, ``data`` its
+    :class:`pipeline.evaluation.PlotData`, ``meta`` the prepared data's ``meta.json``. The file
+    names are :mod:`pipeline.artifacts`'; the report embeds these same files.
+    """
+    from pipeline.artifacts import FIGURES, confusion_figure_file, gamma_figure_file
+    from pipeline.evaluation import GAMMA_METRICS
+
+    classes, audit, metrics = meta["classes"], ev.audit, ev.metrics
+    pick = audit["policy"]["pick"]
+    for name, cm in data.cm.items():
+        yield confusion_figure_file(name), confusion_figure(cm, classes, f"{name} - test split")
+    for loss, rows in data.gamma.items():
+        yield gamma_figure_file(loss), gamma_curves_figure(
+            rows, list(GAMMA_METRICS), f"{loss}: test metrics against gamma (rarest class: {ev.rarest})")
+    gammas = sorted({r["gamma"] for rows in data.gamma.values() for r in rows})
+    if gammas:
+        yield FIGURES["focal_shape"], focal_shape_figure(gammas)
+    ordered = [row["model"] for row in audit["leaderboard"]]
+    ranked = {row["model"]: row["ranks"] for row in audit["leaderboard"]}
+    yield FIGURES["ranks"], rank_figure(ordered, audit["metrics"], ranked, pick)
+    yield FIGURES["agreement"], agreement_figure(audit["metrics"], audit["kendall_tau"])
+    yield FIGURES["distribution"], class_distribution_figure(meta["counts"], classes)
+    pair = {f"{m} (chosen)" if m == pick else m: data.cm[m]
+            for m in dict.fromkeys(m for m in (pick, "ce") if m and m in data.cm)}
+    if pair:
+        yield FIGURES["pick_vs_ce_confusion"], confusion_pair_figure(pair, classes)
+    train = meta["counts"]["train"]
+    order = sorted(classes, key=lambda c: (-train[c], classes.index(c)))
+    shown = list(dict.fromkeys(m for m in ("ce", "weighted_ce", pick) if m and m in metrics))
+    if shown:
+        yield FIGURES["per_class"], per_class_figure({m: metrics[m] for m in shown}, classes, order)

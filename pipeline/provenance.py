@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from pipeline.artifacts import flatten
 
 KEY_PACKAGES = ("torch", "scikit-learn", "imbalanced-learn", "xgboost", "numpy", "pandas", "mlflow", "dvc",
                 "matplotlib")
@@ -45,26 +48,29 @@ def package_versions(names: tuple[str, ...] = KEY_PACKAGES) -> dict[str, str]:
     return out
 
 
-def lock_outputs(lock: dict[str, Any]) -> dict[str, dict[str, str]]:
-    """``stage -> output path -> md5`` from a parsed ``dvc.lock``."""
-    out = {}
-    for stage, entry in sorted((lock or {}).get("stages", {}).items()):
-        out[stage] = {o["path"]: o.get("md5", "") for o in entry.get("outs", [])}
-    return out
+def file_digest(path: str | Path) -> str:
+    """sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
-def lock_params(lock: dict[str, Any]) -> dict[str, Any]:
+def _stages(lock: dict[str, Any] | None, skip: tuple[str, ...]) -> dict[str, Any]:
+    return {k: v for k, v in sorted((lock or {}).get("stages", {}).items()) if k not in skip}
+
+
+def lock_outputs(lock: dict[str, Any], skip: tuple[str, ...] = ()) -> dict[str, dict[str, str]]:
+    """``stage -> output path -> md5`` from a parsed ``dvc.lock``, stages in ``skip`` left out."""
+    return {stage: {o["path"]: o.get("md5", "") for o in entry.get("outs", [])}
+            for stage, entry in _stages(lock, skip).items()}
+
+
+def lock_params(lock: dict[str, Any], skip: tuple[str, ...] = ()) -> dict[str, Any]:
     """Every parameter the stages recorded in ``dvc.lock``, flattened to ``block.key``."""
     flat: dict[str, Any] = {}
-
-    def walk(prefix: str, value: Any) -> None:
-        if isinstance(value, dict):
-            for k, v in value.items():
-                walk(f"{prefix}{k}.", v)
-        else:
-            flat[prefix.rstrip(".")] = value
-
-    for entry in (lock or {}).get("stages", {}).values():
+    for entry in _stages(lock, skip).values():
         for values in entry.get("params", {}).values():
-            walk("", values)
+            flat.update(flatten(values, sep="."))
     return dict(sorted(flat.items()))

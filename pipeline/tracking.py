@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipeline.artifacts import Meta, MetricsFile, ModelRecord, confusion_figure_file, flatten
+
 log = logging.getLogger(__name__)
 
 _BATCH = 900  # MLflow accepts at most 1000 metrics per log_batch call
@@ -48,27 +50,52 @@ class ModelRun:
     artifacts: list[Path] = field(default_factory=list)
 
 
-def _flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
-    out: dict[str, str] = {}
-    for key, value in params.items():
-        if isinstance(value, Mapping):
-            out.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = str(value)
-    return out
+def _params(params: Mapping[str, Any]) -> dict[str, str]:
+    """MLflow params: nested keys joined with ``.``, values as text."""
+    return {k: str(v) for k, v in flatten(params, sep=".").items()}
+
+
+def model_runs(records: list[ModelRecord], metrics: MetricsFile, meta: Meta, figures_dir: Path) -> list[ModelRun]:
+    """What each model's run holds: its parameters, training curves, test metrics and files."""
+    return [
+        ModelRun(
+            name=rec.name,
+            params={"model": rec.name, "loss": rec.loss, "gamma": rec.gamma, "seed": rec.seed,
+                    "kind": rec.kind, **rec.params, "data": meta["params"]},
+            history=rec.training["history"],
+            metrics={**flatten(metrics[rec.name]),
+                     "best_epoch": rec.training["best_epoch"],
+                     "best_val_macro_f1": rec.training["best_val_macro_f1"]},
+            tags={"dvc_stage": f"train@{rec.group}" if rec.kind == "mlp" else "baselines",
+                  "loss": rec.loss, "kind": rec.kind, "device": rec.device},
+            artifacts=[p for p in (figures_dir / confusion_figure_file(rec.name), rec.weights) if p is not None],
+        )
+        for rec in records
+    ]
 
 
 # Makes the MLflow 3 UI open the experiment on its runs table rather than the GenAI views.
 _KIND_TAG, _KIND = "mlflow.experimentKind", "custom_model_development"
 
 
-def _experiment_id(client, name: str, root: Path, uri: str) -> str:
+def artifact_root(uri: str) -> str | None:
+    """Where a new experiment keeps its artifacts: ``mlartifacts/`` beside a SQLite store's file.
+
+    For any other store (a tracking server, a database server) None: the store decides. Without
+    this, MLflow puts a SQLite store's artifacts under the working directory, whatever the store.
+    """
+    prefix = "sqlite:///"
+    if not uri.startswith(prefix) or uri[len(prefix):] in ("", ":memory:"):
+        return None
+    return (Path(uri[len(prefix):]).resolve().parent / "mlartifacts").as_uri()
+
+
+def _experiment_id(client, name: str, uri: str) -> str:
     from mlflow.exceptions import MlflowException
 
     exp = client.get_experiment_by_name(name)
     if exp is None:
-        # Next to the default SQLite store, keep artifacts beside it rather than under the cwd.
-        location = (root / "mlartifacts").as_uri() if uri.startswith("sqlite:") else None
+        location = artifact_root(uri)
         try:
             client.create_experiment(name, artifact_location=location, tags={_KIND_TAG: _KIND})
         except MlflowException:  # created meanwhile by a parallel `dvc queue` worker
@@ -101,9 +128,8 @@ def log_pipeline_run(
     from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
     uri = tracking_uri(environ)
-    root = repo_root(environ)
     client = mlflow.MlflowClient(tracking_uri=uri)
-    exp_id = _experiment_id(client, experiment, root, uri)
+    exp_id = _experiment_id(client, experiment, uri)
     open_runs: list[str] = []
 
     def batch(run_id: str, *, metrics=(), params=(), tags=()) -> None:
@@ -118,7 +144,7 @@ def log_pipeline_run(
                                    tags={**tags, **(eval_tags or {}), "role": "evaluation"})
         parent_id = parent.info.run_id
         open_runs.append(parent_id)
-        batch(parent_id, params=[Param(k, v) for k, v in _flatten(eval_params).items()])
+        batch(parent_id, params=[Param(k, v) for k, v in _params(eval_params).items()])
         for path in eval_artifacts:
             client.log_artifact(parent_id, str(path))
         for name, table in (tables or {}).items():
@@ -138,7 +164,7 @@ def log_pipeline_run(
                 if key != "epoch"
             ]
             final = [Metric(key, float(value), now, 0) for key, value in m.metrics.items()]
-            batch(run_id, params=[Param(k, v) for k, v in _flatten(m.params).items()],
+            batch(run_id, params=[Param(k, v) for k, v in _params(m.params).items()],
                   metrics=curves + final)
             for path in m.artifacts:
                 client.log_artifact(run_id, str(path))

@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import argparse
 import logging
-from pathlib import Path
 
 import numpy as np
 
-from pipeline.config import load_params, to_dict
-from pipeline.data import SPLITS, split_arrays
+from pipeline.artifacts import TRAINING_SUMMARY, predictions_file, predictions_frame, read_prepared
 from pipeline.baselines import fit_baseline
-from pipeline.io import atomic_dirs, read_json, read_parquet, write_json
+from pipeline.config import load_params, to_dict
+from pipeline.io import atomic_dirs, read_json, write_json
 from stages._cli import run
-from stages.train import predictions_frame
 
 log = logging.getLogger("baselines")
 
@@ -32,11 +30,8 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
 
     cfg = load_params(args.params).baselines
-    data_dir = Path(args.data)
-    meta = read_json(data_dir / "meta.json", what="prepared-data metadata")
+    meta, data = read_prepared(args.data)
     classes = meta["classes"]
-    data = {s: split_arrays(read_parquet(data_dir / f"{s}.parquet", what=f"{s} split"), classes)
-            for s in SPLITS}
     weights = read_json(args.weights, what="class weights")
     summary = {}
     with atomic_dirs(args.models, args.predictions) as (models_dir, preds_dir):
@@ -46,14 +41,14 @@ def main(argv: list[str] | None = None) -> None:
             proba = np.asarray(result.predict_proba(data["test"][0]), dtype=np.float64)
             proba /= proba.sum(axis=1, keepdims=True)
             predictions_frame(proba, data["test"][1], classes).to_parquet(
-                preds_dir / f"{name}.parquet", index=False)
+                predictions_file(preds_dir, name), index=False)
             summary[name] = {
                 "loss": name, "gamma": None, "seed": cfg.seed, "best_epoch": result.best_epoch,
                 "epochs_run": len(result.history), "best_val_macro_f1": result.val_macro_f1,
                 "history": result.history,
             }
             log.info("%s: val macro-F1 %.4f", name, result.val_macro_f1)
-        write_json(models_dir / "training.json", {
+        write_json(models_dir / TRAINING_SUMMARY, {
             "loss": "baselines", "device": "cpu", "runs": summary,
             "params": {**to_dict(cfg), "weights": {k: weights[k] for k in ("scheme", "beta")}},
         })

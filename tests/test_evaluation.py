@@ -3,7 +3,8 @@ import pytest
 
 from pipeline.config import BaselinesConfig
 from pipeline.baselines import fit_baseline
-from pipeline.evaluation import gamma_table, second_view, tail_trade
+from pipeline.audit import tail_trade
+from pipeline.evaluation import gamma_table, second_view
 from pipeline.metrics import bootstrap_indices
 
 

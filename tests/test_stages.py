@@ -63,7 +63,7 @@ def report_args(d, params, out, *extra):
     return ["--params", str(params), "--meta", str(d / "data/prepared/meta.json"),
             "--weights", str(d / "outputs/class_weights.json"), "--metrics", str(d / "reports/metrics.json"),
             "--audit", str(d / "reports/audit.json"), "--runs", str(d / "reports/mlflow_runs.json"),
-            "--plots", str(d / "reports/plots"), "--predictions", str(d / "reports/predictions"),
+            "--figures", str(d / "reports/figures"), "--predictions", str(d / "reports/predictions"),
             "--lock", str(d / "dvc.lock"), "--out", str(out), *extra]
 
 

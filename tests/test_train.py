@@ -13,17 +13,9 @@ from pipeline import PipelineError
 from pipeline.config import GAMMA_LOSSES, LOSSES, TrainConfig
 from pipeline.losses import make_criterion
 from pipeline.model import MLP, BiasReluDropout, StackedMLP, StackedOutput
-from pipeline.train import (
-    RunSpec,
-    drw_start,
-    fit,
-    fit_sweep,
-    macro_f1,
-    model_name,
-    plan_runs,
-    predict_logits,
-    resolve_device,
-)
+from pipeline.plan import RunSpec, drw_start, model_name, plan_runs
+from pipeline.sweep import fit_sweep
+from pipeline.train import fit, macro_f1, predict_logits, resolve_device
 from pipeline.weights import class_weights
 
 CPU = torch.device("cpu")
@@ -299,7 +291,7 @@ def test_configurations_sharing_a_seed_share_order_and_masks_and_still_stop_on_t
 # --- plans: each loss's plan holds exactly what it reads ------------------------------------
 
 def test_plans_give_each_loss_only_the_keys_it_reads():
-    from stages.plan import training_setup
+    from pipeline.plan import training_setup
 
     t = TrainConfig(epochs=30, tau=2.0, drw_epoch=None)
     shared = training_setup("ce", t)
@@ -314,7 +306,7 @@ def test_plans_give_each_loss_only_the_keys_it_reads():
 
 
 def test_plans_carry_the_weights_each_loss_trains_with():
-    from stages.plan import loss_weights
+    from pipeline.plan import loss_weights
 
     counts = [500, 50, 5]
     stage = {"scheme": "inverse", "beta": 0.99, "classes": ["a", "b", "c"], "counts": counts,

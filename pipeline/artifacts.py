@@ -1,0 +1,329 @@
+"""Every file the stages hand each other: where it lies, what it holds, how to read and write it.
+
+The stages agree on these layouts through this module only:
+
+- ``<plans>/<loss>.json``: a :class:`LossPlan`;
+- ``<models>/<group>/training.json``: a :class:`TrainingSummary`, group being a loss or
+  ``baselines``; ``<models>/<loss>/<model>.pt``: a checkpoint (:mod:`pipeline.checkpoint`:
+  ``save_checkpoint``, ``load_model``); ``<models>/baselines/<name>.json``: a baseline's own
+  description;
+- ``<predictions>/<group>/<model>.parquet``: ``y_true``, ``y_pred`` (class names) and one
+  ``p_<class>`` column per class (:func:`predictions_frame`, :func:`read_predictions`);
+- ``meta.json`` (:class:`Meta`), ``class_weights.json`` (:class:`ClassWeights`),
+  ``metrics.json`` (:data:`MetricsFile`), ``audit.json`` (:class:`Audit`) and
+  ``mlflow_runs.json`` (:class:`RunsRecord`).
+
+Nothing here imports torch (the checkpoints are :mod:`pipeline.checkpoint`'s), so the stages
+that never touch weights do not pay for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NotRequired, TypedDict
+
+import numpy as np
+import pandas as pd
+
+from pipeline import PipelineError
+from pipeline.io import read_json, read_parquet
+
+TRAINING_SUMMARY = "training.json"
+
+
+# --- typed JSON files ---------------------------------------------------------------------------
+
+class Meta(TypedDict):
+    """``data/prepared/meta.json``."""
+
+    source: str
+    classes: list[str]  # class names in the order of indices and p_<class> columns
+    n_features: int
+    counts: dict[str, dict[str, int]]  # split -> class -> rows
+    sizes: dict[str, int]  # split -> rows
+    train_imbalance_ratio: float
+    digest: str  # sha256 of the prepared content
+    params: dict[str, Any]  # the data block as used
+
+
+class ClassWeights(TypedDict):
+    """``outputs/class_weights.json``, and a plan's ``class_weights``."""
+
+    scheme: str
+    beta: float | None
+    classes: list[str]
+    counts: list[int]
+    weights: list[float]
+
+
+class ClassCounts(TypedDict):
+    classes: list[str]
+    counts: list[int]
+
+
+class RunEntry(TypedDict):
+    model: str
+    loss: str
+    gamma: float | None
+    seed: int
+
+
+class LossPlan(TypedDict):
+    """``outputs/plans/<loss>.json``: everything one train@<loss> stage reads."""
+
+    loss: str
+    runs: list[RunEntry]
+    train: dict[str, Any]  # the TrainConfig keys this loss reads
+    class_weights: ClassWeights | None
+    class_counts: ClassCounts | None
+
+
+class ModelSummary(TypedDict):
+    """One model's entry in a ``training.json``: its early stopping and per-epoch curves."""
+
+    loss: str
+    gamma: float | None
+    seed: int
+    best_epoch: int
+    epochs_run: int
+    best_val_macro_f1: float
+    history: list[dict[str, float]]
+
+
+class TrainingSummary(TypedDict):
+    """``outputs/models/<group>/training.json``."""
+
+    loss: str
+    device: str
+    runs: dict[str, ModelSummary]
+    params: NotRequired[dict[str, Any]]  # baselines: their parameters
+
+
+# metrics.json: model -> metric name -> value, plus "ci" (metric -> {low, high}) and the
+# reweighted view under its key (train_prior or uniform_prior), with metrics and "ci" of its own.
+MetricsFile = dict[str, dict[str, Any]]
+
+
+class Policy(TypedDict):
+    metric: str
+    view: str
+    constraints: list[str]
+    pick: str | None
+    eligible: list[str]
+    violations: dict[str, list[str]]
+    summary: str
+
+
+class Audit(TypedDict):
+    """``reports/audit.json``."""
+
+    views: dict[str, Any]
+    rarest_class: str
+    metrics: list[str]  # the leaderboard's columns
+    policy: Policy
+    winners: dict[str, str]
+    disagreements: list[dict[str, str]]
+    leaderboard: list[dict[str, Any]]  # {model, values, ranks}, in the policy's order
+    kendall_tau: dict[str, dict[str, float | None]]
+    across_seeds: dict[str, Any]
+    accuracy_paradox: NotRequired[dict[str, Any]]
+    tail_trade: NotRequired[dict[str, Any]]
+
+
+class RunsRecord(TypedDict):
+    """``reports/mlflow_runs.json``: where one execution's MLflow runs went."""
+
+    tracking_uri: str
+    experiment: str
+    experiment_id: str
+    evaluation_run: str
+    models: dict[str, str]  # model -> run id
+
+
+def flatten(nested: Mapping[str, Any], sep: str = "/", prefix: str = "") -> dict[str, Any]:
+    """``{"ci": {"macro_f1": {"low": a}}}`` -> ``{"ci/macro_f1/low": a}`` (with ``sep``)."""
+    out: dict[str, Any] = {}
+    for key, value in nested.items():
+        if isinstance(value, Mapping):
+            out.update(flatten(value, sep, f"{prefix}{key}{sep}"))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+# --- the prepared splits -----------------------------------------------------------------------
+
+LABEL = "y"  # label column of the prepared splits (class names as strings)
+SPLITS = ("train", "val", "test")
+
+
+def split_arrays(frame: pd.DataFrame, classes: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """``X`` (N, F) float32 and ``y`` (N,) int64 class indices from a prepared split."""
+    X = frame.drop(columns=[LABEL]).to_numpy(dtype=np.float32)
+    return X, decode_labels(frame[LABEL], classes, what="label")
+
+
+def read_prepared(data_dir: str | Path) -> tuple[Meta, dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """``meta.json`` and every split as ``(X, y)`` arrays from prepare's directory."""
+    data_dir = Path(data_dir)
+    meta: Meta = read_json(data_dir / "meta.json", what="prepared-data metadata")
+    return meta, {s: split_arrays(read_parquet(data_dir / f"{s}.parquet", what=f"{s} split"), meta["classes"])
+                  for s in SPLITS}
+
+
+# --- labels and predictions --------------------------------------------------------------------
+
+def decode_labels(values: pd.Series | np.ndarray, classes: list[str], *, what: str) -> np.ndarray:
+    """(N,) int64 class indices of class names; a name not in ``classes`` is a one-line error."""
+    values = pd.Series(values).astype(str)
+    codes = pd.Categorical(values, categories=classes).codes.astype(np.int64)
+    if (codes < 0).any():
+        raise PipelineError(f"{what}: value {values[codes < 0].iloc[0]!r} is not one of the classes {classes}")
+    return codes
+
+
+def predictions_frame(proba: np.ndarray, y_true: np.ndarray, classes: list[str]) -> pd.DataFrame:
+    """``y_true``, ``y_pred`` (class names) and one ``p_<class>`` column per class.
+
+    ``proba`` (N, C) rows sum to 1; ``y_true`` (N,) class indices; ``y_pred`` is the argmax.
+    """
+    frame = pd.DataFrame({
+        "y_true": [classes[i] for i in y_true],
+        "y_pred": [classes[i] for i in proba.argmax(1)],
+    })
+    for j, c in enumerate(classes):
+        frame[f"p_{c}"] = proba[:, j]
+    return frame
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """One model's predictions of one split, decoded."""
+
+    frame: pd.DataFrame  # as stored
+    y_true: np.ndarray  # (N,) int64
+    y_pred: np.ndarray  # (N,) int64
+    proba: np.ndarray  # (N, C) float64
+
+
+def read_predictions(path: str | Path, classes: list[str], *, what: str) -> Predictions:
+    """Read and check a predictions file (every ``p_<class>`` column, known class names)."""
+    frame = read_parquet(path, what=what)
+    columns = [f"p_{c}" for c in classes]
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise PipelineError(f"{what}: missing column {missing[0]!r}")
+    return Predictions(
+        frame,
+        decode_labels(frame["y_true"], classes, what=f"{what}, y_true"),
+        decode_labels(frame["y_pred"], classes, what=f"{what}, y_pred"),
+        frame[columns].to_numpy(np.float64),
+    )
+
+
+def predictions_file(group_dir: str | Path, model: str) -> Path:
+    """``<group_dir>/<model>.parquet``, group_dir being one loss's (or the baselines') directory."""
+    return Path(group_dir) / f"{model}.parquet"
+
+
+def predictions_path(root: str | Path, group: str, model: str) -> Path:
+    """``<root>/<group>/<model>.parquet``; group is the loss, or ``baselines``."""
+    return predictions_file(Path(root) / group, model)
+
+
+def predictions_by_model(root: str | Path, models: list[str]) -> dict[str, Path]:
+    """``model -> <root>/<group>/<model>.parquet`` for each of ``models``; a missing one is an error."""
+    root = Path(root)
+    found = {p.stem: p for p in sorted(root.glob("*/*.parquet"))}
+    for name in models:
+        if name not in found:
+            raise PipelineError(f"{root}/*/{name}.parquet: predictions of {name} not found "
+                                "(re-run the pipeline: dvc repro)")
+    return {name: found[name] for name in models}
+
+
+# --- figures -----------------------------------------------------------------------------------
+
+# reports/figures/: evaluate draws every figure once; the report embeds these files.
+FIGURES = {
+    "ranks": "leaderboard_ranks.png",
+    "agreement": "metric_agreement.png",
+    "focal_shape": "focal_loss_shape.png",
+    "distribution": "class_distribution.png",
+    "pick_vs_ce_confusion": "pick_vs_ce_confusion.png",
+    "per_class": "pick_vs_ce_per_class.png",
+}
+
+
+def confusion_figure_file(model: str) -> str:
+    return f"confusion_{model}.png"
+
+
+def gamma_figure_file(loss: str) -> str:
+    return f"gamma_{loss}.png"
+
+
+def read_figures(figures_dir: str | Path) -> dict[str, bytes]:
+    """PNG bytes of the figures the report shows: :data:`FIGURES`' keys, and ``gamma_<loss>``."""
+    figures_dir = Path(figures_dir)
+    if not figures_dir.is_dir():
+        raise PipelineError(f"{figures_dir}: figures not found (run the evaluate stage first)")
+    images = {key: (figures_dir / name).read_bytes() for key, name in FIGURES.items()
+              if (figures_dir / name).is_file()}
+    images.update({p.stem: p.read_bytes() for p in sorted(figures_dir.glob(gamma_figure_file("*")))})
+    return images
+
+
+# --- what evaluate reads -----------------------------------------------------------------------
+
+@dataclass
+class ModelRecord:
+    """One trained model as evaluate sees it."""
+
+    name: str
+    loss: str
+    gamma: float | None
+    seed: int
+    kind: str  # "mlp" or "baseline"
+    group: str  # the loss, or "baselines": its directory under models/ and predictions/
+    params: dict[str, Any]  # what it was trained with (the plan's set-up and weights)
+    training: ModelSummary
+    device: str
+    weights: Path | None  # its checkpoint or baseline file
+    predictions: Predictions
+
+
+def load_model_records(plans_dir: str | Path, models_dir: str | Path, preds_dir: str | Path,
+                       baselines: str | None, classes: list[str]) -> list[ModelRecord]:
+    """Every model the plans (and the baselines' ``training.json``) name, with its predictions."""
+    plans_dir, models_dir = Path(plans_dir), Path(models_dir)
+    plan_files = sorted(plans_dir.glob("*.json"))
+    if not plan_files:
+        raise PipelineError(f"{plans_dir}: no training plans found (run the plan stage first)")
+    groups = []
+    for plan_file in plan_files:
+        plan: LossPlan = read_json(plan_file, what="training plan")
+        weights = plan.get("class_weights")
+        params = {"train": plan["train"],
+                  "weights": {k: weights[k] for k in ("scheme", "beta")} if weights else {"scheme": "unweighted"}}
+        groups.append((plan["loss"], "mlp", [r["model"] for r in plan["runs"]], params))
+    if baselines is not None:
+        summary: TrainingSummary = read_json(models_dir / baselines / TRAINING_SUMMARY, what="baselines summary")
+        groups.append((baselines, "baseline", list(summary["runs"]), summary["params"]))
+    records = []
+    for group, kind, names, params in groups:
+        path = models_dir / group / TRAINING_SUMMARY
+        training: TrainingSummary = read_json(path, what=f"training summary of {group}")
+        for name in names:
+            if name not in training["runs"]:
+                raise PipelineError(f"{path}: no entry for model {name}")
+            t = training["runs"][name]
+            weights_file = next((p for p in (models_dir / group / f"{name}.pt",
+                                             models_dir / group / f"{name}.json") if p.is_file()), None)
+            records.append(ModelRecord(
+                name, t["loss"], t["gamma"], t["seed"], kind, group, params, t, training["device"], weights_file,
+                read_predictions(predictions_path(preds_dir, group, name), classes, what=f"predictions of {name}"),
+            ))
+    return records

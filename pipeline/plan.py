@@ -1,0 +1,89 @@
+"""What to train: each loss's configurations, and exactly what its training reads. No torch here.
+
+A loss's plan (:func:`loss_plan`) holds its runs (one per γ × seed), the training set-up (the
+shared ``train.*`` keys plus the keys only this loss reads), the class weights it trains with and
+the class counts when it reads them. Each ``train@<loss>`` stage depends on its own plan rather
+than on the whole ``train`` block, so DVC re-runs only the losses whose plan changed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from pipeline.config import TrainConfig, to_dict
+from pipeline.loss_specs import EFFECTIVE_NUMBER, SCHEME, loss_only_keys, loss_spec
+from pipeline.weights import class_weights
+
+# Sweep lists are spread into the runs rather than kept in the set-up.
+_SWEEP_KEYS = ("losses", "gammas", "seeds")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One model to train: a loss, its gamma where the loss takes one, and a seed."""
+
+    model: str  # e.g. "ce", "focal_g2", "focal_g0.5_s1"
+    loss: str
+    gamma: float | None
+    seed: int
+
+
+def model_name(loss: str, gamma: float | None, seed: int, n_seeds: int) -> str:
+    """``<loss>``, ``<loss>_g<gamma>`` for gamma losses, plus ``_s<seed>`` when several seeds."""
+    name = loss if gamma is None else f"{loss}_g{gamma:g}"
+    return f"{name}_s{seed}" if n_seeds > 1 else name
+
+
+def plan_runs(loss: str, gammas: tuple[float, ...], seeds: tuple[int, ...]) -> list[RunSpec]:
+    """Every configuration of one loss: one per seed, times one per gamma for gamma losses."""
+    grid = gammas if loss_spec(loss).sweeps_gamma else (None,)
+    return [
+        RunSpec(model_name(loss, g, s, len(seeds)), loss, g, s) for g in grid for s in seeds
+    ]
+
+
+def drw_start(cfg: TrainConfig) -> int:
+    """First re-weighted epoch of ``ldam_drw``: ``train.drw_epoch``, else round(2/3 * epochs).
+
+    Cao et al. (2019) re-weight from epoch 160 of 200 on CIFAR; 2/3 leaves the unweighted phase
+    most of the budget while keeping a third for the re-weighted one. Early stopping and model
+    selection start at this epoch (see :func:`pipeline.train.fit`), so the model kept is a
+    re-weighted one.
+    """
+    return cfg.drw_epoch if cfg.drw_epoch is not None else max(1, round(2 * cfg.epochs / 3))
+
+
+def training_setup(loss: str, t: TrainConfig) -> dict:
+    """The ``train`` keys that ``loss`` reads, ``drw_epoch`` resolved to a number."""
+    only = loss_only_keys()
+    setup = {k: v for k, v in to_dict(t).items() if k not in _SWEEP_KEYS and k not in only}
+    setup.update({k: getattr(t, k) for k in loss_spec(loss).params})
+    if "drw_epoch" in setup:
+        setup["drw_epoch"] = drw_start(t)
+    return setup
+
+
+def loss_weights(loss: str, weights: dict) -> dict | None:
+    """The class weights ``loss`` trains with, from the weights stage's output, or None."""
+    kind = loss_spec(loss).weights
+    if kind == SCHEME:
+        uses_beta = weights["scheme"] == "effective_number"
+        return {**weights, "beta": weights["beta"] if uses_beta else None}
+    if kind == EFFECTIVE_NUMBER:
+        w = class_weights(weights["counts"], "effective_number", beta=weights["beta"])
+        return {"scheme": "effective_number", "beta": weights["beta"], "classes": weights["classes"],
+                "counts": weights["counts"], "weights": [float(x) for x in w]}
+    return None
+
+
+def loss_plan(loss: str, t: TrainConfig, weights: dict) -> dict:
+    """The plan of ``loss`` (:class:`pipeline.artifacts.LossPlan`) from the weights stage's output."""
+    counts = {"classes": weights["classes"], "counts": weights["counts"]} if loss_spec(loss).counts else None
+    return {
+        "loss": loss,
+        "runs": [dataclasses.asdict(r) for r in plan_runs(loss, t.gammas, t.seeds)],
+        "train": training_setup(loss, t),
+        "class_weights": loss_weights(loss, weights),
+        "class_counts": counts,
+    }
