@@ -12,8 +12,38 @@ if os.environ.get("CI"):
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# Tests never touch the user's MLflow store.
+# Tests never touch the user's MLflow store: each gets one of its own (below), and nothing may
+# inherit the user's tracking server or the DVC run this suite might be started from.
 os.environ.pop("MLFLOW_TRACKING_URI", None)
+os.environ.pop("DVC_ROOT", None)
+
+
+def _store_state(root: Path) -> dict[str, tuple]:
+    """What the repository's own MLflow store holds: every file with its size and mtime."""
+    state = {}
+    for name in ("mlflow.db", "mlartifacts", "mlruns"):
+        path = root / name
+        files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else []
+        state.update({str(f): (f.stat().st_size, f.stat().st_mtime_ns) for f in files})
+    return state
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _repository_store_untouched():
+    """Fails the session if any test wrote to the repository's mlflow.db, mlartifacts/ or mlruns/."""
+    before = _store_state(ROOT)
+    yield
+    after = _store_state(ROOT)
+    assert after == before, f"tests changed the repository's MLflow store: {sorted(set(after) ^ set(before) or after)[:5]}"
+
+
+@pytest.fixture(autouse=True)
+def mlflow_store(tmp_path, monkeypatch) -> str:
+    """Each test's own tracking store (artifacts beside it, under tmp_path); a test that starts a
+    tracking server overrides ``MLFLOW_TRACKING_URI`` itself."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    return uri
 
 
 @pytest.fixture
