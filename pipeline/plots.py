@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import io
+import multiprocessing
+import os
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 
 import matplotlib
 
@@ -12,14 +16,18 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+DPI = 110
+
 
 def _row_normalised(cm: np.ndarray) -> np.ndarray:
     rows = cm.sum(axis=1, keepdims=True)
     return np.divide(cm, rows, out=np.zeros(cm.shape), where=rows > 0)
 
 
-def _matrix(ax, values: np.ndarray, classes: list[str], title: str, fmt: str, vmax: float):
-    """One annotated class-by-class heatmap (true classes as rows, predictions as columns)."""
+def _matrix(ax, values: np.ndarray, classes: list[str], title: str, fmt: str, vmax: float,
+            labels: np.ndarray | None = None):
+    """One annotated class-by-class heatmap (true classes as rows, predictions as columns); each
+    cell shows ``labels`` (text, (C, C)) when given, else its value in ``fmt``."""
     k = len(classes)
     im = ax.imshow(values, cmap="Blues", vmin=0, vmax=vmax if vmax > 0 else 1)
     ax.set_title(title)
@@ -30,27 +38,48 @@ def _matrix(ax, values: np.ndarray, classes: list[str], title: str, fmt: str, vm
     if k <= 20:
         for i in range(k):
             for j in range(k):
-                ax.text(j, i, format(values[i, j], fmt), ha="center", va="center", fontsize=7,
+                text = labels[i, j] if labels is not None else format(values[i, j], fmt)
+                ax.text(j, i, text, ha="center", va="center", fontsize=7,
                         color="white" if values[i, j] > vmax / 2 else "black")
     return im
 
 
 def confusion_figure(cm: np.ndarray, classes: list[str], title: str) -> Figure:
-    """Counts and row-normalised (recall per true class) confusion matrices side by side."""
+    """One model's confusion matrix: each cell's number is its count, its colour its share of the
+    true class (row-normalised: the diagonal is each class's recall)."""
     cm = np.asarray(cm)
     size = max(4.0, 0.45 * len(classes) + 2.0)
-    fig, axes = plt.subplots(1, 2, figsize=(2 * size + 1, size), layout="constrained")
-    for ax, values, label, fmt in ((axes[0], cm, "counts", "d"),
-                                   (axes[1], _row_normalised(cm), "row-normalised (recall)", ".2f")):
-        fig.colorbar(_matrix(ax, values, classes, label, fmt, values.max()), ax=ax, shrink=0.8)
-    fig.suptitle(title)
+    fig, ax = plt.subplots(figsize=(size + 1.4, size), layout="constrained")
+    im = _matrix(ax, _row_normalised(cm), classes, title, "", 1.0, labels=cm.astype(np.int64).astype(str))
+    fig.colorbar(im, ax=ax, shrink=0.8, label="share of the true class (colour); numbers are counts")
     return fig
 
 
-def save(fig: Figure, path) -> None:
-    """Write ``fig`` as PNG with no timestamp metadata, then close it."""
-    fig.savefig(path, dpi=110, metadata={"Software": None})
+def png(fig: Figure) -> bytes:
+    """``fig`` as PNG bytes with no metadata that could vary between runs; closes it."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
     plt.close(fig)
+    return buf.getvalue()
+
+
+def _render(job: tuple[str, Callable[..., Figure], tuple]) -> tuple[str, bytes]:
+    name, draw, args = job
+    return name, png(draw(*args))
+
+
+def render(jobs: list[tuple[str, Callable[..., Figure], tuple]], workers: int | None = None) -> Iterator[tuple[str, bytes]]:
+    """``(name, PNG bytes)`` of each job ``(name, figure function, its arguments)``, in order.
+
+    Drawing is CPU-bound Python (text layout above all), so the jobs run in ``workers`` forked
+    processes (default: the cores this process may use); one worker, or one job, draws here.
+    """
+    workers = min(len(jobs), workers or len(os.sched_getaffinity(0)))
+    if workers <= 1:
+        yield from map(_render, jobs)
+        return
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        yield from pool.map(_render, jobs)
 
 
 def rank_figure(models: list[str], metrics: list[str], ranks: dict[str, dict[str, int]], pick: str | None) -> Figure:
@@ -158,8 +187,8 @@ def confusion_pair_figure(cms: dict[str, np.ndarray], classes: list[str]) -> Fig
     return fig
 
 
-def evaluation_figures(ev, data, meta: dict) -> Iterator[tuple[str, Figure]]:
-    """Every figure of an evaluation, as ``(file name, figure)``, drawn one at a time.
+def evaluation_figures(ev, data, meta: dict) -> list[tuple[str, Callable[..., Figure], tuple]]:
+    """Every figure of an evaluation, as :func:`render` jobs ``(file name, function, arguments)``.
 
     ``ev`` is a :class:`pipeline.evaluation.Evaluation`, ``data`` its
     :class:`pipeline.evaluation.PlotData`, ``meta`` the prepared data's ``meta.json``. The file
@@ -170,25 +199,26 @@ def evaluation_figures(ev, data, meta: dict) -> Iterator[tuple[str, Figure]]:
 
     classes, audit, metrics = meta["classes"], ev.audit, ev.metrics
     pick = audit["policy"]["pick"]
-    for name, cm in data.cm.items():
-        yield confusion_figure_file(name), confusion_figure(cm, classes, f"{name} - test split")
-    for loss, rows in data.gamma.items():
-        yield gamma_figure_file(loss), gamma_curves_figure(
-            rows, list(GAMMA_METRICS), f"{loss}: test metrics against gamma (rarest class: {ev.rarest})")
+    jobs = [(confusion_figure_file(name), confusion_figure, (cm, classes, f"{name} - test split"))
+            for name, cm in data.cm.items()]
+    jobs += [(gamma_figure_file(loss), gamma_curves_figure,
+              (rows, list(GAMMA_METRICS), f"{loss}: test metrics against gamma (rarest class: {ev.rarest})"))
+             for loss, rows in data.gamma.items()]
     gammas = sorted({r["gamma"] for rows in data.gamma.values() for r in rows})
     if gammas:
-        yield FIGURES["focal_shape"], focal_shape_figure(gammas)
+        jobs.append((FIGURES["focal_shape"], focal_shape_figure, (gammas,)))
     ordered = [row["model"] for row in audit["leaderboard"]]
     ranked = {row["model"]: row["ranks"] for row in audit["leaderboard"]}
-    yield FIGURES["ranks"], rank_figure(ordered, audit["metrics"], ranked, pick)
-    yield FIGURES["agreement"], agreement_figure(audit["metrics"], audit["kendall_tau"])
-    yield FIGURES["distribution"], class_distribution_figure(meta["counts"], classes)
+    jobs.append((FIGURES["ranks"], rank_figure, (ordered, audit["metrics"], ranked, pick)))
+    jobs.append((FIGURES["agreement"], agreement_figure, (audit["metrics"], audit["kendall_tau"])))
+    jobs.append((FIGURES["distribution"], class_distribution_figure, (meta["counts"], classes)))
     pair = {f"{m} (chosen)" if m == pick else m: data.cm[m]
             for m in dict.fromkeys(m for m in (pick, "ce") if m and m in data.cm)}
     if pair:
-        yield FIGURES["pick_vs_ce_confusion"], confusion_pair_figure(pair, classes)
+        jobs.append((FIGURES["pick_vs_ce_confusion"], confusion_pair_figure, (pair, classes)))
     train = meta["counts"]["train"]
     order = sorted(classes, key=lambda c: (-train[c], classes.index(c)))
     shown = list(dict.fromkeys(m for m in ("ce", "weighted_ce", pick) if m and m in metrics))
     if shown:
-        yield FIGURES["per_class"], per_class_figure({m: metrics[m] for m in shown}, classes, order)
+        jobs.append((FIGURES["per_class"], per_class_figure, ({m: metrics[m] for m in shown}, classes, order)))
+    return jobs

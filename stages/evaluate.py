@@ -20,7 +20,7 @@ from pipeline.artifacts import FIGURES, flatten, gamma_figure_file, load_model_r
 from pipeline.config import load_params
 from pipeline.evaluation import evaluate, plot_data
 from pipeline.io import atomic_dirs, read_json, write_json
-from pipeline.plots import evaluation_figures, save
+from pipeline.plots import evaluation_figures, render
 from pipeline.provenance import git_tags
 from pipeline.tracking import log_pipeline_run, model_runs
 from stages._cli import run
@@ -59,8 +59,8 @@ def main(argv: list[str] | None = None) -> None:
         (plots_tmp / "gamma").mkdir()
         for loss, rows in data.gamma.items():
             write_json(plots_tmp / "gamma" / f"{loss}.json", rows)
-        for filename, figure in evaluation_figures(ev, data, meta):
-            save(figure, figures_tmp / filename)
+        for filename, image in render(evaluation_figures(ev, data, meta)):
+            (figures_tmp / filename).write_bytes(image)
         write_json(args.audit, ev.audit)
         write_json(args.summary, ev.summary)
         write_json(args.metrics, ev.metrics)
