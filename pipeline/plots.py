@@ -39,18 +39,21 @@ def _matrix(ax, values: np.ndarray, classes: list[str], title: str, fmt: str, vm
         for i in range(k):
             for j in range(k):
                 text = labels[i, j] if labels is not None else format(values[i, j], fmt)
+                if not text:
+                    continue
                 ax.text(j, i, text, ha="center", va="center", fontsize=7,
                         color="white" if values[i, j] > vmax / 2 else "black")
     return im
 
 
 def confusion_figure(cm: np.ndarray, classes: list[str], title: str) -> Figure:
-    """One model's confusion matrix: each cell's number is its count, its colour its share of the
-    true class (row-normalised: the diagonal is each class's recall)."""
+    """One model's confusion matrix: each cell's number is its count (blank for none), its colour its
+    share of the true class (row-normalised: the diagonal is each class's recall)."""
     cm = np.asarray(cm)
     size = max(4.0, 0.45 * len(classes) + 2.0)
     fig, ax = plt.subplots(figsize=(size + 1.4, size), layout="constrained")
-    im = _matrix(ax, _row_normalised(cm), classes, title, "", 1.0, labels=cm.astype(np.int64).astype(str))
+    labels = np.where(cm != 0, cm.astype(np.int64).astype(str), "")
+    im = _matrix(ax, _row_normalised(cm), classes, title, "", 1.0, labels=labels)
     fig.colorbar(im, ax=ax, shrink=0.8, label="share of the true class (colour); numbers are counts")
     return fig
 
