@@ -20,7 +20,16 @@ from pipeline.config import TrainConfig
 from pipeline.losses import Criterion, to_device
 from pipeline.model import MLP, StackedMLP
 from pipeline.plan import RunSpec
-from pipeline.train import EarlyStopping, FitResult, Progress, as_tensors, macro_f1, make_optimizer, predict_logits
+from pipeline.train import (
+    EarlyStopping,
+    FitResult,
+    FusedOptimizer,
+    Progress,
+    as_tensors,
+    macro_f1,
+    make_optimizer,
+    predict_logits,
+)
 
 
 def _dropout_generator(seed: int, rng_state: torch.Tensor, device: torch.device) -> torch.Generator:
@@ -39,7 +48,7 @@ def _dropout_generator(seed: int, rng_state: torch.Tensor, device: torch.device)
     return torch.Generator(device=device).manual_seed(seed)
 
 
-def _take(stack: StackedMLP, opt: torch.optim.Optimizer, keep: torch.Tensor, cfg: TrainConfig):
+def _take(stack: StackedMLP, opt: FusedOptimizer, keep: torch.Tensor, cfg: TrainConfig):
     """The stack and optimizer of configurations ``keep`` only, optimizer state included."""
     new = stack.take(keep)
     new_opt = make_optimizer(new.parameters(), cfg)

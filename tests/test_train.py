@@ -319,3 +319,52 @@ def test_plans_carry_the_weights_each_loss_trains_with():
         w = loss_weights(loss, stage)
         assert (w["scheme"], w["beta"]) == ("effective_number", 0.99)
         np.testing.assert_allclose(w["weights"], class_weights(counts, "effective_number", 0.99))
+
+
+# --- the optimizer: torch.optim's fused update, bit for bit -------------------------------------
+
+@pytest.mark.parametrize(("kind", "weight_decay"), [("adam", 0.0), ("adam", 1e-3), ("adamw", 1e-2), ("sgd", 0.0),
+                                                    ("sgd", 1e-3)])
+def test_fused_optimizer_is_torch_optims_fused_update_bit_for_bit(kind, weight_decay):
+    import sys
+
+    from pipeline.train import FusedOptimizer
+
+    reference = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}.get(kind)
+    models = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        models.append(MLP(6, (16, 8), 3, 0.0))
+    ours = FusedOptimizer(models[0].parameters(), kind, 0.01, weight_decay)
+    theirs = (reference(models[1].parameters(), lr=0.01, weight_decay=weight_decay, fused=True) if reference else
+              torch.optim.SGD(models[1].parameters(), lr=0.01, momentum=0.9, weight_decay=weight_decay, fused=True))
+    gen = torch.Generator().manual_seed(1)
+    for _ in range(5):
+        x, y = torch.randn(32, 6, generator=gen), torch.randint(0, 3, (32,), generator=gen)
+        for model, opt in zip(models, (ours, theirs)):
+            opt.zero_grad(set_to_none=True)
+            torch.nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+    for p, q in zip(models[0].parameters(), models[1].parameters()):
+        assert torch.equal(p, q)
+        assert ours.state[p].keys() == theirs.state[q].keys()
+        for key in ours.state[p]:
+            assert torch.equal(ours.state[p][key], theirs.state[q][key]), key
+    assert "torch._dynamo" in sys.modules  # torch.optim imported it; ours has no need to
+
+
+def test_training_never_imports_torch_dynamo(tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np, torch\n"
+            "from pipeline.config import TrainConfig\nfrom pipeline.losses import make_criterion\n"
+            "from pipeline.plan import RunSpec\nfrom pipeline.sweep import fit_sweep\n"
+            "rng = np.random.default_rng(0)\n"
+            "d = {s: (rng.normal(size=(40, 4)).astype(np.float32), rng.integers(0, 3, 40)) for s in ('train', 'val')}\n"
+            "fit_sweep([RunSpec('focal_g1', 'focal', 1.0, 0)], make_criterion('focal', gamma=[1.0]), d, 3,\n"
+            "          TrainConfig(hidden=(8,), epochs=2), torch.device('cpu'), progress=False)\n"
+            "assert 'torch._dynamo' not in sys.modules, 'torch._dynamo was imported'\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                          env={**__import__("os").environ, "PYTHONPATH": str(__import__("pathlib").Path(__file__).parents[1])})
+    assert proc.returncode == 0, proc.stderr
