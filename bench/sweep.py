@@ -73,7 +73,7 @@ def _child(args) -> dict:
     import torch
 
     from pipeline.config import TrainConfig
-    from pipeline.losses import make_criterion
+    from pipeline.criterion import make_criterion
     from pipeline.plan import RunSpec
     from pipeline.sweep import fit_sweep
     from pipeline.train import fit, resolve_device

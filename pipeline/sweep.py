@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from pipeline.config import TrainConfig
-from pipeline.losses import Criterion, to_device
+from pipeline.criterion import Criterion, to_device
 from pipeline.model import MLP, StackedMLP
 from pipeline.plan import RunSpec
 from pipeline.train import (

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from pipeline import PipelineError
 from pipeline.config import TrainConfig, parse_params
-from pipeline.losses import Criterion, to_device
+from pipeline.criterion import Criterion, to_device
 from pipeline.model import MLP, StackedMLP
 from pipeline.plan import RunSpec
 

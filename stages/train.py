@@ -19,7 +19,7 @@ import torch
 from pipeline.artifacts import TRAINING_SUMMARY, predictions_file, predictions_frame, read_prepared
 from pipeline.checkpoint import checkpoint_path, save_checkpoint
 from pipeline.io import atomic_dirs, read_json, write_json
-from pipeline.losses import plan_criterion
+from pipeline.criterion import plan_criterion
 from pipeline.plan import RunSpec
 from pipeline.sweep import fit_sweep
 from pipeline.train import predict_logits, resolve_device, train_config

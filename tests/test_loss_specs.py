@@ -9,7 +9,8 @@ import torch
 from pipeline import PipelineError
 from pipeline.config import TrainConfig, parse_params
 from pipeline.loss_specs import LOSS_SPECS, SCHEME, LossSpec, loss_only_keys
-from pipeline.losses import _log_pt, _reduce, _weighted, make_criterion, plan_criterion
+from pipeline.criterion import make_criterion, plan_criterion
+from pipeline.losses import _log_pt, _reduce, _weighted
 from pipeline.plan import loss_plan
 from pipeline.sweep import fit_sweep
 from pipeline.train import fit

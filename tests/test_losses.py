@@ -9,14 +9,8 @@ from hypothesis import strategies as st
 
 from pipeline import PipelineError
 from pipeline.config import LOSSES
-from pipeline.losses import (
-    focal_loss,
-    ldam_loss,
-    ldam_margins,
-    log_prior,
-    logit_adjusted_loss,
-    make_criterion,
-)
+from pipeline.criterion import make_criterion
+from pipeline.losses import focal_loss, ldam_loss, ldam_margins, log_prior, logit_adjusted_loss
 from pipeline.weights import class_weights
 
 REDUCTIONS = ["none", "mean", "sum"]

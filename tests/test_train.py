@@ -11,7 +11,7 @@ from sklearn.metrics import f1_score
 
 from pipeline import PipelineError
 from pipeline.config import GAMMA_LOSSES, LOSSES, TrainConfig
-from pipeline.losses import make_criterion
+from pipeline.criterion import make_criterion
 from pipeline.model import MLP, BiasReluDropout, StackedMLP, StackedOutput
 from pipeline.plan import RunSpec, drw_start, model_name, plan_runs
 from pipeline.sweep import fit_sweep
@@ -358,7 +358,7 @@ def test_training_never_imports_torch_dynamo(tmp_path):
     import sys
 
     code = ("import sys, numpy as np, torch\n"
-            "from pipeline.config import TrainConfig\nfrom pipeline.losses import make_criterion\n"
+            "from pipeline.config import TrainConfig\nfrom pipeline.criterion import make_criterion\n"
             "from pipeline.plan import RunSpec\nfrom pipeline.sweep import fit_sweep\n"
             "rng = np.random.default_rng(0)\n"
             "d = {s: (rng.normal(size=(40, 4)).astype(np.float32), rng.integers(0, 3, 40)) for s in ('train', 'val')}\n"
