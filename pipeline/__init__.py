@@ -7,3 +7,11 @@ Everything here computes; the DVC entry points in ``stages/`` read and write fil
 
 class PipelineError(Exception):
     """Bad input a user can fix: the message is one line naming the file, key or column."""
+
+
+class Interrupted(BaseException):
+    """The stage was asked to stop (SIGTERM); raised where it stood, like KeyboardInterrupt."""
+
+    def __init__(self, signum: int):
+        super().__init__(f"stopped by signal {signum}")
+        self.signum = signum

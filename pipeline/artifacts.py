@@ -46,6 +46,8 @@ class Meta(TypedDict):
     train_imbalance_ratio: float
     digest: str  # sha256 of the prepared content
     params: dict[str, Any]  # the data block as used
+    rows_without_label: int  # dropped for an empty label cell
+    columns: list[dict[str, Any]]  # per raw feature column: name, kind, detail, features
 
 
 class ClassWeights(TypedDict):

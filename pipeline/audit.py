@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -20,6 +21,8 @@ from pipeline import PipelineError
 from pipeline.config import Constraint, EvaluateConfig, SelectConfig, parse_constraint
 from pipeline.metrics import (
     HEADLINE,
+    PER_CLASS,
+    SUMMARY,
     bootstrap_distribution,
     confusion_matrix,
     count_metrics,
@@ -97,28 +100,40 @@ class PolicyOutcome:
     reasons: dict[str, str]  # metric -> why its winner is not the pick
 
 
+def _policy_names(select: SelectConfig) -> list[tuple[str, str]]:
+    """``(metric name, params key)`` of the policy's metric and of every constraint's."""
+    return [(select.metric, "evaluate.select.metric"),
+            *((parse_constraint(c).metric, "evaluate.select.constraints") for c in select.constraints)]
+
+
+def _unknown_metric(name: str, key: str, summary: Iterable[str] = SUMMARY) -> PipelineError:
+    return PipelineError(
+        f"params.yaml: {key} names unknown metric {name!r}; use one of {', '.join(sorted(summary))}, "
+        f"or <{'|'.join(p for p in PER_CLASS if p != 'support')}>/<class>"
+    )
+
+
+def check_policy_metrics(select: SelectConfig) -> None:
+    """The policy's metric names, before the classes are known: a summary metric, or a per-class
+    one with a class part (:func:`check_policy` checks the class once the data is read)."""
+    for name, key in _policy_names(select):
+        base, slash, cls = name.partition("/")
+        if not (name in SUMMARY if not slash else base in PER_CLASS and cls):
+            raise _unknown_metric(name, key)
+
+
 def check_policy(select: SelectConfig, metric_names: set[str], classes: list[str]) -> list[Constraint]:
     """Constraints of ``select``, with every metric name checked against what was computed."""
-
-    def known(name: str, key: str) -> None:
+    for name, key in _policy_names(select):
         if name in metric_names:
-            return
+            continue
         base, _, cls = name.partition("/")
         if cls and f"{base}/{classes[0]}" in metric_names:
             raise PipelineError(
                 f"params.yaml: {key} names class {cls!r} in {name!r}; classes are: {', '.join(classes)}"
             )
-        summary = sorted(n for n in metric_names if "/" not in n)
-        raise PipelineError(
-            f"params.yaml: {key} names unknown metric {name!r}; use one of {', '.join(summary)}, "
-            f"or <precision|recall|specificity|fpr|f1>/<class>"
-        )
-
-    known(select.metric, "evaluate.select.metric")
-    constraints = [parse_constraint(c) for c in select.constraints]
-    for c in constraints:
-        known(c.metric, "evaluate.select.constraints")
-    return constraints
+        raise _unknown_metric(name, key, (n for n in metric_names if "/" not in n))
+    return [parse_constraint(c) for c in select.constraints]
 
 
 def apply_policy(

@@ -7,6 +7,7 @@ stops the pipeline at its first stage, before anything is written.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import re
 import types
@@ -52,6 +53,7 @@ class DataConfig:
     val_size: float = 0.2  # fractions of all rows, stratified
     test_size: float = 0.2
     seed: int = 0  # split and subsampling seed
+    max_categories: int = 20  # one-hot columns per categorical feature at most; rarer levels share one
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
 
 
@@ -75,6 +77,8 @@ class TrainConfig:
     batch_size: int = 64
     patience: int = 15  # epochs without a better val macro-F1 before stopping
     device: str = "auto"  # auto (a GPU when present) | cpu | cuda
+    threads: int | str = "auto"  # torch's CPU threads: auto (the cores this process may use; 1 in a
+    #                              `dvc queue` worker) or a number
     tau: float = 1.0  # logit_adjusted: logits + tau * log prior in training only
     ldam_max_margin: float = 0.5  # ldam_drw: the rarest class's margin (m_c ~ n_c^(-1/4))
     ldam_scale: float = 30.0  # ldam_drw: scale s of the margin-adjusted logits
@@ -170,10 +174,12 @@ def _build(cls: type, raw: Any, prefix: str, source: str) -> Any:
         raise ConfigError(f"{source}: {prefix.rstrip('.') or 'top level'} must be a mapping")
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
-    unknown = sorted(set(raw) - set(names))
+    unknown = sorted(set(raw) - set(names), key=str)
     if unknown:
+        close = difflib.get_close_matches(str(unknown[0]), names, n=1, cutoff=0.6)
+        hint = f" (did you mean {prefix}{close[0]}?)" if close else ""
         raise ConfigError(
-            f"{source}: unknown key {prefix}{unknown[0]}; allowed: {', '.join(names)}"
+            f"{source}: unknown key {prefix}{unknown[0]}; allowed: {', '.join(names)}{hint}"
         )
     kwargs = {}
     for name in names:
@@ -189,11 +195,16 @@ def _build(cls: type, raw: Any, prefix: str, source: str) -> Any:
 
 def _coerce(value: Any, hint: Any, key: str, source: str) -> Any:
     origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):  # Optional[X]
-        if value is None:
+    if origin in (typing.Union, types.UnionType):  # Optional[X], or X | Y tried in order
+        if value is None and type(None) in args:
             return None
-        (inner,) = [a for a in args if a is not type(None)]
-        return _coerce(value, inner, key, source)
+        inner = [a for a in args if a is not type(None)]
+        for option in inner[:-1]:
+            try:
+                return _coerce(value, option, key, source)
+            except ConfigError:
+                pass
+        return _coerce(value, inner[-1], key, source)
     if origin is tuple:
         if not isinstance(value, list):
             value = [value]
@@ -234,6 +245,7 @@ def _validate(p: Params, source: str) -> None:
         _check(0 < v < 1, source, f"{key} must be in (0, 1); got {v}")
     _check(d.val_size + d.test_size < 1, source,
            f"data.val_size + data.test_size must be < 1; got {d.val_size + d.test_size}")
+    _check(d.max_categories >= 2, source, f"data.max_categories must be >= 2; got {d.max_categories}")
     _check(s.n_classes >= 2, source, f"data.synthetic.n_classes must be >= 2; got {s.n_classes}")
     _check(s.n_samples >= 10 * s.n_classes, source,
            f"data.synthetic.n_samples must be >= 10 * n_classes; got {s.n_samples}")
@@ -268,6 +280,8 @@ def _validate(p: Params, source: str) -> None:
     _check(t.batch_size >= 1, source, f"train.batch_size must be >= 1; got {t.batch_size}")
     _check(t.patience >= 1, source, f"train.patience must be >= 1; got {t.patience}")
     _one_of(t.device, DEVICES, "train.device", source)
+    _check(t.threads == "auto" or (isinstance(t.threads, int) and t.threads >= 1), source,
+           f"train.threads must be auto or a number >= 1; got {t.threads!r}")
     _check(math.isfinite(t.tau) and t.tau >= 0, source, f"train.tau must be >= 0; got {t.tau}")
     _check(math.isfinite(t.ldam_max_margin) and t.ldam_max_margin >= 0, source,
            f"train.ldam_max_margin must be >= 0; got {t.ldam_max_margin}")
@@ -311,18 +325,34 @@ class Constraint:
         return value >= self.bound if self.op == ">=" else value <= self.bound
 
     def __str__(self) -> str:
-        return f"{self.metric} {self.op} {self.bound:g}"
+        base, slash, cls = self.metric.partition("/")
+        if slash and not re.fullmatch(r"[^\s'\"<>=]+", cls):
+            cls = '"' + cls.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return f"{base}{slash}{cls} {self.op} {self.bound:g}"
 
 
-_CONSTRAINT = re.compile(r"^\s*(\S+)\s*(>=|<=)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
+_NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
+# <metric>, or <metric>/<class> with the class quoted ("..." or '...', backslash escapes) when it
+# holds spaces, quotes or comparison signs
+_CONSTRAINT = re.compile(
+    r"""^\s*(?P<base>\w+)(?:/(?P<cls>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|\S+?))?"""
+    rf"\s*(?P<op>>=|<=)\s*(?P<bound>{_NUMBER})\s*$"
+)
 
 
 def parse_constraint(text: str, source: str = "params.yaml") -> Constraint:
-    """Parse ``"recall/8 >= 0.6"``; the metric name is checked later against the metrics."""
+    """Parse ``"recall/8 >= 0.6"`` or ``'recall/"high risk" >= 0.6'``; the metric and class names
+    are checked later against the metrics and the classes."""
     m = _CONSTRAINT.match(text)
     if not m:
         raise ConfigError(
             f"{source}: evaluate.select.constraints entry {text!r} must read '<metric> >= <number>' "
-            "or '<metric> <= <number>', e.g. 'recall/8 >= 0.6'"
+            "or '<metric> <= <number>', e.g. 'recall/8 >= 0.6' (quote a class name with spaces: "
+            "'recall/\"high risk\" >= 0.6')"
         )
-    return Constraint(m.group(1), m.group(2), float(m.group(3)))
+    metric, cls = m.group("base"), m.group("cls")
+    if cls is not None:
+        if cls[0] in "'\"":
+            cls = re.sub(r"\\(.)", r"\1", cls[1:-1])
+        metric = f"{metric}/{cls}"
+    return Constraint(metric, m.group("op"), float(m.group("bound")))

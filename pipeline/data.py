@@ -25,16 +25,12 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from pipeline import PipelineError
 from pipeline.artifacts import LABEL, SPLITS, decode_labels, split_arrays
-from pipeline.config import DataConfig, SyntheticConfig
+from pipeline.columns import Column, DataError, apply_decisions, class_labels, decide_columns, read_table
+from pipeline.config import DataConfig, SyntheticConfig, to_dict
 
 log = logging.getLogger(__name__)
 
-
-
-class DataError(PipelineError):
-    """Input data that cannot be used as given."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +40,8 @@ class Prepared:
     splits: dict[str, pd.DataFrame]
     classes: list[str]  # class names, in the order used for indices and p_<class> columns
     feature_names: list[str]
+    columns: list[Column]  # what each raw feature column became
+    unlabelled: int = 0  # rows dropped for an empty label
 
     def arrays(self, split: str) -> tuple[np.ndarray, np.ndarray]:
         """``X`` (N, F) float32 and ``y`` (N,) int64 class indices of one split."""
@@ -98,7 +96,7 @@ def load_source(cfg: DataConfig) -> tuple[pd.DataFrame, pd.Series]:
     if cfg.source == "synthetic":
         return _synthetic(cfg.synthetic, cfg.seed)
     if cfg.source == "csv":
-        return _read_table(Path(cfg.path), cfg.target)
+        return _read_csv_source(Path(cfg.path), cfg.target)
     raise DataError(f"data.source must be one of digits, synthetic, csv; got {cfg.source!r}")
 
 
@@ -120,47 +118,14 @@ def _synthetic(cfg: SyntheticConfig, seed: int) -> tuple[pd.DataFrame, pd.Series
     return pd.DataFrame(X.astype(np.float32), columns=columns), pd.Series(y, name="class")
 
 
-def _read_table(path: Path, target: str | None) -> tuple[pd.DataFrame, pd.Series]:
-    if not path.is_file():
-        raise DataError(f"data.path: {path} is not a file (a .csv or .parquet file is expected)")
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".csv":
-            frame = pd.read_csv(path)
-        elif suffix in (".parquet", ".pq"):
-            frame = pd.read_parquet(path)
-        else:
-            raise DataError(f"data.path: {path} must end in .csv or .parquet; got {suffix or 'no suffix'!r}")
-    except (ValueError, OSError, pd.errors.ParserError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise DataError(f"data.path: cannot read {path}: {first}") from None
-    if target not in frame.columns:
-        shown = ", ".join(map(str, frame.columns[:20])) + (", ..." if frame.shape[1] > 20 else "")
-        raise DataError(f"data.target: column {target!r} not in {path}; columns: {shown}")
-    y = frame[target]
-    missing = int(y.isna().sum())
-    if missing:
-        log.warning("dropping %d rows of %s whose %r is missing", missing, path, target)
-    frame = frame[y.notna()]
-    if frame.shape[1] < 2:
-        raise DataError(f"data.path: {path} has no feature columns besides {target!r}")
+def _read_csv_source(path: Path, target: str) -> tuple[pd.DataFrame, pd.Series]:
+    frame = read_table(path, target)
     return frame.drop(columns=[target]), frame[target]
 
 
-def class_names(y: pd.Series) -> list[str]:
-    """Class names as strings, in the natural order of the label values."""
-    values = pd.unique(y)
-    try:
-        values = sorted(values)
-    except TypeError:  # mixed types: order by their text
-        values = sorted(values, key=str)
-    names = [str(v) for v in values]
-    if len(set(names)) != len(names):
-        raise DataError(f"labels {values} are not distinct once written as text")
-    return names
-
-
-def _preprocessor(X: pd.DataFrame) -> ColumnTransformer:
+def _preprocessor(X: pd.DataFrame, max_categories: int) -> ColumnTransformer:
+    """Numeric columns: median imputation, standardisation; text columns: most frequent level for
+    missing cells, one-hot with at most ``max_categories`` columns (rarer levels share one)."""
     numeric = X.select_dtypes(include=["number", "bool"]).columns.tolist()
     categorical = [c for c in X.columns if c not in numeric]
     return ColumnTransformer(
@@ -170,7 +135,8 @@ def _preprocessor(X: pd.DataFrame) -> ColumnTransformer:
                 "cat",
                 make_pipeline(
                     SimpleImputer(strategy="most_frequent"),
-                    OneHotEncoder(handle_unknown="ignore", sparse_output=False),
+                    OneHotEncoder(handle_unknown="infrequent_if_exist", max_categories=max_categories,
+                                  sparse_output=False),
                 ),
                 categorical,
             ),
@@ -179,11 +145,25 @@ def _preprocessor(X: pd.DataFrame) -> ColumnTransformer:
     )
 
 
+def _log_columns(columns: list[Column]) -> None:
+    plain = [c.name for c in columns if c.kind == "numeric" and c.detail == "numeric"]
+    if plain:
+        shown = ", ".join(plain[:5]) + (f", … ({len(plain)} in all)" if len(plain) > 5 else "")
+        log.info("%d numeric column(s) kept as they are: %s", len(plain), shown)
+    for c in columns:
+        if not (c.kind == "numeric" and c.detail == "numeric"):
+            log.info("column %r: %s", c.name, c.detail)
+
+
 def prepare(cfg: DataConfig) -> Prepared:
-    """Load the source, split it, make the training split long-tailed, fit preprocessing on it."""
+    """Load the source, decide what each column becomes, split, make the training split
+    long-tailed, fit preprocessing on it."""
     X, y = load_source(cfg)
-    classes = class_names(y)
-    labels = y.astype(str).to_numpy()
+    labels, classes, unlabelled = class_labels(y)
+    if unlabelled:
+        log.warning("dropping %d row(s) without a label (empty %r cell)", unlabelled, y.name)
+    X = X.loc[labels.index]
+    labels = labels.to_numpy()
     counts = pd.Series(labels).value_counts()
     too_small = counts[counts < 3]
     if len(too_small):
@@ -193,6 +173,12 @@ def prepare(cfg: DataConfig) -> Prepared:
         )
     if len(classes) < 2:
         raise DataError(f"the label has a single class {classes[0]!r}; at least 2 are needed")
+    columns = decide_columns(X)
+    _log_columns(columns)
+    X = apply_decisions(X, columns)
+    if X.shape[1] == 0:
+        raise DataError("no feature columns are left once identifiers are dropped: "
+                        + "; ".join(f"{c.name}: {c.detail}" for c in columns))
 
     idx = np.arange(len(labels))
     holdout = cfg.val_size + cfg.test_size
@@ -210,7 +196,7 @@ def prepare(cfg: DataConfig) -> Prepared:
     keep = subsample_long_tail(y_train, len(classes), cfg.imbalance_ratio, cfg.seed)
     train_idx = train_idx[keep]
 
-    pre = _preprocessor(X).fit(X.iloc[train_idx])
+    pre = _preprocessor(X, cfg.max_categories).fit(X.iloc[train_idx])
     names = [str(n) for n in pre.get_feature_names_out()]
     splits = {}
     for split, rows in zip(SPLITS, (train_idx, val_idx, test_idx)):
@@ -218,7 +204,26 @@ def prepare(cfg: DataConfig) -> Prepared:
         frame = pd.DataFrame(feats, columns=names)
         frame[LABEL] = labels[rows]
         splits[split] = frame
-    return Prepared(splits=splits, classes=classes, feature_names=names)
+    return Prepared(splits=splits, classes=classes, feature_names=names, columns=columns,
+                    unlabelled=unlabelled)
+
+
+def prepared_meta(prepared: Prepared, cfg: DataConfig) -> dict:
+    """``meta.json`` (:class:`pipeline.artifacts.Meta`) of the prepared splits."""
+    counts = {s: class_counts(prepared.splits[s], prepared.classes) for s in SPLITS}
+    train = counts["train"].values()
+    return {
+        "source": cfg.source,
+        "classes": prepared.classes,
+        "n_features": len(prepared.feature_names),
+        "counts": counts,
+        "sizes": {s: len(prepared.splits[s]) for s in SPLITS},
+        "train_imbalance_ratio": max(train) / min(train),
+        "digest": digest(prepared),
+        "params": to_dict(cfg),
+        "rows_without_label": prepared.unlabelled,
+        "columns": [c.as_dict() for c in prepared.columns],
+    }
 
 
 def class_counts(frame: pd.DataFrame, classes: list[str]) -> dict[str, int]:

@@ -28,10 +28,16 @@ def read_json(path: str | Path, *, what: str = "file") -> Any:
 
 
 def read_parquet(path: str | Path, *, what: str = "file") -> pd.DataFrame:
+    """The frame in ``path``; a missing or unreadable file is a one-line error naming it."""
     path = Path(path)
     if not path.is_file():
         raise PipelineError(f"{path}: {what} not found (run the stage that writes it first)")
-    return pd.read_parquet(path)
+    try:
+        return pd.read_parquet(path)
+    except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise PipelineError(f"{path}: {what} is not a readable Parquet file ({first}); "
+                            "re-run the stage that writes it") from None
 
 
 def dumps(obj: Any) -> str:
@@ -44,14 +50,22 @@ def write_json(path: str | Path, obj: Any) -> None:
     write_text(path, dumps(obj))
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_text(path: str | Path, text: str) -> None:
-    """Write UTF-8 ``text`` to ``path`` atomically (temp file, then rename)."""
+    """Write UTF-8 ``text`` to ``path`` atomically (temp file, then rename), mode 0644 under the
+    usual umask (the temp file's own 0600 would otherwise stay)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -71,6 +85,7 @@ def atomic_dirs(*paths: str | Path) -> Iterator[list[Path]]:
         for target in targets:
             target.parent.mkdir(parents=True, exist_ok=True)
             temps.append(Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)))
+            os.chmod(temps[-1], 0o777 & ~_umask())  # mkdtemp's 0700 would stay on the output
         yield temps
         for tmp, target in zip(temps, targets):
             if target.is_dir() and not target.is_symlink():

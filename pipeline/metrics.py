@@ -21,6 +21,14 @@ HEADLINE = (
 LOWER_IS_BETTER = ("log_loss", "ece", "fpr")
 # Per-class metrics, keyed ``<name>/<class>``.
 PER_CLASS = ("precision", "recall", "specificity", "fpr", "f1", "support")
+# Every summary metric of classification_metrics (with probabilities), headline ones first.
+SUMMARY = (*HEADLINE, "macro_precision", "macro_recall", "micro_precision", "micro_recall",
+           "weighted_precision", "weighted_recall")
+
+
+def metric_names(classes: list[str]) -> set[str]:
+    """Every name :func:`classification_metrics` gives for ``classes`` (with probabilities)."""
+    return {*SUMMARY, *(f"{name}/{c}" for name in PER_CLASS for c in classes)}
 
 
 def lower_is_better(metric: str) -> bool:

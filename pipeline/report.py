@@ -131,7 +131,23 @@ def _question(r: _Run) -> list[str]:
         f"{sizes['val']} rows; test: {sizes['test']} rows, kept at the source's class balance. "
         f"Class weights: <code>{_e(r.weights['scheme'])}</code>.</p>",
         _img(r.images["distribution"], "class distribution per split"),
+        *_columns(r.meta),
     ]
+
+
+def _columns(meta: dict) -> list[str]:
+    """What each raw column became (prepare's decisions), plain numeric columns counted once."""
+    columns = meta.get("columns", [])
+    plain = [c for c in columns if c["kind"] == "numeric" and c["detail"] == "numeric"]
+    others = [c for c in columns if c not in plain]
+    parts = [f"<p>Features: {meta['n_features']} after preprocessing, from {len(columns)} raw columns"
+             + (f"; {len(plain)} numeric columns used as they are" if plain else "") + "."
+             + (f" {meta['rows_without_label']} rows without a label were dropped." if meta.get("rows_without_label") else "")
+             + "</p>"]
+    if others:
+        rows = [[f"<code>{_e(c['name'])}</code>", _e(c["kind"]), _e(c["detail"])] for c in others]
+        parts.append(_table(["column", "became", "why"], rows))
+    return parts
 
 
 def _decision(r: _Run) -> list[str]:

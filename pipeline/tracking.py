@@ -19,7 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipeline import Interrupted
 from pipeline.artifacts import Meta, MetricsFile, ModelRecord, confusion_figure_file, flatten
+from pipeline.names import safe_name
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +57,24 @@ def _params(params: Mapping[str, Any]) -> dict[str, str]:
     return {k: str(v) for k, v in flatten(params, sep=".").items()}
 
 
+def _metric_key(key: str) -> str:
+    """A metrics.json name as an MLflow metric key: the class part through :func:`safe_name`."""
+    base, slash, cls = key.partition("/")
+    return f"{base}/{safe_name(cls)}" if slash else key
+
+
+def mlflow_metrics(entry: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
+    """One model's metrics.json entry as MLflow metrics: ``ci/<metric>/low``, ``<view>/<metric>``,
+    class names made safe (MLflow refuses ``< , " & %`` and more in keys)."""
+    out: dict[str, float] = {}
+    for key, value in entry.items():
+        if isinstance(value, Mapping):
+            out.update(mlflow_metrics(value, f"{prefix}{_metric_key(key)}/"))
+        else:
+            out[prefix + _metric_key(key)] = value
+    return out
+
+
 def model_runs(records: list[ModelRecord], metrics: MetricsFile, meta: Meta, figures_dir: Path) -> list[ModelRun]:
     """What each model's run holds: its parameters, training curves, test metrics and files."""
     return [
@@ -63,7 +83,7 @@ def model_runs(records: list[ModelRecord], metrics: MetricsFile, meta: Meta, fig
             params={"model": rec.name, "loss": rec.loss, "gamma": rec.gamma, "seed": rec.seed,
                     "kind": rec.kind, **rec.params, "data": meta["params"]},
             history=rec.training["history"],
-            metrics={**flatten(metrics[rec.name]),
+            metrics={**mlflow_metrics(metrics[rec.name]),
                      "best_epoch": rec.training["best_epoch"],
                      "best_val_macro_f1": rec.training["best_val_macro_f1"]},
             tags={"dvc_stage": f"train@{rec.group}" if rec.kind == "mlp" else "baselines",
@@ -121,7 +141,7 @@ def log_pipeline_run(
 
     Returns where the runs went: ``tracking_uri``, ``experiment``, ``experiment_id``,
     ``evaluation_run`` and ``models`` (model name -> run id). Runs left unfinished by an error
-    are marked FAILED, never left RUNNING.
+    are marked FAILED (KILLED when the stage was interrupted), never left RUNNING.
     """
     import mlflow
     from mlflow.entities import Metric, Param
@@ -173,12 +193,13 @@ def log_pipeline_run(
             run_ids[m.name] = run_id
         client.set_terminated(parent_id, "FINISHED")
         open_runs.remove(parent_id)
-    except BaseException:
+    except BaseException as exc:
+        status = "KILLED" if isinstance(exc, (KeyboardInterrupt, Interrupted)) else "FAILED"
         for run_id in open_runs:
             try:
-                client.set_terminated(run_id, "FAILED")
+                client.set_terminated(run_id, status)
             except Exception:  # the store itself may be what failed; the original error matters
-                log.warning("could not mark MLflow run %s as failed", run_id)
+                log.warning("could not mark MLflow run %s as %s", run_id, status)
         raise
     log.info("MLflow: %d model runs under evaluation run %s at %s", len(models), parent_id, uri)
     return {"tracking_uri": uri, "experiment": experiment, "experiment_id": exp_id,

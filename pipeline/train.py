@@ -9,7 +9,9 @@ from here.
 from __future__ import annotations
 
 import logging
+import os
 import time
+from pathlib import Path
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -29,6 +31,21 @@ log = logging.getLogger(__name__)
 def train_config(plan: dict, source: str) -> TrainConfig:
     """The :class:`TrainConfig` of a plan's ``train`` set-up, validated as params.yaml is."""
     return parse_params({"train": plan["train"]}, source=source).train
+
+
+QUEUE_WORKDIR = ".dvc/tmp/exps/"  # where `dvc queue` workers run their copies of the repository
+
+
+def resolve_threads(setting: int | str, cwd: str | Path | None = None) -> int:
+    """torch's CPU threads for ``train.threads``: a number as given; ``auto`` gives the cores this
+    process may use, or 1 inside a `dvc queue` worker (its working copy lies under
+    ``.dvc/tmp/exps/``; ``DVC_EXP_NAME`` is set by every ``dvc exp run``, so it cannot tell), where
+    several jobs share the cores and more threads each only make them wait on one another."""
+    if setting != "auto":
+        return int(setting)
+    if QUEUE_WORKDIR in f"{Path(cwd or Path.cwd()).resolve().as_posix()}/":
+        return 1
+    return len(os.sched_getaffinity(0))
 
 
 def resolve_device(device: str) -> torch.device:

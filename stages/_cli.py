@@ -1,19 +1,39 @@
-"""What every stage shares: logging set-up and turning user errors into one line."""
+"""What every stage shares: logging set-up, one-line errors, and a clean stop on Ctrl-C or SIGTERM."""
 
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import sys
 from collections.abc import Callable
 
-from pipeline import PipelineError
+from pipeline import Interrupted, PipelineError
+
+
+def _on_sigterm(signum, frame):
+    raise Interrupted(signum)
 
 
 def run(main: Callable[[], None]) -> None:
-    """Run a stage's ``main``; a :class:`PipelineError` prints ``error: <message>`` and exits 2."""
+    """Run a stage's ``main``.
+
+    A :class:`PipelineError` prints ``error: <message>`` and exits 2. Ctrl-C (SIGINT) or SIGTERM
+    unwinds the stage as an exception would: temporary files and directories are removed, open
+    MLflow runs end as KILLED; then one line says so and the exit status is 128 + the signal
+    number (130, 143), as a shell reports a process killed by it.
+    """
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    stage = os.environ.get("DVC_STAGE") or os.path.basename(sys.argv[0]).removesuffix(".py")
     try:
         main()
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
+    except (KeyboardInterrupt, Interrupted) as exc:
+        signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
+        name = signal.Signals(signum).name
+        print(f"interrupted: {stage} stopped by {name}; its temporary files are removed and its "
+              "outputs were not replaced", file=sys.stderr)
+        sys.exit(128 + signum)

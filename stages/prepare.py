@@ -1,6 +1,10 @@
-"""prepare: load the source, split it, make the training split long-tailed, preprocess.
+"""prepare: check every parameter, load the source, decide what each column becomes, split it,
+make the training split long-tailed, preprocess.
 
-Writes ``<out>/{train,val,test}.parquet`` and ``<out>/meta.json``.
+Writes ``<out>/{train,val,test}.parquet`` and ``<out>/meta.json`` (with every column decision).
+Depends on the whole ``params.yaml`` and validates all of it, the selection policy included, so
+a mistake anywhere stops the pipeline before anything trains; its outputs hold only the data
+block, so a change elsewhere leaves them byte-identical and re-runs nothing downstream.
 """
 
 from __future__ import annotations
@@ -8,8 +12,11 @@ from __future__ import annotations
 import argparse
 import logging
 
-from pipeline.config import load_params, to_dict
-from pipeline.data import SPLITS, class_counts, digest, prepare
+from pipeline.artifacts import SPLITS
+from pipeline.audit import check_policy, check_policy_metrics
+from pipeline.config import load_params
+from pipeline.data import prepare, prepared_meta
+from pipeline.metrics import metric_names
 from pipeline.io import atomic_dirs, write_json
 from stages._cli import run
 
@@ -22,20 +29,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", required=True, help="directory for the prepared splits")
     args = ap.parse_args(argv)
 
-    params = load_params(args.params)
+    params = load_params(args.params)  # the whole file: a mistake anywhere stops the pipeline here
+    check_policy_metrics(params.evaluate.select)
     prepared = prepare(params.data)
-    counts = {s: class_counts(prepared.splits[s], prepared.classes) for s in SPLITS}
-    train = counts["train"].values()
-    meta = {
-        "source": params.data.source,
-        "classes": prepared.classes,
-        "n_features": len(prepared.feature_names),
-        "counts": counts,
-        "sizes": {s: len(prepared.splits[s]) for s in SPLITS},
-        "train_imbalance_ratio": max(train) / min(train),
-        "digest": digest(prepared),
-        "params": to_dict(params.data),
-    }
+    # the policy names metrics and classes: checked now that the classes are known, before training
+    check_policy(params.evaluate.select, metric_names(prepared.classes), prepared.classes)
+    meta = prepared_meta(prepared, params.data)
     with atomic_dirs(args.out) as (tmp,):
         for split in SPLITS:
             prepared.splits[split].to_parquet(tmp / f"{split}.parquet", index=False)
@@ -45,7 +44,7 @@ def main(argv: list[str] | None = None) -> None:
         params.data.source, len(prepared.classes), meta["n_features"], meta["sizes"]["train"],
         meta["train_imbalance_ratio"], meta["sizes"]["val"], meta["sizes"]["test"], args.out,
     )
-    log.info("training counts: %s", ", ".join(f"{c}={n}" for c, n in counts["train"].items()))
+    log.info("training counts: %s", ", ".join(f"{c}={n}" for c, n in meta["counts"]["train"].items()))
 
 
 if __name__ == "__main__":

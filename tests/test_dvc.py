@@ -73,6 +73,50 @@ def test_forced_report_renders_are_byte_identical(repo):
     assert "Running stage" not in sh("dvc repro", d, env)
 
 
+def test_a_typo_anywhere_in_params_stops_repro_at_prepare(repo):
+    d, env, _ = repo
+    original = (d / "params.yaml").read_text()
+    (d / "params.yaml").write_text(original + "trian:\n  lr: 0.1\n")
+    try:
+        proc = subprocess.run("dvc repro", cwd=d, env=env, shell=True, capture_output=True, text=True)
+    finally:
+        (d / "params.yaml").write_text(original)
+    assert proc.returncode != 0
+    assert "unknown key trian" in proc.stderr and "(did you mean train?)" in proc.stderr
+    assert "Running stage 'prepare'" in proc.stdout and "Running stage 'weights'" not in proc.stdout
+
+
+def test_a_change_elsewhere_reruns_prepare_and_only_what_it_concerns(repo):
+    d, env, _ = repo
+    sh("dvc repro", d, env)  # back to where the typo left it
+    prepared = {p.name: p.read_bytes() for p in (d / "data/prepared").iterdir()}
+    params = yaml.safe_load((d / "params.yaml").read_text())
+    params["evaluate"]["ece_bins"] = 10
+    (d / "params.yaml").write_text(yaml.safe_dump(params))
+    out = sh("dvc repro", d, env)
+    assert "Running stage 'prepare'" in out and "Running stage 'evaluate'" in out
+    for stage in ("weights", "plan", "train@ce", "train@focal", "baselines"):
+        assert f"Running stage '{stage}'" not in out
+    assert {p.name: p.read_bytes() for p in (d / "data/prepared").iterdir()} == prepared
+
+
+def test_a_failed_evaluate_keeps_the_previous_reports(repo):
+    d, env, _ = repo
+    before = {name: (d / "reports" / name).read_bytes() for name in ("metrics.json", "summary.json", "audit.json")}
+    pred = d / "reports/predictions/ce/ce.parquet"
+    saved = pred.read_bytes()
+    pred.write_bytes(b"not a parquet file")
+    try:
+        proc = subprocess.run("dvc repro --force -s evaluate", cwd=d, env=env, shell=True, capture_output=True,
+                              text=True)
+    finally:
+        pred.write_bytes(saved)
+    assert proc.returncode != 0
+    assert "ce.parquet: predictions of ce is not a readable Parquet file" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert {name: (d / "reports" / name).read_bytes() for name in before} == before
+
+
 def test_new_gammas_retrain_only_focal(repo):
     d, env, _ = repo
     params = yaml.safe_load((d / "params.yaml").read_text())
@@ -81,7 +125,8 @@ def test_new_gammas_retrain_only_focal(repo):
     out = sh("dvc repro", d, env)
     assert "Running stage 'train@focal'" in out and "Running stage 'evaluate'" in out
     assert "Running stage 'report'" in out
-    for stage in ("prepare", "weights", "train@ce", "train@weighted_ce", "baselines"):
+    # prepare re-runs on any change of params.yaml (it checks all of it), its outputs unchanged
+    for stage in ("weights", "train@ce", "train@weighted_ce", "baselines"):
         assert f"Running stage '{stage}'" not in out
     assert "focal_g1" in (d / "reports/metrics.json").read_text()
     assert "focal_g2" not in (d / "reports/metrics.json").read_text()

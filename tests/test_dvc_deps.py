@@ -28,10 +28,20 @@ def _module_file(name: str) -> Path | None:
     return None
 
 
+def _run_time_nodes(tree: ast.AST):
+    """Every node, except the bodies of ``if TYPE_CHECKING:`` (never executed)."""
+    for node in ast.iter_child_nodes(tree):
+        if isinstance(node, ast.If) and getattr(node.test, "id", getattr(node.test, "attr", None)) == "TYPE_CHECKING":
+            yield from (n for child in node.orelse for n in (child, *_run_time_nodes(child)))
+            continue
+        yield node
+        yield from _run_time_nodes(node)
+
+
 def _imports(path: Path) -> set[str]:
     """Dotted names of the modules ``path`` imports (``from a import b`` may name module a.b)."""
     names = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in _run_time_nodes(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:

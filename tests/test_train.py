@@ -368,3 +368,22 @@ def test_training_never_imports_torch_dynamo(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
                           env={**__import__("os").environ, "PYTHONPATH": str(__import__("pathlib").Path(__file__).parents[1])})
     assert proc.returncode == 0, proc.stderr
+
+
+def test_threads_auto_gives_the_cores_or_one_in_a_queue_worker(tmp_path):
+    import os
+
+    from pipeline.config import parse_params
+    from pipeline.train import resolve_threads
+
+    assert resolve_threads("auto", cwd=tmp_path) == len(os.sched_getaffinity(0))
+    worker = tmp_path / "repo" / ".dvc" / "tmp" / "exps" / "tmpabc123"
+    worker.mkdir(parents=True)
+    assert resolve_threads("auto", cwd=worker) == 1
+    assert resolve_threads(3, cwd=worker) == 3
+    assert parse_params({"train": {"threads": 2}}).train.threads == 2
+    assert parse_params({"train": {}}).train.threads == "auto"
+    with pytest.raises(PipelineError, match="train.threads must be auto or a number >= 1; got 'many'"):
+        parse_params({"train": {"threads": "many"}})
+    with pytest.raises(PipelineError, match="train.threads must be auto or a number >= 1; got 0"):
+        parse_params({"train": {"threads": 0}})

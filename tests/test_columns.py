@@ -1,0 +1,106 @@
+"""Real user tables: what each column becomes, class names as written, one line for what cannot work."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.columns import DataError, apply_decisions, class_labels, decide, decide_columns, read_table
+from pipeline.config import DataConfig
+from pipeline.data import prepare
+
+
+def _csv(tmp_path, text, name="t.csv"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_a_column_named_twice_is_refused_naming_it(tmp_path):
+    # pandas would read the second copy as "label.1": a feature that is the label
+    path = _csv(tmp_path, "x,label,label\n1,a,a\n2,b,b\n")
+    with pytest.raises(DataError, match=r"column 'label' appears twice in .*t.csv; rename or drop one"):
+        read_table(path, "label")
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("", "is empty"),
+    ("x,label\n", "has a header but no rows"),
+])
+def test_empty_and_header_only_files_are_one_line(tmp_path, text, message):
+    with pytest.raises(DataError, match=message):
+        read_table(_csv(tmp_path, text), "label")
+
+
+def test_the_target_is_text_as_written(tmp_path):
+    frame = read_table(_csv(tmp_path, "x,label\n1,007\n2,7\n3,n/a\n4,NA\n5,null\n6,\n7,7\n"), "label")
+    labels, classes, missing = class_labels(frame["label"])
+    assert classes == ["007", "7", "n/a", "NA", "null"]  # first appearance: not every name is a number
+    assert missing == 1 and len(labels) == 6
+
+
+def test_numeric_class_names_are_in_numeric_order_ties_by_text():
+    _, classes, _ = class_labels(pd.Series(["10", "9", "007", "7", "-1", "2.5"]))
+    assert classes == ["-1", "2.5", "007", "7", "9", "10"]
+
+
+def test_parquet_labels_read_as_text_too():
+    _, classes, missing = class_labels(pd.Series([3, 1, None, 2, 1], dtype="Int64"))
+    assert classes == ["1", "2", "3"] and missing == 1
+
+
+def _mixed(n=200, seed=0):
+    rng = np.random.default_rng(seed)
+    amounts = rng.normal(100, 30, n).round(2) + np.arange(n) * 1e-4  # unique, fractional
+    numbers = rng.integers(0, 50, n).astype(str).astype(object)
+    numbers[[3, 17]] = "unknown"  # a few text cells in a numeric column
+    return pd.DataFrame({
+        "customer_id": [f"{i + 1000}" for i in range(n)],  # unique, named like an identifier
+        "row": np.arange(n).astype(str),  # unique, nearly consecutive integers
+        "ref": [f"r{i:05d}" for i in range(n)],  # unique, one fixed shape
+        "uuid_like": [f"{rng.integers(16**8):08x}-{rng.integers(16**4):04x}" for _ in range(n)],
+        "amount": amounts.astype(str),  # unique but fractional: kept
+        "when": pd.date_range("2024-01-01", periods=n, freq="D").strftime("%Y-%m-%d"),
+        "zip": [f"{rng.integers(0, 5):05d}" for _ in range(n)],  # numbers with leading zeros: a code
+        "count": numbers,
+        "colour": rng.choice(["red", "green", "blue"], n),
+        "city": [f"city {rng.integers(0, 40)}" for _ in range(n)],  # many levels
+        "label": rng.choice(["a", "b"], n),
+    })
+
+
+def test_each_column_gets_the_decision_its_rules_give():
+    frame = _mixed()
+    decided = {c.name: c for c in decide_columns(frame.drop(columns=["label"]))}
+    kinds = {name: c.kind for name, c in decided.items()}
+    assert kinds == {"customer_id": "identifier", "row": "identifier", "ref": "identifier",
+                     "uuid_like": "identifier", "amount": "numeric", "when": "date", "zip": "categorical",
+                     "count": "numeric", "colour": "categorical", "city": "categorical"}
+    assert "2 cell(s) not numbers became missing" in decided["count"].detail
+    assert decided["when"].features == ("when_days", "when_month", "when_weekday")
+    applied = apply_decisions(frame, list(decided.values()))
+    assert list(applied.columns) == ["amount", "when_days", "when_month", "when_weekday", "zip", "count",
+                                     "colour", "city"]
+    assert applied["when_days"].iloc[0] == (pd.Timestamp("2024-01-01") - pd.Timestamp("1970-01-01")).days
+    assert applied["count"].isna().sum() == 2 and applied["zip"].iloc[0].startswith("0000")
+
+
+def test_a_unique_float_or_a_unique_timestamp_is_never_an_identifier():
+    assert decide("id", pd.Series(np.linspace(0.5, 99.5, 100))).kind == "numeric"
+    assert decide("price", pd.Series([f"{x:.2f}" for x in np.linspace(1, 50, 100)])).kind == "numeric"
+    stamps = pd.Series([str(1_700_000_000 + 3_600 * i + i * i) for i in range(100)])
+    assert decide("created", stamps).kind == "numeric"  # unique integers, far from consecutive
+
+
+def test_prepare_replays_the_rules_and_caps_one_hot_width(tmp_path):
+    path = tmp_path / "mixed.csv"
+    _mixed(300).to_csv(path, index=False)
+    prepared = prepare(DataConfig(source="csv", path=str(path), target="label", imbalance_ratio=1.0,
+                                  max_categories=5))
+    names = prepared.feature_names
+    assert not [n for n in names if any(k in n for k in ("customer_id", "row", "ref", "uuid_like"))]
+    assert {"num__amount", "num__when_days", "num__when_month", "num__when_weekday", "num__count"} <= set(names)
+    assert len([n for n in names if n.startswith("cat__city")]) <= 5  # 40 levels, capped
+    assert len([n for n in names if n.startswith("cat__colour")]) == 3
+    # 5 numeric + colour 3 + zip (5 levels, capped at 5) + city (capped at 5)
+    assert len(names) == 5 + 3 + 5 + 5
+    assert {c.name: c.kind for c in prepared.columns}["when"] == "date"

@@ -1,0 +1,175 @@
+"""A user's own CSV and params, end to end: what they see when something is wrong, what is kept."""
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.names import safe_name
+from tests.test_stages import run_pipeline, write_params
+
+ROOT = Path(__file__).resolve().parents[1]
+ODD = ["a<b", "c,d", 'e "f"', "g & h %", "n/a", "007", "7"]
+
+
+def _stage(args, cwd, env):
+    return subprocess.run([sys.executable, "-m", *args], cwd=cwd, env=env, capture_output=True, text=True)
+
+
+def _one_line(proc, code=2):
+    """The one line a failed stage says, besides its progress log (INFO/WARNING lines)."""
+    lines = [x for x in proc.stderr.strip().splitlines() if not x.startswith(("INFO ", "WARNING "))]
+    assert proc.returncode == code, proc.stderr
+    assert len(lines) == 1, proc.stderr
+    return lines[0]
+
+
+def _odd_csv(path, n_per_class=40, seed=0):
+    rng = np.random.default_rng(seed)
+    rows = []
+    for k, label in enumerate(ODD):
+        centre = np.eye(len(ODD), 4)[k] * 3
+        for i in range(n_per_class):
+            rows.append({"x1": centre[0] + rng.normal(), "x2": centre[1] + rng.normal(),
+                         "x3": centre[2] + rng.normal(), "x4": centre[3] + rng.normal(), "class": label})
+    frame = pd.DataFrame(rows).sample(frac=1, random_state=seed)
+    frame.to_csv(path, index=False)
+    return path
+
+
+def test_header_only_csv_stops_prepare_with_one_line(tmp_path, stage_env):
+    csv = tmp_path / "t.csv"
+    csv.write_text("x,label\n")
+    params = write_params(tmp_path / "params.yaml", {"data": {"source": "csv", "path": str(csv), "target": "label"}})
+    proc = _stage(["stages.prepare", "--params", str(params), "--out", str(tmp_path / "out")], tmp_path, stage_env)
+    assert _one_line(proc) == f"error: data.path: {csv} has a header but no rows"
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_duplicated_target_column_stops_prepare(tmp_path, stage_env):
+    csv = tmp_path / "t.csv"
+    csv.write_text("x,label,label\n" + "".join(f"{i},{i % 2},{i % 2}\n" for i in range(30)))
+    params = write_params(tmp_path / "params.yaml", {"data": {"source": "csv", "path": str(csv), "target": "label"}})
+    proc = _stage(["stages.prepare", "--params", str(params), "--out", str(tmp_path / "out")], tmp_path, stage_env)
+    assert "column 'label' appears twice" in _one_line(proc)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ({"evaluate": {"select": {"metric": "macro_f2"}}}, "evaluate.select.metric names unknown metric 'macro_f2'"),
+    ({"evaluate": {"select": {"constraints": ["recall/x >= 0.5"]}}}, "names class 'x' in 'recall/x'"),
+])
+def test_the_policy_is_checked_by_prepare_before_anything_trains(tmp_path, stage_env, override, message):
+    params = write_params(tmp_path / "params.yaml", override)
+    proc = _stage(["stages.prepare", "--params", str(params), "--out", str(tmp_path / "out")], tmp_path, stage_env)
+    assert message in _one_line(proc)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_typo_in_a_top_level_key_names_the_nearest_one(tmp_path, stage_env):
+    params = tmp_path / "params.yaml"
+    write_params(params)
+    params.write_text(params.read_text() + "trian:\n  lr: 0.1\n")
+    proc = _stage(["stages.prepare", "--params", str(params), "--out", str(tmp_path / "out")], tmp_path, stage_env)
+    assert _one_line(proc).endswith("unknown key trian; allowed: data, weights, train, baselines, evaluate, report, "
+                                    "mlflow (did you mean train?)")
+
+
+def test_odd_class_names_go_through_the_whole_pipeline(tmp_path, monkeypatch):
+    import mlflow
+
+    csv = _odd_csv(tmp_path / "odd.csv")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    constraint = 'recall/"g & h %" >= 0.1'
+    params = write_params(tmp_path / "params.yaml", {
+        "data": {"source": "csv", "path": str(csv), "target": "class", "imbalance_ratio": 3},
+        "train": {"losses": ["ce", "weighted_ce", "focal"]},
+        "evaluate": {"select": {"constraints": [constraint]}},
+    })
+    run_pipeline(tmp_path, params)
+    meta = json.loads((tmp_path / "data/prepared/meta.json").read_text())
+    # not every name is a number, so the order is the file's order of first appearance
+    assert meta["classes"] == list(dict.fromkeys(pd.read_csv(csv, dtype=str, keep_default_na=False)["class"]))
+    assert sorted(meta["classes"]) == sorted(ODD)
+    metrics = json.loads((tmp_path / "reports/metrics.json").read_text())
+    assert {f"recall/{c}" for c in ODD} <= set(metrics["ce"])
+    audit = json.loads((tmp_path / "reports/audit.json").read_text())
+    assert audit["policy"]["constraints"] == [constraint] and audit["policy"]["pick"] is not None
+    runs = json.loads((tmp_path / "reports/mlflow_runs.json").read_text())
+    logged = mlflow.MlflowClient(tracking_uri=runs["tracking_uri"]).get_run(runs["models"]["ce"]).data.metrics
+    assert logged["recall/g -26 h -25"] == pytest.approx(metrics["ce"]["recall/g & h %"])
+    rarest = audit["rarest_class"]
+    assert logged[f"ci/recall/{safe_name(rarest)}/low"] == pytest.approx(metrics["ce"]["ci"][f"recall/{rarest}"]["low"])
+    page = (tmp_path / "reports/report.html").read_text()
+    assert "g &amp; h %" in page and "e &quot;f&quot;" in page
+
+
+_INTERRUPTED = textwrap.dedent('''
+    import os, signal, sys, time
+    from pathlib import Path
+    from pipeline.io import atomic_dirs
+    from pipeline.tracking import ModelRun, log_pipeline_run
+    from stages._cli import run
+
+    out = Path(sys.argv[1])
+
+    class Bomb:  # a parameter whose text sends the signal while the MLflow runs are open
+        def __str__(self):
+            os.kill(os.getpid(), getattr(signal, sys.argv[2]))
+            time.sleep(5)
+            return "never"
+
+    def main():
+        with atomic_dirs(out) as (tmp,):
+            (tmp / "half.json").write_text("{")
+            log_pipeline_run("interrupted", models=[ModelRun("ce", {"bomb": Bomb()}, [], {})],
+                             tags={"git_commit": "x"}, eval_params={}, eval_artifacts=[])
+
+    run(main)
+''')
+
+
+@pytest.mark.parametrize(("sig", "code"), [("SIGTERM", 143), ("SIGINT", 130)])
+def test_an_interrupted_stage_cleans_up_says_one_line_and_kills_its_runs(tmp_path, stage_env, sig, code):
+    import mlflow
+
+    script = tmp_path / "stage.py"
+    script.write_text(_INTERRUPTED)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "previous.json").write_text("{}")
+    env = {**stage_env, "DVC_STAGE": "evaluate"}
+    proc = subprocess.run([sys.executable, str(script), str(out), sig], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    line = [x for x in proc.stderr.splitlines() if not x.startswith(("INFO", "WARNING", "20"))]
+    assert proc.returncode == code, proc.stderr
+    assert line == [f"interrupted: evaluate stopped by {sig}; its temporary files are removed and its outputs "
+                    "were not replaced"]
+    assert "Traceback" not in proc.stderr
+    assert [p.name for p in out.iterdir()] == ["previous.json"]  # the previous output, untouched
+    assert not list(tmp_path.rglob("*.tmp"))
+    client = mlflow.MlflowClient(tracking_uri=stage_env["MLFLOW_TRACKING_URI"])
+    runs = client.search_runs([client.get_experiment_by_name("interrupted").experiment_id])
+    assert runs and {r.info.status for r in runs} == {"KILLED"}
+
+
+def test_outputs_are_written_readable_by_others(tmp_path):
+    from pipeline.io import atomic_dirs, write_json
+
+    old = os.umask(0o022)
+    try:
+        write_json(tmp_path / "a.json", {"x": 1})
+        with atomic_dirs(tmp_path / "d") as (tmp,):
+            (tmp / "f.txt").write_text("x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "d").stat().st_mode) == 0o755
