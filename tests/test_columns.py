@@ -91,11 +91,15 @@ def test_a_unique_float_or_a_unique_timestamp_is_never_an_identifier():
     assert decide("created", stamps).kind == "numeric"  # unique integers, far from consecutive
 
 
-def test_prepare_replays_the_rules_and_caps_one_hot_width(tmp_path):
+def test_prepare_replays_the_rules_and_caps_one_hot_width(tmp_path, caplog):
     path = tmp_path / "mixed.csv"
     _mixed(300).to_csv(path, index=False)
-    prepared = prepare(DataConfig(source="csv", path=str(path), target="label", imbalance_ratio=1.0,
-                                  max_categories=5))
+    with caplog.at_level("INFO", logger="pipeline.data"):
+        prepared = prepare(DataConfig(source="csv", path=str(path), target="label", imbalance_ratio=1.0,
+                                      max_categories=5))
+    lines = [r.getMessage() for r in caplog.records]
+    for c in prepared.columns:  # one line per decision (plain numeric columns share one)
+        assert sum(m.startswith(f"column {c.name!r}: ") for m in lines) == (c.detail != "numeric"), c.name
     names = prepared.feature_names
     assert not [n for n in names if any(k in n for k in ("customer_id", "row", "ref", "uuid_like"))]
     assert {"num__amount", "num__when_days", "num__when_month", "num__when_weekday", "num__count"} <= set(names)
