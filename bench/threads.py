@@ -5,7 +5,7 @@
 Prepares the default data in a fresh clone of this repository (``dvc repro plan``), then times
 one loss's train stage command (median of ``--repeats``):
 
-- **one job alone**, ``train.threads: auto`` (the cores this process may use);
+- **one job alone**, ``train.threads: auto`` (the cores this process may use), and with one thread;
 - **two jobs at once, each with every core's thread** (``train.threads`` set to the core
   count: what torch does by default, and what ``auto`` gave every job before it knew queues);
 - **two jobs at once as queue workers**: each runs from its own copy under
@@ -64,17 +64,20 @@ def main(argv: list[str] | None = None) -> None:
     try:
         subprocess.run(["git", "clone", "-q", str(ROOT), str(repo)], check=True)
         env = _env(repo)
-        subprocess.run(["dvc", "repro", "-q", "plan"], cwd=repo, env=env, check=True)
+        subprocess.run(["dvc", "repro", "-q", "plan"], cwd=repo, env=env, check=True, capture_output=True)
         plan_auto = repo / "outputs/plans" / f"{args.loss}.json"
         plan = json.loads(plan_auto.read_text())
         plan_all = repo / f"plan-{cores}-threads.json"
         plan_all.write_text(json.dumps({**plan, "train": {**plan["train"], "threads": cores}}))
+        plan_one = repo / "plan-1-thread.json"
+        plan_one.write_text(json.dumps({**plan, "train": {**plan["train"], "threads": 1}}))
         workers = []
         for name in ("w1", "w2"):
             workers.append(repo / ".dvc/tmp/exps" / name)
             workers[-1].mkdir(parents=True)
         scenarios = {
-            "one job alone, threads auto": lambda: _run_together([(_job(repo, plan_auto, repo, "a"), repo)], env),
+            f"one job alone, threads auto ({cores})": lambda: _run_together([(_job(repo, plan_auto, repo, "a"), repo)], env),
+            "one job alone, 1 thread": lambda: _run_together([(_job(repo, plan_one, repo, "a1"), repo)], env),
             f"two jobs at once, {cores} threads each": lambda: _run_together(
                 [(_job(repo, plan_all, repo, f"b{i}"), repo) for i in range(2)], env),
             "two jobs at once as queue workers, threads auto (1 each)": lambda: _run_together(
