@@ -38,8 +38,8 @@ MISSING = frozenset({"", "NA", "N/A", "n/a", "na", "NaN", "nan", "null", "NULL",
                      "#N/A", "?"})
 SHARE = 0.95  # a column is a date / numeric column when this share of its non-missing cells parse
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?$")
-_ID_NAME = re.compile(r"^(?:id|key|uuid|guid|index|row|rowid|row_id|record|record_id)$|(?:[_\- .]id|[a-z]Id|[_\- ](?:key|uuid|guid))$",
-                      re.IGNORECASE)
+# named like an identifier: id, key, uuid…, or ending in _id, -key, " uuid"…, or camelCase customerId
+_ID_NAME = re.compile(r"(?i:^(?:id|key|uuid|guid|index|row|rowid|record)$|[_\- .](?:id|key|uuid|guid)$)|[a-z](?:Id|ID)$")
 _INTEGER = re.compile(r"^[+-]?\d+$")
 _LEADING_ZERO = re.compile(r"^[+-]?0\d")
 

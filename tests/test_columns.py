@@ -108,3 +108,12 @@ def test_prepare_replays_the_rules_and_caps_one_hot_width(tmp_path, caplog):
     # 5 numeric + colour 3 + zip (5 levels, capped at 5) + city (capped at 5)
     assert len(names) == 5 + 3 + 5 + 5
     assert {c.name: c.kind for c in prepared.columns}["when"] == "date"
+
+
+@pytest.mark.parametrize(("name", "named_like_an_id"), [
+    ("id", True), ("customer_id", True), ("Customer ID", True), ("customerId", True), ("orderID", True),
+    ("key", True), ("api-key", True), ("user.uuid", True), ("paid", False), ("valid", False), ("grid", False),
+])
+def test_identifier_names(name, named_like_an_id):
+    values = pd.Series([f"v{i}x{i * 7 % 13}" for i in range(50)])  # unique, no fixed shape
+    assert (decide(name, values).kind == "identifier") == named_like_an_id
