@@ -19,9 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from pipeline import Interrupted
-from pipeline.artifacts import Meta, MetricsFile, ModelRecord, confusion_figure_file, flatten
+from pipeline.artifacts import FIGURES, Meta, MetricsFile, ModelRecord, confusion_figure_file, flatten, gamma_figure_file
 from pipeline.names import safe_name
+from pipeline.provenance import git_tags
 
 log = logging.getLogger(__name__)
 
@@ -213,3 +216,29 @@ def log_artifacts_to_run(run_id: str, paths: list[Path], environ: Mapping[str, s
     client = mlflow.MlflowClient(tracking_uri=tracking_uri(environ))
     for path in paths:
         client.log_artifact(run_id, str(path))
+
+
+def log_evaluation(experiment: str, records: list[ModelRecord], ev, meta: Meta, cfg, *, figures: Path,
+                   reports: list[Path], environ: Mapping[str, str] = os.environ) -> dict[str, Any]:
+    """Log an evaluation (:class:`pipeline.evaluation.Evaluation` ``ev`` of ``records``, under
+    :class:`pipeline.config.EvaluateConfig` ``cfg``): one run per model and the evaluation run
+    holding ``reports`` (metrics, audit, summary files), the cross-model figures and the
+    leaderboard. Returns :func:`log_pipeline_run`'s record of where the runs went."""
+    tags = {**git_tags(), "data_digest": meta["digest"], "dvc_stage": environ.get("DVC_STAGE", "evaluate")}
+    if environ.get("DVC_EXP_NAME"):
+        tags["dvc_exp_name"] = environ["DVC_EXP_NAME"]
+    leaderboard = pd.DataFrame([{"model": row["model"], **row["values"], **flatten({"rank": row["ranks"]})}
+                                for row in ev.audit["leaderboard"]])
+    shared = [figures / FIGURES[k] for k in ("ranks", "agreement", "focal_shape")]
+    return log_pipeline_run(
+        experiment,
+        models=model_runs(records, ev.metrics, meta, figures),
+        tags=tags,
+        eval_params={"data": meta["params"], "evaluate": {"prior": cfg.prior, "view_key": ev.view.key,
+                     "select": ev.audit["policy"]["summary"]}, "n_models": len(records)},
+        eval_tags={"policy_pick": ev.audit["policy"]["pick"] or "none"},
+        eval_artifacts=[*reports, *(f for f in shared if f.is_file()),
+                        *(figures / gamma_figure_file(loss) for loss in ev.gammas)],
+        tables={"leaderboard.json": leaderboard},
+        environ=environ,
+    )

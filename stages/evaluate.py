@@ -11,18 +11,14 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 from pathlib import Path
 
-import pandas as pd
-
-from pipeline.artifacts import FIGURES, flatten, gamma_figure_file, load_model_records
+from pipeline.artifacts import load_model_records
 from pipeline.config import load_params
 from pipeline.evaluation import evaluate, plot_data
 from pipeline.io import atomic_dirs, read_json, write_json
 from pipeline.plots import evaluation_figures, render
-from pipeline.provenance import git_tags
-from pipeline.tracking import log_pipeline_run, model_runs
+from pipeline.tracking import log_evaluation
 from stages._cli import run
 from stages.show import table
 
@@ -71,24 +67,8 @@ def main(argv: list[str] | None = None) -> None:
     for d in ev.audit["disagreements"]:
         log.info("  %s would pick %s: %s", d["metric"], d["winner"], d["reason"])
 
-    figures = Path(args.figures)
-    tags = {**git_tags(), "data_digest": meta["digest"], "dvc_stage": os.environ.get("DVC_STAGE", "evaluate")}
-    if os.environ.get("DVC_EXP_NAME"):
-        tags["dvc_exp_name"] = os.environ["DVC_EXP_NAME"]
-    leaderboard = pd.DataFrame([{"model": row["model"], **row["values"], **flatten({"rank": row["ranks"]})}
-                                for row in ev.audit["leaderboard"]])
-    where = log_pipeline_run(
-        params.mlflow.experiment,
-        models=model_runs(records, ev.metrics, meta, figures),
-        tags=tags,
-        eval_params={"data": meta["params"], "evaluate": {"prior": params.evaluate.prior, "view_key": ev.view.key,
-                     "select": ev.audit["policy"]["summary"]}, "n_models": len(records)},
-        eval_tags={"policy_pick": ev.audit["policy"]["pick"] or "none"},
-        eval_artifacts=[Path(args.metrics), Path(args.audit), Path(args.summary),
-                        *(figures / FIGURES[k] for k in ("ranks", "agreement", "focal_shape") if (figures / FIGURES[k]).is_file()),
-                        *(figures / gamma_figure_file(loss) for loss in data.gamma)],
-        tables={"leaderboard.json": leaderboard},
-    )
+    where = log_evaluation(params.mlflow.experiment, records, ev, meta, params.evaluate, figures=Path(args.figures),
+                           reports=[Path(args.metrics), Path(args.audit), Path(args.summary)])
     write_json(args.runs, where)
 
 
