@@ -30,9 +30,10 @@ repro: $(STAMP)
 	@echo "  reports/report.html       the report for stakeholders: open it in a browser"
 	@echo "  reports/metrics.json      every model under every metric   (dvc metrics show)"
 	@echo "  reports/audit.json        ranks, winners, the policy's pick and why"
-	@echo "  reports/figures/          confusion matrices, one PNG per model"
+	@echo "  reports/figures/          every figure: a confusion matrix per model, ranks, gamma curves"
 	@echo "  reports/predictions/      test-split predictions, one Parquet file per model"
-	@echo "  outputs/models/           model weights and per-epoch training curves"
+	@echo "  outputs/models/           checkpoints (pipeline.checkpoint.load_model) and training curves"
+	@echo "  data/prepared/meta.json   classes, counts and what each raw column became"
 	@echo "  $(CURDIR)/mlflow.db       MLflow runs, one per model under one evaluation run"
 	@echo "Open them in the MLflow UI:  make ui   (then http://127.0.0.1:$(PORT))"
 
