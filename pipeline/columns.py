@@ -17,6 +17,8 @@ then decides, for each feature column and in this order:
 4. **categorical**: anything else, one-hot encoded with at most ``data.max_categories`` columns
    (the rarer levels, by training count, share one column).
 
+A column with no value at all is dropped as **empty**.
+
 Every decision is a :class:`Column` (``meta.json``'s ``columns`` entry, one log line each), and
 :func:`apply_decisions` replays them on any rows, the training split's or new ones.
 """
@@ -53,7 +55,7 @@ class Column:
     """The decision about one raw column."""
 
     name: str
-    kind: str  # "date" | "identifier" | "numeric" | "categorical"
+    kind: str  # "date" | "identifier" | "empty" | "numeric" | "categorical"
     detail: str  # why, in words: what the log line and the report say
     features: tuple[str, ...]  # the columns it becomes before encoding ((): dropped)
 
@@ -161,9 +163,11 @@ def decide(name: str, values: pd.Series) -> Column:
         return Column(name, "numeric", "numeric", (name,))
     text = _as_text(values).str.strip()
     present = text[~text.isin(MISSING)]
-    n = max(len(present), 1)
+    if present.empty:
+        return Column(name, "empty", "dropped: every cell is missing", ())
+    n = len(present)
     dates = present[present.str.match(_ISO_DATE)]
-    if len(present) and len(dates) / n >= SHARE:
+    if len(dates) / n >= SHARE:
         parsed = int(pd.to_datetime(dates, format="ISO8601", errors="coerce", utc=True).notna().sum())
         if parsed / n >= SHARE:
             return Column(name, "date", f"ISO dates ({parsed} of {len(present)} parsed): days since 1970-01-01, "
@@ -174,7 +178,7 @@ def decide(name: str, values: pd.Series) -> Column:
         if why:
             return Column(name, "identifier", why, ())
     parsed = int(numbers.notna().sum())
-    if len(present) and parsed / n >= SHARE:
+    if parsed / n >= SHARE:
         if present[numbers.notna()].str.match(_LEADING_ZERO).any():
             return Column(name, "categorical", "numbers with leading zeros: a code, kept as categories", (name,))
         lost = len(present) - parsed
@@ -193,7 +197,7 @@ def apply_decisions(features: pd.DataFrame, columns: list[Column]) -> pd.DataFra
     gone. Columns absent from ``features`` are an error naming them."""
     out = {}
     for col in columns:
-        if col.kind == "identifier":
+        if not col.features:  # identifiers, empty columns
             continue
         if col.name not in features.columns:
             raise DataError(f"column {col.name!r} is missing")

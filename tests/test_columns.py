@@ -117,3 +117,12 @@ def test_prepare_replays_the_rules_and_caps_one_hot_width(tmp_path, caplog):
 def test_identifier_names(name, named_like_an_id):
     values = pd.Series([f"v{i}x{i * 7 % 13}" for i in range(50)])  # unique, no fixed shape
     assert (decide(name, values).kind == "identifier") == named_like_an_id
+
+
+def test_an_empty_column_is_dropped_and_said_so(tmp_path):
+    frame = pd.DataFrame({"x": np.arange(60) * 0.5, "blank": [""] * 60, "label": ["a", "b", "c"] * 20})
+    path = tmp_path / "t.csv"
+    frame.to_csv(path, index=False)
+    prepared = prepare(DataConfig(source="csv", path=str(path), target="label", imbalance_ratio=1.0))
+    assert {c.name: c.kind for c in prepared.columns} == {"x": "numeric", "blank": "empty"}
+    assert prepared.feature_names == ["num__x"]
