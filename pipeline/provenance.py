@@ -10,8 +10,7 @@ from typing import Any
 
 from pipeline.artifacts import flatten
 
-KEY_PACKAGES = ("torch", "scikit-learn", "imbalanced-learn", "xgboost", "numpy", "pandas", "mlflow", "dvc",
-                "matplotlib")
+KEY_MODULES = ("torch", "sklearn", "imblearn", "xgboost", "numpy", "pandas", "mlflow", "dvc", "matplotlib")
 
 
 def _git(*args: str, cwd: str | Path | None = None) -> str | None:
@@ -38,13 +37,20 @@ def commit_date(cwd: str | Path | None = None) -> str:
     return _git("show", "-s", "--format=%cI", "HEAD", cwd=cwd) or "unknown"
 
 
-def package_versions(names: tuple[str, ...] = KEY_PACKAGES) -> dict[str, str]:
+def package_versions(modules: tuple[str, ...] = KEY_MODULES) -> dict[str, str]:
+    """``module -> version`` of the distribution that provides each importable module, found by
+    the module's import name (``xgboost`` is installed as ``xgboost-cpu``, ``sklearn`` as
+    ``scikit-learn``); ``version (distribution)`` when the names differ, ``not installed`` if none."""
+    providers = metadata.packages_distributions()
     out = {}
-    for name in names:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = "not installed"
+    for module in modules:
+        dists = providers.get(module, [])
+        dist = module if module in dists else (dists[0] if dists else None)
+        if dist is None:
+            out[module] = "not installed"
+            continue
+        version = metadata.version(dist)
+        out[module] = version if dist == module else f"{version} ({dist})"
     return out
 
 

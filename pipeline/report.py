@@ -125,14 +125,23 @@ def _question(r: _Run) -> list[str]:
         "<p>When one class is common and another rare, a model can look accurate while missing the rare "
         "class almost entirely. This page compares models trained with different losses under many "
         "metrics, and records which model the team's declared policy picks, and why.</p>",
-        f"<p>{len(r.classes)} classes. Training split: {sizes['train']} rows, made long-tailed — the most "
+        f"<p>{len(r.classes)} classes. Training split: {sizes['train']} rows, {_imbalance(r.meta)} — the most "
         f"frequent class has {max(train.values())} samples, the rarest (<b>{_e(r.audit['rarest_class'])}</b>) "
-        f"{min(train.values())}, a ratio of {_f(r.meta['train_imbalance_ratio'], 1)}. Validation: "
+        f"{min(train.values())}, a ratio ρ = n<sub>max</sub>/n<sub>min</sub> of "
+        f"{_f(r.meta['train_imbalance_ratio'], 1)}. Validation: "
         f"{sizes['val']} rows; test: {sizes['test']} rows, kept at the source's class balance. "
         f"Class weights: <code>{_e(r.weights['scheme'])}</code>.</p>",
         _img(r.images["distribution"], "class distribution per split"),
         *_columns(r.meta),
     ]
+
+
+def _imbalance(meta: dict) -> str:
+    """What was done to the training split's class balance, in words."""
+    rho = meta["params"].get("imbalance_ratio", 1)
+    if rho == 1:
+        return "kept at the data's own class balance (its natural imbalance is measured below)"
+    return f"made long-tailed (ρ = {_f(rho, 1)} imposed with an exponential profile)"
 
 
 def _columns(meta: dict) -> list[str]:

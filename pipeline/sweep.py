@@ -26,6 +26,7 @@ from pipeline.train import (
     FusedOptimizer,
     Progress,
     as_tensors,
+    best_text,
     macro_f1,
     make_optimizer,
     predict_logits,
@@ -243,7 +244,7 @@ def _fit_stack(
             if not stoppers[k].stopped:
                 keep.append(slot)
         bar.update(epoch, not keep or epoch == cfg.epochs, training=f"{len(keep)}/{k_all}",
-                   best=f"{max(s.best for s in stoppers):.3f}")
+                   best=best_text(stoppers))
         if not keep:
             break
         if len(keep) < len(active):

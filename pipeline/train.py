@@ -223,6 +223,13 @@ class EarlyStopping:
         return self.stale >= self.patience
 
 
+def best_text(stoppers: list[EarlyStopping]) -> str:
+    """The best validation macro-F1 so far for progress lines; "none yet" before any epoch counts
+    (``ldam_drw`` before its re-weighted phase)."""
+    best = max(s.best for s in stoppers)
+    return f"{best:.3f}" if best > float("-inf") else "none yet"
+
+
 def fit(
     spec: RunSpec,
     criterion: Criterion,
@@ -273,7 +280,7 @@ def fit(
         )
         if stopper.step(epoch, val_f1):
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        bar.update(epoch, stopper.stopped or epoch == cfg.epochs, val_f1=f"{val_f1:.3f}", best=f"{stopper.best:.3f}")
+        bar.update(epoch, stopper.stopped or epoch == cfg.epochs, val_f1=f"{val_f1:.3f}", best=best_text([stopper]))
         if stopper.stopped:
             break
     bar.close()

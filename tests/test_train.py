@@ -387,3 +387,16 @@ def test_threads_auto_gives_the_cores_or_one_in_a_queue_worker(tmp_path):
         parse_params({"train": {"threads": "many"}})
     with pytest.raises(PipelineError, match="train.threads must be auto or a number >= 1; got 0"):
         parse_params({"train": {"threads": 0}})
+
+
+def test_progress_before_the_reweighted_phase_says_none_yet(data, caplog, monkeypatch):
+    import pipeline.train as train_module
+
+    monkeypatch.setattr(train_module, "LOG_EVERY_S", 0.0)
+    cfg = dataclasses.replace(CFG, epochs=4, patience=5)
+    crit = make_criterion("ldam_drw", class_weight=torch.ones(3), class_counts=[50, 30, 20], drw_epoch=3)
+    with caplog.at_level("INFO", logger="pipeline.train"):
+        fit(RunSpec("ldam_drw", "ldam_drw", None, 0), crit, data, 3, cfg, CPU, progress=None)
+    lines = [r.getMessage() for r in caplog.records]
+    assert not [m for m in lines if "-inf" in m]
+    assert "best none yet" in lines[0] and "best none yet" not in lines[-1]
