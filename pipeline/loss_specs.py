@@ -1,7 +1,7 @@
 """The one table of losses: what each is, where it comes from, and what it reads. No torch here.
 
 Config validation (:mod:`pipeline.config`), the plan (:mod:`pipeline.plan`) and the training
-criterion (:func:`pipeline.losses.make_criterion`) all read :data:`LOSS_SPECS`, so adding a loss
+criterion (:func:`pipeline.criterion.make_criterion`) all read :data:`LOSS_SPECS`, so adding a loss
 is one entry here, its function (in :mod:`pipeline.losses` or any importable module) and its
 test. A loss function follows ``torch.nn.functional``'s conventions::
 
@@ -43,7 +43,7 @@ class LossSpec:
 
     @property
     def keywords(self) -> tuple[str, ...]:
-        """The settings :func:`pipeline.losses.make_criterion` takes for this loss."""
+        """The settings :func:`pipeline.criterion.make_criterion` takes for this loss."""
         return tuple(self.params.values())
 
 

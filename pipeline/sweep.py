@@ -115,7 +115,7 @@ def fit_sweep(
     :func:`~pipeline.train.fit`'s global one would have (see :func:`_dropout_generator`).
 
     ``criterion`` holds one gamma per configuration where the loss takes one (a (K, 1) tensor,
-    see :func:`pipeline.losses.make_criterion`), in the order of ``specs``.
+    see :func:`pipeline.criterion.make_criterion`), in the order of ``specs``.
 
     Configurations that share a seed share their data order and dropout masks in :func:`~pipeline.train.fit`,
     so here those are drawn once per seed and step, and a batch shared by all is one matrix
