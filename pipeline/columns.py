@@ -9,8 +9,8 @@ then decides, for each feature column and in this order:
 1. **date**: at least 95 % of its non-missing cells are ISO dates (``2024-03-01``, optionally
    with a time) → days since 1970-01-01, month and weekday, three numeric features;
 2. **identifier** → dropped: unique per row **and** either named like one (``id``, ``*_id``,
-   ``key``, ``uuid``, …), or integers forming a nearly consecutive range, or text of one fixed
-   shape (``r00012``, UUIDs). Never a column with fractional numbers: a unique amount is kept;
+   ``key``, ``uuid``, …), or integers forming a nearly consecutive range (and, under 100 rows,
+   running in order), or text of one fixed shape (``r00012``, UUIDs). Never a column with fractional numbers: a unique amount is kept;
 3. **numeric**: at least 95 % of its non-missing cells read as numbers → numeric, the others
    missing (counted); a column of numbers with leading zeros (``00123``) is a code and stays
    categorical;
@@ -39,6 +39,7 @@ from pipeline import PipelineError
 MISSING = frozenset({"", "NA", "N/A", "n/a", "na", "NaN", "nan", "null", "NULL", "Null", "None", "none",
                      "#N/A", "?"})
 SHARE = 0.95  # a column is a date / numeric column when this share of its non-missing cells parse
+SMALL = 100  # rows under which unique close-packed integers must also run in order to be row numbers
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?$")
 # named like an identifier: id, key, uuid…, or ending in _id, -key, " uuid"…, or camelCase customerId
 _ID_NAME = re.compile(r"(?i:^(?:id|key|uuid|guid|index|row|rowid|record)$|[_\- .](?:id|key|uuid|guid)$)|[a-z](?:Id|ID)$")
@@ -149,7 +150,10 @@ def _identifier(name: str, present: pd.Series, numbers: pd.Series) -> str | None
         return "dropped: unique per row and named like an identifier"
     if present.str.match(_INTEGER).all():
         low, high = numbers.min(), numbers.max()
-        if high - low + 1 <= 1.1 * len(present):
+        # in a short file a measurement can be unique and close-packed by chance (30 distinct
+        # ages): there, only a column that also runs in order counts as a row number
+        ordered = numbers.is_monotonic_increasing or numbers.is_monotonic_decreasing
+        if high - low + 1 <= 1.1 * len(present) and (ordered or len(present) >= SMALL):
             return f"dropped: unique integers forming a nearly consecutive range ({low:.0f} to {high:.0f})"
         return None
     if _fixed_shape(present):

@@ -126,3 +126,11 @@ def test_an_empty_column_is_dropped_and_said_so(tmp_path):
     prepared = prepare(DataConfig(source="csv", path=str(path), target="label", imbalance_ratio=1.0))
     assert {c.name: c.kind for c in prepared.columns} == {"x": "numeric", "blank": "empty"}
     assert prepared.feature_names == ["num__x"]
+
+
+def test_a_short_column_of_distinct_close_integers_is_a_measurement_unless_it_runs_in_order():
+    rng = np.random.default_rng(3)
+    ages = pd.Series(rng.permutation(np.arange(20, 50)).astype(str))  # 30 distinct, close-packed, shuffled
+    assert decide("age", ages).kind == "numeric"
+    assert decide("n", pd.Series(np.arange(1, 31).astype(str))).kind == "identifier"  # a row number
+    assert decide("n", pd.Series(rng.permutation(np.arange(1000)).astype(str))).kind == "identifier"
