@@ -134,3 +134,25 @@ def test_a_short_column_of_distinct_close_integers_is_a_measurement_unless_it_ru
     assert decide("age", ages).kind == "numeric"
     assert decide("n", pd.Series(np.arange(1, 31).astype(str))).kind == "identifier"  # a row number
     assert decide("n", pd.Series(rng.permutation(np.arange(1000)).astype(str))).kind == "identifier"
+
+
+def test_typed_parquet_columns_get_the_same_rules(tmp_path):
+    n = 120
+    rng = np.random.default_rng(5)
+    frame = pd.DataFrame({
+        "record_id": np.arange(n, dtype=np.int64),  # typed integers, unique, named like an id
+        "when": pd.date_range("2023-05-01", periods=n, freq="h"),  # a typed timestamp column
+        "flag": rng.random(n) > 0.5,
+        "size": pd.Categorical(rng.choice(["S", "M", "L"], n)),
+        "count": rng.integers(0, 9, n),  # typed integers, not unique
+        "weight": rng.normal(70, 10, n),
+        "label": rng.choice([0, 1, 2], n),
+    })
+    path = tmp_path / "typed.parquet"
+    frame.to_parquet(path)
+    prepared = prepare(DataConfig(source="csv", path=str(path), target="label", imbalance_ratio=1.0))
+    kinds = {c.name: c.kind for c in prepared.columns}
+    assert kinds == {"record_id": "identifier", "when": "date", "flag": "numeric", "size": "categorical",
+                     "count": "numeric", "weight": "numeric"}
+    assert prepared.classes == ["0", "1", "2"]
+    assert not prepared.splits["train"].drop(columns=["y"]).isna().any().any()
