@@ -76,9 +76,10 @@ def _child(args) -> dict:
     from pipeline.criterion import make_criterion
     from pipeline.plan import RunSpec
     from pipeline.sweep import fit_sweep
-    from pipeline.train import fit, resolve_device
+    from pipeline.train import fit, resolve_device, thread_plan
 
     device = resolve_device(args.device)
+    threads = torch.get_num_threads()
     data = _data(args)
     cfg = TrainConfig(hidden=tuple(args.hidden), epochs=args.epochs, batch_size=args.batch,
                       patience=args.epochs + 1, dropout=args.dropout, device=device.type)
@@ -89,8 +90,10 @@ def _child(args) -> dict:
         if args.child == "sequential":
             return [fit(s, make_criterion("focal", gamma=s.gamma), data, args.classes, cfg, device, progress=False)
                     for s in specs]
+        intra_op, groups = thread_plan(threads, len({sp.seed for sp in specs}), device, cfg.dropout)
+        torch.set_num_threads(intra_op)  # as the train stage sets it
         return fit_sweep(specs, make_criterion("focal", gamma=list(gammas)), data, args.classes, cfg, device,
-                         progress=False)
+                         progress=False, groups=groups)
 
     # warm-up, untimed: the first fit in a process pays one-off costs (lazy imports, allocator)
     train({s: (X[:2048], y[:2048]) for s, (X, y) in data.items()}, dataclasses.replace(cfg, epochs=1))

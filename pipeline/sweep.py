@@ -121,12 +121,10 @@ def fit_sweep(
     so here those are drawn once per seed and step, and a batch shared by all is one matrix
     product for the first layer: a gamma sweep at one seed draws its random numbers once.
 
-    On the CPU the configurations may be split into ``groups`` stacks, each trained start to
-    finish in a thread of its own with one intra-op thread: the configurations are
-    independent, so this changes no result. The default is one stack (torch parallelises its
-    batched products over the intra-op threads), but with dropout and several seeds one stack
-    per thread (at most one per seed): dropout's random numbers are drawn on one core, so
-    drawing several seeds' masks in parallel keeps both cores busy. On a GPU there is one stack.
+    The configurations may be split into ``groups`` stacks, each trained start to finish in a
+    thread of its own: the configurations are independent, so this changes no result. How many,
+    and torch's thread count to go with them, is :func:`pipeline.train.thread_plan`'s to say
+    and the caller's to set; nothing here changes torch's threads.
 
     Early stopping per configuration: once one has gone ``patience`` epochs without a better
     validation macro-F1 it leaves its stack (its slice and its optimizer state are dropped), so
@@ -134,11 +132,7 @@ def fit_sweep(
     weights of that configuration's best validation epoch and its own history.
     """
     X_tr, y_tr, X_va, y_va = as_tensors(data, device)
-    threads = torch.get_num_threads()
-    n_seeds = len({spec.seed for spec in specs})
-    if groups is None:
-        groups = min(threads, n_seeds) if device.type == "cpu" and cfg.dropout > 0 else 1
-    groups = max(1, min(groups, len(specs)))
+    groups = max(1, min(groups or 1, len(specs)))
     # Initialisation reads the global RNG, so it happens here, in order, before any thread.
     mlps, rng_states = [], {}
     for spec in specs:
@@ -158,17 +152,13 @@ def fit_sweep(
     if groups == 1:
         outcome = [_fit_stack(work[0], criterion, tensors, n_classes, cfg, device, progress, desc)]
     else:
-        torch.set_num_threads(1)
-        try:
-            with ThreadPoolExecutor(groups) as pool:
-                futures = [
-                    pool.submit(_fit_stack, group, criterion.take(torch.tensor(group.slots)), tensors,
-                                n_classes, cfg, device, progress, f"{desc} {g + 1}/{groups}")
-                    for g, group in enumerate(work)
-                ]
-                outcome = [f.result() for f in futures]
-        finally:
-            torch.set_num_threads(threads)
+        with ThreadPoolExecutor(groups) as pool:
+            futures = [
+                pool.submit(_fit_stack, group, criterion.take(torch.tensor(group.slots)), tensors,
+                            n_classes, cfg, device, progress, f"{desc} {g + 1}/{groups}")
+                for g, group in enumerate(work)
+            ]
+            outcome = [f.result() for f in futures]
     seconds = time.perf_counter() - start
     results: list[FitResult | None] = [None] * len(specs)
     for group, group_results in zip(work, outcome):

@@ -48,6 +48,18 @@ def resolve_threads(setting: int | str, cwd: str | Path | None = None) -> int:
     return len(os.sched_getaffinity(0))
 
 
+def thread_plan(threads: int, n_seeds: int, device: torch.device, dropout: float) -> tuple[int, int]:
+    """``(torch's intra-op threads, stacks trained side by side)`` for a sweep given ``threads``.
+
+    One stack uses every thread for its batched products. With dropout and several seeds on the
+    CPU, though, one stack per thread (at most one per seed), each with one intra-op thread:
+    dropout's random numbers are drawn on one core, so drawing several seeds' masks in parallel
+    keeps every core busy. On a GPU there is one stack.
+    """
+    groups = min(threads, n_seeds) if device.type == "cpu" and dropout > 0 else 1
+    return (1, groups) if groups > 1 else (threads, 1)
+
+
 def resolve_device(device: str) -> torch.device:
     """``auto`` picks CUDA when available; ``cuda`` without a GPU is an error."""
     if device == "auto":

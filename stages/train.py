@@ -22,7 +22,7 @@ from pipeline.io import atomic_dirs, read_json, write_json
 from pipeline.criterion import plan_criterion
 from pipeline.plan import RunSpec
 from pipeline.sweep import fit_sweep
-from pipeline.train import predict_logits, resolve_device, resolve_threads, train_config
+from pipeline.train import predict_logits, resolve_device, resolve_threads, thread_plan, train_config
 from stages._cli import run
 
 # training.json holds no wall-clock figures: the same inputs give the same bytes.
@@ -44,12 +44,14 @@ def main(argv: list[str] | None = None) -> None:
     meta, data = read_prepared(args.data)
     classes = meta["classes"]
     device = resolve_device(cfg.device)
-    torch.set_num_threads(resolve_threads(cfg.threads))  # the one place torch's thread count is set
     runs = [RunSpec(**r) for r in plan["runs"]]
-    log.info("%s: %d model(s) as one batched sweep on %s (%d CPU thread(s)), %d training rows", plan["loss"],
-             len(runs), device, torch.get_num_threads(), len(data["train"][0]))
+    threads = resolve_threads(cfg.threads)
+    intra_op, groups = thread_plan(threads, len({r.seed for r in runs}), device, cfg.dropout)
+    torch.set_num_threads(intra_op)  # the one place torch's thread count is set
+    log.info("%s: %d model(s) as one batched sweep on %s (%d CPU thread(s) in %d stack(s)), %d training rows",
+             plan["loss"], len(runs), device, threads, groups, len(data["train"][0]))
 
-    results = fit_sweep(runs, plan_criterion(plan), data, len(classes), cfg, device,
+    results = fit_sweep(runs, plan_criterion(plan), data, len(classes), cfg, device, groups=groups,
                         progress=False if args.no_progress else None, desc=plan["loss"])
     X_test = torch.tensor(data["test"][0], device=device)
     summary = {}

@@ -400,3 +400,15 @@ def test_progress_before_the_reweighted_phase_says_none_yet(data, caplog, monkey
     lines = [r.getMessage() for r in caplog.records]
     assert not [m for m in lines if "-inf" in m]
     assert "best none yet" in lines[0] and "best none yet" not in lines[-1]
+
+
+def test_the_thread_plan_stacks_seeds_side_by_side_only_with_dropout_on_the_cpu():
+    from pipeline.train import thread_plan
+
+    cuda = torch.device("cuda")
+    assert thread_plan(2, 1, CPU, 0.1) == (2, 1)  # one seed: one stack, every thread
+    assert thread_plan(2, 3, CPU, 0.1) == (1, 2)  # seeds with dropout: a stack per thread
+    assert thread_plan(4, 3, CPU, 0.1) == (1, 3)
+    assert thread_plan(2, 3, CPU, 0.0) == (2, 1)
+    assert thread_plan(1, 3, CPU, 0.1) == (1, 1)
+    assert thread_plan(8, 3, cuda, 0.1) == (8, 1)
