@@ -225,6 +225,11 @@ def read_predictions(path: str | Path, classes: list[str], *, what: str) -> Pred
     )
 
 
+def checkpoint_path(models_dir: str | Path, model: str) -> Path:
+    """``<models_dir>/<model>.pt``, models_dir being one loss's directory (:mod:`pipeline.checkpoint`)."""
+    return Path(models_dir) / f"{model}.pt"
+
+
 def predictions_file(group_dir: str | Path, model: str) -> Path:
     """``<group_dir>/<model>.parquet``, group_dir being one loss's (or the baselines') directory."""
     return Path(group_dir) / f"{model}.parquet"
@@ -322,7 +327,7 @@ def load_model_records(plans_dir: str | Path, models_dir: str | Path, preds_dir:
             if name not in training["runs"]:
                 raise PipelineError(f"{path}: no entry for model {name}")
             t = training["runs"][name]
-            weights_file = next((p for p in (models_dir / group / f"{name}.pt",
+            weights_file = next((p for p in (checkpoint_path(models_dir / group, name),
                                              models_dir / group / f"{name}.json") if p.is_file()), None)
             records.append(ModelRecord(
                 name, t["loss"], t["gamma"], t["seed"], kind, group, params, t, training["device"], weights_file,

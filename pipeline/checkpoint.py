@@ -20,10 +20,6 @@ CHECKPOINT_FORMAT = "imbalance-pipeline/mlp"
 CHECKPOINT_VERSION = 1
 
 
-def checkpoint_path(models_dir: str | Path, model: str) -> Path:
-    return Path(models_dir) / f"{model}.pt"
-
-
 def save_checkpoint(path: str | Path, model: MLP, *, classes: list[str], run: RunEntry) -> None:
     """Write ``model`` as a self-describing checkpoint, readable with ``weights_only=True``.
 

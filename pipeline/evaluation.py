@@ -119,11 +119,15 @@ class Evaluation:
 
     metrics: MetricsFile
     audit: Audit
-    summary: dict
     view: View
     rarest: str
     y_true: np.ndarray  # (N,) class indices of the test split
     gammas: dict[str, list[dict]]  # loss -> rows of metrics against gamma
+
+    @property
+    def summary(self) -> dict:
+        """``reports/summary.json``: see :func:`summary`."""
+        return summary(self.metrics, self.audit, self.view.key)
 
 
 def _test_labels(records: list[ModelRecord]) -> np.ndarray:
@@ -158,8 +162,7 @@ def evaluate(records: list[ModelRecord], meta: Meta, cfg: EvaluateConfig) -> Eva
     audit = build_audit(metrics, view=view, cfg=cfg, classes=classes, train_counts=train_counts, models=models,
                         y_true=y_true, predictions={r.name: r.predictions.y_pred for r in records},
                         indices=indices)
-    return Evaluation(metrics, audit, summary(metrics, audit, view.key), view, rarest, y_true,
-                      gamma_table(models, metrics, rarest))
+    return Evaluation(metrics, audit, view, rarest, y_true, gamma_table(models, metrics, rarest))
 
 
 def summary(metrics: MetricsFile, audit: Audit, view_key: str) -> dict:
@@ -176,11 +179,10 @@ def summary(metrics: MetricsFile, audit: Audit, view_key: str) -> dict:
 
 @dataclass(frozen=True)
 class PlotData:
-    """The data of DVC's plots (``reports/plots/``), per model and per γ-swept loss."""
+    """The data of DVC's plots (``reports/plots/``) per model (the γ curves are ``Evaluation.gammas``)."""
 
     confusion: dict[str, pd.DataFrame]  # model -> one actual,predicted row per test sample
     pr: dict[str, pd.DataFrame]  # model -> the rarest class's precision-recall curve
-    gamma: dict[str, list[dict]]  # loss -> metrics against gamma
     cm: dict[str, np.ndarray]  # model -> (C, C) confusion matrix, for the figures
 
 
@@ -196,4 +198,4 @@ def plot_data(records: list[ModelRecord], ev: Evaluation, classes: list[str]) ->
         precision, recall, _ = precision_recall_curve(ev.y_true == r, rec.predictions.proba[:, r])
         pr[rec.name] = pd.DataFrame({"recall": recall, "precision": precision})
         cm[rec.name] = confusion_matrix(ev.y_true, rec.predictions.y_pred, len(classes))
-    return PlotData(confusion, pr, ev.gammas, cm)
+    return PlotData(confusion, pr, cm)

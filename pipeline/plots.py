@@ -16,6 +16,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from pipeline.artifacts import FIGURES, confusion_figure_file, gamma_figure_file  # noqa: E402
+from pipeline.evaluation import GAMMA_METRICS  # noqa: E402
+
 DPI = 110
 
 
@@ -197,17 +200,14 @@ def evaluation_figures(ev, data, meta: dict) -> list[tuple[str, Callable[..., Fi
     :class:`pipeline.evaluation.PlotData`, ``meta`` the prepared data's ``meta.json``. The file
     names are :mod:`pipeline.artifacts`'; the report embeds these same files.
     """
-    from pipeline.artifacts import FIGURES, confusion_figure_file, gamma_figure_file
-    from pipeline.evaluation import GAMMA_METRICS
-
     classes, audit, metrics = meta["classes"], ev.audit, ev.metrics
     pick = audit["policy"]["pick"]
     jobs = [(confusion_figure_file(name), confusion_figure, (cm, classes, f"{name} - test split"))
             for name, cm in data.cm.items()]
     jobs += [(gamma_figure_file(loss), gamma_curves_figure,
               (rows, list(GAMMA_METRICS), f"{loss}: test metrics against gamma (rarest class: {ev.rarest})"))
-             for loss, rows in data.gamma.items()]
-    gammas = sorted({r["gamma"] for rows in data.gamma.values() for r in rows})
+             for loss, rows in ev.gammas.items()]
+    gammas = sorted({r["gamma"] for rows in ev.gammas.values() for r in rows})
     if gammas:
         jobs.append((FIGURES["focal_shape"], focal_shape_figure, (gammas,)))
     ordered = [row["model"] for row in audit["leaderboard"]]

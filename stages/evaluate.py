@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> None:
             for name, frame in frames.items():
                 frame.to_csv(plots_tmp / kind / f"{name}.csv", index=False)
         (plots_tmp / "gamma").mkdir()
-        for loss, rows in data.gamma.items():
+        for loss, rows in ev.gammas.items():
             write_json(plots_tmp / "gamma" / f"{loss}.json", rows)
         for filename, image in render(evaluation_figures(ev, data, meta)):
             (figures_tmp / filename).write_bytes(image)

@@ -16,8 +16,8 @@ import logging
 
 import torch
 
-from pipeline.artifacts import TRAINING_SUMMARY, predictions_file, predictions_frame, read_prepared
-from pipeline.checkpoint import checkpoint_path, save_checkpoint
+from pipeline.artifacts import TRAINING_SUMMARY, checkpoint_path, predictions_file, predictions_frame, read_prepared
+from pipeline.checkpoint import save_checkpoint
 from pipeline.io import atomic_dirs, read_json, write_json
 from pipeline.criterion import plan_criterion
 from pipeline.plan import RunSpec
