@@ -19,6 +19,7 @@ that never touch weights do not pay for it.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,8 +91,9 @@ class ModelSummary(TypedDict):
     seed: int
     best_epoch: int
     epochs_run: int
-    best_val_macro_f1: float
-    history: list[dict[str, float]]
+    monitor: str | None  # what early stopping read on its slice of the training split (None: no stopping)
+    best_score: float | None  # that value at best_epoch
+    history: list[dict[str, Any]]  # per epoch: scalars, and the validation confusion matrix (MLPs)
 
 
 class TrainingSummary(TypedDict):
@@ -167,12 +169,50 @@ def split_arrays(frame: pd.DataFrame, classes: list[str]) -> tuple[np.ndarray, n
     return X, decode_labels(frame[LABEL], classes, what="label")
 
 
-def read_prepared(data_dir: str | Path) -> tuple[Meta, dict[str, tuple[np.ndarray, np.ndarray]]]:
-    """``meta.json`` and every split as ``(X, y)`` arrays from prepare's directory."""
+def early_stopping_mask(y: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """(N,) bool: the rows of the training split carved out for early stopping (True).
+
+    Stratified: class c gives ``min(n_c - 1, floor(fraction * n_c + 1/2))`` of its ``n_c`` rows,
+    drawn at random with ``seed``, so every class keeps at least one row to fit on and a class
+    with fewer than ``1 / (2 * fraction)`` rows gives none. The same rows for every model (MLPs and
+    XGBoost alike), whatever reads them.
+    """
+    y = np.asarray(y, dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    mask = np.zeros(len(y), dtype=bool)
+    for c in np.unique(y):
+        rows = np.flatnonzero(y == c)
+        take = min(len(rows) - 1, int(np.floor(fraction * len(rows) + 0.5)))
+        mask[rng.permutation(rows)[:take]] = True
+    return mask
+
+
+def check_stopping_slice(data: dict[str, tuple[np.ndarray, np.ndarray]], classes: list[str]) -> None:
+    """A one-line error when the early-stopping slice is empty (every class too small for it)."""
+    if len(data["stop"][1]) == 0:
+        smallest = int(np.bincount(data["train"][1], minlength=len(classes)).max())
+        raise PipelineError(
+            f"train.early_stopping_fraction leaves no rows for early stopping (the largest class has "
+            f"{smallest} training rows); raise it so that fraction * rows >= 0.5 for some class")
+
+
+def read_prepared(
+    data_dir: str | Path, *, early_stopping_fraction: float | None = None
+) -> tuple[Meta, dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """``meta.json`` and every split as ``(X, y)`` arrays from prepare's directory.
+
+    With ``early_stopping_fraction``, ``"train"`` holds the rows to fit on and ``"stop"`` the
+    early-stopping slice (:func:`early_stopping_mask`, seeded with the data seed).
+    """
     data_dir = Path(data_dir)
     meta: Meta = read_json(data_dir / "meta.json", what="prepared-data metadata")
-    return meta, {s: split_arrays(read_parquet(data_dir / f"{s}.parquet", what=f"{s} split"), meta["classes"])
-                  for s in SPLITS}
+    data = {s: split_arrays(read_parquet(data_dir / f"{s}.parquet", what=f"{s} split"), meta["classes"])
+            for s in SPLITS}
+    if early_stopping_fraction is not None:
+        X, y = data["train"]
+        stop = early_stopping_mask(y, early_stopping_fraction, int(meta["params"]["seed"]))
+        data["train"], data["stop"] = (X[~stop], y[~stop]), (X[stop], y[stop])
+    return meta, data
 
 
 # --- labels and predictions --------------------------------------------------------------------
@@ -186,14 +226,17 @@ def decode_labels(values: pd.Series | np.ndarray, classes: list[str], *, what: s
     return codes
 
 
-def predictions_frame(proba: np.ndarray, y_true: np.ndarray, classes: list[str]) -> pd.DataFrame:
+def predictions_frame(proba: np.ndarray, y_true: np.ndarray, classes: list[str],
+                      y_pred: np.ndarray | None = None) -> pd.DataFrame:
     """``y_true``, ``y_pred`` (class names) and one ``p_<class>`` column per class.
 
-    ``proba`` (N, C) rows sum to 1; ``y_true`` (N,) class indices; ``y_pred`` is the argmax.
+    ``proba`` (N, C) rows sum to 1; ``y_true`` (N,) class indices; ``y_pred`` (N,) the decisions,
+    the argmax of ``proba`` when not given (a cost rule's decisions are not).
     """
+    decided = proba.argmax(1) if y_pred is None else y_pred
     frame = pd.DataFrame({
         "y_true": [classes[i] for i in y_true],
-        "y_pred": [classes[i] for i in proba.argmax(1)],
+        "y_pred": [classes[i] for i in decided],
     })
     for j, c in enumerate(classes):
         frame[f"p_{c}"] = proba[:, j]
@@ -235,20 +278,38 @@ def predictions_file(group_dir: str | Path, model: str) -> Path:
     return Path(group_dir) / f"{model}.parquet"
 
 
-def predictions_path(root: str | Path, group: str, model: str) -> Path:
-    """``<root>/<group>/<model>.parquet``; group is the loss, or ``baselines``."""
-    return predictions_file(Path(root) / group, model)
+PREDICTED_SPLITS = ("val", "test")  # every model's and every decision rule's predictions
 
 
-def predictions_by_model(root: str | Path, models: list[str]) -> dict[str, Path]:
-    """``model -> <root>/<group>/<model>.parquet`` for each of ``models``; a missing one is an error."""
+def predictions_path(root: str | Path, split: str, group: str, name: str) -> Path:
+    """``<root>/<split>/<group>/<name>.parquet``; split is ``val`` or ``test``, group the loss or
+    ``baselines``, name a model or a ``<model>+<rule>`` candidate."""
+    return predictions_file(Path(root) / split / group, name)
+
+
+def predictions_by_model(root: str | Path, names: list[str]) -> dict[str, Path]:
+    """``<split>/<name> -> <root>/<split>/<group>/<name>.parquet`` for each of ``names`` and each
+    split; a missing one is an error."""
     root = Path(root)
-    found = {p.stem: p for p in sorted(root.glob("*/*.parquet"))}
-    for name in models:
-        if name not in found:
-            raise PipelineError(f"{root}/*/{name}.parquet: predictions of {name} not found "
-                                "(re-run the pipeline: dvc repro)")
-    return {name: found[name] for name in models}
+    out = {}
+    for split in PREDICTED_SPLITS:
+        found = {p.stem: p for p in sorted((root / split).glob("*/*.parquet"))}
+        for name in names:
+            if name not in found:
+                raise PipelineError(f"{root}/{split}/*/{name}.parquet: predictions of {name} not found "
+                                    "(re-run the pipeline: dvc repro)")
+            out[f"{split}/{name}"] = found[name]
+    return out
+
+
+def decision_params_path(root: str | Path, candidate: str) -> Path:
+    """``<root>/<model>+<rule>.json``: a decision rule's fitted parameters."""
+    return Path(root) / f"{candidate}.json"
+
+
+def candidate_name(model: str, rule: str | None) -> str:
+    """``<model>`` (argmax as trained) or ``<model>+<rule>``."""
+    return model if rule is None else f"{model}+{rule}"
 
 
 # --- figures -----------------------------------------------------------------------------------
@@ -261,6 +322,8 @@ FIGURES = {
     "distribution": "class_distribution.png",
     "pick_vs_ce_confusion": "pick_vs_ce_confusion.png",
     "per_class": "pick_vs_ce_per_class.png",
+    "prior_shift": "prior_shift.png",
+    "agreement_curves": "loss_metric_agreement.png",
 }
 
 
@@ -287,24 +350,41 @@ def read_figures(figures_dir: str | Path) -> dict[str, bytes]:
 
 @dataclass
 class ModelRecord:
-    """One trained model as evaluate sees it."""
+    """One candidate as decide and evaluate see it: a trained model (``rule`` None), or a decision
+    rule fitted on validation on top of one (``<model>+<rule>``)."""
 
-    name: str
+    name: str  # the candidate's name
     loss: str
     gamma: float | None
     seed: int
     kind: str  # "mlp" or "baseline"
-    group: str  # the loss, or "baselines": its directory under models/ and predictions/
+    group: str  # the loss, or "baselines": its directory under models/, predictions/, decisions/
     params: dict[str, Any]  # what it was trained with (the plan's set-up and weights)
     training: ModelSummary
     device: str
     weights: Path | None  # its checkpoint or baseline file
-    predictions: Predictions
+    val: Predictions
+    test: Predictions
+    model: str = ""  # the trained model ("" : the name)
+    rule: str | None = None
+    decision: dict[str, Any] | None = None  # the rule's fitted parameters file
+    fitted_parameters: int = 0  # the model's and the rule's, for tie-breaks
+
+    def __post_init__(self):
+        self.model = self.model or self.name
+
+
+def read_split_predictions(root: str | Path, group: str, name: str, classes: list[str]) -> dict[str, Predictions]:
+    """``{"val": ..., "test": ...}`` of one candidate under ``root``."""
+    return {split: read_predictions(predictions_path(root, split, group, name), classes,
+                                    what=f"{split} predictions of {name}")
+            for split in PREDICTED_SPLITS}
 
 
 def load_model_records(plans_dir: str | Path, models_dir: str | Path, preds_dir: str | Path,
-                       baselines: str | None, classes: list[str]) -> list[ModelRecord]:
+                       baselines: str | None, meta: Meta) -> list[ModelRecord]:
     """Every model the plans (and the baselines' ``training.json``) name, with its predictions."""
+    classes = meta["classes"]
     plans_dir, models_dir = Path(plans_dir), Path(models_dir)
     plan_files = sorted(plans_dir.glob("*.json"))
     if not plan_files:
@@ -329,8 +409,46 @@ def load_model_records(plans_dir: str | Path, models_dir: str | Path, preds_dir:
             t = training["runs"][name]
             weights_file = next((p for p in (checkpoint_path(models_dir / group, name),
                                              models_dir / group / f"{name}.json") if p.is_file()), None)
-            records.append(ModelRecord(
-                name, t["loss"], t["gamma"], t["seed"], kind, group, params, t, training["device"], weights_file,
-                read_predictions(predictions_path(preds_dir, group, name), classes, what=f"predictions of {name}"),
-            ))
+            preds = read_split_predictions(preds_dir, group, name, classes)
+            records.append(ModelRecord(name, t["loss"], t["gamma"], t["seed"], kind, group, params, t,
+                                       training["device"], weights_file, preds["val"], preds["test"],
+                                       fitted_parameters=model_parameters(kind, params, weights_file,
+                                                                          meta["n_features"], len(classes))))
     return records
+
+
+def load_decision_records(records: list[ModelRecord], decisions_preds: str | Path, decisions_params: str | Path,
+                          classes: list[str]) -> list[ModelRecord]:
+    """Every ``<model>+<rule>`` candidate the decide stage wrote, after its model's record."""
+    by_name = {r.name: r for r in records}
+    out = []
+    for path in sorted(Path(decisions_params).glob("*.json")):
+        fitted = read_json(path, what="decision rule")
+        base = by_name.get(fitted["model"])
+        if base is None:
+            raise PipelineError(f"{path}: model {fitted['model']!r} is not among the trained models "
+                                "(re-run the pipeline: dvc repro)")
+        preds = read_split_predictions(decisions_preds, base.group, path.stem, classes)
+        out.append(dataclasses.replace(
+            base, name=path.stem, val=preds["val"], test=preds["test"], model=base.name, rule=fitted["rule"],
+            decision=fitted, fitted_parameters=base.fitted_parameters + int(fitted["parameters"])))
+    return out
+
+
+def model_parameters(kind: str, params: dict[str, Any], weights: Path | None, n_features: int, n_classes: int) -> int:
+    """Fitted parameters of a trained model (for the policy's tie-breaks): an MLP's weights and
+    biases; a baseline's from its saved description (XGBoost: its trees' nodes)."""
+    if kind == "mlp":
+        widths = [n_features, *params["train"]["hidden"], n_classes]
+        return int(sum(a * b + b for a, b in zip(widths, widths[1:])))
+    if weights is None:
+        return 0
+    saved = read_json(weights, what="baseline model")
+    if saved.get("kind") == "majority":
+        return len(saved["prior"]) - 1
+    if saved.get("kind") == "logreg_balanced":
+        return int(np.size(saved["coef"]) + np.size(saved["intercept"]))
+    if saved.get("kind") == "xgboost":
+        trees = saved["booster"]["learner"]["gradient_booster"]["model"]["trees"]
+        return int(sum(int(t["tree_param"]["num_nodes"]) for t in trees))
+    return 0

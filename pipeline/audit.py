@@ -1,9 +1,13 @@
-"""The metric-choice audit: how the choice of metric changes which model wins.
+"""The audit: the declared policy applied on validation, and what an auditor asks of the pick.
 
-Given every model's metrics, it ranks the models under each metric, names each metric's winner,
-measures how far metrics agree on the ranking (Kendall's tau-b), and applies the declared
-selection policy (``evaluate.select``: a primary metric, a view, and constraints), stating for
-every metric whose winner differs from the policy's pick why it differs.
+Given every candidate's metrics on validation and test, it applies the selection policy
+(``evaluate.select``: a metric, a view and constraints) on validation only, with P(best) over
+validation resamples; gives the pick's test estimate, its optimism and its paired difference
+against the reference (plain cross-entropy); ranks the candidates under each metric and names
+each metric's winner on validation with why it is not the pick (Kendall's tau-b between metric
+rankings); and answers the questions beside the pick: the tail/head trade against the
+reference, the pick under shifted class priors, whether a special loss was needed at all, and
+whether each loss agrees with the metric epoch by epoch.
 """
 
 from __future__ import annotations
@@ -18,8 +22,9 @@ import numpy as np
 from scipy.stats import kendalltau, rankdata
 
 from pipeline import PipelineError
-from pipeline.config import Constraint, EvaluateConfig, SelectConfig, parse_constraint
+from pipeline.config import Constraint, SelectConfig, parse_constraint
 from pipeline.metrics import (
+    COST_METRIC,
     HEADLINE,
     PER_CLASS,
     SUMMARY,
@@ -29,11 +34,22 @@ from pipeline.metrics import (
     lower_is_better,
     percentile_interval,
 )
-from pipeline.plan import model_name
+from pipeline.selection import (
+    Pick,
+    View,
+    kish_ess,
+    metric_value,
+    p_best,
+    prior_family,
+    reads_probabilities,
+    resampled_values,
+    select,
+    shifted_weights,
+)
 
 if TYPE_CHECKING:
-    from pipeline.artifacts import Audit
-    from pipeline.evaluation import View
+    from pipeline.artifacts import Audit, ModelRecord
+    from pipeline.config import EvaluateConfig
 
 
 def flat_values(metrics: dict[str, dict], view_key: str) -> dict[str, dict[str, float]]:
@@ -92,14 +108,6 @@ def rank_agreement(values: dict[str, dict[str, float]], metric_names: list[str])
     return out
 
 
-@dataclass(frozen=True)
-class PolicyOutcome:
-    pick: str | None  # None when no model meets the constraints
-    eligible: list[str]
-    violations: dict[str, list[str]]  # model -> constraints it fails, with its value
-    reasons: dict[str, str]  # metric -> why its winner is not the pick
-
-
 def _policy_names(select: SelectConfig) -> list[tuple[str, str]]:
     """``(metric name, params key)`` of the policy's metric and of every constraint's."""
     return [(select.metric, "evaluate.select.metric"),
@@ -113,13 +121,18 @@ def _unknown_metric(name: str, key: str, summary: Iterable[str] = SUMMARY) -> Pi
     )
 
 
-def check_policy_metrics(select: SelectConfig) -> None:
-    """The policy's metric names, before the classes are known: a summary metric, or a per-class
-    one with a class part (:func:`check_policy` checks the class once the data is read)."""
+def check_policy_metrics(select: SelectConfig, *, costs: bool = False) -> None:
+    """The policy's metric names, before the classes are known: a summary metric (``expected_cost``
+    only with ``evaluate.costs``), or a per-class one with a class part (:func:`check_policy`
+    checks the class once the data is read)."""
+    summary = (*SUMMARY, COST_METRIC) if costs else SUMMARY
     for name, key in _policy_names(select):
         base, slash, cls = name.partition("/")
-        if not (name in SUMMARY if not slash else base in PER_CLASS and cls):
-            raise _unknown_metric(name, key)
+        if name == COST_METRIC and not costs:
+            raise PipelineError(f"params.yaml: {key} names {COST_METRIC}, which needs evaluate.costs "
+                                "(the cost of each decision by class); set it or choose another metric")
+        if not (name in summary if not slash else base in PER_CLASS and cls):
+            raise _unknown_metric(name, key, summary)
 
 
 def check_policy(select: SelectConfig, metric_names: set[str], classes: list[str]) -> list[Constraint]:
@@ -134,45 +147,6 @@ def check_policy(select: SelectConfig, metric_names: set[str], classes: list[str
             )
         raise _unknown_metric(name, key, (n for n in metric_names if "/" not in n))
     return [parse_constraint(c) for c in select.constraints]
-
-
-def apply_policy(
-    values: dict[str, dict[str, float]],
-    primary: str,
-    constraints: list[Constraint],
-    metric_names: list[str],
-) -> tuple[PolicyOutcome, dict[str, str]]:
-    """Pick the best model by ``primary`` among those meeting every constraint.
-
-    Returns the outcome and each of ``metric_names``' winner (ties go to the pick), with the
-    reason why every winner other than the pick was not chosen.
-    """
-    violations = {
-        m: [f"{c} (has {v[c.metric]:.4f})" for c in constraints if not c.holds(v[c.metric])]
-        for m, v in values.items()
-    }
-    eligible = [m for m in values if not violations[m]]
-    pick = None
-    if eligible:
-        best = min if lower_is_better(primary) else max
-        pick = best(eligible, key=lambda m: values[m][primary])
-    metric_winners = winners(values, metric_names, prefer=pick)
-    reasons = {}
-    for metric, winner in metric_winners.items():
-        if winner == pick:
-            continue
-        if violations[winner]:
-            reasons[metric] = f"{winner} fails {'; '.join(violations[winner])}"
-        elif pick is None:
-            reasons[metric] = "no model meets the constraints"
-        else:
-            reasons[metric] = (
-                f"{winner} is best on {metric} ({values[winner][metric]:.4f} vs {values[pick][metric]:.4f}) "
-                f"but the policy ranks by {primary}, where {pick} scores {values[pick][primary]:.4f} "
-                f"and {winner} {values[winner][primary]:.4f}"
-            )
-    outcome = PolicyOutcome(pick, eligible, {m: v for m, v in violations.items() if v}, reasons)
-    return outcome, metric_winners
 
 
 def across_seeds(metrics: dict[str, dict[str, float]], groups: dict[str, list[str]], metric_names: list[str]) -> dict:
@@ -193,144 +167,463 @@ def rarest_class(train_counts: list[int], classes: list[str]) -> str:
     return classes[int(np.argmin(train_counts))]
 
 
-def audit_metric_names(rarest: str, view_key: str) -> list[str]:
-    """The leaderboard's columns: headline metrics, the rarest class, and the reweighted view's
-    accuracy and F1s (where accuracy parts ways with the others)."""
-    return [*HEADLINE, f"recall/{rarest}", f"precision/{rarest}",
-            f"{view_key}/accuracy", f"{view_key}/micro_f1", f"{view_key}/macro_f1"]
+def audit_metric_names(rarest: str, view_key: str, *, costs: bool = False) -> list[str]:
+    """The leaderboard's columns: headline metrics (and ``expected_cost`` with costs), the rarest
+    class, and the reweighted view's accuracy and F1s (where accuracy parts ways with the others).
+    Under a uniform prior the reweighted accuracy equals balanced accuracy: shown once."""
+    view = [f"{view_key}/{m}" for m in ("accuracy", "micro_f1", "macro_f1")
+            if not (view_key == "uniform_prior" and m in ("accuracy", "micro_f1"))]
+    return [*HEADLINE, *((COST_METRIC,) if costs else ()), f"recall/{rarest}", f"precision/{rarest}", *view]
 
 
-def tail_trade(
-    y_true: np.ndarray,
-    predictions: dict[str, np.ndarray],
-    classes: list[str],
-    train_counts: list[int],
-    *,
-    reference: str,
-    models: list[str],
-    indices: np.ndarray,
-    level: float,
-) -> dict:
-    """Change in mean recall and precision over the tail classes, each model against ``reference``.
+# Metrics shown beside the picks, never as rival picks: they judge probabilities, not choices.
+NOT_CRITERIA = ("log_loss", "ece")
 
-    Tail classes have a training count below the median (the rarest class if none has). The
-    intervals are paired bootstrap intervals of the difference (the same resamples for both
-    models); a change counts as a gain or a loss only when its interval excludes zero.
+
+def paired_difference(a: dict[str, np.ndarray], b: dict[str, np.ndarray], point_a: float, point_b: float,
+                      level: float) -> dict[str, float]:
+    """``a - b`` with the percentile interval of its paired bootstrap distribution (the same
+    resamples for both: ``a`` and ``b`` are (B,) arrays of one metric). NaN resamples (an
+    undefined value) are left out."""
+    diff = np.asarray(a, float) - np.asarray(b, float)
+    diff = diff[np.isfinite(diff)]
+    if not len(diff):
+        return {"value": float(point_a - point_b), "low": None, "high": None}
+    lo, hi = percentile_interval(diff, level)
+    return {"value": float(point_a - point_b), "low": lo, "high": hi}
+
+
+def verdict(diff: dict, *, higher_is_better: bool, against: str) -> str:
+    """``better than <against> beyond noise``, ``worse than ...`` or ``not distinguishable from
+    it`` from a paired interval."""
+    lo, hi = diff["low"], diff["high"]
+    if lo is None:
+        return "undefined"
+    if (lo > 0) if higher_is_better else (hi < 0):
+        return f"better than {against} beyond noise"
+    if (hi < 0) if higher_is_better else (lo > 0):
+        return f"worse than {against} beyond noise"
+    return f"not distinguishable from {against}"
+
+
+def class_means(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int, members: list[int], *,
+                indices: np.ndarray) -> dict[str, tuple[float, np.ndarray]]:
+    """Mean recall and precision over ``members`` (class indices): the point value and (B,)
+    resampled values. A class the model never predicts has no precision (not 0): it is left out
+    of the precision mean, which is NaN when no member is ever predicted."""
+    cm = confusion_matrix(y_true, y_pred, n_classes)
+    point = count_metrics(cm)
+    boot = bootstrap_distribution(y_true, y_pred, n_classes, indices=indices)
+    predicted = cm.sum(0)[members] > 0  # (M,)
+    boot_pred = _predicted_counts(y_pred, n_classes, indices)[:, members] > 0  # (B, M)
+
+    def mean_defined(values, defined):
+        with warnings.catch_warnings():  # no member predicted: NaN, said as "undefined"
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return np.nanmean(np.where(defined, values, np.nan), axis=-1)
+
+    return {
+        "recall": (float(point["recall"][members].mean()), boot["recall"][:, members].mean(1)),
+        "precision": (float(mean_defined(point["precision"][members], predicted)),
+                      mean_defined(boot["precision"][:, members], boot_pred)),
+        "undefined_precision": [int(m) for m, p in zip(members, predicted) if not p],
+    }
+
+
+def _predicted_counts(y_pred: np.ndarray, n_classes: int, indices: np.ndarray) -> np.ndarray:
+    """(B, C) how often each class is predicted in each resample."""
+    out = np.empty((len(indices), n_classes))
+    for start in range(0, len(indices), 256):
+        chunk = y_pred[indices[start:start + 256]]  # (b, N)
+        offset = (np.arange(len(chunk)) * n_classes)[:, None]
+        out[start:start + len(chunk)] = np.bincount((chunk + offset).ravel(),
+                                                    minlength=len(chunk) * n_classes).reshape(-1, n_classes)
+    return out
+
+
+def tail_trade(y_true: np.ndarray, predictions: dict[str, np.ndarray], classes: list[str],
+               train_counts: list[int], *, reference: str, models: list[str], indices: np.ndarray,
+               level: float) -> dict:
+    """What each model gains on the tail classes and what it pays on the head, against ``reference``.
+
+    Tail classes have a training count below the median (the rarest class if none has), head
+    classes the others. For each: the change in mean recall and mean precision (precision over
+    the classes both models predict at all: a class never predicted has no precision, and a
+    model that starts predicting it gains nothing measurable there), and the change in accuracy;
+    each with a paired bootstrap interval (the same resamples for both models). A change is a
+    gain or a loss only when its interval excludes zero.
     """
     counts = np.asarray(train_counts)
     tail = [i for i, n in enumerate(counts) if n < np.median(counts)] or [int(np.argmin(counts))]
+    head = [i for i in range(len(classes)) if i not in tail]
+    k = len(classes)
 
-    def tail_means(name):
-        point = count_metrics(confusion_matrix(y_true, predictions[name], len(classes)))
-        boot = bootstrap_distribution(y_true, predictions[name], len(classes), indices=indices)
-        return {k: (point[k][tail].mean(), boot[k][:, tail].mean(axis=1)) for k in ("recall", "precision")}
+    def parts(name):
+        out = {"tail": class_means(y_true, predictions[name], k, tail, indices=indices)}
+        if head:
+            out["head"] = class_means(y_true, predictions[name], k, head, indices=indices)
+        hit = (predictions[name] == y_true).astype(float)
+        out["accuracy"] = (float(hit.mean()), hit[indices].mean(1))
+        return out
 
-    def word(lo, hi, what):
-        if lo > 0:
-            return f"gains {what}"
-        if hi < 0:
-            return f"loses {what}"
-        return f"no clear change in {what}"
-
-    ref = tail_means(reference)
-    out = {"reference": reference, "tail_classes": [classes[i] for i in tail], "level": level, "models": {}}
+    ref = parts(reference)
+    out = {"reference": reference, "tail_classes": [classes[i] for i in tail],
+           "head_classes": [classes[i] for i in head], "level": level,
+           "reference_undefined_precision": [classes[i] for i in ref["tail"]["undefined_precision"]],
+           "models": {}}
     for m in models:
-        cur = tail_means(m)
-        entry = {}
-        for k in ("recall", "precision"):
-            lo, hi = percentile_interval(cur[k][1] - ref[k][1], level)
-            entry[f"tail_{k}_change"] = {"value": float(cur[k][0] - ref[k][0]), "low": lo, "high": hi}
-        entry["verdict"] = (
-            word(entry["tail_recall_change"]["low"], entry["tail_recall_change"]["high"], "tail recall") + ", "
-            + word(entry["tail_precision_change"]["low"], entry["tail_precision_change"]["high"], "tail precision")
-        )
+        cur = parts(m)
+        entry: dict = {}
+        for side in ("tail", "head"):
+            if side not in cur:
+                continue
+            for what in ("recall", "precision"):
+                (pa, ba), (pb, bb) = cur[side][what], ref[side][what]
+                entry[f"{side}_{what}_change"] = (
+                    paired_difference(ba, bb, pa, pb, level) if np.isfinite(pa) and np.isfinite(pb)
+                    else {"value": None, "low": None, "high": None})
+        entry["accuracy_change"] = paired_difference(cur["accuracy"][1], ref["accuracy"][1],
+                                                     cur["accuracy"][0], ref["accuracy"][0], level)
+        entry["undefined_precision"] = [classes[i] for i in cur["tail"]["undefined_precision"]]
+        entry["verdict"] = _trade_words(entry)
         out["models"][m] = entry
     return out
 
 
-def build_audit(
-    metrics: dict[str, dict],
-    *,
-    view: View,
-    cfg: EvaluateConfig,
-    classes: list[str],
-    train_counts: list[int],
-    models: list[dict],
-    y_true: np.ndarray,
-    predictions: dict[str, np.ndarray],
-    indices: np.ndarray,
-) -> Audit:
-    """Everything in ``reports/audit.json``. Raises a one-line error if the policy names an
-    unknown metric or class; no model meeting the constraints is a valid outcome (``pick`` None)."""
+def _trade_words(entry: dict) -> str:
+    def word(d, what):
+        if d["low"] is None:
+            return f"{what} undefined (a class is never predicted)"
+        if d["low"] > 0:
+            return f"gains {what}"
+        if d["high"] < 0:
+            return f"loses {what}"
+        return f"no clear change in {what}"
+
+    words = [word(entry["tail_recall_change"], "tail recall"), word(entry["tail_precision_change"], "tail precision")]
+    if "head_recall_change" in entry:
+        words.append(word(entry["head_recall_change"], "head recall"))
+    words.append(word(entry["accuracy_change"], "accuracy"))
+    return ", ".join(words)
+
+
+# --- the audit: selection on validation, the estimate on test ----------------------------------
+
+def group_identical(records: list[ModelRecord], by_probabilities: bool) -> dict[str, list[str]]:
+    """``representative -> members``: candidates identical for the policy on validation (the
+    same decisions, or the same probabilities when the policy reads them), represented by the
+    member with the fewest fitted parameters (then the first name)."""
+    groups: dict[bytes, list[ModelRecord]] = {}
+    for r in records:
+        key = r.val.proba.round(12).tobytes() if by_probabilities else r.val.y_pred.tobytes()
+        groups.setdefault(key, []).append(r)
+    out = {}
+    for members in groups.values():
+        members = sorted(members, key=lambda r: (r.fitted_parameters, r.name))
+        out[members[0].name] = [m.name for m in members]
+    return out
+
+
+def _reference(records: list[ModelRecord], reference_loss: str) -> str | None:
+    return next((r.name for r in records if r.loss == reference_loss and r.rule is None), None)
+
+
+def _scoped(cfg: EvaluateConfig, view: View, name: str) -> str:
+    return name if cfg.select.view == "held_out" else f"{view.key}/{name}"
+
+
+def build_audit(records: list[ModelRecord], metrics: dict[str, dict], *, view: View, cfg: EvaluateConfig,
+                classes: list[str], train_counts: list[int], reference_loss: str, cost: np.ndarray | None,
+                val_indices: np.ndarray, test_indices: np.ndarray,
+                deploy_prior: np.ndarray | None = None) -> Audit:
+    """Everything in ``reports/audit.json``. The pick, P(best), every decision rule and the prior
+    shift read the validation split only; the test split gives each candidate's estimate, the
+    pick's difference against the reference and the warning example of test-set selection.
+
+    Raises a one-line error if the policy names an unknown metric or class; no candidate meeting
+    the constraints is a valid outcome (``pick`` None)."""
+    by_name = {r.name: r for r in records}
     rarest = rarest_class(train_counts, classes)
-    names = audit_metric_names(rarest, view.key)
-    values = flat_values(metrics, view.key)
-    held_names = {k for k in next(iter(metrics.values())) if not isinstance(next(iter(metrics.values()))[k], dict)}
+    names = audit_metric_names(rarest, view.key, costs=cost is not None)
+    held_names = {k for k, v in metrics[records[0].name]["val"].items() if not isinstance(v, dict)}
     constraints = check_policy(cfg.select, held_names, classes)
-    prefix = "" if cfg.select.view == "held_out" else f"{view.key}/"
-    primary = prefix + cfg.select.metric
-    scoped = [Constraint(prefix + c.metric, c.op, c.bound) for c in constraints]
+    primary = _scoped(cfg, view, cfg.select.metric)
+    scoped = [Constraint(_scoped(cfg, view, c.metric), c.op, c.bound) for c in constraints]
+    val_values = flat_values({n: m["val"] for n, m in metrics.items()}, view.key)
+    test_values = flat_values({n: {k: v for k, v in m.items() if k != "val"} for n, m in metrics.items()}, view.key)
+    size = {r.name: r.fitted_parameters for r in records}
+    by_proba = any(reads_probabilities(n) for n in [cfg.select.metric, *(c.metric for c in constraints)])
+    groups = group_identical(records, by_proba)
+    reps = list(groups)
+    sel = select({r: val_values[r] for r in reps}, primary, scoped, size)
+    test_sel = select({r: test_values[r] for r in reps}, primary, scoped, size)
+    pick = sel.pick
+    reference = _reference(records, reference_loss)
+    y_val, y_test = records[0].val.y_true, records[0].test.y_true
+    w_val = shifted_weights(y_val, view.prior) if cfg.select.view == "reweighted" else None
+    w_test = shifted_weights(y_test, view.prior) if cfg.select.view == "reweighted" else None
+    policy_names = list(dict.fromkeys([cfg.select.metric, *(c.metric for c in constraints)]))
+
+    def resampled(name: str, split: str, metric_names: list[str]) -> dict[str, np.ndarray]:
+        r = by_name[name]
+        preds, y, idx, w = (r.val, y_val, val_indices, w_val) if split == "val" else (r.test, y_test, test_indices, w_test)
+        got = resampled_values(metric_names, y, preds.y_pred, preds.proba, classes, indices=idx, sample_weight=w,
+                               cost=cost, ece_bins=cfg.ece_bins)
+        return {_scoped(cfg, view, k): v for k, v in got.items()}
+
+    chance = p_best({r: resampled(r, "val", policy_names) for r in reps}, primary, scoped, size)
+    level = cfg.bootstrap.level
+    higher = not lower_is_better(cfg.select.metric)
+
+    def versus(a: str, b: str, metric: str = cfg.select.metric) -> dict:
+        ra, rb = resampled(a, "test", [metric]), resampled(b, "test", [metric])
+        key = _scoped(cfg, view, metric)
+        d = paired_difference(ra[key], rb[key], test_values[a][key], test_values[b][key], level)
+        return {**d, "metric": key, "words": verdict(d, higher_is_better=not lower_is_better(metric),
+                                                    against=f"{b}" if b != reference else "plain cross-entropy")}
+
+    leaderboard = []
+    val_ranks = ranks({r: val_values[r] for r in reps}, names)
+    for r in sel.order:
+        rec = by_name[r]
+        ci = _interval(metrics[r], primary, view.key)
+        leaderboard.append({
+            "model": r, "base_model": rec.model, "rule": rec.rule, "kind": rec.kind, "loss": rec.loss,
+            "members": groups[r], "parameters": size[r], "p_best": chance.get(r, 0.0),
+            "validation": val_values[r][primary], "test": test_values[r][primary],
+            "test_low": ci[0], "test_high": ci[1], "gap": val_values[r][primary] - test_values[r][primary],
+            "violations": sel.violations.get(r, []),
+            "values": {k: test_values[r][k] for k in names}, "val_values": {k: val_values[r][k] for k in names},
+            "ranks": val_ranks[r],
+        })
+
+    informative_reps = [r for r in reps if len(np.unique(by_name[r].val.y_pred)) > 1]
+    criteria = [n for n in names if n.split("/")[-1] not in NOT_CRITERIA]
+    win = _winners({r: val_values[r] for r in informative_reps}, criteria, pick)
+    disagreements = [
+        {"metric": k, "winner": w, "reason": _reason(k, w, pick, primary, val_values, sel.violations)}
+        for k, w in win.items() if w != pick
+    ]
+    beside = {n: {"pick": val_values[pick][n] if pick else None,
+                  "best": min(val_values[r][n] for r in informative_reps),
+                  "best_model": min(informative_reps, key=lambda r: val_values[r][n])}
+              for n in NOT_CRITERIA if n in val_values[reps[0]]}
     with warnings.catch_warnings():  # constant rankings give an undefined tau, reported as None
         warnings.simplefilter("ignore")
-        tau = rank_agreement(values, names)
-    outcome, win = apply_policy(values, primary, scoped, names)
-    order = list(metrics)
-    if outcome.pick is not None:
-        rank_primary = ranks(values, [primary])
-        order.sort(key=lambda m: (m in outcome.violations, rank_primary[m][primary]))
+        tau = rank_agreement({r: val_values[r] for r in reps}, names)
 
-    groups: dict[str, list[str]] = {}
-    for m in models:  # a configuration across its seeds
-        groups.setdefault(model_name(m["loss"], m["gamma"], m["seed"], n_seeds=1), []).append(m["name"])
     audit: Audit = {
-        "views": {"held_out": "test split as held out",
+        "views": {"held_out": "as held out",
                   "reweighted": {"key": view.key, "description": view.description,
                                  "prior": dict(zip(classes, view.prior))}},
         "rarest_class": rarest,
         "metrics": names,
+        "reference": {"loss": reference_loss, "model": reference,
+                      "why": "plain cross-entropy" if reference_loss == "ce" else
+                             "the first loss in train.losses (ce is not trained)"},
         "policy": {
-            "metric": cfg.select.metric,
-            "view": cfg.select.view,
+            "metric": cfg.select.metric, "view": cfg.select.view, "split": "val",
             "constraints": [str(c) for c in scoped],
-            "pick": outcome.pick,
-            "eligible": outcome.eligible,
-            "violations": outcome.violations,
-            "summary": _policy_summary(primary, scoped, outcome, values),
+            "pick": pick, "eligible": sel.eligible, "violations": sel.violations,
+            "summary": _policy_summary(primary, scoped, sel, val_values),
+            "p_best": chance.get(pick, 0.0) if pick else None,
+            "tie_break": "fewer fitted parameters, then name",
+            "bootstrap": {"resamples": len(val_indices), "seed": cfg.bootstrap.seed, "level": level},
         },
+        "estimate": _estimate(pick, metrics, primary, view.key, val_values, test_values) if pick else None,
+        "test_selection": {
+            "pick": test_sel.pick, "note": "what ranking by the test split would have picked: shown as a "
+                                            "warning example of the winner's curse, never used",
+            "its_test": test_values[test_sel.pick][primary] if test_sel.pick else None,
+            "its_validation": val_values[test_sel.pick][primary] if test_sel.pick else None,
+        },
+        "vs_reference": versus(pick, reference) if pick and reference and pick != reference else None,
         "winners": win,
-        "disagreements": [{"metric": k, "winner": win[k], "reason": r} for k, r in outcome.reasons.items()],
-        "leaderboard": [
-            {"model": m, "values": {k: values[m][k] for k in names}, "ranks": ranks(values, names)[m]}
-            for m in order
-        ],
+        "disagreements": disagreements,
+        "beside": beside,
+        "leaderboard": leaderboard,
+        "groups": {r: m for r, m in groups.items() if len(m) > 1},
         "kendall_tau": tau,
-        "across_seeds": across_seeds(values, groups, names),
     }
-    if "majority" in metrics:
-        maj_h, maj_r = metrics["majority"], metrics["majority"][view.key]
-        audit["accuracy_paradox"] = {
-            "model": "majority",
-            "accuracy_held_out": maj_h["accuracy"], f"accuracy_{view.key}": maj_r["accuracy"],
-            "macro_f1_held_out": maj_h["macro_f1"], f"macro_f1_{view.key}": maj_r["macro_f1"],
-            "summary": (
-                f"always predicting the most frequent training class scores accuracy "
-                f"{maj_r['accuracy']:.3f} with macro-F1 {maj_r['macro_f1']:.3f} on the {view.key} view "
-                f"({view.description}), and accuracy {maj_h['accuracy']:.3f} with macro-F1 "
-                f"{maj_h['macro_f1']:.3f} as held out"
-            ),
-        }
-    if "ce" in metrics:
-        others = [m["name"] for m in models if m["name"] != "ce" and m.get("kind") == "mlp"]
-        audit["tail_trade"] = tail_trade(y_true, predictions, classes, train_counts, reference="ce",
-                                         models=others, indices=indices, level=cfg.bootstrap.level)
     return audit
 
 
-def _policy_summary(primary: str, constraints: list[Constraint], outcome, values) -> str:
+def _interval(entry: dict, primary: str, view_key: str) -> tuple[float | None, float | None]:
+    """The bootstrap interval of ``primary`` on test from a metrics.json entry (None if none)."""
+    part, name = (entry[view_key], primary.split("/", 1)[1]) if primary.startswith(f"{view_key}/") else (entry, primary)
+    ci = part.get("ci", {}).get(name)
+    return (ci["low"], ci["high"]) if ci else (None, None)
+
+
+def _estimate(pick: str, metrics: dict, primary: str, view_key: str, val_values: dict, test_values: dict) -> dict:
+    lo, hi = _interval(metrics[pick], primary, view_key)
+    return {"metric": primary, "test": test_values[pick][primary], "low": lo, "high": hi,
+            "validation": val_values[pick][primary],
+            "optimism": val_values[pick][primary] - test_values[pick][primary]}
+
+
+def _winners(values: dict[str, dict[str, float]], metric_names: list[str], prefer: str | None) -> dict[str, str]:
+    """Each metric's best candidate; ties go to ``prefer`` if among the best, else the first."""
+    out = {}
+    for name in metric_names:
+        best = (min if lower_is_better(name) else max)(values[m][name] for m in values)
+        tied = [m for m in values if values[m][name] == best]
+        out[name] = prefer if prefer in tied else tied[0]
+    return out
+
+
+def _reason(metric: str, winner: str, pick: str | None, primary: str, values: dict, violations: dict) -> str:
+    if violations.get(winner):
+        return f"{winner} fails {'; '.join(violations[winner])}"
+    if pick is None:
+        return "no candidate meets the constraints"
+    return (f"{winner} is best on {metric} ({values[winner][metric]:.4f} vs {values[pick][metric]:.4f}) "
+            f"but the policy ranks by {primary}, where {pick} scores {values[pick][primary]:.4f} "
+            f"and {winner} {values[winner][primary]:.4f}")
+
+
+def _policy_summary(primary: str, constraints: list[Constraint], sel: Pick, values: dict) -> str:
     where = " subject to " + ", ".join(map(str, constraints)) if constraints else ""
-    rule = f"best {primary}{where}"
-    if outcome.pick is None:
-        closest = min(values, key=lambda m: len(outcome.violations.get(m, [])))
-        return (f"{rule}: no model meets the constraints; {closest} fails the fewest "
-                f"({'; '.join(outcome.violations[closest])})")
-    return f"{rule}: {outcome.pick} ({values[outcome.pick][primary]:.4f})"
+    rule = f"best {primary} on validation{where}"
+    if sel.pick is None:
+        closest = min(sel.violations, key=lambda m: len(sel.violations[m]))
+        return (f"{rule}: no candidate meets the constraints; {closest} fails the fewest "
+                f"({'; '.join(sel.violations[closest])})")
+    return f"{rule}: {sel.pick} ({values[sel.pick][primary]:.4f} on validation)"
+
+
+def prior_shift(records: list[ModelRecord], reps: list[str], *, cfg: EvaluateConfig, classes: list[str],
+                train_counts: list[int], deploy_prior: np.ndarray | None, cost: np.ndarray | None,
+                top: list[str], pick: str | None) -> dict:
+    """The policy re-run on validation under deployment priors from the validation prior to the
+    training prior (and the user's ``evaluate.deploy_prior``), by per-row reweighting (label
+    shift: p(x | y) fixed); where the pick changes; and ``top`` candidates' test scores under the
+    same priors, each point with the Kish effective sample size of its weights."""
+    by_name = {r.name: r for r in records}
+    y_val, y_test = records[0].val.y_true, records[0].test.y_true
+    val_prior = np.bincount(y_val, minlength=len(classes)) / len(y_val)
+    train_prior = np.asarray(train_counts, float) / sum(train_counts)
+    constraints = [parse_constraint(c) for c in cfg.select.constraints]
+    names = list(dict.fromkeys([cfg.select.metric, *(c.metric for c in constraints)]))
+    size = {r: by_name[r].fitted_parameters for r in reps}
+    points = []
+    for point in prior_family(val_prior, train_prior, deploy_prior):
+        w_val, w_test = shifted_weights(y_val, point["prior"]), shifted_weights(y_test, point["prior"])
+
+        def value(name, split, metric, w):
+            p = getattr(by_name[name], split)
+            return metric_value(metric, p.y_true, p.y_pred, p.proba, classes, sample_weight=w, cost=cost,
+                                ece_bins=cfg.ece_bins)
+
+        val = {r: {n: value(r, "val", n, w_val) for n in names} for r in reps}
+        chosen = select(val, cfg.select.metric, constraints, size).pick
+        points.append({**point, "pick": chosen, "val_ess": kish_ess(w_val), "test_ess": kish_ess(w_test),
+                       "test": {m: value(m, "test", cfg.select.metric, w_test) for m in top}})
+    changes = next((p for p in points if p["pick"] != pick), None)
+    return {
+        "assumption": "label shift: the class prior changes between validation and deployment while "
+                      "p(x | class) stays the same; each prior is obtained by reweighting rows",
+        "metric": cfg.select.metric, "points": points, "top": top,
+        "changes_at": None if changes is None else {"label": changes["label"], "t": changes["t"],
+                                                     "pick": changes["pick"]},
+    }
+
+
+def special_loss_question(records: list[ModelRecord], metrics: dict, *, reference_loss: str, cfg: EvaluateConfig,
+                          view: View, classes: list[str], train_counts: list[int], cost: np.ndarray | None,
+                          test_indices: np.ndarray) -> dict | None:
+    """"Was the special loss needed?": the best train-time remedy (any other MLP loss, argmax) and
+    the best post-hoc rule on the reference model, each chosen on validation, compared on test
+    with paired intervals for the policy's metric and tail recall/precision."""
+    primary = _scoped(cfg, view, cfg.select.metric)
+    constraints = [Constraint(_scoped(cfg, view, c.metric), c.op, c.bound)
+                   for c in (parse_constraint(t) for t in cfg.select.constraints)]
+    val = flat_values({n: m["val"] for n, m in metrics.items()}, view.key)
+    size = {r.name: r.fitted_parameters for r in records}
+    remedies = [r.name for r in records if r.kind == "mlp" and r.rule is None and r.loss != reference_loss]
+    posthoc = [r.name for r in records if r.loss == reference_loss and r.rule is not None]
+    if not remedies or not posthoc:
+        return None
+    best_remedy = select({m: val[m] for m in remedies}, primary, constraints, size).order[0]
+    best_posthoc = select({m: val[m] for m in posthoc}, primary, constraints, size).order[0]
+    by_name = {r.name: r for r in records}
+    y_test = records[0].test.y_true
+    w = shifted_weights(y_test, view.prior) if cfg.select.view == "reweighted" else None
+
+    def dist(name):
+        p = by_name[name].test
+        return resampled_values([cfg.select.metric], y_test, p.y_pred, p.proba, classes, indices=test_indices,
+                                sample_weight=w, cost=cost, ece_bins=cfg.ece_bins)[cfg.select.metric]
+
+    test = flat_values({n: {k: v for k, v in m.items() if k != "val"} for n, m in metrics.items()}, view.key)
+    d = paired_difference(dist(best_remedy), dist(best_posthoc), test[best_remedy][primary],
+                          test[best_posthoc][primary], cfg.bootstrap.level)
+    trade = tail_trade(y_test, {n: by_name[n].test.y_pred for n in (best_remedy, best_posthoc)}, classes,
+                       train_counts, reference=best_posthoc, models=[best_remedy], indices=test_indices,
+                       level=cfg.bootstrap.level)["models"][best_remedy]
+    words = verdict(d, higher_is_better=not lower_is_better(cfg.select.metric), against=best_posthoc)
+    return {
+        "remedy": best_remedy, "posthoc": best_posthoc, "metric": primary,
+        "remedy_validation": val[best_remedy][primary], "posthoc_validation": val[best_posthoc][primary],
+        "remedy_test": test[best_remedy][primary], "posthoc_test": test[best_posthoc][primary],
+        "difference": d, "tail_recall_change": trade["tail_recall_change"],
+        "tail_precision_change": trade["tail_precision_change"],
+        "answer": (f"the best special loss ({best_remedy}) is {words} (the best post-hoc rule on "
+                   f"{reference_loss}) on {primary}: {d['value']:+.4f} on test"
+                   + (f" [{d['low']:+.4f}, {d['high']:+.4f}]" if d["low"] is not None else "")),
+    }
+
+
+def loss_metric_agreement(records: list[ModelRecord], *, metric: str, classes: list[str]) -> dict:
+    """Per MLP: do epoch-to-epoch falls in validation loss go with rises in the metric?
+
+    From each epoch's validation loss and confusion matrix (recorded in training, read by
+    nothing there): Spearman's rho between ``-diff(val_loss)`` and ``diff(metric)`` (positive:
+    they agree), and the epoch each would choose (lowest loss, best metric) against the epoch
+    early stopping chose on its slice. A metric that reads probabilities cannot be computed from
+    confusion matrices: macro-F1 stands in, and the result says so.
+    """
+    from scipy.stats import spearmanr
+
+    used = metric if not reads_probabilities(metric) else "macro_f1"
+    base, _, cls = used.partition("/")
+    out = {"metric": used, "requested": metric, "models": {}}
+    for r in records:
+        history = r.training.get("history") or []
+        if r.kind != "mlp" or r.rule is not None or not history or "val_confusion" not in history[0]:
+            continue
+        cms = np.asarray([h["val_confusion"] for h in history], dtype=np.float64)  # (E, C, C)
+        values = count_metrics(cms)[base]
+        values = values[:, classes.index(cls)] if cls else values
+        loss = np.asarray([h["val_loss"] for h in history])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            rho = spearmanr(-np.diff(loss), np.diff(values)).statistic if len(loss) > 2 else float("nan")
+        sign = -1 if lower_is_better(used) else 1
+        out["models"][r.name] = {
+            "loss": r.loss, "spearman": None if not np.isfinite(rho) else float(rho),
+            "epoch_by_loss": int(np.argmin(loss)) + 1, "epoch_by_metric": int(np.argmax(sign * values)) + 1,
+            "epoch_chosen": r.training["best_epoch"], "epochs": len(history),
+            "loss_curve": loss.tolist(), "metric_curve": values.tolist(),
+        }
+    return out
+
+
+def pick_warnings(pick: str | None, metrics: dict, classes: list[str], vs_reference: dict | None,
+                  p_best_value: float | None) -> list[str]:
+    """What the first screen must say in words: a class the pick never recalls, a lead over the
+    reference within noise, a choice that resampling often overturns."""
+    if pick is None:
+        return ["no candidate meets the policy's constraints on validation: nothing is recommended"]
+    out = []
+    for split, entry in (("validation", metrics[pick]["val"]), ("test", metrics[pick])):
+        missed = [c for c in classes if entry[f"recall/{c}"] == 0 and entry[f"support/{c}"] > 0]
+        if missed:
+            out.append(f"{pick} never recalls class{'es' if len(missed) > 1 else ''} "
+                       f"{', '.join(missed)} on the {split} split (recall 0)")
+    if vs_reference and "not distinguishable" in vs_reference["words"]:
+        out.append(f"{pick}'s lead over the reference is within noise on test "
+                   f"({vs_reference['value']:+.4f} [{vs_reference['low']:+.4f}, {vs_reference['high']:+.4f}])")
+    if p_best_value is not None and p_best_value < 0.5:
+        out.append(f"the choice is uncertain: {pick} is the pick in only {p_best_value:.0%} of validation resamples")
+    return out

@@ -5,7 +5,8 @@
   one row: its accuracy is the majority's share, its macro-F1 near zero.
 - ``logreg_balanced``: multinomial logistic regression with ``class_weight="balanced"``.
 - ``xgboost``: gradient-boosted trees (XGBoost, ``hist``) with per-sample weights taken from the
-  weights stage's class weights, early-stopped on validation log-loss.
+  weights stage's class weights, early-stopped on the log-loss of the early-stopping slice of
+  the training split (the MLPs' slice). None of them reads the validation split.
 """
 
 from __future__ import annotations
@@ -26,10 +27,10 @@ from pipeline.config import BASELINES, BaselinesConfig
 
 @dataclass
 class BaselineResult:
-    """A fitted baseline: test probabilities, a JSON-able description, and its curves."""
+    """A fitted baseline: its probabilities, a JSON-able description, and its curves."""
 
     name: str
-    val_macro_f1: float
+    stop_macro_f1: float  # macro-F1 on the early-stopping slice (for the log; nothing acts on it)
     saved: dict[str, Any]  # written as <name>.json
     predict_proba: Any  # (N, F) -> (N, C)
     history: list[dict[str, float]] = field(default_factory=list)
@@ -47,19 +48,19 @@ def fit_baseline(
     class_weight: np.ndarray,
     cfg: BaselinesConfig,
 ) -> BaselineResult:
-    """Fit baseline ``name`` on ``data["train"]``; ``data["val"]`` only for early stopping and reporting.
+    """Fit baseline ``name`` on ``data["train"]``; ``xgboost`` stops early on ``data["stop"]``.
 
     ``class_weight`` (C,) are the weights stage's per-class weights (used by ``xgboost``).
     """
     X_tr, y_tr = data["train"]
-    X_va, y_va = data["val"]
+    X_st, y_st = data["stop"]
     if name == "majority":
         prior = np.bincount(y_tr, minlength=n_classes) / len(y_tr)
 
         def proba(X, prior=prior):
             return np.tile(prior, (len(X), 1))
 
-        return BaselineResult(name, _macro_f1(y_va, proba(X_va), n_classes),
+        return BaselineResult(name, _macro_f1(y_st, proba(X_st), n_classes),
                               {"kind": name, "prior": prior.tolist()}, proba)
     if name == "logreg_balanced":
         model = LogisticRegression(class_weight="balanced", max_iter=5000, random_state=cfg.seed)
@@ -68,7 +69,7 @@ def fit_baseline(
             raise PipelineError("logreg_balanced: every class needs a training sample")
         saved = {"kind": name, "coef": model.coef_.tolist(), "intercept": model.intercept_.tolist(),
                  "n_iter": int(model.n_iter_.max())}
-        return BaselineResult(name, _macro_f1(y_va, model.predict_proba(X_va), n_classes), saved,
+        return BaselineResult(name, _macro_f1(y_st, model.predict_proba(X_st), n_classes), saved,
                               model.predict_proba)
     if name == "xgboost":
         from xgboost import XGBClassifier
@@ -80,14 +81,14 @@ def fit_baseline(
             eval_metric="mlogloss",
         )
         model.fit(X_tr, y_tr, sample_weight=np.asarray(class_weight)[y_tr],
-                  eval_set=[(X_va, y_va)], verbose=False)
+                  eval_set=[(X_st, y_st)], verbose=False)
         curve = model.evals_result()["validation_0"]["mlogloss"]
-        history = [{"epoch": i + 1, "val_loss": float(v)} for i, v in enumerate(curve)]
+        history = [{"epoch": i + 1, "stop_log_loss": float(v)} for i, v in enumerate(curve)]
         with tempfile.TemporaryDirectory() as tmp:  # XGBoost's own JSON model format
             path = Path(tmp) / "model.json"
             model.save_model(path)
             saved = {"kind": name, "best_iteration": int(model.best_iteration),
                      "booster": json.loads(path.read_text())}
-        return BaselineResult(name, _macro_f1(y_va, model.predict_proba(X_va), n_classes), saved,
+        return BaselineResult(name, _macro_f1(y_st, model.predict_proba(X_st), n_classes), saved,
                               model.predict_proba, history, int(model.best_iteration) + 1)
     raise PipelineError(f"baselines.models must be one of {', '.join(BASELINES)}; got {name!r}")

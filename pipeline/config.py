@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from pipeline import PipelineError
@@ -28,6 +29,10 @@ DEVICES = ("auto", "cpu", "cuda")
 BASELINES = ("majority", "logreg_balanced", "xgboost")
 PRIORS = ("auto", "train", "uniform")
 VIEWS = ("held_out", "reweighted")
+STOPPING_METRICS = ("macro_f1", "log_loss", "balanced_log_loss")
+DECISION_RULES = ("temperature", "posthoc_adjust", "thresholds", "cost", "anomaly")
+DECISION_MODELS = ("best", "all")
+_COST_METRIC = "expected_cost"  # pipeline.metrics.COST_METRIC (not imported: no scikit-learn here)
 
 
 class ConfigError(PipelineError):
@@ -75,7 +80,11 @@ class TrainConfig:
     weight_decay: float = 0.0
     epochs: int = 100  # upper bound; early stopping usually ends sooner
     batch_size: int = 64
-    patience: int = 15  # epochs without a better val macro-F1 before stopping
+    patience: int = 15  # epochs without a better early_stopping_metric (on the slice below) before stopping
+    early_stopping_fraction: float = 0.1  # share of the training split carved out (stratified) for
+    #                                       early stopping, in (0, 0.5]; validation is left alone
+    early_stopping_metric: str = "macro_f1"  # what early stopping watches on that slice: macro_f1 |
+    #                                          log_loss | balanced_log_loss
     device: str = "auto"  # auto (a GPU when present) | cpu | cuda
     threads: int | str = "auto"  # torch's CPU threads: auto (the cores this process may use; 1 in a
     #                              `dvc queue` worker) or a number
@@ -89,10 +98,11 @@ class TrainConfig:
 class BaselinesConfig:
     models: tuple[str, ...] = BASELINES  # trained and evaluated beside the MLPs
     seed: int = 0
-    xgb_n_estimators: int = 400  # upper bound; early stopping on val log-loss ends sooner
+    xgb_n_estimators: int = 400  # upper bound; early stopping on the log-loss on the early-stopping
+    #                              slice (of the training split) ends sooner
     xgb_max_depth: int = 4
     xgb_learning_rate: float = 0.1
-    xgb_early_stopping: int = 20  # rounds without a better val log-loss
+    xgb_early_stopping: int = 20  # rounds without a better log-loss on the early-stopping slice
 
 
 @dataclass(frozen=True)
@@ -104,9 +114,30 @@ class BootstrapConfig:
 
 @dataclass(frozen=True)
 class SelectConfig:
-    metric: str = "macro_f1"  # primary metric the chosen model maximises (minimises for losses)
+    metric: str = "macro_f1"  # primary metric the chosen model maximises (minimises for losses and
+    #                           expected_cost, which needs evaluate.costs)
     view: str = "held_out"  # held_out | reweighted (the test split under the other prior)
     constraints: tuple[str, ...] = ()  # e.g. "recall/8 >= 0.6", "fpr/0 <= 0.05"
+
+
+@dataclass(frozen=True)
+class DecisionsConfig:
+    rules: tuple[str, ...] = DECISION_RULES  # post-hoc decision rules, any of DECISION_RULES; () for none
+    models: str | tuple[str, ...] = "best"  # best (each loss's best model on validation) | all | names
+
+
+@dataclass(frozen=True)
+class CostsConfig:
+    """The cost of deciding class j when the truth is class i, by class name (see :func:`cost_matrix`).
+
+    Precedence, lowest first: default < false_alarm < missed < matrix.
+    """
+
+    default: float = 1.0  # cost of any wrong decision (off the diagonal)
+    missed: dict[str, float] = field(default_factory=dict)  # {true class: cost of deciding anything else}
+    false_alarm: dict[str, float] = field(default_factory=dict)  # {decided class: cost when the truth is another}
+    matrix: dict[str, dict[str, float]] = field(default_factory=dict)  # {true class: {decided class: cost}}
+    allow_diagonal: bool = False  # True: matrix may give a correct decision a non-zero cost
 
 
 @dataclass(frozen=True)
@@ -115,6 +146,11 @@ class EvaluateConfig:
     ece_bins: int = 15
     bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
     select: SelectConfig = field(default_factory=SelectConfig)
+    decisions: DecisionsConfig = field(default_factory=DecisionsConfig)
+    crossfit_folds: int = 5  # cross-fitting folds of the validation split for the decision rules (>= 2)
+    costs: CostsConfig | None = None  # None: no cost rule and no expected_cost metric
+    deploy_prior: dict[str, float] | None = None  # expected class prior at deployment, by class name
+    #                                               (normalised; classes left out get 0); None: none
 
 
 @dataclass(frozen=True)
@@ -205,10 +241,22 @@ def _coerce(value: Any, hint: Any, key: str, source: str) -> Any:
             except ConfigError:
                 pass
         return _coerce(value, inner[-1], key, source)
+    if dataclasses.is_dataclass(hint):  # a nested block, e.g. behind Optional
+        return _build(hint, value, key + ".", source)
     if origin is tuple:
         if not isinstance(value, list):
             value = [value]
         return tuple(_coerce(v, args[0], f"{key}[{i}]", source) for i, v in enumerate(value))
+    if origin is dict:  # keys are class names: YAML reads `8:` as an int, so they are kept as text
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: {key} must be a mapping; got {value!r}")
+        out = {}
+        for k, v in value.items():
+            _check(str(k) not in out, source, f"{key} names {str(k)!r} twice")
+            out[str(k)] = _coerce(v, args[1], f"{key}.{k}", source)
+        return out
+    if hint is bool and isinstance(value, bool):
+        return value
     if hint is float and isinstance(value, str):
         # PyYAML reads 1e-3 (no dot) as a string; DVC's -S writes it that way.
         try:
@@ -279,6 +327,9 @@ def _validate(p: Params, source: str) -> None:
     _check(t.epochs >= 1, source, f"train.epochs must be >= 1; got {t.epochs}")
     _check(t.batch_size >= 1, source, f"train.batch_size must be >= 1; got {t.batch_size}")
     _check(t.patience >= 1, source, f"train.patience must be >= 1; got {t.patience}")
+    _check(0 < t.early_stopping_fraction <= 0.5, source,
+           f"train.early_stopping_fraction must be in (0, 0.5]; got {t.early_stopping_fraction}")
+    _one_of(t.early_stopping_metric, STOPPING_METRICS, "train.early_stopping_metric", source)
     _one_of(t.device, DEVICES, "train.device", source)
     _check(t.threads == "auto" or (isinstance(t.threads, int) and t.threads >= 1), source,
            f"train.threads must be auto or a number >= 1; got {t.threads!r}")
@@ -309,8 +360,96 @@ def _validate_evaluation(p: Params, source: str) -> None:
            f"evaluate.bootstrap.resamples must be >= 10; got {e.bootstrap.resamples}")
     _check(0 < e.bootstrap.level < 1, source, f"evaluate.bootstrap.level must be in (0, 1); got {e.bootstrap.level}")
     _one_of(e.select.view, VIEWS, "evaluate.select.view", source)
-    for text in e.select.constraints:
-        parse_constraint(text, source)
+    constraints = [parse_constraint(text, source) for text in e.select.constraints]
+    if e.costs is None:
+        _check(e.select.metric != _COST_METRIC, source,
+               f"evaluate.select.metric {_COST_METRIC} needs evaluate.costs; it is null")
+        for c in constraints:
+            _check(c.metric != _COST_METRIC, source,
+                   f"evaluate.select.constraints entry '{c}' needs evaluate.costs; it is null")
+    _validate_decisions(e, source)
+
+
+def _validate_decisions(e: EvaluateConfig, source: str) -> None:
+    d = e.decisions
+    for rule in d.rules:
+        _one_of(rule, DECISION_RULES, "evaluate.decisions.rules", source)
+    _check(len(set(d.rules)) == len(d.rules), source, "evaluate.decisions.rules lists a rule twice")
+    if isinstance(d.models, str):
+        _check(d.models in DECISION_MODELS, source,
+               f"evaluate.decisions.models must be best, all or a list of model names; got {d.models!r}")
+    else:
+        _check(len(d.models) > 0, source,
+               "evaluate.decisions.models must be best, all or a list of model names; got []")
+        for name in d.models:
+            _check(bool(name.strip()), source, f"evaluate.decisions.models names an empty model; got {name!r}")
+        _check(len(set(d.models)) == len(d.models), source, "evaluate.decisions.models lists a model twice")
+    _check(e.crossfit_folds >= 2, source, f"evaluate.crossfit_folds must be >= 2; got {e.crossfit_folds}")
+    if e.costs is not None:
+        c = e.costs
+        cells = [("evaluate.costs.default", c.default)]
+        cells += [(f"evaluate.costs.{block}.{k}", v)
+                  for block in ("missed", "false_alarm") for k, v in getattr(c, block).items()]
+        cells += [(f"evaluate.costs.matrix.{t}.{j}", v) for t, row in c.matrix.items() for j, v in row.items()]
+        for key, v in cells:
+            _check(math.isfinite(v) and v >= 0, source, f"{key} must be finite and >= 0; got {v}")
+        if not c.allow_diagonal:
+            for t, row in c.matrix.items():
+                _check(row.get(t, 0.0) == 0, source,
+                       f"evaluate.costs.matrix.{t}.{t} is a correct decision and must cost 0; got {row.get(t)} "
+                       "(set evaluate.costs.allow_diagonal: true to allow it)")
+        _check(any(v > 0 for _, v in cells), source,
+               "evaluate.costs must give some decision a cost > 0; all are 0")
+    if e.deploy_prior is not None:
+        for k, v in e.deploy_prior.items():
+            _check(math.isfinite(v) and v >= 0, source, f"evaluate.deploy_prior.{k} must be finite and >= 0; got {v}")
+        _check(sum(e.deploy_prior.values()) > 0, source,
+               "evaluate.deploy_prior must give some class a share > 0; all are 0")
+
+
+def _class_index(name: str, classes: list[str], key: str, source: str) -> int:
+    _check(name in classes, source,
+           f"{key} names class {name!r}, not one of the classes: {', '.join(map(str, classes))}")
+    return classes.index(name)
+
+
+def cost_matrix(costs: CostsConfig, classes: list[str], source: str = "params.yaml") -> np.ndarray:
+    """(C, C) float64 costs, ``C[true, decided]``, of ``evaluate.costs`` for ``classes``.
+
+    Off the diagonal: ``default``, overridden by ``false_alarm`` (by decided class), then by
+    ``missed`` (by true class), then by single ``matrix`` cells; the diagonal is 0 unless
+    ``matrix`` sets it. A class name not in ``classes`` is a :class:`ConfigError`.
+    """
+    classes = [str(c) for c in classes]
+    k = len(classes)
+    off = ~np.eye(k, dtype=bool)
+    out = np.where(off, float(costs.default), 0.0)
+    for name, v in costs.false_alarm.items():
+        j = _class_index(name, classes, "evaluate.costs.false_alarm", source)
+        out[off[:, j], j] = v
+    for name, v in costs.missed.items():
+        i = _class_index(name, classes, "evaluate.costs.missed", source)
+        out[i, off[i]] = v
+    for name, row in costs.matrix.items():
+        i = _class_index(name, classes, "evaluate.costs.matrix", source)
+        for decided, v in row.items():
+            out[i, _class_index(decided, classes, f"evaluate.costs.matrix.{name}", source)] = v
+    return out
+
+
+def deploy_prior_vector(
+    prior: dict[str, float] | None, classes: list[str], source: str = "params.yaml"
+) -> np.ndarray | None:
+    """``evaluate.deploy_prior`` as a normalised (C,) vector over ``classes`` (classes it leaves
+    out get 0), or None; a class name not in ``classes`` is a :class:`ConfigError`."""
+    if prior is None:
+        return None
+    classes = [str(c) for c in classes]
+    out = np.zeros(len(classes))
+    for name, v in prior.items():
+        out[_class_index(name, classes, "evaluate.deploy_prior", source)] = v
+    _check(out.sum() > 0, source, "evaluate.deploy_prior must give some class a share > 0; all are 0")
+    return out / out.sum()
 
 
 @dataclass(frozen=True)

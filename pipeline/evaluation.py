@@ -14,46 +14,34 @@ import pandas as pd
 
 from pipeline import PipelineError
 from pipeline.artifacts import Audit, Meta, MetricsFile, ModelRecord
-from pipeline.audit import build_audit, rarest_class
-from pipeline.config import EvaluateConfig
+from pipeline.audit import (
+    across_seeds,
+    build_audit,
+    flat_values,
+    loss_metric_agreement,
+    pick_warnings,
+    prior_shift,
+    rarest_class,
+    special_loss_question,
+    tail_trade,
+)
+from pipeline.config import EvaluateConfig, cost_matrix, deploy_prior_vector
 from pipeline.metrics import (
+    COST_METRIC,
     bootstrap_indices,
     bootstrap_intervals,
     classification_metrics,
     confusion_matrix,
     prior_weights,
 )
+from pipeline.plan import model_name
+from pipeline.selection import View, second_view
 
-# A test split whose largest class is at most this many times its smallest counts as balanced.
-BALANCED_RATIO = 1.5
 # Count-based metrics that get bootstrap intervals (besides the rarest class's recall/precision).
 CI_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "micro_f1", "weighted_f1", "mcc",
               "cohen_kappa", "geometric_mean")
 # What the γ curves show: a metrics.json name, or rarest_recall / rarest_precision (of the rarest class).
 GAMMA_METRICS = ("macro_f1", "micro_f1", "accuracy", "balanced_accuracy", "rarest_recall", "rarest_precision")
-
-
-@dataclass(frozen=True)
-class View:
-    """The second look at the test split: reweighted to another class prior."""
-
-    key: str  # "train_prior" or "uniform_prior": the key in metrics.json
-    prior: list[float]  # target class prior, in class order
-    description: str
-
-
-def second_view(train_counts: list[int], test_counts: list[int], setting: str) -> View:
-    """``train``: the training prior (as deployed); ``uniform``: every class equal;
-    ``auto``: the training prior when the test split is balanced, else uniform."""
-    train, test = np.asarray(train_counts, float), np.asarray(test_counts, float)
-    if setting == "auto":
-        setting = "train" if test.max() <= BALANCED_RATIO * max(test.min(), 1) else "uniform"
-    if setting == "train":
-        return View("train_prior", (train / train.sum()).tolist(),
-                    "test split reweighted to the training split's class prior (as deployed, if "
-                    "deployment data look like the training data)")
-    return View("uniform_prior", [1 / len(test)] * len(test),
-                "test split reweighted to a uniform class prior (every class counts equally)")
 
 
 def model_metrics(
@@ -63,18 +51,21 @@ def model_metrics(
     classes: list[str],
     *,
     view: View,
-    indices: np.ndarray,
+    indices: np.ndarray | None,
     ci_metrics: list[str],
     cfg: EvaluateConfig,
+    cost: np.ndarray | None = None,
 ) -> dict:
-    """One model's entry of metrics.json: held-out metrics, ``ci``, and the reweighted view."""
+    """One candidate's metrics on one split: held out, with ``ci`` when ``indices`` are given,
+    and under the reweighted view (its key)."""
 
     def one(weights):
         m = classification_metrics(y_true, y_pred, classes, proba=proba, sample_weight=weights,
-                                   ece_bins=cfg.ece_bins)
-        ci = bootstrap_intervals(y_true, y_pred, classes, indices=indices, metrics=ci_metrics,
-                                 level=cfg.bootstrap.level, sample_weight=weights)
-        m["ci"] = {k: {"low": lo, "high": hi} for k, (lo, hi) in ci.items()}
+                                   ece_bins=cfg.ece_bins, cost=cost)
+        if indices is not None:
+            ci = bootstrap_intervals(y_true, y_pred, classes, indices=indices, metrics=ci_metrics,
+                                     level=cfg.bootstrap.level, sample_weight=weights, cost=cost)
+            m["ci"] = {k: {"low": lo, "high": hi} for k, (lo, hi) in ci.items()}
         return m
 
     out = one(None)
@@ -115,64 +106,119 @@ def gamma_table(models: list[dict], metrics: dict[str, dict], rarest: str) -> di
 
 @dataclass(frozen=True)
 class Evaluation:
-    """Everything evaluate computes from the models' test predictions."""
+    """Everything evaluate computes from the candidates' validation and test predictions."""
 
     metrics: MetricsFile
     audit: Audit
     view: View
     rarest: str
     y_true: np.ndarray  # (N,) class indices of the test split
-    gammas: dict[str, list[dict]]  # loss -> rows of metrics against gamma
+    gammas: dict[str, list[dict]]  # loss -> rows of test metrics against gamma
 
     @property
     def summary(self) -> dict:
         """``reports/summary.json``: see :func:`summary`."""
-        return summary(self.metrics, self.audit, self.view.key)
+        return summary(self.metrics, self.audit)
 
 
-def _test_labels(records: list[ModelRecord]) -> np.ndarray:
-    """The test labels every model was scored on; models must agree on them."""
-    first = records[0]
+def _labels(records: list[ModelRecord], split: str) -> np.ndarray:
+    """The labels of ``split`` every candidate was scored on; candidates must agree on them."""
+    first = getattr(records[0], split)
     for rec in records[1:]:
-        if not np.array_equal(rec.predictions.y_true, first.predictions.y_true):
-            raise PipelineError(f"predictions of {rec.name}: y_true differs from {first.name}'s; "
-                                "re-run the pipeline so every model sees the same test split")
-    return first.predictions.y_true
+        if not np.array_equal(getattr(rec, split).y_true, first.y_true):
+            raise PipelineError(f"{split} predictions of {rec.name}: y_true differs from {records[0].name}'s; "
+                                "re-run the pipeline so every candidate sees the same split")
+    return first.y_true
 
 
-def evaluate(records: list[ModelRecord], meta: Meta, cfg: EvaluateConfig) -> Evaluation:
-    """Every model under every metric, both views, with intervals; the audit; the γ curves.
+def evaluate(records: list[ModelRecord], meta: Meta, cfg: EvaluateConfig, *, reference_loss: str) -> Evaluation:
+    """Every candidate under every metric on validation and test, both views; the test intervals;
+    the audit (the pick made on validation); the γ curves.
 
-    The policy is checked (a one-line error for an unknown metric or class) before anything is
-    returned, so the stage writes nothing on a bad policy.
+    ``reference_loss`` is what "against the reference" compares with: ``ce`` when trained, else
+    the first loss of ``train.losses``. The policy is checked (a one-line error for an unknown
+    metric or class) before anything is returned, so the stage writes nothing on a bad policy.
     """
     classes = meta["classes"]
     train_counts = [meta["counts"]["train"][c] for c in classes]
-    y_true = _test_labels(records)
-    view = second_view(train_counts, np.bincount(y_true, minlength=len(classes)).tolist(), cfg.prior)
+    y_val, y_test = _labels(records, "val"), _labels(records, "test")
+    view = second_view(train_counts, np.bincount(y_val, minlength=len(classes)).tolist(), cfg.prior)
     rarest = rarest_class(train_counts, classes)
-    indices = bootstrap_indices(len(y_true), cfg.bootstrap.resamples, cfg.bootstrap.seed)
-    ci_metrics = [*CI_METRICS, f"recall/{rarest}", f"precision/{rarest}"]
-    metrics: MetricsFile = {
-        rec.name: model_metrics(y_true, rec.predictions.y_pred, rec.predictions.proba, classes, view=view,
-                                indices=indices, ci_metrics=ci_metrics, cfg=cfg)
-        for rec in records
+    cost = cost_matrix(cfg.costs, classes) if cfg.costs else None
+    deploy = deploy_prior_vector(cfg.deploy_prior, classes)
+    # the same seed for both splits: any resample can be regenerated from it (indices are not stored)
+    test_idx = bootstrap_indices(len(y_test), cfg.bootstrap.resamples, cfg.bootstrap.seed)
+    val_idx = bootstrap_indices(len(y_val), cfg.bootstrap.resamples, cfg.bootstrap.seed)
+    ci_metrics = [*CI_METRICS, *((COST_METRIC,) if cost is not None else ()),
+                  f"recall/{rarest}", f"precision/{rarest}"]
+    metrics: MetricsFile = {}
+    for rec in records:
+        kw = dict(view=view, ci_metrics=ci_metrics, cfg=cfg, cost=cost)
+        metrics[rec.name] = {
+            **model_metrics(y_test, rec.test.y_pred, rec.test.proba, classes, indices=test_idx, **kw),
+            "val": model_metrics(y_val, rec.val.y_pred, rec.val.proba, classes, indices=None, **kw),
+        }
+    audit = build_audit(records, metrics, view=view, cfg=cfg, classes=classes, train_counts=train_counts,
+                        reference_loss=reference_loss, cost=cost, val_indices=val_idx, test_indices=test_idx,
+                        deploy_prior=deploy)
+    pick, reference = audit["policy"]["pick"], audit["reference"]["model"]
+    reps = [row["model"] for row in audit["leaderboard"]]
+    top = list(dict.fromkeys([*reps[:4], *([reference] if reference else [])]))
+    audit["prior_shift"] = prior_shift(records, reps, cfg=cfg, classes=classes, train_counts=train_counts,
+                                       deploy_prior=deploy, cost=cost, top=top, pick=pick)
+    audit["special_loss"] = special_loss_question(records, metrics, reference_loss=reference_loss, cfg=cfg, view=view,
+                                                  classes=classes, train_counts=train_counts, cost=cost,
+                                                  test_indices=test_idx)
+    audit["loss_metric_agreement"] = loss_metric_agreement(records, metric=cfg.select.metric, classes=classes)
+    plain = [r for r in records if r.rule is None]
+    if reference:
+        others = [r.name for r in plain if r.name != reference and r.kind == "mlp"]
+        if pick and pick != reference and pick not in others:
+            others.append(pick)
+        audit["tail_trade"] = tail_trade(y_test, {r.name: r.test.y_pred for r in records}, classes, train_counts,
+                                         reference=reference, models=others, indices=test_idx,
+                                         level=cfg.bootstrap.level)
+    if "majority" in metrics:
+        audit["accuracy_paradox"] = accuracy_paradox(metrics["majority"], view)
+    groups: dict[str, list[str]] = {}
+    for r in plain:  # a configuration across its seeds
+        groups.setdefault(model_name(r.loss, r.gamma, r.seed, n_seeds=1), []).append(r.name)
+    audit["across_seeds"] = across_seeds(flat_values(metrics, view.key), groups, audit["metrics"])
+    audit["warnings"] = pick_warnings(pick, metrics, classes, audit["vs_reference"], audit["policy"]["p_best"])
+    models = [{"name": r.name, "loss": r.loss, "gamma": r.gamma, "seed": r.seed, "kind": r.kind} for r in plain]
+    return Evaluation(metrics, audit, view, rarest, y_test, gamma_table(models, metrics, rarest))
+
+
+def accuracy_paradox(majority: dict, view: View) -> dict:
+    """The majority baseline's accuracy against its macro-F1 on test, in both views."""
+    maj_h, maj_r = majority, majority[view.key]
+    return {
+        "model": "majority",
+        "accuracy_held_out": maj_h["accuracy"], f"accuracy_{view.key}": maj_r["accuracy"],
+        "macro_f1_held_out": maj_h["macro_f1"], f"macro_f1_{view.key}": maj_r["macro_f1"],
+        "summary": (
+            f"always predicting the most frequent training class scores accuracy "
+            f"{maj_r['accuracy']:.3f} with macro-F1 {maj_r['macro_f1']:.3f} on the test split "
+            f"{view.description}, and accuracy {maj_h['accuracy']:.3f} with macro-F1 "
+            f"{maj_h['macro_f1']:.3f} as held out"
+        ),
     }
-    models = [{"name": r.name, "loss": r.loss, "gamma": r.gamma, "seed": r.seed, "kind": r.kind} for r in records]
-    audit = build_audit(metrics, view=view, cfg=cfg, classes=classes, train_counts=train_counts, models=models,
-                        y_true=y_true, predictions={r.name: r.predictions.y_pred for r in records},
-                        indices=indices)
-    return Evaluation(metrics, audit, view, rarest, y_true, gamma_table(models, metrics, rarest))
 
 
-def summary(metrics: MetricsFile, audit: Audit, view_key: str) -> dict:
-    """The few numbers worth a column in ``dvc exp show``: the policy's pick and every macro-F1."""
-    pick = audit["policy"]["pick"]
-    out: dict = {"pick": pick or "none"}
-    if pick:
-        m = metrics[pick]
-        out.update({f"pick_{k}": m[k] for k in ("macro_f1", "balanced_accuracy", "accuracy")})
-        out.update({f"pick_{view_key}_{k}": m[view_key][k] for k in ("accuracy", "macro_f1")})
+def summary(metrics: MetricsFile, audit: Audit) -> dict:
+    """The few numbers worth a column in ``dvc exp show``: the pick, its validation and test
+    scores, the reference's, P(best), and every candidate's test macro-F1."""
+    pick, ref = audit["policy"]["pick"], audit["reference"]["model"]
+    out: dict = {"pick": pick or "none", "policy_metric": audit["policy"]["metric"]}
+    est = audit["estimate"]
+    if pick and est:
+        out.update({"pick_validation": est["validation"], "pick_test": est["test"],
+                    "pick_p_best": audit["policy"]["p_best"]})
+        out.update({f"pick_{k}": metrics[pick][k] for k in ("macro_f1", "balanced_accuracy", "accuracy")})
+    if ref:
+        row = next((r for r in audit["leaderboard"] if ref in r["members"]), None)
+        if row:
+            out.update({"reference": ref, "reference_validation": row["validation"], "reference_test": row["test"]})
     out["macro_f1"] = {name: m["macro_f1"] for name, m in metrics.items()}
     return out
 
@@ -192,10 +238,10 @@ def plot_data(records: list[ModelRecord], ev: Evaluation, classes: list[str]) ->
     r = classes.index(ev.rarest)
     confusion, pr, cm = {}, {}, {}
     for rec in records:
-        frame = rec.predictions.frame
+        frame = rec.test.frame
         confusion[rec.name] = pd.DataFrame({"actual": frame["y_true"].astype(str),
                                             "predicted": frame["y_pred"].astype(str)})
-        precision, recall, _ = precision_recall_curve(ev.y_true == r, rec.predictions.proba[:, r])
+        precision, recall, _ = precision_recall_curve(ev.y_true == r, rec.test.proba[:, r])
         pr[rec.name] = pd.DataFrame({"recall": recall, "precision": precision})
-        cm[rec.name] = confusion_matrix(ev.y_true, rec.predictions.y_pred, len(classes))
+        cm[rec.name] = confusion_matrix(ev.y_true, rec.test.y_pred, len(classes))
     return PlotData(confusion, pr, cm)

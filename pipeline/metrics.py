@@ -18,17 +18,20 @@ HEADLINE = (
     "cohen_kappa", "geometric_mean", "roc_auc_ovr", "pr_auc", "log_loss", "ece",
 )
 # Metrics where lower is better (every other metric: higher is better).
-LOWER_IS_BETTER = ("log_loss", "ece", "fpr")
+LOWER_IS_BETTER = ("log_loss", "ece", "fpr", "expected_cost")
 # Per-class metrics, keyed ``<name>/<class>``.
 PER_CLASS = ("precision", "recall", "specificity", "fpr", "f1", "support")
 # Every summary metric of classification_metrics (with probabilities), headline ones first.
 SUMMARY = (*HEADLINE, "macro_precision", "macro_recall", "micro_precision", "micro_recall",
            "weighted_precision", "weighted_recall")
+# Mean cost per decision, given only with a cost matrix (``cost=``); not in SUMMARY.
+COST_METRIC = "expected_cost"
 
 
-def metric_names(classes: list[str]) -> set[str]:
-    """Every name :func:`classification_metrics` gives for ``classes`` (with probabilities)."""
-    return {*SUMMARY, *(f"{name}/{c}" for name in PER_CLASS for c in classes)}
+def metric_names(classes: list[str], *, costs: bool = False) -> set[str]:
+    """Every name :func:`classification_metrics` gives for ``classes`` (with probabilities, and
+    with a cost matrix when ``costs``)."""
+    return {*SUMMARY, *(f"{name}/{c}" for name in PER_CLASS for c in classes), *((COST_METRIC,) if costs else ())}
 
 
 def lower_is_better(metric: str) -> bool:
@@ -50,13 +53,16 @@ def _ratio(num, den):
     return np.divide(num, den, out=np.zeros(num.shape), where=den != 0)
 
 
-def count_metrics(cm: np.ndarray) -> dict[str, np.ndarray]:
+def count_metrics(cm: np.ndarray, *, cost: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Every metric that depends only on the confusion matrix.
 
     Parameters
     ----------
     cm : (..., C, C) array
         Confusion matrices, row = true class; leading axes (e.g. bootstrap resamples) are kept.
+    cost : (C, C) array, optional
+        Cost of each decision, ``cost[true, decided]`` (:func:`pipeline.config.cost_matrix`); adds
+        ``expected_cost``, the mean cost per decision ``sum_n w_n C[y_n, yhat_n] / sum_n w_n``.
 
     Returns
     -------
@@ -89,7 +95,7 @@ def count_metrics(cm: np.ndarray) -> dict[str, np.ndarray]:
     log_recall = np.log(np.where(present, np.maximum(recall, 1e-300), 1.0))
     gmean = np.exp(_ratio(log_recall.sum(-1), n_present))
     gmean = np.where(((recall == 0) & present).any(-1), 0.0, gmean)
-    return {
+    summary = {
         "accuracy": p_o,
         "balanced_accuracy": _ratio((recall * present).sum(-1), n_present),
         "macro_precision": precision.mean(-1),
@@ -104,6 +110,14 @@ def count_metrics(cm: np.ndarray) -> dict[str, np.ndarray]:
         "mcc": _ratio(correct * n - chance, mcc_den),
         "cohen_kappa": _ratio(p_o - p_e, 1 - p_e),
         "geometric_mean": gmean,
+    }
+    if cost is not None:
+        cost = np.asarray(cost, dtype=np.float64)
+        if cost.shape != cm.shape[-2:]:
+            raise ValueError(f"cost matrix of shape {cost.shape} for confusion matrices of {cm.shape[-2:]}")
+        summary[COST_METRIC] = _ratio((cm * cost).sum(axis=(-2, -1)), n)
+    return {
+        **summary,
         "precision": precision,
         "recall": recall,
         "specificity": _ratio(tn, tn + fp),
@@ -178,6 +192,7 @@ def classification_metrics(
     proba: np.ndarray | None = None,
     sample_weight: np.ndarray | None = None,
     ece_bins: int = 15,
+    cost: np.ndarray | None = None,
 ) -> dict[str, float]:
     """Every metric of one model: count-based ones from ``y_pred``, the rest from ``proba``.
 
@@ -191,9 +206,11 @@ def classification_metrics(
         Predicted probabilities; adds ``roc_auc_ovr``, ``pr_auc``, ``log_loss``, ``ece``.
     sample_weight : (N,) float, optional
         Per-sample weights, e.g. :func:`prior_weights` to view the split under another prior.
+    cost : (C, C) float, optional
+        Cost of each decision, ``cost[true, decided]``; adds ``expected_cost``.
     """
     cm = confusion_matrix(y_true, y_pred, len(classes), sample_weight)
-    out = flatten(count_metrics(cm), classes)
+    out = flatten(count_metrics(cm, cost=cost), classes)
     if proba is not None:
         out.update(probability_metrics(y_true, proba, sample_weight=sample_weight, ece_bins=ece_bins))
     return out
@@ -221,11 +238,12 @@ def bootstrap_distribution(
     *,
     indices: np.ndarray,
     sample_weight: np.ndarray | None = None,
+    cost: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """:func:`count_metrics` of every resample: arrays of shape (B,) or (B, C).
 
     ``indices`` (B, N) are resampled row indices, shared across models so that comparisons
-    between models are paired.
+    between models are paired. ``cost`` (C, C) adds ``expected_cost``.
     """
     y_true, y_pred = np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)
     w = np.ones(len(y_true)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
@@ -238,7 +256,7 @@ def bootstrap_distribution(
         offset = (np.arange(len(idx)) * k * k)[:, None]
         counts = np.bincount((cell[idx] + offset).ravel(), weights=w[idx].ravel(), minlength=len(idx) * k * k)
         cms[start : start + len(idx)] = counts.reshape(len(idx), k * k)
-    return count_metrics(cms.reshape(n_boot, k, k))
+    return count_metrics(cms.reshape(n_boot, k, k), cost=cost)
 
 
 def bootstrap_intervals(
@@ -250,13 +268,15 @@ def bootstrap_intervals(
     metrics: list[str],
     level: float = 0.95,
     sample_weight: np.ndarray | None = None,
+    cost: np.ndarray | None = None,
 ) -> dict[str, tuple[float, float]]:
     """Percentile bootstrap intervals of count-based metrics (:func:`bootstrap_distribution`).
 
     ``metrics`` are summary metrics of :func:`count_metrics`, or per-class ones as
-    ``<name>/<class>``.
+    ``<name>/<class>``; ``expected_cost`` needs ``cost``.
     """
-    values = bootstrap_distribution(y_true, y_pred, len(classes), indices=indices, sample_weight=sample_weight)
+    values = bootstrap_distribution(y_true, y_pred, len(classes), indices=indices, sample_weight=sample_weight,
+                                    cost=cost)
     out = {}
     for name in metrics:
         base, _, cls = name.partition("/")

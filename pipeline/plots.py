@@ -20,6 +20,7 @@ from pipeline.artifacts import FIGURES, confusion_figure_file, gamma_figure_file
 from pipeline.evaluation import GAMMA_METRICS  # noqa: E402
 
 DPI = 110
+RANKED = 20  # candidates in the rank figure (the policy's top ones; the appendix lists all)
 
 
 def _row_normalised(cm: np.ndarray) -> np.ndarray:
@@ -193,6 +194,56 @@ def confusion_pair_figure(cms: dict[str, np.ndarray], classes: list[str]) -> Fig
     return fig
 
 
+def prior_shift_figure(shift: dict, pick: str | None) -> Figure:
+    """The top candidates' test score under each deployment prior (x: from the validation prior,
+    0, to the training prior, 1, and on to the deployment prior, 2), with the Kish effective
+    sample size of the test weights on a second axis; where the validation pick changes, marked."""
+    points = shift["points"]
+    t = np.array([p["t"] for p in points])
+    fig, ax = plt.subplots(figsize=(7.5, 4.2), layout="constrained")
+    for name in shift["top"]:
+        ax.plot(t, [p["test"][name] for p in points], marker="o", lw=2.2 if name == pick else 1.2,
+                label=f"{name} (pick)" if name == pick else name)
+    for p in points:
+        if p["pick"] != pick:
+            ax.axvline(p["t"], color="grey", ls=":", lw=1)
+    ax.set_xlabel("deployment prior: 0 = validation's, 1 = training's" + (", 2 = yours" if t.max() > 1 else ""))
+    ax.set_ylabel(f"test {shift['metric']}")
+    ess = ax.twinx()
+    ess.plot(t, [p["test_ess"] for p in points], color="grey", ls="--", lw=1, label="effective test rows")
+    ess.set_ylabel("Kish effective sample size (dashed)")
+    ess.set_ylim(0, None)
+    ax.legend(fontsize=8, loc="lower left")
+    ax.set_title("Under shifted class priors (dotted: the validation pick changes)")
+    return fig
+
+
+def agreement_curves_figure(agreement: dict, models: list[str]) -> Figure:
+    """Per model: validation loss (left axis) and the metric (right axis) per epoch, with the epoch
+    early stopping chose (solid), the one the loss would choose (dashed) and the metric's (dotted)."""
+    n = len(models)
+    cols = min(3, n)
+    rows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(4.3 * cols, 2.9 * rows), layout="constrained", squeeze=False)
+    for ax, name in zip(axes.ravel(), models):
+        a = agreement["models"][name]
+        epochs = np.arange(1, len(a["loss_curve"]) + 1)
+        ax.plot(epochs, a["loss_curve"], color="tab:red", lw=1)
+        ax.set_ylabel("val loss", color="tab:red", fontsize=8)
+        other = ax.twinx()
+        other.plot(epochs, a["metric_curve"], color="tab:blue", lw=1)
+        other.set_ylabel(f"val {agreement['metric']}", color="tab:blue", fontsize=8)
+        for epoch, style in ((a["epoch_chosen"], "-"), (a["epoch_by_loss"], "--"), (a["epoch_by_metric"], ":")):
+            ax.axvline(epoch, color="black", ls=style, lw=0.8)
+        rho = a["spearman"]
+        ax.set_title(f"{name}: rho {rho:+.2f}" if rho is not None else name, fontsize=9)
+        ax.set_xlabel("epoch", fontsize=8)
+    for ax in axes.ravel()[n:]:
+        ax.set_visible(False)
+    fig.suptitle("Does lowering the loss raise the metric? (rho: Spearman of epoch-to-epoch changes)")
+    return fig
+
+
 def evaluation_figures(ev, data, meta: dict) -> list[tuple[str, Callable[..., Figure], tuple]]:
     """Every figure of an evaluation, as :func:`render` jobs ``(file name, function, arguments)``.
 
@@ -210,18 +261,27 @@ def evaluation_figures(ev, data, meta: dict) -> list[tuple[str, Callable[..., Fi
     gammas = sorted({r["gamma"] for rows in ev.gammas.values() for r in rows})
     if gammas:
         jobs.append((FIGURES["focal_shape"], focal_shape_figure, (gammas,)))
-    ordered = [row["model"] for row in audit["leaderboard"]]
+    ordered = [row["model"] for row in audit["leaderboard"]][:RANKED]
     ranked = {row["model"]: row["ranks"] for row in audit["leaderboard"]}
     jobs.append((FIGURES["ranks"], rank_figure, (ordered, audit["metrics"], ranked, pick)))
     jobs.append((FIGURES["agreement"], agreement_figure, (audit["metrics"], audit["kendall_tau"])))
     jobs.append((FIGURES["distribution"], class_distribution_figure, (meta["counts"], classes)))
+    ref = audit["reference"]["model"]
     pair = {f"{m} (chosen)" if m == pick else m: data.cm[m]
-            for m in dict.fromkeys(m for m in (pick, "ce") if m and m in data.cm)}
+            for m in dict.fromkeys(m for m in (pick, ref) if m and m in data.cm)}
     if pair:
         jobs.append((FIGURES["pick_vs_ce_confusion"], confusion_pair_figure, (pair, classes)))
     train = meta["counts"]["train"]
     order = sorted(classes, key=lambda c: (-train[c], classes.index(c)))
-    shown = list(dict.fromkeys(m for m in ("ce", "weighted_ce", pick) if m and m in metrics))
+    shown = list(dict.fromkeys(m for m in (ref, "weighted_ce", pick) if m and m in metrics))
     if shown:
         jobs.append((FIGURES["per_class"], per_class_figure, ({m: metrics[m] for m in shown}, classes, order)))
+    if audit.get("prior_shift"):
+        jobs.append((FIGURES["prior_shift"], prior_shift_figure, (audit["prior_shift"], pick)))
+    agreement = audit.get("loss_metric_agreement") or {}
+    if agreement.get("models"):
+        order = {m: i for i, row in enumerate(audit["leaderboard"]) for m in row["members"]}
+        ranked = sorted(agreement["models"], key=lambda m: order.get(m, len(order)))
+        per_loss = list({agreement["models"][m]["loss"]: m for m in reversed(ranked)}.values())[::-1]
+        jobs.append((FIGURES["agreement_curves"], agreement_curves_figure, (agreement, per_loss)))
     return jobs

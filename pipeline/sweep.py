@@ -27,9 +27,12 @@ from pipeline.train import (
     Progress,
     as_tensors,
     best_text,
-    macro_f1,
+    confusion_matrices,
+    epoch_record,
     make_optimizer,
     predict_logits,
+    stopping_score,
+    stopping_values,
 )
 
 
@@ -126,12 +129,13 @@ def fit_sweep(
     and torch's thread count to go with them, is :func:`pipeline.train.thread_plan`'s to say
     and the caller's to set; nothing here changes torch's threads.
 
-    Early stopping per configuration: once one has gone ``patience`` epochs without a better
-    validation macro-F1 it leaves its stack (its slice and its optimizer state are dropped), so
+    Early stopping per configuration, as in :func:`~pipeline.train.fit` (the monitored score on
+    the early-stopping slice): once one has gone ``patience`` epochs without a better score it
+    leaves its stack (its slice and its optimizer state are dropped), so
     it is never updated again and costs nothing after; the others go on. Each result holds the
-    weights of that configuration's best validation epoch and its own history.
+    weights of that configuration's best epoch on the slice and its own history.
     """
-    X_tr, y_tr, X_va, y_va = as_tensors(data, device)
+    X_tr, y_tr, X_st, y_st, X_va, y_va = as_tensors(data, device)
     groups = max(1, min(groups or 1, len(specs)))
     # Initialisation reads the global RNG, so it happens here, in order, before any thread.
     mlps, rng_states = [], {}
@@ -147,7 +151,7 @@ def fit_sweep(
             {s: _dropout_generator(s, rng_states[s], device) for s in dict.fromkeys(seeds)},
             {s: torch.Generator().manual_seed(s) for s in dict.fromkeys(seeds)},
         ))
-    tensors = (X_tr, y_tr, X_va, y_va)
+    tensors = (X_tr, y_tr, X_st, y_st, X_va, y_va)
     start = time.perf_counter()
     if groups == 1:
         outcome = [_fit_stack(work[0], criterion, tensors, n_classes, cfg, device, progress, desc)]
@@ -179,7 +183,8 @@ def _fit_stack(
     desc: str,
 ) -> list[FitResult]:
     """Train one group's configurations as one stack; see :func:`fit_sweep`."""
-    X_tr, y_tr, X_va, y_va = tensors
+    X_tr, y_tr, X_st, y_st, X_va, y_va = tensors
+    metric = cfg.early_stopping_metric
     k_all, n, batch = len(group.mlps), len(X_tr), cfg.batch_size
     stack = StackedMLP(group.mlps).to(device)
     opt = make_optimizer(stack.parameters(), cfg)
@@ -220,21 +225,24 @@ def _fit_stack(
             losses.sum().backward()
             opt.step()
             total += losses.detach().double() * yb.shape[1]
-        logits = predict_logits(stack, X_va)  # (A, N_val, C)
-        val_loss = criterion(logits, y_va.expand(len(active), -1), epoch).tolist()
-        val_f1 = macro_f1(y_va, logits.argmax(-1), n_classes).tolist()
+        stop_logits, val_logits = predict_logits(stack, X_st), predict_logits(stack, X_va)  # (A, N, C)
+        stop = stopping_values(stop_logits, y_st, n_classes)
+        score = stopping_score(stop, metric)
+        stop_loss = criterion(stop_logits, y_st.expand(len(active), -1), epoch).tolist()
+        val_loss = criterion(val_logits, y_va.expand(len(active), -1), epoch).tolist()
+        val_cm = confusion_matrices(y_va, val_logits.argmax(-1), n_classes)
         train_loss = (total / n).tolist()
         keep = []
         for slot, k in enumerate(active):
             r = results[k]
-            r.history.append({"epoch": epoch, "train_loss": train_loss[slot],
-                              "val_loss": val_loss[slot], "val_macro_f1": val_f1[slot]})
-            if stoppers[k].step(epoch, val_f1[slot]):
+            r.history.append(epoch_record(epoch, train_loss[slot], stop_loss[slot],
+                                          {key: v[slot] for key, v in stop.items()}, val_loss[slot], val_cm[slot]))
+            if stoppers[k].step(epoch, score[slot]):
                 best_states[k] = stack.state_of(slot)
             if not stoppers[k].stopped:
                 keep.append(slot)
         bar.update(epoch, not keep or epoch == cfg.epochs, training=f"{len(keep)}/{k_all}",
-                   best=best_text(stoppers))
+                   best=best_text(stoppers, metric))
         if not keep:
             break
         if len(keep) < len(active):
@@ -244,7 +252,7 @@ def _fit_stack(
             active = [active[s] for s in keep]
     bar.close()
     for r, state, stopper in zip(results, best_states, stoppers):
-        r.best_epoch, r.best_val_macro_f1 = stopper.best_epoch, stopper.best
+        r.best_epoch, r.best_score = stopper.best_epoch, stopping_score({metric: [stopper.best]}, metric)[0]
         r.model.load_state_dict(state)
         r.model.to(device).eval()
     return results

@@ -88,7 +88,8 @@ def model_runs(records: list[ModelRecord], metrics: MetricsFile, meta: Meta, fig
             history=rec.training["history"],
             metrics={**mlflow_metrics(metrics[rec.name]),
                      "best_epoch": rec.training["best_epoch"],
-                     "best_val_macro_f1": rec.training["best_val_macro_f1"]},
+                     **({f"early_stopping_{rec.training['monitor']}": rec.training["best_score"]}
+                        if rec.training["monitor"] else {})},
             tags={"dvc_stage": f"train@{rec.group}" if rec.kind == "mlp" else "baselines",
                   "loss": rec.loss, "kind": rec.kind, "device": rec.device},
             artifacts=[p for p in (figures_dir / confusion_figure_file(rec.name), rec.weights) if p is not None],
@@ -184,7 +185,7 @@ def log_pipeline_run(
                 Metric(key, float(value), now, int(h["epoch"]))
                 for h in m.history
                 for key, value in h.items()
-                if key != "epoch"
+                if key != "epoch" and isinstance(value, (int, float))  # not the confusion matrices
             ]
             final = [Metric(key, float(value), now, 0) for key, value in m.metrics.items()]
             batch(run_id, params=[Param(k, v) for k, v in _params(m.params).items()],

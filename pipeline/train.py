@@ -1,4 +1,4 @@
-"""Training one MLP with early stopping on validation macro-F1, and what every training loop shares.
+"""Training one MLP with early stopping on a slice of the training split, and what every training loop shares.
 
 :func:`fit` trains one configuration, the plain loop a user would write; it is the reference that
 :func:`pipeline.sweep.fit_sweep` (every configuration of a loss at once) is tested against. Both
@@ -71,12 +71,12 @@ def resolve_device(device: str) -> torch.device:
 
 @dataclass
 class FitResult:
-    """A trained model (best validation epoch restored) and its per-epoch curves."""
+    """A trained model (its best epoch on the early-stopping slice restored) and its per-epoch curves."""
 
     model: MLP
     history: list[dict[str, float]] = field(default_factory=list)  # one dict per epoch
     best_epoch: int = 0
-    best_val_macro_f1: float = float("-inf")
+    best_score: float = float("-inf")  # the monitored metric at best_epoch, as named (a loss as a loss)
     seconds: float = 0.0  # wall time of the fit (of the whole sweep for fit_sweep)
 
 
@@ -138,6 +138,15 @@ def make_optimizer(params: Iterable[torch.nn.Parameter], cfg: TrainConfig) -> Fu
     return FusedOptimizer(params, cfg.optimizer, cfg.lr, cfg.weight_decay)
 
 
+def confusion_matrices(y_true: torch.Tensor, y_pred: torch.Tensor, n_classes: int) -> torch.Tensor:
+    """(K, C, C) int64 confusion matrices on the CPU (row = true class), one per row of ``y_pred``
+    (N,) or (K, N); a leading axis of 1 for (N,)."""
+    pred = y_pred if y_pred.dim() == 2 else y_pred.unsqueeze(0)
+    k = pred.shape[0]
+    cell = (torch.arange(k, device=pred.device).unsqueeze(1) * n_classes + y_true) * n_classes + pred
+    return torch.bincount(cell.flatten(), minlength=k * n_classes**2).view(k, n_classes, n_classes).cpu()
+
+
 def macro_f1(y_true: torch.Tensor, y_pred: torch.Tensor, n_classes: int) -> torch.Tensor:
     """Macro-averaged F1 over classes 0..C-1, per row of ``y_pred``.
 
@@ -154,15 +163,51 @@ def macro_f1(y_true: torch.Tensor, y_pred: torch.Tensor, n_classes: int) -> torc
     -------
     () or (K,) float64 tensor, on the CPU.
     """
-    pred = y_pred if y_pred.dim() == 2 else y_pred.unsqueeze(0)
-    k = pred.shape[0]
-    cell = (torch.arange(k, device=pred.device).unsqueeze(1) * n_classes + y_true) * n_classes + pred
-    cm = torch.bincount(cell.flatten(), minlength=k * n_classes**2).view(k, n_classes, n_classes)
-    cm = cm.cpu().double()  # (K, true, predicted)
+    cm = confusion_matrices(y_true, y_pred, n_classes).double()  # (K, true, predicted)
     tp = cm.diagonal(dim1=1, dim2=2)
     denom = cm.sum(2) + cm.sum(1)  # (tp + fn) + (tp + fp)
     f1 = torch.where(denom > 0, 2 * tp / denom.clamp_min(1), torch.zeros_like(tp)).mean(1)
     return f1 if y_pred.dim() == 2 else f1[0]
+
+
+# What early stopping can monitor on its slice of the training split (train.early_stopping_metric,
+# config.STOPPING_METRICS), each as a score where higher is better: macro-F1 of the argmax; the
+# mean negative log-likelihood of the plain softmax; and that NLL averaged per class first.
+
+
+@torch.no_grad()
+def stopping_values(logits: torch.Tensor, y: torch.Tensor, n_classes: int) -> dict[str, list[float]]:
+    """Every ``train.early_stopping_metric`` value (as named: losses are not negated) per configuration.
+
+    ``logits`` (N, C) or (K, N, C); ``y`` (N,). Returns lists of length K (1 for (N, C)).
+    """
+    z = logits if logits.dim() == 3 else logits.unsqueeze(0)  # (K, N, C)
+    nll = -torch.log_softmax(z.double(), -1).gather(-1, y.expand(len(z), -1).unsqueeze(-1)).squeeze(-1)  # (K, N)
+    counts = torch.bincount(y, minlength=n_classes).double()  # (C,)
+    per_class = torch.zeros(len(z), n_classes, dtype=torch.float64, device=z.device)
+    per_class.index_add_(1, y, nll)
+    present = counts > 0
+    balanced = (per_class[:, present] / counts[present]).mean(1)
+    return {"macro_f1": macro_f1(y, z.argmax(-1), n_classes).tolist(),
+            "log_loss": nll.mean(1).tolist(), "balanced_log_loss": balanced.tolist()}
+
+
+def stopping_score(values: dict[str, list[float]], metric: str) -> list[float]:
+    """The monitored metric as a score, higher is better (losses negated)."""
+    return values[metric] if metric == "macro_f1" else [-v for v in values[metric]]
+
+
+def epoch_record(epoch: int, train_loss: float, stop_loss: float, stop: dict[str, float], val_loss: float,
+                 val_confusion: torch.Tensor) -> dict:
+    """One epoch of a model's history.
+
+    ``stop_*`` are read on the early-stopping slice (the monitored one decides when to stop);
+    ``val_loss`` (the training criterion) and ``val_confusion`` (C, C) on the validation split are
+    recorded for the audit's loss-metric analysis only: nothing in training reads them.
+    """
+    return {"epoch": epoch, "train_loss": train_loss, "stop_loss": stop_loss,
+            **{f"stop_{k}": v for k, v in stop.items()}, "val_loss": val_loss,
+            "val_confusion": val_confusion.tolist()}
 
 
 @torch.no_grad()
@@ -174,7 +219,8 @@ def predict_logits(model: torch.nn.Module, X: torch.Tensor, batch_size: int = 81
 
 
 def as_tensors(data, device) -> tuple[torch.Tensor, ...]:
-    return tuple(torch.tensor(a, device=device) for split in ("train", "val") for a in data[split])
+    """``X, y`` of the rows to fit on, the early-stopping slice and the validation split."""
+    return tuple(torch.tensor(a, device=device) for split in ("train", "stop", "val") for a in data[split])
 
 
 LOG_EVERY_S = 30.0  # without a terminal, a progress line at most this often
@@ -209,7 +255,7 @@ class Progress:
 
 @dataclass
 class EarlyStopping:
-    """The best epoch by validation macro-F1, and patience, counted from ``select_from`` on.
+    """The best epoch by a score (higher is better), and patience, counted from ``select_from`` on.
 
     Epochs before ``select_from`` (``ldam_drw``'s unweighted phase) are neither kept nor counted.
     """
@@ -235,11 +281,13 @@ class EarlyStopping:
         return self.stale >= self.patience
 
 
-def best_text(stoppers: list[EarlyStopping]) -> str:
-    """The best validation macro-F1 so far for progress lines; "none yet" before any epoch counts
-    (``ldam_drw`` before its re-weighted phase)."""
+def best_text(stoppers: list[EarlyStopping], metric: str = "macro_f1") -> str:
+    """The best monitored value so far for progress lines (a loss shown as a loss); "none yet"
+    before any epoch counts (``ldam_drw`` before its re-weighted phase)."""
     best = max(s.best for s in stoppers)
-    return f"{best:.3f}" if best > float("-inf") else "none yet"
+    if best == float("-inf"):
+        return "none yet"
+    return f"{best if metric == 'macro_f1' else -best:.3f}"
 
 
 def fit(
@@ -252,17 +300,21 @@ def fit(
     *,
     progress: bool | None = None,
 ) -> FitResult:
-    """Train one MLP with ``criterion``; stop when val macro-F1 has not improved for ``patience``.
+    """Train one MLP with ``criterion``; stop when the monitored score on the early-stopping slice
+    has not improved for ``patience`` epochs.
 
-    ``data`` maps ``"train"`` and ``"val"`` to ``(X (N, F) float32, y (N,) int64)``. The model is
-    selected on the validation split only, among epochs from ``criterion.final_phase_epoch`` on
-    (``ldam_drw``: its re-weighted phase; every epoch otherwise), and patience counts from there.
-    ``val_loss`` is the training criterion on the validation split. ``progress=None`` shows the
-    bar on a terminal only. The global RNG is seeded with ``spec.seed``, then initialises the
-    model and draws the dropout masks; a generator of its own seeded alike shuffles the data.
+    ``data`` maps ``"train"`` (the rows to fit on), ``"stop"`` (the early-stopping slice carved
+    from the training split) and ``"val"`` to ``(X (N, F) float32, y (N,) int64)``. The model is
+    selected on the slice only, by ``train.early_stopping_metric``, among epochs from
+    ``criterion.final_phase_epoch`` on (``ldam_drw``: its re-weighted phase; every epoch
+    otherwise), and patience counts from there. The validation split is only recorded (the
+    criterion and the confusion matrix per epoch, :func:`epoch_record`), never acted on.
+    ``progress=None`` shows the bar on a terminal only. The global RNG is seeded with
+    ``spec.seed``, then initialises the model and draws the dropout masks; a generator of its own
+    seeded alike shuffles the data.
     """
     torch.manual_seed(spec.seed)
-    X_tr, y_tr, X_va, y_va = as_tensors(data, device)
+    X_tr, y_tr, X_st, y_st, X_va, y_va = as_tensors(data, device)
     model = MLP(X_tr.shape[1], cfg.hidden, n_classes, cfg.dropout).to(device)
     opt = make_optimizer(model.parameters(), cfg)
     criterion = to_device(criterion, device)
@@ -272,6 +324,7 @@ def fit(
     best_state = None
     start = time.perf_counter()
     bar = Progress(spec.model, cfg, progress)
+    metric = cfg.early_stopping_metric
     for epoch in bar:
         model.train()
         order = torch.randperm(len(X_tr), generator=shuffle).to(device)
@@ -284,20 +337,20 @@ def fit(
             opt.step()
             total += loss.item() * len(idx)
             seen += len(idx)
-        logits = predict_logits(model, X_va)
-        val_loss = criterion(logits, y_va, epoch).item()
-        val_f1 = macro_f1(y_va, logits.argmax(1), n_classes).item()
-        result.history.append(
-            {"epoch": epoch, "train_loss": total / seen, "val_loss": val_loss, "val_macro_f1": val_f1}
-        )
-        if stopper.step(epoch, val_f1):
+        stop_logits, val_logits = predict_logits(model, X_st), predict_logits(model, X_va)
+        stop = {k: v[0] for k, v in stopping_values(stop_logits, y_st, n_classes).items()}
+        result.history.append(epoch_record(
+            epoch, total / seen, criterion(stop_logits, y_st, epoch).item(), stop,
+            criterion(val_logits, y_va, epoch).item(), confusion_matrices(y_va, val_logits.argmax(1), n_classes)[0]))
+        if stopper.step(epoch, stopping_score({metric: [stop[metric]]}, metric)[0]):
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        bar.update(epoch, stopper.stopped or epoch == cfg.epochs, val_f1=f"{val_f1:.3f}", best=best_text([stopper]))
+        bar.update(epoch, stopper.stopped or epoch == cfg.epochs, **{metric: f"{stop[metric]:.3f}"},
+                   best=best_text([stopper], metric))
         if stopper.stopped:
             break
     bar.close()
     model.load_state_dict(best_state)
     model.eval()
-    result.best_epoch, result.best_val_macro_f1 = stopper.best_epoch, stopper.best
+    result.best_epoch, result.best_score = stopper.best_epoch, stopping_score({metric: [stopper.best]}, metric)[0]
     result.seconds = time.perf_counter() - start
     return result

@@ -1,7 +1,9 @@
 """baselines: majority class, balanced logistic regression and XGBoost on the same splits.
 
 Writes ``<models>/<name>.json`` and ``<models>/training.json`` (as train@<loss> does) and
-``<predictions>/<name>.parquet`` in the predictions contract, so evaluate treats them as models.
+``<val-predictions>/<name>.parquet`` and ``<test-predictions>/<name>.parquet`` in the
+predictions contract, so evaluate treats them as models. They fit on the rows the MLPs fit on
+(the training split less its early-stopping slice, ``train.early_stopping_fraction``).
 """
 
 from __future__ import annotations
@@ -11,7 +13,13 @@ import logging
 
 import numpy as np
 
-from pipeline.artifacts import TRAINING_SUMMARY, predictions_file, predictions_frame, read_prepared
+from pipeline.artifacts import (
+    TRAINING_SUMMARY,
+    check_stopping_slice,
+    predictions_file,
+    predictions_frame,
+    read_prepared,
+)
 from pipeline.baselines import fit_baseline
 from pipeline.config import load_params, to_dict
 from pipeline.io import atomic_dirs, read_json, write_json
@@ -26,31 +34,38 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--data", required=True, help="directory written by prepare")
     ap.add_argument("--weights", required=True, help="class_weights.json written by weights")
     ap.add_argument("--models", required=True, help="directory for the baselines' models")
-    ap.add_argument("--predictions", required=True, help="directory for the baselines' test predictions")
+    ap.add_argument("--val-predictions", required=True, help="directory for the baselines' validation predictions")
+    ap.add_argument("--test-predictions", required=True, help="directory for the baselines' test predictions")
     args = ap.parse_args(argv)
 
-    cfg = load_params(args.params).baselines
-    meta, data = read_prepared(args.data)
+    params = load_params(args.params)
+    cfg = params.baselines
+    meta, data = read_prepared(args.data, early_stopping_fraction=params.train.early_stopping_fraction)
+    check_stopping_slice(data, meta["classes"])
     classes = meta["classes"]
     weights = read_json(args.weights, what="class weights")
     summary = {}
-    with atomic_dirs(args.models, args.predictions) as (models_dir, preds_dir):
+    with atomic_dirs(args.models, args.val_predictions, args.test_predictions) as (models_dir, *pred_dirs):
         for name in cfg.models:
             result = fit_baseline(name, data, len(classes), np.asarray(weights["weights"]), cfg)
             write_json(models_dir / f"{name}.json", {**result.saved, "classes": classes})
-            proba = np.asarray(result.predict_proba(data["test"][0]), dtype=np.float64)
-            proba /= proba.sum(axis=1, keepdims=True)
-            predictions_frame(proba, data["test"][1], classes).to_parquet(
-                predictions_file(preds_dir, name), index=False)
+            for split, preds_dir in zip(("val", "test"), pred_dirs):
+                proba = np.asarray(result.predict_proba(data[split][0]), dtype=np.float64)
+                proba /= proba.sum(axis=1, keepdims=True)
+                predictions_frame(proba, data[split][1], classes).to_parquet(
+                    predictions_file(preds_dir, name), index=False)
+            stops = name == "xgboost"
             summary[name] = {
                 "loss": name, "gamma": None, "seed": cfg.seed, "best_epoch": result.best_epoch,
-                "epochs_run": len(result.history), "best_val_macro_f1": result.val_macro_f1,
+                "epochs_run": len(result.history), "monitor": "log_loss" if stops else None,
+                "best_score": result.history[result.best_epoch - 1]["stop_log_loss"] if stops else None,
                 "history": result.history,
             }
-            log.info("%s: val macro-F1 %.4f", name, result.val_macro_f1)
+            log.info("%s: macro-F1 %.4f on the early-stopping slice", name, result.stop_macro_f1)
         write_json(models_dir / TRAINING_SUMMARY, {
             "loss": "baselines", "device": "cpu", "runs": summary,
-            "params": {**to_dict(cfg), "weights": {k: weights[k] for k in ("scheme", "beta")}},
+            "params": {**to_dict(cfg), "weights": {k: weights[k] for k in ("scheme", "beta")},
+                       "early_stopping_fraction": params.train.early_stopping_fraction},
         })
 
 

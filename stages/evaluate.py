@@ -1,7 +1,8 @@
-"""evaluate: every model under every metric, under two class priors, with intervals; the audit.
+"""evaluate: every candidate under every metric, on validation and test, under two class priors;
+the pick made on validation; the audit.
 
-Reads which models exist from the plans and the baselines' ``training.json``, and their test
-predictions. Writes ``reports/metrics.json`` (model -> metric -> value), ``reports/audit.json``
+Reads which models exist from the plans and the baselines' ``training.json``, their validation
+and test predictions, and the decide stage's ``<model>+<rule>`` candidates. Writes ``reports/metrics.json`` (model -> metric -> value), ``reports/audit.json``
 (ranks, winners, rank agreement, the selection policy's pick), ``reports/summary.json``, DVC plot
 data under ``reports/plots/`` and every figure under ``reports/figures/``, then logs it all to
 MLflow.
@@ -13,7 +14,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from pipeline.artifacts import load_model_records
+from pipeline.artifacts import load_decision_records, load_model_records
 from pipeline.config import load_params
 from pipeline.evaluation import evaluate, plot_data
 from pipeline.io import atomic_dirs, read_json, write_json
@@ -33,6 +34,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--models", required=True, help="parent of the train@<loss> and baselines model directories")
     ap.add_argument("--predictions", required=True, help="parent of the per-loss prediction directories")
     ap.add_argument("--baselines", default=None, help="name of the baselines' directory under --models")
+    ap.add_argument("--decision-predictions", required=True, help="the decide stage's predictions")
+    ap.add_argument("--decision-params", required=True, help="the decide stage's fitted parameters")
     ap.add_argument("--metrics", required=True, help="metrics.json to write")
     ap.add_argument("--audit", required=True, help="audit.json to write")
     ap.add_argument("--summary", required=True, help="summary.json to write (what `dvc exp show` compares)")
@@ -43,9 +46,13 @@ def main(argv: list[str] | None = None) -> None:
 
     params = load_params(args.params)
     meta = read_json(args.meta, what="prepared-data metadata")
-    records = load_model_records(args.plans, args.models, args.predictions, args.baselines, meta["classes"])
-    ev = evaluate(records, meta, params.evaluate)  # checks the policy before anything is written
-    data = plot_data(records, ev, meta["classes"])
+    models = load_model_records(args.plans, args.models, args.predictions, args.baselines, meta)
+    records = models + load_decision_records(models, args.decision_predictions, args.decision_params, meta["classes"])
+    losses = params.train.losses
+    reference = "ce" if "ce" in losses else losses[0]
+    ev = evaluate(records, meta, params.evaluate, reference_loss=reference)  # checks the policy first
+    pick = ev.audit["policy"]["pick"]
+    data = plot_data([r for r in records if r.rule is None or r.name == pick], ev, meta["classes"])
 
     with atomic_dirs(args.plots, args.figures) as (plots_tmp, figures_tmp):
         for kind, frames in (("confusion", data.confusion), ("pr", data.pr)):
@@ -61,13 +68,22 @@ def main(argv: list[str] | None = None) -> None:
         write_json(args.summary, ev.summary)
         write_json(args.metrics, ev.metrics)
 
-    headline = {n: {k: v for k, v in m.items() if not isinstance(v, dict)} for n, m in ev.metrics.items()}
-    log.info("test split as held out, %d models:\n%s", len(ev.metrics), table(headline))
+    shown = [row["model"] for row in ev.audit["leaderboard"]][:15]
+    headline = {n: {k: v for k, v in ev.metrics[n].items() if not isinstance(v, dict)} for n in shown}
+    log.info("test split as held out, the policy's top %d of %d candidates:\n%s", len(shown), len(ev.metrics),
+             table(headline))
     log.info("policy: %s", ev.audit["policy"]["summary"])
+    if ev.audit["estimate"]:
+        est = ev.audit["estimate"]
+        log.info("pick on test (its unbiased estimate): %s %.4f [%s]; P(best) %.2f", est["metric"], est["test"],
+                 "no interval" if est["low"] is None else f"{est['low']:.4f}, {est['high']:.4f}",
+                 ev.audit["policy"]["p_best"])
+    for w in ev.audit["warnings"]:
+        log.warning("%s", w)
     for d in ev.audit["disagreements"]:
         log.info("  %s would pick %s: %s", d["metric"], d["winner"], d["reason"])
 
-    where = log_evaluation(params.mlflow.experiment, records, ev, meta, params.evaluate, figures=Path(args.figures),
+    where = log_evaluation(params.mlflow.experiment, models, ev, meta, params.evaluate, figures=Path(args.figures),
                            reports=[Path(args.metrics), Path(args.audit), Path(args.summary)])
     write_json(args.runs, where)
 

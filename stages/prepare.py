@@ -14,7 +14,7 @@ import logging
 
 from pipeline.artifacts import SPLITS
 from pipeline.audit import check_policy, check_policy_metrics
-from pipeline.config import load_params
+from pipeline.config import cost_matrix, deploy_prior_vector, load_params
 from pipeline.data import prepare, prepared_meta
 from pipeline.metrics import metric_names
 from pipeline.io import atomic_dirs, write_json
@@ -30,10 +30,15 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
 
     params = load_params(args.params)  # the whole file: a mistake anywhere stops the pipeline here
-    check_policy_metrics(params.evaluate.select)
+    e = params.evaluate
+    check_policy_metrics(e.select, costs=e.costs is not None)
     prepared = prepare(params.data)
-    # the policy names metrics and classes: checked now that the classes are known, before training
-    check_policy(params.evaluate.select, metric_names(prepared.classes), prepared.classes)
+    # the policy, the costs and the deployment prior name classes: checked now that the classes
+    # are known, before anything trains
+    check_policy(e.select, metric_names(prepared.classes, costs=e.costs is not None), prepared.classes)
+    if e.costs is not None:
+        cost_matrix(e.costs, prepared.classes)
+    deploy_prior_vector(e.deploy_prior, prepared.classes)
     meta = prepared_meta(prepared, params.data)
     with atomic_dirs(args.out) as (tmp,):
         for split in SPLITS:

@@ -4,8 +4,10 @@ All configurations of the loss (every gamma x seed) train at once as one stacked
 (:func:`pipeline.sweep.fit_sweep`), each with its own data order, dropout masks, optimizer state
 and early-stopping point. Writes, per configuration, ``<models>/<model>.pt`` (a checkpoint:
 :func:`pipeline.checkpoint.load_model`), its entry in ``<models>/training.json`` (per-epoch curves
-and early-stopping point) and ``<predictions>/<model>.parquet`` (test split: ``y_true``,
-``y_pred``, ``p_<class>``, from the plain logits whatever the loss).
+and early-stopping point) and ``<val-predictions>/<model>.parquet`` and
+``<test-predictions>/<model>.parquet`` (``y_true``, ``y_pred``, ``p_<class>``, from the plain
+logits whatever the loss). Early stopping reads a slice of the training split
+(``train.early_stopping_fraction``); validation and test are only predicted.
 """
 
 from __future__ import annotations
@@ -16,7 +18,14 @@ import logging
 
 import torch
 
-from pipeline.artifacts import TRAINING_SUMMARY, checkpoint_path, predictions_file, predictions_frame, read_prepared
+from pipeline.artifacts import (
+    TRAINING_SUMMARY,
+    check_stopping_slice,
+    checkpoint_path,
+    predictions_file,
+    predictions_frame,
+    read_prepared,
+)
 from pipeline.checkpoint import save_checkpoint
 from pipeline.io import atomic_dirs, read_json, write_json
 from pipeline.criterion import plan_criterion
@@ -34,42 +43,46 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--plan", required=True, help="outputs/plans/<loss>.json written by plan")
     ap.add_argument("--data", required=True, help="directory written by prepare")
     ap.add_argument("--models", required=True, help="directory for this loss's model weights")
-    ap.add_argument("--predictions", required=True, help="directory for this loss's test predictions")
+    ap.add_argument("--val-predictions", required=True, help="directory for this loss's validation predictions")
+    ap.add_argument("--test-predictions", required=True, help="directory for this loss's test predictions")
     ap.add_argument("--no-progress", action="store_true",
                     help="hide the per-epoch progress bar (without a terminal: the progress log lines)")
     args = ap.parse_args(argv)
 
     plan = read_json(args.plan, what="training plan")
     cfg = train_config(plan, source=args.plan)
-    meta, data = read_prepared(args.data)
+    meta, data = read_prepared(args.data, early_stopping_fraction=cfg.early_stopping_fraction)
+    check_stopping_slice(data, meta["classes"])
     classes = meta["classes"]
     device = resolve_device(cfg.device)
     runs = [RunSpec(**r) for r in plan["runs"]]
     threads = resolve_threads(cfg.threads)
     intra_op, groups = thread_plan(threads, len({r.seed for r in runs}), device, cfg.dropout)
     torch.set_num_threads(intra_op)  # the one place torch's thread count is set
-    log.info("%s: %d model(s) as one batched sweep on %s (%d CPU thread(s) in %d stack(s)), %d training rows",
-             plan["loss"], len(runs), device, threads, groups, len(data["train"][0]))
+    log.info("%s: %d model(s) as one batched sweep on %s (%d CPU thread(s) in %d stack(s)), %d training rows "
+             "(%d more for early stopping, by %s)", plan["loss"], len(runs), device, threads, groups,
+             len(data["train"][0]), len(data["stop"][0]), cfg.early_stopping_metric)
 
     results = fit_sweep(runs, plan_criterion(plan), data, len(classes), cfg, device, groups=groups,
                         progress=False if args.no_progress else None, desc=plan["loss"])
-    X_test = torch.tensor(data["test"][0], device=device)
+    X = {split: torch.tensor(data[split][0], device=device) for split in ("val", "test")}
     summary = {}
-    with atomic_dirs(args.models, args.predictions) as (models_dir, preds_dir):
+    with atomic_dirs(args.models, args.val_predictions, args.test_predictions) as (models_dir, *pred_dirs):
         for spec, result in zip(runs, results):
             save_checkpoint(checkpoint_path(models_dir, spec.model), result.model, classes=classes,
                             run=dataclasses.asdict(spec))
-            proba = torch.softmax(predict_logits(result.model, X_test).double(), dim=1).cpu().numpy()
-            predictions_frame(proba, data["test"][1], classes).to_parquet(
-                predictions_file(preds_dir, spec.model), index=False)
+            for split, preds_dir in zip(("val", "test"), pred_dirs):
+                proba = torch.softmax(predict_logits(result.model, X[split]).double(), dim=1).cpu().numpy()
+                predictions_frame(proba, data[split][1], classes).to_parquet(
+                    predictions_file(preds_dir, spec.model), index=False)
             summary[spec.model] = {
                 "loss": spec.loss, "gamma": spec.gamma, "seed": spec.seed,
                 "best_epoch": result.best_epoch, "epochs_run": len(result.history),
-                "best_val_macro_f1": result.best_val_macro_f1,
+                "monitor": cfg.early_stopping_metric, "best_score": result.best_score,
                 "history": result.history,
             }
-            log.info("%s: best val macro-F1 %.4f at epoch %d of %d", spec.model,
-                     result.best_val_macro_f1, result.best_epoch, len(result.history))
+            log.info("%s: best early-stopping %s %.4f at epoch %d of %d", spec.model, cfg.early_stopping_metric,
+                     result.best_score, result.best_epoch, len(result.history))
         write_json(models_dir / TRAINING_SUMMARY, {"loss": plan["loss"], "device": str(device), "runs": summary})
     log.info("%s: %d model(s) trained in %.1fs", plan["loss"], len(runs), results[0].seconds)
 

@@ -8,6 +8,10 @@ from imblearn.metrics import geometric_mean_score, specificity_score
 from sklearn import metrics as skm
 
 from pipeline.metrics import (
+    COST_METRIC,
+    HEADLINE,
+    SUMMARY,
+    bootstrap_distribution,
     bootstrap_indices,
     bootstrap_intervals,
     classification_metrics,
@@ -15,6 +19,7 @@ from pipeline.metrics import (
     count_metrics,
     expected_calibration_error,
     lower_is_better,
+    metric_names,
     prior_weights,
 )
 
@@ -181,4 +186,90 @@ def test_accuracy_paradox():
 
 def test_direction_of_metrics():
     assert lower_is_better("log_loss") and lower_is_better("ece") and lower_is_better("fpr/3")
+    assert lower_is_better("expected_cost") and COST_METRIC == "expected_cost"
     assert not lower_is_better("macro_f1") and not lower_is_better("recall/3")
+
+
+@st.composite
+def costed_labelings(draw, weighted=False):
+    y_true, y_pred, classes, w = draw(labelings(weighted=weighted))
+    k = len(classes)
+    cost = np.array(draw(st.lists(st.floats(0.0, 50.0), min_size=k * k, max_size=k * k))).reshape(k, k)
+    return y_true, y_pred, classes, w, cost
+
+
+def _brute_force_cost(y_true, y_pred, cost, w=None):
+    w = np.ones(len(y_true)) if w is None else w
+    return sum(wn * cost[t, d] for t, d, wn in zip(y_true, y_pred, w)) / sum(w)
+
+
+@settings(max_examples=100, deadline=None)
+@given(costed_labelings())
+def test_expected_cost_is_the_mean_cost_per_decision(case):
+    y_true, y_pred, classes, _, cost = case
+    m = classification_metrics(y_true, y_pred, classes, cost=cost)
+    assert m["expected_cost"] == pytest.approx(_brute_force_cost(y_true, y_pred, cost), rel=1e-9, abs=1e-9)
+
+
+@settings(max_examples=100, deadline=None)
+@given(costed_labelings(weighted=True))
+def test_weighted_expected_cost_is_the_weighted_mean_cost_per_decision(case):
+    y_true, y_pred, classes, w, cost = case
+    m = classification_metrics(y_true, y_pred, classes, sample_weight=w, cost=cost)
+    assert m["expected_cost"] == pytest.approx(_brute_force_cost(y_true, y_pred, cost, w), rel=1e-9, abs=1e-9)
+
+
+@settings(max_examples=100, deadline=None)
+@given(labelings(weighted=True))
+def test_expected_cost_of_the_zero_one_matrix_is_the_error_rate(case):
+    y_true, y_pred, classes, w = case
+    m = classification_metrics(y_true, y_pred, classes, sample_weight=w, cost=1 - np.eye(len(classes)))
+    assert m["expected_cost"] == pytest.approx(1 - m["accuracy"], abs=1e-12)
+
+
+def test_expected_cost_by_hand_and_only_when_asked():
+    # two of class 1 called 0 (cost 5 each), one of class 0 called 1 (cost 1), one right
+    y_true, y_pred = np.array([1, 1, 0, 0]), np.array([0, 0, 1, 0])
+    cost = np.array([[0.0, 1.0], [5.0, 0.0]])
+    m = classification_metrics(y_true, y_pred, ["a", "b"], cost=cost)
+    assert m["expected_cost"] == pytest.approx(11 / 4)
+    w = np.array([1.0, 1.0, 2.0, 4.0])
+    assert classification_metrics(y_true, y_pred, ["a", "b"], cost=cost, sample_weight=w)["expected_cost"] == \
+        pytest.approx(12 / 8)
+    plain = classification_metrics(y_true, y_pred, ["a", "b"])
+    assert "expected_cost" not in plain and "expected_cost" not in count_metrics(np.eye(2))
+    assert {k: v for k, v in m.items() if k != "expected_cost"} == plain
+    assert list(plain) == [k for k in m if k != "expected_cost"]  # same keys, same order otherwise
+    assert "expected_cost" not in SUMMARY and "expected_cost" not in HEADLINE
+    assert metric_names(["a", "b"]) | {"expected_cost"} == metric_names(["a", "b"], costs=True)
+    assert "expected_cost" not in metric_names(["a", "b"])
+    assert set(m) | {"roc_auc_ovr", "pr_auc", "log_loss", "ece"} == metric_names(["a", "b"], costs=True)
+    with pytest.raises(ValueError, match="cost matrix of shape"):
+        classification_metrics(y_true, y_pred, ["a", "b"], cost=np.ones((3, 3)))
+
+
+def test_expected_cost_keeps_leading_axes_and_is_zero_for_no_rows():
+    cms = np.stack([np.array([[3, 1], [2, 0]]), np.array([[0, 0], [0, 4]]), np.zeros((2, 2))])
+    cost = np.array([[0.0, 2.0], [7.0, 0.0]])
+    out = count_metrics(cms, cost=cost)
+    assert out["expected_cost"].shape == (3,)
+    np.testing.assert_allclose(out["expected_cost"], [(2 + 14) / 6, 0.0, 0.0])
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_bootstrap_expected_cost_matches_a_loop_over_resamples(weighted):
+    rng = np.random.default_rng(4)
+    n, k = 60, 3
+    y_true, y_pred = rng.integers(0, k, n), rng.integers(0, k, n)
+    w = rng.uniform(0.2, 3.0, n) if weighted else None
+    cost = rng.uniform(0, 10, (k, k))
+    idx = bootstrap_indices(n, 50, seed=2)
+    dist = bootstrap_distribution(y_true, y_pred, k, indices=idx, sample_weight=w, cost=cost)
+    slow = [_brute_force_cost(y_true[i], y_pred[i], cost, None if w is None else w[i]) for i in idx]
+    np.testing.assert_allclose(dist["expected_cost"], slow, rtol=1e-12)
+    assert "expected_cost" not in bootstrap_distribution(y_true, y_pred, k, indices=idx, sample_weight=w)
+    ci = bootstrap_intervals(y_true, y_pred, ["a", "b", "c"], indices=idx, metrics=["expected_cost", "macro_f1"],
+                             level=0.8, sample_weight=w, cost=cost)
+    assert ci["expected_cost"] == pytest.approx(tuple(np.quantile(slow, [0.1, 0.9])))
+    point = classification_metrics(y_true, y_pred, ["a", "b", "c"], sample_weight=w, cost=cost)["expected_cost"]
+    assert ci["expected_cost"][0] <= point <= ci["expected_cost"][1]

@@ -1,0 +1,165 @@
+"""The ``<model>+<rule>`` candidates: which models get decision rules, and each rule fitted on
+validation, cross-fitted for its validation predictions and fitted once for test.
+
+The maths of the rules is :mod:`pipeline.decision`'s; the policy as an objective is
+:mod:`pipeline.selection`'s. Nothing here reads a test label: the test split's features and
+probabilities go through the fitted rule, and its ``y_true`` is copied into the output as is.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from pipeline import PipelineError
+from pipeline.artifacts import Meta, ModelRecord, candidate_name, predictions_frame
+from pipeline.config import EvaluateConfig, cost_matrix, parse_constraint
+from pipeline.decision import (
+    RuleContext,
+    anomaly_scores,
+    apply_rule,
+    crossfit,
+    crossfit_folds,
+    fit_isolation_forest,
+    fit_rule,
+    parameter_count,
+)
+from pipeline.selection import View, policy_objective, second_view, shifted_weights
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One fitted rule: its files' contents."""
+
+    name: str  # <model>+<rule>
+    group: str  # its model's loss, or baselines
+    frames: dict[str, pd.DataFrame]  # split -> predictions (val: cross-fitted)
+    fitted: dict  # outputs/decisions/<name>.json
+
+
+def selection_view(meta: Meta, cfg: EvaluateConfig) -> View:
+    """The reweighted view, decided from the training and validation counts."""
+    classes = meta["classes"]
+    return second_view([meta["counts"]["train"][c] for c in classes],
+                       [meta["counts"]["val"][c] for c in classes], cfg.prior)
+
+
+def selection_weights(y_val: np.ndarray, view: View, cfg: EvaluateConfig) -> np.ndarray | None:
+    """Per-row weights of the validation split under the policy's view (None: held out)."""
+    return shifted_weights(y_val, view.prior) if cfg.select.view == "reweighted" else None
+
+
+def informative(rec: ModelRecord) -> bool:
+    """False for a model whose probabilities are the same for every row (``majority``)."""
+    p = rec.val.proba
+    return bool(np.ptp(p, axis=0).max() > 0)
+
+
+def models_to_decide(records: list[ModelRecord], meta: Meta, cfg: EvaluateConfig) -> list[ModelRecord]:
+    """``evaluate.decisions.models``: ``best`` (each loss's best on validation under the policy),
+    ``all``, or the listed names. Models that give every row the same probabilities are left out."""
+    setting = cfg.decisions.models
+    usable = [r for r in records if informative(r)]
+    if setting == "all":
+        return usable
+    if setting != "best":
+        names = {r.name: r for r in records}
+        unknown = [m for m in setting if m not in names]
+        if unknown:
+            raise PipelineError(f"params.yaml: evaluate.decisions.models names unknown model {unknown[0]!r}; "
+                                f"trained: {', '.join(names)}")
+        return [names[m] for m in setting]
+    classes = meta["classes"]
+    cost = cost_matrix(cfg.costs, classes) if cfg.costs else None
+    objective = policy_objective(cfg.select, classes, cost=cost, ece_bins=cfg.ece_bins)
+    w = selection_weights(usable[0].val.y_true, selection_view(meta, cfg), cfg) if usable else None
+    best = []
+    for loss in dict.fromkeys(r.loss for r in usable):
+        members = [r for r in usable if r.loss == loss]
+        scored = {r.name: objective(r.val.y_true, r.val.y_pred, r.val.proba, w) for r in members}
+        size = {r.name: r.fitted_parameters for r in members}
+        # fewest violations first, then the policy's order
+        best_name = min(scored, key=lambda m: (scored[m][0], -scored[m][1], size[m], m))
+        best.append(next(r for r in members if r.name == best_name))
+    return best
+
+
+def decide_all(records: list[ModelRecord], meta: Meta, cfg: EvaluateConfig, *,
+               features: dict[str, np.ndarray] | None = None) -> list[Decision]:
+    """Every (model, rule) of ``evaluate.decisions``, fitted on validation.
+
+    ``features`` (``train``, ``val``, ``test`` feature arrays and ``y_train``) are needed by the
+    ``anomaly`` rule only.
+    """
+    classes = meta["classes"]
+    rules = list(cfg.decisions.rules)
+    if not records or not rules:
+        return []
+    train_counts = np.array([meta["counts"]["train"][c] for c in classes])
+    val_counts = np.array([meta["counts"]["val"][c] for c in classes], dtype=float)
+    view = selection_view(meta, cfg)
+    cost = cost_matrix(cfg.costs, classes) if cfg.costs else None
+    if "cost" in rules and cost is None:
+        log.info("rule cost skipped: evaluate.costs is not set")
+        rules.remove("cost")
+    rarest = int(np.argmin(train_counts))
+    scores = None
+    if "anomaly" in rules:
+        if (train_counts == train_counts.min()).sum() > 1:
+            log.info("rule anomaly skipped: %d classes share the smallest training count (%d)",
+                     int((train_counts == train_counts.min()).sum()), int(train_counts.min()))
+            rules.remove("anomaly")
+        else:
+            if features is None:
+                raise PipelineError("the anomaly rule needs the prepared features (internal: pass features=)")
+            others = features["y_train"] != rarest
+            forest = fit_isolation_forest(features["train"][others], seed=cfg.bootstrap.seed)
+            scores = {split: anomaly_scores(forest, features[split]) for split in ("val", "test")}
+    prior_ratio = (np.asarray(view.prior) / (val_counts / val_counts.sum())
+                   if cfg.select.view == "reweighted" else None)
+    objective = policy_objective(cfg.select, classes, cost=cost, ece_bins=cfg.ece_bins)
+    chosen = models_to_decide(records, meta, cfg)
+    y_val = chosen[0].val.y_true if chosen else None
+    folds = crossfit_folds(y_val, cfg.crossfit_folds, cfg.bootstrap.seed) if chosen else None
+    w = selection_weights(y_val, view, cfg) if chosen else None
+
+    def context(split: str) -> RuleContext:
+        return RuleContext(classes=classes, log_train_prior=np.log(train_counts / train_counts.sum()),
+                           cost=cost, prior_ratio=prior_ratio, rarest=rarest,
+                           anomaly_scores=None if scores is None else scores[split], seed=cfg.bootstrap.seed)
+
+    out = []
+    for rec in chosen:
+        for rule in rules:
+            name = candidate_name(rec.name, rule)
+            val_proba, val_pred = crossfit(rule, rec.val.proba, y_val, folds, objective, context("val"),
+                                           sample_weight=w)
+            params = fit_rule(rule, rec.val.proba, y_val, objective, context("val"), sample_weight=w)
+            test_proba, test_pred = apply_rule(rule, params, rec.test.proba, context("test"))
+            fitted = {
+                "model": rec.name, "rule": rule, "group": rec.group, "params": params,
+                "parameters": parameter_count(rule, params),
+                "fitted_on": {"split": "val", "rows": int(len(y_val)), "view": cfg.select.view,
+                              "metric": cfg.select.metric,
+                              "constraints": [str(parse_constraint(c)) for c in cfg.select.constraints]},
+                "crossfit": {"folds": int(folds.max()) + 1, "seed": cfg.bootstrap.seed},
+            }
+            if cost is not None and rule == "cost":
+                fitted["cost_matrix"] = cost.tolist()
+            frames = {"val": predictions_frame(val_proba, y_val, classes, val_pred),
+                      "test": predictions_frame(test_proba, rec.test.y_true, classes, test_pred)}
+            out.append(Decision(name, rec.group, frames, fitted))
+            log.info("%s: %s", name, ", ".join(f"{k} {_short(v)}" for k, v in params.items()))
+    return out
+
+
+def _short(value) -> str:
+    if isinstance(value, list):
+        return "[" + ", ".join(f"{v:.2f}" for v in value) + "]"
+    return "none" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
+

@@ -1,0 +1,394 @@
+"""Decision rules: fitted on the validation split on top of one model's probabilities, applied to any split.
+
+A rule turns class probabilities ``p`` (N, C) into (possibly new) probabilities and decisions.
+Rules work on ``logp = log(clip(p, 1e-300))``, the logits up to a per-row constant, so
+``softmax(logp / T + b) == softmax(logits / T + b)`` exactly. The rules (:data:`RULES`):
+
+- ``temperature`` (Guo et al., 2017): ``softmax(logp / T)`` with T minimising the validation
+  NLL; calibrates without changing a decision.
+- ``posthoc_adjust`` (Menon et al., 2021): ``argmax(logp - tau log pi_train)``; tau = 1 is the
+  balanced-error Bayes rule for probabilities calibrated to the training prior; tau is searched.
+- ``thresholds``: per-class biases, ``argmax(logp + b)``, fitted by coordinate ascent: the
+  multi-class analogue of scikit-learn's ``TunedThresholdClassifierCV``.
+- ``cost``: bias-corrected temperature scaling (BCTS; Alexandari et al., 2020) calibrates, an
+  optional prior shift moves to another class prior (Saerens et al., 2002), and the Bayes
+  decision minimises the expected cost (Elkan, 2001).
+- ``anomaly``: rows whose outlier score, from an isolation forest fitted on the other classes'
+  training rows (Liu et al., 2008), exceeds a threshold are decided as the rarest class.
+
+The searching rules (``posthoc_adjust``, ``thresholds``, ``anomaly``) maximise an
+:data:`Objective` lexicographically, ``(-violation, score)``: meet the policy's constraints
+first, then score best; exact ties go to the value closest to leaving the argmax alone.
+
+Cross-fitting. A rule scored on the rows it was fitted on looks better than it is: its
+parameters follow that sample's noise (C biases, on small classes, by a lot). :func:`crossfit`
+splits validation into k stratified folds and decides each with the rule fitted on the other
+k - 1: no row is decided by parameters that saw it, so the out-of-fold score compares fairly
+with the plain argmax's. The test split is decided by the rule fitted on all of validation.
+
+References
+----------
+C. Guo, G. Pleiss, Y. Sun, K. Q. Weinberger. On Calibration of Modern Neural Networks. ICML 2017.
+A. K. Menon et al. Long-tail learning via logit adjustment. ICLR 2021.
+A. Alexandari, A. Kundaje, A. Shrikumar. Maximum Likelihood with Bias-Corrected Calibration is
+Hard-To-Beat at Label Shift Adaptation. ICML 2020.
+M. Saerens, P. Latinne, C. Decaestecker. Adjusting the Outputs of a Classifier to New a Priori
+Probabilities: A Simple Procedure. Neural Computation, 2002.
+C. Elkan. The Foundations of Cost-Sensitive Learning. IJCAI 2001.
+F. T. Liu, K. M. Ting, Z.-H. Zhou. Isolation Forest. ICDM 2008.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+from scipy.optimize import minimize, minimize_scalar
+from sklearn.ensemble import IsolationForest
+from sklearn.model_selection import StratifiedKFold
+
+from pipeline import PipelineError
+from pipeline.config import Constraint
+from pipeline.metrics import confusion_matrix, count_metrics, lower_is_better, probability_metrics
+
+RULES = ("temperature", "posthoc_adjust", "thresholds", "cost", "anomaly")
+
+# objective(y_true (N,), y_pred (N,), proba (N, C), sample_weight (N,) | None) -> (violation >= 0, score)
+Objective = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None], tuple[float, float]]
+
+_LOG_T = (float(np.log(0.05)), float(np.log(20.0)))  # bounds of log T
+_BIAS_BOUND = 30.0  # |b| beyond e^30 only moves rows that are already decided
+_TAUS = np.round(np.linspace(-1.0, 2.0, 61), 2)
+_PASSES = 3
+_LEVELS = np.linspace(0.0, 1.0, 21)  # quantiles of the flip points a bias is searched over
+_ANOMALY_LEVELS = np.linspace(0.01, 0.99, 99)
+
+
+@dataclass(frozen=True)
+class RuleContext:
+    """What a rule needs besides the probabilities and labels of the rows it fits or decides."""
+
+    classes: list[str]
+    log_train_prior: np.ndarray  # (C,) log of the training split's class prior
+    cost: np.ndarray | None  # (C, C) cost C[true, predicted], or None
+    prior_ratio: np.ndarray | None  # (C,) pi_view / pi_val for a reweighted view, None when held out
+    rarest: int  # index of the class with fewest training rows
+    anomaly_scores: np.ndarray | None  # (N,) outlier scores of the rows (higher: more anomalous)
+    seed: int = 0
+
+
+def logp_of(proba) -> np.ndarray:
+    """(N, C) log-probabilities ``log(clip(proba, 1e-300))``: finite where a probability is 0."""
+    proba = np.asarray(proba, dtype=np.float64)
+    if proba.ndim != 2 or proba.shape[1] < 2:
+        raise PipelineError(f"proba must be an (N, C) array with C >= 2; got shape {proba.shape}")
+    return np.log(np.clip(proba, 1e-300, None))
+
+
+def softmax(z) -> np.ndarray:
+    """Row-wise ``exp(z) / sum exp(z)``, shifted by the row maximum so that nothing overflows."""
+    z = np.asarray(z, dtype=np.float64)
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _unit_weights(n: int, sample_weight) -> np.ndarray:
+    w = np.ones(n) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+    if w.shape != (n,) or (w < 0).any() or w.sum() <= 0:
+        raise PipelineError(f"sample_weight must be {n} non-negative weights with a positive sum")
+    return w / w.sum()
+
+
+def _nll(log_t: float, b: np.ndarray, logp: np.ndarray, y: np.ndarray, w: np.ndarray):
+    """Weighted NLL of ``softmax(logp e^-s + b)`` and its gradient in (s = log T, b)."""
+    a = np.exp(-log_t)
+    z = a * logp + b
+    z -= z.max(axis=1, keepdims=True)
+    ls = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    rows = np.arange(len(y))
+    g = np.exp(ls)  # dNLL/dz = w (q - onehot(y))
+    g[rows, y] -= 1.0
+    g *= w[:, None]
+    return -(w * ls[rows, y]).sum(), -a * (g * logp).sum(), g.sum(axis=0)
+
+
+def fit_temperature(logp, y, *, sample_weight=None) -> float:
+    """Temperature scaling (Guo et al., 2017): ``T = argmin_T NLL(softmax(logp / T))``.
+
+    The NLL is convex in 1/T, hence unimodal in s = log T, which bounded Brent searches over
+    T in [0.05, 20]. ``logp`` (N, C), ``y`` (N,) int, ``sample_weight`` (N,) weights the NLL.
+    """
+    logp, y = np.asarray(logp, dtype=np.float64), np.asarray(y, dtype=np.int64)
+    w, b = _unit_weights(len(y), sample_weight), np.zeros(logp.shape[1])
+    res = minimize_scalar(lambda s: _nll(s, b, logp, y, w)[0], bounds=_LOG_T, method="bounded",
+                          options={"xatol": 1e-7})
+    return float(np.exp(res.x))
+
+
+def fit_bias_corrected_temperature(logp, y, *, sample_weight=None) -> tuple[float, np.ndarray]:
+    """BCTS (Alexandari et al., 2020): T and b (C,) minimising the NLL of ``softmax(logp / T + b)``.
+
+    b is defined up to a constant; ``b = u - mean(u)`` fixes ``sum(b) = 0``. L-BFGS-B with the
+    analytic gradient over (log T, u), T in [0.05, 20] and |u| <= 30 (a class absent from the rows
+    drives its bias to the bound instead of -inf), started from :func:`fit_temperature`.
+    """
+    logp, y = np.asarray(logp, dtype=np.float64), np.asarray(y, dtype=np.int64)
+    w, c = _unit_weights(len(y), sample_weight), logp.shape[1]
+
+    def fun(x):
+        nll, g_s, g_b = _nll(x[0], x[1:] - x[1:].mean(), logp, y, w)
+        return nll, np.concatenate([[g_s], g_b - g_b.mean()])
+
+    x0 = np.concatenate([[np.log(fit_temperature(logp, y, sample_weight=sample_weight))], np.zeros(c)])
+    bounds = [_LOG_T] + [(-_BIAS_BOUND, _BIAS_BOUND)] * c
+    res = minimize(fun, x0, jac=True, method="L-BFGS-B", bounds=bounds, options={"maxiter": 500})
+    return float(np.exp(res.x[0])), res.x[1:] - res.x[1:].mean()
+
+
+def bayes_decision(proba, cost) -> np.ndarray:
+    """(N,) ``argmin_j sum_i C[i, j] p(i|x)``: least expected cost; ties go to the lowest index.
+
+    ``proba`` (N, C); ``cost`` (C, C), ``C[true, predicted]``. With ``C = 1 - I`` it is the argmax.
+    """
+    proba, cost = np.asarray(proba, dtype=np.float64), np.asarray(cost, dtype=np.float64)
+    if cost.shape != (proba.shape[1],) * 2:
+        raise PipelineError(f"cost must be a ({proba.shape[1]}, {proba.shape[1]}) matrix; got shape {cost.shape}")
+    return (proba @ cost).argmin(axis=1)
+
+
+def policy_objective(classes: list[str], primary: str, constraints: Sequence[Constraint] = ()) -> Objective:
+    """An :data:`Objective` from metric names of :func:`pipeline.metrics.classification_metrics`.
+
+    score = the ``primary`` metric (negated where lower is better); violation = sum over the
+    constraints of how far each misses its bound, ``max(0, bound - v)`` for ``>=``. Probability
+    metrics (``log_loss``...) are computed only when named: counts are what a search can afford.
+    """
+    names = [primary, *(c.metric for c in constraints)]
+    split = [(base, classes.index(cls) if cls else None) for base, _, cls in (n.partition("/") for n in names)]
+
+    def objective(y_true, y_pred, proba, sample_weight):
+        counts = count_metrics(confusion_matrix(y_true, y_pred, len(classes), sample_weight))
+        if any(base not in counts for base, _ in split):
+            counts.update(probability_metrics(y_true, proba, sample_weight=sample_weight))
+        v = [float(counts[base] if i is None else counts[base][i]) for base, i in split]
+        gap = sum(max(0.0, c.bound - x if c.op == ">=" else x - c.bound) for c, x in zip(constraints, v[1:]))
+        return gap, -v[0] if lower_is_better(primary) else v[0]
+
+    return objective
+
+
+def _check_rule(rule: str) -> None:
+    if rule not in RULES:
+        raise PipelineError(f"rule must be one of {', '.join(RULES)}; got {rule!r}")
+
+
+def _cost_of(context: RuleContext) -> np.ndarray:
+    if context.cost is None:
+        raise PipelineError("rule 'cost' needs a cost matrix (context.cost); got None")
+    return np.asarray(context.cost, dtype=np.float64)
+
+
+def _scores_of(context: RuleContext, n: int) -> np.ndarray:
+    s = context.anomaly_scores
+    if s is None or np.shape(s) != (n,):
+        raise PipelineError(f"rule 'anomaly' needs context.anomaly_scores of the {n} rows; got {np.shape(s)}")
+    return np.asarray(s, dtype=np.float64)
+
+
+def _flag(proba: np.ndarray, flagged: np.ndarray, rarest: int) -> tuple[np.ndarray, np.ndarray]:
+    """The model's decisions and probabilities with ``flagged`` rows set to ``rarest`` (one-hot)."""
+    q = proba.copy()
+    q[flagged] = np.eye(proba.shape[1])[rarest]
+    return q, np.where(flagged, rarest, proba.argmax(axis=1))
+
+
+def fit_rule(rule: str, proba, y, objective: Objective, context: RuleContext, *, sample_weight=None) -> dict:
+    """Fit ``rule`` on the rows of one split (validation); returns its JSON-able parameters.
+
+    ``proba`` (N, C), ``y`` (N,) int, ``sample_weight`` (N,) passed to the objective and to the
+    NLL. The ``cost`` rule fits BCTS unweighted when ``context.prior_ratio`` is set: the shift to
+    the view's prior is then applied explicitly, and weights would count it twice.
+    """
+    _check_rule(rule)
+    logp, y = logp_of(proba), np.asarray(y, dtype=np.int64)
+    if y.shape != (len(logp),) or y.min(initial=0) < 0 or y.max(initial=0) >= logp.shape[1]:
+        raise PipelineError(f"y must be {len(logp)} class indices in [0, {logp.shape[1]}); got shape {y.shape}")
+    if rule == "temperature":
+        return {"temperature": fit_temperature(logp, y, sample_weight=sample_weight)}
+    if rule == "cost":
+        _cost_of(context)
+        weights = sample_weight if context.prior_ratio is None else None
+        t, b = fit_bias_corrected_temperature(logp, y, sample_weight=weights)
+        return {"temperature": t, "bias": b.tolist()}
+
+    def key(y_pred, q):
+        violation, score = objective(y, y_pred, q, sample_weight)
+        return -float(violation), float(score)
+
+    if rule == "posthoc_adjust":
+        return {"tau": _fit_tau(logp, np.asarray(context.log_train_prior, dtype=np.float64), key)}
+    if rule == "thresholds":
+        return {"bias": _fit_bias(logp, y, key).tolist()}
+    return {"threshold": _fit_anomaly(np.asarray(proba, dtype=np.float64), _scores_of(context, len(y)),
+                                      context.rarest, key)}
+
+
+def _fit_tau(logp: np.ndarray, log_prior: np.ndarray, key) -> float:
+    best_tau, best = 0.0, None
+    for tau in sorted(_TAUS, key=abs):  # ties keep the smallest |tau|
+        z = logp - tau * log_prior
+        k = key(z.argmax(axis=1), softmax(z))
+        if best is None or k > best:
+            best_tau, best = float(tau), k
+    return best_tau
+
+
+def _fit_bias(logp: np.ndarray, y: np.ndarray, key) -> np.ndarray:
+    """Coordinate ascent on b; per class, candidate values are where rows' decisions flip.
+
+    Row i is decided k when ``b_k > d_i = max_{j != k}(logp_ij + b_j) - logp_ik``; quantiles of d
+    over all rows and over class k's own rows (whose recall a constraint may bound) give coarse
+    and fine moves, one per distinct set of rows decided k.
+    """
+    p0, rows = softmax(logp), np.arange(len(logp))
+    b = np.zeros(logp.shape[1])
+    for _ in range(_PASSES):
+        changed = False
+        for k in range(len(b)):
+            z = logp + b
+            z[:, k] = -np.inf
+            other = z.argmax(axis=1)
+            m = z[rows, other]
+            d = m - logp[:, k]
+            own = d[y == k] if (y == k).any() else d
+            flips = np.concatenate([np.quantile(d, _LEVELS), np.quantile(own, _LEVELS)])
+            flips = np.concatenate([flips + 1e-9 * (1 + np.abs(flips)), [d.min() - 1.0, 0.0, b[k]]])
+            candidates = sorted(set(np.clip(flips, -_BIAS_BOUND, _BIAS_BOUND).tolist()), key=abs)
+            # one per set of rows decided k, the closest to 0: what a tie would keep
+            _, first = np.unique(np.searchsorted(np.sort(d), candidates), return_index=True)
+            # softmax(logp + b) as p0 e^b / sum: |b| <= 30 neither overflows nor empties a row
+            e = p0 * np.exp(b)
+            e[:, k] = 0.0
+            rest = e.sum(axis=1)
+            old, best_v, best = b[k], b[k], None
+            for v in (candidates[i] for i in np.sort(first)):  # ties keep the smallest |b_k|
+                zk = logp[:, k] + v  # argmax(logp + b) with its lowest-index tie rule, in O(N)
+                y_pred = np.where((zk > m) | ((zk == m) & (k < other)), k, other)
+                col = p0[:, k] * np.exp(v)
+                q = e / (rest + col)[:, None]
+                q[:, k] = col / (rest + col)
+                kv = key(y_pred, q)
+                if best is None or kv > best:
+                    best_v, best = v, kv
+            b[k] = best_v
+            changed |= bool(best_v != old)
+        if not changed:
+            break
+    return b
+
+
+def _fit_anomaly(proba: np.ndarray, scores: np.ndarray, rarest: int, key) -> float | None:
+    best_t, best = None, key(proba.argmax(axis=1), proba)  # +inf: flag nothing
+    for t in np.unique(np.quantile(scores, _ANOMALY_LEVELS))[::-1]:  # ties keep the fewest flagged
+        q, y_pred = _flag(proba, scores > t, rarest)
+        k = key(y_pred, q)
+        if k > best:
+            best_t, best = float(t), k
+    return best_t
+
+
+def apply_rule(rule: str, params: dict, proba, context: RuleContext) -> tuple[np.ndarray, np.ndarray]:
+    """Apply a fitted rule to the rows of any split: ``(proba (N, C), y_pred (N,))``.
+
+    ``params`` is what :func:`fit_rule` returned; ``context.anomaly_scores`` (``anomaly``) and
+    ``context.prior_ratio`` (``cost``) belong to the rows decided here.
+    """
+    _check_rule(rule)
+    logp = logp_of(proba)
+    if rule == "anomaly":
+        t = params["threshold"]
+        flagged = np.zeros(len(logp), dtype=bool) if t is None else _scores_of(context, len(logp)) > t
+        return _flag(np.asarray(proba, dtype=np.float64), flagged, context.rarest)
+    if rule == "temperature":
+        return softmax(logp / params["temperature"]), logp.argmax(axis=1)
+    if rule == "posthoc_adjust":
+        z = logp - params["tau"] * np.asarray(context.log_train_prior, dtype=np.float64)
+        return softmax(z), z.argmax(axis=1)
+    if rule == "thresholds":
+        z = logp + np.asarray(params["bias"], dtype=np.float64)
+        return softmax(z), z.argmax(axis=1)
+    cost = _cost_of(context)
+    q = softmax(logp / params["temperature"] + np.asarray(params["bias"], dtype=np.float64))
+    if context.prior_ratio is not None:  # Saerens et al. (2002): p_view(y|x) ~ p_val(y|x) pi_view / pi_val
+        q = q * np.asarray(context.prior_ratio, dtype=np.float64)
+        q /= q.sum(axis=1, keepdims=True)
+    return q, bayes_decision(q, cost)
+
+
+def parameter_count(rule: str, params: dict) -> int:
+    """Fitted parameters: temperature 1, posthoc_adjust 1 (tau), thresholds C, cost C + 1, anomaly 1."""
+    _check_rule(rule)
+    if rule in ("thresholds", "cost"):
+        return len(params["bias"]) + (rule == "cost")
+    return 1
+
+
+def crossfit_folds(y, k: int, seed: int) -> np.ndarray:
+    """(N,) fold ids in 0..k-1: ``StratifiedKFold(k, shuffle=True, random_state=seed)``.
+
+    A class with fewer than k rows is dealt round-robin over the folds (from a seeded shuffle,
+    continuing from fold to fold across such classes) where scikit-learn would warn or fail;
+    k is reduced to N when N < k, so every fold has rows.
+    """
+    y = np.asarray(y, dtype=np.int64)
+    if k < 2 or len(y) < 2:
+        raise PipelineError(f"crossfit needs k >= 2 folds and at least 2 rows; got k={k}, {len(y)} rows")
+    k = min(k, len(y))
+    folds = np.empty(len(y), dtype=np.int64)
+    labels, counts = np.unique(y, return_counts=True)
+    big = np.isin(y, labels[counts >= k])
+    if big.any():
+        skf = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+        rows = np.flatnonzero(big)
+        for f, (_, test) in enumerate(skf.split(np.zeros(len(rows)), y[rows])):
+            folds[rows[test]] = f
+    small = np.flatnonzero(~big)
+    small = small[np.random.default_rng(seed).permutation(len(small))]
+    small = small[np.argsort(y[small], kind="stable")]  # class by class, shuffled within
+    folds[small] = np.arange(len(small)) % k
+    return folds
+
+
+def crossfit(rule: str, proba, y, folds, objective: Objective, context: RuleContext, *,
+             sample_weight=None) -> tuple[np.ndarray, np.ndarray]:
+    """Out-of-fold ``(proba (N, C), y_pred (N,))``: fold f decided by the rule fitted on the others.
+
+    ``folds`` (N,) from :func:`crossfit_folds`; ``sample_weight`` and ``context.anomaly_scores``
+    are subset with the rows.
+    """
+    _check_rule(rule)
+    proba, y, folds = np.asarray(proba, dtype=np.float64), np.asarray(y, dtype=np.int64), np.asarray(folds)
+    if folds.shape != y.shape or len(np.unique(folds)) < 2:
+        raise PipelineError(f"folds must give each of the {len(y)} rows a fold, with at least 2 folds")
+    def rows(a, mask):
+        return None if a is None else np.asarray(a)[mask]
+
+    out_proba, out_pred = np.empty_like(proba), np.empty(len(y), dtype=np.int64)
+    for f in np.unique(folds):
+        test, train = folds == f, folds != f
+        fit_ctx = replace(context, anomaly_scores=rows(context.anomaly_scores, train))
+        params = fit_rule(rule, proba[train], y[train], objective, fit_ctx, sample_weight=rows(sample_weight, train))
+        test_ctx = replace(context, anomaly_scores=rows(context.anomaly_scores, test))
+        out_proba[test], out_pred[test] = apply_rule(rule, params, proba[test], test_ctx)
+    return out_proba, out_pred
+
+
+def fit_isolation_forest(X_other, *, seed: int) -> IsolationForest:
+    """An isolation forest (Liu et al., 2008; 100 trees) fitted on the training rows of the other classes."""
+    return IsolationForest(n_estimators=100, random_state=seed).fit(X_other)
+
+
+def anomaly_scores(forest: IsolationForest, X) -> np.ndarray:
+    """(N,) outlier scores ``-score_samples(X)``: higher is more anomalous."""
+    return -forest.score_samples(X)

@@ -1,0 +1,224 @@
+"""Selection on the validation split: the views, the policy as an objective, the pick, P(best)
+and the pick under shifted class priors.
+
+Nothing here reads test data: every function takes the validation split's labels and a
+candidate's validation predictions. The test split is scored elsewhere
+(:mod:`pipeline.evaluation`), once per candidate, for the unbiased estimate.
+
+- :func:`second_view` fixes the reweighted view's class prior (from the training and validation
+  counts).
+- :func:`policy_objective` turns ``evaluate.select`` into ``objective(y, y_pred, proba, w) ->
+  (violation, score)``: what every decision rule maximises when fitted and what the pick
+  maximises (:func:`select`, ties to fewer fitted parameters, then by name).
+- :func:`p_best`: each candidate's probability of being the pick over bootstrap resamples of the
+  validation split (the same resamples for all, regenerated from a seed).
+- :func:`prior_family` and :func:`kish_ess`: the deployment priors the policy is re-run under,
+  by reweighting validation rows (label shift: p(x | y) fixed, the class prior moves).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from pipeline.config import Constraint, SelectConfig, parse_constraint
+from pipeline.metrics import (
+    COST_METRIC,
+    PER_CLASS,
+    bootstrap_distribution,
+    classification_metrics,
+    confusion_matrix,
+    count_metrics,
+    lower_is_better,
+    prior_weights,
+)
+
+# A validation split whose largest class is at most this many times its smallest counts as balanced.
+BALANCED_RATIO = 1.5
+# Metrics of the confusion matrix alone (fast: no probabilities); every other one reads them.
+COUNT_METRICS = frozenset({"accuracy", "balanced_accuracy", "macro_f1", "micro_f1", "weighted_f1", "mcc",
+                           "cohen_kappa", "geometric_mean", "macro_precision", "macro_recall",
+                           "micro_precision", "micro_recall", "weighted_precision", "weighted_recall",
+                           COST_METRIC})
+
+Objective = Callable[[np.ndarray, np.ndarray, np.ndarray, "np.ndarray | None"], tuple[float, float]]
+
+
+@dataclass(frozen=True)
+class View:
+    """The second look at a split: reweighted to another class prior."""
+
+    key: str  # "train_prior" or "uniform_prior": the key in metrics.json
+    prior: list[float]  # target class prior, in class order
+    description: str
+
+
+def second_view(train_counts: Sequence[int], val_counts: Sequence[int], setting: str) -> View:
+    """``train``: the training prior (as deployed); ``uniform``: every class equal; ``auto``: the
+    training prior when the validation split is balanced, else uniform. Decided from the
+    validation counts, so the view never depends on the test split."""
+    train, val = np.asarray(train_counts, float), np.asarray(val_counts, float)
+    if setting == "auto":
+        setting = "train" if val.max() <= BALANCED_RATIO * max(val.min(), 1) else "uniform"
+    if setting == "train":
+        return View("train_prior", (train / train.sum()).tolist(),
+                    "reweighted to the training split's class prior (as deployed, if deployment data "
+                    "look like the training data)")
+    return View("uniform_prior", [1 / len(val)] * len(val),
+                "reweighted to a uniform class prior (every class counts equally)")
+
+
+def reads_probabilities(metric: str) -> bool:
+    """True when ``metric`` reads probabilities rather than decisions alone."""
+    return metric not in COUNT_METRICS and metric.partition("/")[0] not in PER_CLASS
+
+
+def metric_value(name: str, y_true: np.ndarray, y_pred: np.ndarray, proba: np.ndarray, classes: list[str], *,
+                 sample_weight: np.ndarray | None = None, cost: np.ndarray | None = None,
+                 ece_bins: int = 15) -> float:
+    """One metric of :func:`pipeline.metrics.classification_metrics`, from the confusion matrix
+    alone when it needs no probabilities (the fast path every search uses)."""
+    base, _, cls = name.partition("/")
+    if not reads_probabilities(name):
+        values = count_metrics(confusion_matrix(y_true, y_pred, len(classes), sample_weight), cost=cost)
+        return float(values[base][classes.index(cls)] if cls else values[base])
+    return classification_metrics(y_true, y_pred, classes, proba=proba, sample_weight=sample_weight,
+                                  ece_bins=ece_bins, cost=cost)[name]
+
+
+def violation(constraints: Sequence[Constraint], values: dict[str, float]) -> float:
+    """How far ``values`` are from meeting every constraint (0 when all hold)."""
+    return float(sum(max(0.0, c.bound - values[c.metric]) if c.op == ">=" else max(0.0, values[c.metric] - c.bound)
+                     for c in constraints))
+
+
+def policy_objective(select: SelectConfig, classes: list[str], *, cost: np.ndarray | None = None,
+                     ece_bins: int = 15) -> Objective:
+    """``objective(y_true, y_pred, proba, sample_weight) -> (violation, score)`` of the policy:
+    the constraints' total shortfall and the policy's metric oriented so that higher is better.
+    The view is the caller's: ``sample_weight`` (None as held out)."""
+    constraints = [parse_constraint(c) for c in select.constraints]
+    names = list(dict.fromkeys([select.metric, *(c.metric for c in constraints)]))
+    sign = -1.0 if lower_is_better(select.metric) else 1.0
+
+    def objective(y_true, y_pred, proba, sample_weight=None):
+        values = {n: metric_value(n, y_true, y_pred, proba, classes, sample_weight=sample_weight, cost=cost,
+                                  ece_bins=ece_bins) for n in names}
+        return violation(constraints, values), sign * values[select.metric]
+
+    return objective
+
+
+def order_key(primary: str, values: dict[str, float], parameters: int, name: str) -> tuple:
+    """Sort key of a candidate under the policy: best ``primary`` first, then fewer fitted
+    parameters, then by name."""
+    v = values[primary]
+    return (v if lower_is_better(primary) else -v, parameters, name)
+
+
+@dataclass(frozen=True)
+class Pick:
+    pick: str | None  # None when no candidate meets the constraints
+    eligible: list[str]
+    violations: dict[str, list[str]]  # candidate -> constraints it fails, with its value
+    order: list[str]  # every candidate, eligible ones first, each part in the policy's order
+
+
+def select(values: dict[str, dict[str, float]], primary: str, constraints: Sequence[Constraint],
+           parameters: dict[str, int]) -> Pick:
+    """The policy on one split's values: the best ``primary`` among candidates meeting every
+    constraint; ties go to fewer fitted parameters, then to the first name."""
+    violations = {m: [f"{c} (has {v[c.metric]:.4f})" for c in constraints if not c.holds(v[c.metric])]
+                  for m, v in values.items()}
+    order = sorted(values, key=lambda m: (bool(violations[m]), *order_key(primary, values[m], parameters[m], m)))
+    eligible = [m for m in order if not violations[m]]
+    return Pick(eligible[0] if eligible else None, eligible, {m: v for m, v in violations.items() if v}, order)
+
+
+def resampled_values(names: Sequence[str], y_true: np.ndarray, y_pred: np.ndarray, proba: np.ndarray,
+                     classes: list[str], *, indices: np.ndarray, sample_weight: np.ndarray | None = None,
+                     cost: np.ndarray | None = None, ece_bins: int = 15) -> dict[str, np.ndarray]:
+    """``name -> (B,)`` values of each metric on each bootstrap resample ``indices`` (B, N).
+
+    Count metrics and ``log_loss`` are vectorised over resamples; the other probability metrics
+    (ROC-AUC, PR-AUC, ECE) are computed resample by resample.
+    """
+    out: dict[str, np.ndarray] = {}
+    counts = None
+    w = np.ones(len(y_true)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+    for name in names:
+        base, _, cls = name.partition("/")
+        if not reads_probabilities(name):
+            if counts is None:
+                counts = bootstrap_distribution(y_true, y_pred, len(classes), indices=indices, sample_weight=w,
+                                                cost=cost)
+            out[name] = counts[base][:, classes.index(cls)] if cls else counts[base]
+        elif name == "log_loss":
+            nll = -np.log(np.clip(proba[np.arange(len(y_true)), y_true], np.finfo(np.float64).eps, 1.0))
+            out[name] = (w * nll)[indices].sum(1) / w[indices].sum(1)
+        else:
+            out[name] = np.array([
+                classification_metrics(y_true[i], y_pred[i], classes, proba=proba[i], sample_weight=w[i],
+                                       ece_bins=ece_bins)[name] for i in indices])
+    return out
+
+
+def p_best(resampled: dict[str, dict[str, np.ndarray]], primary: str, constraints: Sequence[Constraint],
+           parameters: dict[str, int]) -> dict[str, float]:
+    """Each candidate's share of the bootstrap resamples in which the policy picks it.
+
+    ``resampled`` is ``candidate -> metric -> (B,)`` (the same resamples for every candidate).
+    Candidates tied on ``primary`` in a resample split its mass equally (no tie-break by size:
+    a tie is a tie in the data); resamples where no candidate meets the constraints go to
+    ``"none"``, listed only when it has mass.
+    """
+    names = list(resampled)
+    sign = 1.0 if lower_is_better(primary) else -1.0
+    score = np.stack([sign * resampled[m][primary] for m in names])  # (M, B), lower is better
+    ok = np.ones_like(score, dtype=bool)
+    for c in constraints:
+        v = np.stack([resampled[m][c.metric] for m in names])
+        ok &= v >= c.bound if c.op == ">=" else v <= c.bound
+    score = np.where(ok, score, np.inf)
+    best = score.min(0)  # (B,)
+    winners = (score == best) & np.isfinite(best)
+    share = winners / np.maximum(winners.sum(0), 1)
+    out = {m: float(share[i].mean()) for i, m in enumerate(names)}
+    none = float((~np.isfinite(best)).mean())
+    if none:
+        out["none"] = none
+    return out
+
+
+def kish_ess(weights: np.ndarray) -> float:
+    """Kish's effective sample size ``(sum w)^2 / sum w^2`` of per-row weights."""
+    w = np.asarray(weights, dtype=np.float64)
+    return float(w.sum() ** 2 / (w**2).sum()) if (w**2).sum() > 0 else 0.0
+
+
+def prior_family(val_prior: np.ndarray, train_prior: np.ndarray, deploy_prior: np.ndarray | None = None,
+                 *, steps: int = 6) -> list[dict]:
+    """Deployment priors from the validation prior to the training prior (and on to
+    ``deploy_prior`` when given): ``(1 - t) * start + t * end`` at ``steps`` points per leg.
+
+    Returns ``[{"label", "t", "prior"}]``; ``t`` runs 0..1 on the first leg and 1..2 on the second.
+    """
+    legs = [("validation", "training", np.asarray(val_prior, float), np.asarray(train_prior, float))]
+    if deploy_prior is not None:
+        legs.append(("training", "deployment", np.asarray(train_prior, float), np.asarray(deploy_prior, float)))
+    out = []
+    for leg, (a_name, b_name, a, b) in enumerate(legs):
+        for i, t in enumerate(np.linspace(0, 1, steps)):
+            if leg and i == 0:
+                continue
+            label = a_name if t == 0 else b_name if t == 1 else f"{1 - t:.1f}·{a_name} + {t:.1f}·{b_name}"
+            prior = (1 - t) * a + t * b
+            out.append({"label": label, "t": float(leg + t), "prior": (prior / prior.sum()).tolist()})
+    return out
+
+
+def shifted_weights(y: np.ndarray, prior: Sequence[float]) -> np.ndarray:
+    """Per-row weights giving a split the class prior ``prior`` (:func:`pipeline.metrics.prior_weights`)."""
+    return prior_weights(y, np.asarray(prior, dtype=np.float64))

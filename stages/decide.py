@@ -1,0 +1,58 @@
+"""decide: fit decision rules on the validation split on top of trained models; write their
+predictions and fitted parameters.
+
+For each model ``evaluate.decisions.models`` names (default ``best``: each loss's best model on
+validation under the policy) and each rule of ``evaluate.decisions.rules``: the rule's
+validation predictions come from cross-fitting (refitted on k-1 folds of the validation split,
+``evaluate.crossfit_folds``, predicting the held-out fold), its test predictions from one fit on
+the whole validation split. Writes ``<predictions>/<split>/<group>/<model>+<rule>.parquet`` and
+``<params>/<model>+<rule>.json``; nothing else (evaluate does the MLflow logging).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from pipeline.artifacts import load_model_records, read_prepared
+from pipeline.config import load_params
+from pipeline.candidates import decide_all
+from pipeline.io import atomic_dirs, read_json, write_json
+from stages._cli import run
+
+log = logging.getLogger("decide")
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--data", required=True, help="directory written by prepare (anomaly: training rows)")
+    ap.add_argument("--plans", required=True, help="directory written by plan")
+    ap.add_argument("--models", required=True, help="parent of the train@<loss> and baselines model directories")
+    ap.add_argument("--predictions", required=True, help="the models' predictions: <split>/<group>/<model>.parquet")
+    ap.add_argument("--baselines", default=None, help="name of the baselines' directory under --models")
+    ap.add_argument("--out-predictions", required=True, help="directory for the rules' predictions")
+    ap.add_argument("--out-params", required=True, help="directory for the rules' fitted parameters")
+    args = ap.parse_args(argv)
+
+    params = load_params(args.params)
+    meta = read_json(f"{args.data}/meta.json", what="prepared-data metadata")
+    records = load_model_records(args.plans, args.models, args.predictions, args.baselines, meta)
+    features = None
+    if "anomaly" in params.evaluate.decisions.rules:
+        _, data = read_prepared(args.data)
+        features = {split: data[split][0] for split in ("train", "val", "test")} | {"y_train": data["train"][1]}
+    decisions = decide_all(records, meta, params.evaluate, features=features)
+
+    with atomic_dirs(args.out_predictions, args.out_params) as (preds_tmp, params_tmp):
+        for d in decisions:
+            for split, frame in d.frames.items():
+                (preds_tmp / split / d.group).mkdir(parents=True, exist_ok=True)
+                frame.to_parquet(preds_tmp / split / d.group / f"{d.name}.parquet", index=False)
+            write_json(params_tmp / f"{d.name}.json", d.fitted)
+    log.info("%d decision rule(s) fitted on validation over %d model(s)", len(decisions),
+             len({d.fitted["model"] for d in decisions}))
+
+
+if __name__ == "__main__":
+    run(main)
