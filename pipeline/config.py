@@ -83,8 +83,8 @@ class TrainConfig:
     patience: int = 15  # epochs without a better early_stopping_metric (on the slice below) before stopping
     early_stopping_fraction: float = 0.1  # share of the training split carved out (stratified) for
     #                                       early stopping, in (0, 0.5]; validation is left alone
-    early_stopping_metric: str = "macro_f1"  # what early stopping watches on that slice: macro_f1 |
-    #                                          log_loss | balanced_log_loss
+    early_stopping_metric: str = "balanced_log_loss"  # what early stopping watches on that slice:
+    #                                          macro_f1 | log_loss | balanced_log_loss
     device: str = "auto"  # auto (a GPU when present) | cpu | cuda
     threads: int | str = "auto"  # torch's CPU threads: auto (the cores this process may use; 1 in a
     #                              `dvc queue` worker) or a number

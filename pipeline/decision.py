@@ -29,7 +29,8 @@ with the plain argmax's. The test split is decided by the rule fitted on all of 
 References
 ----------
 C. Guo, G. Pleiss, Y. Sun, K. Q. Weinberger. On Calibration of Modern Neural Networks. ICML 2017.
-A. K. Menon et al. Long-tail learning via logit adjustment. ICLR 2021.
+A. K. Menon, S. Jayasumana, A. S. Rawat, H. Jain, A. Veit, S. Kumar. Long-tail learning via logit
+adjustment. ICLR 2021.
 A. Alexandari, A. Kundaje, A. Shrikumar. Maximum Likelihood with Bias-Corrected Calibration is
 Hard-To-Beat at Label Shift Adaptation. ICML 2020.
 M. Saerens, P. Latinne, C. Decaestecker. Adjusting the Outputs of a Classifier to New a Priori
@@ -40,7 +41,7 @@ F. T. Liu, K. M. Ting, Z.-H. Zhou. Isolation Forest. ICDM 2008.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -49,12 +50,11 @@ from sklearn.ensemble import IsolationForest
 from sklearn.model_selection import StratifiedKFold
 
 from pipeline import PipelineError
-from pipeline.config import Constraint
-from pipeline.metrics import confusion_matrix, count_metrics, lower_is_better, probability_metrics
 
 RULES = ("temperature", "posthoc_adjust", "thresholds", "cost", "anomaly")
 
-# objective(y_true (N,), y_pred (N,), proba (N, C), sample_weight (N,) | None) -> (violation >= 0, score)
+# objective(y_true (N,), y_pred (N,), proba (N, C), sample_weight (N,) | None) -> (violation >= 0, score):
+# how far the policy's constraints are from holding (0: all hold) and its metric, higher is better
 Objective = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None], tuple[float, float]]
 
 _LOG_T = (float(np.log(0.05)), float(np.log(20.0)))  # bounds of log T
@@ -138,7 +138,7 @@ def fit_bias_corrected_temperature(logp, y, *, sample_weight=None) -> tuple[floa
 
     def fun(x):
         nll, g_s, g_b = _nll(x[0], x[1:] - x[1:].mean(), logp, y, w)
-        return nll, np.concatenate([[g_s], g_b - g_b.mean()])
+        return nll, np.concatenate([[g_s], g_b])  # d/du = g_b - mean(g_b) = g_b: softmax gradients sum to 0
 
     x0 = np.concatenate([[np.log(fit_temperature(logp, y, sample_weight=sample_weight))], np.zeros(c)])
     bounds = [_LOG_T] + [(-_BIAS_BOUND, _BIAS_BOUND)] * c
@@ -157,27 +157,6 @@ def bayes_decision(proba, cost) -> np.ndarray:
     return (proba @ cost).argmin(axis=1)
 
 
-def policy_objective(classes: list[str], primary: str, constraints: Sequence[Constraint] = ()) -> Objective:
-    """An :data:`Objective` from metric names of :func:`pipeline.metrics.classification_metrics`.
-
-    score = the ``primary`` metric (negated where lower is better); violation = sum over the
-    constraints of how far each misses its bound, ``max(0, bound - v)`` for ``>=``. Probability
-    metrics (``log_loss``...) are computed only when named: counts are what a search can afford.
-    """
-    names = [primary, *(c.metric for c in constraints)]
-    split = [(base, classes.index(cls) if cls else None) for base, _, cls in (n.partition("/") for n in names)]
-
-    def objective(y_true, y_pred, proba, sample_weight):
-        counts = count_metrics(confusion_matrix(y_true, y_pred, len(classes), sample_weight))
-        if any(base not in counts for base, _ in split):
-            counts.update(probability_metrics(y_true, proba, sample_weight=sample_weight))
-        v = [float(counts[base] if i is None else counts[base][i]) for base, i in split]
-        gap = sum(max(0.0, c.bound - x if c.op == ">=" else x - c.bound) for c, x in zip(constraints, v[1:]))
-        return gap, -v[0] if lower_is_better(primary) else v[0]
-
-    return objective
-
-
 def _check_rule(rule: str) -> None:
     if rule not in RULES:
         raise PipelineError(f"rule must be one of {', '.join(RULES)}; got {rule!r}")
@@ -192,7 +171,8 @@ def _cost_of(context: RuleContext) -> np.ndarray:
 def _scores_of(context: RuleContext, n: int) -> np.ndarray:
     s = context.anomaly_scores
     if s is None or np.shape(s) != (n,):
-        raise PipelineError(f"rule 'anomaly' needs context.anomaly_scores of the {n} rows; got {np.shape(s)}")
+        got = None if s is None else np.shape(s)
+        raise PipelineError(f"rule 'anomaly' needs context.anomaly_scores of the {n} rows; got {got}")
     return np.asarray(s, dtype=np.float64)
 
 
@@ -329,9 +309,7 @@ def apply_rule(rule: str, params: dict, proba, context: RuleContext) -> tuple[np
 def parameter_count(rule: str, params: dict) -> int:
     """Fitted parameters: temperature 1, posthoc_adjust 1 (tau), thresholds C, cost C + 1, anomaly 1."""
     _check_rule(rule)
-    if rule in ("thresholds", "cost"):
-        return len(params["bias"]) + (rule == "cost")
-    return 1
+    return len(params["bias"]) + (rule == "cost") if rule in ("thresholds", "cost") else 1
 
 
 def crossfit_folds(y, k: int, seed: int) -> np.ndarray:
@@ -371,6 +349,7 @@ def crossfit(rule: str, proba, y, folds, objective: Objective, context: RuleCont
     proba, y, folds = np.asarray(proba, dtype=np.float64), np.asarray(y, dtype=np.int64), np.asarray(folds)
     if folds.shape != y.shape or len(np.unique(folds)) < 2:
         raise PipelineError(f"folds must give each of the {len(y)} rows a fold, with at least 2 folds")
+
     def rows(a, mask):
         return None if a is None else np.asarray(a)[mask]
 

@@ -1,7 +1,9 @@
 import pytest
 
 from pipeline import PipelineError
-from pipeline.audit import apply_policy, check_policy, rank_agreement, ranks, winners
+from pipeline.audit import _winners as winners
+from pipeline.audit import check_policy, check_policy_metrics, rank_agreement, ranks
+from pipeline.selection import select
 from pipeline.config import Constraint, SelectConfig
 
 VALUES = {
@@ -22,8 +24,8 @@ def test_ranks_respect_direction_and_share_ties():
 
 def test_winners_prefer_the_pick_on_ties():
     tied = {"x": {"m": 0.5}, "y": {"m": 0.5}}
-    assert winners(tied, ["m"]) == {"m": "x"}
-    assert winners(tied, ["m"], prefer="y") == {"m": "y"}
+    assert winners(tied, ["m"], None) == {"m": "x"}
+    assert winners(tied, ["m"], "y") == {"m": "y"}
 
 
 def test_rank_agreement():
@@ -34,24 +36,39 @@ def test_rank_agreement():
     assert tau["macro_f1"]["accuracy"] == pytest.approx(-1 / 3)
 
 
-def test_policy_picks_by_primary_metric_and_explains_other_winners():
-    outcome, win = apply_policy(VALUES, "macro_f1", [], NAMES)
-    assert outcome.pick == "b" and win["accuracy"] == "a"
-    assert "policy ranks by macro_f1" in outcome.reasons["accuracy"]
-    assert "macro_f1" not in outcome.reasons
+SIZES = {"a": 10, "b": 10, "c": 10}
 
 
-def test_constraints_exclude_models_and_are_named_in_reasons():
-    outcome, win = apply_policy(VALUES, "accuracy", [Constraint("recall/rare", ">=", 0.5)], NAMES)
-    assert outcome.pick == "b" and outcome.eligible == ["b", "c"]
-    assert outcome.violations == {"a": ["recall/rare >= 0.5 (has 0.1000)"]}
-    assert outcome.reasons["accuracy"] == "a fails recall/rare >= 0.5 (has 0.1000)"
+def test_policy_picks_by_primary_metric():
+    out = select(VALUES, "macro_f1", [], SIZES)
+    assert out.pick == "b" and out.order == ["b", "c", "a"]
+
+
+def test_constraints_exclude_models():
+    out = select(VALUES, "accuracy", [Constraint("recall/rare", ">=", 0.5)], SIZES)
+    assert out.pick == "b" and out.eligible == ["b", "c"]
+    assert out.violations == {"a": ["recall/rare >= 0.5 (has 0.1000)"]}
+    assert out.order == ["b", "c", "a"]  # the violators last
 
 
 def test_constraints_no_model_meets_are_an_outcome_not_an_error():
-    outcome, _ = apply_policy(VALUES, "macro_f1", [Constraint("recall/rare", ">=", 0.9)], NAMES)
-    assert outcome.pick is None and outcome.eligible == []
-    assert set(outcome.violations) == {"a", "b", "c"}
+    out = select(VALUES, "macro_f1", [Constraint("recall/rare", ">=", 0.9)], SIZES)
+    assert out.pick is None and out.eligible == []
+    assert set(out.violations) == {"a", "b", "c"}
+
+
+def test_ties_go_to_fewer_fitted_parameters_then_to_the_name():
+    tied = {"ce+thresholds": {"m": 0.8}, "ce": {"m": 0.8}, "b": {"m": 0.8}, "z": {"m": 0.1}}
+    sizes = {"ce+thresholds": 110, "ce": 100, "b": 100, "z": 1}
+    assert select(tied, "m", [], sizes).order == ["b", "ce", "ce+thresholds", "z"]
+    assert select(tied, "m", [], {**sizes, "ce": 99}).pick == "ce"
+
+
+def test_expected_cost_needs_costs():
+    with pytest.raises(PipelineError, match="names expected_cost, which needs evaluate.costs"):
+        check_policy_metrics(SelectConfig(metric="expected_cost"))
+    check_policy_metrics(SelectConfig(metric="expected_cost"), costs=True)
+    check_policy_metrics(SelectConfig(constraints=("expected_cost <= 0.3",)), costs=True)
 
 
 def test_policy_names_are_checked():

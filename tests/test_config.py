@@ -29,7 +29,7 @@ def test_repository_params_parse_to_typed_config():
                               "ldam_drw")
     assert p.train.gammas == (0.0, 0.5, 1.0, 2.0, 5.0)
     assert all(isinstance(g, float) for g in p.train.gammas)
-    assert (p.train.early_stopping_fraction, p.train.early_stopping_metric) == (0.1, "macro_f1")
+    assert (p.train.early_stopping_fraction, p.train.early_stopping_metric) == (0.1, "balanced_log_loss")
     assert p.evaluate.costs == CostsConfig(default=1.0, missed={"8": 20.0})  # `"8": 20` in the file
     assert p.evaluate.decisions.rules == DECISION_RULES and p.evaluate.crossfit_folds == 5
 
@@ -146,7 +146,7 @@ def test_missing_and_malformed_files(tmp_path):
 
 def test_new_keys_have_their_defaults():
     p = parse_params({})
-    assert (p.train.early_stopping_fraction, p.train.early_stopping_metric) == (0.1, "macro_f1")
+    assert (p.train.early_stopping_fraction, p.train.early_stopping_metric) == (0.1, "balanced_log_loss")
     assert STOPPING_METRICS == ("macro_f1", "log_loss", "balanced_log_loss")
     e = p.evaluate
     assert DECISION_RULES == ("temperature", "posthoc_adjust", "thresholds", "cost", "anomaly")

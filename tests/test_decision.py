@@ -25,10 +25,24 @@ from pipeline.decision import (
     fit_temperature,
     logp_of,
     parameter_count,
-    policy_objective,
     softmax,
 )
-from pipeline.metrics import classification_metrics
+from pipeline.metrics import classification_metrics, confusion_matrix, count_metrics
+
+
+def policy_objective(classes, primary, constraints=()):
+    """(total shortfall of the constraints, ``primary``) from count metrics, like the policy's."""
+    def value(counts, name):
+        base, _, cls = name.partition("/")
+        return float(counts[base][classes.index(cls)] if cls else counts[base])
+
+    def objective(y_true, y_pred, proba, sample_weight):
+        counts = count_metrics(confusion_matrix(y_true, y_pred, len(classes), sample_weight))
+        misses = [c.bound - value(counts, c.metric) if c.op == ">=" else value(counts, c.metric) - c.bound
+                  for c in constraints]
+        return sum(max(0.0, m) for m in misses), value(counts, primary)
+
+    return objective
 
 
 def _sample_labels(rng, proba):
@@ -135,6 +149,7 @@ def test_thresholds_meet_a_feasible_recall_constraint():
     q, y_pred = apply_rule("thresholds", params, proba, ctx)
     after = classification_metrics(y, y_pred, ctx.classes)
     assert after["recall/c2"] >= 0.9
+    assert after["macro_f1"] > 0.4  # predicting c2 everywhere meets the constraint too, at 0.08
     assert objective(y, y_pred, q, None)[0] == 0.0
     # without the constraint the same search trades recall for macro-F1 and scores higher
     unconstrained = fit_rule("thresholds", proba, y, policy_objective(ctx.classes, "macro_f1"), ctx)
@@ -305,7 +320,8 @@ def test_bad_rules_and_missing_inputs_are_pipeline_errors():
     proba, y = _imbalanced(50, np.array([0.5, 0.5]), 1.0, seed=12)
     ctx = _context(2)
     objective = policy_objective(ctx.classes, "macro_f1")
-    with pytest.raises(PipelineError, match="rule must be one of temperature, posthoc_adjust, thresholds, cost, anomaly"):
+    allowed = "rule must be one of temperature, posthoc_adjust, thresholds, cost, anomaly; got 'platt'"
+    with pytest.raises(PipelineError, match=allowed):
         fit_rule("platt", proba, y, objective, ctx)
     with pytest.raises(PipelineError, match="rule must be one of"):
         apply_rule("platt", {}, proba, ctx)

@@ -4,11 +4,12 @@ import pytest
 from pipeline.config import BaselinesConfig
 from pipeline.baselines import fit_baseline
 from pipeline.audit import tail_trade
-from pipeline.evaluation import gamma_table, second_view
+from pipeline.evaluation import gamma_table
+from pipeline.selection import second_view
 from pipeline.metrics import bootstrap_indices
 
 
-def test_second_view_follows_the_test_split_balance():
+def test_second_view_follows_the_validation_split_balance():
     balanced = second_view([100, 10], [50, 48], "auto")
     assert balanced.key == "train_prior" and balanced.prior == pytest.approx([100 / 110, 10 / 110])
     skewed = second_view([100, 10], [90, 9], "auto")
@@ -51,6 +52,24 @@ def test_tail_trade_verdicts():
     assert out["models"]["better"]["verdict"].startswith("gains tail recall")
 
 
+def test_tail_trade_says_undefined_precision_where_the_reference_never_predicts_a_class():
+    """A reference that never predicts a tail class has no precision there (not 0): a model that
+    predicts it gains no measurable tail precision, and the head side shows what it pays."""
+    y = np.repeat([0, 1, 2], [60, 30, 10])
+    ref = y.copy()
+    ref[90:100] = 0  # the reference never predicts class 2
+    trade = y.copy()
+    trade[0:20] = 2  # recalls class 2, at the head's expense
+    out = tail_trade(y, {"ce": ref, "m": trade}, ["a", "b", "c"], [100, 30, 10], reference="ce", models=["m"],
+                     indices=bootstrap_indices(len(y), 300, 0), level=0.95)
+    entry = out["models"]["m"]
+    assert out["reference_undefined_precision"] == ["c"]
+    assert entry["tail_precision_change"]["value"] is None
+    assert "gains tail precision" not in entry["verdict"] and "tail precision undefined" in entry["verdict"]
+    assert entry["head_recall_change"]["value"] == pytest.approx(-1 / 6)  # class a loses 20 of 60: (-1/3 + 0) / 2
+    assert "loses head recall" in entry["verdict"]
+
+
 @pytest.fixture(scope="module")
 def blobs():
     rng = np.random.default_rng(0)
@@ -59,7 +78,7 @@ def blobs():
         y = rng.choice(3, n, p=[0.7, 0.2, 0.1])
         return (rng.normal(size=(n, 5)) + 2 * np.eye(3, 5)[y]).astype(np.float32), y
 
-    return {"train": make(400), "val": make(150)}
+    return {"train": make(400), "stop": make(60), "val": make(150)}
 
 
 def test_majority_baseline_predicts_the_training_prior(blobs):
@@ -73,7 +92,7 @@ def test_majority_baseline_predicts_the_training_prior(blobs):
 def test_learned_baselines_beat_the_majority(blobs, name):
     cfg = BaselinesConfig(xgb_n_estimators=40)
     res = fit_baseline(name, blobs, 3, np.array([0.5, 1.7, 3.3]), cfg)
-    assert res.val_macro_f1 > 0.7
+    assert res.stop_macro_f1 > 0.7
     proba = res.predict_proba(blobs["val"][0])
     assert proba.shape == (150, 3) and np.allclose(proba.sum(1), 1, atol=1e-5)
     if name == "xgboost":

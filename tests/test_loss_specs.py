@@ -47,7 +47,7 @@ def test_a_new_spec_trains_through_the_plan_and_the_sweep(monkeypatch):
     assert [r["model"] for r in plan["runs"]] == ["brier_s0", "brier_s1"]
     assert plan["class_weights"]["weights"] == weights["weights"] and plan["class_counts"] is None
 
-    data = {"train": _blobs(200, 0), "val": _blobs(60, 1)}
+    data = {"train": _blobs(200, 0), "stop": _blobs(40, 2), "val": _blobs(60, 1)}
     from pipeline.plan import RunSpec
 
     runs = [RunSpec(**r) for r in plan["runs"]]

@@ -7,7 +7,8 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sklearn.metrics import f1_score
+from sklearn.metrics import confusion_matrix as sk_confusion_matrix
+from sklearn.metrics import f1_score, log_loss
 
 from pipeline import PipelineError
 from pipeline.config import GAMMA_LOSSES, LOSSES, TrainConfig
@@ -75,7 +76,7 @@ def _blobs(n, seed, sep=3.0):
 
 @pytest.fixture
 def data():
-    return {"train": _blobs(300, 0), "val": _blobs(90, 1)}
+    return {"train": _blobs(300, 0), "stop": _blobs(60, 2), "val": _blobs(90, 1)}
 
 
 CFG = TrainConfig(hidden=(16,), epochs=12, batch_size=32, patience=4, lr=1e-2, dropout=0.1)
@@ -109,18 +110,58 @@ def test_without_a_terminal_progress_is_logged_with_the_epoch(data, caplog, monk
     assert not caplog.records  # progress=False: silent
 
 
-def test_early_stopping_restores_the_best_validation_epoch(data):
+@pytest.mark.parametrize("metric", ["macro_f1", "log_loss", "balanced_log_loss"])
+def test_early_stopping_reads_the_slice_and_restores_its_best_epoch(data, metric):
     spec = RunSpec("ce", "ce", None, 0)
-    result = fit(spec, make_criterion("ce"), data, 3, CFG, CPU, progress=False)
-    best = max(h["val_macro_f1"] for h in result.history)
-    assert result.best_val_macro_f1 == best
-    assert result.history[result.best_epoch - 1]["val_macro_f1"] == best
+    cfg = dataclasses.replace(CFG, early_stopping_metric=metric)
+    result = fit(spec, make_criterion("ce"), data, 3, cfg, CPU, progress=False)
+    curve = [h[f"stop_{metric}"] for h in result.history]
+    best = max(curve) if metric == "macro_f1" else min(curve)
+    assert result.best_score == best
+    assert result.history[result.best_epoch - 1][f"stop_{metric}"] == best
     assert len(result.history) <= CFG.epochs
-    # the returned model is the best epoch's: recompute its val macro-F1
+    # the returned model is the best epoch's: recompute its monitored value on the slice with sklearn
+    X, y = data["stop"]
+    with torch.no_grad():
+        proba = torch.softmax(result.model(torch.as_tensor(X)).double(), 1).numpy()
+    if metric == "macro_f1":
+        assert f1_score(y, proba.argmax(1), average="macro") == pytest.approx(best)
+    elif metric == "log_loss":
+        assert log_loss(y, proba, labels=range(3)) == pytest.approx(best, rel=1e-9)
+    else:
+        per_class = [log_loss(y[y == c], proba[y == c], labels=range(3)) for c in range(3)]
+        assert np.mean(per_class) == pytest.approx(best, rel=1e-9)
+    # validation is recorded (criterion and confusion matrix per epoch) and never decides
     with torch.no_grad():
         pred = result.model(torch.as_tensor(data["val"][0])).argmax(1).numpy()
-    assert f1_score(data["val"][1], pred, average="macro") == pytest.approx(best)
-    assert best > 0.8  # separable blobs are learned
+    cm = result.history[result.best_epoch - 1]["val_confusion"]
+    np.testing.assert_array_equal(cm, sk_confusion_matrix(data["val"][1], pred, labels=range(3)))
+    assert f1_score(data["val"][1], pred, average="macro") > 0.8  # separable blobs are learned
+
+
+def test_validation_never_changes_training(data):
+    """Training reads validation only to record it: other validation labels, the same model."""
+    spec = RunSpec("ce", "ce", None, 0)
+    a = fit(spec, make_criterion("ce"), data, 3, CFG, CPU, progress=False)
+    X_val, y_val = data["val"]
+    shuffled = {**data, "val": (X_val, np.random.default_rng(0).permutation(y_val))}
+    b = fit(spec, make_criterion("ce"), shuffled, 3, CFG, CPU, progress=False)
+    assert a.best_epoch == b.best_epoch and len(a.history) == len(b.history)
+    for key, value in a.model.state_dict().items():
+        torch.testing.assert_close(value, b.model.state_dict()[key], rtol=0, atol=0)
+
+
+def test_early_stopping_slice_is_stratified_and_keeps_every_class_to_fit():
+    from pipeline.artifacts import early_stopping_mask
+
+    y = np.repeat(np.arange(4), [100, 20, 4, 1])
+    mask = early_stopping_mask(y, 0.1, seed=0)
+    assert np.bincount(y[mask], minlength=4).tolist() == [10, 2, 0, 0]
+    assert (np.bincount(y[~mask], minlength=4) >= 1).all()
+    np.testing.assert_array_equal(mask, early_stopping_mask(y, 0.1, seed=0))
+    assert not np.array_equal(mask, early_stopping_mask(y, 0.1, seed=1))
+    half = early_stopping_mask(np.array([0, 0, 1, 1]), 0.5, seed=0)
+    assert half.sum() == 2 and set(np.array([0, 0, 1, 1])[~half]) == {0, 1}
 
 
 # --- the stacked model --------------------------------------------------------------------------
@@ -230,11 +271,14 @@ def _assert_sweep_equals_sequential(specs, loss, data, cfg, groups=None):
     for spec, batched in zip(specs, swept):
         alone = fit(spec, _criterion(loss, spec.gamma), data, 3, cfg, CPU, progress=False)
         assert (batched.best_epoch, len(batched.history)) == (alone.best_epoch, len(alone.history)), spec
-        assert batched.best_val_macro_f1 == pytest.approx(alone.best_val_macro_f1, abs=1e-12)
+        assert batched.best_score == pytest.approx(alone.best_score, rel=1e-5, abs=1e-7)
         for h_b, h_a in zip(batched.history, alone.history):
             assert h_b.keys() == h_a.keys()
             for key in h_b:
-                assert h_b[key] == pytest.approx(h_a[key], rel=1e-4, abs=1e-5), (spec, key)
+                if key == "val_confusion":  # counts of argmax decisions: equal unless a logit tie moved
+                    assert np.abs(np.subtract(h_b[key], h_a[key])).sum() <= 2, (spec, key)
+                else:
+                    assert h_b[key] == pytest.approx(h_a[key], rel=1e-4, abs=1e-5), (spec, key)
         state = alone.model.state_dict()
         for key, value in batched.model.state_dict().items():
             torch.testing.assert_close(value, state[key], rtol=1e-4, atol=1e-5)
@@ -264,7 +308,7 @@ def test_sweep_equivalence_holds_for_every_optimizer_and_weight_decay(optimizer,
 @pytest.mark.parametrize("groups", [1, 2])
 def test_early_stopped_configurations_leave_the_sweep_and_keep_their_best_epoch(groups):
     # hard, overlapping blobs: the configurations stop at different epochs
-    data = {"train": _blobs(300, 0, sep=1.0), "val": _blobs(90, 1, sep=1.0)}
+    data = {"train": _blobs(300, 0, sep=1.0), "stop": _blobs(60, 2, sep=1.0), "val": _blobs(90, 1, sep=1.0)}
     specs = [RunSpec(f"focal_g{g:g}_s{s}", "focal", g, s) for g, s in [(0.0, 0), (2.0, 1), (1.0, 2)]]
     cfg = TrainConfig(hidden=(16, 8), epochs=20, batch_size=32, patience=3, lr=1e-2, dropout=0.1)
     swept = _assert_sweep_equals_sequential(specs, "focal", data, cfg, groups=groups)
@@ -277,7 +321,7 @@ def test_early_stopped_configurations_leave_the_sweep_and_keep_their_best_epoch(
 @pytest.mark.parametrize("groups", [None, 1, 2])
 def test_configurations_sharing_a_seed_share_order_and_masks_and_still_stop_on_their_own(groups):
     # a gamma sweep at one seed (one draw of order and masks for all), then two seeds mixed
-    data = {"train": _blobs(300, 0, sep=1.0), "val": _blobs(90, 1, sep=1.0)}
+    data = {"train": _blobs(300, 0, sep=1.0), "stop": _blobs(60, 2, sep=1.0), "val": _blobs(90, 1, sep=1.0)}
     cfg = TrainConfig(hidden=(16, 8), epochs=20, batch_size=32, patience=3, lr=1e-2, dropout=0.2)
     one_seed = [RunSpec(f"focal_g{g:g}", "focal", g, 0) for g in (0.0, 1.0, 3.0, 8.0)]
     swept = _assert_sweep_equals_sequential(one_seed, "focal", data, cfg, groups=groups)
@@ -361,7 +405,7 @@ def test_training_never_imports_torch_dynamo(tmp_path):
             "from pipeline.config import TrainConfig\nfrom pipeline.criterion import make_criterion\n"
             "from pipeline.plan import RunSpec\nfrom pipeline.sweep import fit_sweep\n"
             "rng = np.random.default_rng(0)\n"
-            "d = {s: (rng.normal(size=(40, 4)).astype(np.float32), rng.integers(0, 3, 40)) for s in ('train', 'val')}\n"
+            "d = {s: (rng.normal(size=(40, 4)).astype(np.float32), rng.integers(0, 3, 40)) for s in ('train', 'stop', 'val')}\n"
             "fit_sweep([RunSpec('focal_g1', 'focal', 1.0, 0)], make_criterion('focal', gamma=[1.0]), d, 3,\n"
             "          TrainConfig(hidden=(8,), epochs=2), torch.device('cpu'), progress=False)\n"
             "assert 'torch._dynamo' not in sys.modules, 'torch._dynamo was imported'\n")
