@@ -9,6 +9,9 @@ probabilities go through the fitted rule, and its ``y_true`` is copied into the 
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -133,29 +136,53 @@ def decide_all(records: list[ModelRecord], meta: Meta, cfg: EvaluateConfig, *,
                            cost=cost, prior_ratio=prior_ratio, rarest=rarest,
                            anomaly_scores=None if scores is None else scores[split], seed=cfg.bootstrap.seed)
 
-    out = []
-    for rec in chosen:
-        for rule in rules:
-            name = candidate_name(rec.name, rule)
-            val_proba, val_pred = crossfit(rule, rec.val.proba, y_val, folds, objective, context("val"),
-                                           sample_weight=w)
-            params = fit_rule(rule, rec.val.proba, y_val, objective, context("val"), sample_weight=w)
-            test_proba, test_pred = apply_rule(rule, params, rec.test.proba, context("test"))
-            fitted = {
-                "model": rec.name, "rule": rule, "group": rec.group, "params": params,
-                "parameters": parameter_count(rule, params),
-                "fitted_on": {"split": "val", "rows": int(len(y_val)), "view": cfg.select.view,
-                              "metric": cfg.select.metric,
-                              "constraints": [str(parse_constraint(c)) for c in cfg.select.constraints]},
-                "crossfit": {"folds": int(folds.max()) + 1, "seed": cfg.bootstrap.seed},
-            }
-            if cost is not None and rule == "cost":
-                fitted["cost_matrix"] = cost.tolist()
-            frames = {"val": predictions_frame(val_proba, y_val, classes, val_pred),
-                      "test": predictions_frame(test_proba, rec.test.y_true, classes, test_pred)}
-            out.append(Decision(name, rec.group, frames, fitted))
-            log.info("%s: %s", name, ", ".join(f"{k} {_short(v)}" for k, v in params.items()))
-    return out
+    def one(rec: ModelRecord, rule: str) -> Decision:
+        name = candidate_name(rec.name, rule)
+        val_proba, val_pred = crossfit(rule, rec.val.proba, y_val, folds, objective, context("val"), sample_weight=w)
+        params = fit_rule(rule, rec.val.proba, y_val, objective, context("val"), sample_weight=w)
+        test_proba, test_pred = apply_rule(rule, params, rec.test.proba, context("test"))
+        fitted = {
+            "model": rec.name, "rule": rule, "group": rec.group, "params": params,
+            "parameters": parameter_count(rule, params),
+            "fitted_on": {"split": "val", "rows": int(len(y_val)), "view": cfg.select.view,
+                          "metric": cfg.select.metric,
+                          "constraints": [str(parse_constraint(c)) for c in cfg.select.constraints]},
+            "crossfit": {"folds": int(folds.max()) + 1, "seed": cfg.bootstrap.seed},
+        }
+        if cost is not None and rule == "cost":
+            fitted["cost_matrix"] = cost.tolist()
+        frames = {"val": predictions_frame(val_proba, y_val, classes, val_pred),
+                  "test": predictions_frame(test_proba, rec.test.y_true, classes, test_pred)}
+        log.info("%s: %s", name, ", ".join(f"{k} {_short(v)}" for k, v in params.items()))
+        return Decision(name, rec.group, frames, fitted)
+
+    return in_parallel(one, [(rec, rule) for rec in chosen for rule in rules])
+
+
+def in_parallel(fn, jobs: list[tuple], workers: int | None = None) -> list:
+    """``[fn(*job) for job in jobs]``, in order, over forked worker processes (one per core).
+
+    The searches are CPU-bound Python, so threads would not help; forking shares ``fn``'s
+    closure (the predictions, the objective) with the workers without pickling it.
+    """
+    workers = min(workers or len(os.sched_getaffinity(0)), len(jobs))
+    if workers <= 1:
+        return [fn(*job) for job in jobs]
+    global _WORK
+    _WORK = (fn, jobs)
+    try:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+            return list(pool.map(_call, range(len(jobs))))
+    finally:
+        _WORK = None
+
+
+_WORK = None  # (fn, jobs) of in_parallel, inherited by its forked workers
+
+
+def _call(i: int):
+    fn, jobs = _WORK
+    return fn(*jobs[i])
 
 
 def _short(value) -> str:

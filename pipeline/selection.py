@@ -82,10 +82,44 @@ def metric_value(name: str, y_true: np.ndarray, y_pred: np.ndarray, proba: np.nd
     alone when it needs no probabilities (the fast path every search uses)."""
     base, _, cls = name.partition("/")
     if not reads_probabilities(name):
-        values = count_metrics(confusion_matrix(y_true, y_pred, len(classes), sample_weight), cost=cost)
+        cm = confusion_matrix(y_true, y_pred, len(classes), sample_weight)
+        fast = _fast_count(base, cm, classes.index(cls) if cls else None, cost)
+        if fast is not None:
+            return fast
+        values = count_metrics(cm, cost=cost)
         return float(values[base][classes.index(cls)] if cls else values[base])
     return classification_metrics(y_true, y_pred, classes, proba=proba, sample_weight=sample_weight,
                                   ece_bins=ece_bins, cost=cost)[name]
+
+
+def _fast_count(base: str, cm: np.ndarray, c: int | None, cost: np.ndarray | None) -> float | None:
+    """The metrics a search asks for thousands of times, straight from the (C, C) confusion
+    matrix (the same definitions as :func:`pipeline.metrics.count_metrics`, which the tests hold
+    them to); None for any other metric."""
+    cm = np.asarray(cm, dtype=np.float64)
+    tp, support, predicted, n = np.diag(cm), cm.sum(1), cm.sum(0), cm.sum()
+
+    def ratio(a, b):
+        return np.divide(a, b, out=np.zeros(np.shape(a)), where=np.asarray(b) != 0)
+
+    if base == "macro_f1":
+        return float(ratio(2 * tp, support + predicted).mean())
+    if base in ("accuracy", "micro_f1"):
+        return float(tp.sum() / n) if n else 0.0
+    if base == "balanced_accuracy":
+        present = support > 0
+        return float(ratio(tp, support)[present].mean()) if present.any() else 0.0
+    if base == COST_METRIC and cost is not None:
+        return float((cm * cost).sum() / n) if n else 0.0
+    if c is not None and base == "recall":
+        return float(ratio(tp[c], support[c]))
+    if c is not None and base == "precision":
+        return float(ratio(tp[c], predicted[c]))
+    if c is not None and base == "f1":
+        return float(ratio(2 * tp[c], support[c] + predicted[c]))
+    if c is not None and base == "fpr":
+        return float(ratio(predicted[c] - tp[c], n - support[c]))
+    return None
 
 
 def violation(constraints: Sequence[Constraint], values: dict[str, float]) -> float:

@@ -2,7 +2,8 @@
 
 Reads the evaluation's outputs (metrics, audit, MLflow run ids, the figures evaluate drew), the
 prepared-data metadata and the class weights; adds provenance from git and ``dvc.lock``, and the
-sha256 of every model's predictions file (the evidence the numbers come from). Writes ``--out``
+sha256 of every candidate's validation and test prediction files (the evidence the numbers come
+from: trained models under ``--predictions``, decision rules under ``--decisions``). Writes ``--out``
 (deterministic: the same inputs give the same bytes) and logs it to the evaluation's MLflow run.
 """
 
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from pipeline.artifacts import predictions_by_model, read_figures
+from pipeline.artifacts import PREDICTED_SPLITS, predictions_by_model, read_figures
 from pipeline.config import load_params
 from pipeline.io import read_json, write_text
 from pipeline.provenance import commit_date, file_digest, git_tags, lock_outputs, lock_params, package_versions
@@ -34,7 +35,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--audit", required=True, help="audit.json written by evaluate")
     ap.add_argument("--runs", required=True, help="mlflow_runs.json written by evaluate")
     ap.add_argument("--figures", required=True, help="figures directory written by evaluate")
-    ap.add_argument("--predictions", required=True, help="parent of the per-loss prediction directories")
+    ap.add_argument("--predictions", required=True, help="the models' predictions: <split>/<group>/<model>.parquet")
+    ap.add_argument("--decisions", required=True,
+                    help="the decide stage's predictions: <split>/<group>/<model>+<rule>.parquet")
     ap.add_argument("--lock", default="dvc.lock", help="DVC lock file, read for provenance")
     ap.add_argument("--out", required=True, help="report.html to write")
     ap.add_argument("--no-mlflow", action="store_true", help="do not log the page to MLflow")
@@ -46,7 +49,10 @@ def main(argv: list[str] | None = None) -> None:
     metrics = read_json(args.metrics, what="evaluation metrics")
     audit = read_json(args.audit, what="evaluation audit")
     runs = read_json(args.runs, what="MLflow run list of the evaluation")
-    evidence = {m: file_digest(p) for m, p in predictions_by_model(args.predictions, list(metrics)).items()}
+    models = [m for m in metrics if "+" not in m]
+    rules = [m for m in metrics if "+" in m]
+    files = {**predictions_by_model(args.predictions, models), **predictions_by_model(args.decisions, rules)}
+    evidence = {key: file_digest(files[key]) for key in (f"{split}/{m}" for m in metrics for split in PREDICTED_SPLITS)}
     images = read_figures(args.figures)
 
     lock_path = Path(args.lock)

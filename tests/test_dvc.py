@@ -47,7 +47,8 @@ def repo(tmp_path_factory):
 
 def test_repro_runs_every_stage_and_logs_to_the_repo_store(repo):
     d, env, out = repo
-    for stage in ("prepare", "weights", "plan", "train@ce", "train@weighted_ce", "train@focal", "baselines", "evaluate", "report"):
+    for stage in ("prepare", "weights", "plan", "train@ce", "train@weighted_ce", "train@focal", "baselines", "decide",
+                  "evaluate", "report"):
         assert f"Running stage '{stage}'" in out
     assert (d / "reports/metrics.json").is_file() and (d / "mlflow.db").is_file()
     assert (d / "reports/report.html").is_file()
@@ -103,7 +104,7 @@ def test_a_change_elsewhere_reruns_prepare_and_only_what_it_concerns(repo):
 def test_a_failed_evaluate_keeps_the_previous_reports(repo):
     d, env, _ = repo
     before = {name: (d / "reports" / name).read_bytes() for name in ("metrics.json", "summary.json", "audit.json")}
-    pred = d / "reports/predictions/ce/ce.parquet"
+    pred = d / "reports/predictions/test/ce/ce.parquet"
     saved = pred.read_bytes()
     pred.write_bytes(b"not a parquet file")
     try:
@@ -112,7 +113,7 @@ def test_a_failed_evaluate_keeps_the_previous_reports(repo):
     finally:
         pred.write_bytes(saved)
     assert proc.returncode != 0
-    assert "ce.parquet: predictions of ce is not a readable Parquet file" in proc.stderr
+    assert "ce.parquet: test predictions of ce is not a readable Parquet file" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert {name: (d / "reports" / name).read_bytes() for name in before} == before
 

@@ -273,3 +273,22 @@ def test_bootstrap_expected_cost_matches_a_loop_over_resamples(weighted):
     assert ci["expected_cost"] == pytest.approx(tuple(np.quantile(slow, [0.1, 0.9])))
     point = classification_metrics(y_true, y_pred, ["a", "b", "c"], sample_weight=w, cost=cost)["expected_cost"]
     assert ci["expected_cost"][0] <= point <= ci["expected_cost"][1]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 100_000), st.booleans(), st.booleans())
+def test_ranking_scores_equal_sklearn_with_ties_and_weights(seed, ties, weighted):
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    from pipeline.metrics import ranking_scores
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(2, 80))
+    positive = rng.random(n) < rng.uniform(0.1, 0.9)
+    if positive.all() or not positive.any():
+        positive[0] = not positive[0]
+    score = rng.integers(0, 5, n) / 4 if ties else rng.random(n)
+    w = rng.uniform(0.1, 3, n) if weighted else np.ones(n)
+    auc, ap = ranking_scores(positive, score, w)
+    assert auc == pytest.approx(roc_auc_score(positive, score, sample_weight=w), abs=1e-12)
+    assert ap == pytest.approx(average_precision_score(positive, score, sample_weight=w), abs=1e-12)

@@ -1,4 +1,5 @@
-"""The report in a real headless browser: it loads cleanly and draws a non-blank page."""
+"""The report in a real headless browser at laptop width: it loads cleanly, the first screen holds
+the decision, and no table pushes the page sideways (a wide one scrolls inside its own box)."""
 
 import os
 import shutil
@@ -6,7 +7,11 @@ import shutil
 import numpy as np
 import pytest
 
+from pipeline.report import render
+from tests.test_report import render_inputs
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+LAPTOP = {"width": 1366, "height": 900}
 
 
 @pytest.fixture(scope="module")
@@ -24,23 +29,80 @@ def browser():
         b.close()
 
 
-def test_report_renders_without_errors(pipeline_run, browser, tmp_path):
+def _wide_page(path):
+    """The synthetic run with a long candidate name and a leaderboard too wide for the page."""
+    inputs = render_inputs()
+    audit = inputs["audit"]
+    extra = [f"recall/class_with_a_long_name_{i}" for i in range(14)]
+    audit["metrics"] = [*audit["metrics"], *extra]
+    for i, row in enumerate(audit["leaderboard"]):
+        for n in extra:
+            row["values"][n] = row["val_values"][n] = 0.5
+            row["ranks"][n] = i + 1
+    long = "weighted_focal_g0.5_with_a_rather_long_name+posthoc_adjust"
+    audit["leaderboard"][1]["model"] = long
+    audit["disagreements"].append({"metric": "macro_f1", "winner": long, "reason": "a long name, for layout"})
+    path.write_text(render(**inputs))
+    return path
+
+
+@pytest.fixture(params=["synthetic", "pipeline_run"])
+def report_page(request, tmp_path):
+    if request.param == "synthetic":
+        return _wide_page(tmp_path / "report.html")
+    return request.getfixturevalue("pipeline_run") / "reports/report.html"
+
+
+# Measured in the page (no script in the page itself: playwright evaluates these from outside).
+LAYOUT = """() => {
+  const body = document.body.getBoundingClientRect();
+  const right = body.right - parseFloat(getComputedStyle(document.body).paddingRight) + 1;
+  const tables = Array.from(document.querySelectorAll('table')).map(t => {
+    const box = t.parentElement;
+    return {section: t.closest('section') ? t.closest('section').id : null,
+            boxed: box.classList.contains('scroll') && getComputedStyle(box).overflowX === 'auto',
+            boxRight: box.getBoundingClientRect().right, right, scrolls: t.scrollWidth > box.clientWidth + 1};
+  });
+  const lines = el => {
+    const r = document.createRange(); r.selectNodeContents(el);
+    return r.getBoundingClientRect().height / parseFloat(getComputedStyle(el).fontSize);
+  };
+  const wrapped = Array.from(document.querySelectorAll('td.label, .nw'))
+    .filter(el => lines(el) > 2.2).map(el => el.textContent);
+  const bottom = sel => { const el = document.querySelector(sel); return el ? el.getBoundingClientRect().bottom : null; };
+  return {page: [document.documentElement.scrollWidth, document.documentElement.clientWidth], tables, wrapped,
+          lead: bottom('#decision .lead'), warn: bottom('#decision .warn')};
+}"""
+
+
+def test_report_renders_without_errors_at_laptop_width(report_page, browser, tmp_path):
     from PIL import Image
 
-    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    page = browser.new_page(viewport=LAPTOP)
     problems = []
     page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type in ("error", "warning") else None)
     page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
     page.on("requestfailed", lambda r: problems.append(f"request failed: {r.url[:80]}"))
     requests = []
     page.on("request", lambda r: requests.append(r.url))
-    page.goto((pipeline_run / "reports/report.html").as_uri(), wait_until="load")
+    page.goto(report_page.as_uri(), wait_until="load")
     assert problems == []
     assert all(u.startswith(("file:", "data:")) for u in requests)  # self-contained
     images = page.evaluate("Array.from(document.images).map(i => [i.alt, i.complete, i.naturalWidth])")
     assert len(images) >= 6 and all(done and width > 0 for _, done, width in images), images
-    assert page.evaluate("document.documentElement.scrollWidth <= document.documentElement.clientWidth")
-    assert "Chosen model" in page.inner_text("body")
+
+    layout = page.evaluate(LAYOUT)
+    width, viewport = layout["page"]
+    assert width <= viewport, f"the page scrolls sideways: {width} > {viewport}"
+    assert all(t["boxed"] and t["boxRight"] <= t["right"] for t in layout["tables"]), layout["tables"]
+    if report_page.parent == tmp_path:  # the synthetic page is built to need a scroll box
+        assert any(t["scrolls"] and t["section"] == "leaderboard" for t in layout["tables"])
+    assert layout["wrapped"] == []  # names stay on one line
+    assert layout["lead"] is not None and layout["lead"] <= LAPTOP["height"]  # the decision: first screen
+    if layout["warn"] is not None:
+        assert layout["warn"] <= LAPTOP["height"]
+    assert page.inner_text("#decision .lead").startswith("Ship ")
+
     shot = tmp_path / "report.png"
     page.screenshot(path=str(shot), full_page=True)
     pixels = np.asarray(Image.open(shot).convert("L"), dtype=float)

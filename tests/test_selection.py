@@ -104,3 +104,20 @@ def test_kish_effective_sample_size():
 def test_second_view_is_decided_without_the_test_split():
     assert second_view([100, 10], [50, 48], "auto").key == "train_prior"
     assert second_view([100, 10], [90, 9], "auto").key == "uniform_prior"
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 10_000))
+def test_fast_metric_values_equal_the_full_computation(seed):
+    from pipeline.selection import COUNT_METRICS, metric_value
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 60))
+    y, pred = rng.integers(0, 3, n), rng.integers(0, 3, n)
+    w = rng.random(n) if seed % 2 else None
+    cost = rng.random((3, 3)) * (1 - np.eye(3))
+    full = classification_metrics(y, pred, CLASSES, sample_weight=w, cost=cost)
+    names = [*(m for m in COUNT_METRICS), *(f"{b}/{c}" for b in ("recall", "precision", "f1", "fpr") for c in CLASSES)]
+    for name in names:
+        assert metric_value(name, y, pred, None, CLASSES, sample_weight=w, cost=cost) == pytest.approx(
+            full[name], abs=1e-12), name

@@ -12,7 +12,8 @@ import yaml
 from sklearn import metrics as skm
 
 from pipeline.model import MLP
-from stages import baselines, evaluate, plan, prepare, report, train, weights
+from pipeline.metrics import bootstrap_indices, percentile_interval
+from stages import baselines, decide, evaluate, plan, prepare, report, train, weights
 
 TINY = {
     "data": {"source": "digits", "imbalance_ratio": 5, "seed": 1},
@@ -28,7 +29,7 @@ TINY = {
         "device": "cpu",
     },
     "baselines": {"xgb_n_estimators": 20},
-    "evaluate": {"bootstrap": {"resamples": 200}},
+    "evaluate": {"bootstrap": {"resamples": 200}, "costs": {"default": 1, "missed": {"9": 5}}},
     "mlflow": {"experiment": "tiny"},
 }
 
@@ -50,13 +51,23 @@ def run_pipeline(d, params):
     for loss in TINY["train"]["losses"]:
         train.main(["--plan", str(d / f"outputs/plans/{loss}.json"), "--data", str(d / "data/prepared"),
                     "--models", str(d / f"outputs/models/{loss}"),
-                    "--predictions", str(d / f"reports/predictions/{loss}"), "--no-progress"])
+                    "--val-predictions", str(d / f"reports/predictions/val/{loss}"),
+                    "--test-predictions", str(d / f"reports/predictions/test/{loss}"), "--no-progress"])
     baselines.main(["--params", str(params), "--data", str(d / "data/prepared"),
                     "--weights", str(d / "outputs/class_weights.json"),
                     "--models", str(d / "outputs/models/baselines"),
-                    "--predictions", str(d / "reports/predictions/baselines")])
+                    "--val-predictions", str(d / "reports/predictions/val/baselines"),
+                    "--test-predictions", str(d / "reports/predictions/test/baselines")])
+    decide.main(decide_args(d, params))
     evaluate.main(evaluate_args(d, params))
     report.main(report_args(d, params, d / "reports/report.html"))
+
+
+def decide_args(d, params):
+    return ["--params", str(params), "--data", str(d / "data/prepared"), "--plans", str(d / "outputs/plans"),
+            "--models", str(d / "outputs/models"), "--predictions", str(d / "reports/predictions"),
+            "--baselines", "baselines", "--out-predictions", str(d / "reports/decisions"),
+            "--out-params", str(d / "outputs/decisions")]
 
 
 def report_args(d, params, out, *extra):
@@ -64,13 +75,14 @@ def report_args(d, params, out, *extra):
             "--weights", str(d / "outputs/class_weights.json"), "--metrics", str(d / "reports/metrics.json"),
             "--audit", str(d / "reports/audit.json"), "--runs", str(d / "reports/mlflow_runs.json"),
             "--figures", str(d / "reports/figures"), "--predictions", str(d / "reports/predictions"),
-            "--lock", str(d / "dvc.lock"), "--out", str(out), *extra]
+            "--decisions", str(d / "reports/decisions"), "--lock", str(d / "dvc.lock"), "--out", str(out), *extra]
 
 
 def evaluate_args(d, params):
     return ["--params", str(params), "--meta", str(d / "data/prepared/meta.json"),
             "--plans", str(d / "outputs/plans"), "--models", str(d / "outputs/models"),
             "--predictions", str(d / "reports/predictions"), "--baselines", "baselines",
+            "--decision-predictions", str(d / "reports/decisions"), "--decision-params", str(d / "outputs/decisions"),
             "--metrics", str(d / "reports/metrics.json"), "--audit", str(d / "reports/audit.json"),
             "--summary", str(d / "reports/summary.json"), "--runs", str(d / "reports/mlflow_runs.json"),
             "--plots", str(d / "reports/plots"), "--figures", str(d / "reports/figures")]
@@ -79,6 +91,19 @@ def evaluate_args(d, params):
 MODELS = {"ce": "ce", "weighted_ce": "weighted_ce", "focal_g0": "focal", "focal_g2": "focal"}
 BASELINES = {"majority": "baselines", "logreg_balanced": "baselines", "xgboost": "baselines"}
 ALL = {**MODELS, **BASELINES}
+
+
+def _candidates(d):
+    """candidate -> (group, directory of its predictions) for every model and decision rule."""
+    out = {m: (g, "predictions") for m, g in ALL.items()}
+    for p in sorted((d / "outputs/decisions").glob("*.json")):
+        out[p.stem] = (json.loads(p.read_text())["group"], "decisions")
+    return out
+
+
+def _predictions(d, name, split):
+    group, where = _candidates(d)[name]
+    return pd.read_parquet(d / f"reports/{where}/{split}/{group}/{name}.parquet")
 
 
 def test_every_stage_writes_its_outputs(pipeline_run):
@@ -93,13 +118,21 @@ def test_every_stage_writes_its_outputs(pipeline_run):
     for model, loss in ALL.items():
         suffix = ".json" if loss == "baselines" else ".pt"
         assert (d / f"outputs/models/{loss}/{model}{suffix}").is_file()
-        assert (d / f"reports/predictions/{loss}/{model}.parquet").is_file()
+        for split in ("val", "test"):
+            assert (d / f"reports/predictions/{split}/{loss}/{model}.parquet").is_file()
         assert (d / f"reports/figures/confusion_{model}.png").is_file()
         plot = pd.read_csv(d / f"reports/plots/confusion/{model}.csv", dtype=str)
         assert list(plot.columns) == ["actual", "predicted"]
         pr = pd.read_csv(d / f"reports/plots/pr/{model}.csv")
         assert list(pr.columns) == ["recall", "precision"]
-    for fig in ("leaderboard_ranks", "metric_agreement", "gamma_focal", "focal_loss_shape"):
+    # default decisions: every rule on each loss's best model on validation (majority: none, it is constant)
+    decided = {p.stem for p in (d / "outputs/decisions").glob("*.json")}
+    rules = {c.split("+")[1] for c in decided}
+    assert rules == {"temperature", "posthoc_adjust", "thresholds", "cost"} | ({"anomaly"} & rules)
+    assert {c.split("+")[0] for c in decided} >= {"ce", "weighted_ce", "logreg_balanced", "xgboost"}
+    assert not any(c.startswith("majority+") for c in decided)
+    for fig in ("leaderboard_ranks", "metric_agreement", "gamma_focal", "focal_loss_shape", "prior_shift",
+                "loss_metric_agreement"):
         assert (d / f"reports/figures/{fig}.png").is_file()
     rows = json.loads((d / "reports/plots/gamma/focal.json").read_text())
     assert [r["gamma"] for r in rows] == [0.0, 2.0] and rows[0]["macro_f1_low"] <= rows[0]["macro_f1"]
@@ -114,15 +147,19 @@ def test_plans_isolate_what_each_loss_reads(pipeline_run):
     assert "gammas" not in plans["ce"]["train"]  # a new gamma sweep must not re-train ce
 
 
-def test_predictions_follow_the_contract(pipeline_run):
-    frame = pd.read_parquet(pipeline_run / "reports/predictions/focal/focal_g2.parquet")
+@pytest.mark.parametrize("split", ["val", "test"])
+def test_predictions_follow_the_contract(pipeline_run, split):
+    d = pipeline_run
     classes = [str(i) for i in range(10)]
-    assert list(frame.columns) == ["y_true", "y_pred"] + [f"p_{c}" for c in classes]
-    proba = frame[[f"p_{c}" for c in classes]].to_numpy()
-    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-9)
-    assert (frame["y_pred"] == np.array(classes)[proba.argmax(1)]).all()
-    test = pd.read_parquet(pipeline_run / "data/prepared/test.parquet")
-    assert (frame["y_true"] == test["y"]).all()
+    prepared = pd.read_parquet(d / f"data/prepared/{split}.parquet")
+    for name in _candidates(d):
+        frame = _predictions(d, name, split)
+        assert list(frame.columns) == ["y_true", "y_pred"] + [f"p_{c}" for c in classes], name
+        proba = frame[[f"p_{c}" for c in classes]].to_numpy()
+        np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-9)
+        if "+cost" not in name:  # the cost rule decides by expected cost, not by the largest probability
+            assert (frame["y_pred"] == np.array(classes)[proba.argmax(1)]).all(), name
+        assert (frame["y_true"] == prepared["y"]).all(), name
 
 
 def test_saved_weights_load_safely_and_reproduce_predictions(pipeline_run):
@@ -131,14 +168,15 @@ def test_saved_weights_load_safely_and_reproduce_predictions(pipeline_run):
     model = MLP(ckpt["in_features"], tuple(ckpt["hidden"]), len(ckpt["classes"]), ckpt["dropout"])
     model.load_state_dict(ckpt["state_dict"])
     model.eval()
-    X = pd.read_parquet(d / "data/prepared/test.parquet").drop(columns=["y"]).to_numpy(np.float32)
-    with torch.no_grad():
-        proba = torch.softmax(model(torch.tensor(X)).double(), 1).numpy()
-    saved = pd.read_parquet(d / "reports/predictions/ce/ce.parquet")
-    np.testing.assert_allclose(proba, saved[[f"p_{c}" for c in ckpt["classes"]]].to_numpy(), atol=1e-6)
+    for split in ("val", "test"):
+        X = pd.read_parquet(d / f"data/prepared/{split}.parquet").drop(columns=["y"]).to_numpy(np.float32)
+        with torch.no_grad():
+            proba = torch.softmax(model(torch.tensor(X)).double(), 1).numpy()
+        saved = pd.read_parquet(d / f"reports/predictions/{split}/ce/ce.parquet")
+        np.testing.assert_allclose(proba, saved[[f"p_{c}" for c in ckpt["classes"]]].to_numpy(), atol=1e-6)
 
 
-def _sklearn_metrics(pred, classes, w=None):
+def _sklearn_metrics(pred, classes, w=None, cost=None):
     """Every summary and per-class metric of metrics.json, recomputed with scikit-learn."""
     y, p = pred.y_true.astype(str), pred.y_pred.astype(str)
     proba = pred[[f"p_{c}" for c in classes]].to_numpy()
@@ -160,44 +198,113 @@ def _sklearn_metrics(pred, classes, w=None):
         out.update({f"{name}/{c}": v for c, v in zip(classes, fn(y, p, average=None, **kw))})
     mcm = skm.multilabel_confusion_matrix(y, p, labels=classes, sample_weight=w)
     out.update({f"fpr/{c}": m[0, 1] / m[0].sum() for c, m in zip(classes, mcm)})
+    if cost is not None:  # mean cost per decision, brute force
+        each = cost[codes, pd.Categorical(p, categories=classes).codes]
+        out["expected_cost"] = np.average(each, weights=w)
     return out
 
 
-def test_metrics_recompute_from_predictions_with_sklearn(pipeline_run):
+def _tiny_cost(classes):
+    cost = 1.0 - np.eye(len(classes))
+    cost[classes.index("9"), :] = 5.0
+    cost[classes.index("9"), classes.index("9")] = 0.0
+    return cost
+
+
+def test_metrics_recompute_from_predictions_and_decisions_with_sklearn(pipeline_run):
+    """Every point metric of every candidate, on validation and test, held out and reweighted."""
     d = pipeline_run
     metrics = json.loads((d / "reports/metrics.json").read_text())
     meta = json.loads((d / "data/prepared/meta.json").read_text())
     classes = meta["classes"]
-    assert set(metrics) == set(ALL)
+    candidates = _candidates(d)
+    assert set(metrics) == set(candidates) and any("+" in c for c in metrics)
     train = np.array([meta["counts"]["train"][c] for c in classes], dtype=float)
-    for model, loss in ALL.items():
-        pred = pd.read_parquet(d / f"reports/predictions/{loss}/{model}.parquet")
-        for key, expected in _sklearn_metrics(pred, classes).items():
-            assert metrics[model][key] == pytest.approx(expected, abs=1e-9), (model, key)
-        # the test split is balanced, so the second view reweights it to the training prior
-        test = pred.y_true.value_counts()
-        w = np.array([train[classes.index(c)] / train.sum() / (test[c] / len(pred)) for c in pred.y_true])
-        for key, expected in _sklearn_metrics(pred, classes, w).items():
-            assert metrics[model]["train_prior"][key] == pytest.approx(expected, abs=1e-9), (model, key)
-        ci = metrics[model]["ci"]["macro_f1"]
-        assert ci["low"] <= metrics[model]["macro_f1"] <= ci["high"]
+    cost = _tiny_cost(classes)
+    for name in candidates:
+        for split in ("val", "test"):
+            pred = _predictions(d, name, split)
+            entry = metrics[name] if split == "test" else metrics[name]["val"]
+            for key, expected in _sklearn_metrics(pred, classes, cost=cost).items():
+                assert entry[key] == pytest.approx(expected, abs=1e-9), (name, split, key)
+            # validation and test are balanced, so the second view reweights to the training prior
+            counts = pred.y_true.value_counts()
+            w = np.array([train[classes.index(c)] / train.sum() / (counts[c] / len(pred)) for c in pred.y_true])
+            for key, expected in _sklearn_metrics(pred, classes, w, cost=cost).items():
+                assert entry["train_prior"][key] == pytest.approx(expected, abs=1e-9), (name, split, key)
 
 
-def test_audit_ranks_models_and_applies_the_policy(pipeline_run):
-    audit = json.loads((pipeline_run / "reports/audit.json").read_text())
-    metrics = json.loads((pipeline_run / "reports/metrics.json").read_text())
+def test_intervals_regenerate_from_the_saved_seed(pipeline_run):
+    d = pipeline_run
+    metrics = json.loads((d / "reports/metrics.json").read_text())
+    audit = json.loads((d / "reports/audit.json").read_text())
+    boot = audit["policy"]["bootstrap"]
+    for name in ("ce", audit["policy"]["pick"]):
+        pred = _predictions(d, name, "test")
+        idx = bootstrap_indices(len(pred), boot["resamples"], boot["seed"])
+        y, p = pred.y_true.to_numpy(), pred.y_pred.to_numpy()
+        dist = [skm.f1_score(y[i], p[i], average="macro", labels=sorted(set(y)), zero_division=0) for i in idx]
+        low, high = percentile_interval(np.asarray(dist), boot["level"])
+        assert metrics[name]["ci"]["macro_f1"] == {"low": pytest.approx(low, abs=1e-12),
+                                                   "high": pytest.approx(high, abs=1e-12)}
+
+
+def test_audit_picks_on_validation_and_estimates_on_test(pipeline_run):
+    d = pipeline_run
+    audit = json.loads((d / "reports/audit.json").read_text())
+    metrics = json.loads((d / "reports/metrics.json").read_text())
     pick = audit["policy"]["pick"]
-    assert pick == max(metrics, key=lambda m: metrics[m]["macro_f1"])
-    assert audit["leaderboard"][0]["model"] == pick
-    assert audit["winners"]["accuracy"] in metrics
-    for d in audit["disagreements"]:
-        assert d["winner"] != pick and d["reason"]
-    summary = json.loads((pipeline_run / "reports/summary.json").read_text())
-    assert summary["pick"] == pick and summary["pick_macro_f1"] == metrics[pick]["macro_f1"]
-    assert summary["macro_f1"] == {m: v["macro_f1"] for m, v in metrics.items()}
+    board = audit["leaderboard"]
+    assert board[0]["model"] == pick and audit["policy"]["split"] == "val"
+    best_val = max(metrics[r["model"]]["val"]["macro_f1"] for r in board)
+    assert metrics[pick]["val"]["macro_f1"] == best_val
+    assert [r["validation"] for r in board] == sorted((r["validation"] for r in board), reverse=True)
+    assert audit["estimate"]["test"] == metrics[pick]["macro_f1"]
+    assert audit["estimate"]["optimism"] == pytest.approx(metrics[pick]["val"]["macro_f1"] - metrics[pick]["macro_f1"])
+    assert sum(r["p_best"] for r in board) + audit["policy"].get("none", 0) == pytest.approx(1.0, abs=1e-9)
+    assert audit["policy"]["p_best"] == board[0]["p_best"]
+    # ce and ce+temperature make the same decisions: one group, represented by the smaller
+    assert "ce+temperature" in audit["groups"]["ce"]
+    assert audit["reference"]["model"] == "ce"
+    summary = json.loads((d / "reports/summary.json").read_text())
+    assert summary["pick"] == pick and summary["pick_test"] == metrics[pick]["macro_f1"]
+    assert summary["pick_validation"] == metrics[pick]["val"]["macro_f1"]
     maj = audit["accuracy_paradox"]
     assert maj["accuracy_train_prior"] > maj["macro_f1_train_prior"]
-    assert set(audit["tail_trade"]["models"]) == {"weighted_ce", "focal_g0", "focal_g2"}
+    assert {"weighted_ce", "focal_g0", "focal_g2"} <= set(audit["tail_trade"]["models"])
+    assert set(audit["loss_metric_agreement"]["models"]) == set(MODELS)
+    assert audit["prior_shift"]["points"][0]["label"] == "validation"
+
+
+def test_the_pick_never_reads_test_labels(pipeline_run, tmp_path, monkeypatch):
+    """Permute the test labels wherever they are stored: the same pick, the same validation
+    scores and fitted rules; different test metrics (so the test is read, for the estimate)."""
+    import shutil
+
+    d = tmp_path / "copy"
+    shutil.copytree(pipeline_run, d)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{d / 'mlflow.db'}")
+    params = d / "params.yaml"
+    before = {f: json.loads((d / f"reports/{f}.json").read_text()) for f in ("audit", "metrics")}
+    fitted = {p.name: p.read_bytes() for p in (d / "outputs/decisions").iterdir()}
+    perm = np.random.default_rng(7).permutation(len(pd.read_parquet(d / "data/prepared/test.parquet")))
+    files = [d / "data/prepared/test.parquet", *(d / "reports/predictions/test").rglob("*.parquet"),
+             *(d / "reports/decisions/test").rglob("*.parquet")]
+    for f in files:
+        frame = pd.read_parquet(f)
+        column = "y" if f.name == "test.parquet" else "y_true"
+        frame[column] = frame[column].to_numpy()[perm]
+        frame.to_parquet(f, index=False)
+    decide.main(decide_args(d, params))
+    evaluate.main(evaluate_args(d, params))
+    after = {f: json.loads((d / f"reports/{f}.json").read_text()) for f in ("audit", "metrics")}
+    assert {p.name: p.read_bytes() for p in (d / "outputs/decisions").iterdir()} == fitted
+    assert after["audit"]["policy"] == before["audit"]["policy"]
+    assert [(r["model"], r["validation"], r["p_best"]) for r in after["audit"]["leaderboard"]] == \
+        [(r["model"], r["validation"], r["p_best"]) for r in before["audit"]["leaderboard"]]
+    assert all(after["metrics"][m]["val"] == before["metrics"][m]["val"] for m in before["metrics"])
+    assert after["metrics"]["ce"]["macro_f1"] != before["metrics"]["ce"]["macro_f1"]
+    assert after["audit"]["estimate"]["test"] != before["audit"]["estimate"]["test"]
 
 
 def test_policy_errors_and_unmeetable_constraints(pipeline_run, tmp_path, monkeypatch):
@@ -216,10 +323,12 @@ def test_policy_errors_and_unmeetable_constraints(pipeline_run, tmp_path, monkey
     assert (d / "reports/metrics.json").read_bytes() == before  # nothing rewritten
     strict = write_params(d / "strict.yaml", {"evaluate": {"bootstrap": {"resamples": 50},
                                                            "select": {"constraints": ["recall/9 >= 1.01"]}}})
+    decide.main(decide_args(d, strict))  # no rule can meet it: fitted anyway, reported, no crash
     evaluate.main(evaluate_args(d, strict))
     audit = json.loads((d / "reports/audit.json").read_text())
     assert audit["policy"]["pick"] is None and audit["policy"]["eligible"] == []
-    assert "no model meets the constraints" in audit["policy"]["summary"]
+    assert "no candidate meets the constraints" in audit["policy"]["summary"]
+    assert audit["warnings"] and "nothing is recommended" in audit["warnings"][0]
 
 
 def test_mlflow_holds_one_run_per_model_under_one_evaluation_run(pipeline_run):
@@ -230,7 +339,7 @@ def test_mlflow_holds_one_run_per_model_under_one_evaluation_run(pipeline_run):
     runs = client.search_runs([exp.experiment_id])
     parents = [r for r in runs if r.data.tags.get("role") == "evaluation"]
     children = [r for r in runs if r.data.tags.get("role") == "model"]
-    assert len(parents) == 1 and len(children) == len(ALL)
+    assert len(parents) == 1 and len(children) == len(ALL)  # one per trained model
     assert {r.info.run_name for r in children} == set(ALL)
     parent_artifacts = {a.path for a in client.list_artifacts(parents[0].info.run_id)}
     assert {"metrics.json", "audit.json", "leaderboard_ranks.png", "gamma_focal.png", "leaderboard.json"} <= parent_artifacts
@@ -246,7 +355,7 @@ def test_mlflow_holds_one_run_per_model_under_one_evaluation_run(pipeline_run):
         assert r.data.metrics["train_prior/accuracy"] == pytest.approx(metrics[r.info.run_name]["train_prior"]["accuracy"])
         assert r.data.metrics["ci/macro_f1/low"] == pytest.approx(metrics[r.info.run_name]["ci"]["macro_f1"]["low"])
         assert r.data.params["loss"] == MODELS[r.info.run_name]
-        curve = client.get_metric_history(r.info.run_id, "val_macro_f1")
+        curve = client.get_metric_history(r.info.run_id, "stop_balanced_log_loss")
         assert [m.step for m in curve] == list(range(1, len(curve) + 1))
         artifacts = {a.path for a in client.list_artifacts(r.info.run_id)}
         assert f"confusion_{r.info.run_name}.png" in artifacts
@@ -316,12 +425,12 @@ def test_report_is_self_contained_and_holds_this_runs_numbers(pipeline_run):
     assert not re.search(r"""(src|href)=["']?(https?:|//)""", page)  # nothing fetched from elsewhere
     assert page.count("data:image/png;base64,") >= 6
     pick = audit["policy"]["pick"]
-    assert f"Chosen model: <b>{pick}</b>" in page
+    assert f'Ship <b><span class="nw">{pick}</span></b>' in page
     assert f"{metrics[pick]['macro_f1']:.3f}" in page
     assert runs["evaluation_run"] in page and all(r in page for r in runs["models"].values())
-    for section in ("The question and the data", "The decision", "Leaderboard", "Why accuracy is not enough",
-                    "What weighting and focal loss buy", "Where the errors go", "focal-loss", "How to read this",
-                    "Provenance"):
+    for section in ("The decision", "How the pick was made", "The top candidates", "Why accuracy is not enough",
+                    "What the tail gains and the head pays", "Where the errors go", "focal-loss", "How to read this",
+                    "Appendix A. The full leaderboard", "Appendix C. Provenance"):
         assert section in page
     assert "git checkout" in page and "make repro" in page
 
@@ -346,7 +455,7 @@ def test_report_is_logged_to_the_evaluation_run(pipeline_run):
     ("missing", "message"),
     [
         ("reports/metrics.json", "reports/metrics.json: evaluation metrics not found (run the stage that writes it first)"),
-        ("reports/predictions/focal/focal_g2.parquet", "focal_g2.parquet: predictions of focal_g2 not found"),
+        ("reports/predictions/test/focal/focal_g2.parquet", "focal_g2.parquet: predictions of focal_g2 not found"),
     ],
 )
 def test_report_names_what_is_missing(pipeline_run, tmp_path, stage_env, missing, message):
