@@ -92,7 +92,7 @@ def test_odd_class_names_go_through_the_whole_pipeline(tmp_path, monkeypatch):
     params = write_params(tmp_path / "params.yaml", {
         "data": {"source": "csv", "path": str(csv), "target": "class", "imbalance_ratio": 3},
         "train": {"losses": ["ce", "weighted_ce", "focal"]},
-        "evaluate": {"select": {"constraints": [constraint]}},
+        "evaluate": {"select": {"constraints": [constraint]}, "costs": {"missed": {"a<b": 4}, "matrix": {"n/a": {"007": 9}}}},
     })
     run_pipeline(tmp_path, params)
     meta = json.loads((tmp_path / "data/prepared/meta.json").read_text())
@@ -110,6 +110,11 @@ def test_odd_class_names_go_through_the_whole_pipeline(tmp_path, monkeypatch):
     assert logged[f"ci/recall/{safe_name(rarest)}/low"] == pytest.approx(metrics["ce"]["ci"][f"recall/{rarest}"]["low"])
     page = (tmp_path / "reports/report.html").read_text()
     assert "g &amp; h %" in page and "e &quot;f&quot;" in page
+    # costs by odd class name: the matrix the cost rule used, cell by cell
+    cost = json.loads(next((tmp_path / "outputs/decisions").glob("*+cost.json")).read_text())["cost_matrix"]
+    i = meta["classes"].index
+    assert cost[i("a<b")][i("7")] == 4 and cost[i("n/a")][i("007")] == 9 and cost[i("7")][i("a<b")] == 1
+    assert cost[i("a<b")][i("a<b")] == 0
 
 
 _INTERRUPTED = textwrap.dedent('''
