@@ -12,6 +12,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from pipeline.config import TrainConfig, to_dict
+from pipeline import PipelineError
 from pipeline.loss_specs import EFFECTIVE_NUMBER, SCHEME, loss_only_keys, loss_spec
 from pipeline.weights import class_weights
 
@@ -87,3 +88,19 @@ def loss_plan(loss: str, t: TrainConfig, weights: dict) -> dict:
         "class_weights": loss_weights(loss, weights),
         "class_counts": counts,
     }
+
+
+def trained_names(t: TrainConfig, baselines: tuple[str, ...]) -> list[str]:
+    """Every model the parameters will train: each loss's runs, then the baselines."""
+    return [r.model for loss in t.losses for r in plan_runs(loss, t.gammas, t.seeds)] + list(baselines)
+
+
+def check_decision_models(models: str | tuple[str, ...], t: TrainConfig, baselines: tuple[str, ...]) -> None:
+    """``evaluate.decisions.models``: ``best``, ``all`` or names of models the parameters train."""
+    if isinstance(models, str):
+        return
+    known = trained_names(t, baselines)
+    for name in models:
+        if name not in known:
+            raise PipelineError(f"params.yaml: evaluate.decisions.models names unknown model {name!r}; "
+                                f"these parameters train: {', '.join(known)}")

@@ -17,6 +17,7 @@ from pipeline.audit import check_policy, check_policy_metrics
 from pipeline.config import cost_matrix, deploy_prior_vector, load_params
 from pipeline.data import prepare, prepared_meta
 from pipeline.metrics import metric_names
+from pipeline.plan import check_decision_models
 from pipeline.io import atomic_dirs, write_json
 from stages._cli import run
 
@@ -32,6 +33,7 @@ def main(argv: list[str] | None = None) -> None:
     params = load_params(args.params)  # the whole file: a mistake anywhere stops the pipeline here
     e = params.evaluate
     check_policy_metrics(e.select, costs=e.costs is not None)
+    check_decision_models(e.decisions.models, params.train, params.baselines.models)
     prepared = prepare(params.data)
     # the policy, the costs and the deployment prior name classes: checked now that the classes
     # are known, before anything trains

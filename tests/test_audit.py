@@ -79,3 +79,24 @@ def test_policy_names_are_checked():
         check_policy(SelectConfig(constraints=("recall/7 >= 0.5",)), known, ["0", "1"])
     assert check_policy(SelectConfig(constraints=("recall/1 >= 0.5",)), known, ["0", "1"]) == [
         Constraint("recall/1", ">=", 0.5)]
+
+
+def _entry(recalls, support=10):
+    out = {f"recall/{c}": r for c, r in zip("abc", recalls)}
+    out.update({f"support/{c}": support for c in "abc"})
+    return out
+
+
+def test_the_first_screen_warns_in_words():
+    from pipeline.audit import pick_warnings
+
+    metrics = {"m": {**_entry([1.0, 0.8, 0.0]), "val": _entry([1.0, 0.9, 0.5])}}
+    noisy = {"value": 0.01, "low": -0.02, "high": 0.04, "words": "not distinguishable from plain cross-entropy"}
+    said = pick_warnings("m", metrics, list("abc"), noisy, 0.3)
+    assert said[0] == "m never recalls class c on the test split (recall 0)"
+    assert "lead over the reference is within noise" in said[1] and "+0.0100 [-0.0200, +0.0400]" in said[1]
+    assert "only 30% of validation resamples" in said[2]
+    clear = {**noisy, "low": 0.005, "words": "better than plain cross-entropy beyond noise"}
+    healthy = {"m": {**_entry([1.0, 0.8, 0.7]), "val": _entry([1.0, 0.9, 0.5])}}
+    assert pick_warnings("m", healthy, list("abc"), clear, 0.8) == []
+    assert "nothing is recommended" in pick_warnings(None, {}, list("abc"), None, None)[0]

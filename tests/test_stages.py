@@ -274,6 +274,11 @@ def test_audit_picks_on_validation_and_estimates_on_test(pipeline_run):
     assert {"weighted_ce", "focal_g0", "focal_g2"} <= set(audit["tail_trade"]["models"])
     assert set(audit["loss_metric_agreement"]["models"]) == set(MODELS)
     assert audit["prior_shift"]["points"][0]["label"] == "validation"
+    # calibration and log loss are shown beside the pick, never as rival picks; a baseline that
+    # predicts one class is nobody's pick
+    assert not {"log_loss", "ece"} & {d["metric"] for d in audit["disagreements"]}
+    assert set(audit["beside"]) == {"log_loss", "ece"}
+    assert "majority" not in audit["winners"].values()
 
 
 def test_the_pick_never_reads_test_labels(pipeline_run, tmp_path, monkeypatch):

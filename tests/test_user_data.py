@@ -66,6 +66,13 @@ def test_a_duplicated_target_column_stops_prepare(tmp_path, stage_env):
 @pytest.mark.parametrize(("override", "message"), [
     ({"evaluate": {"select": {"metric": "macro_f2"}}}, "evaluate.select.metric names unknown metric 'macro_f2'"),
     ({"evaluate": {"select": {"constraints": ["recall/x >= 0.5"]}}}, "names class 'x' in 'recall/x'"),
+    ({"evaluate": {"costs": {"missed": {"x": 3}}}}, "evaluate.costs.missed names class 'x', not one of the classes"),
+    ({"evaluate": {"costs": {"default": -1}}}, "evaluate.costs.default must be finite and >= 0; got -1"),
+    ({"evaluate": {"costs": {"matrix": [[0, 1], [1, 0]]}}}, "evaluate.costs.matrix"),
+    ({"evaluate": {"decisions": {"rules": ["magic"]}}}, "evaluate.decisions.rules must be one of temperature"),
+    ({"evaluate": {"decisions": {"models": ["ce", "nope"]}}}, "evaluate.decisions.models names unknown model 'nope'"),
+    ({"evaluate": {"select": {"metric": "expected_cost"}, "costs": None}}, "needs evaluate.costs"),
+    ({"evaluate": {"deploy_prior": {"x": 1}}}, "evaluate.deploy_prior names class 'x'"),
 ])
 def test_the_policy_is_checked_by_prepare_before_anything_trains(tmp_path, stage_env, override, message):
     params = write_params(tmp_path / "params.yaml", override)
