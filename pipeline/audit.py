@@ -1,13 +1,13 @@
-"""The audit: the declared policy applied on validation, and what an auditor asks of the pick.
+"""The audit: the declared policy applied on validation, and the pick's evidence on test.
 
-Given every candidate's metrics on validation and test, it applies the selection policy
-(``evaluate.select``: a metric, a view and constraints) on validation only, with P(best) over
-validation resamples; gives the pick's test estimate, its optimism and its paired difference
-against the reference (plain cross-entropy); ranks the candidates under each metric and names
-each metric's winner on validation with why it is not the pick (Kendall's tau-b between metric
-rankings); and answers the questions beside the pick: the tail/head trade against the
-reference, the pick under shifted class priors, whether a special loss was needed at all, and
-whether each loss agrees with the metric epoch by epoch.
+Given every candidate's metrics on validation and test, :func:`build_audit` applies the selection
+policy (``evaluate.select``: a metric, a view and constraints) on validation only, with P(best)
+over validation resamples; gives the pick's test estimate, its optimism and its paired difference
+against the reference (plain cross-entropy); groups candidates identical for the policy; ranks
+the candidates under each metric and names each metric's winner on validation with why it is
+not the pick (Kendall's tau-b between metric rankings). The questions beside the pick (tail and
+head trade, prior shift, the special loss, loss-metric agreement, warnings) are
+:mod:`pipeline.evidence`'s.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -28,39 +27,24 @@ from pipeline.metrics import (
     HEADLINE,
     PER_CLASS,
     SUMMARY,
-    bootstrap_distribution,
-    confusion_matrix,
-    count_metrics,
     lower_is_better,
-    percentile_interval,
 )
+from pipeline.evidence import paired_difference, verdict
 from pipeline.selection import (
     Pick,
     View,
-    kish_ess,
-    metric_value,
+    flat_values,
     p_best,
-    prior_family,
     reads_probabilities,
     resampled_values,
     select,
     shifted_weights,
+    view_name,
 )
 
 if TYPE_CHECKING:
     from pipeline.artifacts import Audit, ModelRecord
     from pipeline.config import EvaluateConfig
-
-
-def flat_values(metrics: dict[str, dict], view_key: str) -> dict[str, dict[str, float]]:
-    """``model -> metric -> value`` with the held-out metrics under their own names and the
-    reweighted view's under ``<view_key>/<name>``; intervals are left out."""
-    out = {}
-    for model, m in metrics.items():
-        row = {k: v for k, v in m.items() if isinstance(v, (int, float))}
-        row.update({f"{view_key}/{k}": v for k, v in m[view_key].items() if isinstance(v, (int, float))})
-        out[model] = row
-    return out
 
 
 def ranks(values: dict[str, dict[str, float]], metric_names: list[str]) -> dict[str, dict[str, int]]:
@@ -72,18 +56,6 @@ def ranks(values: dict[str, dict[str, float]], metric_names: list[str]) -> dict[
         r = rankdata(v if lower_is_better(name) else -v, method="min")
         for m, rank in zip(models, r):
             out[m][name] = int(rank)
-    return out
-
-
-def winners(
-    values: dict[str, dict[str, float]], metric_names: list[str], prefer: str | None = None
-) -> dict[str, str]:
-    """Each metric's best model; on a tie, ``prefer`` if it is among the best, else the first listed."""
-    out = {}
-    for name in metric_names:
-        best = (min if lower_is_better(name) else max)(values[m][name] for m in values)
-        tied = [m for m in values if values[m][name] == best]
-        out[name] = prefer if prefer in tied else tied[0]
     return out
 
 
@@ -180,133 +152,6 @@ def audit_metric_names(rarest: str, view_key: str, *, costs: bool = False) -> li
 NOT_CRITERIA = ("log_loss", "ece")
 
 
-def paired_difference(a: dict[str, np.ndarray], b: dict[str, np.ndarray], point_a: float, point_b: float,
-                      level: float) -> dict[str, float]:
-    """``a - b`` with the percentile interval of its paired bootstrap distribution (the same
-    resamples for both: ``a`` and ``b`` are (B,) arrays of one metric). NaN resamples (an
-    undefined value) are left out."""
-    diff = np.asarray(a, float) - np.asarray(b, float)
-    diff = diff[np.isfinite(diff)]
-    if not len(diff):
-        return {"value": float(point_a - point_b), "low": None, "high": None}
-    lo, hi = percentile_interval(diff, level)
-    return {"value": float(point_a - point_b), "low": lo, "high": hi}
-
-
-def verdict(diff: dict, *, higher_is_better: bool, against: str) -> str:
-    """``better than <against> beyond noise``, ``worse than ...`` or ``not distinguishable from
-    it`` from a paired interval."""
-    lo, hi = diff["low"], diff["high"]
-    if lo is None:
-        return "undefined"
-    if (lo > 0) if higher_is_better else (hi < 0):
-        return f"better than {against} beyond noise"
-    if (hi < 0) if higher_is_better else (lo > 0):
-        return f"worse than {against} beyond noise"
-    return f"not distinguishable from {against}"
-
-
-def class_means(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int, members: list[int], *,
-                indices: np.ndarray) -> dict[str, tuple[float, np.ndarray]]:
-    """Mean recall and precision over ``members`` (class indices): the point value and (B,)
-    resampled values. A class the model never predicts has no precision (not 0): it is left out
-    of the precision mean, which is NaN when no member is ever predicted."""
-    cm = confusion_matrix(y_true, y_pred, n_classes)
-    point = count_metrics(cm)
-    boot = bootstrap_distribution(y_true, y_pred, n_classes, indices=indices)
-    predicted = cm.sum(0)[members] > 0  # (M,)
-    boot_pred = _predicted_counts(y_pred, n_classes, indices)[:, members] > 0  # (B, M)
-
-    def mean_defined(values, defined):
-        with warnings.catch_warnings():  # no member predicted: NaN, said as "undefined"
-            warnings.simplefilter("ignore", RuntimeWarning)
-            return np.nanmean(np.where(defined, values, np.nan), axis=-1)
-
-    return {
-        "recall": (float(point["recall"][members].mean()), boot["recall"][:, members].mean(1)),
-        "precision": (float(mean_defined(point["precision"][members], predicted)),
-                      mean_defined(boot["precision"][:, members], boot_pred)),
-        "undefined_precision": [int(m) for m, p in zip(members, predicted) if not p],
-    }
-
-
-def _predicted_counts(y_pred: np.ndarray, n_classes: int, indices: np.ndarray) -> np.ndarray:
-    """(B, C) how often each class is predicted in each resample."""
-    out = np.empty((len(indices), n_classes))
-    for start in range(0, len(indices), 256):
-        chunk = y_pred[indices[start:start + 256]]  # (b, N)
-        offset = (np.arange(len(chunk)) * n_classes)[:, None]
-        out[start:start + len(chunk)] = np.bincount((chunk + offset).ravel(),
-                                                    minlength=len(chunk) * n_classes).reshape(-1, n_classes)
-    return out
-
-
-def tail_trade(y_true: np.ndarray, predictions: dict[str, np.ndarray], classes: list[str],
-               train_counts: list[int], *, reference: str, models: list[str], indices: np.ndarray,
-               level: float) -> dict:
-    """What each model gains on the tail classes and what it pays on the head, against ``reference``.
-
-    Tail classes have a training count below the median (the rarest class if none has), head
-    classes the others. For each: the change in mean recall and mean precision (precision over
-    the classes both models predict at all: a class never predicted has no precision, and a
-    model that starts predicting it gains nothing measurable there), and the change in accuracy;
-    each with a paired bootstrap interval (the same resamples for both models). A change is a
-    gain or a loss only when its interval excludes zero.
-    """
-    counts = np.asarray(train_counts)
-    tail = [i for i, n in enumerate(counts) if n < np.median(counts)] or [int(np.argmin(counts))]
-    head = [i for i in range(len(classes)) if i not in tail]
-    k = len(classes)
-
-    def parts(name):
-        out = {"tail": class_means(y_true, predictions[name], k, tail, indices=indices)}
-        if head:
-            out["head"] = class_means(y_true, predictions[name], k, head, indices=indices)
-        hit = (predictions[name] == y_true).astype(float)
-        out["accuracy"] = (float(hit.mean()), hit[indices].mean(1))
-        return out
-
-    ref = parts(reference)
-    out = {"reference": reference, "tail_classes": [classes[i] for i in tail],
-           "head_classes": [classes[i] for i in head], "level": level,
-           "reference_undefined_precision": [classes[i] for i in ref["tail"]["undefined_precision"]],
-           "models": {}}
-    for m in models:
-        cur = parts(m)
-        entry: dict = {}
-        for side in ("tail", "head"):
-            if side not in cur:
-                continue
-            for what in ("recall", "precision"):
-                (pa, ba), (pb, bb) = cur[side][what], ref[side][what]
-                entry[f"{side}_{what}_change"] = (
-                    paired_difference(ba, bb, pa, pb, level) if np.isfinite(pa) and np.isfinite(pb)
-                    else {"value": None, "low": None, "high": None})
-        entry["accuracy_change"] = paired_difference(cur["accuracy"][1], ref["accuracy"][1],
-                                                     cur["accuracy"][0], ref["accuracy"][0], level)
-        entry["undefined_precision"] = [classes[i] for i in cur["tail"]["undefined_precision"]]
-        entry["verdict"] = _trade_words(entry)
-        out["models"][m] = entry
-    return out
-
-
-def _trade_words(entry: dict) -> str:
-    def word(d, what):
-        if d["low"] is None:
-            return f"{what} undefined (a class is never predicted)"
-        if d["low"] > 0:
-            return f"gains {what}"
-        if d["high"] < 0:
-            return f"loses {what}"
-        return f"no clear change in {what}"
-
-    words = [word(entry["tail_recall_change"], "tail recall"), word(entry["tail_precision_change"], "tail precision")]
-    if "head_recall_change" in entry:
-        words.append(word(entry["head_recall_change"], "head recall"))
-    words.append(word(entry["accuracy_change"], "accuracy"))
-    return ", ".join(words)
-
-
 # --- the audit: selection on validation, the estimate on test ----------------------------------
 
 def group_identical(records: list[ModelRecord], by_probabilities: bool) -> dict[str, list[str]]:
@@ -328,10 +173,6 @@ def _reference(records: list[ModelRecord], reference_loss: str) -> str | None:
     return next((r.name for r in records if r.loss == reference_loss and r.rule is None), None)
 
 
-def _scoped(cfg: EvaluateConfig, view: View, name: str) -> str:
-    return name if cfg.select.view == "held_out" else f"{view.key}/{name}"
-
-
 def build_audit(records: list[ModelRecord], metrics: dict[str, dict], *, view: View, cfg: EvaluateConfig,
                 classes: list[str], train_counts: list[int], reference_loss: str, cost: np.ndarray | None,
                 val_indices: np.ndarray, test_indices: np.ndarray,
@@ -347,8 +188,8 @@ def build_audit(records: list[ModelRecord], metrics: dict[str, dict], *, view: V
     names = audit_metric_names(rarest, view.key, costs=cost is not None)
     held_names = {k for k, v in metrics[records[0].name]["val"].items() if not isinstance(v, dict)}
     constraints = check_policy(cfg.select, held_names, classes)
-    primary = _scoped(cfg, view, cfg.select.metric)
-    scoped = [Constraint(_scoped(cfg, view, c.metric), c.op, c.bound) for c in constraints]
+    primary = view_name(cfg, view, cfg.select.metric)
+    scoped = [Constraint(view_name(cfg, view, c.metric), c.op, c.bound) for c in constraints]
     val_values = flat_values({n: m["val"] for n, m in metrics.items()}, view.key)
     test_values = flat_values({n: {k: v for k, v in m.items() if k != "val"} for n, m in metrics.items()}, view.key)
     size = {r.name: r.fitted_parameters for r in records}
@@ -369,15 +210,14 @@ def build_audit(records: list[ModelRecord], metrics: dict[str, dict], *, view: V
         preds, y, idx, w = (r.val, y_val, val_indices, w_val) if split == "val" else (r.test, y_test, test_indices, w_test)
         got = resampled_values(metric_names, y, preds.y_pred, preds.proba, classes, indices=idx, sample_weight=w,
                                cost=cost, ece_bins=cfg.ece_bins)
-        return {_scoped(cfg, view, k): v for k, v in got.items()}
+        return {view_name(cfg, view, k): v for k, v in got.items()}
 
     chance = p_best({r: resampled(r, "val", policy_names) for r in reps}, primary, scoped, size)
     level = cfg.bootstrap.level
-    higher = not lower_is_better(cfg.select.metric)
 
     def versus(a: str, b: str, metric: str = cfg.select.metric) -> dict:
         ra, rb = resampled(a, "test", [metric]), resampled(b, "test", [metric])
-        key = _scoped(cfg, view, metric)
+        key = view_name(cfg, view, metric)
         d = paired_difference(ra[key], rb[key], test_values[a][key], test_values[b][key], level)
         return {**d, "metric": key, "words": verdict(d, higher_is_better=not lower_is_better(metric),
                                                     against=f"{b}" if b != reference else "plain cross-entropy")}
@@ -399,7 +239,7 @@ def build_audit(records: list[ModelRecord], metrics: dict[str, dict], *, view: V
 
     informative_reps = [r for r in reps if len(np.unique(by_name[r].val.y_pred)) > 1]
     criteria = [n for n in names if n.split("/")[-1] not in NOT_CRITERIA]
-    win = _winners({r: val_values[r] for r in informative_reps}, criteria, pick)
+    win = winners({r: val_values[r] for r in informative_reps}, criteria, pick)
     disagreements = [
         {"metric": k, "winner": w, "reason": _reason(k, w, pick, primary, val_values, sel.violations)}
         for k, w in win.items() if w != pick
@@ -462,7 +302,7 @@ def _estimate(pick: str, metrics: dict, primary: str, view_key: str, val_values:
             "optimism": val_values[pick][primary] - test_values[pick][primary]}
 
 
-def _winners(values: dict[str, dict[str, float]], metric_names: list[str], prefer: str | None) -> dict[str, str]:
+def winners(values: dict[str, dict[str, float]], metric_names: list[str], prefer: str | None) -> dict[str, str]:
     """Each metric's best candidate; ties go to ``prefer`` if among the best, else the first."""
     out = {}
     for name in metric_names:
@@ -490,140 +330,3 @@ def _policy_summary(primary: str, constraints: list[Constraint], sel: Pick, valu
         return (f"{rule}: no candidate meets the constraints; {closest} fails the fewest "
                 f"({'; '.join(sel.violations[closest])})")
     return f"{rule}: {sel.pick} ({values[sel.pick][primary]:.4f} on validation)"
-
-
-def prior_shift(records: list[ModelRecord], reps: list[str], *, cfg: EvaluateConfig, classes: list[str],
-                train_counts: list[int], deploy_prior: np.ndarray | None, cost: np.ndarray | None,
-                top: list[str], pick: str | None) -> dict:
-    """The policy re-run on validation under deployment priors from the validation prior to the
-    training prior (and the user's ``evaluate.deploy_prior``), by per-row reweighting (label
-    shift: p(x | y) fixed); where the pick changes; and ``top`` candidates' test scores under the
-    same priors, each point with the Kish effective sample size of its weights."""
-    by_name = {r.name: r for r in records}
-    y_val, y_test = records[0].val.y_true, records[0].test.y_true
-    val_prior = np.bincount(y_val, minlength=len(classes)) / len(y_val)
-    train_prior = np.asarray(train_counts, float) / sum(train_counts)
-    constraints = [parse_constraint(c) for c in cfg.select.constraints]
-    names = list(dict.fromkeys([cfg.select.metric, *(c.metric for c in constraints)]))
-    size = {r: by_name[r].fitted_parameters for r in reps}
-    points = []
-    for point in prior_family(val_prior, train_prior, deploy_prior):
-        w_val, w_test = shifted_weights(y_val, point["prior"]), shifted_weights(y_test, point["prior"])
-
-        def value(name, split, metric, w):
-            p = getattr(by_name[name], split)
-            return metric_value(metric, p.y_true, p.y_pred, p.proba, classes, sample_weight=w, cost=cost,
-                                ece_bins=cfg.ece_bins)
-
-        val = {r: {n: value(r, "val", n, w_val) for n in names} for r in reps}
-        chosen = select(val, cfg.select.metric, constraints, size).pick
-        points.append({**point, "pick": chosen, "val_ess": kish_ess(w_val), "test_ess": kish_ess(w_test),
-                       "test": {m: value(m, "test", cfg.select.metric, w_test) for m in top}})
-    changes = next((p for p in points if p["pick"] != pick), None)
-    return {
-        "assumption": "label shift: the class prior changes between validation and deployment while "
-                      "p(x | class) stays the same; each prior is obtained by reweighting rows",
-        "metric": cfg.select.metric, "points": points, "top": top,
-        "changes_at": None if changes is None else {"label": changes["label"], "t": changes["t"],
-                                                     "pick": changes["pick"]},
-    }
-
-
-def special_loss_question(records: list[ModelRecord], metrics: dict, *, reference_loss: str, cfg: EvaluateConfig,
-                          view: View, classes: list[str], train_counts: list[int], cost: np.ndarray | None,
-                          test_indices: np.ndarray) -> dict | None:
-    """"Was the special loss needed?": the best train-time remedy (any other MLP loss, argmax) and
-    the best post-hoc rule on the reference model, each chosen on validation, compared on test
-    with paired intervals for the policy's metric and tail recall/precision."""
-    primary = _scoped(cfg, view, cfg.select.metric)
-    constraints = [Constraint(_scoped(cfg, view, c.metric), c.op, c.bound)
-                   for c in (parse_constraint(t) for t in cfg.select.constraints)]
-    val = flat_values({n: m["val"] for n, m in metrics.items()}, view.key)
-    size = {r.name: r.fitted_parameters for r in records}
-    remedies = [r.name for r in records if r.kind == "mlp" and r.rule is None and r.loss != reference_loss]
-    posthoc = [r.name for r in records if r.loss == reference_loss and r.rule is not None]
-    if not remedies or not posthoc:
-        return None
-    best_remedy = select({m: val[m] for m in remedies}, primary, constraints, size).order[0]
-    best_posthoc = select({m: val[m] for m in posthoc}, primary, constraints, size).order[0]
-    by_name = {r.name: r for r in records}
-    y_test = records[0].test.y_true
-    w = shifted_weights(y_test, view.prior) if cfg.select.view == "reweighted" else None
-
-    def dist(name):
-        p = by_name[name].test
-        return resampled_values([cfg.select.metric], y_test, p.y_pred, p.proba, classes, indices=test_indices,
-                                sample_weight=w, cost=cost, ece_bins=cfg.ece_bins)[cfg.select.metric]
-
-    test = flat_values({n: {k: v for k, v in m.items() if k != "val"} for n, m in metrics.items()}, view.key)
-    d = paired_difference(dist(best_remedy), dist(best_posthoc), test[best_remedy][primary],
-                          test[best_posthoc][primary], cfg.bootstrap.level)
-    trade = tail_trade(y_test, {n: by_name[n].test.y_pred for n in (best_remedy, best_posthoc)}, classes,
-                       train_counts, reference=best_posthoc, models=[best_remedy], indices=test_indices,
-                       level=cfg.bootstrap.level)["models"][best_remedy]
-    words = verdict(d, higher_is_better=not lower_is_better(cfg.select.metric), against=best_posthoc)
-    return {
-        "remedy": best_remedy, "posthoc": best_posthoc, "metric": primary,
-        "remedy_validation": val[best_remedy][primary], "posthoc_validation": val[best_posthoc][primary],
-        "remedy_test": test[best_remedy][primary], "posthoc_test": test[best_posthoc][primary],
-        "difference": d, "tail_recall_change": trade["tail_recall_change"],
-        "tail_precision_change": trade["tail_precision_change"],
-        "answer": (f"the best special loss ({best_remedy}) is {words} (the best post-hoc rule on "
-                   f"{reference_loss}) on {primary}: {d['value']:+.4f} on test"
-                   + (f" [{d['low']:+.4f}, {d['high']:+.4f}]" if d["low"] is not None else "")),
-    }
-
-
-def loss_metric_agreement(records: list[ModelRecord], *, metric: str, classes: list[str]) -> dict:
-    """Per MLP: do epoch-to-epoch falls in validation loss go with rises in the metric?
-
-    From each epoch's validation loss and confusion matrix (recorded in training, read by
-    nothing there): Spearman's rho between ``-diff(val_loss)`` and ``diff(metric)`` (positive:
-    they agree), and the epoch each would choose (lowest loss, best metric) against the epoch
-    early stopping chose on its slice. A metric that reads probabilities cannot be computed from
-    confusion matrices: macro-F1 stands in, and the result says so.
-    """
-    from scipy.stats import spearmanr
-
-    used = metric if not reads_probabilities(metric) else "macro_f1"
-    base, _, cls = used.partition("/")
-    out = {"metric": used, "requested": metric, "models": {}}
-    for r in records:
-        history = r.training.get("history") or []
-        if r.kind != "mlp" or r.rule is not None or not history or "val_confusion" not in history[0]:
-            continue
-        cms = np.asarray([h["val_confusion"] for h in history], dtype=np.float64)  # (E, C, C)
-        values = count_metrics(cms)[base]
-        values = values[:, classes.index(cls)] if cls else values
-        loss = np.asarray([h["val_loss"] for h in history])
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            rho = spearmanr(-np.diff(loss), np.diff(values)).statistic if len(loss) > 2 else float("nan")
-        sign = -1 if lower_is_better(used) else 1
-        out["models"][r.name] = {
-            "loss": r.loss, "spearman": None if not np.isfinite(rho) else float(rho),
-            "epoch_by_loss": int(np.argmin(loss)) + 1, "epoch_by_metric": int(np.argmax(sign * values)) + 1,
-            "epoch_chosen": r.training["best_epoch"], "epochs": len(history),
-            "loss_curve": loss.tolist(), "metric_curve": values.tolist(),
-        }
-    return out
-
-
-def pick_warnings(pick: str | None, metrics: dict, classes: list[str], vs_reference: dict | None,
-                  p_best_value: float | None) -> list[str]:
-    """What the first screen must say in words: a class the pick never recalls, a lead over the
-    reference within noise, a choice that resampling often overturns."""
-    if pick is None:
-        return ["no candidate meets the policy's constraints on validation: nothing is recommended"]
-    out = []
-    for split, entry in (("validation", metrics[pick]["val"]), ("test", metrics[pick])):
-        missed = [c for c in classes if entry[f"recall/{c}"] == 0 and entry[f"support/{c}"] > 0]
-        if missed:
-            out.append(f"{pick} never recalls class{'es' if len(missed) > 1 else ''} "
-                       f"{', '.join(missed)} on the {split} split (recall 0)")
-    if vs_reference and "not distinguishable" in vs_reference["words"]:
-        out.append(f"{pick}'s lead over the reference is within noise on test "
-                   f"({vs_reference['value']:+.4f} [{vs_reference['low']:+.4f}, {vs_reference['high']:+.4f}])")
-    if p_best_value is not None and p_best_value < 0.5:
-        out.append(f"the choice is uncertain: {pick} is the pick in only {p_best_value:.0%} of validation resamples")
-    return out

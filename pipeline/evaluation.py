@@ -14,17 +14,8 @@ import pandas as pd
 
 from pipeline import PipelineError
 from pipeline.artifacts import Audit, Meta, MetricsFile, ModelRecord
-from pipeline.audit import (
-    across_seeds,
-    build_audit,
-    flat_values,
-    loss_metric_agreement,
-    pick_warnings,
-    prior_shift,
-    rarest_class,
-    special_loss_question,
-    tail_trade,
-)
+from pipeline.audit import across_seeds, build_audit, rarest_class
+from pipeline.evidence import loss_metric_agreement, pick_warnings, prior_shift, special_loss_question, tail_trade
 from pipeline.config import EvaluateConfig, cost_matrix, deploy_prior_vector
 from pipeline.metrics import (
     COST_METRIC,
@@ -35,7 +26,7 @@ from pipeline.metrics import (
     prior_weights,
 )
 from pipeline.plan import model_name
-from pipeline.selection import View, second_view
+from pipeline.selection import View, flat_values, second_view
 
 # Count-based metrics that get bootstrap intervals (besides the rarest class's recall/precision).
 CI_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "micro_f1", "weighted_f1", "mcc",

@@ -138,7 +138,6 @@ def expected_calibration_error(
     conf = proba.max(axis=1)
     hit = (proba.argmax(axis=1) == y_true).astype(np.float64)
     bins = np.clip(np.ceil(conf * n_bins).astype(np.int64) - 1, 0, n_bins - 1)
-    w_bin = np.bincount(bins, weights=w, minlength=n_bins)
     gap = np.bincount(bins, weights=w * hit, minlength=n_bins) - np.bincount(bins, weights=w * conf, minlength=n_bins)
     return float(np.abs(gap).sum() / w.sum()) if w.sum() > 0 else 0.0
 

@@ -70,6 +70,23 @@ def second_view(train_counts: Sequence[int], val_counts: Sequence[int], setting:
                 "reweighted to a uniform class prior (every class counts equally)")
 
 
+def view_name(cfg, view: View, name: str) -> str:
+    """``name`` as the policy reads it: itself as held out, ``<view key>/<name>`` reweighted
+    (``cfg`` an :class:`pipeline.config.EvaluateConfig`)."""
+    return name if cfg.select.view == "held_out" else f"{view.key}/{name}"
+
+
+def flat_values(metrics: dict[str, dict], view_key: str) -> dict[str, dict[str, float]]:
+    """``model -> metric -> value`` with the held-out metrics under their own names and the
+    reweighted view's under ``<view_key>/<name>``; intervals are left out."""
+    out = {}
+    for model, m in metrics.items():
+        row = {k: v for k, v in m.items() if isinstance(v, (int, float))}
+        row.update({f"{view_key}/{k}": v for k, v in m[view_key].items() if isinstance(v, (int, float))})
+        out[model] = row
+    return out
+
+
 def reads_probabilities(metric: str) -> bool:
     """True when ``metric`` reads probabilities rather than decisions alone."""
     return metric not in COUNT_METRICS and metric.partition("/")[0] not in PER_CLASS

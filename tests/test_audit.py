@@ -1,7 +1,7 @@
 import pytest
 
 from pipeline import PipelineError
-from pipeline.audit import _winners as winners
+from pipeline.audit import winners
 from pipeline.audit import check_policy, check_policy_metrics, rank_agreement, ranks
 from pipeline.selection import select
 from pipeline.config import Constraint, SelectConfig
@@ -88,7 +88,7 @@ def _entry(recalls, support=10):
 
 
 def test_the_first_screen_warns_in_words():
-    from pipeline.audit import pick_warnings
+    from pipeline.evidence import pick_warnings
 
     metrics = {"m": {**_entry([1.0, 0.8, 0.0]), "val": _entry([1.0, 0.9, 0.5])}}
     noisy = {"value": 0.01, "low": -0.02, "high": 0.04, "words": "not distinguishable from plain cross-entropy"}

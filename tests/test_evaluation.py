@@ -3,7 +3,7 @@ import pytest
 
 from pipeline.config import BaselinesConfig
 from pipeline.baselines import fit_baseline
-from pipeline.audit import tail_trade
+from pipeline.evidence import tail_trade
 from pipeline.evaluation import gamma_table
 from pipeline.selection import second_view
 from pipeline.metrics import bootstrap_indices

@@ -3,7 +3,6 @@
 import os
 from pathlib import Path
 
-import pytest
 
 from pipeline.tracking import ModelRun, artifact_root, log_pipeline_run, tracking_uri
 
