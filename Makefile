@@ -24,14 +24,16 @@ $(STAMP): requirements.lock
 
 repro: $(STAMP)
 	dvc repro
-	@python -m stages.show --metrics reports/metrics.json
+	@python -m stages.show --audit reports/audit.json
 	@echo
 	@echo "Results:"
 	@echo "  reports/report.html       the report for stakeholders: open it in a browser"
-	@echo "  reports/metrics.json      every model under every metric   (dvc metrics show)"
-	@echo "  reports/audit.json        ranks, winners, the policy's pick and why"
+	@echo "  reports/summary.json      the pick, its validation and test scores (dvc metrics show)"
+	@echo "  reports/metrics.json      every candidate under every metric, validation and test"
+	@echo "  reports/audit.json        the pick made on validation, P(best), its test estimate, why"
 	@echo "  reports/figures/          every figure: a confusion matrix per model, ranks, gamma curves"
-	@echo "  reports/predictions/      test-split predictions, one Parquet file per model"
+	@echo "  reports/predictions/      validation and test predictions, one Parquet file per model"
+	@echo "  reports/decisions/        the same for each decision rule fitted on validation"
 	@echo "  outputs/models/           checkpoints (pipeline.checkpoint.load_model) and training curves"
 	@echo "  data/prepared/meta.json   classes, counts and what each raw column became"
 	@echo "  $(CURDIR)/mlflow.db       MLflow runs, one per model under one evaluation run"
