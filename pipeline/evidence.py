@@ -23,6 +23,7 @@ from pipeline.metrics import (
     count_metrics,
     lower_is_better,
     percentile_interval,
+    spearman_rho,
 )
 from pipeline.selection import (
     View,
@@ -260,8 +261,6 @@ def loss_metric_agreement(records: list[ModelRecord], *, metric: str, classes: l
     early stopping chose on its slice. A metric that reads probabilities cannot be computed from
     confusion matrices: macro-F1 stands in, and the result says so.
     """
-    from scipy.stats import spearmanr
-
     used = metric if not reads_probabilities(metric) else "macro_f1"
     base, _, cls = used.partition("/")
     out = {"metric": used, "requested": metric, "models": {}}
@@ -275,7 +274,7 @@ def loss_metric_agreement(records: list[ModelRecord], *, metric: str, classes: l
         loss = np.asarray([h["val_loss"] for h in history])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            rho = spearmanr(-np.diff(loss), np.diff(values)).statistic if len(loss) > 2 else float("nan")
+            rho = spearman_rho(-np.diff(loss), np.diff(values)) if len(loss) > 2 else float("nan")
         sign = -1 if lower_is_better(used) else 1
         out["models"][r.name] = {
             "loss": r.loss, "spearman": None if not np.isfinite(rho) else float(rho),

@@ -78,6 +78,21 @@ def mlflow_metrics(entry: Mapping[str, Any], prefix: str = "") -> dict[str, floa
     return out
 
 
+def _logged_entry(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """A candidate's metrics.json entry as its run logs it: the test split whole, the validation
+    split's summary metrics only (its per-class ones stay in ``metrics.json``: a run holds
+    headline numbers, and every logged value costs the store a row)."""
+
+    def summary(part: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in part.items() if "/" not in k and not isinstance(v, Mapping)}
+
+    out = {k: v for k, v in entry.items() if k != "val"}
+    if "val" in entry:
+        out["val"] = {**summary(entry["val"]),
+                      **{k: summary(v) for k, v in entry["val"].items() if isinstance(v, Mapping)}}
+    return out
+
+
 def model_runs(records: list[ModelRecord], metrics: MetricsFile, meta: Meta, figures_dir: Path) -> list[ModelRun]:
     """What each model's run holds: its parameters, training curves, test metrics and files."""
     return [
@@ -86,7 +101,7 @@ def model_runs(records: list[ModelRecord], metrics: MetricsFile, meta: Meta, fig
             params={"model": rec.name, "loss": rec.loss, "gamma": rec.gamma, "seed": rec.seed,
                     "kind": rec.kind, **rec.params, "data": meta["params"]},
             history=rec.training["history"],
-            metrics={**mlflow_metrics(metrics[rec.name]),
+            metrics={**mlflow_metrics(_logged_entry(metrics[rec.name])),
                      "best_epoch": rec.training["best_epoch"],
                      **({f"early_stopping_{rec.training['monitor']}": rec.training["best_score"]}
                         if rec.training["monitor"] else {})},
