@@ -142,11 +142,13 @@ def rarest_class(train_counts: list[int], classes: list[str]) -> str:
 
 def audit_metric_names(rarest: str, view_key: str, *, costs: bool = False) -> list[str]:
     """The leaderboard's columns: headline metrics (and ``expected_cost`` with costs), the rarest
-    class, and the reweighted view's accuracy and F1s (where accuracy parts ways with the others).
-    Under a uniform prior the reweighted accuracy equals balanced accuracy: shown once."""
-    view = [f"{view_key}/{m}" for m in ("accuracy", "micro_f1", "macro_f1")
-            if not (view_key == "uniform_prior" and m in ("accuracy", "micro_f1"))]
-    return [*HEADLINE, *((COST_METRIC,) if costs else ()), f"recall/{rarest}", f"precision/{rarest}", *view]
+    class, and the reweighted view's accuracy and macro-F1 (where accuracy parts ways with the
+    others). Each number once: micro-F1 equals accuracy (one label per row), and under a uniform
+    prior the reweighted accuracy equals balanced accuracy."""
+    view = [f"{view_key}/{m}" for m in ("accuracy", "macro_f1")
+            if not (view_key == "uniform_prior" and m == "accuracy")]
+    return [*(m for m in HEADLINE if m != "micro_f1"), *((COST_METRIC,) if costs else ()),
+            f"recall/{rarest}", f"precision/{rarest}", *view]
 
 
 # Metrics shown beside the picks, never as rival picks: they judge probabilities, not choices.

@@ -170,14 +170,14 @@ def class_distribution_figure(counts: dict[str, dict[str, int]], classes: list[s
 
 
 def per_class_figure(values: dict[str, dict[str, float]], classes: list[str], order: list[str]) -> Figure:
-    """Recall and precision per class for a few models; classes in ``order`` (head to tail)."""
+    """Recall and precision per class for a few models; classes in ``order`` (the data's class order)."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.6), layout="constrained", sharey=True)
     x = np.arange(len(order))
     for ax, metric in zip(axes, ("recall", "precision")):
         for model, v in values.items():
             ax.plot(x, [v[f"{metric}/{c}"] for c in order], marker="o", label=model)
         ax.set_xticks(x, order)
-        ax.set_xlabel("class, most to least frequent in training")
+        ax.set_xlabel("class")
         ax.set_title(metric)
         ax.set_ylim(-0.02, 1.02)
     axes[0].legend()
@@ -271,11 +271,9 @@ def evaluation_figures(ev, data, meta: dict) -> list[tuple[str, Callable[..., Fi
             for m in dict.fromkeys(m for m in (pick, ref) if m and m in data.cm)}
     if pair:
         jobs.append((FIGURES["pick_vs_ce_confusion"], confusion_pair_figure, (pair, classes)))
-    train = meta["counts"]["train"]
-    order = sorted(classes, key=lambda c: (-train[c], classes.index(c)))
     shown = list(dict.fromkeys(m for m in (ref, "weighted_ce", pick) if m and m in metrics))
     if shown:
-        jobs.append((FIGURES["per_class"], per_class_figure, ({m: metrics[m] for m in shown}, classes, order)))
+        jobs.append((FIGURES["per_class"], per_class_figure, ({m: metrics[m] for m in shown}, classes, classes)))
     if audit.get("prior_shift"):
         jobs.append((FIGURES["prior_shift"], prior_shift_figure, (audit["prior_shift"], pick)))
     agreement = audit.get("loss_metric_agreement") or {}
