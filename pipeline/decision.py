@@ -206,10 +206,16 @@ def fit_rule(rule: str, proba, y, objective: Objective, context: RuleContext, *,
         violation, score = objective(y, y_pred, q, sample_weight)
         return -float(violation), float(score)
 
+    batch = getattr(objective, "batch", None)  # the objective reads decisions only: many at once
+
+    def keys(y_preds):
+        violations, scores = batch(y, y_preds, sample_weight)
+        return [(-float(v), float(s)) for v, s in zip(violations, scores)]
+
     if rule == "posthoc_adjust":
         return {"tau": _fit_tau(logp, np.asarray(context.log_train_prior, dtype=np.float64), key)}
     if rule == "thresholds":
-        return {"bias": _fit_bias(logp, y, key).tolist()}
+        return {"bias": _fit_bias(logp, y, key, keys if batch is not None else None).tolist()}
     return {"threshold": _fit_anomaly(np.asarray(proba, dtype=np.float64), _scores_of(context, len(y)),
                                       context.rarest, key)}
 
@@ -224,12 +230,13 @@ def _fit_tau(logp: np.ndarray, log_prior: np.ndarray, key) -> float:
     return best_tau
 
 
-def _fit_bias(logp: np.ndarray, y: np.ndarray, key) -> np.ndarray:
+def _fit_bias(logp: np.ndarray, y: np.ndarray, key, keys=None) -> np.ndarray:
     """Coordinate ascent on b; per class, candidate values are where rows' decisions flip.
 
     Row i is decided k when ``b_k > d_i = max_{j != k}(logp_ij + b_j) - logp_ik``; quantiles of d
     over all rows and over class k's own rows (whose recall a constraint may bound) give coarse
-    and fine moves, one per distinct set of rows decided k.
+    and fine moves, one per distinct set of rows decided k. ``keys`` (decisions (K, N) -> K keys),
+    when the objective reads decisions only, scores a step's candidates at once.
     """
     p0, rows = softmax(logp), np.arange(len(logp))
     b = np.zeros(logp.shape[1])
@@ -252,13 +259,20 @@ def _fit_bias(logp: np.ndarray, y: np.ndarray, key) -> np.ndarray:
             e[:, k] = 0.0
             rest = e.sum(axis=1)
             old, best_v, best = b[k], b[k], None
-            for v in (candidates[i] for i in np.sort(first)):  # ties keep the smallest |b_k|
-                zk = logp[:, k] + v  # argmax(logp + b) with its lowest-index tie rule, in O(N)
-                y_pred = np.where((zk > m) | ((zk == m) & (k < other)), k, other)
+            values = [candidates[i] for i in np.sort(first)]  # ties keep the smallest |b_k|
+
+            def decided(v):  # argmax(logp + b) with its lowest-index tie rule, in O(N)
+                zk = logp[:, k] + v
+                return np.where((zk > m) | ((zk == m) & (k < other)), k, other)
+
+            if keys is not None:
+                scored = keys(np.stack([decided(v) for v in values]))
+                best_v = values[max(range(len(values)), key=lambda i: (scored[i], -i))]
+            for v in values if keys is None else ():
                 col = p0[:, k] * np.exp(v)
                 q = e / (rest + col)[:, None]
                 q[:, k] = col / (rest + col)
-                kv = key(y_pred, q)
+                kv = key(decided(v), q)
                 if best is None or kv > best:
                     best_v, best = v, kv
             b[k] = best_v

@@ -159,6 +159,28 @@ def policy_objective(select: SelectConfig, classes: list[str], *, cost: np.ndarr
                                   ece_bins=ece_bins) for n in names}
         return violation(constraints, values), sign * values[select.metric]
 
+    def batch(y_true, y_preds, sample_weight=None):
+        """``(violations (K,), scores (K,))`` of K decisions ``y_preds`` (K, N) of the same rows,
+        from K confusion matrices at once (searches try many decisions per step)."""
+        y_preds = np.asarray(y_preds, dtype=np.int64)
+        k, c = y_preds.shape[0], len(classes)
+        cell = (np.arange(k)[:, None] * c + np.asarray(y_true, dtype=np.int64)) * c + y_preds
+        w = None if sample_weight is None else np.broadcast_to(sample_weight, y_preds.shape).ravel()
+        values = count_metrics(np.bincount(cell.ravel(), weights=w, minlength=k * c * c).reshape(k, c, c),
+                               cost=cost)
+
+        def get(name):
+            base, _, cls = name.partition("/")
+            return values[base][:, classes.index(cls)] if cls else values[base]
+
+        shortfall = np.zeros(k)
+        for con in constraints:
+            v = get(con.metric)
+            shortfall += np.maximum(0.0, con.bound - v) if con.op == ">=" else np.maximum(0.0, v - con.bound)
+        return shortfall, sign * get(select.metric)
+
+    if not any(reads_probabilities(n) for n in names):  # decisions alone: searches may batch them
+        objective.batch = batch
     return objective
 
 

@@ -331,3 +331,26 @@ def test_bad_rules_and_missing_inputs_are_pipeline_errors():
         apply_rule("cost", {"temperature": 1.0, "bias": [0.0, 0.0]}, proba, ctx)
     with pytest.raises(PipelineError, match="y must be"):
         fit_rule("thresholds", proba, y + 1, objective, ctx)
+
+
+def test_thresholds_search_the_same_with_the_batched_objective():
+    """The pipeline's objective scores a step's candidate biases at once; the search must end
+    where the row-by-row search ends."""
+    from pipeline.config import SelectConfig
+    from pipeline.selection import policy_objective as pipeline_objective
+
+    prior = np.array([0.6, 0.3, 0.1])
+    proba, y = _imbalanced(600, prior, 1.5, seed=4)
+    ctx = _context(3, prior=prior)
+    batched = pipeline_objective(SelectConfig(metric="macro_f1", constraints=("recall/c2 >= 0.9",)), ctx.classes)
+    assert hasattr(batched, "batch")
+
+    def row_by_row(*args):
+        return batched(*args)
+
+    fast = fit_rule("thresholds", proba, y, batched, ctx)
+    slow = fit_rule("thresholds", proba, y, row_by_row, ctx)
+    decide = [apply_rule("thresholds", p, proba, ctx) for p in (fast, slow)]
+    assert batched(y, decide[0][1], decide[0][0], None) == pytest.approx(batched(y, decide[1][1], decide[1][0], None),
+                                                                       abs=1e-12)
+    np.testing.assert_allclose(fast["bias"], slow["bias"], atol=1e-9)

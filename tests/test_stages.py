@@ -235,18 +235,45 @@ def test_metrics_recompute_from_predictions_and_decisions_with_sklearn(pipeline_
 
 
 def test_intervals_regenerate_from_the_saved_seed(pipeline_run):
+    """Every test interval of two candidates, held out and reweighted, recomputed resample by
+    resample with scikit-learn and imbalanced-learn from the seed in the audit."""
+    from imblearn.metrics import geometric_mean_score
+
     d = pipeline_run
     metrics = json.loads((d / "reports/metrics.json").read_text())
     audit = json.loads((d / "reports/audit.json").read_text())
-    boot = audit["policy"]["bootstrap"]
+    meta = json.loads((d / "data/prepared/meta.json").read_text())
+    classes, boot = meta["classes"], audit["policy"]["bootstrap"]
+    train = np.array([meta["counts"]["train"][c] for c in classes], dtype=float)
+    cost = _tiny_cost(classes)
+    rarest = audit["rarest_class"]
+    scores = {
+        "accuracy": lambda y, p, w: skm.accuracy_score(y, p, sample_weight=w),
+        "balanced_accuracy": lambda y, p, w: skm.balanced_accuracy_score(y, p, sample_weight=w),
+        "macro_f1": lambda y, p, w: skm.f1_score(y, p, average="macro", labels=classes, zero_division=0, sample_weight=w),
+        "weighted_f1": lambda y, p, w: skm.f1_score(y, p, average="weighted", labels=classes, zero_division=0,
+                                                    sample_weight=w),
+        "mcc": lambda y, p, w: skm.matthews_corrcoef(y, p, sample_weight=w),
+        "cohen_kappa": lambda y, p, w: skm.cohen_kappa_score(y, p, labels=classes, sample_weight=w),
+        "geometric_mean": lambda y, p, w: geometric_mean_score(y, p, labels=sorted(set(y), key=classes.index),
+                                                               sample_weight=w),
+        "expected_cost": lambda y, p, w: np.average(
+            cost[pd.Categorical(y, categories=classes).codes, pd.Categorical(p, categories=classes).codes], weights=w),
+        f"recall/{rarest}": lambda y, p, w: skm.recall_score(y, p, labels=[rarest], average="macro", zero_division=0,
+                                                            sample_weight=w),
+    }
     for name in ("ce", audit["policy"]["pick"]):
         pred = _predictions(d, name, "test")
-        idx = bootstrap_indices(len(pred), boot["resamples"], boot["seed"])
         y, p = pred.y_true.to_numpy(), pred.y_pred.to_numpy()
-        dist = [skm.f1_score(y[i], p[i], average="macro", labels=sorted(set(y)), zero_division=0) for i in idx]
-        low, high = percentile_interval(np.asarray(dist), boot["level"])
-        assert metrics[name]["ci"]["macro_f1"] == {"low": pytest.approx(low, abs=1e-12),
-                                                   "high": pytest.approx(high, abs=1e-12)}
+        counts = pred.y_true.value_counts()
+        w_view = np.array([train[classes.index(c)] / train.sum() / (counts[c] / len(pred)) for c in y])
+        idx = bootstrap_indices(len(pred), boot["resamples"], boot["seed"])
+        for entry, w in ((metrics[name], None), (metrics[name]["train_prior"], w_view)):
+            for key, score in scores.items():
+                dist = np.array([score(y[i], p[i], None if w is None else w[i]) for i in idx])
+                low, high = percentile_interval(dist, boot["level"])
+                assert entry["ci"][key] == {"low": pytest.approx(low, abs=1e-9), "high": pytest.approx(high, abs=1e-9)}, \
+                    (name, key, w is None)
 
 
 def test_audit_picks_on_validation_and_estimates_on_test(pipeline_run):
