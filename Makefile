@@ -45,9 +45,9 @@ test: $(STAMP)
 ui: $(STAMP)
 	mlflow ui --backend-store-uri "$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/mlflow.db}" --port $(PORT)
 
-# Experiments side by side: the policy's pick, its scores and every model's macro-F1.
+# Experiments side by side: the pick, its validation and test scores, P(best), and the reference's.
 compare: $(STAMP)
-	dvc exp show --drop '^(?!Experiment|Created|State|pick|macro_f1\.|data\.source|data\.imbalance_ratio|weights\.scheme|train\.losses|train\.gammas)'
+	dvc exp show --drop '^(?!Experiment|Created|State|pick|reference|policy_metric|data\.source|data\.imbalance_ratio|weights\.scheme|train\.losses|train\.gammas|evaluate\.select)'
 
 bench: $(STAMP)
 	python -m bench.sweep
