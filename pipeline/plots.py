@@ -240,7 +240,8 @@ def agreement_curves_figure(agreement: dict, models: list[str]) -> Figure:
         ax.set_xlabel("epoch", fontsize=8)
     for ax in axes.ravel()[n:]:
         ax.set_visible(False)
-    fig.suptitle("Does lowering the loss raise the metric? (rho: Spearman of epoch-to-epoch changes)")
+    fig.suptitle("Does lowering the loss raise the metric? (rho: Spearman of epoch-to-epoch changes)\n"
+                 "solid: the epoch early stopping kept; dashed: lowest validation loss; dotted: best metric")
     return fig
 
 
