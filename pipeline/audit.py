@@ -38,8 +38,8 @@ from pipeline.selection import (
     p_best,
     reads_probabilities,
     resampled_values,
+    policy_weights,
     select,
-    shifted_weights,
     view_name,
 )
 
@@ -194,7 +194,7 @@ def build_audit(records: list[ModelRecord], metrics: dict[str, dict], *, view: V
     primary = view_name(cfg, view, cfg.select.metric)
     scoped = [Constraint(view_name(cfg, view, c.metric), c.op, c.bound) for c in constraints]
     val_values = flat_values({n: m["val"] for n, m in metrics.items()}, view.key)
-    test_values = flat_values({n: {k: v for k, v in m.items() if k != "val"} for n, m in metrics.items()}, view.key)
+    test_values = flat_values(metrics, view.key)  # "val" is a block of its own, not a value
     size = {r.name: r.fitted_parameters for r in records}
     by_proba = any(reads_probabilities(n) for n in [cfg.select.metric, *(c.metric for c in constraints)])
     groups = group_identical(records, by_proba)
@@ -204,8 +204,7 @@ def build_audit(records: list[ModelRecord], metrics: dict[str, dict], *, view: V
     pick = sel.pick
     reference = _reference(records, reference_loss)
     y_val, y_test = records[0].val.y_true, records[0].test.y_true
-    w_val = shifted_weights(y_val, view.prior) if cfg.select.view == "reweighted" else None
-    w_test = shifted_weights(y_test, view.prior) if cfg.select.view == "reweighted" else None
+    w_val, w_test = policy_weights(y_val, view, cfg), policy_weights(y_test, view, cfg)
     policy_names = list(dict.fromkeys([cfg.select.metric, *(c.metric for c in constraints)]))
 
     def resampled(name: str, split: str, metric_names: list[str]) -> dict[str, np.ndarray]:

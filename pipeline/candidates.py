@@ -30,7 +30,7 @@ from pipeline.decision import (
     fit_rule,
     parameter_count,
 )
-from pipeline.selection import View, policy_objective, second_view, shifted_weights
+from pipeline.selection import policy_objective, policy_weights, selection_view
 
 log = logging.getLogger(__name__)
 
@@ -43,18 +43,6 @@ class Decision:
     group: str  # its model's loss, or baselines
     frames: dict[str, pd.DataFrame]  # split -> predictions (val: cross-fitted)
     fitted: dict  # outputs/decisions/<name>.json
-
-
-def selection_view(meta: Meta, cfg: EvaluateConfig) -> View:
-    """The reweighted view, decided from the training and validation counts."""
-    classes = meta["classes"]
-    return second_view([meta["counts"]["train"][c] for c in classes],
-                       [meta["counts"]["val"][c] for c in classes], cfg.prior)
-
-
-def selection_weights(y_val: np.ndarray, view: View, cfg: EvaluateConfig) -> np.ndarray | None:
-    """Per-row weights of the validation split under the policy's view (None: held out)."""
-    return shifted_weights(y_val, view.prior) if cfg.select.view == "reweighted" else None
 
 
 def informative(rec: ModelRecord) -> bool:
@@ -80,7 +68,7 @@ def models_to_decide(records: list[ModelRecord], meta: Meta, cfg: EvaluateConfig
     classes = meta["classes"]
     cost = cost_matrix(cfg.costs, classes) if cfg.costs else None
     objective = policy_objective(cfg.select, classes, cost=cost, ece_bins=cfg.ece_bins)
-    w = selection_weights(usable[0].val.y_true, selection_view(meta, cfg), cfg) if usable else None
+    w = policy_weights(usable[0].val.y_true, selection_view(meta, cfg), cfg) if usable else None
     best = []
     for loss in dict.fromkeys(r.loss for r in usable):
         members = [r for r in usable if r.loss == loss]
@@ -129,7 +117,7 @@ def decide_all(records: list[ModelRecord], meta: Meta, cfg: EvaluateConfig, *,
     chosen = models_to_decide(records, meta, cfg)
     y_val = chosen[0].val.y_true if chosen else None
     folds = crossfit_folds(y_val, cfg.crossfit_folds, cfg.bootstrap.seed) if chosen else None
-    w = selection_weights(y_val, view, cfg) if chosen else None
+    w = policy_weights(y_val, view, cfg) if chosen else None
 
     def context(split: str) -> RuleContext:
         return RuleContext(classes=classes, log_train_prior=np.log(train_counts / train_counts.sum()),

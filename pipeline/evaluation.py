@@ -26,7 +26,7 @@ from pipeline.metrics import (
     prior_weights,
 )
 from pipeline.plan import model_name
-from pipeline.selection import View, flat_values, second_view
+from pipeline.selection import View, flat_values, selection_view
 
 # Count-based metrics that get bootstrap intervals (besides the rarest class's recall/precision).
 CI_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "micro_f1", "weighted_f1", "mcc",
@@ -134,7 +134,7 @@ def evaluate(records: list[ModelRecord], meta: Meta, cfg: EvaluateConfig, *, ref
     classes = meta["classes"]
     train_counts = [meta["counts"]["train"][c] for c in classes]
     y_val, y_test = _labels(records, "val"), _labels(records, "test")
-    view = second_view(train_counts, np.bincount(y_val, minlength=len(classes)).tolist(), cfg.prior)
+    view = selection_view(meta, cfg)
     rarest = rarest_class(train_counts, classes)
     cost = cost_matrix(cfg.costs, classes) if cfg.costs else None
     deploy = deploy_prior_vector(cfg.deploy_prior, classes)

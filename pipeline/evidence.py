@@ -30,6 +30,7 @@ from pipeline.selection import (
     flat_values,
     kish_ess,
     metric_value,
+    policy_weights,
     prior_family,
     reads_probabilities,
     resampled_values,
@@ -226,14 +227,14 @@ def special_loss_question(records: list[ModelRecord], metrics: dict, *, referenc
     best_posthoc = select({m: val[m] for m in posthoc}, primary, constraints, size).order[0]
     by_name = {r.name: r for r in records}
     y_test = records[0].test.y_true
-    w = shifted_weights(y_test, view.prior) if cfg.select.view == "reweighted" else None
+    w = policy_weights(y_test, view, cfg)
 
     def dist(name):
         p = by_name[name].test
         return resampled_values([cfg.select.metric], y_test, p.y_pred, p.proba, classes, indices=test_indices,
                                 sample_weight=w, cost=cost, ece_bins=cfg.ece_bins)[cfg.select.metric]
 
-    test = flat_values({n: {k: v for k, v in m.items() if k != "val"} for n, m in metrics.items()}, view.key)
+    test = flat_values(metrics, view.key)
     d = paired_difference(dist(best_remedy), dist(best_posthoc), test[best_remedy][primary],
                           test[best_posthoc][primary], cfg.bootstrap.level)
     trade = tail_trade(y_test, {n: by_name[n].test.y_pred for n in (best_remedy, best_posthoc)}, classes,

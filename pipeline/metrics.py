@@ -47,7 +47,8 @@ def confusion_matrix(
     return cm.reshape(n_classes, n_classes)
 
 
-def _ratio(num, den):
+def safe_ratio(num, den):
+    """``num / den`` elementwise, 0 where ``den`` is 0 (scikit-learn's ``zero_division=0``)."""
     num, den = np.broadcast_arrays(np.asarray(num, dtype=np.float64), np.asarray(den, dtype=np.float64))
     return np.divide(num, den, out=np.zeros(num.shape), where=den != 0)
 
@@ -82,45 +83,45 @@ def count_metrics(cm: np.ndarray, *, cost: np.ndarray | None = None) -> dict[str
     fp, fn = predicted - tp, support - tp
     tn = n[..., None] - tp - fp - fn
     tn = np.where(tn > 1e-12 * n[..., None], tn, 0.0)  # weighted sums leave +-1e-16 where tn is 0
-    precision, recall = _ratio(tp, predicted), _ratio(tp, support)
-    f1 = _ratio(2 * tp, 2 * tp + fp + fn)
+    precision, recall = safe_ratio(tp, predicted), safe_ratio(tp, support)
+    f1 = safe_ratio(2 * tp, 2 * tp + fp + fn)
     present = support > 0
     n_present = present.sum(axis=-1)
     correct = tp.sum(axis=-1)
     chance = (support * predicted).sum(axis=-1)  # sum_c t_c p_c
     # clamp: weighted sums can leave -1e-12 where a factor is exactly 0 (one class predicted)
     mcc_den = np.sqrt(np.maximum(n**2 - (predicted**2).sum(-1), 0) * np.maximum(n**2 - (support**2).sum(-1), 0))
-    p_o, p_e = _ratio(correct, n), _ratio(chance, n**2)
+    p_o, p_e = safe_ratio(correct, n), safe_ratio(chance, n**2)
     log_recall = np.log(np.where(present, np.maximum(recall, 1e-300), 1.0))
-    gmean = np.exp(_ratio(log_recall.sum(-1), n_present))
+    gmean = np.exp(safe_ratio(log_recall.sum(-1), n_present))
     gmean = np.where(((recall == 0) & present).any(-1), 0.0, gmean)
     summary = {
         "accuracy": p_o,
-        "balanced_accuracy": _ratio((recall * present).sum(-1), n_present),
+        "balanced_accuracy": safe_ratio((recall * present).sum(-1), n_present),
         "macro_precision": precision.mean(-1),
         "macro_recall": recall.mean(-1),
         "macro_f1": f1.mean(-1),
-        "micro_precision": _ratio(correct, predicted.sum(-1)),
-        "micro_recall": _ratio(correct, support.sum(-1)),
-        "micro_f1": _ratio(2 * correct, 2 * correct + fp.sum(-1) + fn.sum(-1)),
-        "weighted_precision": _ratio((precision * support).sum(-1), support.sum(-1)),
-        "weighted_recall": _ratio((recall * support).sum(-1), support.sum(-1)),
-        "weighted_f1": _ratio((f1 * support).sum(-1), support.sum(-1)),
-        "mcc": _ratio(correct * n - chance, mcc_den),
-        "cohen_kappa": _ratio(p_o - p_e, 1 - p_e),
+        "micro_precision": safe_ratio(correct, predicted.sum(-1)),
+        "micro_recall": safe_ratio(correct, support.sum(-1)),
+        "micro_f1": safe_ratio(2 * correct, 2 * correct + fp.sum(-1) + fn.sum(-1)),
+        "weighted_precision": safe_ratio((precision * support).sum(-1), support.sum(-1)),
+        "weighted_recall": safe_ratio((recall * support).sum(-1), support.sum(-1)),
+        "weighted_f1": safe_ratio((f1 * support).sum(-1), support.sum(-1)),
+        "mcc": safe_ratio(correct * n - chance, mcc_den),
+        "cohen_kappa": safe_ratio(p_o - p_e, 1 - p_e),
         "geometric_mean": gmean,
     }
     if cost is not None:
         cost = np.asarray(cost, dtype=np.float64)
         if cost.shape != cm.shape[-2:]:
             raise ValueError(f"cost matrix of shape {cost.shape} for confusion matrices of {cm.shape[-2:]}")
-        summary[COST_METRIC] = _ratio((cm * cost).sum(axis=(-2, -1)), n)
+        summary[COST_METRIC] = safe_ratio((cm * cost).sum(axis=(-2, -1)), n)
     return {
         **summary,
         "precision": precision,
         "recall": recall,
-        "specificity": _ratio(tn, tn + fp),
-        "fpr": _ratio(fp, fp + tn),
+        "specificity": safe_ratio(tn, tn + fp),
+        "fpr": safe_ratio(fp, fp + tn),
         "f1": f1,
         "support": support,
     }
@@ -251,7 +252,7 @@ def prior_weights(y_true: np.ndarray, target_prior: np.ndarray) -> np.ndarray:
     target = np.asarray(target_prior, dtype=np.float64)
     target = target / target.sum()
     empirical = np.bincount(y_true, minlength=len(target)) / len(y_true)
-    return _ratio(target, empirical)[y_true]
+    return safe_ratio(target, empirical)[y_true]
 
 
 _BOOTSTRAP_CHUNK = 20_000_000  # resampled rows held in memory at once (~0.5 GB of temporaries)

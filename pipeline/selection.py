@@ -33,6 +33,7 @@ from pipeline.metrics import (
     count_metrics,
     lower_is_better,
     prior_weights,
+    safe_ratio,
 )
 
 # A validation split whose largest class is at most this many times its smallest counts as balanced.
@@ -87,6 +88,21 @@ def flat_values(metrics: dict[str, dict], view_key: str) -> dict[str, dict[str, 
     return out
 
 
+def selection_view(meta, cfg) -> View:
+    """The reweighted view of a run (``meta`` its :class:`pipeline.artifacts.Meta`, ``cfg`` its
+    :class:`pipeline.config.EvaluateConfig`): :func:`second_view` of the training and
+    validation counts."""
+    classes = meta["classes"]
+    return second_view([meta["counts"]["train"][c] for c in classes],
+                       [meta["counts"]["val"][c] for c in classes], cfg.prior)
+
+
+def policy_weights(y: np.ndarray, view: View, cfg) -> np.ndarray | None:
+    """Per-row weights of a split as the policy reads it: None held out, else those giving it
+    the view's prior."""
+    return shifted_weights(y, view.prior) if cfg.select.view == "reweighted" else None
+
+
 def reads_probabilities(metric: str) -> bool:
     """True when ``metric`` reads probabilities rather than decisions alone."""
     return metric not in COUNT_METRICS and metric.partition("/")[0] not in PER_CLASS
@@ -115,10 +131,7 @@ def _fast_count(base: str, cm: np.ndarray, c: int | None, cost: np.ndarray | Non
     them to); None for any other metric."""
     cm = np.asarray(cm, dtype=np.float64)
     tp, support, predicted, n = np.diag(cm), cm.sum(1), cm.sum(0), cm.sum()
-
-    def ratio(a, b):
-        return np.divide(a, b, out=np.zeros(np.shape(a)), where=np.asarray(b) != 0)
-
+    ratio = safe_ratio
     if base == "macro_f1":
         return float(ratio(2 * tp, support + predicted).mean())
     if base in ("accuracy", "micro_f1"):

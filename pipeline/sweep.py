@@ -31,7 +31,7 @@ from pipeline.train import (
     epoch_record,
     make_optimizer,
     predict_logits,
-    stopping_score,
+    stopping_sign,
     stopping_values,
 )
 
@@ -227,7 +227,7 @@ def _fit_stack(
             total += losses.detach().double() * yb.shape[1]
         stop_logits, val_logits = predict_logits(stack, X_st), predict_logits(stack, X_va)  # (A, N, C)
         stop = stopping_values(stop_logits, y_st, n_classes)
-        score = stopping_score(stop, metric)
+        score = [stopping_sign(metric) * v for v in stop[metric]]
         stop_loss = criterion(stop_logits, y_st.expand(len(active), -1), epoch).tolist()
         val_loss = criterion(val_logits, y_va.expand(len(active), -1), epoch).tolist()
         val_cm = confusion_matrices(y_va, val_logits.argmax(-1), n_classes)
@@ -252,7 +252,7 @@ def _fit_stack(
             active = [active[s] for s in keep]
     bar.close()
     for r, state, stopper in zip(results, best_states, stoppers):
-        r.best_epoch, r.best_score = stopper.best_epoch, stopping_score({metric: [stopper.best]}, metric)[0]
+        r.best_epoch, r.best_score = stopper.best_epoch, stopping_sign(metric) * stopper.best
         r.model.load_state_dict(state)
         r.model.to(device).eval()
     return results

@@ -192,9 +192,10 @@ def stopping_values(logits: torch.Tensor, y: torch.Tensor, n_classes: int) -> di
             "log_loss": nll.mean(1).tolist(), "balanced_log_loss": balanced.tolist()}
 
 
-def stopping_score(values: dict[str, list[float]], metric: str) -> list[float]:
-    """The monitored metric as a score, higher is better (losses negated)."""
-    return values[metric] if metric == "macro_f1" else [-v for v in values[metric]]
+def stopping_sign(metric: str) -> float:
+    """+1 for macro-F1, -1 for the losses: ``sign * value`` is a score, higher is better, and
+    ``sign * score`` the value again."""
+    return 1.0 if metric == "macro_f1" else -1.0
 
 
 def epoch_record(epoch: int, train_loss: float, stop_loss: float, stop: dict[str, float], val_loss: float,
@@ -287,7 +288,7 @@ def best_text(stoppers: list[EarlyStopping], metric: str = "macro_f1") -> str:
     best = max(s.best for s in stoppers)
     if best == float("-inf"):
         return "none yet"
-    return f"{best if metric == 'macro_f1' else -best:.3f}"
+    return f"{stopping_sign(metric) * best:.3f}"
 
 
 def fit(
@@ -342,7 +343,7 @@ def fit(
         result.history.append(epoch_record(
             epoch, total / seen, criterion(stop_logits, y_st, epoch).item(), stop,
             criterion(val_logits, y_va, epoch).item(), confusion_matrices(y_va, val_logits.argmax(1), n_classes)[0]))
-        if stopper.step(epoch, stopping_score({metric: [stop[metric]]}, metric)[0]):
+        if stopper.step(epoch, stopping_sign(metric) * stop[metric]):
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         bar.update(epoch, stopper.stopped or epoch == cfg.epochs, **{metric: f"{stop[metric]:.3f}"},
                    best=best_text([stopper], metric))
@@ -351,6 +352,6 @@ def fit(
     bar.close()
     model.load_state_dict(best_state)
     model.eval()
-    result.best_epoch, result.best_score = stopper.best_epoch, stopping_score({metric: [stopper.best]}, metric)[0]
+    result.best_epoch, result.best_score = stopper.best_epoch, stopping_sign(metric) * stopper.best
     result.seconds = time.perf_counter() - start
     return result
