@@ -11,7 +11,7 @@ PORT ?= 5000
 # Stages call `python`: make it the environment's.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: repro test ui setup bench compare
+.PHONY: repro test ui setup bench compare predict
 
 setup: $(STAMP)
 
@@ -48,6 +48,17 @@ ui: $(STAMP)
 # Experiments side by side: the pick, its validation and test scores, P(best), and the reference's.
 compare: $(STAMP)
 	dvc exp show --drop '^(?!Experiment|Created|State|pick|reference|policy_metric|data\.source|data\.imbalance_ratio|weights\.scheme|train\.losses|train\.gammas|evaluate\.select)'
+
+# Predictions on raw rows from the registered champion (or MODEL=<any MLflow model URI>):
+#   make predict INPUT=new_rows.csv [OUTPUT=predictions.csv] [MODEL=models:/imbalanced-mlp/3]
+# Without INPUT: the bundled digits' raw rows, written to data/digits.csv first.
+INPUT ?= data/digits.csv
+predict: $(STAMP) $(INPUT)
+	python -m stages.predict --input $(INPUT) $(if $(OUTPUT),--output $(OUTPUT)) $(if $(MODEL),--model $(MODEL))
+
+data/digits.csv: | $(STAMP)
+	python -c "from sklearn.datasets import load_digits as l; d = l(as_frame=True); \
+		d.data.astype(int).assign(digit=d.target).to_csv('$@', index=False)"
 
 bench: $(STAMP)
 	python -m bench.sweep

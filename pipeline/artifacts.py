@@ -117,6 +117,7 @@ class Policy(TypedDict):
     pick: str | None
     eligible: list[str]
     violations: dict[str, list[str]]
+    closest: str | None  # no pick: the candidate that violates the fewest constraints
     summary: str
 
 

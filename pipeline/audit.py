@@ -267,6 +267,8 @@ def build_audit(records: list[ModelRecord], metrics: dict[str, dict], *, view: V
             "metric": cfg.select.metric, "view": cfg.select.view, "split": "val",
             "constraints": [str(c) for c in scoped],
             "pick": pick, "eligible": sel.eligible, "violations": sel.violations,
+            # no pick: the candidate violating the fewest constraints (the registry's challenger)
+            "closest": None if pick else min(sel.violations, key=lambda m: len(sel.violations[m]), default=None),
             "summary": _policy_summary(primary, scoped, sel, val_values),
             "p_best": chance.get(pick, 0.0) if pick else None,
             "tie_break": "fewer fitted parameters, then name",
@@ -328,7 +330,7 @@ def _policy_summary(primary: str, constraints: list[Constraint], sel: Pick, valu
     where = " subject to " + ", ".join(map(str, constraints)) if constraints else ""
     rule = f"best {primary} on validation{where}"
     if sel.pick is None:
-        closest = min(sel.violations, key=lambda m: len(sel.violations[m]))
+        closest = min(sel.violations, key=lambda m: len(sel.violations[m]))  # as "closest" above
         return (f"{rule}: no candidate meets the constraints; {closest} fails the fewest "
                 f"({'; '.join(sel.violations[closest])})")
     return f"{rule}: {sel.pick} ({values[sel.pick][primary]:.4f} on validation)"

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from sklearn.ensemble import IsolationForest
 
 from pipeline import PipelineError
 from pipeline.artifacts import Meta, ModelRecord, candidate_name, predictions_frame
@@ -43,6 +44,9 @@ class Decision:
     group: str  # its model's loss, or baselines
     frames: dict[str, pd.DataFrame]  # split -> predictions (val: cross-fitted)
     fitted: dict  # outputs/decisions/<name>.json
+
+
+ANOMALY_FOREST = "anomaly_forest.skops"  # the anomaly rule's isolation forest, beside the rules' files
 
 
 def informative(rec: ModelRecord) -> bool:
@@ -81,16 +85,18 @@ def models_to_decide(records: list[ModelRecord], meta: Meta, cfg: EvaluateConfig
 
 
 def decide_all(records: list[ModelRecord], meta: Meta, cfg: EvaluateConfig, *,
-               features: dict[str, np.ndarray] | None = None) -> list[Decision]:
-    """Every (model, rule) of ``evaluate.decisions``, fitted on validation.
+               features: dict[str, np.ndarray] | None = None) -> tuple[list[Decision], IsolationForest | None]:
+    """Every (model, rule) of ``evaluate.decisions``, fitted on validation, and the anomaly rule's
+    isolation forest (None without that rule).
 
     ``features`` (``train``, ``val``, ``test`` feature arrays and ``y_train``) are needed by the
-    ``anomaly`` rule only.
+    ``anomaly`` rule only. Each rule's file holds the ``context`` that applying it to new rows
+    needs (:func:`rule_context`): the log training prior, the rarest class, the view's prior ratio.
     """
     classes = meta["classes"]
     rules = list(cfg.decisions.rules)
     if not records or not rules:
-        return []
+        return [], None
     train_counts = np.array([meta["counts"]["train"][c] for c in classes])
     val_counts = np.array([meta["counts"]["val"][c] for c in classes], dtype=float)
     view = selection_view(meta, cfg)
@@ -99,7 +105,7 @@ def decide_all(records: list[ModelRecord], meta: Meta, cfg: EvaluateConfig, *,
         log.info("rule cost skipped: evaluate.costs is not set")
         rules.remove("cost")
     rarest = int(np.argmin(train_counts))
-    scores = None
+    scores = forest = None
     if "anomaly" in rules:
         if (train_counts == train_counts.min()).sum() > 1:
             log.info("rule anomaly skipped: %d classes share the smallest training count (%d)",
@@ -136,7 +142,11 @@ def decide_all(records: list[ModelRecord], meta: Meta, cfg: EvaluateConfig, *,
                           "metric": cfg.select.metric,
                           "constraints": [str(parse_constraint(c)) for c in cfg.select.constraints]},
             "crossfit": {"folds": int(folds.max()) + 1, "seed": cfg.bootstrap.seed},
+            "context": {"log_train_prior": context("val").log_train_prior.tolist(), "rarest": rarest,
+                        "prior_ratio": None if prior_ratio is None else np.asarray(prior_ratio).tolist()},
         }
+        if rule == "anomaly":
+            fitted["context"]["forest"] = ANOMALY_FOREST
         if cost is not None and rule == "cost":
             fitted["cost_matrix"] = cost.tolist()
         frames = {"val": predictions_frame(val_proba, y_val, classes, val_pred),
@@ -144,7 +154,18 @@ def decide_all(records: list[ModelRecord], meta: Meta, cfg: EvaluateConfig, *,
         log.info("%s: %s", name, ", ".join(f"{k} {_short(v)}" for k, v in params.items()))
         return Decision(name, rec.group, frames, fitted)
 
-    return in_parallel(one, [(rec, rule) for rec in chosen for rule in rules])
+    return in_parallel(one, [(rec, rule) for rec in chosen for rule in rules]), forest
+
+
+def rule_context(fitted: dict, anomaly_scores: np.ndarray | None = None) -> RuleContext:
+    """The :class:`~pipeline.decision.RuleContext` a rule's file describes, for new rows
+    (``anomaly_scores``: theirs, the anomaly rule only)."""
+    ctx = fitted["context"]
+    cost = fitted.get("cost_matrix")
+    return RuleContext(classes=[], log_train_prior=np.asarray(ctx["log_train_prior"], dtype=np.float64),
+                       cost=None if cost is None else np.asarray(cost, dtype=np.float64),
+                       prior_ratio=None if ctx["prior_ratio"] is None else np.asarray(ctx["prior_ratio"]),
+                       rarest=int(ctx["rarest"]), anomaly_scores=anomaly_scores)
 
 
 def in_parallel(fn, jobs: list[tuple], workers: int | None = None) -> list:

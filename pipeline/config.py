@@ -162,6 +162,7 @@ class ReportConfig:
 @dataclass(frozen=True)
 class MlflowConfig:
     experiment: str = "imbalanced-mlp"
+    registered_model: str | None = None  # the Model Registry's name for the pick (None: the experiment's)
 
 
 @dataclass(frozen=True)
@@ -342,6 +343,9 @@ def _validate(p: Params, source: str) -> None:
         _check(1 <= t.drw_epoch <= t.epochs, source,
                f"train.drw_epoch must be in [1, train.epochs] ({t.epochs}) or null; got {t.drw_epoch}")
     _check(bool(p.mlflow.experiment.strip()), source, "mlflow.experiment must not be empty")
+    reg = p.mlflow.registered_model
+    _check(reg is None or (bool(reg.strip()) and not set(reg) & set("/:%.'\"")), source,
+           f"mlflow.registered_model must be null or a name without / : % . or quotes; got {reg!r}")
     _validate_evaluation(p, source)
 
 

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 from scipy.optimize import minimize, minimize_scalar
@@ -385,3 +386,65 @@ def fit_isolation_forest(X_other, *, seed: int) -> IsolationForest:
 def anomaly_scores(forest: IsolationForest, X) -> np.ndarray:
     """(N,) outlier scores ``-score_samples(X)``: higher is more anomalous."""
     return -forest.score_samples(X)
+
+
+# The forest's file: skops (never pickle), made byte-identical for an identical forest (DVC and the
+# model registry hash it): skops names its arrays after object ids, stamps the zip with the time of
+# writing and its memo with object ids, and a tree's node array has padding bytes that numpy leaves uninitialised.
+_FOREST_TRUSTED = ["sklearn.tree._tree.Tree"]
+
+
+def _zeroed_padding(npy: bytes) -> bytes:
+    import io
+
+    a = np.load(io.BytesIO(npy), allow_pickle=False)
+    if a.dtype.names is None:
+        return npy
+    clean = np.zeros(a.shape, dtype=a.dtype)
+    for name in a.dtype.names:
+        if name:
+            clean[name] = a[name]
+    out = io.BytesIO()
+    np.save(out, clean, allow_pickle=False)
+    return out.getvalue()
+
+
+def dump_forest(forest: IsolationForest, path) -> None:
+    """Write ``forest`` with skops, byte-identical for an identical forest."""
+    import io
+    import re
+    import zipfile
+
+    import skops.io
+
+    with zipfile.ZipFile(io.BytesIO(skops.io.dumps(forest))) as src:
+        schema = src.read("schema.json").decode()
+        arrays = [n for n in src.namelist() if n != "schema.json"]
+        order = sorted(arrays, key=lambda n: schema.find(f'"{n}"'))
+        renamed = {n: f"{i:06d}{Path(n).suffix}" for i, n in enumerate(order)}
+        schema = re.sub("|".join(re.escape(f'"{n}"') for n in arrays) or "(?!)",
+                        lambda m: f'"{renamed[m.group()[1:-1]]}"', schema)
+        ids: dict[str, str] = {}  # memo ids (object ids too), numbered by first appearance
+        schema = re.sub(r'"__id__": (\d+)', lambda m: f'"__id__": {ids.setdefault(m.group(1), str(len(ids)))}', schema)
+        files = {"schema.json": schema.encode(),
+                 **{renamed[n]: _zeroed_padding(src.read(n)) if n.endswith(".npy") else src.read(n)
+                    for n in arrays}}
+    packed = io.BytesIO()
+    with zipfile.ZipFile(packed, "w", zipfile.ZIP_DEFLATED) as dst:
+        for name in sorted(files):
+            dst.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), files[name])
+    Path(path).write_bytes(packed.getvalue())
+
+
+def load_forest(path) -> IsolationForest:
+    """The forest :func:`dump_forest` wrote; a file holding other types than a forest's is refused."""
+    import skops.io
+
+    data = Path(path).read_bytes()
+    untrusted = [t for t in skops.io.get_untrusted_types(data=data) if t not in _FOREST_TRUSTED]
+    if untrusted:
+        raise PipelineError(f"{path}: holds types other than an isolation forest's: {', '.join(untrusted)}")
+    forest = skops.io.loads(data, trusted=_FOREST_TRUSTED)
+    if not isinstance(forest, IsolationForest):
+        raise PipelineError(f"{path}: not an isolation forest")
+    return forest

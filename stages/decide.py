@@ -16,7 +16,8 @@ import logging
 
 from pipeline.artifacts import load_model_records, read_prepared
 from pipeline.config import load_params
-from pipeline.candidates import decide_all
+from pipeline.decision import dump_forest
+from pipeline.candidates import ANOMALY_FOREST, decide_all
 from pipeline.io import atomic_dirs, read_json, write_json
 from stages._cli import run
 
@@ -42,7 +43,7 @@ def main(argv: list[str] | None = None) -> None:
     if "anomaly" in params.evaluate.decisions.rules:
         _, data = read_prepared(args.data)
         features = {split: data[split][0] for split in ("train", "val", "test")} | {"y_train": data["train"][1]}
-    decisions = decide_all(records, meta, params.evaluate, features=features)
+    decisions, forest = decide_all(records, meta, params.evaluate, features=features)
 
     with atomic_dirs(args.out_predictions, args.out_params) as (preds_tmp, params_tmp):
         for d in decisions:
@@ -50,6 +51,8 @@ def main(argv: list[str] | None = None) -> None:
                 (preds_tmp / split / d.group).mkdir(parents=True, exist_ok=True)
                 frame.to_parquet(preds_tmp / split / d.group / f"{d.name}.parquet", index=False)
             write_json(params_tmp / f"{d.name}.json", d.fitted)
+        if forest is not None:
+            dump_forest(forest, params_tmp / ANOMALY_FOREST)
     log.info("%d decision rule(s) fitted on validation over %d model(s)", len(decisions),
              len({d.fitted["model"] for d in decisions}))
 

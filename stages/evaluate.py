@@ -11,14 +11,21 @@ MLflow.
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import logging
+import tempfile
 from pathlib import Path
+
+import yaml
 
 from pipeline.artifacts import load_decision_records, load_model_records
 from pipeline.config import load_params
 from pipeline.evaluation import evaluate, plot_data
 from pipeline.io import atomic_dirs, read_json, write_json
 from pipeline.plots import evaluation_figures, render
+from pipeline.preprocessing import load_preprocessing
+from pipeline.serving import write_bundle
 from pipeline.tracking import log_evaluation
 from stages._cli import run
 from stages.show import table
@@ -42,6 +49,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--runs", required=True, help="mlflow_runs.json to write: where the MLflow runs went")
     ap.add_argument("--plots", required=True, help="directory for DVC plot data")
     ap.add_argument("--figures", required=True, help="directory for PNG figures")
+    ap.add_argument("--preprocessing", required=True, help="preprocessing.json written by prepare")
+    ap.add_argument("--lock", default="dvc.lock", help="DVC lock file: its stage hashes go into the decision record")
     args = ap.parse_args(argv)
 
     params = load_params(args.params)
@@ -83,9 +92,28 @@ def main(argv: list[str] | None = None) -> None:
     for d in ev.audit["disagreements"]:
         log.info("  %s would pick %s: %s", d["metric"], d["winner"], d["reason"])
 
-    where = log_evaluation(params.mlflow.experiment, models, ev, meta, params.evaluate, figures=Path(args.figures),
-                           reports=[Path(args.metrics), Path(args.audit), Path(args.summary)])
+    pre = load_preprocessing(args.preprocessing)
+    with tempfile.TemporaryDirectory() as tmp:
+        bundles = {}
+        for rec in records:
+            out = Path(tmp) / str(len(bundles))
+            bundles[rec.name] = (out, write_bundle(
+                out, name=rec.name, model=rec.model, kind="mlp" if rec.kind == "mlp" else rec.loss,
+                classes=meta["classes"], model_file=rec.weights, preprocessing_file=Path(args.preprocessing),
+                decision=rec.decision, decisions_dir=Path(args.decision_params)))
+        registered = params.mlflow.registered_model or params.mlflow.experiment
+        where = log_evaluation(params.mlflow.experiment, records, ev, meta, params.evaluate, figures=Path(args.figures),
+                               reports=[Path(args.metrics), Path(args.audit), Path(args.summary)], bundles=bundles,
+                               raw_columns=pre.raw_columns, input_example=pre.example(), registered_model=registered,
+                               lock_hashes=lock_hashes(Path(args.lock)))
     write_json(args.runs, where)
+
+
+def lock_hashes(path: Path) -> dict[str, str]:
+    """Each upstream stage's entry in ``dvc.lock`` as a short sha256 (what it ran on and made)."""
+    lock = yaml.safe_load(path.read_text()) if path.is_file() else {}
+    return {stage: hashlib.sha256(json.dumps(entry, sort_keys=True).encode()).hexdigest()[:16]
+            for stage, entry in sorted((lock or {}).get("stages", {}).items()) if stage not in ("evaluate", "report")}
 
 
 if __name__ == "__main__":

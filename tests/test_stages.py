@@ -85,7 +85,8 @@ def evaluate_args(d, params):
             "--decision-predictions", str(d / "reports/decisions"), "--decision-params", str(d / "outputs/decisions"),
             "--metrics", str(d / "reports/metrics.json"), "--audit", str(d / "reports/audit.json"),
             "--summary", str(d / "reports/summary.json"), "--runs", str(d / "reports/mlflow_runs.json"),
-            "--plots", str(d / "reports/plots"), "--figures", str(d / "reports/figures")]
+            "--plots", str(d / "reports/plots"), "--figures", str(d / "reports/figures"),
+            "--preprocessing", str(d / "data/prepared/preprocessing.json")]
 
 
 MODELS = {"ce": "ce", "weighted_ce": "weighted_ce", "focal_g0": "focal", "focal_g2": "focal"}

@@ -1,0 +1,262 @@
+"""Every candidate as an MLflow model, and the policy's pick in the Model Registry.
+
+Each candidate (``<model>`` or ``<model>+<rule>``) is an MLflow 3 ``LoggedModel``: a
+:mod:`pipeline.serving` bundle logged as a model from code (:mod:`pipeline.mlflow_model`), with
+the ``pipeline`` package in ``code_paths``, explicit pip requirements, a signature on the raw
+input columns and an input example. Each is logged from a run of its own, ``<model>+<rule>``
+from a child run of ``<model>``'s run, so that no model inherits another's metrics (MLflow copies
+a run's step-0 metrics into every model logged from it). Its metrics are linked to the model and
+to the dataset they were computed on: :data:`DATASETS` names the validation and test splits,
+held out and reweighted to the second view's prior, so
+
+    mlflow.search_logged_models(order_by=[{"field_name": "metrics.macro_f1", "ascending": False,
+                                           "dataset_name": "validation"}])
+
+ranks the candidates as the policy reads them. A run holds the headline metrics and per-class
+recall and precision (:func:`logged_metrics`); the full table is its ``metrics.json`` table
+artifact and ``reports/metrics.json``.
+
+Names: MLflow refuses ``.`` in model names and ``+`` in metric keys, so candidate and class names
+go through :func:`pipeline.names.safe_name` (``focal_g0.5+cost`` -> ``focal_g0-2E5-2Bcost``),
+and the original is kept in the ``candidate`` tag.
+
+Nothing is logged twice: a candidate's bundle has a content digest (its weights, preprocessing
+and rule parameters); a logged model with the same digest and the same metrics is reused, and a
+registry version holding that digest is reused rather than registered again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from pipeline.names import safe_name
+
+log = logging.getLogger(__name__)
+
+MODEL_CODE = Path(__file__).with_name("mlflow_model.py")
+PACKAGE = Path(__file__).parent
+# what the model needs at load time, pinned to the versions it was logged with
+REQUIREMENTS = ("mlflow", "numpy", "pandas", "scikit-learn", "scipy", "skops", "torch", "xgboost-cpu", "pyarrow")
+HEADLINE = ("accuracy", "balanced_accuracy", "macro_f1", "macro_precision", "macro_recall", "mcc",
+            "geometric_mean", "roc_auc_ovr", "pr_auc", "log_loss", "ece", "expected_cost")
+PER_CLASS = ("recall", "precision")
+TABLE = "metrics.json"  # each run's full metrics table (mlflow.log_table)
+
+
+def datasets(view_key: str) -> dict[str, tuple[str, ...]]:
+    """Dataset name -> where its metrics lie in a metrics.json entry (``()``: the entry's top)."""
+    return {"test": (), f"test_{view_key}": (view_key,), "validation": ("val",),
+            f"validation_{view_key}": ("val", view_key)}
+
+
+def logged_metrics(entry: Mapping[str, Any], view_key: str) -> dict[str, dict[str, float]]:
+    """Dataset -> MLflow metric key -> value: :data:`HEADLINE` and per-class :data:`PER_CLASS`,
+    class names through :func:`safe_name`; the validation datasets last (a run's table shows a
+    key's latest value: the one the policy read)."""
+    out = {}
+    for dataset, path in datasets(view_key).items():
+        part = entry
+        for key in path:
+            part = part.get(key, {})
+        values = {k: float(part[k]) for k in HEADLINE if isinstance(part.get(k), (int, float))}
+        for base in PER_CLASS:
+            values.update({f"{base}/{safe_name(k.partition('/')[2])}": float(v) for k, v in part.items()
+                           if k.startswith(f"{base}/") and isinstance(v, (int, float))})
+        if values:
+            out[dataset] = values
+    return out
+
+
+def metrics_digest(metrics: Mapping[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(metrics, sort_keys=True).encode()).hexdigest()
+
+
+def pip_requirements() -> list[str]:
+    """The model's requirements, pinned to this environment's versions (torch without ``+cpu``)."""
+    out = []
+    for name in REQUIREMENTS:
+        try:
+            version = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+        out.append(f"{name}=={version.split('+')[0]}")
+    return out
+
+
+def signature(raw_columns: list[str], classes: list[str]):
+    """Inputs: the raw columns, typed loosely (``AnyType``: the model coerces and checks each one
+    itself from the saved preprocessing, where MLflow would refuse integers for doubles);
+    outputs: ``prediction`` (text) and one ``p_<class>`` double per class."""
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import AnyType, ColSpec, Schema
+
+    from pipeline.serving import PREDICTION, probability_column
+
+    return ModelSignature(
+        inputs=Schema([ColSpec(AnyType(), c, required=False) for c in raw_columns]),
+        outputs=Schema([ColSpec("string", PREDICTION), *(ColSpec("double", probability_column(c)) for c in classes)]),
+    )
+
+
+@dataclass
+class Candidate:
+    """What one candidate's run and logged model hold."""
+
+    name: str
+    bundle: Path  # a pipeline.serving bundle
+    digest: str  # the bundle's content digest
+    metrics: dict[str, dict[str, float]]  # dataset -> key -> value (logged_metrics)
+    table: pd.DataFrame  # every metric of metrics.json, one row per (dataset, metric)
+    params: dict[str, str]
+    tags: dict[str, str]
+    parent: str | None = None  # the trained model of a <model>+<rule> candidate
+    curves: list[dict[str, Any]] = field(default_factory=list)  # per-epoch history (trained models)
+    artifacts: list[Path] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Logged:
+    run_id: str
+    model_id: str
+    reused: bool
+
+
+def _existing(client, exp_id: str, data_digest: str) -> dict[tuple[str, str], Any]:
+    """(content digest, metrics digest) -> FINISHED logged model of this data, the earliest."""
+    found: dict[tuple[str, str], Any] = {}
+    token = None
+    while True:
+        page = client.search_logged_models([exp_id], filter_string=f"tags.data_digest = '{data_digest}'",
+                                           max_results=50, page_token=token)
+        for m in page:
+            key = (m.tags.get("content_digest"), m.tags.get("metrics_digest"))
+            if str(m.status) .endswith("READY") and (key not in found or m.creation_timestamp < found[key].creation_timestamp):
+                found[key] = m
+        token = page.token
+        if not token:
+            return found
+
+
+def log_candidates(client, exp_id: str, candidates: list[Candidate], *, data_digest: str, data_tag: str,
+                   input_example: pd.DataFrame | None, raw_columns: list[str], classes: list[str],
+                   run_tags: dict[str, str], open_runs: list[str]) -> dict[str, Logged]:
+    """Log each candidate as a model from a run of its own, unless the same model (content and
+    metrics) is already in the experiment. Runs being written are kept in ``open_runs`` (the
+    caller marks them FAILED on an error)."""
+    import mlflow
+    from mlflow.entities import Metric, Param
+    from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+
+    existing = _existing(client, exp_id, data_digest)
+    sig = signature(raw_columns, classes)
+    reqs = pip_requirements()
+    out: dict[str, Logged] = {}
+    for c in candidates:
+        mdigest = metrics_digest(c.metrics)
+        found = existing.get((c.digest, mdigest))
+        if found is not None:
+            out[c.name] = Logged(found.source_run_id, found.model_id, True)
+            continue
+        tags = {**run_tags, **c.tags, "candidate": c.name, "content_digest": c.digest, "data_digest": data_digest}
+        if c.parent is not None:
+            tags[MLFLOW_PARENT_RUN_ID] = out[c.parent].run_id
+        run = client.create_run(exp_id, run_name=c.name, tags=tags)
+        run_id = run.info.run_id
+        open_runs.append(run_id)
+        client.log_batch(run_id, params=[Param(k, v) for k, v in c.params.items()])
+        with mlflow.start_run(run_id=run_id):
+            info = mlflow.pyfunc.log_model(
+                name=safe_name(c.name), python_model=str(MODEL_CODE), artifacts={"bundle": str(c.bundle)},
+                code_paths=[str(PACKAGE)], pip_requirements=reqs, signature=sig, input_example=input_example,
+                tags={"candidate": c.name, "content_digest": c.digest, "metrics_digest": mdigest,
+                      "data_digest": data_digest, **c.tags},
+            )
+            now = int(time.time() * 1000)
+            metrics = [Metric(k, float(v), now, int(h["epoch"])) for h in c.curves for k, v in h.items()
+                       if k != "epoch" and isinstance(v, (int, float))]
+            for i, (dataset, values) in enumerate(c.metrics.items()):
+                metrics += [Metric(k, v, now + i, 0, model_id=info.model_id, dataset_name=dataset,
+                                   dataset_digest=data_tag) for k, v in values.items()]
+            for i in range(0, len(metrics), 900):  # MLflow takes at most 1000 per call
+                client.log_batch(run_id, metrics=metrics[i : i + 900])
+            client.log_table(run_id, data=c.table, artifact_file=TABLE)
+            for path in c.artifacts:
+                client.log_artifact(run_id, str(path))
+        open_runs.remove(run_id)
+        out[c.name] = Logged(run_id, info.model_id, False)
+    return out
+
+
+def decision_record(audit: Mapping[str, Any], summary: Mapping[str, Any], candidate: str, *, commit: str,
+                    data_digest: str, lock_hashes: Mapping[str, str]) -> tuple[dict[str, str], str]:
+    """The registry version's tags and description: the policy, the pick's validation score and
+    P(best), its test estimate with interval, the paired difference against the reference,
+    the git commit, ``dvc.lock``'s stage hashes and the data digest."""
+    policy, est, ref = audit["policy"], audit.get("estimate") or {}, audit.get("vs_reference")
+    versus = "none" if not ref else (f"{ref['metric']} {ref['value']:+.4f} [{ref['low']:+.4f}, {ref['high']:+.4f}]: "
+                                     f"{ref['words']}" if ref.get("low") is not None else ref["words"])
+    tags = {
+        "policy": policy["summary"],
+        "pick": str(candidate),
+        "validation_score": _num(summary.get("pick_validation")),
+        "p_best": _num(policy.get("p_best")),
+        "test_estimate": _num(est.get("test")),
+        "test_interval": f"[{_num(est.get('low'))}, {_num(est.get('high'))}]",
+        "difference_vs_reference": versus,
+        "git_commit": commit,
+        "data_digest": data_digest,
+        **{f"dvc_lock/{stage}": h for stage, h in lock_hashes.items()},
+    }
+    head = (f"Picked by the policy on the validation split: {policy['summary']}." if policy["pick"] == candidate else
+            f"Not promoted: no candidate meets the policy's constraints on validation; {candidate} comes closest "
+            f"(violates {', '.join(policy['violations'].get(candidate, [])) or 'none'}).")
+    description = "\n".join([
+        head,
+        f"Validation {policy.get('metric', '')}: {tags['validation_score']}; P(best) {tags['p_best']}.",
+        f"Test estimate (unbiased; never used to choose): {tags['test_estimate']} {tags['test_interval']}.",
+        f"Against the reference: {tags['difference_vs_reference']}.",
+        f"Git commit {commit}; data digest {data_digest}.",
+    ])
+    return tags, description
+
+
+def _num(x) -> str:
+    return "none" if x is None else f"{float(x):.4f}"
+
+
+def register(client, name: str, logged: Logged, *, content_digest: str, tags: dict[str, str], description: str,
+             alias: str | None, experiment_name: str | None) -> tuple[str, bool]:
+    """Register ``logged`` as a version of ``name`` (once per content digest) and move ``alias``
+    to it; returns (version, created). ``experiment_name`` (a ``dvc exp run``) tags the version."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.create_registered_model(name, description="Picked by the selection policy on validation; "
+                                       "each version carries its decision record.")
+    except MlflowException as exc:
+        if "RESOURCE_ALREADY_EXISTS" not in str(exc.error_code):
+            raise
+    same = [v for v in client.search_model_versions(f"name = '{name}'")
+            if v.tags.get("content_digest") == content_digest]
+    created = not same
+    if same:
+        version = min(same, key=lambda v: int(v.version))
+    else:
+        version = client.create_model_version(name, source=f"models:/{logged.model_id}", run_id=logged.run_id,
+                                              tags={**tags, "content_digest": content_digest},
+                                              description=description, model_id=logged.model_id)
+    if experiment_name:
+        client.set_model_version_tag(name, version.version, "dvc_exp_name", experiment_name)
+    if alias:
+        client.set_registered_model_alias(name, alias, version.version)
+    return str(version.version), created

@@ -1,0 +1,175 @@
+"""A candidate as one self-contained bundle that predicts on raw rows.
+
+A bundle is a directory holding everything that turns a raw row into a decision, and nothing
+that runs code when read:
+
+- ``candidate.json``: format and version, the candidate's name, its trained model and rule, the
+  model's kind, the class names in output order, and the rule's fitted parameters file
+  (``outputs/decisions/<model>+<rule>.json``: temperature, tau, biases, cost matrix, and the
+  ``context`` that applies it);
+- ``preprocessing.json``: the fitted preprocessing (:mod:`pipeline.preprocessing`);
+- ``model.pt`` (an MLP checkpoint, read with ``weights_only=True``) or ``model.json`` (a
+  baseline's own description: a prior, logistic-regression coefficients, an XGBoost booster);
+- ``forest.skops``: the ``anomaly`` rule's isolation forest (skops, never pickle).
+
+:func:`write_bundle` makes one from the pipeline's outputs and returns its content digest (the
+sha256 of its files, by name); :class:`Candidate` loads one and predicts. The MLflow model of a
+candidate (:mod:`pipeline.mlflow_model`) is a bundle plus this code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipeline import PipelineError
+from pipeline.io import read_json, write_json
+from pipeline.preprocessing import Preprocessing, load_preprocessing
+
+BUNDLE_FORMAT = "imbalance-pipeline/candidate"
+BUNDLE_VERSION = 1
+CANDIDATE_FILE = "candidate.json"
+PREDICTION = "prediction"  # the decided class name; then one p_<class> column per class
+
+
+def probability_column(cls: str) -> str:
+    return f"p_{cls}"
+
+
+def bundle_digest(bundle: str | Path) -> str:
+    """sha256 over the bundle's files (names and bytes, in name order): what it holds."""
+    h = hashlib.sha256()
+    for path in sorted(p for p in Path(bundle).rglob("*") if p.is_file()):
+        h.update(path.relative_to(bundle).as_posix().encode() + b"\0")
+        h.update(hashlib.sha256(path.read_bytes()).digest())
+    return h.hexdigest()
+
+
+def write_bundle(out: str | Path, *, name: str, model: str, kind: str, classes: list[str],
+                 model_file: Path | None, preprocessing_file: Path, decision: dict[str, Any] | None = None,
+                 decisions_dir: Path | None = None) -> str:
+    """Write candidate ``name``'s bundle into the new directory ``out``; returns its digest.
+
+    ``kind`` is ``mlp`` or a baseline's name; ``model_file`` its checkpoint or description;
+    ``decision`` the rule's fitted parameters file's contents (None: the model's argmax), whose
+    forest (anomaly) lies in ``decisions_dir``.
+    """
+    out = Path(out)
+    out.mkdir(parents=True)
+    if model_file is None:
+        raise PipelineError(f"{name}: no model file to bundle (re-run the pipeline: dvc repro)")
+    shutil.copyfile(model_file, out / ("model.pt" if kind == "mlp" else "model.json"))
+    shutil.copyfile(preprocessing_file, out / "preprocessing.json")
+    forest = (decision or {}).get("context", {}).get("forest")
+    if forest:
+        shutil.copyfile(Path(decisions_dir) / forest, out / "forest.skops")
+    write_json(out / CANDIDATE_FILE, {
+        "format": BUNDLE_FORMAT, "version": BUNDLE_VERSION, "name": name, "model": model,
+        "rule": None if decision is None else decision["rule"], "kind": kind, "classes": list(classes),
+        "decision": decision,
+    })
+    return bundle_digest(out)
+
+
+@dataclass
+class Candidate:
+    """A loaded bundle: ``predict`` on raw rows, ``decide`` on prepared features."""
+
+    name: str
+    classes: list[str]
+    kind: str
+    preprocessing: Preprocessing
+    decision: dict[str, Any] | None
+    _proba: Any  # (N, F) float32 features -> (N, C) float64 probabilities
+    _forest: Any = None
+
+    @classmethod
+    def load(cls, bundle: str | Path) -> Candidate:
+        bundle = Path(bundle)
+        spec = read_json(bundle / CANDIDATE_FILE, what="candidate bundle")
+        if spec.get("format") != BUNDLE_FORMAT or spec.get("version") != BUNDLE_VERSION:
+            raise PipelineError(f"{bundle}: not a version-{BUNDLE_VERSION} candidate bundle of this pipeline")
+        forest = None
+        if (bundle / "forest.skops").is_file():
+            from pipeline.decision import load_forest
+
+            forest = load_forest(bundle / "forest.skops")
+        return cls(spec["name"], spec["classes"], spec["kind"], load_preprocessing(bundle / "preprocessing.json"),
+                   spec["decision"], _base_proba(spec["kind"], bundle, len(spec["classes"])), forest)
+
+    def decide(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(proba (N, C), y_pred (N,))`` of prepared features ``X`` (N, F), as the pipeline's
+        prediction files hold them."""
+        proba = self._proba(np.asarray(X, dtype=np.float32))
+        if self.decision is None:
+            return proba, proba.argmax(axis=1)
+        from pipeline.candidates import rule_context
+        from pipeline.decision import anomaly_scores, apply_rule
+
+        scores = None if self._forest is None else anomaly_scores(self._forest, X)
+        return apply_rule(self.decision["rule"], self.decision["params"], proba, rule_context(self.decision, scores))
+
+    def predict(self, frame: pd.DataFrame, *, strict: bool = False) -> pd.DataFrame:
+        """The decided class name (``prediction``) and one ``p_<class>`` column per class for
+        each raw row of ``frame`` (index kept); ``strict``: see
+        :meth:`pipeline.preprocessing.Preprocessing.transform`."""
+        proba, y_pred = self.decide(self.preprocessing.transform(frame, strict=strict))
+        out = pd.DataFrame({PREDICTION: np.asarray(self.classes, dtype=object)[y_pred]}, index=frame.index)
+        for j, c in enumerate(self.classes):
+            out[probability_column(c)] = proba[:, j]
+        return out
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _base_proba(kind: str, bundle: Path, n_classes: int):
+    """The trained model's ``features -> probabilities``, computed as the train and baselines
+    stages computed their prediction files."""
+    if kind == "mlp":
+        import torch
+
+        from pipeline.checkpoint import load_model
+
+        net = load_model(bundle / "model.pt")
+
+        def mlp(X):
+            with torch.no_grad():
+                return torch.softmax(net(torch.from_numpy(X)).double(), dim=1).numpy()
+
+        return mlp
+    saved = read_json(bundle / "model.json", what="baseline model")
+    if kind == "majority":
+        prior = np.asarray(saved["prior"], dtype=np.float64)
+        return lambda X: np.tile(prior, (len(X), 1))
+    if kind == "logreg_balanced":
+        coef, intercept = np.asarray(saved["coef"]), np.asarray(saved["intercept"])
+        return lambda X: _softmax(X.astype(np.float64) @ coef.T + intercept)
+    if kind == "xgboost":
+        import xgboost
+
+        booster = xgboost.Booster()
+        booster.load_model(bytearray(_json_bytes(saved["booster"])))
+        rounds = int(saved["best_iteration"]) + 1
+
+        def boosted(X):
+            p = booster.predict(xgboost.DMatrix(X), iteration_range=(0, rounds)).astype(np.float64)
+            p = p.reshape(len(X), n_classes)
+            return p / p.sum(axis=1, keepdims=True)
+
+        return boosted
+    raise PipelineError(f"{bundle}: unknown model kind {kind!r}")
+
+
+def _json_bytes(obj: Any) -> bytes:
+    import json
+
+    return json.dumps(obj).encode()

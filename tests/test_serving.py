@@ -1,0 +1,270 @@
+"""Shipping the decision: every candidate an MLflow model that predicts on raw rows, the pick in
+the registry with its decision record, and the same answer through every way of asking."""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.datasets import load_digits
+
+from pipeline.names import original_name
+from pipeline.registry import HEADLINE, PER_CLASS, decision_record
+from pipeline.serving import Candidate
+from stages import evaluate, predict
+from tests.test_stages import evaluate_args
+
+
+def _client(d):
+    import mlflow
+
+    return mlflow.MlflowClient(tracking_uri=f"sqlite:///{d / 'mlflow.db'}")
+
+
+def _raw_test_rows(d) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The raw digits rows of the test split (as a user's CSV holds them: integers), in the
+    prepared split's order, and the split itself."""
+    test = pd.read_parquet(d / "data/prepared/test.parquet")
+    digits = load_digits(as_frame=True)
+    raw = digits.data.astype(np.int64).iloc[test["source_row"].to_numpy()].reset_index(drop=True)
+    return raw, test
+
+
+def _saved_test_predictions(d, name) -> pd.DataFrame:
+    root = d / ("reports/decisions" if "+" in name else "reports/predictions") / "test"
+    return pd.read_parquet(next(root.glob(f"*/{name}.parquet")))
+
+
+def _same_answer(got: pd.DataFrame, saved: pd.DataFrame, classes):
+    assert list(got["prediction"].astype(str)) == list(saved["y_pred"].astype(str))
+    cols = [f"p_{c}" for c in classes]
+    np.testing.assert_allclose(got[cols].to_numpy(float), saved[cols].to_numpy(float), atol=1e-6, rtol=0)
+
+
+@pytest.fixture(scope="module")
+def shipped(pipeline_run):
+    """The tiny pipeline's run directory, its audit, and the champion's registry version."""
+    d = pipeline_run
+    audit = json.loads((d / "reports/audit.json").read_text())
+    client = _client(d)
+    version = client.get_model_version_by_alias("tiny", "champion")
+    return d, audit, client, version
+
+
+def test_every_candidate_is_a_logged_model_with_one_value_per_metric_and_dataset(shipped):
+    d, audit, client, _ = shipped
+    metrics = json.loads((d / "reports/metrics.json").read_text())
+    exp = client.get_experiment_by_name("tiny")
+    models = client.search_logged_models([exp.experiment_id], max_results=50)
+    models = list(models) + (list(client.search_logged_models([exp.experiment_id], max_results=50,
+                                                               page_token=models.token)) if models.token else [])
+    by_name = {m.tags["candidate"]: m for m in models}
+    assert set(by_name) == set(metrics)
+    runs = set()
+    for name, m in by_name.items():
+        assert original_name(m.name) == name
+        keys = [(x.key, x.dataset_name) for x in m.metrics]
+        assert len(keys) == len(set(keys)), f"{name} carries a metric twice"
+        assert {x.dataset_name for x in m.metrics} == {"test", "test_train_prior", "validation", "validation_train_prior"}
+        val = {x.key: x.value for x in m.metrics if x.dataset_name == "validation"}
+        assert val["macro_f1"] == pytest.approx(metrics[name]["val"]["macro_f1"])
+        assert len({k for k, _ in keys}) < 40 and set(HEADLINE) & set(val)
+        assert any(k.startswith(f"{PER_CLASS[0]}/") for k in val)
+        runs.add(m.source_run_id)
+        run = client.get_run(m.source_run_id)
+        if "+" in name:  # a rule's run is a child of its trained model's run
+            parent = by_name[name.split("+")[0]]
+            assert run.data.tags["mlflow.parentRunId"] == parent.source_run_id
+    assert len(runs) == len(by_name)  # one run per logged model
+
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{d / 'mlflow.db'}")
+    ranked = mlflow.search_logged_models(
+        experiment_ids=[exp.experiment_id], output_format="list", max_results=5,
+        order_by=[{"field_name": "metrics.macro_f1", "ascending": False, "dataset_name": "validation"}])
+    best = max(v["val"]["macro_f1"] for v in metrics.values())
+    assert ranked[0].tags["candidate"] in {n for n, v in metrics.items() if v["val"]["macro_f1"] == best}
+
+
+def test_the_champion_carries_the_decision_record_of_the_audit(shipped):
+    d, audit, client, version = shipped
+    summary = json.loads((d / "reports/summary.json").read_text())
+    pick = audit["policy"]["pick"]
+    assert version.tags["pick"] == pick
+    assert version.tags["policy"] == audit["policy"]["summary"]
+    assert float(version.tags["p_best"]) == pytest.approx(audit["policy"]["p_best"], abs=5e-5)
+    assert float(version.tags["test_estimate"]) == pytest.approx(audit["estimate"]["test"], abs=5e-5)
+    assert float(version.tags["validation_score"]) == pytest.approx(audit["estimate"]["validation"], abs=5e-5)
+    assert version.tags["data_digest"] == json.loads((d / "data/prepared/meta.json").read_text())["digest"]
+    assert "git_commit" in version.tags
+    tags, description = decision_record(audit, summary, pick, commit=version.tags["git_commit"],
+                                        data_digest=version.tags["data_digest"], lock_hashes={})
+    assert {k: version.tags[k] for k in tags} == tags
+    assert description == version.description
+    logged = client.get_logged_model(version.model_id)
+    assert logged.tags["candidate"] == pick
+
+
+def test_the_champion_predicts_raw_rows_in_a_new_process_from_elsewhere(shipped, tmp_path):
+    d, audit, _, _ = shipped
+    raw, _ = _raw_test_rows(d)
+    raw.to_csv(tmp_path / "raw.csv", index=False)
+    code = ("import sys, mlflow, pandas as pd; m = mlflow.pyfunc.load_model('models:/tiny@champion'); "
+            "m.predict(pd.read_csv(sys.argv[1])).to_parquet(sys.argv[2])")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["MLFLOW_TRACKING_URI"] = f"sqlite:///{d / 'mlflow.db'}"
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "raw.csv"), str(tmp_path / "p.parquet")],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    classes = json.loads((d / "data/prepared/meta.json").read_text())["classes"]
+    _same_answer(pd.read_parquet(tmp_path / "p.parquet"), _saved_test_predictions(d, audit["policy"]["pick"]), classes)
+
+
+def test_every_candidate_bundle_reproduces_its_saved_test_predictions(shipped, tmp_path):
+    d, _, client, _ = shipped
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{d / 'mlflow.db'}")
+    raw, _ = _raw_test_rows(d)
+    classes = json.loads((d / "data/prepared/meta.json").read_text())["classes"]
+    exp = client.get_experiment_by_name("tiny")
+    for m in client.search_logged_models([exp.experiment_id], max_results=50):
+        local = mlflow.artifacts.download_artifacts(f"models:/{m.model_id}", dst_path=str(tmp_path / m.model_id))
+        bundle = Path(local) / "artifacts" / "bundle"
+        got = Candidate.load(bundle).predict(raw)
+        _same_answer(got, _saved_test_predictions(d, m.tags["candidate"]), classes)
+
+
+def test_predict_stage_and_mlflow_cli_and_server_give_the_same_answer(shipped, tmp_path, monkeypatch):
+    d, audit, _, _ = shipped
+    raw, _ = _raw_test_rows(d)
+    raw = raw.iloc[:40].copy()
+    raw.iloc[0, 5] = None  # a missing cell: imputed, the same on every path
+    raw.insert(0, "note", "extra column")  # ignored with a warning
+    csv = tmp_path / "raw.csv"
+    raw.to_csv(csv, index=False)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{d / 'mlflow.db'}")
+    predict.main(["--params", str(d / "params.yaml"), "--input", str(csv), "--output", str(tmp_path / "stage.csv")])
+    stage = pd.read_csv(tmp_path / "stage.csv", dtype={"prediction": str})
+    assert list(stage["row"]) == list(range(len(raw)))
+
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{d / 'mlflow.db'}"}
+    mlflow_bin = str(Path(sys.executable).with_name("mlflow"))
+    cli = subprocess.run([mlflow_bin, "models", "predict", "-m", "models:/tiny@champion", "-i", str(csv), "-t", "csv",
+                          "-o", str(tmp_path / "cli.json"), "--env-manager", "local"],
+                         env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert cli.returncode == 0, cli.stderr[-2000:]
+    got = pd.DataFrame(json.loads((tmp_path / "cli.json").read_text())["predictions"])
+    assert list(got["prediction"].astype(str)) == list(stage["prediction"].astype(str))
+    np.testing.assert_allclose(got.filter(like="p_").to_numpy(float), stage.filter(like="p_").to_numpy(float), atol=1e-9)
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([mlflow_bin, "models", "serve", "-m", "models:/tiny@champion", "-h", "127.0.0.1",
+                               "-p", str(port), "--env-manager", "local", "--workers", "1"],
+                              env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        body = json.dumps({"dataframe_split": json.loads(raw.to_json(orient="split", index=False))}).encode()
+        deadline, answer = time.monotonic() + 120, None
+        while answer is None:
+            try:
+                req = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body,
+                                             headers={"Content-Type": "application/json"})
+                answer = json.loads(urllib.request.urlopen(req, timeout=30).read())
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline, "the model server did not answer"
+                time.sleep(1)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    served = pd.DataFrame(answer["predictions"])
+    assert list(served["prediction"].astype(str)) == list(stage["prediction"].astype(str))
+    np.testing.assert_allclose(served.filter(like="p_").to_numpy(float), stage.filter(like="p_").to_numpy(float),
+                               atol=1e-9)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda f: f.drop(columns=["pixel_3_3"]), "'pixel_3_3'"),
+    (lambda f: f.assign(pixel_3_3=["dark"] + [str(v) for v in f["pixel_3_3"].iloc[1:]]), "'pixel_3_3'"),
+])
+def test_predict_stage_refuses_bad_rows_in_one_line(shipped, tmp_path, monkeypatch, change, message):
+    d, _, _, _ = shipped
+    raw, _ = _raw_test_rows(d)
+    change(raw.iloc[:5]).to_csv(tmp_path / "bad.csv", index=False)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{d / 'mlflow.db'}")
+    with pytest.raises(Exception) as err:
+        predict.main(["--params", str(d / "params.yaml"), "--input", str(tmp_path / "bad.csv"),
+                      "--output", str(tmp_path / "out.csv")])
+    assert message in str(err.value) and "\n" not in str(err.value)
+    assert not (tmp_path / "out.csv").exists()
+
+
+@pytest.fixture(scope="module")
+def copied(pipeline_run, tmp_path_factory):
+    """The tiny run's outputs with a fresh MLflow store of its own: evaluate may run again here."""
+    d = tmp_path_factory.mktemp("again")
+    for sub in ("data", "outputs", "reports"):
+        shutil.copytree(pipeline_run / sub, d / sub)
+    shutil.copy(pipeline_run / "params.yaml", d / "params.yaml")
+    return d
+
+
+def _evaluate(d, monkeypatch, exp_name=None):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{d / 'mlflow.db'}")
+    if exp_name:
+        monkeypatch.setenv("DVC_EXP_NAME", exp_name)
+    else:
+        monkeypatch.delenv("DVC_EXP_NAME", raising=False)
+    evaluate.main(evaluate_args(d, d / "params.yaml"))
+
+
+def test_evaluate_again_registers_nothing_new_and_an_experiment_moves_no_alias(copied, monkeypatch):
+    d = copied
+    _evaluate(d, monkeypatch)
+    client = _client(d)
+    exp = client.get_experiment_by_name("tiny")
+    versions = client.search_model_versions("name = 'tiny'")
+    models = client.search_logged_models([exp.experiment_id], max_results=50)
+    champion = client.get_model_version_by_alias("tiny", "champion")
+    assert len(versions) == 1
+
+    _evaluate(d, monkeypatch)  # nothing changed
+    assert len(client.search_model_versions("name = 'tiny'")) == 1
+    assert len(client.search_logged_models([exp.experiment_id], max_results=50)) == len(models)
+    model_runs = [r for r in client.search_runs([exp.experiment_id]) if r.data.tags.get("role") in ("model", "decision")]
+    assert len(model_runs) == len(models)  # no new training or decision run either
+
+    _evaluate(d, monkeypatch, exp_name="exp-x")
+    after = client.get_model_version_by_alias("tiny", "champion")
+    assert after.version == champion.version
+    assert client.get_model_version("tiny", champion.version).tags["dvc_exp_name"] == "exp-x"
+    runs = json.loads((d / "reports/mlflow_runs.json").read_text())
+    assert runs["registered"]["alias"] is None
+
+
+def test_no_candidate_meeting_the_constraints_makes_a_challenger(copied, monkeypatch):
+    d = copied
+    params = json.loads(json.dumps(__import__("yaml").safe_load((d / "params.yaml").read_text())))
+    params["evaluate"]["select"] = {"metric": "macro_f1", "constraints": ["recall/9 >= 1.01"]}
+    params["mlflow"]["registered_model"] = "tiny_constrained"
+    (d / "params.yaml").write_text(__import__("yaml").safe_dump(params))
+    _evaluate(d, monkeypatch)
+    client = _client(d)
+    audit = json.loads((d / "reports/audit.json").read_text())
+    assert audit["policy"]["pick"] is None and audit["policy"]["closest"]
+    version = client.get_model_version_by_alias("tiny_constrained", "challenger")
+    assert version.tags["pick"] == audit["policy"]["closest"]
+    assert "Not promoted" in version.description
+    with pytest.raises(Exception):
+        client.get_model_version_by_alias("tiny_constrained", "champion")
+
