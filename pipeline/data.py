@@ -25,7 +25,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from pipeline.artifacts import LABEL, SPLITS, decode_labels, split_arrays
+from pipeline.artifacts import LABEL, SOURCE_ROW, SPLITS, decode_labels, split_arrays
 from pipeline.columns import Column, DataError, apply_decisions, class_labels, decide_columns, read_table
 from pipeline.config import DataConfig, SyntheticConfig, to_dict
 
@@ -35,7 +35,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Prepared:
-    """The three prepared splits: float32 features plus the label column :data:`LABEL`."""
+    """The three prepared splits: float32 features, the label column :data:`LABEL` and each row's
+    position in the source, :data:`SOURCE_ROW`."""
 
     splits: dict[str, pd.DataFrame]
     classes: list[str]  # class names, in the order used for indices and p_<class> columns
@@ -159,10 +160,12 @@ def prepare(cfg: DataConfig) -> Prepared:
     """Load the source, decide what each column becomes, split, make the training split
     long-tailed, fit preprocessing on it."""
     X, y = load_source(cfg)
+    X, y = X.reset_index(drop=True), y.reset_index(drop=True)  # the index is the source row
     labels, classes, unlabelled = class_labels(y)
     if unlabelled:
         log.warning("dropping %d row(s) without a label (empty %r cell)", unlabelled, y.name)
     X = X.loc[labels.index]
+    source_rows = labels.index.to_numpy(np.int64)
     labels = labels.to_numpy()
     counts = pd.Series(labels).value_counts()
     too_small = counts[counts < 3]
@@ -203,6 +206,7 @@ def prepare(cfg: DataConfig) -> Prepared:
         feats = pre.transform(X.iloc[rows]).astype(np.float32)
         frame = pd.DataFrame(feats, columns=names)
         frame[LABEL] = labels[rows]
+        frame[SOURCE_ROW] = source_rows[rows]
         splits[split] = frame
     return Prepared(splits=splits, classes=classes, feature_names=names, columns=columns,
                     unlabelled=unlabelled)
