@@ -161,12 +161,14 @@ def flatten(nested: Mapping[str, Any], sep: str = "/", prefix: str = "") -> dict
 # --- the prepared splits -----------------------------------------------------------------------
 
 LABEL = "y"  # label column of the prepared splits (class names as strings)
+SOURCE_ROW = "source_row"  # int64 column of the prepared splits: the row's 0-based data row in the source
 SPLITS = ("train", "val", "test")
 
 
 def split_arrays(frame: pd.DataFrame, classes: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """``X`` (N, F) float32 and ``y`` (N,) int64 class indices from a prepared split."""
-    X = frame.drop(columns=[LABEL]).to_numpy(dtype=np.float32)
+    """``X`` (N, F) float32 (every column but :data:`LABEL` and :data:`SOURCE_ROW`) and ``y``
+    (N,) int64 class indices from a prepared split."""
+    X = frame.drop(columns=[LABEL, SOURCE_ROW]).to_numpy(dtype=np.float32)
     return X, decode_labels(frame[LABEL], classes, what="label")
 
 

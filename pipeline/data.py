@@ -6,7 +6,8 @@ Cui et al. (2019): ranking classes by training count (ties by class order), clas
     n_i = floor(n_max * rho ** (-i / (C - 1)))
 
 samples (at least one, at most what it has), so that n_max / n_min ~= rho. Validation and test
-splits are left as split. Preprocessing is fitted on the final training split only.
+splits are left as split. Preprocessing is fitted on the final training split only, exported as a
+:class:`~pipeline.preprocessing.Preprocessing`, and every split's features come from replaying it.
 """
 
 from __future__ import annotations
@@ -25,9 +26,10 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from pipeline.artifacts import LABEL, SPLITS, decode_labels, split_arrays
+from pipeline.artifacts import LABEL, SOURCE_ROW, SPLITS, decode_labels, split_arrays
 from pipeline.columns import Column, DataError, apply_decisions, class_labels, decide_columns, read_table
 from pipeline.config import DataConfig, SyntheticConfig, to_dict
+from pipeline.preprocessing import Preprocessing, from_fitted
 
 log = logging.getLogger(__name__)
 
@@ -35,13 +37,27 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Prepared:
-    """The three prepared splits: float32 features plus the label column :data:`LABEL`."""
+    """The three prepared splits: float32 features, the label column :data:`LABEL` and each row's
+    position in the source, :data:`SOURCE_ROW`."""
 
     splits: dict[str, pd.DataFrame]
-    classes: list[str]  # class names, in the order used for indices and p_<class> columns
-    feature_names: list[str]
-    columns: list[Column]  # what each raw feature column became
+    preprocessing: Preprocessing  # fitted on the training split; gives every split's features
     unlabelled: int = 0  # rows dropped for an empty label
+
+    @property
+    def classes(self) -> list[str]:
+        """Class names, in the order used for indices and p_<class> columns."""
+        return list(self.preprocessing.classes)
+
+    @property
+    def feature_names(self) -> list[str]:
+        """Output feature names, in column order."""
+        return list(self.preprocessing.feature_names)
+
+    @property
+    def columns(self) -> list[Column]:
+        """What each raw feature column became."""
+        return list(self.preprocessing.columns)
 
     def arrays(self, split: str) -> tuple[np.ndarray, np.ndarray]:
         """``X`` (N, F) float32 and ``y`` (N,) int64 class indices of one split."""
@@ -157,12 +173,14 @@ def _log_columns(columns: list[Column]) -> None:
 
 def prepare(cfg: DataConfig) -> Prepared:
     """Load the source, decide what each column becomes, split, make the training split
-    long-tailed, fit preprocessing on it."""
+    long-tailed, fit preprocessing on it and replay it on every split."""
     X, y = load_source(cfg)
+    X, y = X.reset_index(drop=True), y.reset_index(drop=True)  # the index is the source row
     labels, classes, unlabelled = class_labels(y)
     if unlabelled:
         log.warning("dropping %d row(s) without a label (empty %r cell)", unlabelled, y.name)
     X = X.loc[labels.index]
+    source_rows = labels.index.to_numpy(np.int64)
     labels = labels.to_numpy()
     counts = pd.Series(labels).value_counts()
     too_small = counts[counts < 3]
@@ -175,8 +193,8 @@ def prepare(cfg: DataConfig) -> Prepared:
         raise DataError(f"the label has a single class {classes[0]!r}; at least 2 are needed")
     columns = decide_columns(X)
     _log_columns(columns)
-    X = apply_decisions(X, columns)
-    if X.shape[1] == 0:
+    features = apply_decisions(X, columns)
+    if features.shape[1] == 0:
         raise DataError("no feature columns are left once identifiers are dropped: "
                         + "; ".join(f"{c.name}: {c.detail}" for c in columns))
 
@@ -196,16 +214,15 @@ def prepare(cfg: DataConfig) -> Prepared:
     keep = subsample_long_tail(y_train, len(classes), cfg.imbalance_ratio, cfg.seed)
     train_idx = train_idx[keep]
 
-    pre = _preprocessor(X, cfg.max_categories).fit(X.iloc[train_idx])
-    names = [str(n) for n in pre.get_feature_names_out()]
+    fitted = _preprocessor(features, cfg.max_categories).fit(features.iloc[train_idx])
+    pre = from_fitted(fitted, columns, classes)
     splits = {}
     for split, rows in zip(SPLITS, (train_idx, val_idx, test_idx)):
-        feats = pre.transform(X.iloc[rows]).astype(np.float32)
-        frame = pd.DataFrame(feats, columns=names)
+        frame = pd.DataFrame(pre.transform(X.iloc[rows]), columns=list(pre.feature_names))
         frame[LABEL] = labels[rows]
+        frame[SOURCE_ROW] = source_rows[rows]
         splits[split] = frame
-    return Prepared(splits=splits, classes=classes, feature_names=names, columns=columns,
-                    unlabelled=unlabelled)
+    return Prepared(splits=splits, preprocessing=pre, unlabelled=unlabelled)
 
 
 def prepared_meta(prepared: Prepared, cfg: DataConfig) -> dict:

@@ -1,7 +1,8 @@
 """prepare: check every parameter, load the source, decide what each column becomes, split it,
 make the training split long-tailed, preprocess.
 
-Writes ``<out>/{train,val,test}.parquet`` and ``<out>/meta.json`` (with every column decision).
+Writes ``<out>/{train,val,test}.parquet``, ``<out>/meta.json`` (with every column decision) and
+``<out>/preprocessing.json`` (the fitted preprocessing, replayable on new raw rows).
 Depends on the whole ``params.yaml`` and validates all of it, the selection policy included, so
 a mistake anywhere stops the pipeline before anything trains; its outputs hold only the data
 block, so a change elsewhere leaves them byte-identical and re-runs nothing downstream.
@@ -18,6 +19,7 @@ from pipeline.config import cost_matrix, deploy_prior_vector, load_params
 from pipeline.data import prepare, prepared_meta
 from pipeline.metrics import metric_names
 from pipeline.plan import check_decision_models
+from pipeline.preprocessing import PREPROCESSING_FILE, save_preprocessing
 from pipeline.io import atomic_dirs, write_json
 from stages._cli import run
 
@@ -46,6 +48,7 @@ def main(argv: list[str] | None = None) -> None:
         for split in SPLITS:
             prepared.splits[split].to_parquet(tmp / f"{split}.parquet", index=False)
         write_json(tmp / "meta.json", meta)
+        save_preprocessing(tmp / PREPROCESSING_FILE, prepared.preprocessing)
     log.info(
         "%s: %d classes, %d features; train %d (n_max/n_min = %.1f), val %d, test %d -> %s",
         params.data.source, len(prepared.classes), meta["n_features"], meta["sizes"]["train"],

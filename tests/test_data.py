@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 from pipeline.config import DataConfig, SyntheticConfig
 from pipeline.data import (
     LABEL,
+    SOURCE_ROW,
     DataError,
     class_counts,
     digest,
@@ -107,6 +108,21 @@ def test_csv_source_imputes_encodes_and_scales(tmp_path):
     onehot = [c for c in p.feature_names if c.startswith("cat__colour_")]
     assert sorted(onehot) == ["cat__colour_blue", "cat__colour_green", "cat__colour_red"]
     assert frame["num__age"].mean() == pytest.approx(0, abs=1e-5)
+
+
+def test_each_row_records_its_data_row_in_the_file(tmp_path):
+    path = _write_csv(tmp_path)
+    frame = pd.read_csv(path)
+    frame.loc[[3, 100], "label"] = None  # dropped before the split; the rows after them keep their number
+    frame.to_csv(path, index=False)
+    p = prepare(DataConfig(source="csv", path=str(path), target="label", imbalance_ratio=1.0))
+    rows = np.concatenate([p.splits[s][SOURCE_ROW].to_numpy() for s in ("train", "val", "test")])
+    assert p.splits["train"][SOURCE_ROW].dtype == np.int64
+    assert sorted(rows) == [i for i in range(240) if i not in (3, 100)]
+    for split in ("train", "val", "test"):
+        at = p.splits[split][SOURCE_ROW].to_numpy()
+        assert (p.splits[split][LABEL].to_numpy() == frame["label"].iloc[at].to_numpy()).all()
+        assert p.arrays(split)[0].shape[1] == len(p.feature_names)
 
 
 def test_parquet_source(tmp_path):

@@ -170,7 +170,7 @@ def test_saved_weights_load_safely_and_reproduce_predictions(pipeline_run):
     model.load_state_dict(ckpt["state_dict"])
     model.eval()
     for split in ("val", "test"):
-        X = pd.read_parquet(d / f"data/prepared/{split}.parquet").drop(columns=["y"]).to_numpy(np.float32)
+        X = pd.read_parquet(d / f"data/prepared/{split}.parquet").drop(columns=["y", "source_row"]).to_numpy(np.float32)
         with torch.no_grad():
             proba = torch.softmax(model(torch.tensor(X)).double(), 1).numpy()
         saved = pd.read_parquet(d / f"reports/predictions/{split}/ce/ce.parquet")
