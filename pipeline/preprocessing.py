@@ -91,6 +91,25 @@ class Preprocessing:
         used = {f.name for f in self.numeric} | {f.name for f in self.categorical}
         return [c.name for c in self.columns if used.intersection(c.features)]
 
+    def example(self) -> pd.DataFrame:
+        """One typical raw row, made of what was learned and no training row: each numeric
+        column's median, each date column's median day, each categorical column's most frequent
+        level (MLflow's input example)."""
+        numeric = {f.name: f.impute for f in self.numeric}
+        categorical = {f.name: f.impute for f in self.categorical}
+        row: dict[str, Any] = {}
+        for c in self.columns:
+            if c.name not in self.raw_columns:
+                continue
+            if c.kind == "date":
+                days = numeric.get(c.features[0], 0.0)
+                row[c.name] = (pd.Timestamp("1970-01-01") + pd.Timedelta(days=float(days))).date().isoformat()
+            elif c.kind == "numeric":
+                row[c.name] = numeric[c.name]
+            else:
+                row[c.name] = categorical[c.name]
+        return pd.DataFrame([row])
+
     def unexpected_columns(self, frame: pd.DataFrame) -> list[str]:
         """Columns of ``frame`` that the training file's features did not have (ignored)."""
         known = {c.name for c in self.columns}

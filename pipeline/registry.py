@@ -215,7 +215,7 @@ def decision_record(audit: Mapping[str, Any], summary: Mapping[str, Any], candid
         "difference_vs_reference": versus,
         "git_commit": commit,
         "data_digest": data_digest,
-        **{f"dvc_lock/{stage}": h for stage, h in lock_hashes.items()},
+        **{f"dvc_lock/{stage.replace('@', ':')}": h for stage, h in lock_hashes.items()},  # MLflow refuses @
     }
     head = (f"Picked by the policy on the validation split: {policy['summary']}." if policy["pick"] == candidate else
             f"Not promoted: no candidate meets the policy's constraints on validation; {candidate} comes closest "
@@ -251,10 +251,12 @@ def register(client, name: str, logged: Logged, *, content_digest: str, tags: di
     created = not same
     if same:
         version = min(same, key=lambda v: int(v.version))
-    else:
-        version = client.create_model_version(name, source=f"models:/{logged.model_id}", run_id=logged.run_id,
-                                              tags={**tags, "content_digest": content_digest},
-                                              description=description, model_id=logged.model_id)
+    else:  # register_model links the logged model and the version both ways
+        import mlflow
+
+        version = mlflow.register_model(f"models:/{logged.model_id}", name,
+                                        tags={**tags, "content_digest": content_digest})
+        client.update_model_version(name, version.version, description=description)
     if experiment_name:
         client.set_model_version_tag(name, version.version, "dvc_exp_name", experiment_name)
     if alias:

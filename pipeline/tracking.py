@@ -298,6 +298,7 @@ def log_evaluation(experiment: str, records: list[ModelRecord], ev, meta: Meta, 
 
     from pipeline.registry import datasets, decision_record, log_candidates, logged_metrics, register
 
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per model otherwise
     uri = tracking_uri(environ)
     mlflow.set_tracking_uri(uri)
     client = mlflow.MlflowClient(tracking_uri=uri)

@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         bundles = {}
         for rec in records:
-            out = Path(tmp) / str(len(bundles))
+            out = Path(tmp) / str(len(bundles)) / "bundle"
             bundles[rec.name] = (out, write_bundle(
                 out, name=rec.name, model=rec.model, kind="mlp" if rec.kind == "mlp" else rec.loss,
                 classes=meta["classes"], model_file=rec.weights, preprocessing_file=Path(args.preprocessing),
