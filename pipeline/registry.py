@@ -55,14 +55,14 @@ TABLE = "metrics.json"  # each run's full metrics table (mlflow.log_table)
 
 def datasets(view_key: str) -> dict[str, tuple[str, ...]]:
     """Dataset name -> where its metrics lie in a metrics.json entry (``()``: the entry's top)."""
-    return {"test": (), f"test_{view_key}": (view_key,), "validation": ("val",),
-            f"validation_{view_key}": ("val", view_key)}
+    return {f"test_{view_key}": (view_key,), "test": (), f"validation_{view_key}": ("val", view_key),
+            "validation": ("val",)}
 
 
 def logged_metrics(entry: Mapping[str, Any], view_key: str) -> dict[str, dict[str, float]]:
     """Dataset -> MLflow metric key -> value: :data:`HEADLINE` and per-class :data:`PER_CLASS`,
-    class names through :func:`safe_name`; the validation datasets last (a run's table shows a
-    key's latest value: the one the policy read)."""
+    class names through :func:`safe_name`; held-out validation last (a run's table shows a key's
+    latest value: there, the one selection reads by default)."""
     out = {}
     for dataset, path in datasets(view_key).items():
         part = entry

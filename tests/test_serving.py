@@ -306,7 +306,8 @@ def user_model(tmp_path_factory):
     from pipeline.config import DataConfig
     from pipeline.data import prepare
     from pipeline.preprocessing import save_preprocessing
-    from pipeline.registry import Candidate as Logged, log_candidates
+    from pipeline.registry import Candidate as Logged
+    from pipeline.registry import log_candidates
     from pipeline.serving import write_bundle
     from pipeline.tracking import _experiment_id
 

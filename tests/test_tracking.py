@@ -3,8 +3,7 @@
 import os
 from pathlib import Path
 
-
-from pipeline.tracking import ModelRun, artifact_root, log_pipeline_run, tracking_uri
+from pipeline.tracking import _experiment_id, artifact_root, log_artifacts_to_run, tracking_uri
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -19,12 +18,10 @@ def test_a_sqlite_store_keeps_its_artifacts_beside_it(tmp_path, monkeypatch):
     before = set((ROOT / "mlartifacts").rglob("*"))
     figure = tmp_path / "confusion_ce.png"
     figure.write_bytes(b"png")
-    where = log_pipeline_run(
-        "isolation", models=[ModelRun("ce", {"loss": "ce"}, [{"epoch": 1, "val_macro_f1": 0.5}], {"macro_f1": 0.5},
-                                      artifacts=[figure])],
-        tags={"git_commit": "abc"}, eval_params={}, eval_artifacts=[], environ={"MLFLOW_TRACKING_URI": uri})
     client = mlflow.MlflowClient(tracking_uri=uri)
-    location = client.get_experiment(where["experiment_id"]).artifact_location
+    exp = _experiment_id(client, "isolation", uri)
+    log_artifacts_to_run(client.create_run(exp).info.run_id, [figure], environ={"MLFLOW_TRACKING_URI": uri})
+    location = client.get_experiment(exp).artifact_location
     assert location == (store / "mlartifacts").as_uri()
     assert (store / "mlartifacts").is_dir() and list((store / "mlartifacts").rglob("confusion_ce.png"))
     assert set((ROOT / "mlartifacts").rglob("*")) == before  # nothing landed in the repository's store

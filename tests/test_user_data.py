@@ -127,7 +127,8 @@ _INTERRUPTED = textwrap.dedent('''
     import os, signal, sys, time
     from pathlib import Path
     from pipeline.io import atomic_dirs
-    from pipeline.tracking import ModelRun, log_pipeline_run
+    import mlflow
+    from pipeline.tracking import _experiment_id, closing_runs, tracking_uri
     from stages._cli import run
 
     out = Path(sys.argv[1])
@@ -141,8 +142,11 @@ _INTERRUPTED = textwrap.dedent('''
     def main():
         with atomic_dirs(out) as (tmp,):
             (tmp / "half.json").write_text("{")
-            log_pipeline_run("interrupted", models=[ModelRun("ce", {"bomb": Bomb()}, [], {})],
-                             tags={"git_commit": "x"}, eval_params={}, eval_artifacts=[])
+            client = mlflow.MlflowClient(tracking_uri())
+            exp = _experiment_id(client, "interrupted", tracking_uri())
+            with closing_runs(client) as open_runs:
+                open_runs.append(client.create_run(exp, run_name="ce").info.run_id)
+                client.log_param(open_runs[-1], "bomb", str(Bomb()))
 
     run(main)
 ''')
