@@ -110,7 +110,7 @@ class Evaluation:
     @property
     def summary(self) -> dict:
         """``reports/summary.json``: see :func:`summary`."""
-        return summary(self.metrics, self.audit)
+        return summary(self.audit)
 
 
 def _labels(records: list[ModelRecord], split: str) -> np.ndarray:
@@ -197,21 +197,31 @@ def accuracy_paradox(majority: dict, view: View) -> dict:
     }
 
 
-def summary(metrics: MetricsFile, audit: Audit) -> dict:
-    """The few numbers worth a column in ``dvc exp show``: the pick, its validation and test
-    scores, the reference's, P(best), and every candidate's test macro-F1."""
+SUMMARY_DECIMALS = 4
+
+
+def summary(audit: Audit) -> dict:
+    """``reports/summary.json``, DVC's metrics file: the few numbers worth a column in ``dvc exp
+    show`` and ``dvc metrics diff``. The pick (its name a value, never a key: DVC reads a ``.`` in a
+    key as nesting), its validation and test scores with the test interval, P(best), and the
+    reference's validation and test scores, each rounded to :data:`SUMMARY_DECIMALS` decimals so
+    that a re-run on another CPU (torch's floats differ in the last digits) diffs as nothing."""
     pick, ref = audit["policy"]["pick"], audit["reference"]["model"]
-    out: dict = {"pick": pick or "none", "policy_metric": audit["policy"]["metric"]}
+
+    def rounded(value):
+        return None if value is None else round(float(value), SUMMARY_DECIMALS)
+
+    out: dict = {"policy_metric": audit["policy"]["metric"], "pick": pick or "none"}
     est = audit["estimate"]
     if pick and est:
-        out.update({"pick_validation": est["validation"], "pick_test": est["test"],
-                    "pick_p_best": audit["policy"]["p_best"]})
-        out.update({f"pick_{k}": metrics[pick][k] for k in ("macro_f1", "balanced_accuracy", "accuracy")})
+        out.update({"pick_validation": rounded(est["validation"]), "pick_test": rounded(est["test"]),
+                    "pick_test_low": rounded(est["low"]), "pick_test_high": rounded(est["high"]),
+                    "pick_p_best": rounded(audit["policy"]["p_best"])})
     if ref:
         row = next((r for r in audit["leaderboard"] if ref in r["members"]), None)
         if row:
-            out.update({"reference": ref, "reference_validation": row["validation"], "reference_test": row["test"]})
-    out["macro_f1"] = {name: m["macro_f1"] for name, m in metrics.items()}
+            out.update({"reference": ref, "reference_validation": rounded(row["validation"]),
+                        "reference_test": rounded(row["test"])})
     return out
 
 
