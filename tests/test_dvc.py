@@ -15,7 +15,7 @@ from tests.test_stages import TINY
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
-COPY = ["pipeline", "stages", "data/raw", ".dvc/config", ".dvcignore", ".gitignore", "dvc.yaml"]
+COPY = ["pipeline", "stages", "data/raw", ".dvc/config", ".dvc/plots", ".dvcignore", ".gitignore", "dvc.yaml"]
 
 
 def sh(cmd, cwd, env):
@@ -64,6 +64,17 @@ def test_repro_runs_every_stage_and_logs_to_the_repo_store(repo):
     assert summary["pick"] and summary["reference"] == "ce" and summary["policy_metric"] == "macro_f1"
     assert all(not isinstance(v, dict) for v in summary.values())  # flat: no key read as nesting
     assert {"pick_validation", "pick_test", "pick_p_best", "reference_validation", "reference_test"} <= set(summary)
+
+
+def test_plots_show_four_panels_from_the_plot_data(repo):
+    d, env, _ = repo
+    plots = sh_json("dvc plots show --json", d, env)
+    assert not plots.get("errors")
+    assert sorted(plots["data"]) == ["confusion", "gamma", "pr_curves", "training"]
+    for plot_id, [entry] in plots["data"].items():
+        spec = entry["content"]
+        assert spec["data"]["values"], plot_id  # the file's rows, read through dvc.yaml's y
+        assert spec["title"]["text"] and "<DVC_METRIC" not in json.dumps(spec), plot_id
 
 
 def test_second_repro_does_nothing(repo):
