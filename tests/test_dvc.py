@@ -77,6 +77,17 @@ def test_plots_show_four_panels_from_the_plot_data(repo):
         assert spec["title"]["text"] and "<DVC_METRIC" not in json.dumps(spec), plot_id
 
 
+def test_compare_reads_dvc_exp_show(repo):
+    from stages.show import experiments
+
+    d, env, _ = repo
+    lines = experiments(sh_json("dvc exp show --json", d, env)).splitlines()
+    assert len(lines) == 4 and lines[2].startswith("workspace")  # and the commit, from before the first repro
+    summary = json.loads((d / "reports/summary.json").read_text())
+    assert summary["pick"] in lines[2] and f"{summary['pick_test']:.4f}" in lines[2]
+    assert max(map(len, lines)) <= 200
+
+
 def test_second_repro_does_nothing(repo):
     d, env, _ = repo
     status = sh("dvc status", d, env)
