@@ -201,10 +201,12 @@ SUMMARY_DECIMALS = 4
 
 def summary(audit: Audit) -> dict:
     """``reports/summary.json``, DVC's metrics file: the few numbers worth a column in ``dvc exp
-    show`` and ``dvc metrics diff``. The pick (its name a value, never a key: DVC reads a ``.`` in a
-    key as nesting), its validation and test scores with the test interval, P(best), and the
-    reference's validation and test scores, each rounded to :data:`SUMMARY_DECIMALS` decimals so
-    that a re-run on another CPU (torch's floats differ in the last digits) diffs as nothing."""
+    show`` and ``dvc metrics diff``. The policy's metric; the pick (its name a value, never a key:
+    DVC reads a ``.`` in a key as nesting), its validation and test scores with the test interval
+    and P(best) (``pick_*``); the reference and its validation and test scores (``ref*``). Every
+    score is rounded to :data:`SUMMARY_DECIMALS` decimals, so that a re-run on another CPU (torch's
+    floats differ in the last digits) diffs as nothing; short keys keep ``dvc metrics show`` on one
+    screen."""
     pick, ref = audit["policy"]["pick"], audit["reference"]["model"]
 
     def rounded(value):
@@ -213,14 +215,13 @@ def summary(audit: Audit) -> dict:
     out: dict = {"policy_metric": audit["policy"]["metric"], "pick": pick or "none"}
     est = audit["estimate"]
     if pick and est:
-        out.update({"pick_validation": rounded(est["validation"]), "pick_test": rounded(est["test"]),
+        out.update({"pick_val": rounded(est["validation"]), "pick_test": rounded(est["test"]),
                     "pick_test_low": rounded(est["low"]), "pick_test_high": rounded(est["high"]),
                     "pick_p_best": rounded(audit["policy"]["p_best"])})
     if ref:
         row = next((r for r in audit["leaderboard"] if ref in r["members"]), None)
         if row:
-            out.update({"reference": ref, "reference_validation": rounded(row["validation"]),
-                        "reference_test": rounded(row["test"])})
+            out.update({"ref": ref, "ref_val": rounded(row["validation"]), "ref_test": rounded(row["test"])})
     return out
 
 

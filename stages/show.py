@@ -125,9 +125,9 @@ def experiments(exps: list[dict]) -> str:
         params = textwrap.wrap(", ".join(row["params"]), PARAMS_WIDTH, break_on_hyphens=False,
                                break_long_words=False) or [""]
         table.append([row["experiment"], params[0], s.get("policy_metric", "-"),
-                      "(failed)" if row["failed"] else s.get("pick", "-"), num(s.get("pick_validation")),
-                      num(s.get("pick_test")), interval, num(s.get("pick_p_best"), 2), s.get("reference", "-"),
-                      num(s.get("reference_validation")), num(s.get("reference_test"))])
+                      "(failed)" if row["failed"] else s.get("pick", "-"), num(s.get("pick_val")),
+                      num(s.get("pick_test")), interval, num(s.get("pick_p_best"), 2), s.get("ref", "-"),
+                      num(s.get("ref_val")), num(s.get("ref_test"))])
         table += [["", more, *[""] * (len(header) - 2)] for more in params[1:]]
     widths = [max(len(str(r[i])) for r in [header, *table]) for i in range(len(header))]
     numeric = {"val", "test", "P(best)", "ref val", "ref test"}

@@ -61,9 +61,9 @@ def test_repro_runs_every_stage_and_logs_to_the_repo_store(repo):
     assert (d / "reports/report.html").is_file()
     metrics = sh_json("dvc metrics show --json", d, env)
     summary = metrics[""]["data"]["reports/summary.json"]["data"]
-    assert summary["pick"] and summary["reference"] == "ce" and summary["policy_metric"] == "macro_f1"
+    assert summary["pick"] and summary["ref"] == "ce" and summary["policy_metric"] == "macro_f1"
     assert all(not isinstance(v, dict) for v in summary.values())  # flat: no key read as nesting
-    assert {"pick_validation", "pick_test", "pick_p_best", "reference_validation", "reference_test"} <= set(summary)
+    assert {"pick_val", "pick_test", "pick_p_best", "ref_val", "ref_test"} <= set(summary)
 
 
 def test_plots_show_four_panels_from_the_plot_data(repo):

@@ -7,9 +7,9 @@ from stages.show import experiment_rows, experiments, main
 PARAMS = {"data": {"source": "digits", "imbalance_ratio": 10},
           "train": {"losses": ["ce", "weighted_ce", "focal"], "gammas": [0, 2]},
           "evaluate": {"select": {"metric": "macro_f1", "view": "held_out"}}}
-SUMMARY = {"policy_metric": "macro_f1", "pick": "cb_focal_g0.5+thresholds", "pick_validation": 0.9072,
+SUMMARY = {"policy_metric": "macro_f1", "pick": "cb_focal_g0.5+thresholds", "pick_val": 0.9072,
            "pick_test": 0.9033, "pick_test_low": 0.8708, "pick_test_high": 0.93, "pick_p_best": 0.358,
-           "reference": "ce", "reference_validation": 0.8505, "reference_test": 0.8712}
+           "ref": "ce", "ref_val": 0.8505, "ref_test": 0.8712}
 
 
 def _rev(rev, name, params, summary, error=None):

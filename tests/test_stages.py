@@ -360,9 +360,9 @@ def test_audit_picks_on_validation_and_estimates_on_test(pipeline_run):
     assert audit["reference"]["model"] == "ce"
     summary = json.loads((d / "reports/summary.json").read_text())
     assert summary["pick"] == pick and summary["pick_test"] == round(metrics[pick]["macro_f1"], 4)
-    assert summary["pick_validation"] == round(metrics[pick]["val"]["macro_f1"], 4)
+    assert summary["pick_val"] == round(metrics[pick]["val"]["macro_f1"], 4)
     assert summary["pick_p_best"] == round(audit["policy"]["p_best"], 4)
-    assert summary["reference"] == "ce" and summary["reference_test"] == round(metrics["ce"]["macro_f1"], 4)
+    assert summary["ref"] == "ce" and summary["ref_test"] == round(metrics["ce"]["macro_f1"], 4)
     maj = audit["accuracy_paradox"]
     assert maj["accuracy_train_prior"] > maj["macro_f1_train_prior"]
     assert {"weighted_ce", "focal_g0", "focal_g2"} <= set(audit["tail_trade"]["models"])
