@@ -45,9 +45,10 @@ test: $(STAMP)
 ui: $(STAMP)
 	mlflow ui --backend-store-uri "$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/mlflow.db}" --port $(PORT)
 
-# Experiments side by side: the pick, its validation and test scores, P(best), and the reference's.
+# Experiments side by side (within 200 characters): what each changed against its baseline
+# commit, the pick, its validation and test scores, P(best), and the reference's.
 compare: $(STAMP)
-	dvc exp show --drop '^(?!Experiment|Created|State|pick|reference|policy_metric|data\.source|data\.imbalance_ratio|weights\.scheme|train\.losses|train\.gammas|evaluate\.select)'
+	dvc exp show --json | python -m stages.show --experiments -
 
 # Predictions on raw rows from the registered champion (or MODEL=<any MLflow model URI>):
 #   make predict INPUT=new_rows.csv [OUTPUT=predictions.csv] [MODEL=models:/imbalanced-mlp/3]

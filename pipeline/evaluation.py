@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
 from pipeline import PipelineError
 from pipeline.artifacts import Audit, Meta, MetricsFile, ModelRecord
@@ -110,7 +109,7 @@ class Evaluation:
     @property
     def summary(self) -> dict:
         """``reports/summary.json``: see :func:`summary`."""
-        return summary(self.metrics, self.audit)
+        return summary(self.audit)
 
 
 def _labels(records: list[ModelRecord], split: str) -> np.ndarray:
@@ -197,43 +196,126 @@ def accuracy_paradox(majority: dict, view: View) -> dict:
     }
 
 
-def summary(metrics: MetricsFile, audit: Audit) -> dict:
-    """The few numbers worth a column in ``dvc exp show``: the pick, its validation and test
-    scores, the reference's, P(best), and every candidate's test macro-F1."""
+SUMMARY_DECIMALS = 4
+
+
+def summary(audit: Audit) -> dict:
+    """``reports/summary.json``, DVC's metrics file: the few numbers worth a column in ``dvc exp
+    show`` and ``dvc metrics diff``. The policy's metric; the pick (its name a value, never a key:
+    DVC reads a ``.`` in a key as nesting), its validation and test scores with the test interval
+    and P(best) (``pick_*``); the reference and its validation and test scores (``ref*``). Every
+    score is rounded to :data:`SUMMARY_DECIMALS` decimals, so that a re-run on another CPU (torch's
+    floats differ in the last digits) diffs as nothing; short keys keep ``dvc metrics show`` on one
+    screen."""
     pick, ref = audit["policy"]["pick"], audit["reference"]["model"]
-    out: dict = {"pick": pick or "none", "policy_metric": audit["policy"]["metric"]}
+
+    def rounded(value):
+        return None if value is None else round(float(value), SUMMARY_DECIMALS)
+
+    out: dict = {"policy_metric": audit["policy"]["metric"], "pick": pick or "none"}
     est = audit["estimate"]
     if pick and est:
-        out.update({"pick_validation": est["validation"], "pick_test": est["test"],
-                    "pick_p_best": audit["policy"]["p_best"]})
-        out.update({f"pick_{k}": metrics[pick][k] for k in ("macro_f1", "balanced_accuracy", "accuracy")})
+        out.update({"pick_val": rounded(est["validation"]), "pick_test": rounded(est["test"]),
+                    "pick_test_low": rounded(est["low"]), "pick_test_high": rounded(est["high"]),
+                    "pick_p_best": rounded(audit["policy"]["p_best"])})
     if ref:
         row = next((r for r in audit["leaderboard"] if ref in r["members"]), None)
         if row:
-            out.update({"reference": ref, "reference_validation": row["validation"], "reference_test": row["test"]})
-    out["macro_f1"] = {name: m["macro_f1"] for name, m in metrics.items()}
+            out.update({"ref": ref, "ref_val": rounded(row["validation"]), "ref_test": rounded(row["test"])})
     return out
+
+
+# The data of DVC's plots (dvc.yaml's top-level ``plots``), file names under ``reports/plots/``.
+# Each is a JSON list of rows with the same keys; ``name`` is what the lines (or matrices) are
+# told apart by (the custom templates in .dvc/plots/ colour or facet by it).
+PLOT_FILES = {"pr": "pr.json", "gamma": "gamma.json", "training": "training.json", "confusion": "confusion.json"}
+PR_TOP = 5  # the policy's first candidates whose precision-recall curves are overlaid (with the reference's)
 
 
 @dataclass(frozen=True)
 class PlotData:
-    """The data of DVC's plots (``reports/plots/``) per model (the γ curves are ``Evaluation.gammas``)."""
+    """The data of DVC's plots (:data:`PLOT_FILES`, one list of rows each) and the confusion
+    matrices the figures draw."""
 
-    confusion: dict[str, pd.DataFrame]  # model -> one actual,predicted row per test sample
-    pr: dict[str, pd.DataFrame]  # model -> the rarest class's precision-recall curve
-    cm: dict[str, np.ndarray]  # model -> (C, C) confusion matrix, for the figures
+    rows: dict[str, list[dict]]  # PLOT_FILES key -> rows
+    cm: dict[str, np.ndarray]  # model -> (C, C) confusion matrix, for the figures: every model and the pick
+
+
+def _ranks(audit: Audit) -> dict[str, int]:
+    """candidate -> its row in the policy's leaderboard (identical candidates share a row)."""
+    return {m: i for i, row in enumerate(audit["leaderboard"]) for m in row["members"]}
+
+
+def pr_rows(records: list[ModelRecord], ev: Evaluation, classes: list[str], top: int = PR_TOP) -> list[dict]:
+    """The rarest class's precision-recall curve on test for the policy's first ``top``
+    candidates (ranked on validation) and the reference; recall ascending, each curve's points in
+    drawing order. ``name`` reads ``#<rank> <candidate>``, with ``(pick)``, ``(reference)``.
+    The reference's curve is its own even where an identical candidate (same decisions, other
+    probabilities) stands for its group."""
+    from sklearn.metrics import precision_recall_curve
+
+    audit, by_name = ev.audit, {r.name: r for r in records}
+    pick, ref = audit["policy"]["pick"], audit["reference"]["model"]
+    board = audit["leaderboard"]
+    chosen = [row["model"] for row in board[:top]]
+    if ref and ref in by_name and ref not in chosen:  # (a member of a shown group has a curve of its own)
+        chosen.append(ref)
+    ranks, r = _ranks(audit), classes.index(ev.rarest)
+    out = []
+    for name in chosen:
+        precision, recall, _ = precision_recall_curve(ev.y_true == r, by_name[name].test.proba[:, r])
+        roles = ", ".join(role for role, who in (("pick", pick), ("reference", ref)) if name == who)
+        label = f"#{ranks.get(name, len(ranks)) + 1} {name}" + (f" ({roles})" if roles else "")
+        out += [{"name": label, "recall": float(x), "precision": float(y)}
+                for x, y in zip(recall[::-1], precision[::-1])]
+    return out
+
+
+def gamma_rows(ev: Evaluation) -> list[dict]:
+    """:attr:`Evaluation.gammas` as one list, ``name`` the loss: one line per γ-swept loss."""
+    return [{"name": loss, **row} for loss, rows in ev.gammas.items() for row in rows]
+
+
+def training_rows(records: list[ModelRecord], ev: Evaluation) -> list[dict]:
+    """Per MLP loss, its best model's (the policy's order on validation) early-stopping curve: the
+    metric early stopping monitored on its slice of the training split, per epoch, with the
+    epoch it kept (``kept``)."""
+    ranks = _ranks(ev.audit)
+    best: dict[str, ModelRecord] = {}
+    for rec in sorted((r for r in records if r.rule is None and r.kind == "mlp"),
+                      key=lambda r: ranks.get(r.name, len(ranks))):
+        best.setdefault(rec.loss, rec)
+    out = []
+    for loss, rec in best.items():
+        monitor = rec.training.get("monitor")
+        for h in rec.training.get("history", []):
+            if monitor and f"stop_{monitor}" in h:
+                out.append({"name": rec.name, "epoch": int(h["epoch"]), "stop_metric": float(h[f"stop_{monitor}"]),
+                            "monitor": monitor, "kept": int(h["epoch"]) == rec.training["best_epoch"]})
+    return out
+
+
+def confusion_rows(records: list[ModelRecord], ev: Evaluation) -> list[dict]:
+    """The pick's and the reference's test predictions, one ``actual``, ``predicted`` row per
+    sample, ``name`` ``pick: <candidate>`` or ``reference: <candidate>``."""
+    by_name = {r.name: r for r in records}
+    pick, ref = ev.audit["policy"]["pick"], ev.audit["reference"]["model"]
+    out = []
+    for role, name in (("pick", pick), ("reference", ref)):
+        if name and name in by_name:
+            frame = by_name[name].test.frame
+            label = f"{role}: {name}"
+            out += [{"name": label, "actual": str(a), "predicted": str(p)}
+                    for a, p in zip(frame["y_true"], frame["y_pred"])]
+    return out
 
 
 def plot_data(records: list[ModelRecord], ev: Evaluation, classes: list[str]) -> PlotData:
-    from sklearn.metrics import precision_recall_curve
-
-    r = classes.index(ev.rarest)
-    confusion, pr, cm = {}, {}, {}
-    for rec in records:
-        frame = rec.test.frame
-        confusion[rec.name] = pd.DataFrame({"actual": frame["y_true"].astype(str),
-                                            "predicted": frame["y_pred"].astype(str)})
-        precision, recall, _ = precision_recall_curve(ev.y_true == r, rec.test.proba[:, r])
-        pr[rec.name] = pd.DataFrame({"recall": recall, "precision": precision})
-        cm[rec.name] = confusion_matrix(ev.y_true, rec.test.y_pred, len(classes))
-    return PlotData(confusion, pr, cm)
+    """Every candidate in ``records``: the rows of each DVC plot, and the confusion matrices of
+    every trained model and the pick (the figures')."""
+    pick = ev.audit["policy"]["pick"]
+    cm = {rec.name: confusion_matrix(ev.y_true, rec.test.y_pred, len(classes))
+          for rec in records if rec.rule is None or rec.name == pick}
+    rows = {"pr": pr_rows(records, ev, classes), "gamma": gamma_rows(ev), "training": training_rows(records, ev),
+            "confusion": confusion_rows(records, ev)}
+    return PlotData(rows, cm)

@@ -3,9 +3,10 @@ the pick made on validation; the audit.
 
 Reads which models exist from the plans and the baselines' ``training.json``, their validation
 and test predictions, and the decide stage's ``<model>+<rule>`` candidates. Writes ``reports/metrics.json`` (model -> metric -> value), ``reports/audit.json``
-(ranks, winners, rank agreement, the selection policy's pick), ``reports/summary.json``, DVC plot
-data under ``reports/plots/`` and every figure under ``reports/figures/``, then logs it all to
-MLflow.
+(ranks, winners, rank agreement, the selection policy's pick), ``reports/summary.json`` (the pick
+and the reference, rounded: DVC's metrics file), the data of DVC's plots under ``reports/plots/``
+(``pipeline.evaluation.PLOT_FILES``) and every figure under ``reports/figures/``, then logs it all
+to MLflow.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import yaml
 
 from pipeline.artifacts import load_decision_records, load_model_records
 from pipeline.config import load_params
-from pipeline.evaluation import evaluate, plot_data
+from pipeline.evaluation import PLOT_FILES, evaluate, plot_data
 from pipeline.io import atomic_dirs, read_json, write_json
 from pipeline.plots import evaluation_figures, render
 from pipeline.preprocessing import load_preprocessing
@@ -60,17 +61,11 @@ def main(argv: list[str] | None = None) -> None:
     losses = params.train.losses
     reference = "ce" if "ce" in losses else losses[0]
     ev = evaluate(records, meta, params.evaluate, reference_loss=reference)  # checks the policy first
-    pick = ev.audit["policy"]["pick"]
-    data = plot_data([r for r in records if r.rule is None or r.name == pick], ev, meta["classes"])
+    data = plot_data(records, ev, meta["classes"])
 
     with atomic_dirs(args.plots, args.figures) as (plots_tmp, figures_tmp):
-        for kind, frames in (("confusion", data.confusion), ("pr", data.pr)):
-            (plots_tmp / kind).mkdir()
-            for name, frame in frames.items():
-                frame.to_csv(plots_tmp / kind / f"{name}.csv", index=False)
-        (plots_tmp / "gamma").mkdir()
-        for loss, rows in ev.gammas.items():
-            write_json(plots_tmp / "gamma" / f"{loss}.json", rows)
+        for key, filename in PLOT_FILES.items():
+            write_json(plots_tmp / filename, data.rows[key])
         for filename, image in render(evaluation_figures(ev, data, meta)):
             (figures_tmp / filename).write_bytes(image)
         write_json(args.audit, ev.audit)

@@ -1,5 +1,6 @@
 """`dvc repro` in a scratch git repository: the real graph, caching and selective re-runs."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -14,13 +15,19 @@ from tests.test_stages import TINY
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
-COPY = ["pipeline", "stages", "data/raw", ".dvc/config", ".dvcignore", ".gitignore", "dvc.yaml"]
+COPY = ["pipeline", "stages", "data/raw", ".dvc/config", ".dvc/plots", ".dvcignore", ".gitignore", "dvc.yaml"]
 
 
 def sh(cmd, cwd, env):
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, shell=True)
     assert proc.returncode == 0, f"{cmd} failed:\n{proc.stdout}\n{proc.stderr}"
     return proc.stdout + proc.stderr
+
+
+def sh_json(cmd, cwd, env):
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, shell=True)
+    assert proc.returncode == 0, f"{cmd} failed:\n{proc.stdout}\n{proc.stderr}"
+    return json.loads(proc.stdout)
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +59,33 @@ def test_repro_runs_every_stage_and_logs_to_the_repo_store(repo):
         assert f"Running stage '{stage}'" in out
     assert (d / "reports/metrics.json").is_file() and (d / "mlflow.db").is_file()
     assert (d / "reports/report.html").is_file()
-    metrics = sh("dvc metrics show --json", d, env)
-    assert "focal_g2" in metrics and "macro_f1" in metrics
+    metrics = sh_json("dvc metrics show --json", d, env)
+    summary = metrics[""]["data"]["reports/summary.json"]["data"]
+    assert summary["pick"] and summary["ref"] == "ce" and summary["policy_metric"] == "macro_f1"
+    assert all(not isinstance(v, dict) for v in summary.values())  # flat: no key read as nesting
+    assert {"pick_val", "pick_test", "pick_p_best", "ref_val", "ref_test"} <= set(summary)
+
+
+def test_plots_show_four_panels_from_the_plot_data(repo):
+    d, env, _ = repo
+    plots = sh_json("dvc plots show --json", d, env)
+    assert not plots.get("errors")
+    assert sorted(plots["data"]) == ["confusion", "gamma", "pr_curves", "training"]
+    for plot_id, [entry] in plots["data"].items():
+        spec = entry["content"]
+        assert spec["data"]["values"], plot_id  # the file's rows, read through dvc.yaml's y
+        assert spec["title"]["text"] and "<DVC_METRIC" not in json.dumps(spec), plot_id
+
+
+def test_compare_reads_dvc_exp_show(repo):
+    from stages.show import experiments
+
+    d, env, _ = repo
+    lines = experiments(sh_json("dvc exp show --json", d, env)).splitlines()
+    assert len(lines) == 4 and lines[2].startswith("workspace")  # and the commit, from before the first repro
+    summary = json.loads((d / "reports/summary.json").read_text())
+    assert summary["pick"] in lines[2] and f"{summary['pick_test']:.4f}" in lines[2]
+    assert max(map(len, lines)) <= 200
 
 
 def test_second_repro_does_nothing(repo):

@@ -4,7 +4,7 @@ import pytest
 from pipeline.config import BaselinesConfig
 from pipeline.baselines import fit_baseline
 from pipeline.evidence import tail_trade
-from pipeline.evaluation import gamma_table
+from pipeline.evaluation import gamma_table, summary
 from pipeline.selection import second_view
 from pipeline.metrics import bootstrap_indices
 
@@ -34,6 +34,33 @@ def test_gamma_table_uses_bootstrap_with_one_seed_and_spread_with_several():
     sd = np.std([0.6, 0.8], ddof=1)
     assert rows[1]["rarest_recall"] == pytest.approx(0.7)
     assert rows[1]["rarest_recall_low"] == pytest.approx(0.7 - sd)
+
+
+def _audit(pick="cb_focal_g0.5+thresholds", shift=0.0):
+    board = [{"model": "cb_focal_g0.5+thresholds", "members": ["cb_focal_g0.5+thresholds"],
+              "validation": 0.9072205591055582 + shift, "test": 0.9032810007810074 + shift},
+             {"model": "ce", "members": ["ce", "ce+temperature"],
+              "validation": 0.8505304531553481 + shift, "test": 0.8712052721160608 + shift}]
+    return {"policy": {"pick": pick, "metric": "macro_f1", "p_best": 0.358},
+            "estimate": {"metric": "macro_f1", "validation": board[0]["validation"], "test": board[0]["test"],
+                         "low": 0.8708300152491827 + shift, "high": 0.9299964662243098 + shift} if pick else None,
+            "reference": {"model": "ce"}, "leaderboard": board}
+
+
+def test_summary_is_flat_rounded_and_names_the_pick_and_the_reference():
+    out = summary(_audit())
+    assert out == {"policy_metric": "macro_f1", "pick": "cb_focal_g0.5+thresholds",
+                   "pick_val": 0.9072, "pick_test": 0.9033, "pick_test_low": 0.8708, "pick_test_high": 0.93,
+                   "pick_p_best": 0.358, "ref": "ce", "ref_val": 0.8505, "ref_test": 0.8712}
+    # DVC reads "." in a key as nesting: names are values, and no key holds one
+    assert not any("." in k for k in out) and not any(isinstance(v, dict) for v in out.values())
+    # a re-run on another CPU moves torch's results in the last digits: the summary stays the same
+    assert summary(_audit(shift=3e-9)) == out and summary(_audit(shift=-3e-9)) == out
+
+
+def test_summary_without_a_pick_keeps_the_reference():
+    out = summary(_audit(pick=None))
+    assert out == {"policy_metric": "macro_f1", "pick": "none", "ref": "ce", "ref_val": 0.8505, "ref_test": 0.8712}
 
 
 def test_tail_trade_verdicts():

@@ -11,6 +11,7 @@ import torch
 import yaml
 from sklearn import metrics as skm
 
+from pipeline.evaluation import PLOT_FILES, PR_TOP
 from pipeline.metrics import bootstrap_indices, percentile_interval
 from pipeline.model import MLP
 from stages import baselines, decide, evaluate, plan, prepare, report, train, weights
@@ -122,10 +123,7 @@ def test_every_stage_writes_its_outputs(pipeline_run):
         for split in ("val", "test"):
             assert (d / f"reports/predictions/{split}/{loss}/{model}.parquet").is_file()
         assert (d / f"reports/figures/confusion_{model}.png").is_file()
-        plot = pd.read_csv(d / f"reports/plots/confusion/{model}.csv", dtype=str)
-        assert list(plot.columns) == ["actual", "predicted"]
-        pr = pd.read_csv(d / f"reports/plots/pr/{model}.csv")
-        assert list(pr.columns) == ["recall", "precision"]
+    assert sorted(p.name for p in (d / "reports/plots").iterdir()) == sorted(PLOT_FILES.values())
     # default decisions: every rule on each loss's best model on validation (majority: none, it is constant)
     decided = {p.stem for p in (d / "outputs/decisions").glob("*.json")}
     rules = {c.split("+")[1] for c in decided}
@@ -135,9 +133,76 @@ def test_every_stage_writes_its_outputs(pipeline_run):
     for fig in ("leaderboard_ranks", "metric_agreement", "gamma_focal", "focal_loss_shape", "prior_shift",
                 "loss_metric_agreement"):
         assert (d / f"reports/figures/{fig}.png").is_file()
-    rows = json.loads((d / "reports/plots/gamma/focal.json").read_text())
-    assert [r["gamma"] for r in rows] == [0.0, 2.0] and rows[0]["macro_f1_low"] <= rows[0]["macro_f1"]
     assert not list(d.rglob("*.tmp"))  # no temp files or directories left behind
+
+
+def _plot_rows(d):
+    return {key: json.loads((d / "reports/plots" / name).read_text()) for key, name in PLOT_FILES.items()}
+
+
+def test_plot_data_holds_what_each_panel_shows(pipeline_run):
+    d = pipeline_run
+    audit = json.loads((d / "reports/audit.json").read_text())
+    metrics = json.loads((d / "reports/metrics.json").read_text())
+    rows = _plot_rows(d)
+    for key, data in rows.items():  # DVC reads a list of rows only when every row has the same keys
+        assert data and all(set(r) == set(data[0]) for r in data), key
+    pick, board = audit["policy"]["pick"], audit["leaderboard"]
+    by_name = {}
+    for r in rows["pr"]:
+        by_name.setdefault(r["name"], []).append(r)
+    top = [f"#{i + 1} {row['model']}" for i, row in enumerate(board[:PR_TOP])]
+    assert [n.removesuffix(" (pick)").removesuffix(" (reference)") for n in by_name][:len(top)] == top
+    assert list(by_name)[0] == f"#1 {pick} (pick)"
+    assert sum(n.endswith(" ce (reference)") for n in by_name) == 1
+    for curve in by_name.values():
+        recall = [r["recall"] for r in curve]
+        assert recall == sorted(recall) and recall[-1] == 1.0
+        assert all(0 <= r["precision"] <= 1 for r in curve)
+    gamma = rows["gamma"]
+    assert [(r["name"], r["gamma"]) for r in gamma] == [("focal", 0.0), ("focal", 2.0)]
+    assert [r["macro_f1"] for r in gamma] == [metrics["focal_g0"]["macro_f1"], metrics["focal_g2"]["macro_f1"]]
+    assert gamma[0]["macro_f1_low"] <= gamma[0]["macro_f1"] <= gamma[0]["macro_f1_high"]
+    # one curve per loss: its best model on validation, the monitored metric per epoch, the kept epoch marked
+    ranks = {m: i for i, row in enumerate(board) for m in row["members"]}
+    curves = {}
+    for r in rows["training"]:
+        curves.setdefault(r["name"], []).append(r)
+    assert set(curves) == {"ce", "weighted_ce", min(("focal_g0", "focal_g2"), key=ranks.get)}
+    for name, curve in curves.items():
+        run = json.loads((d / f"outputs/models/{MODELS[name]}/training.json").read_text())["runs"][name]
+        monitor = run["monitor"]
+        assert [(r["epoch"], r["stop_metric"], r["monitor"]) for r in curve] == \
+            [(h["epoch"], h[f"stop_{monitor}"], monitor) for h in run["history"]]
+        assert [r["epoch"] for r in curve if r["kept"]] == [run["best_epoch"]]
+    ref = audit["reference"]["model"]
+    confusion = pd.DataFrame(rows["confusion"])
+    assert list(confusion["name"].unique()) == [f"pick: {pick}", f"reference: {ref}"]
+    for role, name in (("pick", pick), ("reference", ref)):
+        mine = confusion[confusion["name"] == f"{role}: {name}"]
+        pred = _predictions(d, name, "test")
+        assert list(mine["actual"]) == list(pred["y_true"].astype(str))
+        assert list(mine["predicted"]) == list(pred["y_pred"].astype(str))
+
+
+def test_dvc_yaml_plots_read_the_plot_data(pipeline_run, root):
+    """Every panel of `dvc plots show`: a title, both axis labels, a template that exists, and
+    fields that the file evaluate writes holds; fewer than 15 panels."""
+    from dvc_render.vega_templates import TEMPLATES
+
+    rows = _plot_rows(pipeline_run)
+    files = {f"reports/plots/{name}": key for key, name in PLOT_FILES.items()}
+    plots = yaml.safe_load((root / "dvc.yaml").read_text())["plots"]
+    assert 0 < len(plots) < 15
+    builtin = {t.DEFAULT_NAME for t in TEMPLATES}
+    for entry in plots:
+        (plot_id, props), = entry.items()
+        assert {"title", "x_label", "y_label", "template"} <= set(props), plot_id
+        assert props["template"] in builtin or (root / ".dvc/plots" / f"{props['template']}.json").is_file()
+        for path, field in props["y"].items():
+            data = rows[files[path]]
+            assert field in data[0] and props["x"] in data[0], plot_id
+    assert {path for entry in plots for props in entry.values() for path in props["y"]} == set(files)
 
 
 def test_plans_isolate_what_each_loss_reads(pipeline_run):
@@ -295,8 +360,10 @@ def test_audit_picks_on_validation_and_estimates_on_test(pipeline_run):
     assert "ce+temperature" in audit["groups"]["ce"]
     assert audit["reference"]["model"] == "ce"
     summary = json.loads((d / "reports/summary.json").read_text())
-    assert summary["pick"] == pick and summary["pick_test"] == metrics[pick]["macro_f1"]
-    assert summary["pick_validation"] == metrics[pick]["val"]["macro_f1"]
+    assert summary["pick"] == pick and summary["pick_test"] == round(metrics[pick]["macro_f1"], 4)
+    assert summary["pick_val"] == round(metrics[pick]["val"]["macro_f1"], 4)
+    assert summary["pick_p_best"] == round(audit["policy"]["p_best"], 4)
+    assert summary["ref"] == "ce" and summary["ref_test"] == round(metrics["ce"]["macro_f1"], 4)
     maj = audit["accuracy_paradox"]
     assert maj["accuracy_train_prior"] > maj["macro_f1_train_prior"]
     assert {"weighted_ce", "focal_g0", "focal_g2"} <= set(audit["tail_trade"]["models"])
