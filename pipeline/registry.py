@@ -120,6 +120,7 @@ class Candidate:
     params: dict[str, str]
     tags: dict[str, str]
     parent: str | None = None  # the trained model of a <model>+<rule> candidate
+    weights_digest: str = ""  # a trained model's: sha256 of its checkpoint or description file
     curves: list[dict[str, Any]] = field(default_factory=list)  # per-epoch history (trained models)
     artifacts: list[Path] = field(default_factory=list)
 
@@ -147,12 +148,58 @@ def _existing(client, exp_id: str, data_digest: str) -> dict[tuple[str, str], An
             return found
 
 
+def training_run(client, exp_id: str, weights_digest: str, data_digest: str):
+    """The earliest FINISHED run that trained these weights on this data (deterministic training
+    makes repeats share a digest), or None."""
+    runs = client.search_runs([exp_id], filter_string=f"tags.weights_sha256 = '{weights_digest}' AND "
+                              f"tags.data_digest = '{data_digest}' AND attributes.status = 'FINISHED'",
+                              order_by=["attributes.start_time ASC"], max_results=1)
+    return runs[0] if runs else None
+
+
+def _decision_run(client, exp_id: str, content_digest: str, data_digest: str):
+    runs = client.search_runs([exp_id], filter_string=f"tags.content_digest = '{content_digest}' AND "
+                              f"tags.data_digest = '{data_digest}' AND tags.role = 'decision' AND "
+                              "attributes.status = 'FINISHED'", order_by=["attributes.start_time ASC"], max_results=1)
+    return runs[0] if runs else None
+
+
+def _restore(client, exp_id: str, c: Candidate, tags: dict[str, str], box: Path | None) -> str:
+    """A training run absent from the store (a fresh clone with DVC's cache, another store): sent
+    again from the outbox when its record is there, else recreated from ``training.json``,
+    tagged ``restored`` (its times are those of now, its curves the recorded ones)."""
+    from mlflow.entities import Metric, Param
+
+    from pipeline.outbox import read_records, send
+
+    if box is not None:
+        for record in read_records(box, sent=True):
+            if record.tags.get("weights_sha256") == c.weights_digest and record.tags.get("data_digest") == tags["data_digest"]:
+                return send(client, exp_id, record)
+    run = client.create_run(exp_id, run_name=c.name, tags={**tags, "restored": "true", "role": "model",
+                                                           "weights_sha256": c.weights_digest})
+    now = int(time.time() * 1000)
+    metrics = [Metric(k, float(v), now, int(h["epoch"])) for h in c.curves for k, v in h.items()
+               if k != "epoch" and isinstance(v, (int, float))]
+    params = [Param(k, v) for k, v in c.params.items()]
+    for i in range(0, max(len(metrics), len(params), 1), 900):
+        client.log_batch(run.info.run_id, params=params[i : i + 900], metrics=metrics[i : i + 900])
+    client.set_terminated(run.info.run_id, "FINISHED")
+    log.info("%s: its training run is not in the store: recreated from training.json, tagged restored", c.name)
+    return run.info.run_id
+
+
 def log_candidates(client, exp_id: str, candidates: list[Candidate], *, data_digest: str, data_tag: str,
                    input_example: pd.DataFrame | None, raw_columns: list[str], classes: list[str],
-                   run_tags: dict[str, str], open_runs: list[str]) -> dict[str, Logged]:
-    """Log each candidate as a model from a run of its own, unless the same model (content and
-    metrics) is already in the experiment. Runs being written are kept in ``open_runs`` (the
-    caller marks them FAILED on an error)."""
+                   run_tags: dict[str, str], open_runs: list[str], box: Path | None = None) -> dict[str, Logged]:
+    """Log each candidate as a model, unless the same model (content and metrics) is already in
+    the experiment.
+
+    A trained model is logged into its training run (:func:`training_run`, restored when
+    absent); a ``<model>+<rule>`` into a run of its own, a child of its model's run, found again
+    by its content digest or created. Logging a model changes neither the run's status nor its
+    times. Runs being written are kept in ``open_runs`` (the caller marks them FAILED on an error).
+    """
     import mlflow
     from mlflow.entities import Metric, Param
     from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
@@ -167,37 +214,45 @@ def log_candidates(client, exp_id: str, candidates: list[Candidate], *, data_dig
         if found is not None:
             out[c.name] = Logged(found.source_run_id, found.model_id, True)
             continue
-        tags = {**run_tags, **c.tags, "candidate": c.name, "content_digest": c.digest, "data_digest": data_digest}
-        if c.parent is not None:
-            tags[MLFLOW_PARENT_RUN_ID] = out[c.parent].run_id
-        run = client.create_run(exp_id, run_name=c.name, tags=tags)
-        run_id = run.info.run_id
-        open_runs.append(run_id)
-        client.log_batch(run_id, params=[Param(k, v) for k, v in c.params.items()])
-        with mlflow.start_run(run_id=run_id):
-            info = mlflow.pyfunc.log_model(
-                name=safe_name(c.name), python_model=str(MODEL_CODE), artifacts={"bundle": str(c.bundle)},
-                code_paths=[str(PACKAGE)], pip_requirements=reqs, signature=sig, input_example=input_example,
-                tags={"candidate": c.name, "content_digest": c.digest, "metrics_digest": mdigest,
-                      "data_digest": data_digest, **c.tags},
-            )
-            now = int(time.time() * 1000)
-            metrics = [Metric(k, float(v), now, int(h["epoch"])) for h in c.curves for k, v in h.items()
-                       if k != "epoch" and isinstance(v, (int, float))]
-            for i, (dataset, values) in enumerate(c.metrics.items()):
-                metrics += [Metric(k, v, now + i, 0, model_id=info.model_id, dataset_name=dataset,
-                                   dataset_digest=data_tag) for k, v in values.items()]
-            for i in range(0, len(metrics), 900):  # MLflow takes at most 1000 per call
-                client.log_batch(run_id, metrics=metrics[i : i + 900])
-            client.log_table(run_id, data=c.table, artifact_file=TABLE)
-            for path in c.artifacts:
-                client.log_artifact(run_id, str(path))
-        open_runs.remove(run_id)
+        tags = {**run_tags, **c.tags, "candidate": c.name, "data_digest": data_digest}
+        created = False
+        if c.parent is None:
+            run = training_run(client, exp_id, c.weights_digest, data_digest)
+            run_id = run.info.run_id if run else _restore(client, exp_id, c, tags, box)
+        else:
+            run = _decision_run(client, exp_id, c.digest, data_digest)
+            if run is None:
+                run = client.create_run(exp_id, run_name=c.name, tags={
+                    **tags, "content_digest": c.digest, MLFLOW_PARENT_RUN_ID: out[c.parent].run_id})
+                created = True
+                open_runs.append(run.info.run_id)
+                client.log_batch(run.info.run_id, params=[Param(k, v) for k, v in c.params.items()])
+            run_id = run.info.run_id
+        model = mlflow.initialize_logged_model(
+            name=safe_name(c.name), source_run_id=run_id, experiment_id=exp_id,
+            tags={"candidate": c.name, "content_digest": c.digest, "metrics_digest": mdigest,
+                  "data_digest": data_digest, **c.tags,
+                  **({"execution": run_tags["execution"]} if "execution" in run_tags else {})})
+        info = mlflow.pyfunc.log_model(
+            name=safe_name(c.name), python_model=str(MODEL_CODE), artifacts={"bundle": str(c.bundle)},
+            code_paths=[str(PACKAGE)], pip_requirements=reqs, signature=sig, input_example=input_example,
+            model_id=model.model_id)
+        now = int(time.time() * 1000)
+        metrics = [Metric(k, v, now + i, 0, model_id=info.model_id, dataset_name=dataset, dataset_digest=data_tag)
+                   for i, (dataset, values) in enumerate(c.metrics.items()) for k, v in values.items()]
+        for i in range(0, len(metrics), 900):  # MLflow takes at most 1000 per call
+            client.log_batch(run_id, metrics=metrics[i : i + 900])
+        client.log_table(run_id, data=c.table, artifact_file=TABLE)
+        for path in c.artifacts:
+            client.log_artifact(run_id, str(path))
+        if created:
+            client.set_terminated(run_id, "FINISHED")
+            open_runs.remove(run_id)
         out[c.name] = Logged(run_id, info.model_id, False)
     return out
 
 
-def decision_record(audit: Mapping[str, Any], summary: Mapping[str, Any], candidate: str, *, commit: str,
+def decision_record(audit: Mapping[str, Any], validation_score: float | None, candidate: str, *, commit: str,
                     data_digest: str, lock_hashes: Mapping[str, str]) -> tuple[dict[str, str], str]:
     """The registry version's tags and description: the policy, the pick's validation score and
     P(best), its test estimate with interval, the paired difference against the reference,
@@ -208,7 +263,7 @@ def decision_record(audit: Mapping[str, Any], summary: Mapping[str, Any], candid
     tags = {
         "policy": policy["summary"],
         "pick": str(candidate),
-        "validation_score": _num(summary.get("pick_validation")),
+        "validation_score": _num(validation_score),
         "p_best": _num(policy.get("p_best")),
         "test_estimate": _num(est.get("test")),
         "test_interval": f"[{_num(est.get('low'))}, {_num(est.get('high'))}]",

@@ -9,7 +9,7 @@ point (tested to float tolerance on the CPU).
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -107,6 +107,7 @@ def fit_sweep(
     progress: bool | None = None,
     desc: str = "sweep",
     groups: int | None = None,
+    on_epoch: Callable[[int, dict], None] | None = None,
 ) -> list[FitResult]:
     """Train every configuration in ``specs`` at once; return what :func:`~pipeline.train.fit` gives for each.
 
@@ -134,6 +135,9 @@ def fit_sweep(
     leaves its stack (its slice and its optimizer state are dropped), so
     it is never updated again and costs nothing after; the others go on. Each result holds the
     weights of that configuration's best epoch on the slice and its own history.
+
+    ``on_epoch(i, record)``, when given, is called with each epoch's history record of
+    ``specs[i]`` as it is made (from the stacks' threads when ``groups`` > 1).
     """
     X_tr, y_tr, X_st, y_st, X_va, y_va = as_tensors(data, device)
     groups = max(1, min(groups or 1, len(specs)))
@@ -154,12 +158,12 @@ def fit_sweep(
     tensors = (X_tr, y_tr, X_st, y_st, X_va, y_va)
     start = time.perf_counter()
     if groups == 1:
-        outcome = [_fit_stack(work[0], criterion, tensors, n_classes, cfg, device, progress, desc)]
+        outcome = [_fit_stack(work[0], criterion, tensors, n_classes, cfg, device, progress, desc, on_epoch)]
     else:
         with ThreadPoolExecutor(groups) as pool:
             futures = [
                 pool.submit(_fit_stack, group, criterion.take(torch.tensor(group.slots)), tensors,
-                            n_classes, cfg, device, progress, f"{desc} {g + 1}/{groups}")
+                            n_classes, cfg, device, progress, f"{desc} {g + 1}/{groups}", on_epoch)
                 for g, group in enumerate(work)
             ]
             outcome = [f.result() for f in futures]
@@ -181,6 +185,7 @@ def _fit_stack(
     device: torch.device,
     progress: bool | None,
     desc: str,
+    on_epoch: Callable[[int, dict], None] | None = None,
 ) -> list[FitResult]:
     """Train one group's configurations as one stack; see :func:`fit_sweep`."""
     X_tr, y_tr, X_st, y_st, X_va, y_va = tensors
@@ -237,6 +242,8 @@ def _fit_stack(
             r = results[k]
             r.history.append(epoch_record(epoch, train_loss[slot], stop_loss[slot],
                                           {key: v[slot] for key, v in stop.items()}, val_loss[slot], val_cm[slot]))
+            if on_epoch is not None:
+                on_epoch(group.slots[k], r.history[-1])
             if stoppers[k].step(epoch, score[slot]):
                 best_states[k] = stack.state_of(slot)
             if not stoppers[k].stopped:

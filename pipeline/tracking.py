@@ -29,7 +29,7 @@ from pipeline.artifacts import (
     flatten,
     gamma_figure_file,
 )
-from pipeline.provenance import git_tags
+from pipeline.provenance import file_digest, git_tags
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +122,7 @@ def _candidates(records: list[ModelRecord], ev, meta: Meta, bundles: Mapping[str
             for k, v in flatten(_part(entry, path)).items()
             if isinstance(v, (int, float)) and not k.startswith(("val/", f"{ev.view.key}/"))
         ])
-        params = {"model": rec.model, "loss": rec.loss, "gamma": _gamma(rec.gamma), "seed": rec.seed, "kind": rec.kind,
+        params = {"model": rec.model, "loss": rec.loss, "gamma": gamma_text(rec.gamma), "seed": rec.seed, "kind": rec.kind,
                   **({"rule": rec.rule, **flatten({"rule": rec.decision["params"]}, sep=".")} if rec.rule else
                      {**rec.params, "data": meta["params"]})}
         trained = rec.rule is None
@@ -134,6 +134,7 @@ def _candidates(records: list[ModelRecord], ev, meta: Meta, bundles: Mapping[str
                   "loss": rec.loss, "kind": rec.kind, "device": rec.device, "role": "model" if trained else "decision",
                   **({"rule": rec.rule, "model": rec.model} if rec.rule else {"model": rec.name})},
             parent=None if trained else rec.model,
+            weights_digest=file_digest(rec.weights) if trained and rec.weights else "",
             curves=rec.training["history"] if trained else [],
             artifacts=[p for p in [figures_dir / confusion_figure_file(rec.name)] if p.is_file()],
         ))
@@ -146,7 +147,7 @@ def _part(entry: Mapping[str, Any], path: tuple[str, ...]) -> Mapping[str, Any]:
     return entry
 
 
-def _gamma(gamma: float | None) -> str:
+def gamma_text(gamma: float | None) -> str:
     """γ as the run names write it: 2, not 2.0."""
     return "none" if gamma is None else f"{gamma:g}"
 
@@ -170,6 +171,7 @@ def log_evaluation(experiment: str, records: list[ModelRecord], ev, meta: Meta, 
     import mlflow
     from mlflow.entities import Metric, Param
 
+    from pipeline.outbox import outbox_dir, send_pending
     from pipeline.registry import (
         decision_record,
         log_candidates,
@@ -182,10 +184,11 @@ def log_evaluation(experiment: str, records: list[ModelRecord], ev, meta: Meta, 
     mlflow.set_tracking_uri(uri)
     client = mlflow.MlflowClient(tracking_uri=uri)
     exp_id = _experiment_id(client, experiment, uri)
+    pending = send_pending(client, lambda name: _experiment_id(client, name, uri), outbox_dir(repo_root(environ), environ))
+    if pending:
+        log.info("MLflow: %d run(s) from earlier stages sent from the outbox", pending)
     exp_name = environ.get("DVC_EXP_NAME")
-    tags = {**git_tags(), "data_digest": meta["digest"]}
-    if exp_name:
-        tags["dvc_exp_name"] = exp_name
+    tags = run_tags(meta, environ)
     policy = ev.audit["policy"]
     with closing_runs(client) as open_runs:
         label = exp_name or tags.get("git_commit", "unknown")[:7]
@@ -198,7 +201,8 @@ def log_evaluation(experiment: str, records: list[ModelRecord], ev, meta: Meta, 
         logged = log_candidates(client, exp_id, _candidates(records, ev, meta, bundles, figures),
                                 data_digest=meta["digest"], data_tag=meta["digest"][:12],
                                 input_example=input_example, raw_columns=raw_columns, classes=meta["classes"],
-                                run_tags={**tags, "execution": parent_id}, open_runs=open_runs)
+                                run_tags={**tags, "execution": parent_id}, open_runs=open_runs,
+                                box=outbox_dir(repo_root(environ), environ))
         new = sum(not v.reused for v in logged.values())
         log.info("MLflow: %d candidate models logged, %d already there, in %.1fs", new, len(logged) - new,
                  time.perf_counter() - started)
@@ -222,7 +226,9 @@ def log_evaluation(experiment: str, records: list[ModelRecord], ev, meta: Meta, 
         registered = None
         if chosen:
             alias = None if exp_name else ("champion" if policy["pick"] else "challenger")
-            record_tags, description = decision_record(ev.audit, ev.summary, chosen, commit=tags.get("git_commit", "unknown"),
+            val = ev.metrics[chosen]["val"]
+            score = (val if cfg.select.view == "held_out" else val.get(ev.view.key, {})).get(cfg.select.metric)
+            record_tags, description = decision_record(ev.audit, score, chosen, commit=tags.get("git_commit", "unknown"),
                                                        data_digest=meta["digest"], lock_hashes=lock_hashes or {})
             version, created = register(client, registered_model, logged[chosen], content_digest=bundles[chosen][1],
                                         tags=record_tags, description=description, alias=alias,
@@ -241,3 +247,153 @@ def log_evaluation(experiment: str, records: list[ModelRecord], ev, meta: Meta, 
     return {"tracking_uri": uri, "experiment": experiment, "experiment_id": exp_id, "evaluation_run": parent_id,
             "models": {name: v.run_id for name, v in logged.items()},
             "logged_models": {name: v.model_id for name, v in logged.items()}, "registered": registered}
+
+
+def _ms() -> int:
+    return int(time.time() * 1000)
+
+
+def run_tags(meta: Meta, environ: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """Tags every run of an execution carries: git commit (MLflow's own tag too), the data
+    digest, and the experiment's name inside ``dvc exp run``."""
+    git = git_tags()
+    tags = {**git, "mlflow.source.git.commit": git["git_commit"], "data_digest": meta["digest"]}
+    if environ.get("DVC_EXP_NAME"):
+        tags["dvc_exp_name"] = environ["DVC_EXP_NAME"]
+    return tags
+
+
+class StageRuns:
+    """A training stage's MLflow runs, logged while it trains.
+
+    One run for the stage (``role=stage``, started with ``mlflow.start_run`` so that it carries
+    the process's system metrics, sampled each second) and, as its children, one run per model
+    (``role=model``): real start and end times, per-epoch curves sent as they come (at most once
+    a second, with each epoch's own timestamp), and at the end the tags ``weights_sha256`` and
+    ``best_epoch`` by which evaluate finds the run again. Everything goes through the outbox
+    (:mod:`pipeline.outbox`) first: when the store cannot be reached the stage trains on, says so
+    once, and a later stage sends what is missing. On an error the runs end FAILED (KILLED when
+    the stage was interrupted).
+    """
+
+    def __init__(self, experiment: str, stage: str, models: Mapping[str, Mapping[str, Any]],
+                 model_tags: Mapping[str, Mapping[str, str]], tags: Mapping[str, str],
+                 environ: Mapping[str, str] = os.environ):
+        import threading
+        import uuid
+
+        from pipeline.outbox import RunRecord
+
+        from pipeline.outbox import outbox_dir
+
+        self.box, self.uri, self.experiment = outbox_dir(repo_root(environ), environ), tracking_uri(environ), experiment
+        self.key = f"{stage}/{uuid.uuid4().hex}"
+        now = _ms()
+        self.stage = RunRecord(self.key, experiment, stage, tags={**tags, "role": "stage", "dvc_stage": stage},
+                               start_time=now)
+        self.models = {m: RunRecord(f"{self.key}/{m}", experiment, m, parent=self.key, start_time=now,
+                                    tags={**tags, **model_tags.get(m, {}), "role": "model", "candidate": m,
+                                          "model": m, "dvc_stage": stage},
+                                    params=_params(models[m]))
+                       for m in models}
+        self._sent = dict.fromkeys(self.models, 0)
+        self._ids: dict[str, str] = {}
+        self._lock = threading.Lock()
+        self._last = 0
+        self.client = None
+
+    def _records(self):
+        return [self.stage, *self.models.values()]
+
+    def _offline(self, exc: BaseException) -> None:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        log.warning("MLflow store %s not reachable (%s): training goes on, its runs wait in %s and the next "
+                    "stage that logs sends them", self.uri, first, self.box)
+        self.client = None
+
+    def __enter__(self) -> StageRuns:
+        import mlflow
+
+        from pipeline.outbox import KEY_TAG, send, send_pending, write_record
+
+        try:  # first what earlier stages left waiting, then this stage's records
+            mlflow.set_tracking_uri(self.uri)
+            self.client = mlflow.MlflowClient(self.uri)
+            self.exp_id = _experiment_id(self.client, self.experiment, self.uri)
+            send_pending(self.client, lambda name: _experiment_id(self.client, name, self.uri), self.box)
+        except Exception as exc:  # a store that cannot be reached must not stop training
+            self._offline(exc)
+        for r in self._records():
+            write_record(self.box, r)
+        if self.client is None:
+            return self
+        try:
+            mlflow.set_system_metrics_sampling_interval(1)
+            mlflow.set_system_metrics_samples_before_logging(1)
+            active = mlflow.start_run(experiment_id=self.exp_id, run_name=self.stage.name, log_system_metrics=True,
+                                      tags={**self.stage.tags, KEY_TAG: self.key})
+            self._ids[self.key] = active.info.run_id
+            for r in self.models.values():
+                self._ids[r.key] = send(self.client, self.exp_id, r, parent_run_id=active.info.run_id)
+        except Exception as exc:
+            self._offline(exc)
+        return self
+
+    def epoch(self, model: str, record: Mapping[str, Any]) -> None:
+        """One epoch of ``model``'s history (scalars; the confusion matrices stay in training.json)."""
+        now = _ms()
+        with self._lock:
+            self.models[model].metrics += [(k, float(v), now, int(record["epoch"])) for k, v in record.items()
+                                           if k != "epoch" and isinstance(v, (int, float))]
+            if now - self._last >= 1000:
+                self._flush()
+
+    def _flush(self) -> None:
+        from mlflow.entities import Metric
+
+        from pipeline.outbox import write_record
+
+        self._last = _ms()
+        for m, r in self.models.items():
+            new = r.metrics[self._sent[m]:]
+            if not new:
+                continue
+            write_record(self.box, r)
+            if self.client is not None:
+                try:
+                    self.client.log_batch(self._ids[r.key], metrics=[Metric(*x) for x in new])
+                except Exception as exc:
+                    self._offline(exc)
+            self._sent[m] = len(r.metrics)
+
+    def finish(self, tags: Mapping[str, Mapping[str, str]]) -> None:
+        """The models are saved: add each one's ``tags`` (weights_sha256, best_epoch...)."""
+        for m, t in tags.items():
+            self.models[m].tags.update(t)
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        from pipeline.outbox import mark_sent, send, write_record
+
+        status = ("FINISHED" if exc is None else
+                  "KILLED" if isinstance(exc, (KeyboardInterrupt, Interrupted)) else "FAILED")
+        with self._lock:
+            end = _ms()
+            for r in self._records():
+                r.status, r.end_time = status, end
+                write_record(self.box, r)
+            if self.client is not None:
+                try:
+                    for r in self.models.values():
+                        send(self.client, self.exp_id, r, parent_run_id=self._ids[self.key])
+                        mark_sent(self.box, r)
+                except Exception as err:
+                    self._offline(err)
+            try:
+                import mlflow
+
+                if self.client is not None and mlflow.active_run() is not None:
+                    mlflow.end_run(status)
+                    mark_sent(self.box, self.stage)
+            except Exception as err:
+                self._offline(err)
+        return False

@@ -23,6 +23,8 @@ from pipeline.artifacts import (
 from pipeline.baselines import fit_baseline
 from pipeline.config import load_params, to_dict
 from pipeline.io import atomic_dirs, read_json, write_json
+from pipeline.provenance import file_digest
+from pipeline.tracking import StageRuns, run_tags
 from stages._cli import run
 
 log = logging.getLogger("baselines")
@@ -45,10 +47,20 @@ def main(argv: list[str] | None = None) -> None:
     classes = meta["classes"]
     weights = read_json(args.weights, what="class weights")
     summary = {}
-    with atomic_dirs(args.models, args.val_predictions, args.test_predictions) as (models_dir, *pred_dirs):
+    shared = {**to_dict(cfg), "weights": {k: weights[k] for k in ("scheme", "beta")},
+              "early_stopping_fraction": params.train.early_stopping_fraction}
+    stage_runs = StageRuns(params.mlflow.experiment, "baselines",
+                           {n: {"model": n, "loss": n, "kind": "baseline", "baselines": shared, "data": meta["params"]}
+                            for n in cfg.models},
+                           {n: {"loss": n, "kind": "baseline", "device": "cpu"} for n in cfg.models}, run_tags(meta))
+    with stage_runs, atomic_dirs(args.models, args.val_predictions, args.test_predictions) as (models_dir, *pred_dirs):
         for name in cfg.models:
             result = fit_baseline(name, data, len(classes), np.asarray(weights["weights"]), cfg)
             write_json(models_dir / f"{name}.json", {**result.saved, "classes": classes})
+            for record in result.history:  # XGBoost's rounds (after the fact: it fits in one call)
+                stage_runs.epoch(name, record)
+            stage_runs.finish({name: {"weights_sha256": file_digest(models_dir / f"{name}.json"),
+                                      "best_epoch": str(result.best_epoch)}})
             for split, preds_dir in zip(("val", "test"), pred_dirs):
                 proba = np.asarray(result.predict_proba(data[split][0]), dtype=np.float64)
                 proba /= proba.sum(axis=1, keepdims=True)
@@ -64,8 +76,7 @@ def main(argv: list[str] | None = None) -> None:
             log.info("%s: macro-F1 %.4f on the early-stopping slice", name, result.stop_macro_f1)
         write_json(models_dir / TRAINING_SUMMARY, {
             "loss": "baselines", "device": "cpu", "runs": summary,
-            "params": {**to_dict(cfg), "weights": {k: weights[k] for k in ("scheme", "beta")},
-                       "early_stopping_fraction": params.train.early_stopping_fraction},
+            "params": shared,
         })
 
 

@@ -27,10 +27,13 @@ from pipeline.artifacts import (
     read_prepared,
 )
 from pipeline.checkpoint import save_checkpoint
+from pipeline.config import load_params
 from pipeline.io import atomic_dirs, read_json, write_json
 from pipeline.criterion import plan_criterion
 from pipeline.plan import RunSpec
+from pipeline.provenance import file_digest
 from pipeline.sweep import fit_sweep
+from pipeline.tracking import StageRuns, gamma_text, run_tags
 from pipeline.train import predict_logits, resolve_device, resolve_threads, thread_plan, train_config
 from stages._cli import run
 
@@ -45,6 +48,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--models", required=True, help="directory for this loss's model weights")
     ap.add_argument("--val-predictions", required=True, help="directory for this loss's validation predictions")
     ap.add_argument("--test-predictions", required=True, help="directory for this loss's test predictions")
+    ap.add_argument("--params", default="params.yaml",
+                    help="read for mlflow.experiment only: where the runs go changes no result, so it is no DVC param")
     ap.add_argument("--no-progress", action="store_true",
                     help="hide the per-epoch progress bar (without a terminal: the progress log lines)")
     args = ap.parse_args(argv)
@@ -63,14 +68,30 @@ def main(argv: list[str] | None = None) -> None:
              "(%d more for early stopping, by %s)", plan["loss"], len(runs), device, threads, groups,
              len(data["train"][0]), len(data["stop"][0]), cfg.early_stopping_metric)
 
-    results = fit_sweep(runs, plan_criterion(plan), data, len(classes), cfg, device, groups=groups,
-                        progress=False if args.no_progress else None, desc=plan["loss"])
-    X = {split: torch.tensor(data[split][0], device=device) for split in ("val", "test")}
+    weights = plan.get("class_weights")
+    model_params = {spec.model: {"model": spec.model, "loss": spec.loss, "gamma": gamma_text(spec.gamma),
+                                 "seed": spec.seed, "kind": "mlp", "train": plan["train"],
+                                 "weights": {k: weights[k] for k in ("scheme", "beta")} if weights else "none",
+                                 "data": meta["params"]} for spec in runs}
+    stage_runs = StageRuns(load_params(args.params).mlflow.experiment, f"train@{plan['loss']}", model_params,
+                           {spec.model: {"loss": spec.loss, "kind": "mlp", "device": str(device)} for spec in runs},
+                           run_tags(meta))
+    with stage_runs:
+        results = fit_sweep(runs, plan_criterion(plan), data, len(classes), cfg, device, groups=groups,
+                            progress=False if args.no_progress else None, desc=plan["loss"],
+                            on_epoch=lambda i, record: stage_runs.epoch(runs[i].model, record))
+        X = {split: torch.tensor(data[split][0], device=device) for split in ("val", "test")}
+        write_outputs(args, runs, results, X, data, classes, plan, cfg, device, stage_runs)
+    log.info("%s: %d model(s) trained in %.1fs", plan["loss"], len(runs), results[0].seconds)
+
+
+def write_outputs(args, runs, results, X, data, classes, plan, cfg, device, stage_runs) -> None:
     summary = {}
     with atomic_dirs(args.models, args.val_predictions, args.test_predictions) as (models_dir, *pred_dirs):
         for spec, result in zip(runs, results):
-            save_checkpoint(checkpoint_path(models_dir, spec.model), result.model, classes=classes,
-                            run=dataclasses.asdict(spec))
+            path = checkpoint_path(models_dir, spec.model)
+            save_checkpoint(path, result.model, classes=classes, run=dataclasses.asdict(spec))
+            stage_runs.finish({spec.model: {"weights_sha256": file_digest(path), "best_epoch": str(result.best_epoch)}})
             for split, preds_dir in zip(("val", "test"), pred_dirs):
                 proba = torch.softmax(predict_logits(result.model, X[split]).double(), dim=1).cpu().numpy()
                 predictions_frame(proba, data[split][1], classes).to_parquet(
@@ -84,7 +105,6 @@ def main(argv: list[str] | None = None) -> None:
             log.info("%s: best early-stopping %s %.4f at epoch %d of %d", spec.model, cfg.early_stopping_metric,
                      result.best_score, result.best_epoch, len(result.history))
         write_json(models_dir / TRAINING_SUMMARY, {"loss": plan["loss"], "device": str(device), "runs": summary})
-    log.info("%s: %d model(s) trained in %.1fs", plan["loss"], len(runs), results[0].seconds)
 
 
 if __name__ == "__main__":

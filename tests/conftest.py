@@ -16,12 +16,13 @@ ROOT = Path(__file__).resolve().parents[1]
 # inherit the user's tracking server or the DVC run this suite might be started from.
 os.environ.pop("MLFLOW_TRACKING_URI", None)
 os.environ.pop("DVC_ROOT", None)
+os.environ.pop("PIPELINE_OUTBOX", None)
 
 
 def _store_state(root: Path) -> dict[str, tuple]:
     """What the repository's own MLflow store holds: every file with its size and mtime."""
     state = {}
-    for name in ("mlflow.db", "mlartifacts", "mlruns"):
+    for name in ("mlflow.db", "mlartifacts", "mlruns", ".mlflow-outbox"):
         path = root / name
         files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else []
         state.update({str(f): (f.stat().st_size, f.stat().st_mtime_ns) for f in files})
@@ -43,6 +44,7 @@ def mlflow_store(tmp_path, monkeypatch) -> str:
     tracking server overrides ``MLFLOW_TRACKING_URI`` itself."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("PIPELINE_OUTBOX", str(tmp_path / "outbox"))
     return uri
 
 
@@ -57,6 +59,7 @@ def stage_env(tmp_path):
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     env["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    env["PIPELINE_OUTBOX"] = str(tmp_path / "outbox")
     env.pop("DVC_ROOT", None)
     return env
 
@@ -73,6 +76,7 @@ def pipeline_run(tmp_path_factory):
     d = tmp_path_factory.mktemp("run")
     mp = pytest.MonkeyPatch()
     mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{d / 'mlflow.db'}")
+    mp.setenv("PIPELINE_OUTBOX", str(d / "outbox"))
     mp.delenv("DVC_ROOT", raising=False)
     try:
         run_pipeline(d, write_params(d / "params.yaml"))

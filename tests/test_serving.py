@@ -97,7 +97,6 @@ def test_every_candidate_is_a_logged_model_with_one_value_per_metric_and_dataset
 
 def test_the_champion_carries_the_decision_record_of_the_audit(shipped):
     d, audit, client, version = shipped
-    summary = json.loads((d / "reports/summary.json").read_text())
     pick = audit["policy"]["pick"]
     assert version.tags["pick"] == pick
     assert version.tags["policy"] == audit["policy"]["summary"]
@@ -106,7 +105,7 @@ def test_the_champion_carries_the_decision_record_of_the_audit(shipped):
     assert float(version.tags["validation_score"]) == pytest.approx(audit["estimate"]["validation"], abs=5e-5)
     assert version.tags["data_digest"] == json.loads((d / "data/prepared/meta.json").read_text())["digest"]
     assert "git_commit" in version.tags
-    tags, description = decision_record(audit, summary, pick, commit=version.tags["git_commit"],
+    tags, description = decision_record(audit, audit["estimate"]["validation"], pick, commit=version.tags["git_commit"],
                                         data_digest=version.tags["data_digest"], lock_hashes={})
     assert {k: version.tags[k] for k in tags} == tags
     assert description == version.description

@@ -50,7 +50,8 @@ def run_pipeline(d, params):
     plan.main(["--params", str(params), "--weights", str(d / "outputs/class_weights.json"),
                "--out", str(d / "outputs/plans")])
     for loss in TINY["train"]["losses"]:
-        train.main(["--plan", str(d / f"outputs/plans/{loss}.json"), "--data", str(d / "data/prepared"),
+        train.main(["--params", str(params), "--plan", str(d / f"outputs/plans/{loss}.json"),
+                    "--data", str(d / "data/prepared"),
                     "--models", str(d / f"outputs/models/{loss}"),
                     "--val-predictions", str(d / f"reports/predictions/val/{loss}"),
                     "--test-predictions", str(d / f"reports/predictions/test/{loss}"), "--no-progress"])
@@ -431,39 +432,56 @@ def test_policy_errors_and_unmeetable_constraints(pipeline_run, tmp_path, monkey
     assert audit["warnings"] and "nothing is recommended" in audit["warnings"][0]
 
 
-def test_mlflow_holds_one_run_per_candidate_and_one_evaluation_run(pipeline_run):
+def test_mlflow_runs_tell_when_each_model_trained_and_what_each_candidate_scored(pipeline_run):
+    import hashlib
+
     import mlflow
 
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{pipeline_run / 'mlflow.db'}")
     exp = client.get_experiment_by_name("tiny")
     runs = client.search_runs([exp.experiment_id])
-    parents = [r for r in runs if r.data.tags.get("role") == "evaluation"]
+    by_id = {r.info.run_id: r for r in runs}
+    evaluation = [r for r in runs if r.data.tags.get("role") == "evaluation"]
+    stages = [r for r in runs if r.data.tags.get("role") == "stage"]
     trained = [r for r in runs if r.data.tags.get("role") == "model"]
     rules = [r for r in runs if r.data.tags.get("role") == "decision"]
     metrics = json.loads((pipeline_run / "reports/metrics.json").read_text())
-    assert len(parents) == 1 and len(trained) == len(ALL)  # one per trained model
+    digest = json.loads((pipeline_run / "data/prepared/meta.json").read_text())["digest"]
+    assert len(evaluation) == 1 and len(trained) == len(ALL)  # one per trained model
     assert {r.info.run_name for r in trained} == set(ALL)
     assert {r.info.run_name for r in rules} == {m for m in metrics if "+" in m}
-    parent_artifacts = {a.path for a in client.list_artifacts(parents[0].info.run_id)}
+    assert {r.info.run_name for r in stages} == {f"train@{loss}" for loss in TINY["train"]["losses"]} | {"baselines"}
+    parent_artifacts = {a.path for a in client.list_artifacts(evaluation[0].info.run_id)}
     assert {"metrics.json", "audit.json", "leaderboard_ranks.png", "gamma_focal.png", "leaderboard.json"} <= parent_artifacts
-    pick = parents[0].data.tags["policy_pick"]
-    assert parents[0].data.metrics["validation/macro_f1"] == pytest.approx(metrics[pick]["val"]["macro_f1"])
-    assert parents[0].data.metrics["test/macro_f1"] == pytest.approx(metrics[pick]["macro_f1"])
+    pick = evaluation[0].data.tags["policy_pick"]
+    assert evaluation[0].data.metrics["validation/macro_f1"] == pytest.approx(metrics[pick]["val"]["macro_f1"])
+    assert evaluation[0].data.metrics["test/macro_f1"] == pytest.approx(metrics[pick]["macro_f1"])
+    assert {r.info.status for r in stages} == {"FINISHED"}  # system metrics: tests/test_tracking.py
     for r in trained + rules:
         assert r.info.status == "FINISHED"
-        assert r.data.tags["execution"] == parents[0].info.run_id  # one execution, grouped by a tag
-        assert r.data.tags["data_digest"] == json.loads((pipeline_run / "data/prepared/meta.json").read_text())["digest"]
-        assert "git_commit" in r.data.tags
+        assert r.data.tags["data_digest"] == digest and "git_commit" in r.data.tags
+        assert r.data.tags["mlflow.source.git.commit"] == r.data.tags["git_commit"]
         assert r.data.metrics["macro_f1"] == pytest.approx(metrics[r.info.run_name]["val"]["macro_f1"])
         assert len(r.data.metrics) < 60  # headline and per-class recall and precision; the rest is a table
         assert "metrics.json" in {a.path for a in client.list_artifacts(r.info.run_id)}
-    for r in trained:
+    for r in rules:  # made by evaluate, children of their model's training run, grouped by execution
+        assert r.data.tags["execution"] == evaluation[0].info.run_id
+        assert by_id[r.data.tags["mlflow.parentRunId"]].info.run_name == r.data.tags["model"]
+    for r in trained:  # made by the train stage while it trained, children of the stage's run
+        stage = by_id[r.data.tags["mlflow.parentRunId"]]
+        group = ALL[r.info.run_name]
+        assert stage.info.run_name == ("baselines" if group == "baselines" else f"train@{group}")
+        path = pipeline_run / "outputs/models" / group / f"{r.info.run_name}.{'json' if group == 'baselines' else 'pt'}"
+        assert r.data.tags["weights_sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+        assert "restored" not in r.data.tags
         if r.info.run_name not in MODELS:
             continue
         assert r.data.tags["dvc_stage"] == f"train@{MODELS[r.info.run_name]}"
         assert r.data.params["loss"] == MODELS[r.info.run_name]
         curve = client.get_metric_history(r.info.run_id, "stop_balanced_log_loss")
         assert [m.step for m in curve] == list(range(1, len(curve) + 1))
+        times = [m.timestamp for m in curve]  # logged as the epochs ran, within the run's own times
+        assert times == sorted(times) and r.info.start_time <= times[0] and times[-1] <= r.info.end_time
         assert f"confusion_{r.info.run_name}.png" in {a.path for a in client.list_artifacts(r.info.run_id)}
     focal = next(r for r in trained if r.info.run_name == "focal_g2")
     assert focal.data.params["gamma"] == "2"  # as in its name

@@ -41,3 +41,86 @@ def test_the_default_store_is_the_repository_root(tmp_path):
 def test_every_test_gets_a_store_of_its_own(mlflow_store, tmp_path):
     assert os.environ["MLFLOW_TRACKING_URI"] == mlflow_store == f"sqlite:///{tmp_path / 'mlflow.db'}"
     assert tracking_uri() != f"sqlite:///{ROOT / 'mlflow.db'}"
+
+
+def _client(uri):
+    import mlflow
+
+    return mlflow.MlflowClient(tracking_uri=uri)
+
+
+def _stage_runs(uri, box, **kw):
+    from pipeline.tracking import StageRuns
+
+    return StageRuns("stage", "train@ce", {"ce": {"loss": "ce", "gamma": "none"}}, {"ce": {"loss": "ce"}},
+                     {"data_digest": "d", "git_commit": "c"},
+                     environ={"MLFLOW_TRACKING_URI": uri, "PIPELINE_OUTBOX": str(box), **kw})
+
+
+def test_stage_runs_log_as_they_train_with_system_metrics(tmp_path):
+    import time
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with _stage_runs(uri, tmp_path / "box") as runs:
+        for epoch in (1, 2, 3):
+            runs.epoch("ce", {"epoch": epoch, "train_loss": 1.0 / epoch, "val_confusion": [[1]]})
+            time.sleep(1.1)  # the system metrics' sampling interval is a second
+        runs.finish({"ce": {"weights_sha256": "w"}})
+    client = _client(uri)
+    found = client.search_runs([client.get_experiment_by_name("stage").experiment_id])
+    stage = next(r for r in found if r.data.tags["role"] == "stage")
+    model = next(r for r in found if r.data.tags["role"] == "model")
+    assert any(k.startswith("system/") for k in stage.data.metrics)
+    assert model.data.tags["mlflow.parentRunId"] == stage.info.run_id and model.data.tags["weights_sha256"] == "w"
+    curve = client.get_metric_history(model.info.run_id, "train_loss")
+    assert [m.step for m in curve] == [1, 2, 3]
+    assert curve[2].timestamp - curve[0].timestamp >= 2000  # each epoch's own time, not the end's
+    assert model.info.status == stage.info.status == "FINISHED"
+    assert not list((tmp_path / "box").glob("*.json"))  # sent: the records moved to sent/
+    assert len(list((tmp_path / "box" / "sent").glob("*.json"))) == 2
+
+
+def test_an_unreachable_store_keeps_the_runs_in_the_outbox_until_the_next_stage_sends_them(tmp_path, caplog,
+                                                                                            monkeypatch):
+    from pipeline.outbox import read_records, send_pending
+    from pipeline.tracking import _experiment_id
+
+    box = tmp_path / "box"
+    down = "http://127.0.0.1:9"  # nothing listens there
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    with _stage_runs(down, box) as runs:
+        runs.epoch("ce", {"epoch": 1, "train_loss": 0.5})
+        runs.finish({"ce": {"weights_sha256": "w"}})
+    assert "not reachable" in caplog.text
+    waiting = read_records(box)
+    assert {r.name for r in waiting} == {"train@ce", "ce"} and {r.status for r in waiting} == {"FINISHED"}
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = _client(uri)
+    assert send_pending(client, lambda name: _experiment_id(client, name, uri), box) == 2
+    assert send_pending(client, lambda name: _experiment_id(client, name, uri), box) == 0  # idempotent
+    found = client.search_runs([client.get_experiment_by_name("stage").experiment_id])
+    model = next(r for r in found if r.data.tags["role"] == "model")
+    assert model.info.status == "FINISHED" and model.data.metrics["train_loss"] == 0.5
+    assert model.info.start_time == next(r for r in waiting if r.name == "ce").start_time  # the real times
+    stage = next(r for r in found if r.data.tags["role"] == "stage")
+    assert model.data.tags["mlflow.parentRunId"] == stage.info.run_id
+
+
+def test_send_adds_only_what_a_run_lacks(tmp_path):
+    from pipeline.outbox import RunRecord, send
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = _client(uri)
+    exp = client.create_experiment("x")
+    record = RunRecord("k1", "x", "ce", params={"a": "1"}, metrics=[("loss", 1.0, 1000, 1)], start_time=1000)
+    run_id = send(client, exp, record)
+    record.metrics.append(("loss", 0.5, 2000, 2))
+    record.status, record.end_time = "FINISHED", 3000
+    assert send(client, exp, record) == run_id
+    assert send(client, exp, record) == run_id  # a finished run is left as it is
+    history = client.get_metric_history(run_id, "loss")
+    assert [(m.step, m.value) for m in history] == [(1, 1.0), (2, 0.5)]
+    run = client.get_run(run_id)
+    assert (run.info.start_time, run.info.end_time, run.info.status) == (1000, 3000, "FINISHED")
