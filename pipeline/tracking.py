@@ -1,11 +1,12 @@
-"""The one module that talks to MLflow.
+"""Where MLflow runs go, and the runs the training stages log while they train.
 
 Tracking URI: ``MLFLOW_TRACKING_URI`` when set, else ``sqlite:///<repo root>/mlflow.db`` where the
 repo root is ``DVC_ROOT`` (set by DVC for every stage, and pointing at the user's repository
 even for ``dvc exp run --queue``, which runs in a temporary copy) or the working directory.
 
 One evaluation run per pipeline execution holds the cross-model views and the pick's headline
-metrics; every candidate has a run and a logged model of its own (:mod:`pipeline.registry`).
+metrics; every candidate has a run and a logged model (:mod:`pipeline.registry`, which logs an
+evaluation); the training stages log their runs while they train (:class:`StageRuns`).
 """
 
 from __future__ import annotations
@@ -18,20 +19,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from pipeline import Interrupted
-from pipeline.artifacts import (
-    FIGURES,
-    Meta,
-    ModelRecord,
-    confusion_figure_file,
-    flatten,
-    gamma_figure_file,
-)
-from pipeline.provenance import file_digest, git_tags
+from pipeline.artifacts import Meta, flatten
+from pipeline.provenance import git_tags
 
 log = logging.getLogger(__name__)
+
 
 def repo_root(environ: Mapping[str, str] = os.environ, cwd: str | Path | None = None) -> Path:
     return Path(environ.get("DVC_ROOT") or cwd or Path.cwd()).resolve()
@@ -108,145 +101,9 @@ def log_artifacts_to_run(run_id: str, paths: list[Path], environ: Mapping[str, s
         client.log_artifact(run_id, str(path))
 
 
-def _candidates(records: list[ModelRecord], ev, meta: Meta, bundles: Mapping[str, tuple[Path, str]],
-                figures_dir: Path) -> list:
-    """What each candidate's run and logged model hold (:class:`pipeline.registry.Candidate`)."""
-    from pipeline.registry import Candidate, datasets, logged_metrics
-
-    out = []
-    for rec in records:
-        entry = ev.metrics[rec.name]
-        table = pd.DataFrame([
-            {"dataset": ds, "metric": k, "value": v}
-            for ds, path in datasets(ev.view.key).items()
-            for k, v in flatten(_part(entry, path)).items()
-            if isinstance(v, (int, float)) and not k.startswith(("val/", f"{ev.view.key}/"))
-        ])
-        params = {"model": rec.model, "loss": rec.loss, "gamma": gamma_text(rec.gamma), "seed": rec.seed, "kind": rec.kind,
-                  **({"rule": rec.rule, **flatten({"rule": rec.decision["params"]}, sep=".")} if rec.rule else
-                     {**rec.params, "data": meta["params"]})}
-        trained = rec.rule is None
-        out.append(Candidate(
-            name=rec.name, bundle=bundles[rec.name][0], digest=bundles[rec.name][1],
-            metrics=logged_metrics(entry, ev.view.key), table=table,
-            params={k: str(v)[:6000] for k, v in flatten(params, sep=".").items()},
-            tags={"dvc_stage": ("baselines" if rec.kind == "baseline" else f"train@{rec.group}") if trained else "decide",
-                  "loss": rec.loss, "kind": rec.kind, "device": rec.device, "role": "model" if trained else "decision",
-                  **({"rule": rec.rule, "model": rec.model} if rec.rule else {"model": rec.name})},
-            parent=None if trained else rec.model,
-            weights_digest=file_digest(rec.weights) if trained and rec.weights else "",
-            curves=rec.training["history"] if trained else [],
-            artifacts=[p for p in [figures_dir / confusion_figure_file(rec.name)] if p.is_file()],
-        ))
-    return out
-
-
-def _part(entry: Mapping[str, Any], path: tuple[str, ...]) -> Mapping[str, Any]:
-    for key in path:
-        entry = entry.get(key, {})
-    return entry
-
-
 def gamma_text(gamma: float | None) -> str:
     """γ as the run names write it: 2, not 2.0."""
     return "none" if gamma is None else f"{gamma:g}"
-
-
-def log_evaluation(experiment: str, records: list[ModelRecord], ev, meta: Meta, cfg, *, figures: Path,
-                   reports: list[Path], bundles: Mapping[str, tuple[Path, str]], raw_columns: list[str],
-                   input_example: pd.DataFrame | None, registered_model: str,
-                   lock_hashes: Mapping[str, str] | None = None,
-                   environ: Mapping[str, str] = os.environ) -> dict[str, Any]:
-    """Log an evaluation (:class:`pipeline.evaluation.Evaluation` ``ev`` of ``records``, every
-    candidate, under :class:`pipeline.config.EvaluateConfig` ``cfg``).
-
-    Every candidate becomes an MLflow model from a run of its own (:func:`pipeline.registry.log_candidates`,
-    ``bundles``: name -> (bundle directory, content digest)); one evaluation run holds ``reports``,
-    the cross-model figures, the leaderboard and the pick's headline metrics; the pick is
-    registered as a version of ``registered_model`` with its decision record. In a plain run the
-    alias ``champion`` moves to it (``challenger`` to the closest candidate when none meets the
-    constraints); under ``dvc exp run`` (``DVC_EXP_NAME``) no alias moves. Returns where it all
-    went. Runs left unfinished by an error are marked FAILED (KILLED when interrupted).
-    """
-    import mlflow
-    from mlflow.entities import Metric, Param
-
-    from pipeline.outbox import outbox_dir, send_pending
-    from pipeline.registry import (
-        decision_record,
-        log_candidates,
-        logged_metrics,
-        register,
-    )
-
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per model otherwise
-    uri = tracking_uri(environ)
-    mlflow.set_tracking_uri(uri)
-    client = mlflow.MlflowClient(tracking_uri=uri)
-    exp_id = _experiment_id(client, experiment, uri)
-    pending = send_pending(client, lambda name: _experiment_id(client, name, uri), outbox_dir(repo_root(environ), environ))
-    if pending:
-        log.info("MLflow: %d run(s) from earlier stages sent from the outbox", pending)
-    exp_name = environ.get("DVC_EXP_NAME")
-    tags = run_tags(meta, environ)
-    policy = ev.audit["policy"]
-    with closing_runs(client) as open_runs:
-        label = exp_name or tags.get("git_commit", "unknown")[:7]
-        parent = client.create_run(exp_id, run_name=f"evaluate-{label}",
-                                   tags={**tags, "role": "evaluation", "dvc_stage": environ.get("DVC_STAGE", "evaluate"),
-                                         "policy_pick": policy["pick"] or "none"})
-        parent_id = parent.info.run_id
-        open_runs.append(parent_id)
-        started = time.perf_counter()
-        logged = log_candidates(client, exp_id, _candidates(records, ev, meta, bundles, figures),
-                                data_digest=meta["digest"], data_tag=meta["digest"][:12],
-                                input_example=input_example, raw_columns=raw_columns, classes=meta["classes"],
-                                run_tags={**tags, "execution": parent_id}, open_runs=open_runs,
-                                box=outbox_dir(repo_root(environ), environ))
-        new = sum(not v.reused for v in logged.values())
-        log.info("MLflow: %d candidate models logged, %d already there, in %.1fs", new, len(logged) - new,
-                 time.perf_counter() - started)
-
-        chosen = policy["pick"] or policy.get("closest")
-        metrics = []
-        if chosen:
-            now = int(time.time() * 1000)
-            for i, (ds, values) in enumerate(logged_metrics(ev.metrics[chosen], ev.view.key).items()):
-                metrics += [Metric(f"{ds}/{k}", v, now + i, 0) for k, v in values.items() if "/" not in k]
-        leaderboard = pd.DataFrame([{"model": row["model"], **row["values"], **flatten({"rank": row["ranks"]})}
-                                    for row in ev.audit["leaderboard"]])
-        client.log_batch(parent_id, metrics=metrics, params=[Param(k, v) for k, v in _params({
-            "data": meta["params"], "evaluate": {"prior": cfg.prior, "view_key": ev.view.key, "select": policy["summary"]},
-            "n_candidates": len(records), "registered_model": registered_model}).items()])
-        shared = [figures / FIGURES[k] for k in ("ranks", "agreement", "focal_shape")]
-        for path in [*reports, *(f for f in shared if f.is_file()), *(figures / gamma_figure_file(loss) for loss in ev.gammas)]:
-            client.log_artifact(parent_id, str(path))
-        client.log_table(parent_id, data=leaderboard, artifact_file="leaderboard.json")
-
-        registered = None
-        if chosen:
-            alias = None if exp_name else ("champion" if policy["pick"] else "challenger")
-            val = ev.metrics[chosen]["val"]
-            score = (val if cfg.select.view == "held_out" else val.get(ev.view.key, {})).get(cfg.select.metric)
-            record_tags, description = decision_record(ev.audit, score, chosen, commit=tags.get("git_commit", "unknown"),
-                                                       data_digest=meta["digest"], lock_hashes=lock_hashes or {})
-            version, created = register(client, registered_model, logged[chosen], content_digest=bundles[chosen][1],
-                                        tags=record_tags, description=description, alias=alias,
-                                        experiment_name=exp_name)
-            registered = {"name": registered_model, "version": version, "alias": alias, "new_version": created,
-                          "candidate": chosen}
-            client.set_tag(parent_id, "registered_version", f"{registered_model}/{version}")
-            log.info("registry: %s version %s (%s)%s", registered_model, version,
-                     "new" if created else "same content as before: no new version",
-                     f", alias {alias}" if alias else f", tagged {exp_name} (dvc exp run: no alias moves)")
-            if not policy["pick"]:
-                log.warning("nothing promoted to champion: no candidate meets the policy's constraints on validation; "
-                            "%s, the closest, is the challenger", chosen)
-        client.set_terminated(parent_id, "FINISHED")
-        open_runs.remove(parent_id)
-    return {"tracking_uri": uri, "experiment": experiment, "experiment_id": exp_id, "evaluation_run": parent_id,
-            "models": {name: v.run_id for name, v in logged.items()},
-            "logged_models": {name: v.model_id for name, v in logged.items()}, "registered": registered}
 
 
 def _ms() -> int:

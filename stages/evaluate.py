@@ -27,7 +27,7 @@ from pipeline.io import atomic_dirs, read_json, write_json
 from pipeline.plots import evaluation_figures, render
 from pipeline.preprocessing import load_preprocessing
 from pipeline.serving import write_bundle
-from pipeline.tracking import log_evaluation
+from pipeline.registry import log_evaluation
 from stages._cli import run
 from stages.show import table
 
