@@ -36,8 +36,9 @@ repro: $(STAMP)
 	@echo "  reports/decisions/        the same for each decision rule fitted on validation"
 	@echo "  outputs/models/           checkpoints (pipeline.checkpoint.load_model) and training curves"
 	@echo "  data/prepared/meta.json   classes, counts and what each raw column became"
-	@echo "  $(CURDIR)/mlflow.db       MLflow runs, one per model under one evaluation run"
+	@echo "  $(CURDIR)/mlflow.db       MLflow: every candidate a model, training runs, the pick as models:/<name>@champion"
 	@echo "Open them in the MLflow UI:  make ui   (then http://127.0.0.1:$(PORT))"
+	@echo "Predict on raw rows with the champion:  make predict INPUT=rows.csv"
 
 test: $(STAMP)
 	python -m pytest $(PYTEST_ARGS)

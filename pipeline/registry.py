@@ -43,7 +43,16 @@ import pandas as pd
 from pipeline.artifacts import FIGURES, Meta, ModelRecord, confusion_figure_file, flatten, gamma_figure_file
 from pipeline.names import safe_name
 from pipeline.provenance import file_digest
-from pipeline.tracking import _experiment_id, _params, closing_runs, gamma_text, repo_root, run_tags, tracking_uri
+from pipeline.tracking import (
+    _experiment_id,
+    _params,
+    closing_runs,
+    dataset_inputs,
+    gamma_text,
+    repo_root,
+    run_tags,
+    tracking_uri,
+)
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +202,8 @@ def _restore(client, exp_id: str, c: Candidate, tags: dict[str, str], box: Path 
     return run.info.run_id
 
 
-def log_candidates(client, exp_id: str, candidates: list[Candidate], *, data_digest: str, data_tag: str,
+def log_candidates(client, exp_id: str, candidates: list[Candidate], *, data_digest: str,
+                   dataset_digests: Mapping[str, str],
                    input_example: pd.DataFrame | None, raw_columns: list[str], classes: list[str],
                    run_tags: dict[str, str], open_runs: list[str], box: Path | None = None) -> dict[str, Logged]:
     """Log each candidate as a model, unless the same model (content and metrics) is already in
@@ -242,7 +252,8 @@ def log_candidates(client, exp_id: str, candidates: list[Candidate], *, data_dig
             code_paths=[str(PACKAGE)], pip_requirements=reqs, signature=sig, input_example=input_example,
             model_id=model.model_id)
         now = int(time.time() * 1000)
-        metrics = [Metric(k, v, now + i, 0, model_id=info.model_id, dataset_name=dataset, dataset_digest=data_tag)
+        metrics = [Metric(k, v, now + i, 0, model_id=info.model_id, dataset_name=dataset,
+                          dataset_digest=dataset_digests[dataset.partition("_")[0]])
                    for i, (dataset, values) in enumerate(c.metrics.items()) for k, v in values.items()]
         for i in range(0, len(metrics), 900):  # MLflow takes at most 1000 per call
             client.log_batch(run_id, metrics=metrics[i : i + 900])
@@ -365,7 +376,7 @@ def _part(entry: Mapping[str, Any], path: tuple[str, ...]) -> Mapping[str, Any]:
 def log_evaluation(experiment: str, records: list[ModelRecord], ev, meta: Meta, cfg, *, figures: Path,
                    reports: list[Path], bundles: Mapping[str, tuple[Path, str]], raw_columns: list[str],
                    input_example: pd.DataFrame | None, registered_model: str,
-                   lock_hashes: Mapping[str, str] | None = None,
+                   lock_hashes: Mapping[str, str] | None = None, splits: Mapping[str, Path] | None = None,
                    environ: Mapping[str, str] = os.environ) -> dict[str, Any]:
     """Log an evaluation (:class:`pipeline.evaluation.Evaluation` ``ev`` of ``records``, every
     candidate, under :class:`pipeline.config.EvaluateConfig` ``cfg``).
@@ -401,9 +412,13 @@ def log_evaluation(experiment: str, records: list[ModelRecord], ev, meta: Meta, 
                                          "policy_pick": policy["pick"] or "none"})
         parent_id = parent.info.run_id
         open_runs.append(parent_id)
+        digests = {"validation": meta["digest"][:12], "test": meta["digest"][:12]}
+        if splits:  # the splits the metrics were computed on, as the evaluation run's inputs
+            inputs, digests = dataset_inputs(splits)
+            client.log_inputs(parent_id, datasets=inputs)
         started = time.perf_counter()
         logged = log_candidates(client, exp_id, _candidates(records, ev, meta, bundles, figures),
-                                data_digest=meta["digest"], data_tag=meta["digest"][:12],
+                                data_digest=meta["digest"], dataset_digests=digests,
                                 input_example=input_example, raw_columns=raw_columns, classes=meta["classes"],
                                 run_tags={**tags, "execution": parent_id}, open_runs=open_runs,
                                 box=outbox_dir(repo_root(environ), environ))

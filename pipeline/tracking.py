@@ -19,6 +19,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from pipeline import Interrupted
 from pipeline.artifacts import Meta, flatten
 from pipeline.provenance import git_tags
@@ -135,7 +137,7 @@ class StageRuns:
 
     def __init__(self, experiment: str, stage: str, models: Mapping[str, Mapping[str, Any]],
                  model_tags: Mapping[str, Mapping[str, str]], tags: Mapping[str, str],
-                 environ: Mapping[str, str] = os.environ):
+                 environ: Mapping[str, str] = os.environ, datasets: Mapping[str, Path] | None = None):
         import threading
         import uuid
 
@@ -158,6 +160,7 @@ class StageRuns:
         self._lock = threading.Lock()
         self._last = 0
         self.client = None
+        self.datasets = dict(datasets or {})  # name -> prepared split file, logged as the runs' inputs
 
     def _records(self):
         return [self.stage, *self.models.values()]
@@ -192,6 +195,10 @@ class StageRuns:
             self._ids[self.key] = active.info.run_id
             for r in self.models.values():
                 self._ids[r.key] = send(self.client, self.exp_id, r, parent_run_id=active.info.run_id)
+            if self.datasets:
+                inputs, _ = dataset_inputs(self.datasets)
+                for run_id in self._ids.values():
+                    self.client.log_inputs(run_id, datasets=inputs)
         except Exception as exc:
             self._offline(exc)
         return self
@@ -254,3 +261,19 @@ class StageRuns:
             except Exception as err:
                 self._offline(err)
         return False
+
+
+def dataset_inputs(splits: Mapping[str, Path]) -> tuple[list, dict[str, str]]:
+    """MLflow dataset inputs of prepared splits (``name -> parquet file``), each with its digest
+    and source, and their digests by name."""
+    import mlflow.data
+    from mlflow.entities import DatasetInput, InputTag
+
+    from pipeline.artifacts import LABEL
+
+    inputs, digests = [], {}
+    for name, path in splits.items():
+        ds = mlflow.data.from_pandas(pd.read_parquet(path), source=str(Path(path).resolve()), targets=LABEL, name=name)
+        inputs.append(DatasetInput(ds._to_mlflow_entity(), [InputTag("mlflow.data.context", name)]))
+        digests[name] = ds.digest
+    return inputs, digests

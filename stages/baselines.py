@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
 
 import numpy as np
 
@@ -52,7 +53,8 @@ def main(argv: list[str] | None = None) -> None:
     stage_runs = StageRuns(params.mlflow.experiment, "baselines",
                            {n: {"model": n, "loss": n, "kind": "baseline", "baselines": shared, "data": meta["params"]}
                             for n in cfg.models},
-                           {n: {"loss": n, "kind": "baseline", "device": "cpu"} for n in cfg.models}, run_tags(meta))
+                           {n: {"loss": n, "kind": "baseline", "device": "cpu"} for n in cfg.models}, run_tags(meta),
+                           datasets={"train": Path(args.data) / "train.parquet"})
     with stage_runs, atomic_dirs(args.models, args.val_predictions, args.test_predictions) as (models_dir, *pred_dirs):
         for name in cfg.models:
             result = fit_baseline(name, data, len(classes), np.asarray(weights["weights"]), cfg)

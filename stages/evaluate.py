@@ -100,7 +100,9 @@ def main(argv: list[str] | None = None) -> None:
         where = log_evaluation(params.mlflow.experiment, records, ev, meta, params.evaluate, figures=Path(args.figures),
                                reports=[Path(args.metrics), Path(args.audit), Path(args.summary)], bundles=bundles,
                                raw_columns=pre.raw_columns, input_example=pre.example(), registered_model=registered,
-                               lock_hashes=lock_hashes(Path(args.lock)))
+                               lock_hashes=lock_hashes(Path(args.lock)),
+                               splits={"validation": Path(args.preprocessing).parent / "val.parquet",
+                                       "test": Path(args.preprocessing).parent / "test.parquet"})
     write_json(args.runs, where)
 
 

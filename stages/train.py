@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+from pathlib import Path
 
 import torch
 
@@ -75,7 +76,7 @@ def main(argv: list[str] | None = None) -> None:
                                  "data": meta["params"]} for spec in runs}
     stage_runs = StageRuns(load_params(args.params).mlflow.experiment, f"train@{plan['loss']}", model_params,
                            {spec.model: {"loss": spec.loss, "kind": "mlp", "device": str(device)} for spec in runs},
-                           run_tags(meta))
+                           run_tags(meta), datasets={"train": Path(args.data) / "train.parquet"})
     with stage_runs:
         results = fit_sweep(runs, plan_criterion(plan), data, len(classes), cfg, device, groups=groups,
                             progress=False if args.no_progress else None, desc=plan["loss"],

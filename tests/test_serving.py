@@ -328,7 +328,7 @@ def user_model(tmp_path_factory):
     logged = log_candidates(
         client, exp, [Logged("logreg_balanced", d / "bundle", digest, {"validation": {"macro_f1": 0.5}},
                              pd.DataFrame({"metric": ["macro_f1"], "value": [0.5]}), {}, {})],
-        data_digest="x", data_tag="x", input_example=prepared.preprocessing.example(),
+        data_digest="x", dataset_digests={"validation": "v"}, input_example=prepared.preprocessing.example(),
         raw_columns=prepared.preprocessing.raw_columns, classes=prepared.classes, run_tags={}, open_runs=[])
     expected = Candidate.load(d / "bundle").predict(raw.drop(columns=["status"]), strict=True)
     return d, raw, uri, f"models:/{logged['logreg_balanced'].model_id}", expected

@@ -457,11 +457,16 @@ def test_mlflow_runs_tell_when_each_model_trained_and_what_each_candidate_scored
     assert evaluation[0].data.metrics["validation/macro_f1"] == pytest.approx(metrics[pick]["val"]["macro_f1"])
     assert evaluation[0].data.metrics["test/macro_f1"] == pytest.approx(metrics[pick]["macro_f1"])
     assert {r.info.status for r in stages} == {"FINISHED"}  # system metrics: tests/test_tracking.py
+    inputs = {d.dataset.name: d.dataset.digest for d in evaluation[0].inputs.dataset_inputs}
+    assert set(inputs) == {"validation", "test"}  # the splits the metrics were computed on
+    assert {d.dataset.name for r in stages for d in r.inputs.dataset_inputs} == {"train"}
     for r in trained + rules:
         assert r.info.status == "FINISHED"
         assert r.data.tags["data_digest"] == digest and "git_commit" in r.data.tags
         assert r.data.tags["mlflow.source.git.commit"] == r.data.tags["git_commit"]
         assert r.data.metrics["macro_f1"] == pytest.approx(metrics[r.info.run_name]["val"]["macro_f1"])
+        model = client.search_logged_models([exp.experiment_id], filter_string=f"source_run_id = '{r.info.run_id}'")[0]
+        assert {m.dataset_digest for m in model.metrics if m.dataset_name.startswith("validation")} == {inputs["validation"]}
         assert len(r.data.metrics) < 60  # headline and per-class recall and precision; the rest is a table
         assert "metrics.json" in {a.path for a in client.list_artifacts(r.info.run_id)}
     for r in rules:  # made by evaluate, children of their model's training run, grouped by execution
