@@ -183,7 +183,9 @@ class StageRuns:
             send_pending(self.client, lambda name: _experiment_id(self.client, name, self.uri), self.box)
         except Exception as exc:  # a store that cannot be reached must not stop training
             self._offline(exc)
+        now = _ms()  # training starts now: opening the store is not its time
         for r in self._records():
+            r.start_time = now
             write_record(self.box, r)
         if self.client is None:
             return self

@@ -1,0 +1,82 @@
+"""What logging every candidate as an MLflow model costs, on this checkout's default-run outputs.
+
+    python -m bench.model_logging [--limit N]
+
+Builds each candidate's bundle (every trained model and every ``<model>+<rule>`` in
+``outputs/``), then logs them the way evaluate does (:func:`pipeline.registry.log_candidates`)
+into a new temporary store, twice side by side: as shipped (with the input example, which MLflow
+checks by loading each model back) and without the input example. Then logs them again into the
+same store, as a re-run of evaluate does (every model already there). Prints seconds in all and
+per model. Needs ``dvc repro`` first. A benchmark: it asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import pandas as pd
+
+from pipeline.artifacts import load_decision_records, load_model_records
+from pipeline.io import read_json
+from pipeline.preprocessing import load_preprocessing
+from pipeline.registry import Candidate, log_candidates
+from pipeline.serving import write_bundle
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--limit", type=int, default=None, help="log only the first N candidates")
+    args = ap.parse_args()
+    logging.disable(logging.INFO)
+    warnings.filterwarnings("ignore", message=".*input example was not provided")
+    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
+    import mlflow
+
+    from pipeline.tracking import _experiment_id
+
+    meta = read_json("data/prepared/meta.json")
+    pre = load_preprocessing("data/prepared/preprocessing.json")
+    models = load_model_records("outputs/plans", "outputs/models", "reports/predictions", "baselines", meta)
+    records = (models + load_decision_records(models, "reports/decisions", "outputs/decisions", meta["classes"]))
+    records = records[: args.limit]
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        candidates = []
+        for i, rec in enumerate(records):
+            bundle = tmp / "bundles" / str(i) / "bundle"
+            digest = write_bundle(bundle, name=rec.name, model=rec.model, kind="mlp" if rec.kind == "mlp" else rec.loss,
+                                  classes=meta["classes"], model_file=rec.weights,
+                                  preprocessing_file=Path("data/prepared/preprocessing.json"),
+                                  decision=rec.decision, decisions_dir=Path("outputs/decisions"))
+            candidates.append(Candidate(rec.name, bundle, digest, {"validation": {"macro_f1": 0.5}},
+                                        pd.DataFrame({"metric": ["macro_f1"], "value": [0.5]}), {}, {},
+                                        parent=None if rec.rule is None else rec.model, weights_digest=digest))
+        print(f"{len(candidates)} candidates ({sum(c.parent is None for c in candidates)} trained models)")
+        for label, example in (("as shipped (input example, checked by MLflow)", pre.example()),
+                               ("without the input example", None)):
+            uri = f"sqlite:///{tmp / (label[:3] + '.db')}"
+            mlflow.set_tracking_uri(uri)
+            client = mlflow.MlflowClient(uri)
+            exp = _experiment_id(client, "bench", uri)
+            client.search_runs([exp])  # the store's tables exist before the clock starts
+            kw = dict(data_digest="d", dataset_digests={"validation": "v"}, input_example=example,
+                      raw_columns=pre.raw_columns, classes=meta["classes"], run_tags={}, open_runs=[])
+            start = time.perf_counter()
+            log_candidates(client, exp, candidates, **kw)
+            first = time.perf_counter() - start
+            start = time.perf_counter()
+            again = log_candidates(client, exp, candidates, **kw)
+            second = time.perf_counter() - start
+            assert all(v.reused for v in again.values())
+            print(f"{label}: {first:.1f} s, {first / len(candidates):.3f} s per model; "
+                  f"logged again (all already there): {second:.2f} s")
+
+
+if __name__ == "__main__":
+    main()
