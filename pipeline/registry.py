@@ -3,11 +3,13 @@
 Each candidate (``<model>`` or ``<model>+<rule>``) is an MLflow 3 ``LoggedModel``: a
 :mod:`pipeline.serving` bundle logged as a model from code (:mod:`pipeline.mlflow_model`), with
 the ``pipeline`` package in ``code_paths``, explicit pip requirements, a signature on the raw
-input columns and an input example. Each is logged from a run of its own, ``<model>+<rule>``
-from a child run of ``<model>``'s run, so that no model inherits another's metrics (MLflow copies
-a run's step-0 metrics into every model logged from it). Its metrics are linked to the model and
-to the dataset they were computed on: :data:`DATASETS` names the validation and test splits,
-held out and reweighted to the second view's prior, so
+input columns and an input example. A trained model is logged into the run its training stage
+made (found again by the sha256 of its weights and the data digest), a ``<model>+<rule>`` into a
+child run of that one. Logging a model neither copies a run's metrics into it nor changes the
+run's times (an evaluation with other metrics adds a second model to the same run, each with its
+own). Its metrics are linked to the model and to the dataset they were computed on:
+:func:`datasets` names the validation and test splits, held out and reweighted to the second
+view's prior, so
 
     mlflow.search_logged_models(order_by=[{"field_name": "metrics.macro_f1", "ascending": False,
                                            "dataset_name": "validation"}])
@@ -154,7 +156,7 @@ def _existing(client, exp_id: str, data_digest: str) -> dict[tuple[str, str], An
                                            max_results=50, page_token=token)
         for m in page:
             key = (m.tags.get("content_digest"), m.tags.get("metrics_digest"))
-            if str(m.status) .endswith("READY") and (key not in found or m.creation_timestamp < found[key].creation_timestamp):
+            if str(m.status).endswith("READY") and (key not in found or m.creation_timestamp < found[key].creation_timestamp):
                 found[key] = m
         token = page.token
         if not token:
@@ -338,7 +340,7 @@ def register(client, name: str, logged: Logged, *, content_digest: str, tags: di
 
 def _candidates(records: list[ModelRecord], ev, meta: Meta, bundles: Mapping[str, tuple[Path, str]],
                 figures_dir: Path) -> list:
-    """What each candidate's run and logged model hold (:class:`pipeline.registry.Candidate`)."""
+    """What each candidate's run and logged model hold (:class:`Candidate`)."""
     out = []
     for rec in records:
         entry = ev.metrics[rec.name]
@@ -381,8 +383,8 @@ def log_evaluation(experiment: str, records: list[ModelRecord], ev, meta: Meta, 
     """Log an evaluation (:class:`pipeline.evaluation.Evaluation` ``ev`` of ``records``, every
     candidate, under :class:`pipeline.config.EvaluateConfig` ``cfg``).
 
-    Every candidate becomes an MLflow model from a run of its own (:func:`pipeline.registry.log_candidates`,
-    ``bundles``: name -> (bundle directory, content digest)); one evaluation run holds ``reports``,
+    Every candidate becomes an MLflow model (:func:`log_candidates`, ``bundles``: name -> (bundle
+    directory, content digest)), in its training run or a decision run; one evaluation run holds ``reports``,
     the cross-model figures, the leaderboard and the pick's headline metrics; the pick is
     registered as a version of ``registered_model`` with its decision record. In a plain run the
     alias ``champion`` moves to it (``challenger`` to the closest candidate when none meets the
