@@ -48,7 +48,8 @@ def main(argv: list[str] | None = None) -> None:
     weights = read_json(args.weights, what="class weights")
     metrics = read_json(args.metrics, what="evaluation metrics")
     audit = read_json(args.audit, what="evaluation audit")
-    runs = read_json(args.runs, what="MLflow run list of the evaluation")
+    # no DVC dependency (run ids change every execution): read when there, else no MLflow links
+    runs = read_json(args.runs, what="MLflow run list of the evaluation") if Path(args.runs).is_file() else None
     models = [m for m in metrics if "+" not in m]
     rules = [m for m in metrics if "+" in m]
     files = {**predictions_by_model(args.predictions, models), **predictions_by_model(args.decisions, rules)}
@@ -64,14 +65,14 @@ def main(argv: list[str] | None = None) -> None:
         packages=package_versions(), command=f"git checkout {git['git_commit'][:12]} && make repro",
         evidence=evidence,
     )
-    mlflow_url = cfg.mlflow_url or (runs["tracking_uri"] if runs["tracking_uri"].startswith("http") else None)
+    mlflow_url = cfg.mlflow_url or (runs["tracking_uri"] if runs and runs["tracking_uri"].startswith("http") else None)
     page = render(title=cfg.title, meta=meta, weights=weights, metrics=metrics, audit=audit, runs=runs,
                   mlflow_url=mlflow_url, provenance=provenance, images=images)
 
     out = Path(args.out)
     write_text(out, page)
     log.info("wrote %s (%d kB)", out, len(page.encode()) // 1024)
-    if not args.no_mlflow:
+    if not args.no_mlflow and runs:
         log_artifacts_to_run(runs["evaluation_run"], [out])
         log.info("logged to MLflow run %s", runs["evaluation_run"])
 
