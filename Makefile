@@ -55,7 +55,7 @@ compare: $(STAMP)
 #   make predict INPUT=new_rows.csv [OUTPUT=predictions.csv] [MODEL=models:/imbalanced-mlp/3]
 # Without INPUT: the bundled digits' raw rows, written to data/digits.csv first.
 INPUT ?= data/digits.csv
-predict: $(STAMP) $(INPUT)
+predict: $(STAMP) $(filter data/digits.csv,$(INPUT))
 	python -m stages.predict --input $(INPUT) $(if $(OUTPUT),--output $(OUTPUT)) $(if $(MODEL),--model $(MODEL))
 
 data/digits.csv: | $(STAMP)
