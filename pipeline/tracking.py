@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -275,7 +276,11 @@ def dataset_inputs(splits: Mapping[str, Path]) -> tuple[list, dict[str, str]]:
 
     inputs, digests = [], {}
     for name, path in splits.items():
-        ds = mlflow.data.from_pandas(pd.read_parquet(path), source=str(Path(path).resolve()), targets=LABEL, name=name)
+        with warnings.catch_warnings():  # a local path matches two of MLflow's source types; either is right
+            warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
+            warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")  # source_row
+            ds = mlflow.data.from_pandas(pd.read_parquet(path), source=str(Path(path).resolve()), targets=LABEL,
+                                         name=name)
         inputs.append(DatasetInput(ds._to_mlflow_entity(), [InputTag("mlflow.data.context", name)]))
         digests[name] = ds.digest
     return inputs, digests
