@@ -281,6 +281,6 @@ def dataset_inputs(splits: Mapping[str, Path]) -> tuple[list, dict[str, str]]:
             warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")  # source_row
             ds = mlflow.data.from_pandas(pd.read_parquet(path), source=str(Path(path).resolve()), targets=LABEL,
                                          name=name)
-        inputs.append(DatasetInput(ds._to_mlflow_entity(), [InputTag("mlflow.data.context", name)]))
+            inputs.append(DatasetInput(ds._to_mlflow_entity(), [InputTag("mlflow.data.context", name)]))
         digests[name] = ds.digest
     return inputs, digests
