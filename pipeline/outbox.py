@@ -50,6 +50,7 @@ class RunRecord:
     end_time: int | None = None
     status: str = "RUNNING"  # RUNNING | FINISHED | FAILED | KILLED
     parent: str | None = None  # the parent run's record key
+    writer: str = ""  # "<host>:<pid>" of the process logging it (a RUNNING record's owner)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> RunRecord:
@@ -135,12 +136,39 @@ def send(client, experiment_id: str, record: RunRecord, parent_run_id: str | Non
     return run_id
 
 
+def this_writer() -> str:
+    import os
+    import socket
+
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _alive(writer: str) -> bool:
+    """Whether ``writer`` is a process still running on this host (another ``dvc queue`` job)."""
+    import os
+    import socket
+
+    host, _, pid = writer.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def send_pending(client, experiment_id_of, box: str | Path) -> int:
     """Send every record in the outbox whose run is missing or unfinished in the store, parents
-    first; ``experiment_id_of(name)`` gives an experiment's id. Returns how many were sent."""
+    first; ``experiment_id_of(name)`` gives an experiment's id. A RUNNING record whose writer is
+    still alive (a parallel ``dvc queue`` job) is left to it. Returns how many were sent."""
     sent = 0
     ids: dict[str, str] = {}
     for record in read_records(box):
+        if record.status == "RUNNING" and record.writer != this_writer() and _alive(record.writer):
+            continue
         exp_id = experiment_id_of(record.experiment)
         run = find_run(client, exp_id, record.key)
         if run is None or run.info.status == "RUNNING":

@@ -142,7 +142,7 @@ class StageRuns:
         import threading
         import uuid
 
-        from pipeline.outbox import RunRecord
+        from pipeline.outbox import RunRecord, this_writer
 
         from pipeline.outbox import outbox_dir
 
@@ -150,11 +150,11 @@ class StageRuns:
         self.key = f"{stage}/{uuid.uuid4().hex}"
         now = _ms()
         self.stage = RunRecord(self.key, experiment, stage, tags={**tags, "role": "stage", "dvc_stage": stage},
-                               start_time=now)
+                               start_time=now, writer=this_writer())
         self.models = {m: RunRecord(f"{self.key}/{m}", experiment, m, parent=self.key, start_time=now,
                                     tags={**tags, **model_tags.get(m, {}), "role": "model", "candidate": m,
                                           "model": m, "dvc_stage": stage},
-                                    params=_params(models[m]))
+                                    params=_params(models[m]), writer=this_writer())
                        for m in models}
         self._sent = dict.fromkeys(self.models, 0)
         self._ids: dict[str, str] = {}

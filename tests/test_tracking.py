@@ -124,3 +124,26 @@ def test_send_adds_only_what_a_run_lacks(tmp_path):
     assert [(m.step, m.value) for m in history] == [(1, 1.0), (2, 0.5)]
     run = client.get_run(run_id)
     assert (run.info.start_time, run.info.end_time, run.info.status) == (1000, 3000, "FINISHED")
+
+
+def test_a_running_record_of_a_live_process_is_left_to_it(tmp_path):
+    import subprocess
+    import sys
+
+    from pipeline.outbox import RunRecord, send_pending, write_record
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = _client(uri)
+    exp = client.create_experiment("x")
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        from pipeline.outbox import this_writer
+
+        host = this_writer().rpartition(":")[0]
+        write_record(tmp_path, RunRecord("live", "x", "a", start_time=1000, writer=f"{host}:{other.pid}"))
+        write_record(tmp_path, RunRecord("dead", "x", "b", start_time=1000, writer=f"{host}:999999999"))
+        assert send_pending(client, lambda name: exp, tmp_path) == 1  # the dead writer's run only
+        assert {r.info.run_name for r in client.search_runs([exp])} == {"b"}
+    finally:
+        other.kill()
+        other.wait()
