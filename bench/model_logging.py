@@ -26,7 +26,7 @@ from pipeline.artifacts import load_decision_records, load_model_records
 from pipeline.io import read_json
 from pipeline.preprocessing import load_preprocessing
 from pipeline.registry import Candidate, log_candidates
-from pipeline.serving import write_bundle
+from pipeline.serving import write_candidate_bundle
 
 
 def main() -> None:
@@ -50,10 +50,9 @@ def main() -> None:
         candidates = []
         for i, rec in enumerate(records):
             bundle = tmp / "bundles" / str(i) / "bundle"
-            digest = write_bundle(bundle, name=rec.name, model=rec.model, kind="mlp" if rec.kind == "mlp" else rec.loss,
-                                  classes=meta["classes"], model_file=rec.weights,
-                                  preprocessing_file=Path("data/prepared/preprocessing.json"),
-                                  decision=rec.decision, decisions_dir=Path("outputs/decisions"))
+            digest = write_candidate_bundle(bundle, rec, classes=meta["classes"],
+                                            preprocessing_file=Path("data/prepared/preprocessing.json"),
+                                            decisions_dir=Path("outputs/decisions"))
             candidates.append(Candidate(rec.name, bundle, digest, {"validation": {"macro_f1": 0.5}},
                                         pd.DataFrame({"metric": ["macro_f1"], "value": [0.5]}), {}, {},
                                         parent=None if rec.rule is None else rec.model, weights_digest=digest))

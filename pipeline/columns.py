@@ -64,44 +64,50 @@ class Column:
         return {**asdict(self), "features": list(self.features)}
 
 
-def read_table(path: Path, target: str) -> pd.DataFrame:
-    """The table at ``path`` (.csv: every cell as text; .parquet: as typed), checked."""
+def read_table(path: Path, target: str | None, *, what: str = "data.path") -> pd.DataFrame:
+    """The table at ``path`` (.csv: every cell as text; .parquet: as typed), checked.
+
+    ``target`` names the label column a training file must have (None: rows to predict, which
+    may have none); ``what`` is where the path came from, for the error messages.
+    """
     if not path.is_file():
-        raise DataError(f"data.path: {path} is not a file (a .csv or .parquet file is expected)")
+        raise DataError(f"{what}: {path} is not a file (a .csv or .parquet file is expected)")
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".parquet", ".pq"):
-        raise DataError(f"data.path: {path} must end in .csv or .parquet; got {suffix or 'no suffix'!r}")
+        raise DataError(f"{what}: {path} must end in .csv or .parquet; got {suffix or 'no suffix'!r}")
     try:
         if suffix == ".csv":
             with open(path, newline="", encoding="utf-8-sig") as fh:
                 header = next(csv.reader(fh), None)
             if not header:
-                raise DataError(f"data.path: {path} is empty (a header row and data rows are expected)")
-            _refuse_duplicates(header, path)
+                raise DataError(f"{what}: {path} is empty (a header row and data rows are expected)")
+            _refuse_duplicates(header, path, what, target)
             frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False, encoding="utf-8-sig")
         else:
             frame = pd.read_parquet(path)
-            _refuse_duplicates([str(c) for c in frame.columns], path)
+            _refuse_duplicates([str(c) for c in frame.columns], path, what, target)
     except (ValueError, OSError, UnicodeDecodeError, pd.errors.ParserError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise DataError(f"data.path: cannot read {path}: {first}") from None
+        raise DataError(f"{what}: cannot read {path}: {first}") from None
     frame.columns = [str(c) for c in frame.columns]
+    if target is None:
+        return frame
     if target not in frame.columns:
         shown = ", ".join(frame.columns[:20]) + (", ..." if frame.shape[1] > 20 else "")
         raise DataError(f"data.target: column {target!r} not in {path}; columns: {shown}")
     if len(frame) == 0:
-        raise DataError(f"data.path: {path} has a header but no rows")
+        raise DataError(f"{what}: {path} has a header but no rows")
     if frame.shape[1] < 2:
-        raise DataError(f"data.path: {path} has no feature columns besides {target!r}")
+        raise DataError(f"{what}: {path} has no feature columns besides {target!r}")
     return frame
 
 
-def _refuse_duplicates(names: list[str], path: Path) -> None:
+def _refuse_duplicates(names: list[str], path: Path, what: str, target: str | None) -> None:
     seen = set()
     for name in names:
         if name in seen:
-            raise DataError(f"data.path: column {name!r} appears twice in {path}; rename or drop one "
-                            "(a second copy of the target would leak the label into the features)")
+            why = " (a second copy of the target would leak the label into the features)" if target else ""
+            raise DataError(f"{what}: column {name!r} appears twice in {path}; rename or drop one{why}")
         seen.add(name)
 
 

@@ -95,6 +95,13 @@ def read_records(box: str | Path, *, sent: bool = False) -> list[RunRecord]:
     return sorted(records, key=lambda r: (r.parent in keys, r.start_time, r.key))
 
 
+def log_batches(client, run_id: str, *, params: list = (), metrics: list = ()) -> None:
+    """``params`` and ``metrics`` (MLflow entities) in as few ``log_batch`` calls as MLflow takes."""
+    params, metrics = list(params), list(metrics)
+    for i in range(0, max(len(params), len(metrics), 1), _BATCH):
+        client.log_batch(run_id, params=params[i : i + _BATCH], metrics=metrics[i : i + _BATCH])
+
+
 def find_run(client, experiment_id: str, key: str):
     """The run tagged with ``key`` (the earliest if several), or None."""
     runs = client.search_runs([experiment_id], filter_string=f"tags.{KEY_TAG} = '{key}'",
@@ -129,8 +136,7 @@ def send(client, experiment_id: str, record: RunRecord, parent_run_id: str | Non
     run_id = run.info.run_id
     params = [Param(k, v) for k, v in record.params.items() if k not in params_have]
     metrics = [Metric(k, float(v), int(t), int(s)) for k, v, t, s in record.metrics if (k, s) not in have]
-    for i in range(0, max(len(params), len(metrics), 1), _BATCH):
-        client.log_batch(run_id, params=params[i : i + _BATCH], metrics=metrics[i : i + _BATCH])
+    log_batches(client, run_id, params=params, metrics=metrics)
     if record.status != "RUNNING":
         client.set_terminated(run_id, record.status, end_time=record.end_time)
     return run_id

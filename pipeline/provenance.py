@@ -63,6 +63,22 @@ def file_digest(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def read_lock(path: str | Path) -> dict[str, Any]:
+    """The parsed ``dvc.lock`` at ``path`` ({} where there is none yet)."""
+    import yaml
+
+    path = Path(path)
+    return (yaml.safe_load(path.read_text()) or {}) if path.is_file() else {}
+
+
+def lock_hashes(lock: dict[str, Any], skip: tuple[str, ...] = ()) -> dict[str, str]:
+    """Each stage's ``dvc.lock`` entry as a short sha256 (what it ran on and made), ``skip`` left out."""
+    import json
+
+    return {stage: hashlib.sha256(json.dumps(entry, sort_keys=True).encode()).hexdigest()[:16]
+            for stage, entry in _stages(lock, skip).items()}
+
+
 def _stages(lock: dict[str, Any] | None, skip: tuple[str, ...]) -> dict[str, Any]:
     return {k: v for k, v in sorted((lock or {}).get("stages", {}).items()) if k not in skip}
 

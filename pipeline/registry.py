@@ -44,9 +44,11 @@ import pandas as pd
 
 from pipeline.artifacts import FIGURES, Meta, ModelRecord, confusion_figure_file, flatten, gamma_figure_file
 from pipeline.names import safe_name
+from pipeline.outbox import RunRecord, log_batches, outbox_dir, read_records, send, send_pending
 from pipeline.provenance import file_digest
 from pipeline.tracking import (
     _experiment_id,
+    _ms,
     _params,
     closing_runs,
     dataset_inputs,
@@ -163,45 +165,36 @@ def _existing(client, exp_id: str, data_digest: str) -> dict[tuple[str, str], An
             return found
 
 
+def _earliest_finished(client, exp_id: str, tags: Mapping[str, str]):
+    """The earliest FINISHED run carrying every one of ``tags``, or None."""
+    where = " AND ".join([*(f"tags.{k} = '{v}'" for k, v in tags.items()), "attributes.status = 'FINISHED'"])
+    runs = client.search_runs([exp_id], filter_string=where, order_by=["attributes.start_time ASC"], max_results=1)
+    return runs[0] if runs else None
+
+
 def training_run(client, exp_id: str, weights_digest: str, data_digest: str):
     """The earliest FINISHED run that trained these weights on this data (deterministic training
     makes repeats share a digest), or None."""
-    runs = client.search_runs([exp_id], filter_string=f"tags.weights_sha256 = '{weights_digest}' AND "
-                              f"tags.data_digest = '{data_digest}' AND attributes.status = 'FINISHED'",
-                              order_by=["attributes.start_time ASC"], max_results=1)
-    return runs[0] if runs else None
-
-
-def _decision_run(client, exp_id: str, content_digest: str, data_digest: str):
-    runs = client.search_runs([exp_id], filter_string=f"tags.content_digest = '{content_digest}' AND "
-                              f"tags.data_digest = '{data_digest}' AND tags.role = 'decision' AND "
-                              "attributes.status = 'FINISHED'", order_by=["attributes.start_time ASC"], max_results=1)
-    return runs[0] if runs else None
+    return _earliest_finished(client, exp_id, {"weights_sha256": weights_digest, "data_digest": data_digest})
 
 
 def _restore(client, exp_id: str, c: Candidate, tags: dict[str, str], box: Path | None) -> str:
     """A training run absent from the store (a fresh clone with DVC's cache, another store): sent
     again from the outbox when its record is there, else recreated from ``training.json``,
     tagged ``restored`` (its times are those of now, its curves the recorded ones)."""
-    from mlflow.entities import Metric, Param
-
-    from pipeline.outbox import read_records, send
-
     if box is not None:
         for record in read_records(box, sent=True):
             if record.tags.get("weights_sha256") == c.weights_digest and record.tags.get("data_digest") == tags["data_digest"]:
                 return send(client, exp_id, record)
-    run = client.create_run(exp_id, run_name=c.name, tags={**tags, "restored": "true", "role": "model",
-                                                           "weights_sha256": c.weights_digest})
-    now = int(time.time() * 1000)
-    metrics = [Metric(k, float(v), now, int(h["epoch"])) for h in c.curves for k, v in h.items()
-               if k != "epoch" and isinstance(v, (int, float))]
-    params = [Param(k, v) for k, v in c.params.items()]
-    for i in range(0, max(len(metrics), len(params), 1), 900):
-        client.log_batch(run.info.run_id, params=params[i : i + 900], metrics=metrics[i : i + 900])
-    client.set_terminated(run.info.run_id, "FINISHED")
+    now = _ms()
+    record = RunRecord(
+        f"restored/{tags['data_digest']}/{c.weights_digest}", client.get_experiment(exp_id).name, c.name,
+        tags={**tags, "restored": "true", "role": "model", "weights_sha256": c.weights_digest}, params=c.params,
+        metrics=[(k, float(v), now, int(h["epoch"])) for h in c.curves for k, v in h.items()
+                 if k != "epoch" and isinstance(v, (int, float))],
+        start_time=now, end_time=now, status="FINISHED")
     log.info("%s: its training run is not in the store: recreated from training.json, tagged restored", c.name)
-    return run.info.run_id
+    return send(client, exp_id, record)
 
 
 def log_candidates(client, exp_id: str, candidates: list[Candidate], *, data_digest: str,
@@ -236,7 +229,8 @@ def log_candidates(client, exp_id: str, candidates: list[Candidate], *, data_dig
             run = training_run(client, exp_id, c.weights_digest, data_digest)
             run_id = run.info.run_id if run else _restore(client, exp_id, c, tags, box)
         else:
-            run = _decision_run(client, exp_id, c.digest, data_digest)
+            run = _earliest_finished(client, exp_id, {"content_digest": c.digest, "data_digest": data_digest,
+                                                      "role": "decision"})
             if run is None:
                 run = client.create_run(exp_id, run_name=c.name, tags={
                     **tags, "content_digest": c.digest, MLFLOW_PARENT_RUN_ID: out[c.parent].run_id})
@@ -253,12 +247,11 @@ def log_candidates(client, exp_id: str, candidates: list[Candidate], *, data_dig
             name=safe_name(c.name), python_model=str(MODEL_CODE), artifacts={"bundle": str(c.bundle)},
             code_paths=[str(PACKAGE)], pip_requirements=reqs, signature=sig, input_example=input_example,
             model_id=model.model_id)
-        now = int(time.time() * 1000)
-        metrics = [Metric(k, v, now + i, 0, model_id=info.model_id, dataset_name=dataset,
-                          dataset_digest=dataset_digests[dataset.partition("_")[0]])
-                   for i, (dataset, values) in enumerate(c.metrics.items()) for k, v in values.items()]
-        for i in range(0, len(metrics), 900):  # MLflow takes at most 1000 per call
-            client.log_batch(run_id, metrics=metrics[i : i + 900])
+        now = _ms()
+        log_batches(client, run_id, metrics=[
+            Metric(k, v, now + i, 0, model_id=info.model_id, dataset_name=dataset,
+                   dataset_digest=dataset_digests[dataset.partition("_")[0]])
+            for i, (dataset, values) in enumerate(c.metrics.items()) for k, v in values.items()])
         client.log_table(run_id, data=c.table, artifact_file=TABLE)
         for path in c.artifacts:
             client.log_artifact(run_id, str(path))
@@ -394,8 +387,6 @@ def log_evaluation(experiment: str, records: list[ModelRecord], ev, meta: Meta, 
     import mlflow
     from mlflow.entities import Metric, Param
 
-    from pipeline.outbox import outbox_dir, send_pending
-
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per model otherwise
     uri = tracking_uri(environ)
     mlflow.set_tracking_uri(uri)
@@ -431,7 +422,7 @@ def log_evaluation(experiment: str, records: list[ModelRecord], ev, meta: Meta, 
         chosen = policy["pick"] or policy.get("closest")
         metrics = []
         if chosen:
-            now = int(time.time() * 1000)
+            now = _ms()
             for i, (ds, values) in enumerate(logged_metrics(ev.metrics[chosen], ev.view.key).items()):
                 metrics += [Metric(f"{ds}/{k}", v, now + i, 0) for k, v in values.items() if "/" not in k]
         leaderboard = pd.DataFrame([{"model": row["model"], **row["values"], **flatten({"rank": row["ranks"]})}

@@ -20,10 +20,11 @@ candidate (:mod:`pipeline.mlflow_model`) is a bundle plus this code.
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -31,6 +32,9 @@ import pandas as pd
 from pipeline import PipelineError
 from pipeline.io import read_json, write_json
 from pipeline.preprocessing import Preprocessing, load_preprocessing
+
+if TYPE_CHECKING:
+    from pipeline.artifacts import ModelRecord
 
 BUNDLE_FORMAT = "imbalance-pipeline/candidate"
 BUNDLE_VERSION = 1
@@ -75,6 +79,14 @@ def write_bundle(out: str | Path, *, name: str, model: str, kind: str, classes: 
         "decision": decision,
     })
     return bundle_digest(out)
+
+
+def write_candidate_bundle(out: str | Path, rec: ModelRecord, *, classes: list[str], preprocessing_file: Path,
+                           decisions_dir: Path) -> str:
+    """:func:`write_bundle` of the candidate ``rec`` evaluate reads (a trained model or a rule on one)."""
+    return write_bundle(out, name=rec.name, model=rec.model, kind="mlp" if rec.kind == "mlp" else rec.loss,
+                        classes=classes, model_file=rec.weights, preprocessing_file=preprocessing_file,
+                        decision=rec.decision, decisions_dir=decisions_dir)
 
 
 @dataclass
@@ -126,11 +138,6 @@ class Candidate:
         return out
 
 
-def _softmax(z: np.ndarray) -> np.ndarray:
-    e = np.exp(z - z.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
-
-
 def _base_proba(kind: str, bundle: Path, n_classes: int):
     """The trained model's ``features -> probabilities``, computed as the train and baselines
     stages computed their prediction files."""
@@ -151,13 +158,15 @@ def _base_proba(kind: str, bundle: Path, n_classes: int):
         prior = np.asarray(saved["prior"], dtype=np.float64)
         return lambda X: np.tile(prior, (len(X), 1))
     if kind == "logreg_balanced":
+        from pipeline.decision import softmax
+
         coef, intercept = np.asarray(saved["coef"]), np.asarray(saved["intercept"])
-        return lambda X: _softmax(X.astype(np.float64) @ coef.T + intercept)
+        return lambda X: softmax(X.astype(np.float64) @ coef.T + intercept)
     if kind == "xgboost":
         import xgboost
 
         booster = xgboost.Booster()
-        booster.load_model(bytearray(_json_bytes(saved["booster"])))
+        booster.load_model(bytearray(json.dumps(saved["booster"]).encode()))
         rounds = int(saved["best_iteration"]) + 1
 
         def boosted(X):
@@ -168,8 +177,3 @@ def _base_proba(kind: str, bundle: Path, n_classes: int):
         return boosted
     raise PipelineError(f"{bundle}: unknown model kind {kind!r}")
 
-
-def _json_bytes(obj: Any) -> bytes:
-    import json
-
-    return json.dumps(obj).encode()

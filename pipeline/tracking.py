@@ -218,7 +218,7 @@ class StageRuns:
     def _flush(self) -> None:
         from mlflow.entities import Metric
 
-        from pipeline.outbox import write_record
+        from pipeline.outbox import log_batches, write_record
 
         self._last = _ms()
         for m, r in self.models.items():
@@ -228,7 +228,7 @@ class StageRuns:
             write_record(self.box, r)
             if self.client is not None:
                 try:
-                    self.client.log_batch(self._ids[r.key], metrics=[Metric(*x) for x in new])
+                    log_batches(self.client, self._ids[r.key], metrics=[Metric(*x) for x in new])
                 except Exception as exc:
                     self._offline(exc)
             self._sent[m] = len(r.metrics)
@@ -239,7 +239,7 @@ class StageRuns:
             self.models[m].tags.update(t)
 
     def __exit__(self, exc_type, exc, tb) -> bool:
-        from pipeline.outbox import mark_sent, send, write_record
+        from pipeline.outbox import mark_sent, write_record
 
         status = ("FINISHED" if exc is None else
                   "KILLED" if isinstance(exc, (KeyboardInterrupt, Interrupted)) else "FAILED")
@@ -248,10 +248,14 @@ class StageRuns:
             for r in self._records():
                 r.status, r.end_time = status, end
                 write_record(self.box, r)
+            self._flush()  # the metrics not sent yet; what was sent live is not looked up again
             if self.client is not None:
+                from mlflow.entities import RunTag
+
                 try:
                     for r in self.models.values():
-                        send(self.client, self.exp_id, r, parent_run_id=self._ids[self.key])
+                        self.client.log_batch(self._ids[r.key], tags=[RunTag(k, v) for k, v in r.tags.items()])
+                        self.client.set_terminated(self._ids[r.key], status, end_time=end)
                         mark_sent(self.box, r)
                 except Exception as err:
                     self._offline(err)

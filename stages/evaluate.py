@@ -12,13 +12,9 @@ to MLflow.
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import logging
 import tempfile
 from pathlib import Path
-
-import yaml
 
 from pipeline.artifacts import load_decision_records, load_model_records
 from pipeline.config import load_params
@@ -26,7 +22,8 @@ from pipeline.evaluation import PLOT_FILES, evaluate, plot_data
 from pipeline.io import atomic_dirs, read_json, write_json
 from pipeline.plots import evaluation_figures, render
 from pipeline.preprocessing import load_preprocessing
-from pipeline.serving import write_bundle
+from pipeline.provenance import lock_hashes, read_lock
+from pipeline.serving import write_candidate_bundle
 from pipeline.registry import log_evaluation
 from stages._cli import run
 from stages.show import table
@@ -92,25 +89,17 @@ def main(argv: list[str] | None = None) -> None:
         bundles = {}
         for rec in records:
             out = Path(tmp) / str(len(bundles)) / "bundle"
-            bundles[rec.name] = (out, write_bundle(
-                out, name=rec.name, model=rec.model, kind="mlp" if rec.kind == "mlp" else rec.loss,
-                classes=meta["classes"], model_file=rec.weights, preprocessing_file=Path(args.preprocessing),
-                decision=rec.decision, decisions_dir=Path(args.decision_params)))
+            bundles[rec.name] = (out, write_candidate_bundle(
+                out, rec, classes=meta["classes"], preprocessing_file=Path(args.preprocessing),
+                decisions_dir=Path(args.decision_params)))
         registered = params.mlflow.registered_model or params.mlflow.experiment
         where = log_evaluation(params.mlflow.experiment, records, ev, meta, params.evaluate, figures=Path(args.figures),
                                reports=[Path(args.metrics), Path(args.audit), Path(args.summary)], bundles=bundles,
                                raw_columns=pre.raw_columns, input_example=pre.example(), registered_model=registered,
-                               lock_hashes=lock_hashes(Path(args.lock)),
+                               lock_hashes=lock_hashes(read_lock(args.lock), skip=("evaluate", "report")),
                                splits={"validation": Path(args.preprocessing).parent / "val.parquet",
                                        "test": Path(args.preprocessing).parent / "test.parquet"})
     write_json(args.runs, where)
-
-
-def lock_hashes(path: Path) -> dict[str, str]:
-    """Each upstream stage's entry in ``dvc.lock`` as a short sha256 (what it ran on and made)."""
-    lock = yaml.safe_load(path.read_text()) if path.is_file() else {}
-    return {stage: hashlib.sha256(json.dumps(entry, sort_keys=True).encode()).hexdigest()[:16]
-            for stage, entry in sorted((lock or {}).get("stages", {}).items()) if stage not in ("evaluate", "report")}
 
 
 if __name__ == "__main__":

@@ -18,13 +18,13 @@ else ``mlflow.experiment``, in ``params.yaml``), from the pipeline's tracking st
 from __future__ import annotations
 
 import argparse
-import csv
 import logging
 from pathlib import Path
 
 import pandas as pd
 
 from pipeline import PipelineError
+from pipeline.columns import read_table
 from pipeline.config import load_params
 from pipeline.io import write_text
 from pipeline.tracking import tracking_uri
@@ -35,26 +35,7 @@ log = logging.getLogger("predict")
 
 def read_rows(path: Path) -> pd.DataFrame:
     """A CSV (every cell as text, as prepare reads one) or Parquet file of raw rows, checked."""
-    if not path.is_file():
-        raise PipelineError(f"--input: {path} is not a file (a .csv or .parquet file is expected)")
-    suffix = path.suffix.lower()
-    if suffix == ".csv":
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            header = next(csv.reader(fh), None)
-        if not header:
-            raise PipelineError(f"--input: {path} is empty (a header row and data rows are expected)")
-        names = header
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False, encoding="utf-8-sig")
-    elif suffix in (".parquet", ".pq"):
-        frame = pd.read_parquet(path)
-        names = [str(c) for c in frame.columns]
-    else:
-        raise PipelineError(f"--input: {path} must end in .csv or .parquet; got {suffix or 'no suffix'!r}")
-    twice = sorted({n for n in names if names.count(n) > 1})
-    if twice:
-        raise PipelineError(f"--input: column {twice[0]!r} appears twice in {path}; rename or drop one")
-    frame.columns = [str(c) for c in frame.columns]
-    return frame.reset_index(drop=True)
+    return read_table(path, None, what="--input").reset_index(drop=True)
 
 
 def load_candidate(uri: str):

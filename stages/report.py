@@ -13,12 +13,18 @@ import argparse
 import logging
 from pathlib import Path
 
-import yaml
-
 from pipeline.artifacts import PREDICTED_SPLITS, predictions_by_model, read_figures
 from pipeline.config import load_params
 from pipeline.io import read_json, write_text
-from pipeline.provenance import commit_date, file_digest, git_tags, lock_outputs, lock_params, package_versions
+from pipeline.provenance import (
+    commit_date,
+    file_digest,
+    git_tags,
+    lock_outputs,
+    lock_params,
+    package_versions,
+    read_lock,
+)
 from pipeline.report import Provenance, render
 from pipeline.tracking import log_artifacts_to_run
 from stages._cli import run
@@ -56,8 +62,7 @@ def main(argv: list[str] | None = None) -> None:
     evidence = {key: file_digest(files[key]) for key in (f"{split}/{m}" for m in metrics for split in PREDICTED_SPLITS)}
     images = read_figures(args.figures)
 
-    lock_path = Path(args.lock)
-    lock = yaml.safe_load(lock_path.read_text()) if lock_path.is_file() else {}
+    lock = read_lock(args.lock)
     git = git_tags()
     provenance = Provenance(  # the report's own lock entry is left out: it would hold the previous render
         commit=git["git_commit"], dirty=git["git_dirty"], date=commit_date(),
