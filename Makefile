@@ -31,7 +31,7 @@ repro: $(STAMP)
 	@echo "  reports/summary.json      the pick, its validation and test scores (dvc metrics show)"
 	@echo "  reports/metrics.json      every candidate under every metric, validation and test"
 	@echo "  reports/audit.json        the pick made on validation, P(best), its test estimate, why"
-	@echo "  reports/figures/          every figure: a confusion matrix per model, ranks, gamma curves"
+	@echo "  reports/figures/          every figure: a confusion matrix per model, ranks, gamma and alpha curves"
 	@echo "  reports/predictions/      validation and test predictions, one Parquet file per model"
 	@echo "  reports/decisions/        the same for each decision rule fitted on validation"
 	@echo "  outputs/models/           checkpoints (pipeline.checkpoint.load_model) and training curves"

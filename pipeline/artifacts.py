@@ -54,11 +54,12 @@ class Meta(TypedDict):
 class ClassWeights(TypedDict):
     """``outputs/class_weights.json``, and a plan's ``class_weights``."""
 
-    scheme: str
+    scheme: str  # a weights.scheme, or "power" in the plan of a weight-strength sweep
     beta: float | None
     classes: list[str]
     counts: list[int]
-    weights: list[float]
+    weights: list[float] | list[list[float]]  # (C,); "power": (R, C), one row per run
+    alphas: NotRequired[list[float]]  # "power": each run's alpha
 
 
 class ClassCounts(TypedDict):
@@ -71,6 +72,7 @@ class RunEntry(TypedDict):
     loss: str
     gamma: float | None
     seed: int
+    alpha: float | None  # the class-weight strength of a train.alphas sweep, else None
 
 
 class LossPlan(TypedDict):
@@ -89,6 +91,7 @@ class ModelSummary(TypedDict):
     loss: str
     gamma: float | None
     seed: int
+    alpha: NotRequired[float | None]  # the class-weight strength of a train.alphas sweep
     best_epoch: int
     epochs_run: int
     monitor: str | None  # what early stopping read on its slice of the training split (None: no stopping)
@@ -135,6 +138,7 @@ class Audit(TypedDict):
     across_seeds: dict[str, Any]
     accuracy_paradox: NotRequired[dict[str, Any]]
     tail_trade: NotRequired[dict[str, Any]]
+    weight_strength: NotRequired[dict[str, Any]]  # family -> its curve against alpha (pipeline.strength)
 
 
 class RunsRecord(TypedDict):
@@ -338,14 +342,20 @@ def gamma_figure_file(loss: str) -> str:
     return f"gamma_{loss}.png"
 
 
+def alpha_figure_file(family: str) -> str:
+    return f"alpha_{family}.png"
+
+
 def read_figures(figures_dir: str | Path) -> dict[str, bytes]:
-    """PNG bytes of the figures the report shows: :data:`FIGURES`' keys, and ``gamma_<loss>``."""
+    """PNG bytes of the figures the report shows: :data:`FIGURES`' keys, ``gamma_<loss>`` and
+    ``alpha_<family>``."""
     figures_dir = Path(figures_dir)
     if not figures_dir.is_dir():
         raise PipelineError(f"{figures_dir}: figures not found (run the evaluate stage first)")
     images = {key: (figures_dir / name).read_bytes() for key, name in FIGURES.items()
               if (figures_dir / name).is_file()}
     images.update({p.stem: p.read_bytes() for p in sorted(figures_dir.glob(gamma_figure_file("*")))})
+    images.update({p.stem: p.read_bytes() for p in sorted(figures_dir.glob(alpha_figure_file("*")))})
     return images
 
 
@@ -372,6 +382,7 @@ class ModelRecord:
     rule: str | None = None
     decision: dict[str, Any] | None = None  # the rule's fitted parameters file
     fitted_parameters: int = 0  # the model's and the rule's, for tie-breaks
+    alpha: float | None = None  # the class-weight strength of a train.alphas sweep
 
     def __post_init__(self):
         self.model = self.model or self.name
@@ -416,7 +427,8 @@ def load_model_records(plans_dir: str | Path, models_dir: str | Path, preds_dir:
             records.append(ModelRecord(name, t["loss"], t["gamma"], t["seed"], kind, group, params, t,
                                        training["device"], weights_file, preds["val"], preds["test"],
                                        fitted_parameters=model_parameters(kind, params, weights_file,
-                                                                          meta["n_features"], len(classes))))
+                                                                          meta["n_features"], len(classes)),
+                                       alpha=t.get("alpha")))
     return records
 
 

@@ -20,7 +20,7 @@ import numpy as np
 import yaml
 
 from pipeline import PipelineError
-from pipeline.loss_specs import GAMMA_LOSSES, LOSSES, loss_names, loss_spec  # noqa: F401 (re-exported)
+from pipeline.loss_specs import ALPHA_LOSSES, GAMMA_LOSSES, LOSSES, loss_names, loss_spec  # noqa: F401 (re-exported)
 
 SOURCES = ("digits", "synthetic", "csv")
 SCHEMES = ("none", "inverse", "inverse_sqrt", "effective_number")
@@ -73,6 +73,11 @@ class TrainConfig:
     losses: tuple[str, ...] = ("ce", "weighted_ce", "focal")
     gammas: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 5.0)  # focal-family sweep
     seeds: tuple[int, ...] = (0,)  # one model per seed (and per gamma)
+    # class-weight strength: w_c ~ n_c^(-alpha); one model per alpha for the losses of alpha_losses,
+    # named <loss>_a<alpha> (alpha = 0 is the unweighted loss itself, never trained twice);
+    # None: those losses train once with the weights of weights.scheme
+    alphas: tuple[float, ...] | None = (0.25, 0.5, 0.75, 1.0)
+    alpha_losses: tuple[str, ...] = ("weighted_ce",)  # which losses sweep alphas: weighted_ce, weighted_focal
     hidden: tuple[int, ...] = (128, 64)  # MLP hidden layer widths
     dropout: float = 0.1
     optimizer: str = "adam"  # adam | adamw | sgd
@@ -318,6 +323,21 @@ def _validate(p: Params, source: str) -> None:
     for g in t.gammas:
         _check(math.isfinite(g) and g >= 0, source, f"train.gammas must be >= 0; got {g}")
     _check(len(set(t.gammas)) == len(t.gammas), source, "train.gammas lists a value twice")
+    for loss in t.alpha_losses:
+        _one_of(loss, ALPHA_LOSSES, "train.alpha_losses", source)
+    _check(len(set(t.alpha_losses)) == len(t.alpha_losses), source, "train.alpha_losses lists a loss twice")
+    if t.alphas is not None:
+        _check(len(t.alphas) > 0, source, "train.alphas must list at least one value, or be null (no sweep)")
+        for a in t.alphas:
+            _check(math.isfinite(a) and a >= 0, source, f"train.alphas must be >= 0; got {a}")
+        _check(len(set(t.alphas)) == len(t.alphas), source, "train.alphas lists a value twice")
+        _check(any(a > 0 for a in t.alphas), source,
+               "train.alphas must list a value > 0 (alpha = 0 is the unweighted loss itself), or be null")
+        for loss in (x for x in t.alpha_losses if x in t.losses and 0 in t.alphas):
+            zero = loss_spec(loss).alpha_zero
+            _check(zero in t.losses, source,
+                   f"train.alphas lists 0, which for {loss} is {zero} itself (never trained twice): "
+                   f"add {zero} to train.losses or drop 0 from train.alphas")
     _check(len(t.seeds) > 0, source, "train.seeds must list at least one seed")
     _check(len(set(t.seeds)) == len(t.seeds), source, "train.seeds lists a seed twice")
     _check(all(h > 0 for h in t.hidden), source, f"train.hidden sizes must be > 0; got {list(t.hidden)}")

@@ -18,6 +18,7 @@ import torch
 
 from pipeline import PipelineError
 from pipeline.loss_specs import LOSS_SPECS, LossSpec, loss_spec
+from pipeline.losses import target_weights
 
 
 def resolve(path: str) -> Callable:
@@ -37,7 +38,8 @@ class Criterion:
     the ``reduction="mean"`` value of the loss; logits (K, N, C) and target (K, N), the K
     configurations of a batched sweep, give (K,) means, each divided by its own summed target
     weights, so that summing them and back-propagating gives each configuration exactly its
-    own gradient. ``gamma`` is then a (K, 1) tensor. ``epoch`` (1-based) matters only to a loss
+    own gradient. ``gamma`` is then a (K, 1) tensor, and ``weight`` may be (K, C): one row of
+    class weights per configuration (a sweep of the weight strength α). ``epoch`` (1-based) matters only to a loss
     with deferred weights (``ldam_drw``), unweighted before ``weight_from`` and weighted by
     ``weight`` from it on. Build it with :func:`make_criterion`.
     """
@@ -45,7 +47,7 @@ class Criterion:
     loss: str
     function: Callable[..., torch.Tensor]  # the spec's per-sample loss
     gamma: float | torch.Tensor | None = None  # losses that sweep gamma: a float, or (K, 1)
-    weight: torch.Tensor | None = None  # (C,) class weights, for losses that read them
+    weight: torch.Tensor | None = None  # (C,) class weights, or (K, C) per configuration, for losses that read them
     inputs: Mapping[str, Any] = field(default_factory=dict)  # the spec's further keyword arguments
     weight_from: int | None = None  # deferred weights: the first weighted epoch
 
@@ -54,7 +56,7 @@ class Criterion:
         weight = self._weight_at(epoch)
         if weight is None:
             return per_sample.mean(-1)
-        return per_sample.sum(-1) / weight.to(per_sample.dtype)[target].sum(-1)
+        return per_sample.sum(-1) / target_weights(weight.to(per_sample.dtype), target).sum(-1)
 
     def per_sample(self, logits: torch.Tensor, target: torch.Tensor, epoch: int | None = None) -> torch.Tensor:
         """(..., N) per-sample losses (``reduction="none"``) at ``epoch``."""
@@ -79,10 +81,14 @@ class Criterion:
         return self.weight if epoch >= self.weight_from else None
 
     def take(self, index: torch.Tensor) -> Criterion:
-        """The criterion of configurations ``index`` of a stacked sweep (per-configuration gamma)."""
+        """The criterion of configurations ``index`` of a stacked sweep (per-configuration gamma
+        and, in a weight-strength sweep, per-configuration class weights)."""
+        out = self
         if isinstance(self.gamma, torch.Tensor):
-            return dataclasses.replace(self, gamma=self.gamma[index.to(self.gamma.device)])
-        return self
+            out = dataclasses.replace(out, gamma=self.gamma[index.to(self.gamma.device)])
+        if self.weight is not None and self.weight.dim() == 2:
+            out = dataclasses.replace(out, weight=self.weight[index.to(self.weight.device)])
+        return out
 
 
 def _settings(spec: LossSpec, settings: Mapping[str, Any]) -> dict[str, Any]:
@@ -109,9 +115,11 @@ def make_criterion(
     loss : a name in :data:`pipeline.loss_specs.LOSS_SPECS`
     gamma : float, or a sequence of K floats (one per stacked configuration)
         Required by losses that sweep gamma, ignored otherwise.
-    class_weight : (C,) float tensor
+    class_weight : (C,) float tensor, or (K, C): one row per stacked configuration
         The weights the loss's spec names: those of ``weights.scheme`` or effective-number
-        weights (``class_weights(counts, "effective_number", beta)``). Ignored by the others.
+        weights (``class_weights(counts, "effective_number", beta)``), or one row of
+        ``power_weights(counts, alpha)`` per configuration of a weight-strength sweep. Ignored
+        by the others.
     class_counts : (C,) training samples per class, for losses that read them.
     drw_epoch : int
         The first weighted epoch of a loss with deferred weights (``ldam_drw``).
@@ -156,7 +164,8 @@ def to_device(criterion: Criterion, device: torch.device) -> Criterion:
 
 def plan_criterion(plan: Mapping[str, Any]) -> Criterion:
     """The criterion of a plan (:class:`pipeline.artifacts.LossPlan`): its loss, its runs'
-    gammas (one per run, in order, for a loss that sweeps gamma), weights, counts and settings."""
+    gammas (one per run, in order, for a loss that sweeps gamma), weights (one row per run for a
+    weight-strength sweep), counts and settings."""
     spec = loss_spec(plan["loss"])
     weights, counts, setup = plan["class_weights"], plan.get("class_counts"), plan["train"]
     return make_criterion(

@@ -1,4 +1,4 @@
-"""Putting the metrics together: the two class-prior views, intervals, γ curves, plot data.
+"""Putting the metrics together: the two class-prior views, intervals, γ and α curves, plot data.
 
 :func:`evaluate` turns every model's test predictions into what ``reports/metrics.json``,
 ``reports/audit.json`` (:func:`pipeline.audit.build_audit`) and ``reports/summary.json`` hold,
@@ -26,6 +26,7 @@ from pipeline.metrics import (
 )
 from pipeline.plan import model_name
 from pipeline.selection import View, flat_values, selection_view
+from pipeline.strength import curve_rows, strength_curves
 
 # Count-based metrics that get bootstrap intervals (besides the rarest class's recall/precision).
 CI_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "micro_f1", "weighted_f1", "mcc",
@@ -73,9 +74,10 @@ def gamma_table(models: list[dict], metrics: dict[str, dict], rarest: str) -> di
     rarest_keys = {"rarest_recall": f"recall/{rarest}", "rarest_precision": f"precision/{rarest}"}
     names = {label: rarest_keys.get(label, label) for label in GAMMA_METRICS}
     by_loss: dict[str, dict[float, list[str]]] = {}
-    for m in models:
+    for m in models:  # a γ × α grid: one line per alpha (weighted_focal_a0.5)
         if m["gamma"] is not None:
-            by_loss.setdefault(m["loss"], {}).setdefault(float(m["gamma"]), []).append(m["name"])
+            line = model_name(m["loss"], None, 0, 1, m.get("alpha"))
+            by_loss.setdefault(line, {}).setdefault(float(m["gamma"]), []).append(m["name"])
     out = {}
     for loss, by_gamma in by_loss.items():
         rows = []
@@ -173,10 +175,14 @@ def evaluate(records: list[ModelRecord], meta: Meta, cfg: EvaluateConfig, *, ref
         audit["accuracy_paradox"] = accuracy_paradox(metrics["majority"], view)
     groups: dict[str, list[str]] = {}
     for r in plain:  # a configuration across its seeds
-        groups.setdefault(model_name(r.loss, r.gamma, r.seed, n_seeds=1), []).append(r.name)
+        groups.setdefault(model_name(r.loss, r.gamma, r.seed, n_seeds=1, alpha=r.alpha), []).append(r.name)
     audit["across_seeds"] = across_seeds(flat_values(metrics, view.key), groups, audit["metrics"])
+    audit["weight_strength"] = strength_curves(records, metrics, view=view, cfg=cfg, classes=classes,
+                                               train_counts=train_counts, val_indices=val_idx,
+                                               test_indices=test_idx, cost=cost)
     audit["warnings"] = pick_warnings(pick, metrics, classes, audit["vs_reference"], audit["policy"]["p_best"])
-    models = [{"name": r.name, "loss": r.loss, "gamma": r.gamma, "seed": r.seed, "kind": r.kind} for r in plain]
+    models = [{"name": r.name, "loss": r.loss, "gamma": r.gamma, "alpha": r.alpha, "seed": r.seed, "kind": r.kind}
+              for r in plain]
     return Evaluation(metrics, audit, view, rarest, y_test, gamma_table(models, metrics, rarest))
 
 
@@ -228,7 +234,8 @@ def summary(audit: Audit) -> dict:
 # The data of DVC's plots (dvc.yaml's top-level ``plots``), file names under ``reports/plots/``.
 # Each is a JSON list of rows with the same keys; ``name`` is what the lines (or matrices) are
 # told apart by (the custom templates in .dvc/plots/ colour or facet by it).
-PLOT_FILES = {"pr": "pr.json", "gamma": "gamma.json", "training": "training.json", "confusion": "confusion.json"}
+PLOT_FILES = {"pr": "pr.json", "gamma": "gamma.json", "alpha": "alpha.json", "training": "training.json",
+              "confusion": "confusion.json"}
 PR_TOP = 5  # the policy's first candidates whose precision-recall curves are overlaid (with the reference's)
 
 
@@ -316,6 +323,7 @@ def plot_data(records: list[ModelRecord], ev: Evaluation, classes: list[str]) ->
     pick = ev.audit["policy"]["pick"]
     cm = {rec.name: confusion_matrix(ev.y_true, rec.test.y_pred, len(classes))
           for rec in records if rec.rule is None or rec.name == pick}
-    rows = {"pr": pr_rows(records, ev, classes), "gamma": gamma_rows(ev), "training": training_rows(records, ev),
+    rows = {"pr": pr_rows(records, ev, classes), "gamma": gamma_rows(ev),
+            "alpha": curve_rows(ev.audit.get("weight_strength") or {}), "training": training_rows(records, ev),
             "confusion": confusion_rows(records, ev)}
     return PlotData(rows, cm)

@@ -7,7 +7,8 @@ test. A loss function follows ``torch.nn.functional``'s conventions::
 
     function(logits (..., N, C), target (..., N), *, weight=None, reduction="none", **inputs)
 
-and gets ``gamma`` when the loss sweeps γ, ``weight`` when it reads class weights, and the
+and gets ``gamma`` when the loss sweeps γ, ``weight`` when it reads class weights (a (K, C)
+tensor, one row per stacked configuration, when it sweeps the weight strength α), and the
 keyword arguments its ``inputs`` hook derives from the training class counts and its own
 ``train.*`` settings.
 """
@@ -40,6 +41,9 @@ class LossSpec:
     params: Mapping[str, str] = field(default_factory=dict)
     inputs: str | None = None  # "<module>:<function>" (counts, **settings) -> extra keyword args
     deferred_weights: bool = False  # weights apply from train.drw_epoch on; selection starts there
+    # the loss this one is with every class weight 1: the α = 0 point of its weight-strength curve
+    # (train.alphas, for the losses of train.alpha_losses); None: it cannot sweep α
+    alpha_zero: str | None = None
 
     @property
     def keywords(self) -> tuple[str, ...]:
@@ -52,11 +56,12 @@ LOSS_SPECS: dict[str, LossSpec] = {
     for spec in (
         LossSpec("ce", "pipeline.losses:cross_entropy_loss", "−log p_y"),
         LossSpec("weighted_ce", "pipeline.losses:cross_entropy_loss", "−w_y log p_y",
-                 "King & Zeng, Political Analysis 2001 (inverse-frequency weights)", weights=SCHEME),
+                 "King & Zeng, Political Analysis 2001 (inverse-frequency weights)", weights=SCHEME,
+                 alpha_zero="ce"),
         LossSpec("focal", "pipeline.losses:focal_loss", "−(1 − p_y)^γ log p_y",
                  "Lin et al., ICCV 2017", sweeps_gamma=True),
         LossSpec("weighted_focal", "pipeline.losses:focal_loss", "−w_y (1 − p_y)^γ log p_y",
-                 "Lin et al., ICCV 2017", sweeps_gamma=True, weights=SCHEME),
+                 "Lin et al., ICCV 2017", sweeps_gamma=True, weights=SCHEME, alpha_zero="focal"),
         LossSpec("cb_focal", "pipeline.losses:focal_loss",
                  "−w_y (1 − p_y)^γ log p_y, w = (1 − β)/(1 − β^n_c)",
                  "Cui et al., CVPR 2019", sweeps_gamma=True, weights=EFFECTIVE_NUMBER),
@@ -73,6 +78,7 @@ LOSS_SPECS: dict[str, LossSpec] = {
 # The default table's names, for code that lists them (read the table itself to see additions).
 LOSSES = tuple(LOSS_SPECS)
 GAMMA_LOSSES = tuple(name for name, spec in LOSS_SPECS.items() if spec.sweeps_gamma)
+ALPHA_LOSSES = tuple(name for name, spec in LOSS_SPECS.items() if spec.alpha_zero is not None)
 
 
 def loss_names() -> tuple[str, ...]:

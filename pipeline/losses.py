@@ -1,7 +1,8 @@
 """Classification losses, as pure functions with ``torch.nn.functional`` conventions.
 
 ``logits`` are (N, C) unnormalised scores, ``target`` (N,) int64 class indices, ``weight`` an
-optional (C,) per-class weight. ``reduction="mean"`` divides by the summed weights of the
+optional (C,) per-class weight (or (K, C), one row per stacked configuration, with logits
+(K, N, C) and target (K, N)). ``reduction="mean"`` divides by the summed weights of the
 targets, exactly like :func:`torch.nn.functional.cross_entropy`. Every function also accepts
 leading batch dimensions, logits (..., N, C) and target (..., N), which is how K configurations
 are trained together (see :class:`pipeline.criterion.Criterion`). Which loss reads what is in the
@@ -38,12 +39,20 @@ def _log_pt(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return F.log_softmax(logits, dim=-1).gather(-1, target.unsqueeze(-1)).squeeze(-1)
 
 
+def target_weights(weight: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Each sample's class weight w_{y_i}: (..., N) from ``weight`` (C,), or from (K, C), one row
+    per stacked configuration (a weight-strength sweep), with ``target`` (K, N)."""
+    if weight.dim() == 1:
+        return weight[target]
+    return weight.gather(-1, target)
+
+
 def _weighted(
     per_sample: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     if weight is None:
         return per_sample, None
-    w_target = weight.to(per_sample.dtype)[target]  # (..., N)
+    w_target = target_weights(weight.to(per_sample.dtype), target)  # (..., N)
     return w_target * per_sample, w_target
 
 

@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from pipeline.artifacts import FIGURES, confusion_figure_file, gamma_figure_file  # noqa: E402
+from pipeline.artifacts import FIGURES, alpha_figure_file, confusion_figure_file, gamma_figure_file  # noqa: E402
 from pipeline.evaluation import GAMMA_METRICS  # noqa: E402
 
 DPI = 110
@@ -153,6 +153,37 @@ def gamma_curves_figure(rows: list[dict], metrics: list[str], title: str) -> Fig
     return fig
 
 
+def alpha_curves_figure(family: str, curve: dict) -> Figure:
+    """A weight-strength family's metrics against alpha (:mod:`pipeline.strength`): validation
+    (what choosing reads) and test (the estimate), each with its bootstrap interval; the peak on
+    validation marked, the alphas within noise of it shaded."""
+    rows = curve["rows"]
+    names = list(rows[0]["val"])
+    cols = min(3, len(names))
+    n_rows = (len(names) + cols - 1) // cols
+    fig, axes = plt.subplots(n_rows, cols, figsize=(4.2 * cols, 3.2 * n_rows), layout="constrained", squeeze=False)
+    a = np.array([r["alpha"] for r in rows])
+    flat, peak = curve["flat_top"], curve["peak"]["alpha"]
+    for ax, name in zip(axes.ravel(), names):
+        for split, label, offset, color in (("val", "validation", -0.006, "tab:blue"), ("test", "test", 0.006, "tab:orange")):
+            pts = [r[split][name] for r in rows]
+            y = np.array([np.nan if p["value"] is None else p["value"] for p in pts])
+            lo = np.array([np.nan if p["low"] is None else p["low"] for p in pts])
+            hi = np.array([np.nan if p["high"] is None else p["high"] for p in pts])
+            err = np.nan_to_num(np.clip(np.array([y - lo, hi - y]), 0, None))
+            ax.errorbar(a + offset * (a.max() or 1), y, yerr=err, marker="o", capsize=3, color=color, label=label)
+        ax.axvspan(flat["low"] - 0.02, flat["high"] + 0.02, color="tab:green", alpha=0.12, lw=0)
+        ax.axvline(peak, color="tab:green", lw=0.8, ls="--")
+        ax.set_xlabel("alpha (weights ~ n_c^-alpha; 0 = unweighted)")
+        ax.set_title(name + ("  (the policy's)" if name == curve["metric"] else ""), fontsize=10)
+    axes.ravel()[0].legend(fontsize=8)
+    for ax in axes.ravel()[len(names):]:
+        ax.set_visible(False)
+    fig.suptitle(f"{family}: metrics against the class-weight strength alpha (dashed: the peak on validation; "
+                 f"shaded: within noise of it)\ntail classes: {', '.join(curve['tail_classes'])}", fontsize=10)
+    return fig
+
+
 def class_distribution_figure(counts: dict[str, dict[str, int]], classes: list[str]) -> Figure:
     """Samples per class in each split (``counts[split][class]``), training split long-tailed."""
     fig, ax = plt.subplots(figsize=(max(6.0, 0.55 * len(classes) + 2), 3.4), layout="constrained")
@@ -259,6 +290,8 @@ def evaluation_figures(ev, data, meta: dict) -> list[tuple[str, Callable[..., Fi
     jobs += [(gamma_figure_file(loss), gamma_curves_figure,
               (rows, list(GAMMA_METRICS), f"{loss}: test metrics against gamma (rarest class: {ev.rarest})"))
              for loss, rows in ev.gammas.items()]
+    jobs += [(alpha_figure_file(family), alpha_curves_figure, (family, curve))
+             for family, curve in (audit.get("weight_strength") or {}).items()]
     gammas = sorted({r["gamma"] for rows in ev.gammas.values() for r in rows})
     if gammas:
         jobs.append((FIGURES["focal_shape"], focal_shape_figure, (gammas,)))
@@ -272,7 +305,9 @@ def evaluation_figures(ev, data, meta: dict) -> list[tuple[str, Callable[..., Fi
             for m in dict.fromkeys(m for m in (pick, ref) if m and m in data.cm)}
     if pair:
         jobs.append((FIGURES["pick_vs_ce_confusion"], confusion_pair_figure, (pair, classes)))
-    shown = list(dict.fromkeys(m for m in (ref, "weighted_ce", pick) if m and m in metrics))
+    weighted = (audit.get("weight_strength") or {}).get("weighted_ce")  # its alpha sweep's peak, when swept
+    shown = list(dict.fromkeys(m for m in (ref, weighted["peak"]["models"][0] if weighted else "weighted_ce", pick)
+                               if m and m in metrics))
     if shown:
         jobs.append((FIGURES["per_class"], per_class_figure, ({m: metrics[m] for m in shown}, classes, classes)))
     if audit.get("prior_shift"):

@@ -42,10 +42,19 @@ from typing import Any
 
 import pandas as pd
 
-from pipeline.artifacts import FIGURES, Meta, ModelRecord, confusion_figure_file, flatten, gamma_figure_file
+from pipeline.artifacts import (
+    FIGURES,
+    Meta,
+    ModelRecord,
+    alpha_figure_file,
+    confusion_figure_file,
+    flatten,
+    gamma_figure_file,
+)
 from pipeline.names import safe_name
 from pipeline.outbox import RunRecord, log_batches, outbox_dir, read_records, send, send_pending
 from pipeline.provenance import file_digest
+from pipeline.strength import mlflow_curves
 from pipeline.tracking import (
     _experiment_id,
     _ms,
@@ -343,7 +352,8 @@ def _candidates(records: list[ModelRecord], ev, meta: Meta, bundles: Mapping[str
             for k, v in flatten(_part(entry, path)).items()
             if isinstance(v, (int, float)) and not k.startswith(("val/", f"{ev.view.key}/"))
         ])
-        params = {"model": rec.model, "loss": rec.loss, "gamma": gamma_text(rec.gamma), "seed": rec.seed, "kind": rec.kind,
+        params = {"model": rec.model, "loss": rec.loss, "gamma": gamma_text(rec.gamma), "alpha": gamma_text(rec.alpha),
+                  "seed": rec.seed, "kind": rec.kind,
                   **({"rule": rec.rule, **flatten({"rule": rec.decision["params"]}, sep=".")} if rec.rule else
                      {**rec.params, "data": meta["params"]})}
         trained = rec.rule is None
@@ -425,13 +435,19 @@ def log_evaluation(experiment: str, records: list[ModelRecord], ev, meta: Meta, 
             now = _ms()
             for i, (ds, values) in enumerate(logged_metrics(ev.metrics[chosen], ev.view.key).items()):
                 metrics += [Metric(f"{ds}/{k}", v, now + i, 0) for k, v in values.items() if "/" not in k]
+        # the weight-strength curves: step = the alpha's index, param alpha/<family> says which alpha
+        curve_metrics, curve_params = mlflow_curves(ev.audit.get("weight_strength") or {})
+        now = _ms()
+        metrics += [Metric(k, v, now, step) for k, v, step in curve_metrics]
         leaderboard = pd.DataFrame([{"model": row["model"], **row["values"], **flatten({"rank": row["ranks"]})}
                                     for row in ev.audit["leaderboard"]])
         client.log_batch(parent_id, metrics=metrics, params=[Param(k, v) for k, v in _params({
             "data": meta["params"], "evaluate": {"prior": cfg.prior, "view_key": ev.view.key, "select": policy["summary"]},
-            "n_candidates": len(records), "registered_model": registered_model}).items()])
+            "n_candidates": len(records), "registered_model": registered_model}).items()]
+            + [Param(k, v) for k, v in curve_params.items()])
         shared = [figures / FIGURES[k] for k in ("ranks", "agreement", "focal_shape")]
-        for path in [*reports, *(f for f in shared if f.is_file()), *(figures / gamma_figure_file(loss) for loss in ev.gammas)]:
+        for path in [*reports, *(f for f in shared if f.is_file()), *(figures / gamma_figure_file(loss) for loss in ev.gammas),
+                     *(figures / alpha_figure_file(f) for f in ev.audit.get("weight_strength") or {})]:
             client.log_artifact(parent_id, str(path))
         client.log_table(parent_id, data=leaderboard, artifact_file="leaderboard.json")
 

@@ -336,10 +336,11 @@ def render(
     images: dict[str, bytes],
 ) -> str:
     """The report's HTML text. ``images`` maps the figures' names (:data:`pipeline.artifacts.FIGURES`'
-    keys and ``gamma_<loss>``) to PNG bytes; a missing one is left out."""
+    keys, ``gamma_<loss>`` and ``alpha_<family>``) to PNG bytes; a missing one is left out."""
     r = Run(meta, weights, metrics, audit, images)
     body = [s.how_picked(r), s.optimism(r), s.top_candidates(r), s.other_metrics(r), s.special_loss(r),
-            s.tail_trade(r), s.prior_shift(r), s.loss_metric(r), _data(r), _gamma(r), _confusion(r), _paradox(r),
+            s.tail_trade(r), s.prior_shift(r), s.loss_metric(r), _data(r), _gamma(r), s.weight_strength(r),
+            _confusion(r), _paradox(r),
             _glossary(r)]
     appendix = [_leaderboard(r), _agreement(r), _provenance(r, provenance, runs, mlflow_url)]
     parts = [

@@ -439,3 +439,40 @@ def loss_metric(r: Run) -> Section:
     body.append(table(["model", "loss", "Spearman ρ", "epoch: lowest loss", f"epoch: best {a['metric']}",
                        "epoch chosen", "epochs run"], rows, numeric=True, labels=2))
     return Section("agreement", "Does lowering the loss raise the metric?", body)
+
+
+def weight_strength(r: Run) -> Section:
+    """The class-weight strength curve (:mod:`pipeline.strength`): per family, what the audit says,
+    the table of alphas and the figure."""
+    curves = r.audit.get("weight_strength") or {}
+    body = ["<p>How strong should the class weights be? Each weighted model here trains with "
+            "w<sub>c</sub> ∝ n<sub>c</sub><sup>−α</sup> (n<sub>c</sub> the training count of class c), "
+            "normalised so that the weighted count equals the row count: α = 0 is no weighting (the plain loss), "
+            "α = 0.5 the inverse square root, α = 1 scikit-learn's <code>balanced</code> weights. Every α is a "
+            "candidate like any other. The peak and the range within noise of it read the validation split; "
+            "the test column is each point's estimate.</p>"]
+    if not curves:
+        body.append("<p>No loss was trained over <code>train.alphas</code> in this run: the weighted losses used "
+                    "<code>weights.scheme</code>.</p>")
+    for family, c in curves.items():
+        metric = c["metric"]
+        body.append(f"<p>{esc(c['summary'])}</p>")
+        flat = set(c["flat_top"]["alphas"])
+        rows = []
+        for row in c["rows"]:
+            val, test = row["val"], row["test"]
+            mark = "peak" if row["alpha"] == c["peak"]["alpha"] else ("within noise" if row["alpha"] in flat else "")
+            rows.append([f"{row['alpha']:g}", names(row["models"]),
+                         ci(val[metric]["value"], val[metric]["low"], val[metric]["high"], "<br>"),
+                         ci(test[metric]["value"], test[metric]["low"], test[metric]["high"], "<br>"),
+                         *(ci(test[k]["value"], test[k]["low"], test[k]["high"], "<br>")
+                           for k in ("macro_f1", "tail_recall", "tail_precision") if k != metric),
+                         mark])
+        extra = [k.replace("_", " ") + " (test)" for k in ("macro_f1", "tail_recall", "tail_precision") if k != metric]
+        words = metric_words(metric, r.vkey)
+        body.append(table(["α", "model", f"{words} (validation)", f"{words} (test)", *extra, ""], rows,
+                          numeric=True, labels=2, text=(len(extra) + 4,)))
+        body.append(f"<p class='small'>Tail classes (training count below the median): "
+                    f"{esc(', '.join(c['tail_classes']))}.</p>")
+        body.append(figure(r.images, f"alpha_{family}", f"metrics against the weight strength alpha ({family})"))
+    return Section("alpha", "How strong the class weights should be: the α curve", body)

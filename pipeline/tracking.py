@@ -105,7 +105,7 @@ def log_artifacts_to_run(run_id: str, paths: list[Path], environ: Mapping[str, s
 
 
 def gamma_text(gamma: float | None) -> str:
-    """γ as the run names write it: 2, not 2.0."""
+    """γ (or the weight strength α) as the run names write it: 2, not 2.0; ``none`` for None."""
     return "none" if gamma is None else f"{gamma:g}"
 
 

@@ -77,3 +77,37 @@ def _inverse_effective_number(counts: np.ndarray, beta: float) -> np.ndarray:
         return np.ones_like(counts)
     # 1 - beta^n without cancellation when beta is close to 1
     return 1.0 / -np.expm1(counts * np.log(beta))
+
+
+def power_weights(counts, alpha: float) -> np.ndarray:
+    """Class weights of strength ``alpha``: ``w_c ∝ n_c^(-alpha)``, normalised so that ``sum_c w_c * n_c == n``.
+
+    The weight-strength curve (``train.alphas``) sweeps ``alpha`` from no re-weighting to full
+    re-weighting: ``alpha = 0`` gives every w_c = 1 (plain cross-entropy), ``alpha = 0.5`` the
+    ``inverse_sqrt`` scheme, ``alpha = 1`` the ``inverse`` scheme (scikit-learn's
+    ``compute_class_weight("balanced")``), and ``alpha > 1`` over-weights the rare classes beyond
+    balance.
+
+    Parameters
+    ----------
+    counts : (C,) array-like of int
+        Training samples per class, each >= 1.
+    alpha : float
+        Finite and >= 0.
+
+    Returns
+    -------
+    (C,) float64 array.
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    if counts.ndim != 1 or counts.size == 0:
+        raise PipelineError(f"counts must be a non-empty 1-D array; got shape {counts.shape}")
+    if (counts < 1).any() or not np.isfinite(counts).all():
+        raise PipelineError(
+            f"counts must all be >= 1 (every class needs a training sample); got {counts.tolist()}"
+        )
+    if not (np.isfinite(alpha) and alpha >= 0):
+        raise PipelineError(f"train.alphas must be finite and >= 0; got {alpha}")
+    # n_c^(-alpha) relative to the rarest class: in (0, 1], no overflow for large counts or alpha
+    raw = np.exp(-alpha * (np.log(counts) - np.log(counts.min())))
+    return raw * (counts.sum() / np.dot(raw, counts))

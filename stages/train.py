@@ -1,6 +1,6 @@
 """train@<loss>: train every configuration in one loss's plan as one batched sweep; save each.
 
-All configurations of the loss (every gamma x seed) train at once as one stacked model
+All configurations of the loss (every gamma x alpha x seed) train at once as one stacked model
 (:func:`pipeline.sweep.fit_sweep`), each with its own data order, dropout masks, optimizer state
 and early-stopping point. Writes, per configuration, ``<models>/<model>.pt`` (a checkpoint:
 :func:`pipeline.checkpoint.load_model`), its entry in ``<models>/training.json`` (per-epoch curves
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> None:
 
     weights = plan.get("class_weights")
     model_params = {spec.model: {"model": spec.model, "loss": spec.loss, "gamma": gamma_text(spec.gamma),
-                                 "seed": spec.seed, "kind": "mlp", "train": plan["train"],
+                                 "alpha": gamma_text(spec.alpha), "seed": spec.seed, "kind": "mlp", "train": plan["train"],
                                  "weights": {k: weights[k] for k in ("scheme", "beta")} if weights else "none",
                                  "data": meta["params"]} for spec in runs}
     stage_runs = StageRuns(load_params(args.params).mlflow.experiment, f"train@{plan['loss']}", model_params,
@@ -98,7 +98,7 @@ def write_outputs(args, runs, results, X, data, classes, plan, cfg, device, stag
                 predictions_frame(proba, data[split][1], classes).to_parquet(
                     predictions_file(preds_dir, spec.model), index=False)
             summary[spec.model] = {
-                "loss": spec.loss, "gamma": spec.gamma, "seed": spec.seed,
+                "loss": spec.loss, "gamma": spec.gamma, "alpha": spec.alpha, "seed": spec.seed,
                 "best_epoch": result.best_epoch, "epochs_run": len(result.history),
                 "monitor": cfg.early_stopping_metric, "best_score": result.best_score,
                 "history": result.history,
