@@ -22,6 +22,7 @@ TINY = {
     "train": {
         "losses": ["ce", "weighted_ce", "focal"],
         "gammas": [0, 2],
+        "alphas": [0.5, 1],
         "seeds": [0],
         "hidden": [16],
         "epochs": 3,
@@ -91,7 +92,8 @@ def evaluate_args(d, params):
             "--preprocessing", str(d / "data/prepared/preprocessing.json")]
 
 
-MODELS = {"ce": "ce", "weighted_ce": "weighted_ce", "focal_g0": "focal", "focal_g2": "focal"}
+MODELS = {"ce": "ce", "weighted_ce_a0.5": "weighted_ce", "weighted_ce_a1": "weighted_ce", "focal_g0": "focal",
+          "focal_g2": "focal"}
 BASELINES = {"majority": "baselines", "logreg_balanced": "baselines", "xgboost": "baselines"}
 ALL = {**MODELS, **BASELINES}
 
@@ -129,7 +131,8 @@ def test_every_stage_writes_its_outputs(pipeline_run):
     decided = {p.stem for p in (d / "outputs/decisions").glob("*.json")}
     rules = {c.split("+")[1] for c in decided}
     assert rules == {"temperature", "posthoc_adjust", "thresholds", "cost"} | ({"anomaly"} & rules)
-    assert {c.split("+")[0] for c in decided} >= {"ce", "weighted_ce", "logreg_balanced", "xgboost"}
+    assert {c.split("+")[0] for c in decided} >= {"ce", "logreg_balanced", "xgboost"}
+    assert len({c.split("+")[0] for c in decided} & {"weighted_ce_a0.5", "weighted_ce_a1"}) == 1  # the family's best
     assert not any(c.startswith("majority+") for c in decided)
     for fig in ("leaderboard_ranks", "metric_agreement", "gamma_focal", "focal_loss_shape", "prior_shift",
                 "loss_metric_agreement"):
@@ -169,7 +172,8 @@ def test_plot_data_holds_what_each_panel_shows(pipeline_run):
     curves = {}
     for r in rows["training"]:
         curves.setdefault(r["name"], []).append(r)
-    assert set(curves) == {"ce", "weighted_ce", min(("focal_g0", "focal_g2"), key=ranks.get)}
+    assert set(curves) == {"ce", min(("weighted_ce_a0.5", "weighted_ce_a1"), key=ranks.get),
+                           min(("focal_g0", "focal_g2"), key=ranks.get)}
     for name, curve in curves.items():
         run = json.loads((d / f"outputs/models/{MODELS[name]}/training.json").read_text())["runs"][name]
         monitor = run["monitor"]
@@ -206,11 +210,33 @@ def test_dvc_yaml_plots_read_the_plot_data(pipeline_run, root):
     assert {path for entry in plots for props in entry.values() for path in props["y"]} == set(files)
 
 
+def test_the_weight_strength_curve_starts_at_ce_and_is_in_the_audit(pipeline_run):
+    d = pipeline_run
+    audit = json.loads((d / "reports/audit.json").read_text())
+    metrics = json.loads((d / "reports/metrics.json").read_text())
+    curve = audit["weight_strength"]["weighted_ce"]
+    assert curve["alphas"] == [0.0, 0.5, 1.0]
+    assert [row["models"] for row in curve["rows"]] == [["ce"], ["weighted_ce_a0.5"], ["weighted_ce_a1"]]
+    for row in curve["rows"]:  # the same numbers as metrics.json, validation for choosing, test for the estimate
+        name = row["models"][0]
+        assert row["val"]["macro_f1"]["value"] == pytest.approx(metrics[name]["val"]["macro_f1"])
+        assert row["test"]["macro_f1"]["value"] == pytest.approx(metrics[name]["macro_f1"])
+    best = max(curve["rows"], key=lambda row: (row["val"]["macro_f1"]["value"], -row["alpha"]))
+    assert curve["peak"]["alpha"] == best["alpha"] and best["alpha"] in curve["flat_top"]["alphas"]
+    assert curve["summary"].startswith(f"weighted_ce: macro_f1 on validation peaks at α = {best['alpha']:g}")
+    plot = json.loads((d / "reports/plots/alpha.json").read_text())
+    assert {r["name"] for r in plot} == {"weighted_ce (validation)", "weighted_ce (test)"}
+    assert (d / "reports/figures/alpha_weighted_ce.png").is_file()
+    # weighted_ce keeps no model under weights.scheme, and ce is trained once
+    assert "weighted_ce" not in metrics and sorted(m for m in metrics if m.startswith("ce") and "+" not in m) == ["ce"]
+
+
 def test_plans_isolate_what_each_loss_reads(pipeline_run):
     plans = {p.stem: json.loads(p.read_text()) for p in (pipeline_run / "outputs/plans").iterdir()}
     assert [r["model"] for r in plans["focal"]["runs"]] == ["focal_g0", "focal_g2"]
     assert plans["ce"]["class_weights"] is None
-    assert plans["weighted_ce"]["class_weights"]["scheme"] == "inverse"
+    assert [r["model"] for r in plans["weighted_ce"]["runs"]] == ["weighted_ce_a0.5", "weighted_ce_a1"]
+    assert plans["weighted_ce"]["class_weights"]["scheme"] == "power"  # train.alphas, not weights.scheme
     assert "gammas" not in plans["ce"]["train"]  # a new gamma sweep must not re-train ce
 
 
@@ -367,7 +393,7 @@ def test_audit_picks_on_validation_and_estimates_on_test(pipeline_run):
     assert summary["ref"] == "ce" and summary["ref_test"] == round(metrics["ce"]["macro_f1"], 4)
     maj = audit["accuracy_paradox"]
     assert maj["accuracy_train_prior"] > maj["macro_f1_train_prior"]
-    assert {"weighted_ce", "focal_g0", "focal_g2"} <= set(audit["tail_trade"]["models"])
+    assert {"weighted_ce_a0.5", "weighted_ce_a1", "focal_g0", "focal_g2"} <= set(audit["tail_trade"]["models"])
     assert set(audit["loss_metric_agreement"]["models"]) == set(MODELS)
     assert audit["prior_shift"]["points"][0]["label"] == "validation"
     # calibration and log loss are shown beside the pick, never as rival picks; a baseline that
@@ -490,6 +516,16 @@ def test_mlflow_runs_tell_when_each_model_trained_and_what_each_candidate_scored
         assert f"confusion_{r.info.run_name}.png" in {a.path for a in client.list_artifacts(r.info.run_id)}
     focal = next(r for r in trained if r.info.run_name == "focal_g2")
     assert focal.data.params["gamma"] == "2"  # as in its name
+    strength = next(r for r in trained if r.info.run_name == "weighted_ce_a0.5")
+    assert (strength.data.params["alpha"], strength.data.params["weights.scheme"]) == ("0.5", "power")
+    # the weight-strength curve on the evaluation run: step = the alpha's index (0 is ce)
+    curve = json.loads((pipeline_run / "reports/audit.json").read_text())["weight_strength"]["weighted_ce"]
+    assert evaluation[0].data.params["alpha/weighted_ce"] == "0,0.5,1"
+    for split in ("val", "test"):
+        history = client.get_metric_history(evaluation[0].info.run_id, f"alpha/weighted_ce/{split}/macro_f1")
+        assert [(m.step, m.value) for m in sorted(history, key=lambda m: m.step)] == [
+            (i, pytest.approx(row[split]["macro_f1"]["value"])) for i, row in enumerate(curve["rows"])]
+    assert "alpha_weighted_ce.png" in parent_artifacts
 
 
 def _stage(args, cwd, env):
@@ -558,7 +594,8 @@ def test_report_is_self_contained_and_holds_this_runs_numbers(pipeline_run):
     assert f"{metrics[pick]['macro_f1']:.3f}" in page
     assert runs["evaluation_run"] in page and all(r in page for r in runs["models"].values())
     for section in ("The decision", "How the pick was made", "The top candidates", "Why accuracy is not enough",
-                    "What the tail gains and the head pays", "Where the errors go", "focal-loss", "How to read this",
+                    "What the tail gains and the head pays", "Where the errors go", "focal-loss",
+                    "How strong the class weights should be", "How to read this",
                     "Appendix A. The full leaderboard", "Appendix C. Provenance"):
         assert section in page
     assert "git checkout" in page and "make repro" in page
