@@ -18,6 +18,7 @@ from pipeline.config import ConfigError, EvaluateConfig, TrainConfig, parse_para
 from pipeline.criterion import make_criterion
 from pipeline.evaluation import evaluate, plot_data
 from pipeline.losses import focal_loss
+from pipeline.names import original_name, safe_name
 from pipeline.plan import RunSpec, config_runs, loss_plan, trained_names
 from pipeline.strength import curve_rows, metric_key, mlflow_curves
 from pipeline.sweep import fit_sweep
@@ -307,3 +308,5 @@ def test_no_alpha_family_no_curve_and_class_names_are_safe_in_mlflow_keys():
     assert metric_key("recall/rare/1") == "recall/rare-2F1"
     assert metric_key("uniform/precision/a<b") == "uniform/precision/a-3Cb"
     assert metric_key("macro_f1") == "macro_f1"
+    for name in ("weighted_ce_a0.5", "weighted_focal_g0.5_a0.25+posthoc_adjust"):  # MLflow refuses "." in model names
+        assert "." not in safe_name(name) and original_name(safe_name(name)) == name
