@@ -2,7 +2,9 @@
 
 Each ``train@<loss>`` stage depends on its own plan file instead of the whole ``train`` block,
 so DVC re-runs only the losses whose plan changed: a new ``train.gammas`` re-trains the focal
-family but not ``ce``; a new ``weights.scheme`` re-trains ``weighted_ce`` and ``weighted_focal``;
+family but not ``ce``; a new ``train.alphas`` re-trains ``weighted_ce`` (the losses of
+``train.alpha_losses``); a new ``weights.scheme`` re-trains ``weighted_focal`` (and
+``weighted_ce`` when ``train.alphas`` is null);
 ``weights.beta`` re-trains ``cb_focal`` and ``ldam_drw`` (and the weighted losses only under the
 ``effective_number`` scheme); ``train.tau`` re-trains ``logit_adjusted`` alone. What a plan holds:
 :class:`pipeline.artifacts.LossPlan`, built by :func:`pipeline.plan.loss_plan`.

@@ -44,7 +44,7 @@ def leaderboard(audit: dict, top: int = 10) -> str:
 
 
 def decision(audit: dict) -> str:
-    """The pick in two lines, with the warnings."""
+    """The pick in two lines, the weight-strength peak of each alpha family, the warnings."""
     out = [f"policy: {audit['policy']['summary']}"]
     if audit.get("estimate"):
         est = audit["estimate"]
@@ -55,6 +55,12 @@ def decision(audit: dict) -> str:
     if vs:
         out.append(f"against {audit['reference']['model']} on test: {vs['value']:+.4f} "
                    f"[{vs['low']:+.4f}, {vs['high']:+.4f}]: {vs['words']}")
+    for family, curve in (audit.get("weight_strength") or {}).items():
+        peak, flat = curve["peak"], curve["flat_top"]
+        out.append(f"weight strength ({family}): {curve['metric']} on validation peaks at alpha = {peak['alpha']:g} "
+                   f"({peak['validation']:.4f})" + (", the largest tried" if peak["at_edge"] else "")
+                   + (f"; within noise of it: alpha {flat['low']:g} to {flat['high']:g}" if len(flat["alphas"]) > 1
+                      else "; no other alpha within noise of it"))
     out += [f"warning: {w}" for w in audit.get("warnings", [])]
     return "\n".join(out)
 

@@ -66,11 +66,11 @@ def test_repro_runs_every_stage_and_logs_to_the_repo_store(repo):
     assert {"pick_val", "pick_test", "pick_p_best", "ref_val", "ref_test"} <= set(summary)
 
 
-def test_plots_show_four_panels_from_the_plot_data(repo):
+def test_plots_show_five_panels_from_the_plot_data(repo):
     d, env, _ = repo
     plots = sh_json("dvc plots show --json", d, env)
     assert not plots.get("errors")
-    assert sorted(plots["data"]) == ["confusion", "gamma", "pr_curves", "training"]
+    assert sorted(plots["data"]) == ["alpha", "confusion", "gamma", "pr_curves", "training"]
     for plot_id, [entry] in plots["data"].items():
         spec = entry["content"]
         assert spec["data"]["values"], plot_id  # the file's rows, read through dvc.yaml's y

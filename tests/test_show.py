@@ -76,3 +76,17 @@ def test_the_table_fits_in_200_characters(capsys, tmp_path):
     path.write_text(json.dumps(_exp_show()))
     main(["--experiments", str(path)])
     assert capsys.readouterr().out == text + "\n"
+
+
+def test_the_decision_lines_name_each_alpha_familys_peak_and_flat_top():
+    from stages.show import decision
+
+    curve = {"metric": "macro_f1", "peak": {"alpha": 2.0, "validation": 0.88512, "at_edge": False},
+             "flat_top": {"alphas": [0.75, 1.0, 2.0, 3.0], "low": 0.75, "high": 3.0}}
+    audit = {"policy": {"summary": "best macro_f1 on validation: x"}, "weight_strength": {"weighted_ce": curve}}
+    assert decision(audit).splitlines()[-1] == ("weight strength (weighted_ce): macro_f1 on validation peaks at "
+                                                "alpha = 2 (0.8851); within noise of it: alpha 0.75 to 3")
+    sharp = {**curve, "peak": {**curve["peak"], "alpha": 1.0, "at_edge": True},
+             "flat_top": {"alphas": [1.0], "low": 1.0, "high": 1.0}}
+    assert decision({**audit, "weight_strength": {"weighted_ce": sharp}}).splitlines()[-1].endswith(
+        "alpha = 1 (0.8851), the largest tried; no other alpha within noise of it")

@@ -20,7 +20,7 @@ from pipeline.evaluation import evaluate, plot_data
 from pipeline.losses import focal_loss
 from pipeline.names import original_name, safe_name
 from pipeline.plan import RunSpec, config_runs, loss_plan, trained_names
-from pipeline.strength import curve_rows, metric_key, mlflow_curves
+from pipeline.strength import curve_rows, families, metric_key, mlflow_curves
 from pipeline.sweep import fit_sweep
 from pipeline.train import fit, predict_logits
 from pipeline.weights import class_weights, power_weights
@@ -207,11 +207,11 @@ def _predictions(y, tail_hit, head_hit, seed):
     return Predictions(frame, y, y_pred, proba)
 
 
-def _record(name, loss, alpha, tail_hit, head_hit, seed=0, split_seed=0):
+def _record(name, loss, alpha, tail_hit, head_hit, seed=0, split_seed=0, gamma=None):
     y = np.repeat(np.arange(4), 60)
     val = _predictions(y, tail_hit, head_hit, 100 + split_seed)
     test = _predictions(y, tail_hit, head_hit, 200 + split_seed)
-    return ModelRecord(name, loss, None, seed, "mlp", loss, {"train": {"hidden": [4]}}, {}, "cpu", None, val, test,
+    return ModelRecord(name, loss, gamma, seed, "mlp", loss, {"train": {"hidden": [4]}}, {}, "cpu", None, val, test,
                        alpha=alpha)
 
 
@@ -310,3 +310,18 @@ def test_no_alpha_family_no_curve_and_class_names_are_safe_in_mlflow_keys():
     assert metric_key("macro_f1") == "macro_f1"
     for name in ("weighted_ce_a0.5", "weighted_focal_g0.5_a0.25+posthoc_adjust"):  # MLflow refuses "." in model names
         assert "." not in safe_name(name) and original_name(safe_name(name)) == name
+
+
+def test_a_gamma_by_alpha_grid_gives_one_curve_per_gamma_starting_at_that_gammas_focal():
+    records = [_record("focal_g2", "focal", None, 0.3, 0.95, gamma=2.0, split_seed=1),
+               _record("weighted_focal_g2_a0.5", "weighted_focal", 0.5, 0.7, 0.9, gamma=2.0, split_seed=2),
+               _record("weighted_focal_g2_a1", "weighted_focal", 1.0, 0.8, 0.8, gamma=2.0, split_seed=3),
+               _record("weighted_focal_g0_a0.5", "weighted_focal", 0.5, 0.6, 0.9, gamma=0.0, split_seed=4),
+               _record("weighted_focal_g0_a1", "weighted_focal", 1.0, 0.7, 0.9, gamma=0.0, split_seed=5)]
+    families_ = families(records)
+    assert set(families_) == {"weighted_focal_g0", "weighted_focal_g2"}
+    assert [(a, [m.name for m in ms]) for a, ms in families_["weighted_focal_g2"]] == [
+        (0.0, ["focal_g2"]), (0.5, ["weighted_focal_g2_a0.5"]), (1.0, ["weighted_focal_g2_a1"])]
+    assert [a for a, _ in families_["weighted_focal_g0"]] == [0.5, 1.0]  # focal_g0 was not trained
+    curves = _evaluate(records).audit["weight_strength"]
+    assert curves["weighted_focal_g0"]["from"] == {"alpha": 0.5, "models": ["weighted_focal_g0_a0.5"]}
