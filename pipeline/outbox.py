@@ -95,6 +95,30 @@ def read_records(box: str | Path, *, sent: bool = False) -> list[RunRecord]:
     return sorted(records, key=lambda r: (r.parent in keys, r.start_time, r.key))
 
 
+PENDING = "pending"  # tasks beside the run records: an evaluation or a report not logged yet
+
+
+def write_task(box: str | Path, name: str, task: Mapping[str, Any]) -> Path:
+    """A logging task that could not be done (the store was lost): ``<box>/pending/<name>.json``.
+    ``task["kind"]`` says what :mod:`stages.send` does with it (``evaluate``, ``report``); a
+    newer task of the same name replaces the older one."""
+    path = Path(box) / PENDING / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(path, dict(task))
+    return path
+
+
+def read_tasks(box: str | Path) -> list[tuple[Path, dict]]:
+    """The pending tasks, evaluations first (a report is logged to its evaluation's run)."""
+    order = {"evaluate": 0, "report": 1}
+    tasks = [(p, read_json(p, what="pending MLflow task")) for p in sorted((Path(box) / PENDING).glob("*.json"))]
+    return sorted(tasks, key=lambda t: (order.get(t[1].get("kind"), 2), t[0].name))
+
+
+def clear_task(box: str | Path, name: str) -> None:
+    (Path(box) / PENDING / f"{name}.json").unlink(missing_ok=True)
+
+
 def log_batches(client, run_id: str, *, params: list = (), metrics: list = ()) -> None:
     """``params`` and ``metrics`` (MLflow entities) in as few ``log_batch`` calls as MLflow takes."""
     params, metrics = list(params), list(metrics)

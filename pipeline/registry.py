@@ -61,6 +61,7 @@ from pipeline.tracking import (
     _params,
     closing_runs,
     dataset_inputs,
+    ensure_store,
     gamma_text,
     repo_root,
     run_tags,
@@ -399,6 +400,7 @@ def log_evaluation(experiment: str, records: list[ModelRecord], ev, meta: Meta, 
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per model otherwise
     uri = tracking_uri(environ)
+    ensure_store(uri)
     mlflow.set_tracking_uri(uri)
     client = mlflow.MlflowClient(tracking_uri=uri)
     exp_id = _experiment_id(client, experiment, uri)

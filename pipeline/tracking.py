@@ -41,6 +41,126 @@ def tracking_uri(environ: Mapping[str, str] = os.environ, cwd: str | Path | None
     return f"sqlite:///{repo_root(environ, cwd) / 'mlflow.db'}"
 
 
+# What a tracking URI may look like here (MLflow 3 refuses its old file store).
+URI_FORMS = "http(s)://host:port, sqlite:///path/to/mlflow.db or postgresql://user@host:port/db"
+_DB_PORTS = {"postgresql": 5432, "mysql": 3306, "mssql": 1433}
+# A tracking server that stops answering must not stall a stage for minutes (MLflow's defaults:
+# 7 retries with exponential back-off, 120 s per request); the user's own settings win.
+HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                 "MLFLOW_HTTP_REQUEST_TIMEOUT": "20"}
+OFFLINE = "PIPELINE_OFFLINE"  # =1: train without the store, the runs wait in the outbox
+EXP_ENV = ("DVC_EXP_NAME", "DVC_EXP_BASELINE_REV")  # what a logging task keeps of a `dvc exp run`
+
+
+def offline(environ: Mapping[str, str] = os.environ) -> bool:
+    """``PIPELINE_OFFLINE=1``: the stages train without a reachable store; ``make send`` sends later."""
+    return environ.get(OFFLINE, "").strip().lower() in ("1", "true", "yes")
+
+
+def check_store(uri: str, timeout: float = 5.0) -> None:
+    """The pre-flight check of a tracking URI, before anything trains: a one-line
+    :class:`~pipeline.PipelineError` naming ``uri`` when it is malformed or its store cannot be
+    reached, within about ``timeout`` seconds.
+
+    ``sqlite:///<path>``: the file's directory exists and is writable. ``http(s)://``: the server
+    answers (``/health``, any HTTP status below 500). ``postgresql://`` (``mysql://``,
+    ``mssql://``): the host accepts a connection on its port. Anything else is malformed.
+    """
+    import socket
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    from pipeline import PipelineError
+
+    fix = "set MLFLOW_TRACKING_URI to a reachable store, unset it for the local one, or set PIPELINE_OFFLINE=1 " \
+          "to train now and send the runs later (make send)"
+    try:
+        parts = urllib.parse.urlsplit(uri)
+        port = parts.port
+    except ValueError as exc:
+        raise PipelineError(f"MLflow tracking URI {uri!r} is malformed ({exc}); expected {URI_FORMS}") from None
+    scheme = parts.scheme.split("+")[0].lower()
+    if scheme == "sqlite":
+        path = uri.split(":///", 1)[1] if ":///" in uri else ""
+        if not path or path == ":memory:":
+            raise PipelineError(f"MLflow tracking URI {uri!r} is malformed: a SQLite store is sqlite:///path/to/mlflow.db")
+        parent = Path(path).parent
+        if not parent.is_dir() or not os.access(parent, os.W_OK):
+            raise PipelineError(f"MLflow tracking URI {uri!r}: directory {parent} does not exist or is not writable")
+        return
+    if scheme in ("http", "https"):
+        if not parts.hostname:
+            raise PipelineError(f"MLflow tracking URI {uri!r} is malformed: no host; expected {URI_FORMS}")
+        try:
+            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout):
+                return
+        except urllib.error.HTTPError as exc:
+            if exc.code < 500:  # something answers (a proxy without /health, an auth wall)
+                return
+            why = f"HTTP {exc.code}"
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            why = getattr(reason, "strerror", None) or str(reason) or type(reason).__name__
+        raise PipelineError(f"MLflow tracking server {uri} is not reachable ({why}); {fix}")
+    if scheme in _DB_PORTS:
+        if not parts.hostname:
+            raise PipelineError(f"MLflow tracking URI {uri!r} is malformed: no host; expected {URI_FORMS}")
+        try:
+            socket.create_connection((parts.hostname, port or _DB_PORTS[scheme]), timeout=timeout).close()
+        except OSError as exc:
+            raise PipelineError(f"MLflow tracking store {uri} is not reachable "
+                                f"({exc.strerror or type(exc).__name__}); {fix}") from None
+        return
+    if scheme == "databricks":
+        return
+    raise PipelineError(f"MLflow tracking URI {uri!r} is not one this pipeline can use; expected {URI_FORMS}")
+
+
+def preflight(environ: Mapping[str, str] = os.environ) -> str | None:
+    """Before a stage trains or logs: the tracking URI, checked (:func:`check_store`), with
+    :data:`HTTP_DEFAULTS` set for an HTTP server; None under ``PIPELINE_OFFLINE=1`` (the runs then
+    wait in the outbox)."""
+    uri = tracking_uri(environ)
+    if offline(environ):
+        log.warning("PIPELINE_OFFLINE is set: nothing is sent to %s; the runs wait in the outbox (make send)", uri)
+        return None
+    check_store(uri)
+    if uri.startswith(("http://", "https://")):
+        for key, value in HTTP_DEFAULTS.items():
+            os.environ.setdefault(key, value)
+    return uri
+
+
+_READY: set[str] = set()  # SQLite stores this process has seen created
+
+
+def ensure_store(uri: str) -> None:
+    """Create a new SQLite store once, under a file lock, before anything uses it in parallel.
+
+    MLflow creates a SQLite store's tables (its migrations) the first time a client opens it;
+    parallel ``dvc queue`` workers opening a new ``mlflow.db`` at once crash there
+    (``table _alembic_tmp_… already exists``). The first process to take ``<file>.lock`` creates the
+    tables; the others wait for it and find them made. Other stores need nothing.
+    """
+    if not uri.startswith("sqlite:///") or uri in _READY:
+        return
+    import fcntl
+
+    import mlflow
+
+    path = Path(uri[len("sqlite:///"):])
+    with open(path.with_name(path.name + ".lock"), "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+            client.search_experiments(max_results=1)
+            client.search_registered_models(max_results=1)
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+    _READY.add(uri)
+
+
 def _params(params: Mapping[str, Any]) -> dict[str, str]:
     """MLflow params: nested keys joined with ``.``, values as text."""
     return {k: str(v) for k, v in flatten(params, sep=".").items()}
@@ -99,7 +219,9 @@ def log_artifacts_to_run(run_id: str, paths: list[Path], environ: Mapping[str, s
     """Add files to an existing run (e.g. the report to its evaluation run)."""
     import mlflow
 
-    client = mlflow.MlflowClient(tracking_uri=tracking_uri(environ))
+    uri = tracking_uri(environ)
+    ensure_store(uri)
+    client = mlflow.MlflowClient(tracking_uri=uri)
     for path in paths:
         client.log_artifact(run_id, str(path))
 
@@ -115,11 +237,17 @@ def _ms() -> int:
 
 def run_tags(meta: Meta, environ: Mapping[str, str] = os.environ) -> dict[str, str]:
     """Tags every run of an execution carries: git commit (MLflow's own tag too), the data
-    digest, and the experiment's name inside ``dvc exp run``."""
+    digest, and inside ``dvc exp run`` the experiment's name and its base commit.
+
+    ``git_dirty`` is left out inside ``dvc exp run``: a queued experiment runs on its base commit
+    with ``params.yaml`` changed by design, so "dirty" would say nothing; the run's params say
+    what the experiment changed."""
     git = git_tags()
     tags = {**git, "mlflow.source.git.commit": git["git_commit"], "data_digest": meta["digest"]}
     if environ.get("DVC_EXP_NAME"):
         tags["dvc_exp_name"] = environ["DVC_EXP_NAME"]
+        tags["dvc_exp_base_commit"] = environ.get("DVC_EXP_BASELINE_REV") or git["git_commit"]
+        tags.pop("git_dirty", None)
     return tags
 
 
@@ -156,6 +284,7 @@ class StageRuns:
                                           "model": m, "dvc_stage": stage},
                                     params=_params(models[m]), writer=this_writer())
                        for m in models}
+        self.environ = environ
         self._sent = dict.fromkeys(self.models, 0)
         self._ids: dict[str, str] = {}
         self._lock = threading.Lock()
@@ -167,9 +296,11 @@ class StageRuns:
         return [self.stage, *self.models.values()]
 
     def _offline(self, exc: BaseException) -> None:
+        if self.client is None and isinstance(exc, ConnectionError) and OFFLINE in str(exc):
+            return  # said once by preflight
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        log.warning("MLflow store %s not reachable (%s): training goes on, its runs wait in %s and the next "
-                    "stage that logs sends them", self.uri, first, self.box)
+        log.warning("MLflow store %s lost (%s): training goes on, its runs wait in %s; `make send` (or the next "
+                    "stage that logs) sends them", self.uri, first, self.box)
         self.client = None
 
     def __enter__(self) -> StageRuns:
@@ -177,7 +308,13 @@ class StageRuns:
 
         from pipeline.outbox import KEY_TAG, send, send_pending, write_record
 
+        # the pre-flight check: a malformed or unreachable store stops the stage here, before it
+        # trains (one line naming the URI); PIPELINE_OFFLINE=1 trains without it
+        online = preflight(self.environ) is not None
         try:  # first what earlier stages left waiting, then this stage's records
+            if not online:
+                raise ConnectionError(f"{OFFLINE} is set")
+            ensure_store(self.uri)
             mlflow.set_tracking_uri(self.uri)
             self.client = mlflow.MlflowClient(self.uri)
             self.exp_id = _experiment_id(self.client, self.experiment, self.uri)

@@ -13,8 +13,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import sys
 import tempfile
 from pathlib import Path
+
+from pipeline import Interrupted, PipelineError
 
 from pipeline.artifacts import load_decision_records, load_model_records
 from pipeline.config import load_params
@@ -24,7 +28,9 @@ from pipeline.plots import evaluation_figures, render
 from pipeline.preprocessing import load_preprocessing
 from pipeline.provenance import lock_hashes, read_lock
 from pipeline.serving import write_candidate_bundle
+from pipeline.outbox import clear_task, outbox_dir, write_task
 from pipeline.registry import log_evaluation
+from pipeline.tracking import EXP_ENV, preflight, repo_root, tracking_uri
 from stages._cli import run
 from stages.show import table
 
@@ -49,8 +55,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--figures", required=True, help="directory for PNG figures")
     ap.add_argument("--preprocessing", required=True, help="preprocessing.json written by prepare")
     ap.add_argument("--lock", default="dvc.lock", help="DVC lock file: its stage hashes go into the decision record")
+    ap.add_argument("--log-only", action="store_true",
+                    help="log an evaluation already written to MLflow (what `make send` does when the store was "
+                         "lost): the same computation, no file written")
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = ap.parse_args(argv)
 
+    online = preflight() is not None  # a malformed or unreachable store: one line, before the work
     params = load_params(args.params)
     meta = read_json(args.meta, what="prepared-data metadata")
     models = load_model_records(args.plans, args.models, args.predictions, args.baselines, meta)
@@ -60,14 +71,15 @@ def main(argv: list[str] | None = None) -> None:
     ev = evaluate(records, meta, params.evaluate, reference_loss=reference)  # checks the policy first
     data = plot_data(records, ev, meta["classes"])
 
-    with atomic_dirs(args.plots, args.figures) as (plots_tmp, figures_tmp):
-        for key, filename in PLOT_FILES.items():
-            write_json(plots_tmp / filename, data.rows[key])
-        for filename, image in render(evaluation_figures(ev, data, meta)):
-            (figures_tmp / filename).write_bytes(image)
-        write_json(args.audit, ev.audit)
-        write_json(args.summary, ev.summary)
-        write_json(args.metrics, ev.metrics)
+    if not args.log_only:
+        with atomic_dirs(args.plots, args.figures) as (plots_tmp, figures_tmp):
+            for key, filename in PLOT_FILES.items():
+                write_json(plots_tmp / filename, data.rows[key])
+            for filename, image in render(evaluation_figures(ev, data, meta)):
+                (figures_tmp / filename).write_bytes(image)
+            write_json(args.audit, ev.audit)
+            write_json(args.summary, ev.summary)
+            write_json(args.metrics, ev.metrics)
 
     shown = [row["model"] for row in ev.audit["leaderboard"]][:15]
     headline = {n: {k: v for k, v in ev.metrics[n].items() if not isinstance(v, dict)} for n in shown}
@@ -84,6 +96,14 @@ def main(argv: list[str] | None = None) -> None:
     for d in ev.audit["disagreements"]:
         log.info("  %s would pick %s: %s", d["metric"], d["winner"], d["reason"])
 
+    box, task = outbox_dir(repo_root()), f"evaluate-{os.environ.get('DVC_EXP_NAME') or 'workspace'}"
+    pending = {"kind": "evaluate", "argv": [a for a in argv if a != "--log-only"], "cwd": os.getcwd(),
+               "runs": args.runs, "env": {k: os.environ[k] for k in EXP_ENV if k in os.environ}}
+    if not online:
+        Path(args.runs).unlink(missing_ok=True)  # no MLflow links in the report until it is sent
+        write_task(box, task, pending)
+        log.warning("the evaluation waits in %s: `make send` logs it to MLflow", box)
+        return
     pre = load_preprocessing(args.preprocessing)
     with tempfile.TemporaryDirectory() as tmp:
         bundles = {}
@@ -93,13 +113,27 @@ def main(argv: list[str] | None = None) -> None:
                 out, rec, classes=meta["classes"], preprocessing_file=Path(args.preprocessing),
                 decisions_dir=Path(args.decision_params)))
         registered = params.mlflow.registered_model or params.mlflow.experiment
-        where = log_evaluation(params.mlflow.experiment, records, ev, meta, params.evaluate, figures=Path(args.figures),
+        try:
+            where = log_evaluation(params.mlflow.experiment, records, ev, meta, params.evaluate, figures=Path(args.figures),
                                reports=[Path(args.metrics), Path(args.audit), Path(args.summary)], bundles=bundles,
                                raw_columns=pre.raw_columns, input_example=pre.example(), registered_model=registered,
                                lock_hashes=lock_hashes(read_lock(args.lock), skip=("evaluate", "report")),
                                splits={"validation": Path(args.preprocessing).parent / "val.parquet",
                                        "test": Path(args.preprocessing).parent / "test.parquet"})
+        except (PipelineError, Interrupted, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # the store was lost while logging: the outputs stand, the logging waits
+            if args.log_only:
+                raise
+            Path(args.runs).unlink(missing_ok=True)
+            write_task(box, task, pending)
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            log.warning("MLflow store %s lost while logging the evaluation (%s): reports/ are written, the logging "
+                        "waits in %s; `make send` (or the next evaluate) logs it, nothing twice", tracking_uri(),
+                        first[:200], box)
+            return
     write_json(args.runs, where)
+    clear_task(box, task)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from pipeline import Interrupted, PipelineError
 from pipeline.artifacts import PREDICTED_SPLITS, predictions_by_model, read_figures
 from pipeline.config import load_params
 from pipeline.io import read_json, write_text
@@ -26,7 +27,8 @@ from pipeline.provenance import (
     read_lock,
 )
 from pipeline.report import Provenance, render
-from pipeline.tracking import log_artifacts_to_run
+from pipeline.outbox import clear_task, outbox_dir, read_tasks, write_task
+from pipeline.tracking import log_artifacts_to_run, repo_root
 from stages._cli import run
 
 log = logging.getLogger("report")
@@ -77,9 +79,27 @@ def main(argv: list[str] | None = None) -> None:
     out = Path(args.out)
     write_text(out, page)
     log.info("wrote %s (%d kB)", out, len(page.encode()) // 1024)
-    if not args.no_mlflow and runs:
+    if args.no_mlflow:
+        return
+    box = outbox_dir(repo_root())
+    task = {"kind": "report", "path": str(out.resolve()), "runs": str(Path(args.runs).resolve())}
+    if runs is None:
+        if any(t["kind"] == "evaluate" for _, t in read_tasks(box)):  # the evaluation waits: the page goes with it
+            write_task(box, "report", task)
+            log.info("the evaluation is not in MLflow yet: the report waits in %s with it (make send)", box)
+        return
+    try:
         log_artifacts_to_run(runs["evaluation_run"], [out])
-        log.info("logged to MLflow run %s", runs["evaluation_run"])
+    except (PipelineError, Interrupted, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # the store was lost: the page is written, its logging waits
+        write_task(box, "report", task)
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        log.warning("MLflow store lost while logging the report (%s): it waits in %s; `make send` logs it",
+                    first[:200], box)
+        return
+    clear_task(box, "report")
+    log.info("logged to MLflow run %s", runs["evaluation_run"])
 
 
 if __name__ == "__main__":

@@ -3,6 +3,8 @@
 import os
 from pathlib import Path
 
+import pytest
+
 from pipeline.tracking import _experiment_id, artifact_root, log_artifacts_to_run, tracking_uri
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -80,19 +82,16 @@ def test_stage_runs_log_as_they_train_with_system_metrics(tmp_path):
     assert len(list((tmp_path / "box" / "sent").glob("*.json"))) == 2
 
 
-def test_an_unreachable_store_keeps_the_runs_in_the_outbox_until_the_next_stage_sends_them(tmp_path, caplog,
-                                                                                            monkeypatch):
+def test_offline_runs_wait_in_the_outbox_until_the_next_stage_sends_them(tmp_path, caplog):
     from pipeline.outbox import read_records, send_pending
     from pipeline.tracking import _experiment_id
 
     box = tmp_path / "box"
     down = "http://127.0.0.1:9"  # nothing listens there
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
-    with _stage_runs(down, box) as runs:
+    with _stage_runs(down, box, PIPELINE_OFFLINE="1") as runs:  # trained on purpose without the store
         runs.epoch("ce", {"epoch": 1, "train_loss": 0.5})
         runs.finish({"ce": {"weights_sha256": "w"}})
-    assert "not reachable" in caplog.text
+    assert "PIPELINE_OFFLINE is set: nothing is sent to http://127.0.0.1:9" in caplog.text
     waiting = read_records(box)
     assert {r.name for r in waiting} == {"train@ce", "ce"} and {r.status for r in waiting} == {"FINISHED"}
 
@@ -147,3 +146,118 @@ def test_a_running_record_of_a_live_process_is_left_to_it(tmp_path):
     finally:
         other.kill()
         other.wait()
+
+
+# --- the pre-flight check, before anything trains ------------------------------------------------
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize(("uri", "message"), [
+    ("http://127.0.0.1:{closed}", "MLflow tracking server http://127.0.0.1:{closed} is not reachable (Connection refused)"),
+    ("postgresql://u@127.0.0.1:{closed}/db", "MLflow tracking store postgresql://u@127.0.0.1:{closed}/db is not reachable"),
+    ("htp://127.0.0.1:5000", "MLflow tracking URI 'htp://127.0.0.1:5000' is not one this pipeline can use"),
+    ("mlruns", "MLflow tracking URI 'mlruns' is not one this pipeline can use"),
+    ("http://127.0.0.1:port", "MLflow tracking URI 'http://127.0.0.1:port' is malformed"),
+    ("http://", "MLflow tracking URI 'http://' is malformed: no host"),
+    ("sqlite://", "MLflow tracking URI 'sqlite://' is malformed"),
+    ("sqlite:////no/such/dir/mlflow.db", "MLflow tracking URI 'sqlite:////no/such/dir/mlflow.db': directory /no/such/dir"),
+])
+def test_a_bad_store_is_one_line_naming_the_uri_within_seconds(uri, message):
+    import time
+
+    from pipeline import PipelineError
+    from pipeline.tracking import check_store
+
+    closed = _free_port()
+    uri, message = uri.format(closed=closed), message.format(closed=closed)
+    start = time.perf_counter()
+    with pytest.raises(PipelineError) as err:
+        check_store(uri)
+    assert time.perf_counter() - start < 10
+    assert str(err.value).startswith(message) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(("status", "ok"), [(200, True), (404, True), (503, False)])
+def test_a_server_that_answers_below_500_passes(status, ok):
+    import http.server
+    import threading
+
+    from pipeline import PipelineError
+    from pipeline.tracking import check_store
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            self.send_response(status)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    uri = f"http://127.0.0.1:{server.server_port}"
+    try:
+        if ok:
+            check_store(uri)
+        else:
+            with pytest.raises(PipelineError, match=f"MLflow tracking server {uri} is not reachable \\(HTTP 503\\)"):
+                check_store(uri)
+    finally:
+        server.shutdown()
+
+
+def test_a_train_stage_stops_before_training_when_the_store_is_down(pipeline_run, tmp_path, stage_env):
+    import subprocess
+    import sys
+    import time
+
+    d = pipeline_run
+    uri = f"http://127.0.0.1:{_free_port()}"
+    env = {**stage_env, "MLFLOW_TRACKING_URI": uri}
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "stages.train", "--params", str(d / "params.yaml"),
+                           "--plan", str(d / "outputs/plans/ce.json"), "--data", str(d / "data/prepared"),
+                           "--models", str(tmp_path / "models"), "--val-predictions", str(tmp_path / "val"),
+                           "--test-predictions", str(tmp_path / "test"), "--no-progress"],
+                          cwd=ROOT, env=env, capture_output=True, text=True)
+    assert proc.returncode == 2 and time.perf_counter() - start < 20  # python and torch start included
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: MLflow tracking server {uri} is not reachable (Connection refused); set "
+                      "MLFLOW_TRACKING_URI to a reachable store, unset it for the local one, or set PIPELINE_OFFLINE=1 "
+                      "to train now and send the runs later (make send)"]
+    assert "epoch" not in proc.stderr  # nothing trained
+    assert not (tmp_path / "models").exists() and not (tmp_path / "val").exists()
+    assert not Path(stage_env["PIPELINE_OUTBOX"]).exists()  # nothing recorded either
+
+
+def _open_new_store(uri, queue):
+    try:
+        from pipeline.tracking import ensure_store
+
+        ensure_store(uri)
+        import mlflow
+
+        mlflow.MlflowClient(uri).search_experiments(max_results=1)
+        queue.put("ok")
+    except Exception as exc:  # what a crash in MLflow's table migrations looks like
+        queue.put(f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
+
+
+def test_three_processes_opening_a_new_sqlite_store_at_once_all_succeed(tmp_path):
+    import multiprocessing
+
+    uri = f"sqlite:///{tmp_path / 'new.db'}"
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_open_new_store, args=(uri, queue)) for _ in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert [queue.get(timeout=5) for _ in procs] == ["ok"] * 3

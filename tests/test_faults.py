@@ -1,0 +1,169 @@
+"""When the tracking store fails: a real `mlflow server` killed while a stage trains, an evaluation
+whose logging is cut off, and `make send` (`python -m stages.send`) bringing the store up to date
+with the DVC outputs, nothing lost and nothing logged twice."""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.test_stages import evaluate_args, report_args
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """``mlflow server`` on 127.0.0.1 with a SQLite backend and local artifacts, started and
+    killed (SIGKILL, its whole process group: no clean shutdown) on demand."""
+
+    def __init__(self, root: Path):
+        self.root, self.port, self.proc = root, _free_port(), None
+        self.uri = f"http://127.0.0.1:{self.port}"
+
+    def start(self):
+        mlflow = Path(sys.executable).with_name("mlflow")
+        self.proc = subprocess.Popen(
+            [str(mlflow), "server", "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
+             "--backend-store-uri", f"sqlite:///{self.root / 'server.db'}",
+             "--artifacts-destination", (self.root / "artifacts").as_uri()],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            try:
+                with urllib.request.urlopen(f"{self.uri}/health", timeout=2):
+                    return self
+            except OSError:
+                time.sleep(0.3)
+        self.kill()
+        raise RuntimeError("mlflow server did not start within 90 s")
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(30)
+
+
+@pytest.fixture
+def server(tmp_path):
+    s = Server(tmp_path)
+    yield s
+    s.kill()
+
+
+def _client(uri):
+    import mlflow
+
+    return mlflow.MlflowClient(tracking_uri=uri)
+
+
+def test_killing_the_server_mid_training_loses_nothing_and_send_logs_nothing_twice(pipeline_run, tmp_path,
+                                                                                     server, stage_env):
+    d = pipeline_run
+    plan = json.loads((d / "outputs/plans/focal.json").read_text())
+    # long enough to be killed in the middle: many small steps, no early stop before the end
+    plan["train"].update(epochs=400, patience=400, batch_size=8)
+    (tmp_path / "focal.json").write_text(json.dumps(plan))
+    server.start()
+    env = {**stage_env, "MLFLOW_TRACKING_URI": server.uri, "PIPELINE_OUTBOX": str(tmp_path / "outbox")}
+    stage = subprocess.Popen(
+        [sys.executable, "-m", "stages.train", "--params", str(d / "params.yaml"), "--plan", str(tmp_path / "focal.json"),
+         "--data", str(d / "data/prepared"), "--models", str(tmp_path / "models"),
+         "--val-predictions", str(tmp_path / "val"), "--test-predictions", str(tmp_path / "test"), "--no-progress"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    client = _client(server.uri)
+    deadline = time.time() + 120
+    while time.time() < deadline:  # until the models' runs hold their first epochs
+        exp = client.get_experiment_by_name("tiny")
+        runs = client.search_runs([exp.experiment_id]) if exp else []
+        live = [r for r in runs if r.data.tags.get("role") == "model" and "train_loss" in r.data.metrics]
+        if len(live) == len(plan["runs"]):
+            break
+        assert stage.poll() is None, stage.communicate()[1]
+        time.sleep(0.2)
+    server.kill()  # mid-run: the stage is training
+    out, err = stage.communicate(timeout=600)
+    assert stage.returncode == 0, err
+    assert f"MLflow store {server.uri} lost" in err  # said once, in one line
+    assert err.count(" lost (") == 1
+    training = json.loads((tmp_path / "models/training.json").read_text())["runs"]
+    assert set(training) == {r["model"] for r in plan["runs"]}  # the DVC outputs are all written
+
+    server.start()  # the same store, back
+    runs = client.search_runs([client.get_experiment_by_name("tiny").experiment_id])
+    assert {r.info.status for r in runs if r.data.tags.get("role") in ("model", "stage")} == {"RUNNING"}
+    sent = subprocess.run([sys.executable, "-m", "stages.send"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert sent.returncode == 0, sent.stderr
+    assert f"MLflow store {server.uri} is up to date with the DVC outputs: sent 3 run(s)" in sent.stderr
+
+    def state():
+        runs = client.search_runs([client.get_experiment_by_name("tiny").experiment_id])
+        return {r.info.run_name: (r.info.status, [(m.step, m.value) for m in sorted(
+            client.get_metric_history(r.info.run_id, "train_loss"), key=lambda m: m.step)])
+            for r in runs if r.data.tags.get("role") in ("model", "stage")}
+
+    got = state()
+    assert {status for status, _ in got.values()} == {"FINISHED"}  # nothing left RUNNING
+    for name, t in training.items():  # every epoch once, with its value
+        assert got[name][1] == [(h["epoch"], pytest.approx(h["train_loss"])) for h in t["history"]]
+    again = subprocess.run([sys.executable, "-m", "stages.send"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert again.returncode == 0 and "(nothing was waiting)" in again.stderr
+    assert state() == got  # idempotent
+
+
+def test_an_evaluation_cut_off_while_logging_keeps_its_outputs_and_send_logs_it_once(pipeline_run, tmp_path,
+                                                                                       monkeypatch, caplog, mlflow_store):
+    from stages import evaluate, report, send
+
+    caplog.set_level("INFO", logger="send")
+    d = tmp_path / "run"
+    shutil.copytree(pipeline_run, d, ignore=shutil.ignore_patterns("mlflow.db", "mlartifacts", "outbox"))
+    params = d / "params.yaml"
+    (d / "reports/mlflow_runs.json").unlink()
+    before = (d / "reports/audit.json").read_bytes()
+
+    def lost(*args, **kwargs):
+        raise ConnectionError("Connection refused")
+
+    monkeypatch.setattr(evaluate, "log_evaluation", lost)
+    evaluate.main(evaluate_args(d, params))  # exits normally: the outputs stand
+    assert "lost while logging the evaluation (Connection refused)" in caplog.text
+    assert (d / "reports/audit.json").read_bytes() == before and not (d / "reports/mlflow_runs.json").exists()
+    box = Path(os.environ["PIPELINE_OUTBOX"])
+    assert [p.name for p in (box / "pending").iterdir()] == ["evaluate-workspace.json"]
+    report.main(report_args(d, params, d / "reports/report.html"))  # no run to log to yet: it waits too
+    assert sorted(p.name for p in (box / "pending").iterdir()) == ["evaluate-workspace.json", "report.json"]
+
+    monkeypatch.undo()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_store)
+    monkeypatch.setenv("PIPELINE_OUTBOX", str(box))
+    send.main([])
+    assert not list((box / "pending").iterdir())
+    assert "is up to date with the DVC outputs: sent evaluation run" in caplog.text and "the report to run" in caplog.text
+    runs = json.loads((d / "reports/mlflow_runs.json").read_text())
+    client = _client(mlflow_store)
+    evaluation = client.get_run(runs["evaluation_run"])
+    assert evaluation.info.status == "FINISHED"
+    assert {"report.html", "audit.json"} <= {a.path for a in client.list_artifacts(evaluation.info.run_id)}
+    assert (d / "reports/audit.json").read_bytes() == before  # --log-only wrote no output
+    audit = json.loads(before)
+    version = client.get_model_version_by_alias("tiny", "champion")
+    assert version.tags["pick"] == audit["policy"]["pick"]
+    logged = len(client.search_logged_models([evaluation.info.experiment_id]))
+    send.main([])  # nothing waits: nothing logged again
+    assert "nothing was waiting" in caplog.text, [r.getMessage() for r in caplog.records if r.name == "send"]
+    assert len(client.search_logged_models([evaluation.info.experiment_id])) == logged
