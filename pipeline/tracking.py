@@ -62,9 +62,10 @@ def check_store(uri: str, timeout: float = 5.0) -> None:
     :class:`~pipeline.PipelineError` naming ``uri`` when it is malformed or its store cannot be
     reached, within about ``timeout`` seconds.
 
-    ``sqlite:///<path>``: the file's directory exists and is writable. ``http(s)://``: the server
-    answers (``/health``, any HTTP status below 500). ``postgresql://`` (``mysql://``,
-    ``mssql://``): the host accepts a connection on its port. Anything else is malformed.
+    ``sqlite:///<path>``: the file's directory exists and is writable. ``http(s)://``: an MLflow
+    server answers ``/health`` (200, or 401/403 behind authentication; anything else there, e.g. a
+    proxy's 404, is not one). ``postgresql://``: a PostgreSQL server answers its SSL request on
+    the port; ``mysql://``, ``mssql://``: the host accepts a connection. Anything else is malformed.
     """
     import socket
     import urllib.error
@@ -96,9 +97,9 @@ def check_store(uri: str, timeout: float = 5.0) -> None:
             with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout):
                 return
         except urllib.error.HTTPError as exc:
-            if exc.code < 500:  # something answers (a proxy without /health, an auth wall)
+            if exc.code in (401, 403):  # an MLflow server behind authentication: MLflow sends the credentials
                 return
-            why = f"HTTP {exc.code}"
+            why = f"HTTP {exc.code} on /health: not an MLflow tracking server"
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             why = getattr(reason, "strerror", None) or str(reason) or type(reason).__name__
@@ -107,7 +108,12 @@ def check_store(uri: str, timeout: float = 5.0) -> None:
         if not parts.hostname:
             raise PipelineError(f"MLflow tracking URI {uri!r} is malformed: no host; expected {URI_FORMS}")
         try:
-            socket.create_connection((parts.hostname, port or _DB_PORTS[scheme]), timeout=timeout).close()
+            with socket.create_connection((parts.hostname, port or _DB_PORTS[scheme]), timeout=timeout) as conn:
+                if scheme == "postgresql":  # PostgreSQL's SSLRequest: a server answers one byte, S or N
+                    conn.settimeout(timeout)
+                    conn.sendall((8).to_bytes(4, "big") + (80877103).to_bytes(4, "big"))
+                    if conn.recv(1) not in (b"S", b"N"):
+                        raise OSError(0, "no PostgreSQL server answers there")
         except OSError as exc:
             raise PipelineError(f"MLflow tracking store {uri} is not reachable "
                                 f"({exc.strerror or type(exc).__name__}); {fix}") from None

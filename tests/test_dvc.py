@@ -174,3 +174,44 @@ def test_bad_loss_stops_repro_with_one_clear_line(repo):
     assert proc.returncode != 0
     assert "error: params.yaml: train.losses must be one of ce, weighted_ce, focal" in proc.stderr
     assert "got 'hinge'" in proc.stderr
+
+
+def test_a_parallel_queue_from_a_fresh_clone_lands_in_one_store_and_moves_no_alias(repo, tmp_path):
+    import time
+
+    import mlflow
+
+    d, env, _ = repo
+    clone = tmp_path / "clone"
+    sh(f"git clone -q {d} {clone}", tmp_path, env)
+    assert not (clone / "mlflow.db").exists()  # three workers will open a new store at once
+    for lr in ("0.002", "0.003", "0.004"):
+        sh(f"dvc exp run --queue -S train.lr={lr}", clone, env)
+    try:
+        sh("dvc queue start -j 2", clone, env)
+        deadline = time.time() + 1200
+        status = ""
+        while time.time() < deadline:
+            status = sh("dvc queue status", clone, env)
+            if "Queued" not in status and "Running" not in status:
+                break
+            time.sleep(5)
+    finally:
+        subprocess.run("dvc queue stop", cwd=clone, env=env, shell=True, capture_output=True)
+    assert status.count("Success") == 3, status + sh("dvc queue logs $(dvc queue status | awk 'NR>1{print $1; exit}') "
+                                                   "2>&1 || true", clone, env)
+    names = set(sh("dvc exp ls --name-only", clone, env).split())
+    assert len(names) == 3  # and `dvc exp show` lists them
+    shown = json.dumps(sh_json("dvc exp show --json", clone, env))
+    assert all(name in shown for name in names)
+    base = sh("git rev-parse HEAD", clone, env).strip()
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{clone / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("tiny").experiment_id])
+    assert {r.data.tags.get("dvc_exp_name") for r in runs} == names  # every run in the one store, tagged
+    assert all(r.data.tags["dvc_exp_base_commit"] == base and "git_dirty" not in r.data.tags for r in runs)
+    assert {r.info.status for r in runs} == {"FINISHED"}
+    assert len([r for r in runs if r.data.tags.get("role") == "evaluation"]) == 3
+    model = client.get_registered_model("tiny")
+    assert not model.aliases  # no experiment moves champion
+    versions = client.search_model_versions("name = 'tiny'")
+    assert {v.tags.get("dvc_exp_name") for v in versions} <= names and versions

@@ -1,6 +1,7 @@
 """Where runs and their artifacts go."""
 
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -183,8 +184,8 @@ def test_a_bad_store_is_one_line_naming_the_uri_within_seconds(uri, message):
     assert str(err.value).startswith(message) and "\n" not in str(err.value)
 
 
-@pytest.mark.parametrize(("status", "ok"), [(200, True), (404, True), (503, False)])
-def test_a_server_that_answers_below_500_passes(status, ok):
+@pytest.mark.parametrize(("status", "ok"), [(200, True), (401, True), (404, False), (503, False)])
+def test_only_an_mlflow_health_answer_passes(status, ok):
     import http.server
     import threading
 
@@ -206,7 +207,8 @@ def test_a_server_that_answers_below_500_passes(status, ok):
         if ok:
             check_store(uri)
         else:
-            with pytest.raises(PipelineError, match=f"MLflow tracking server {uri} is not reachable \\(HTTP 503\\)"):
+            with pytest.raises(PipelineError, match=f"MLflow tracking server {uri} is not reachable "
+                                                    f"\\(HTTP {status} on /health: not an MLflow tracking server\\)"):
                 check_store(uri)
     finally:
         server.shutdown()
@@ -234,6 +236,32 @@ def test_a_train_stage_stops_before_training_when_the_store_is_down(pipeline_run
     assert "epoch" not in proc.stderr  # nothing trained
     assert not (tmp_path / "models").exists() and not (tmp_path / "val").exists()
     assert not Path(stage_env["PIPELINE_OUTBOX"]).exists()  # nothing recorded either
+
+
+def test_a_port_that_accepts_but_is_no_postgresql_server_fails_the_check():
+    import threading
+
+    from pipeline import PipelineError
+    from pipeline.tracking import check_store
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+
+    def answer_nonsense():
+        conn, _ = listener.accept()
+        conn.recv(8)
+        conn.sendall(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+        conn.close()
+
+    threading.Thread(target=answer_nonsense, daemon=True).start()
+    uri = f"postgresql://u@127.0.0.1:{listener.getsockname()[1]}/db"
+    try:
+        with pytest.raises(PipelineError, match=f"MLflow tracking store {uri} is not reachable "
+                                                "\\(no PostgreSQL server answers there\\)"):
+            check_store(uri)
+    finally:
+        listener.close()
 
 
 def _open_new_store(uri, queue):
