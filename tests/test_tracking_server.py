@@ -363,3 +363,13 @@ def test_the_pipeline_logs_to_a_shared_tracking_server_and_reads_back(tracking_s
     assert any(k.startswith(f"{PREFIX}/{exp.experiment_id}/models/{by_candidate[pick].model_id}/") for k in keys)
     rows = _query(server.backend, f"SELECT experiment_id FROM experiments WHERE name = '{experiment}'")
     assert [str(r[0]) for r in rows] == [exp.experiment_id]
+
+
+def test_the_preflight_check_knows_a_postgresql_server_from_a_closed_port(postgres):
+    from pipeline import PipelineError
+    from pipeline.tracking import check_store
+
+    check_store(postgres)  # answers PostgreSQL's SSL request
+    closed = postgres.rsplit(":", 1)[0] + f":{_free_port()}/mlflow"
+    with pytest.raises(PipelineError, match="is not reachable \\(Connection refused\\)"):
+        check_store(closed)
