@@ -27,7 +27,7 @@ from pipeline import PipelineError
 from pipeline.columns import read_table
 from pipeline.config import load_params
 from pipeline.io import write_text
-from pipeline.tracking import tracking_uri
+from pipeline.tracking import check_store, tracking_uri
 from stages._cli import run
 
 log = logging.getLogger("predict")
@@ -66,6 +66,8 @@ def main(argv: list[str] | None = None) -> None:
 
     import mlflow
 
+    if args.model is None or args.model.startswith(("models:/", "runs:/")):  # read from the store: check it first
+        check_store(tracking_uri())
     mlflow.set_tracking_uri(tracking_uri())
     if args.model is None:
         cfg = load_params(args.params).mlflow

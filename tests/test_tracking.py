@@ -289,3 +289,18 @@ def test_three_processes_opening_a_new_sqlite_store_at_once_all_succeed(tmp_path
     for p in procs:
         p.join(120)
     assert [queue.get(timeout=5) for _ in procs] == ["ok"] * 3
+
+
+def test_predict_from_a_down_store_is_one_line_naming_it(tmp_path, stage_env):
+    import subprocess
+    import sys
+
+    rows = tmp_path / "rows.csv"
+    rows.write_text("a,b\n1,2\n")
+    uri = f"http://127.0.0.1:{_free_port()}"
+    proc = subprocess.run([sys.executable, "-m", "stages.predict", "--input", str(rows), "--model", "models:/m@champion"],
+                          cwd=ROOT, env={**stage_env, "MLFLOW_TRACKING_URI": uri}, capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith(
+        f"error: MLflow tracking server {uri} is not reachable (Connection refused)")
+    assert not (tmp_path / "rows.predictions.csv").exists()
