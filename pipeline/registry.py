@@ -51,6 +51,7 @@ from pipeline.artifacts import (
     flatten,
     gamma_figure_file,
 )
+from pipeline.evaluation import GAMMA_METRICS
 from pipeline.names import safe_name
 from pipeline.outbox import RunRecord, log_batches, outbox_dir, read_records, send, send_pending
 from pipeline.provenance import file_digest
@@ -439,6 +440,11 @@ def log_evaluation(experiment: str, records: list[ModelRecord], ev, meta: Meta, 
                 metrics += [Metric(f"{ds}/{k}", v, now + i, 0) for k, v in values.items() if "/" not in k]
         # the weight-strength curves: step = the alpha's index, param alpha/<family> says which alpha
         curve_metrics, curve_params = mlflow_curves(ev.audit.get("weight_strength") or {})
+        # the gamma curves alike (test metrics), gamma/<loss>/test/<metric> at step = the gamma's index
+        for loss, rows in ev.gammas.items():
+            curve_params[f"gamma/{loss}"] = ",".join(f"{r['gamma']:g}" for r in rows)
+            curve_metrics += [(f"gamma/{loss}/test/{k}", float(v), step) for step, r in enumerate(rows)
+                              for k, v in r.items() if k in GAMMA_METRICS and v is not None]
         now = _ms()
         metrics += [Metric(k, v, now, step) for k, v, step in curve_metrics]
         leaderboard = pd.DataFrame([{"model": row["model"], **row["values"], **flatten({"rank": row["ranks"]})}

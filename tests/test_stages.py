@@ -526,6 +526,10 @@ def test_mlflow_runs_tell_when_each_model_trained_and_what_each_candidate_scored
         assert [(m.step, m.value) for m in sorted(history, key=lambda m: m.step)] == [
             (i, pytest.approx(row[split]["macro_f1"]["value"])) for i, row in enumerate(curve["rows"])]
     assert "alpha_weighted_ce.png" in parent_artifacts
+    gamma = client.get_metric_history(evaluation[0].info.run_id, "gamma/focal/test/macro_f1")  # the gamma curve alike
+    assert evaluation[0].data.params["gamma/focal"] == "0,2"
+    assert [m.value for m in sorted(gamma, key=lambda m: m.step)] == [
+        pytest.approx(metrics["focal_g0"]["macro_f1"]), pytest.approx(metrics["focal_g2"]["macro_f1"])]
 
 
 def _stage(args, cwd, env):

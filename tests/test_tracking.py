@@ -214,13 +214,14 @@ def test_only_an_mlflow_health_answer_passes(status, ok):
         server.shutdown()
 
 
-def test_a_train_stage_stops_before_training_when_the_store_is_down(pipeline_run, tmp_path, stage_env):
+@pytest.mark.parametrize("kind", ["down", "malformed"])
+def test_a_train_stage_stops_before_training_when_the_store_is_down(pipeline_run, tmp_path, stage_env, kind):
     import subprocess
     import sys
     import time
 
     d = pipeline_run
-    uri = f"http://127.0.0.1:{_free_port()}"
+    uri = f"http://127.0.0.1:{_free_port()}" if kind == "down" else "htp://127.0.0.1:5000"
     env = {**stage_env, "MLFLOW_TRACKING_URI": uri}
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "stages.train", "--params", str(d / "params.yaml"),
@@ -232,7 +233,9 @@ def test_a_train_stage_stops_before_training_when_the_store_is_down(pipeline_run
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert errors == [f"error: MLflow tracking server {uri} is not reachable (Connection refused); set "
                       "MLFLOW_TRACKING_URI to a reachable store, unset it for the local one, or set PIPELINE_OFFLINE=1 "
-                      "to train now and send the runs later (make send)"]
+                      "to train now and send the runs later (make send)" if kind == "down" else
+                      f"error: MLflow tracking URI {uri!r} is not one this pipeline can use; expected http(s)://host:port, "
+                      "sqlite:///path/to/mlflow.db or postgresql://user@host:port/db"]
     assert "epoch" not in proc.stderr  # nothing trained
     assert not (tmp_path / "models").exists() and not (tmp_path / "val").exists()
     assert not Path(stage_env["PIPELINE_OUTBOX"]).exists()  # nothing recorded either
