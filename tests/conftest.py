@@ -83,3 +83,16 @@ def pipeline_run(tmp_path_factory):
     finally:
         mp.undo()
     return d
+
+
+@pytest.fixture(scope="session")
+def s3(tmp_path_factory):
+    """moto's S3 server on 127.0.0.1 with an empty bucket (tests.services.BUCKET), once per session;
+    ``url``: its endpoint, ``env``: what a client of it needs (credentials, MLFLOW_S3_ENDPOINT_URL)."""
+    from tests.services import start_s3
+
+    service = start_s3(tmp_path_factory.mktemp("s3"))
+    try:
+        yield service
+    finally:
+        service.stop()

@@ -17,152 +17,19 @@ import os
 import shlex
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
-import sys
 import tempfile
-import time
-import urllib.request
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
+from tests.services import BUCKET, base_env, bucket_keys, free_port, http_ok, required_script, start, tail, unavailable
 from tests.test_stages import ALL, MODELS, TINY, run_pipeline, write_params
 
 pytestmark = pytest.mark.slow
 
-BUCKET = "mlflow-artifacts"
 PREFIX = "mlartifacts"
-AWS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
-START_TIMEOUT = 180  # seconds for a service to answer; a new database's migrations take a few
-
-
-def _unavailable(reason: str):
-    """Skip where the service cannot exist on this machine; under CI that is a failure."""
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason}; under CI this must not be skipped (.ci/run installs Debian's postgresql)")
-    pytest.skip(reason)
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _script(name: str) -> str:
-    """A console script of this environment (the one running pytest), else one on PATH."""
-    here = Path(sys.executable).parent / name
-    found = str(here) if here.exists() else shutil.which(name)
-    if found is None:
-        pytest.fail(f"{name} not found beside {sys.executable} or on PATH: install requirements.lock")
-    return found
-
-
-def _tail(path: Path, n: int = 40) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
-    except OSError:
-        return "(no log)"
-
-
-@dataclass
-class Service:
-    """A process started in its own session (its children too are stopped with it)."""
-
-    name: str
-    proc: subprocess.Popen
-    log: Path
-    url: str = ""
-    env: dict[str, str] = field(default_factory=dict)  # what a client of it needs
-    backend: str = ""  # a tracking server's backend store URI
-
-    def wait_until(self, ready, timeout: float = START_TIMEOUT) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                pytest.fail(f"{self.name} exited with {self.proc.returncode} while starting:\n{_tail(self.log)}")
-            try:
-                if ready():
-                    return
-            except OSError:
-                pass
-            time.sleep(0.3)
-        self.stop()
-        pytest.fail(f"{self.name} did not answer within {timeout}s:\n{_tail(self.log)}")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
-                try:
-                    os.killpg(self.proc.pid, sig)
-                except ProcessLookupError:
-                    break
-                try:
-                    self.proc.wait(wait)
-                    break
-                except subprocess.TimeoutExpired:
-                    continue
-        try:  # workers left in the group after their parent ended
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-
-
-def _start(name: str, cmd: list[str], log: Path, env: dict[str, str], cwd: Path) -> Service:
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                                cwd=cwd, start_new_session=True)
-    return Service(name, proc, log)
-
-
-def _http_ok(url: str) -> bool:
-    with urllib.request.urlopen(url, timeout=2) as r:
-        return r.status == 200
-
-
-def _base_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "AWS_"))}
-    env.pop("PIPELINE_OUTBOX", None)
-    return env
-
-
-# --- S3 ------------------------------------------------------------------------------------------
-
-@pytest.fixture(scope="session")
-def s3(tmp_path_factory):
-    """moto's S3 server with an empty bucket; ``env``: what a client of it needs."""
-    import boto3
-
-    d = tmp_path_factory.mktemp("s3")
-    port = _free_port()
-    service = _start("moto_server", [_script("moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-                     d / "moto.log", {**_base_env(), **AWS}, d)
-    try:
-        service.url = f"http://127.0.0.1:{port}"
-        service.wait_until(lambda: _http_ok(f"{service.url}/moto-api/"))
-        service.env = {**AWS, "MLFLOW_S3_ENDPOINT_URL": service.url}
-        boto3.client("s3", endpoint_url=service.url, **_boto_credentials()).create_bucket(Bucket=BUCKET)
-        yield service
-    finally:
-        service.stop()
-
-
-def _boto_credentials() -> dict[str, str]:
-    return {"aws_access_key_id": AWS["AWS_ACCESS_KEY_ID"], "aws_secret_access_key": AWS["AWS_SECRET_ACCESS_KEY"],
-            "region_name": AWS["AWS_DEFAULT_REGION"]}
-
-
-def _bucket_keys(s3_service: Service, prefix: str) -> list[str]:
-    import boto3
-
-    client = boto3.client("s3", endpoint_url=s3_service.url, **_boto_credentials())
-    keys = []
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix):
-        keys += [o["Key"] for o in page.get("Contents", [])]
-    return keys
 
 
 # --- PostgreSQL ----------------------------------------------------------------------------------
@@ -187,8 +54,9 @@ def postgres():
     initdb refuses root: as root the cluster belongs to the ``postgres`` user and its binaries run
     through ``runuser``, in a directory of its own outside pytest's root-only temporary ones."""
     bindir = _postgres_bin()
+    ci_hint = ".ci/run installs Debian's postgresql"
     if bindir is None or not (bindir / "pg_ctl").exists():
-        _unavailable("PostgreSQL is not installed (apt-get install -y postgresql)")
+        unavailable("PostgreSQL is not installed (apt-get install -y postgresql)", ci_hint)
     as_user: list[str] = []
     if os.geteuid() == 0:
         import pwd
@@ -199,19 +67,19 @@ def postgres():
         except KeyError:
             owner = None
         if runuser is None or owner is None:
-            _unavailable("running as root without runuser or a postgres user, initdb cannot run")
+            unavailable("running as root without runuser or a postgres user, initdb cannot run", ci_hint)
         as_user = [runuser, "-u", "postgres", "--"]
     # as root: under /tmp, which the postgres user can reach (pytest's own temporary tree it cannot)
     top = Path(tempfile.mkdtemp(prefix="pipeline-postgres-", dir="/tmp" if as_user else None))
     if as_user:
         os.chown(top, owner.pw_uid, owner.pw_gid)
-    data, log, port = top / "data", top / "postgres.log", _free_port()
+    data, log, port = top / "data", top / "postgres.log", free_port()
 
     def pg(*args: str, check: bool = True) -> subprocess.CompletedProcess:
         proc = subprocess.run([*as_user, *args], cwd=top, capture_output=True, text=True, stdin=subprocess.DEVNULL,
-                              env={**_base_env(), "LC_ALL": "C"}, timeout=120)
+                              env={**base_env(), "LC_ALL": "C"}, timeout=120)
         if check and proc.returncode != 0:
-            pytest.fail(f"{' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}\n{_tail(log)}")
+            pytest.fail(f"{' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}\n{tail(log)}")
         return proc
 
     started = False
@@ -270,14 +138,14 @@ def tracking_server(request, s3, tmp_path_factory):
     does not use; on two cores its consumers would double the server's start-up time)."""
     d = tmp_path_factory.mktemp(f"mlflow-server-{request.param}")
     backend = request.getfixturevalue("postgres") if request.param == "postgresql" else f"sqlite:///{d / 'mlflow.db'}"
-    port = _free_port()
-    cmd = [_script("mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+    port = free_port()
+    cmd = [required_script("mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
            "--backend-store-uri", backend, "--artifacts-destination", f"s3://{BUCKET}/{PREFIX}"]
-    env = {**_base_env(), **s3.env, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    service = _start(f"mlflow server ({request.param})", cmd, d / "mlflow-server.log", env, d)
+    env = {**base_env(), **s3.env, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    service = start(f"mlflow server ({request.param})", cmd, d / "mlflow-server.log", env, d)
     try:
         service.url = f"http://127.0.0.1:{port}"
-        service.wait_until(lambda: _http_ok(f"{service.url}/health"))
+        service.wait_until(lambda: http_ok(f"{service.url}/health"))
         service.env = dict(s3.env)
         service.backend = backend
         yield service
@@ -357,7 +225,7 @@ def test_the_pipeline_logs_to_a_shared_tracking_server_and_reads_back(tracking_s
     assert champion.source == f"models:/{by_candidate[pick].model_id}"  # the pick's logged model
 
     # where it all lives: the objects in the bucket, the rows in the backend's database
-    keys = _bucket_keys(s3, f"{PREFIX}/{exp.experiment_id}/")
+    keys = bucket_keys(s3, f"{PREFIX}/{exp.experiment_id}/")
     assert f"{PREFIX}/{exp.experiment_id}/{run.info.run_id}/artifacts/{figure}" in keys
     assert f"{PREFIX}/{exp.experiment_id}/{evaluation.info.run_id}/artifacts/audit.json" in keys
     assert any(k.startswith(f"{PREFIX}/{exp.experiment_id}/models/{by_candidate[pick].model_id}/") for k in keys)
@@ -370,6 +238,6 @@ def test_the_preflight_check_knows_a_postgresql_server_from_a_closed_port(postgr
     from pipeline.tracking import check_store
 
     check_store(postgres)  # answers PostgreSQL's SSL request
-    closed = postgres.rsplit(":", 1)[0] + f":{_free_port()}/mlflow"
+    closed = postgres.rsplit(":", 1)[0] + f":{free_port()}/mlflow"
     with pytest.raises(PipelineError, match="is not reachable \\(Connection refused\\)"):
         check_store(closed)
