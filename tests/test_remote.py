@@ -109,6 +109,6 @@ def test_an_experiment_pushed_from_one_clone_is_pulled_into_another_with_nothing
     assert EXP in json.dumps(sh_json("dvc exp show --json", b, env))
 
     # the runs went to the tracking store (the team's server), the experiment's tagged with its name
-    client = mlflow.MlflowClient()
+    client = mlflow.MlflowClient(tracking_uri=os.environ["MLFLOW_TRACKING_URI"])  # not a URI an earlier test set
     runs = client.search_runs([client.get_experiment_by_name(TINY["mlflow"]["experiment"]).experiment_id])
     assert EXP in {r.data.tags.get("dvc_exp_name") for r in runs}
