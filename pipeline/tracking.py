@@ -52,6 +52,11 @@ OFFLINE = "PIPELINE_OFFLINE"  # =1: train without the store, the runs wait in th
 EXP_ENV = ("DVC_EXP_NAME", "DVC_EXP_BASELINE_REV")  # what a logging task keeps of a `dvc exp run`
 
 
+def error_line(exc: BaseException) -> str:
+    """An exception's first line, or its type's name when it says nothing (for a one-line warning)."""
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
 def offline(environ: Mapping[str, str] = os.environ) -> bool:
     """``PIPELINE_OFFLINE=1``: the stages train without a reachable store; ``make send`` sends later."""
     return environ.get(OFFLINE, "").strip().lower() in ("1", "true", "yes")
@@ -304,7 +309,7 @@ class StageRuns:
     def _offline(self, exc: BaseException) -> None:
         if self.client is None and isinstance(exc, ConnectionError) and OFFLINE in str(exc):
             return  # said once by preflight
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        first = error_line(exc)
         log.warning("MLflow store %s lost (%s): training goes on, its runs wait in %s; `make send` (or the next "
                     "stage that logs) sends them", self.uri, first, self.box)
         self.client = None

@@ -48,13 +48,7 @@ def class_weights(counts, scheme: str, beta: float = 0.999) -> np.ndarray:
     Y. Cui, M. Jia, T.-Y. Lin, Y. Song, S. Belongie. Class-Balanced Loss Based on Effective
     Number of Samples. CVPR 2019.
     """
-    counts = np.asarray(counts, dtype=np.float64)
-    if counts.ndim != 1 or counts.size == 0:
-        raise PipelineError(f"counts must be a non-empty 1-D array; got shape {counts.shape}")
-    if (counts < 1).any() or not np.isfinite(counts).all():
-        raise PipelineError(
-            f"counts must all be >= 1 (every class needs a training sample); got {counts.tolist()}"
-        )
+    counts = _checked_counts(counts)
     if not 0 <= beta < 1:
         raise PipelineError(f"weights.beta must be in [0, 1); got {beta}")
     n, n_classes = counts.sum(), counts.size
@@ -69,6 +63,18 @@ def class_weights(counts, scheme: str, beta: float = 0.999) -> np.ndarray:
     else:
         raise PipelineError(f"weights.scheme must be one of {', '.join(SCHEMES)}; got {scheme!r}")
     return raw * (n / np.dot(raw, counts))
+
+
+def _checked_counts(counts) -> np.ndarray:
+    """``counts`` as a float64 array: non-empty, 1-D, every class with a training sample."""
+    counts = np.asarray(counts, dtype=np.float64)
+    if counts.ndim != 1 or counts.size == 0:
+        raise PipelineError(f"counts must be a non-empty 1-D array; got shape {counts.shape}")
+    if (counts < 1).any() or not np.isfinite(counts).all():
+        raise PipelineError(
+            f"counts must all be >= 1 (every class needs a training sample); got {counts.tolist()}"
+        )
+    return counts
 
 
 def _inverse_effective_number(counts: np.ndarray, beta: float) -> np.ndarray:
@@ -99,13 +105,7 @@ def power_weights(counts, alpha: float) -> np.ndarray:
     -------
     (C,) float64 array.
     """
-    counts = np.asarray(counts, dtype=np.float64)
-    if counts.ndim != 1 or counts.size == 0:
-        raise PipelineError(f"counts must be a non-empty 1-D array; got shape {counts.shape}")
-    if (counts < 1).any() or not np.isfinite(counts).all():
-        raise PipelineError(
-            f"counts must all be >= 1 (every class needs a training sample); got {counts.tolist()}"
-        )
+    counts = _checked_counts(counts)
     if not (np.isfinite(alpha) and alpha >= 0):
         raise PipelineError(f"train.alphas must be finite and >= 0; got {alpha}")
     # n_c^(-alpha) relative to the rarest class: in (0, 1], no overflow for large counts or alpha

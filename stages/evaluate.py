@@ -30,7 +30,7 @@ from pipeline.provenance import lock_hashes, read_lock
 from pipeline.serving import write_candidate_bundle
 from pipeline.outbox import clear_task, outbox_dir, write_task
 from pipeline.registry import log_evaluation
-from pipeline.tracking import EXP_ENV, preflight, repo_root, tracking_uri
+from pipeline.tracking import EXP_ENV, error_line, preflight, repo_root, tracking_uri
 from stages._cli import run
 from stages.show import table
 
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> None:
                 raise
             Path(args.runs).unlink(missing_ok=True)
             write_task(box, task, pending)
-            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            first = error_line(exc)
             log.warning("MLflow store %s lost while logging the evaluation (%s): reports/ are written, the logging "
                         "waits in %s; `make send` (or the next evaluate) logs it, nothing twice", tracking_uri(),
                         first[:200], box)

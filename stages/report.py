@@ -28,7 +28,7 @@ from pipeline.provenance import (
 )
 from pipeline.report import Provenance, render
 from pipeline.outbox import clear_task, outbox_dir, read_tasks, write_task
-from pipeline.tracking import log_artifacts_to_run, repo_root
+from pipeline.tracking import error_line, log_artifacts_to_run, repo_root
 from stages._cli import run
 
 log = logging.getLogger("report")
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> None:
         raise
     except Exception as exc:  # the store was lost: the page is written, its logging waits
         write_task(box, "report", task)
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        first = error_line(exc)
         log.warning("MLflow store lost while logging the report (%s): it waits in %s; `make send` logs it",
                     first[:200], box)
         return

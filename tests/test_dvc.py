@@ -30,9 +30,8 @@ def sh_json(cmd, cwd, env):
     return json.loads(proc.stdout)
 
 
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory):
-    d = tmp_path_factory.mktemp("repo")
+def make_project(d: Path) -> None:
+    """The project's pipeline files in ``d``, at tiny parameters (``TINY``)."""
     for item in COPY:
         src, dst = ROOT / item, d / item
         dst.parent.mkdir(parents=True, exist_ok=True)
@@ -44,6 +43,12 @@ def repo(tmp_path_factory):
     for block, values in TINY.items():
         params[block].update(values)
     (d / "params.yaml").write_text(yaml.safe_dump(params))
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    d = tmp_path_factory.mktemp("repo")
+    make_project(d)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DVC_", "MLFLOW_"))}
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env["PATH"]
     env.update(GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t")

@@ -10,7 +10,6 @@ reproduce: the experiment's outputs, byte for byte, without training anything.
 
 import json
 import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -18,28 +17,13 @@ import pytest
 import yaml
 
 from tests.services import BUCKET, bucket_keys
-from tests.test_dvc import COPY, ROOT, sh, sh_json
+from tests.test_dvc import make_project, sh, sh_json
 from tests.test_stages import TINY
 
 pytestmark = pytest.mark.slow
 
 EXP = "lr-0003"
 PREFIX = "dvc"  # the DVC remote's folder in the bucket
-
-
-def _project(d: Path) -> None:
-    """The project's pipeline files at tiny parameters (as tests/test_dvc.py's repository)."""
-    for item in COPY:
-        src, dst = ROOT / item, d / item
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        if src.is_dir():
-            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(src, dst)
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    for block, values in TINY.items():
-        params[block].update(values)
-    (d / "params.yaml").write_text(yaml.safe_dump(params))
 
 
 def _cached_outputs(d: Path) -> dict[str, str]:
@@ -72,7 +56,7 @@ def test_an_experiment_pushed_from_one_clone_is_pulled_into_another_with_nothing
     # machine A: the project with both remotes, pushed; an experiment run and pushed, its git ref
     # to the git remote and its cached outputs to S3
     a.mkdir()
-    _project(a)
+    make_project(a)
     sh(f"git init -q -b main && git remote add origin {origin}", a, env)
     sh(f"dvc remote add -d storage s3://{BUCKET}/{PREFIX} && dvc remote modify storage endpointurl {s3.url}", a, env)
     sh("git add -A && git commit -qm init && git push -q -u origin main", a, env)
