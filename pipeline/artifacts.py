@@ -105,6 +105,9 @@ class TrainingSummary(TypedDict):
     loss: str
     device: str
     runs: dict[str, ModelSummary]
+    batch_size: NotRequired[int]  # MLPs: the batch, learning rate and warm-up steps used
+    lr: NotRequired[float]  # (train.batch_size: auto resolved; pipeline.train.resolve_batch)
+    warmup_steps: NotRequired[int]
     params: NotRequired[dict[str, Any]]  # baselines: their parameters
 
 

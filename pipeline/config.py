@@ -84,7 +84,10 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 0.0
     epochs: int = 100  # upper bound; early stopping usually ends sooner
-    batch_size: int = 64
+    batch_size: int | str = "auto"  # rows per step, or auto: grows with the training rows (pipeline.train.batch_rule),
+    #                              the learning rate scaled with it and warmed up
+    warmup_steps: int | str = "auto"  # linear learning-rate warm-up over this many steps; auto: one epoch's
+    #                                   steps where batch_size auto scaled the rate, else none
     patience: int = 15  # epochs without a better early_stopping_metric (on the slice below) before stopping
     early_stopping_fraction: float = 0.1  # share of the training split carved out (stratified) for
     #                                       early stopping, in (0, 0.5]; validation is left alone
@@ -346,7 +349,12 @@ def _validate(p: Params, source: str) -> None:
     _check(t.lr > 0, source, f"train.lr must be > 0; got {t.lr}")
     _check(t.weight_decay >= 0, source, f"train.weight_decay must be >= 0; got {t.weight_decay}")
     _check(t.epochs >= 1, source, f"train.epochs must be >= 1; got {t.epochs}")
-    _check(t.batch_size >= 1, source, f"train.batch_size must be >= 1; got {t.batch_size}")
+    _check(t.batch_size == "auto" or (isinstance(t.batch_size, int) and not isinstance(t.batch_size, bool)
+                                      and t.batch_size >= 1), source,
+           f"train.batch_size must be auto or a number >= 1; got {t.batch_size!r}")
+    _check(t.warmup_steps == "auto" or (isinstance(t.warmup_steps, int) and not isinstance(t.warmup_steps, bool)
+                                        and t.warmup_steps >= 0), source,
+           f"train.warmup_steps must be auto or a number >= 0; got {t.warmup_steps!r}")
     _check(t.patience >= 1, source, f"train.patience must be >= 1; got {t.patience}")
     _check(0 < t.early_stopping_fraction <= 0.5, source,
            f"train.early_stopping_fraction must be in (0, 0.5]; got {t.early_stopping_fraction}")

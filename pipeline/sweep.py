@@ -31,8 +31,10 @@ from pipeline.train import (
     epoch_record,
     make_optimizer,
     predict_logits,
+    resolve_batch,
     stopping_sign,
     stopping_values,
+    warm_up,
 )
 
 
@@ -140,6 +142,7 @@ def fit_sweep(
     ``specs[i]`` as it is made (from the stacks' threads when ``groups`` > 1).
     """
     X_tr, y_tr, X_st, y_st, X_va, y_va = as_tensors(data, device)
+    cfg = resolve_batch(cfg, len(X_tr))
     groups = max(1, min(groups or 1, len(specs)))
     # Initialisation reads the global RNG, so it happens here, in order, before any thread.
     mlps, rng_states = [], {}
@@ -199,6 +202,7 @@ def _fit_stack(
     best_states: list[dict | None] = [None] * k_all
     active = list(range(k_all))  # the configuration in each slot of the stack
     bar = Progress(desc, cfg, progress)
+    step = 0
     for epoch in bar:
         stack.train()
         # one data order and one dropout generator per seed still training; which one each slot reads
@@ -228,7 +232,9 @@ def _fit_stack(
             losses = criterion(stack(xb, masks), yb, epoch)  # (A,)
             opt.zero_grad(set_to_none=True)
             losses.sum().backward()
+            warm_up(opt, cfg, step)
             opt.step()
+            step += 1
             total += losses.detach().double() * yb.shape[1]
         stop_logits, val_logits = predict_logits(stack, X_st), predict_logits(stack, X_va)  # (A, N, C)
         stop = stopping_values(stop_logits, y_st, n_classes)

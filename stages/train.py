@@ -35,7 +35,7 @@ from pipeline.plan import RunSpec
 from pipeline.provenance import file_digest
 from pipeline.sweep import fit_sweep
 from pipeline.tracking import StageRuns, gamma_text, run_tags
-from pipeline.train import predict_logits, resolve_device, resolve_threads, thread_plan, train_config
+from pipeline.train import predict_logits, resolve_batch, resolve_device, resolve_threads, thread_plan, train_config
 from stages._cli import run
 
 # training.json holds no wall-clock figures: the same inputs give the same bytes.
@@ -59,6 +59,7 @@ def main(argv: list[str] | None = None) -> None:
     cfg = train_config(plan, source=args.plan)
     meta, data = read_prepared(args.data, early_stopping_fraction=cfg.early_stopping_fraction)
     check_stopping_slice(data, meta["classes"])
+    cfg = resolve_batch(cfg, len(data["train"][0]))  # train.batch_size: auto -> a number, and its rate
     classes = meta["classes"]
     device = resolve_device(cfg.device)
     runs = [RunSpec(**r) for r in plan["runs"]]
@@ -68,10 +69,13 @@ def main(argv: list[str] | None = None) -> None:
     log.info("%s: %d model(s) as one batched sweep on %s (%d CPU thread(s) in %d stack(s)), %d training rows "
              "(%d more for early stopping, by %s)", plan["loss"], len(runs), device, threads, groups,
              len(data["train"][0]), len(data["stop"][0]), cfg.early_stopping_metric)
+    log.info("%s: batch %d, learning rate %.3g, warm-up %d step(s)", plan["loss"], cfg.batch_size, cfg.lr,
+             cfg.warmup_steps)
+    used = {"batch_size": cfg.batch_size, "lr": cfg.lr, "warmup_steps": cfg.warmup_steps}
 
     weights = plan.get("class_weights")
     model_params = {spec.model: {"model": spec.model, "loss": spec.loss, "gamma": gamma_text(spec.gamma),
-                                 "alpha": gamma_text(spec.alpha), "seed": spec.seed, "kind": "mlp", "train": plan["train"],
+                                 "alpha": gamma_text(spec.alpha), "seed": spec.seed, "kind": "mlp", "train": plan["train"], "used": used,
                                  "weights": {k: weights[k] for k in ("scheme", "beta")} if weights else "none",
                                  "data": meta["params"]} for spec in runs}
     stage_runs = StageRuns(load_params(args.params).mlflow.experiment, f"train@{plan['loss']}", model_params,
@@ -82,11 +86,11 @@ def main(argv: list[str] | None = None) -> None:
                             progress=False if args.no_progress else None, desc=plan["loss"],
                             on_epoch=lambda i, record: stage_runs.epoch(runs[i].model, record))
         X = {split: torch.tensor(data[split][0], device=device) for split in ("val", "test")}
-        write_outputs(args, runs, results, X, data, classes, plan, cfg, device, stage_runs)
+        write_outputs(args, runs, results, X, data, classes, plan, cfg, device, stage_runs, used)
     log.info("%s: %d model(s) trained in %.1fs", plan["loss"], len(runs), results[0].seconds)
 
 
-def write_outputs(args, runs, results, X, data, classes, plan, cfg, device, stage_runs) -> None:
+def write_outputs(args, runs, results, X, data, classes, plan, cfg, device, stage_runs, used) -> None:
     summary = {}
     with atomic_dirs(args.models, args.val_predictions, args.test_predictions) as (models_dir, *pred_dirs):
         for spec, result in zip(runs, results):
@@ -105,7 +109,7 @@ def write_outputs(args, runs, results, X, data, classes, plan, cfg, device, stag
             }
             log.info("%s: best early-stopping %s %.4f at epoch %d of %d", spec.model, cfg.early_stopping_metric,
                      result.best_score, result.best_epoch, len(result.history))
-        write_json(models_dir / TRAINING_SUMMARY, {"loss": plan["loss"], "device": str(device), "runs": summary})
+        write_json(models_dir / TRAINING_SUMMARY, {"loss": plan["loss"], "device": str(device), **used, "runs": summary})
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from pipeline.criterion import make_criterion
 from pipeline.model import MLP, BiasReluDropout, StackedMLP, StackedOutput
 from pipeline.plan import RunSpec, drw_start, model_name, plan_runs
 from pipeline.sweep import fit_sweep
-from pipeline.train import fit, macro_f1, predict_logits, resolve_device
+from pipeline.train import FusedOptimizer, batch_rule, fit, macro_f1, predict_logits, resolve_batch, resolve_device, warm_up
 from pipeline.weights import class_weights
 
 CPU = torch.device("cpu")
@@ -456,3 +456,54 @@ def test_the_thread_plan_stacks_seeds_side_by_side_only_with_dropout_on_the_cpu(
     assert thread_plan(2, 3, CPU, 0.0) == (2, 1)
     assert thread_plan(1, 3, CPU, 0.1) == (1, 1)
     assert thread_plan(8, 3, cuda, 0.1) == (8, 1)
+
+
+@pytest.mark.parametrize(("rows", "batch"), [(1, 64), (600, 64), (23_000, 64), (23_300, 128), (54_000, 256),
+                                             (100_000, 512), (370_000, 1024), (372_000, 2048), (540_000, 2048),
+                                             (10**8, 2048)])
+def test_batch_auto_grows_with_the_training_rows_within_its_bounds(rows, batch):
+    assert batch_rule(rows) == batch
+
+
+@given(st.integers(1, 10**7), st.floats(1e-5, 1.0))
+@settings(max_examples=60, deadline=None)
+def test_batch_auto_scales_the_rate_by_the_square_root_and_warms_up_one_epoch(rows, lr):
+    cfg = resolve_batch(TrainConfig(batch_size="auto", lr=lr), rows)
+    b = batch_rule(rows)
+    assert cfg.batch_size == b and cfg.lr == pytest.approx(lr * (b / 64) ** 0.5, rel=1e-12)
+    assert cfg.warmup_steps == (0 if b == 64 else -(-rows // b))  # one epoch's steps; none at the base batch
+    assert resolve_batch(cfg, rows) == cfg  # resolving twice changes nothing
+
+
+def test_a_number_for_batch_size_keeps_the_rate_and_warms_up_only_when_asked():
+    cfg = resolve_batch(TrainConfig(batch_size=512, lr=1e-3), 10**6)
+    assert (cfg.batch_size, cfg.lr, cfg.warmup_steps) == (512, 1e-3, 0)
+    cfg = resolve_batch(TrainConfig(batch_size="auto", lr=1e-3, warmup_steps=7), 10**6)
+    assert (cfg.batch_size, cfg.warmup_steps) == (2048, 7)
+
+
+def test_warm_up_rises_linearly_to_the_rate_then_holds_it():
+    p = torch.nn.Parameter(torch.zeros(3))
+    opt = FusedOptimizer([p], "adam", 1.0, 0.0)
+    cfg = TrainConfig(batch_size=64, lr=0.8, warmup_steps=4)
+    seen = []
+    for step in range(7):
+        warm_up(opt, cfg, step)
+        seen.append(opt.lr)
+    assert seen == pytest.approx([0.2, 0.4, 0.6, 0.8, 0.8, 0.8, 0.8])
+
+
+def test_warm_up_changes_the_first_updates_only_and_the_sweep_still_equals_fit(data):
+    # 300 rows, batch 32: 10 steps an epoch; a warm-up over 15 steps spans into the second epoch
+    cfg = dataclasses.replace(CFG, hidden=(16, 8), epochs=6, patience=2, warmup_steps=15)
+    spec = RunSpec("focal_g1", "focal", 1.0, 0)
+    warm = fit(spec, _criterion("focal", 1.0), data, 3, cfg, CPU, progress=False)
+    cold = fit(spec, _criterion("focal", 1.0), data, 3, dataclasses.replace(cfg, warmup_steps=0), CPU, progress=False)
+    assert warm.history[0]["train_loss"] != cold.history[0]["train_loss"]
+    specs = [RunSpec("focal_g0_s0", "focal", 0.0, 0), RunSpec("focal_g1_s0", "focal", 1.0, 0)]
+    _assert_sweep_equals_sequential(specs, "focal", data, cfg)
+    auto = dataclasses.replace(cfg, batch_size="auto", warmup_steps="auto")  # 300 rows: batch 64, no warm-up
+    a = fit(spec, _criterion("focal", 1.0), data, 3, auto, CPU, progress=False)
+    b = fit(spec, _criterion("focal", 1.0), data, 3, dataclasses.replace(cfg, batch_size=64, warmup_steps=0),
+            CPU, progress=False)
+    assert a.history == b.history
