@@ -26,6 +26,7 @@ from pipeline.metrics import (
     HEADLINE,
     PER_CLASS,
     SUMMARY,
+    Resamples,
     kendall_tau_b,
     lower_is_better,
     rank_min,
@@ -178,7 +179,7 @@ def _reference(records: list[ModelRecord], reference_loss: str) -> str | None:
 
 def build_audit(records: list[ModelRecord], metrics: dict[str, dict], *, view: View, cfg: EvaluateConfig,
                 classes: list[str], train_counts: list[int], reference_loss: str, cost: np.ndarray | None,
-                val_indices: np.ndarray, test_indices: np.ndarray,
+                val_indices: Resamples, test_indices: Resamples,
                 deploy_prior: np.ndarray | None = None) -> Audit:
     """Everything in ``reports/audit.json``. The pick, P(best), every decision rule and the prior
     shift read the validation split only; the test split gives each candidate's estimate, the

@@ -18,6 +18,8 @@ import numpy as np
 
 from pipeline.config import Constraint, parse_constraint
 from pipeline.metrics import (
+    Resamples,
+    as_resamples,
     bootstrap_distribution,
     confusion_matrix,
     count_metrics,
@@ -71,7 +73,7 @@ def verdict(diff: dict, *, higher_is_better: bool, against: str) -> str:
 
 
 def class_means(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int, members: list[int], *,
-                indices: np.ndarray) -> dict[str, tuple[float, np.ndarray]]:
+                indices: Resamples | np.ndarray) -> dict[str, tuple[float, np.ndarray]]:
     """Mean recall and precision over ``members`` (class indices): the point value and (B,)
     resampled values. A class the model never predicts has no precision (not 0): it is left out
     of the precision mean, which is NaN when no member is ever predicted."""
@@ -94,19 +96,13 @@ def class_means(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int, members:
     }
 
 
-def _predicted_counts(y_pred: np.ndarray, n_classes: int, indices: np.ndarray) -> np.ndarray:
+def _predicted_counts(y_pred: np.ndarray, n_classes: int, indices: Resamples | np.ndarray) -> np.ndarray:
     """(B, C) how often each class is predicted in each resample."""
-    out = np.empty((len(indices), n_classes))
-    for start in range(0, len(indices), 256):
-        chunk = y_pred[indices[start:start + 256]]  # (b, N)
-        offset = (np.arange(len(chunk)) * n_classes)[:, None]
-        out[start:start + len(chunk)] = np.bincount((chunk + offset).ravel(),
-                                                    minlength=len(chunk) * n_classes).reshape(-1, n_classes)
-    return out
+    return as_resamples(indices).counts(y_pred, n_classes)
 
 
 def tail_trade(y_true: np.ndarray, predictions: dict[str, np.ndarray], classes: list[str],
-               train_counts: list[int], *, reference: str, models: list[str], indices: np.ndarray,
+               train_counts: list[int], *, reference: str, models: list[str], indices: Resamples,
                level: float) -> dict:
     """What each model gains on the tail classes and what it pays on the head, against ``reference``.
 
@@ -127,7 +123,7 @@ def tail_trade(y_true: np.ndarray, predictions: dict[str, np.ndarray], classes: 
         if head:
             out["head"] = class_means(y_true, predictions[name], k, head, indices=indices)
         hit = (predictions[name] == y_true).astype(float)
-        out["accuracy"] = (float(hit.mean()), hit[indices].mean(1))
+        out["accuracy"] = (float(hit.mean()), as_resamples(indices).sums(hit) / len(hit))
         return out
 
     ref = parts(reference)
@@ -210,7 +206,7 @@ def prior_shift(records: list[ModelRecord], reps: list[str], *, cfg: EvaluateCon
 
 def special_loss_question(records: list[ModelRecord], metrics: dict, *, reference_loss: str, cfg: EvaluateConfig,
                           view: View, classes: list[str], train_counts: list[int], cost: np.ndarray | None,
-                          test_indices: np.ndarray) -> dict | None:
+                          test_indices: Resamples) -> dict | None:
     """"Was the special loss needed?": the best train-time remedy (any other MLP loss, argmax) and
     the best post-hoc rule on the reference model, each chosen on validation, compared on test
     with paired intervals for the policy's metric and tail recall/precision."""

@@ -255,7 +255,122 @@ def prior_weights(y_true: np.ndarray, target_prior: np.ndarray) -> np.ndarray:
     return safe_ratio(target, empirical)[y_true]
 
 
-_BOOTSTRAP_CHUNK = 20_000_000  # resampled rows held in memory at once (~0.5 GB of temporaries)
+RESAMPLE_HOLD = 4_000_000  # bootstrap row indices held as an array up to this many (16 MB of int32)
+_BLOCK = 20_000_000  # resampled rows generated or gathered at once (bounded temporaries at any N)
+
+
+class Resamples:
+    """``B`` bootstrap resamples of ``N`` rows, shared by every candidate so that comparisons are
+    paired: the (B, N) row indices that ``default_rng(seed).integers(0, N, size=(B, N))`` draws.
+
+    Up to :data:`RESAMPLE_HOLD` indices (the bundled data's splits) they are held as that array
+    and every sum is taken over the resampled rows. Above, memory and time would grow as B × N
+    per candidate, so they are held as each row's multiplicity in each resample, (B, N) uint8 (a
+    quarter of the indices' int32; 200 MB for 1 000 resamples of 200 000 rows), computed from
+    the same draws regenerated block by block (numpy draws bounded integers row after row, so
+    blocks give the draws of one call: ``tests/test_metrics.py`` checks it). A resample's sum is
+    then its multiplicities times the values, and its confusion matrix a sum of multiplicities
+    over the rows of each cell: no (B, N) gather per candidate. Both ways give the same
+    resamples; sums agree to float rounding (tested). Iterating gives each resample's row
+    indices (regenerated above the limit).
+    """
+
+    def __init__(self, n: int, resamples: int, seed: int, *, hold: int | None = None):
+        self.n, self.resamples, self.seed = int(n), int(resamples), seed
+        self.dtype = np.int32 if n < 2**31 else np.int64
+        self._block = max(1, _BLOCK // max(self.n, 1))  # resamples per block
+        limit = RESAMPLE_HOLD if hold is None else hold
+        self._indices = self._draw_all() if self.n * self.resamples <= limit else None
+        self._mult = None if self._indices is not None else self._multiplicities()
+
+    @classmethod
+    def of(cls, indices: np.ndarray) -> Resamples:
+        """Given (B, N) row indices, held as they are."""
+        out = cls.__new__(cls)
+        out._indices = np.asarray(indices)
+        out.resamples, out.n = out._indices.shape
+        out.seed, out.dtype, out._mult = None, out._indices.dtype, None
+        out._block = max(1, _BLOCK // max(out.n, 1))
+        return out
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.resamples, self.n
+
+    def __len__(self) -> int:
+        return self.resamples
+
+    def _draw_all(self) -> np.ndarray:
+        return np.random.default_rng(self.seed).integers(0, self.n, size=(self.resamples, self.n), dtype=self.dtype)
+
+    def blocks(self):
+        """``(start, indices (b, N))`` over all resamples, in order."""
+        if self._indices is not None:
+            for start in range(0, self.resamples, self._block):
+                yield start, self._indices[start : start + self._block]
+            return
+        rng = np.random.default_rng(self.seed)
+        for start in range(0, self.resamples, self._block):
+            b = min(self._block, self.resamples - start)
+            yield start, rng.integers(0, self.n, size=(b, self.n), dtype=self.dtype)
+
+    def __iter__(self):
+        for _, block in self.blocks():
+            yield from block
+
+    def _multiplicities(self) -> np.ndarray:
+        mult = np.empty((self.resamples, self.n), dtype=np.uint16)
+        for start, block in self.blocks():
+            for j, row in enumerate(block):
+                mult[start + j] = np.bincount(row, minlength=self.n)
+        return mult.astype(np.uint8) if mult.max(initial=0) <= np.iinfo(np.uint8).max else mult
+
+    def _mult_blocks(self):
+        rows = max(1, _BLOCK // max(self.n, 1))  # (rows, N) float64 temporaries: 160 MB at most
+        for start in range(0, self.resamples, rows):
+            yield start, self._mult[start : start + rows]
+
+    def sums(self, values: np.ndarray) -> np.ndarray:
+        """(B,) each resample's sum of ``values`` (N,) over its rows (a row drawn twice counts twice)."""
+        values = np.asarray(values, dtype=np.float64)
+        out = np.empty(self.resamples)
+        if self._mult is None:
+            for start, idx in self.blocks():
+                out[start : start + len(idx)] = values[idx].sum(1)
+            return out
+        for start, m in self._mult_blocks():
+            out[start : start + len(m)] = m @ values
+        return out
+
+    def counts(self, codes: np.ndarray, size: int, weights: np.ndarray | None = None) -> np.ndarray:
+        """(B, size) float64: each resample's (weighted) count of each code, ``codes`` (N,) in [0, size)."""
+        codes = np.asarray(codes, dtype=np.int64)
+        w = np.ones(self.n) if weights is None else np.asarray(weights, dtype=np.float64)
+        out = np.zeros((self.resamples, size))
+        if self._mult is None:
+            for start, idx in self.blocks():
+                offset = (np.arange(len(idx)) * size)[:, None]
+                counts = np.bincount((codes[idx] + offset).ravel(), weights=w[idx].ravel(), minlength=len(idx) * size)
+                out[start : start + len(idx)] = counts.reshape(len(idx), size)
+            return out
+        order = np.argsort(codes, kind="stable")
+        ordered = codes[order]
+        starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]]) if self.n else np.array([], dtype=np.int64)
+        present = ordered[starts]
+        w_ordered = None if weights is None else w[order]
+        for start, m in self._mult_blocks():
+            part = m[:, order]
+            if w_ordered is None:
+                sums = np.add.reduceat(part, starts, axis=1, dtype=np.int64) if len(starts) else 0
+            else:
+                sums = np.add.reduceat(part * w_ordered, starts, axis=1) if len(starts) else 0
+            out[start : start + len(m), present] = sums
+        return out
+
+
+def as_resamples(indices) -> Resamples:
+    """``indices`` as :class:`Resamples`: given as such, or (B, N) row indices."""
+    return indices if isinstance(indices, Resamples) else Resamples.of(indices)
 
 
 def bootstrap_distribution(
@@ -263,27 +378,20 @@ def bootstrap_distribution(
     y_pred: np.ndarray,
     n_classes: int,
     *,
-    indices: np.ndarray,
+    indices: Resamples | np.ndarray,
     sample_weight: np.ndarray | None = None,
     cost: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """:func:`count_metrics` of every resample: arrays of shape (B,) or (B, C).
 
-    ``indices`` (B, N) are resampled row indices, shared across models so that comparisons
-    between models are paired. ``cost`` (C, C) adds ``expected_cost``.
+    ``indices`` are the resamples (:class:`Resamples`, or (B, N) row indices), shared across
+    models so that comparisons between models are paired. ``cost`` (C, C) adds ``expected_cost``.
     """
     y_true, y_pred = np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)
-    w = np.ones(len(y_true)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
-    k, (n_boot, n) = n_classes, indices.shape
-    cell = y_true * k + y_pred  # (N,) confusion-matrix cell of each row
-    cms = np.empty((n_boot, k * k))
-    step = max(1, _BOOTSTRAP_CHUNK // max(n, 1))  # resamples per chunk: bounded memory at any N
-    for start in range(0, n_boot, step):
-        idx = indices[start : start + step]  # (b, N)
-        offset = (np.arange(len(idx)) * k * k)[:, None]
-        counts = np.bincount((cell[idx] + offset).ravel(), weights=w[idx].ravel(), minlength=len(idx) * k * k)
-        cms[start : start + len(idx)] = counts.reshape(len(idx), k * k)
-    return count_metrics(cms.reshape(n_boot, k, k), cost=cost)
+    resamples = as_resamples(indices)
+    k = n_classes
+    cms = resamples.counts(y_true * k + y_pred, k * k, sample_weight)  # each row's confusion-matrix cell
+    return count_metrics(cms.reshape(len(resamples), k, k), cost=cost)
 
 
 def bootstrap_intervals(
@@ -291,7 +399,7 @@ def bootstrap_intervals(
     y_pred: np.ndarray,
     classes: list[str],
     *,
-    indices: np.ndarray,
+    indices: Resamples | np.ndarray,
     metrics: list[str],
     level: float = 0.95,
     sample_weight: np.ndarray | None = None,
@@ -319,10 +427,10 @@ def percentile_interval(dist: np.ndarray, level: float) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
-def bootstrap_indices(n: int, resamples: int, seed: int) -> np.ndarray:
-    """(resamples, n) row indices drawn with replacement (int32 below 2**31 rows: half the memory)."""
-    dtype = np.int32 if n < 2**31 else np.int64
-    return np.random.default_rng(seed).integers(0, n, size=(resamples, n), dtype=dtype)
+def bootstrap_indices(n: int, resamples: int, seed: int) -> Resamples:
+    """``resamples`` resamples of ``n`` rows drawn with replacement from ``seed`` (:class:`Resamples`:
+    int32 row indices below 2**31 rows, held as multiplicities when large)."""
+    return Resamples(n, resamples, seed)
 
 
 # --- rank statistics of the audit (numpy only: scipy.stats costs 1.5 s to import) ---------------

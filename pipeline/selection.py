@@ -26,6 +26,8 @@ import numpy as np
 from pipeline.config import Constraint, SelectConfig, parse_constraint
 from pipeline.metrics import (
     COST_METRIC,
+    Resamples,
+    as_resamples,
     PER_CLASS,
     bootstrap_distribution,
     classification_metrics,
@@ -224,7 +226,7 @@ def select(values: dict[str, dict[str, float]], primary: str, constraints: Seque
 
 
 def resampled_values(names: Sequence[str], y_true: np.ndarray, y_pred: np.ndarray, proba: np.ndarray,
-                     classes: list[str], *, indices: np.ndarray, sample_weight: np.ndarray | None = None,
+                     classes: list[str], *, indices: Resamples | np.ndarray, sample_weight: np.ndarray | None = None,
                      cost: np.ndarray | None = None, ece_bins: int = 15) -> dict[str, np.ndarray]:
     """``name -> (B,)`` values of each metric on each bootstrap resample ``indices`` (B, N).
 
@@ -243,7 +245,8 @@ def resampled_values(names: Sequence[str], y_true: np.ndarray, y_pred: np.ndarra
             out[name] = counts[base][:, classes.index(cls)] if cls else counts[base]
         elif name == "log_loss":
             nll = -np.log(np.clip(proba[np.arange(len(y_true)), y_true], np.finfo(np.float64).eps, 1.0))
-            out[name] = (w * nll)[indices].sum(1) / w[indices].sum(1)
+            resamples = as_resamples(indices)
+            out[name] = resamples.sums(w * nll) / resamples.sums(w)
         else:
             out[name] = np.array([
                 classification_metrics(y_true[i], y_pred[i], classes, proba=proba[i], sample_weight=w[i],

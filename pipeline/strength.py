@@ -21,7 +21,7 @@ import numpy as np
 from pipeline.artifacts import ModelRecord
 from pipeline.evidence import class_means, paired_difference, tail_trade
 from pipeline.loss_specs import loss_spec
-from pipeline.metrics import PER_CLASS, lower_is_better, percentile_interval
+from pipeline.metrics import PER_CLASS, Resamples, lower_is_better, percentile_interval
 from pipeline.names import safe_name
 from pipeline.plan import model_name
 from pipeline.selection import View, flat_values, policy_weights, resampled_values, view_name
@@ -64,7 +64,7 @@ def families(records: list[ModelRecord]) -> dict[str, list[tuple[float, list[Mod
 
 
 def _values(members: list[ModelRecord], split: str, metrics: dict, names: list[str], primary: str, *,
-            view: View, cfg, classes: list[str], tail: list[int], indices: np.ndarray,
+            view: View, cfg, classes: list[str], tail: list[int], indices: Resamples,
             cost: np.ndarray | None) -> dict[str, tuple[float, np.ndarray]]:
     """name -> (point, (B,) resampled) of the curve's metrics, the mean over ``members`` (seeds)."""
     per_member = []
@@ -96,7 +96,7 @@ def _point(value: float, dist: np.ndarray, level: float) -> dict:
 
 
 def strength_curves(records: list[ModelRecord], metrics: dict, *, view: View, cfg, classes: list[str],
-                    train_counts: list[int], val_indices: np.ndarray, test_indices: np.ndarray,
+                    train_counts: list[int], val_indices: Resamples, test_indices: Resamples,
                     cost: np.ndarray | None = None) -> dict[str, dict]:
     """Every weight-strength family's curve and what the audit says of it (``audit.json``'s
     ``weight_strength``); empty when nothing was trained over ``train.alphas``."""

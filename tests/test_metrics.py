@@ -7,10 +7,12 @@ from hypothesis import strategies as st
 from imblearn.metrics import geometric_mean_score, specificity_score
 from sklearn import metrics as skm
 
+import pipeline.metrics as metrics_module
 from pipeline.metrics import (
     COST_METRIC,
     HEADLINE,
     SUMMARY,
+    Resamples,
     bootstrap_distribution,
     bootstrap_indices,
     bootstrap_intervals,
@@ -309,3 +311,54 @@ def test_rank_statistics_equal_scipy(seed, ties):
     np.testing.assert_array_equal(rank_average(x), rankdata(x))
     for ours, theirs in ((kendall_tau_b(x, y), kendalltau(x, y).statistic), (spearman_rho(x, y), spearmanr(x, y).statistic)):
         assert (np.isnan(ours) and np.isnan(theirs)) or ours == pytest.approx(theirs, abs=1e-12)
+
+
+@given(st.integers(1, 400), st.integers(1, 60), st.integers(0, 2**32 - 1))
+@settings(max_examples=40, deadline=None)
+def test_resamples_drawn_in_blocks_are_the_draws_of_one_call(n, b, seed):
+    one_call = np.random.default_rng(seed).integers(0, n, size=(b, n), dtype=np.int32)
+    held, regenerated = Resamples(n, b, seed), Resamples(n, b, seed, hold=0)
+    np.testing.assert_array_equal(np.array(list(held)), one_call)
+    np.testing.assert_array_equal(np.array(list(regenerated)), one_call)
+
+
+def test_resamples_regenerate_the_same_draws_across_block_boundaries(monkeypatch):
+    monkeypatch.setattr(metrics_module, "_BLOCK", 7 * 301)  # 7 resamples a block, the last one short
+    one_call = np.random.default_rng(5).integers(0, 301, size=(30, 301), dtype=np.int32)
+    got = Resamples(301, 30, 5, hold=0)
+    np.testing.assert_array_equal(np.array(list(got)), one_call)
+    np.testing.assert_array_equal(got._mult, np.stack([np.bincount(r, minlength=301) for r in one_call]))
+
+
+@given(st.integers(1, 300), st.integers(1, 40), st.integers(1, 12), st.integers(0, 2**32 - 1), st.booleans())
+@settings(max_examples=60, deadline=None)
+def test_multiplicities_give_the_sums_and_counts_of_the_resampled_rows(n, b, size, seed, weighted):
+    rng = np.random.default_rng(seed)
+    codes = rng.integers(0, size, n)
+    values = rng.normal(size=n)
+    w = rng.uniform(0.1, 5, n) if weighted else None
+    held, mult = Resamples(n, b, seed), Resamples(n, b, seed, hold=0)
+    assert mult._indices is None and held._indices is not None
+    idx = held._indices
+    np.testing.assert_allclose(mult.sums(values), values[idx].sum(1), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(held.sums(values), values[idx].sum(1), rtol=0, atol=0)
+    ref = np.stack([np.bincount(codes[i], weights=None if w is None else w[i], minlength=size) for i in idx])
+    np.testing.assert_allclose(held.counts(codes, size, w), ref, rtol=1e-12)
+    if w is None:
+        np.testing.assert_array_equal(mult.counts(codes, size), ref)  # counts: exact
+    else:
+        np.testing.assert_allclose(mult.counts(codes, size, w), ref, rtol=1e-12)
+
+
+def test_bootstrap_distribution_is_the_same_either_way_the_resamples_are_held():
+    rng = np.random.default_rng(8)
+    n, k = 500, 4
+    y_true, y_pred = rng.integers(0, k, n), rng.integers(0, k, n)
+    w = rng.uniform(0.2, 3.0, n)
+    a = bootstrap_distribution(y_true, y_pred, k, indices=Resamples(n, 80, 3), sample_weight=w)
+    b = bootstrap_distribution(y_true, y_pred, k, indices=Resamples(n, 80, 3, hold=0), sample_weight=w)
+    for key in a:
+        np.testing.assert_allclose(a[key], b[key], rtol=1e-12, atol=1e-12)
+    slow = [skm.f1_score(y_true[i], y_pred[i], average="macro", labels=range(k), zero_division=0, sample_weight=w[i])
+            for i in Resamples(n, 80, 3)]
+    np.testing.assert_allclose(b["macro_f1"], slow, rtol=1e-10)

@@ -1,0 +1,92 @@
+"""Does ``train.batch_size: auto`` keep the quality of batch 64? Paired over seeds, per loss.
+
+    python -m bench.batch_quality --repo DIR [--seeds 0 1 2] [--gamma 2] [--alpha 1]
+
+``DIR`` is a project checkout whose pipeline has run (``data/prepared`` and
+``outputs/class_weights.json``, e.g. a ``python -m bench.scale --keep`` clone). For every loss
+of its ``params.yaml`` (one configuration each: focal-family losses at ``--gamma``, the
+weight-strength sweep at ``--alpha``), trains the configuration once per seed with batch 64 at
+``train.lr`` (the pipeline before ``auto``) and once with ``auto`` (its batch, the rate scaled
+by ``sqrt(batch / 64)``, one epoch of warm-up), each as one batched sweep over the seeds as the
+train stage runs it, and prints per loss: validation macro-F1 at the epoch early stopping kept
+(on its slice of the training split), seed by seed, the paired difference (auto - 64) with a
+95 % t interval, epochs run and training seconds. A benchmark: it asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import statistics
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pipeline.artifacts import read_prepared
+from pipeline.config import load_params
+from pipeline.criterion import plan_criterion
+from pipeline.io import read_json
+from pipeline.plan import RunSpec, loss_plan
+from pipeline.sweep import fit_sweep
+from pipeline.train import resolve_batch, resolve_threads, thread_plan, train_config
+
+T975 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26}
+
+
+def macro_f1(cm: np.ndarray) -> float:
+    cm = np.asarray(cm, dtype=np.float64)
+    tp = np.diag(cm)
+    denom = cm.sum(0) + cm.sum(1)
+    return float(np.where(denom > 0, 2 * tp / np.maximum(denom, 1), 0).mean())
+
+
+def train(loss: str, t, weights, data, n_classes: int, batch) -> tuple[list[float], list[int], float, int]:
+    plan = loss_plan(loss, dataclasses.replace(t, batch_size=batch, warmup_steps="auto"), weights)
+    cfg = train_config(plan, source=f"{loss} plan")
+    runs = [RunSpec(**r) for r in plan["runs"]]
+    device = torch.device("cpu")
+    intra_op, groups = thread_plan(resolve_threads(cfg.threads), len({r.seed for r in runs}), device, cfg.dropout)
+    torch.set_num_threads(intra_op)
+    results = fit_sweep(runs, plan_criterion(plan), data, n_classes, cfg, device, groups=groups, progress=False)
+    f1 = [macro_f1(r.history[r.best_epoch - 1]["val_confusion"]) for r in results]
+    return f1, [len(r.history) for r in results], results[0].seconds, resolve_batch(cfg, len(data["train"][0])).batch_size
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--repo", type=Path, required=True)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--gamma", type=float, default=2.0)
+    ap.add_argument("--alpha", type=float, default=1.0)
+    ap.add_argument("--losses", nargs="+", help="default: params.yaml's train.losses")
+    args = ap.parse_args(argv)
+    params = load_params(args.repo / "params.yaml")
+    t = dataclasses.replace(params.train, gammas=(args.gamma,), alphas=(args.alpha,), seeds=tuple(args.seeds))
+    meta, data = read_prepared(args.repo / "data/prepared", early_stopping_fraction=t.early_stopping_fraction)
+    weights = read_json(args.repo / "outputs/class_weights.json", what="class weights")
+    n = len(data["train"][0])
+    print(f"{n} training rows, {len(data['val'][0])} validation rows; seeds {args.seeds}; "
+          f"gamma {args.gamma:g}, alpha {args.alpha:g}; torch {torch.__version__}")
+    print("\n| loss | batch 64: val macro-F1 per seed | auto | paired diff (auto - 64), 95 % t | "
+          "epochs 64 / auto | seconds 64 / auto |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    diffs_all = []
+    for loss in args.losses or params.train.losses:
+        base, base_epochs, base_s, _ = train(loss, t, weights, data, len(meta["classes"]), 64)
+        auto, auto_epochs, auto_s, batch = train(loss, t, weights, data, len(meta["classes"]), "auto")
+        d = [a - b for a, b in zip(auto, base)]
+        diffs_all += d
+        mean = statistics.fmean(d)
+        half = T975.get(len(d) - 1, 1.96) * statistics.stdev(d) / math.sqrt(len(d)) if len(d) > 1 else float("nan")
+        print(f"| {loss} | {' '.join(f'{v:.4f}' for v in base)} | {' '.join(f'{v:.4f}' for v in auto)} (batch {batch}) "
+              f"| {mean:+.4f} ± {half:.4f} | {statistics.fmean(base_epochs):.0f} / {statistics.fmean(auto_epochs):.0f} "
+              f"| {base_s:.1f} / {auto_s:.1f} |", flush=True)
+    m = statistics.fmean(diffs_all)
+    half = 1.96 * statistics.stdev(diffs_all) / math.sqrt(len(diffs_all))
+    print(f"\nall losses and seeds: paired difference {m:+.4f} ± {half:.4f} (n = {len(diffs_all)})")
+
+
+if __name__ == "__main__":
+    main()
