@@ -253,14 +253,32 @@ def predictions_frame(proba: np.ndarray, y_true: np.ndarray, classes: list[str],
     return frame
 
 
-@dataclass(frozen=True)
-class Predictions:
-    """One model's predictions of one split, decoded."""
+PROBA_HOLD = 2_000_000  # probabilities held per predictions file up to this many values (16 MB)
 
-    frame: pd.DataFrame  # as stored
-    y_true: np.ndarray  # (N,) int64
-    y_pred: np.ndarray  # (N,) int64
-    proba: np.ndarray  # (N, C) float64
+
+class Predictions:
+    """One model's predictions of one split, decoded: ``y_true`` and ``y_pred`` (N,) int64 class
+    indices, ``proba`` (N, C) float64.
+
+    Probabilities of more than :data:`PROBA_HOLD` values (a split of 200 000 rows and 10 classes)
+    are not held: each use of ``proba`` reads them from their file again, so that evaluate holds
+    one candidate's at a time however many candidates there are, not all of them.
+    """
+
+    __slots__ = ("y_true", "y_pred", "_proba", "_source")
+
+    def __init__(self, y_true: np.ndarray, y_pred: np.ndarray, proba: np.ndarray | None = None, *,
+                 source: tuple[Path, list[str]] | None = None):
+        if proba is None and source is None:
+            raise ValueError("Predictions need proba or the file to read it from")
+        self.y_true, self.y_pred, self._proba, self._source = y_true, y_pred, proba, source
+
+    @property
+    def proba(self) -> np.ndarray:
+        if self._proba is not None:
+            return self._proba
+        path, columns = self._source
+        return read_parquet(path, what="predictions", columns=columns).to_numpy(np.float64)
 
 
 def read_predictions(path: str | Path, classes: list[str], *, what: str) -> Predictions:
@@ -270,12 +288,11 @@ def read_predictions(path: str | Path, classes: list[str], *, what: str) -> Pred
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise PipelineError(f"{what}: missing column {missing[0]!r}")
-    return Predictions(
-        frame,
-        decode_labels(frame["y_true"], classes, what=f"{what}, y_true"),
-        decode_labels(frame["y_pred"], classes, what=f"{what}, y_pred"),
-        frame[columns].to_numpy(np.float64),
-    )
+    y_true = decode_labels(frame["y_true"], classes, what=f"{what}, y_true")
+    y_pred = decode_labels(frame["y_pred"], classes, what=f"{what}, y_pred")
+    if len(frame) * len(columns) > PROBA_HOLD:
+        return Predictions(y_true, y_pred, source=(Path(path), columns))
+    return Predictions(y_true, y_pred, frame[columns].to_numpy(np.float64))
 
 
 def checkpoint_path(models_dir: str | Path, model: str) -> Path:

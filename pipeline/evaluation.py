@@ -115,12 +115,15 @@ class Evaluation:
 
 
 def _labels(records: list[ModelRecord], split: str) -> np.ndarray:
-    """The labels of ``split`` every candidate was scored on; candidates must agree on them."""
+    """The labels of ``split`` every candidate was scored on; candidates must agree on them (and
+    then share one array of them)."""
     first = getattr(records[0], split)
     for rec in records[1:]:
-        if not np.array_equal(getattr(rec, split).y_true, first.y_true):
+        preds = getattr(rec, split)
+        if not np.array_equal(preds.y_true, first.y_true):
             raise PipelineError(f"{split} predictions of {rec.name}: y_true differs from {records[0].name}'s; "
                                 "re-run the pipeline so every candidate sees the same split")
+        preds.y_true = first.y_true
     return first.y_true
 
 
@@ -237,6 +240,15 @@ def summary(audit: Audit) -> dict:
 PLOT_FILES = {"pr": "pr.json", "gamma": "gamma.json", "alpha": "alpha.json", "training": "training.json",
               "confusion": "confusion.json"}
 PR_TOP = 5  # the policy's first candidates whose precision-recall curves are overlaid (with the reference's)
+PR_POINTS = 1000  # points per precision-recall curve at most (a large split's curve is thinned)
+
+
+def thin_curve(n: int, points: int = PR_POINTS) -> np.ndarray:
+    """Indices of at most ``points`` of a curve's ``n`` points, evenly spread, both ends kept
+    (every point when ``n <= points``)."""
+    if n <= points:
+        return np.arange(n)
+    return np.unique(np.linspace(0, n - 1, points).round().astype(np.int64))
 
 
 @dataclass(frozen=True)
@@ -256,7 +268,7 @@ def _ranks(audit: Audit) -> dict[str, int]:
 def pr_rows(records: list[ModelRecord], ev: Evaluation, classes: list[str], top: int = PR_TOP) -> list[dict]:
     """The rarest class's precision-recall curve on test for the policy's first ``top``
     candidates (ranked on validation) and the reference; recall ascending, each curve's points in
-    drawing order. ``name`` reads ``#<rank> <candidate>``, with ``(pick)``, ``(reference)``.
+    drawing order, at most :data:`PR_POINTS` of them (:func:`thin_curve`). ``name`` reads ``#<rank> <candidate>``, with ``(pick)``, ``(reference)``.
     The reference's curve is its own even where an identical candidate (same decisions, other
     probabilities) stands for its group."""
     from sklearn.metrics import precision_recall_curve
@@ -271,6 +283,8 @@ def pr_rows(records: list[ModelRecord], ev: Evaluation, classes: list[str], top:
     out = []
     for name in chosen:
         precision, recall, _ = precision_recall_curve(ev.y_true == r, by_name[name].test.proba[:, r])
+        keep = thin_curve(len(recall))
+        precision, recall = precision[keep], recall[keep]
         roles = ", ".join(role for role, who in (("pick", pick), ("reference", ref)) if name == who)
         label = f"#{ranks.get(name, len(ranks)) + 1} {name}" + (f" ({roles})" if roles else "")
         out += [{"name": label, "recall": float(x), "precision": float(y)}
@@ -302,19 +316,32 @@ def training_rows(records: list[ModelRecord], ev: Evaluation) -> list[dict]:
     return out
 
 
-def confusion_rows(records: list[ModelRecord], ev: Evaluation) -> list[dict]:
+CONFUSION_ROWS = 20_000  # test rows up to which the confusion plot's data has a row per sample
+
+
+def confusion_rows(records: list[ModelRecord], ev: Evaluation, classes: list[str]) -> list[dict]:
     """The pick's and the reference's test predictions, one ``actual``, ``predicted`` row per
-    sample, ``name`` ``pick: <candidate>`` or ``reference: <candidate>``."""
+    sample, ``name`` ``pick: <candidate>`` or ``reference: <candidate>``; above
+    :data:`CONFUSION_ROWS` test rows, one row per non-empty cell with its count in ``rows``."""
     by_name = {r.name: r for r in records}
     pick, ref = ev.audit["policy"]["pick"], ev.audit["reference"]["model"]
     out = []
     for role, name in (("pick", pick), ("reference", ref)):
         if name and name in by_name:
-            frame = by_name[name].test.frame
-            label = f"{role}: {name}"
-            out += [{"name": label, "actual": str(a), "predicted": str(p)}
-                    for a, p in zip(frame["y_true"], frame["y_pred"])]
+            test = by_name[name].test
+            out += confusion_plot_rows(f"{role}: {name}", test.y_true, test.y_pred, classes)
     return out
+
+
+def confusion_plot_rows(label: str, y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]) -> list[dict]:
+    """One ``name``, ``actual``, ``predicted`` row per sample; above :data:`CONFUSION_ROWS`
+    samples one per non-empty cell, its count in ``rows`` (the template sums ``rows``, 1 where
+    absent)."""
+    if len(y_true) <= CONFUSION_ROWS:
+        return [{"name": label, "actual": classes[a], "predicted": classes[p]} for a, p in zip(y_true, y_pred)]
+    cm = confusion_matrix(y_true, y_pred, len(classes))
+    return [{"name": label, "actual": classes[a], "predicted": classes[p], "rows": int(cm[a, p])}
+            for a, p in zip(*np.nonzero(cm))]
 
 
 def plot_data(records: list[ModelRecord], ev: Evaluation, classes: list[str]) -> PlotData:
@@ -325,5 +352,5 @@ def plot_data(records: list[ModelRecord], ev: Evaluation, classes: list[str]) ->
           for rec in records if rec.rule is None or rec.name == pick}
     rows = {"pr": pr_rows(records, ev, classes), "gamma": gamma_rows(ev),
             "alpha": curve_rows(ev.audit.get("weight_strength") or {}), "training": training_rows(records, ev),
-            "confusion": confusion_rows(records, ev)}
+            "confusion": confusion_rows(records, ev, classes)}
     return PlotData(rows, cm)

@@ -27,13 +27,14 @@ def read_json(path: str | Path, *, what: str = "file") -> Any:
         raise PipelineError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
 
 
-def read_parquet(path: str | Path, *, what: str = "file") -> pd.DataFrame:
-    """The frame in ``path``; a missing or unreadable file is a one-line error naming it."""
+def read_parquet(path: str | Path, *, what: str = "file", columns: list[str] | None = None) -> pd.DataFrame:
+    """The frame in ``path`` (only ``columns`` when given); a missing or unreadable file is a
+    one-line error naming it."""
     path = Path(path)
     if not path.is_file():
         raise PipelineError(f"{path}: {what} not found (run the stage that writes it first)")
     try:
-        return pd.read_parquet(path)
+        return pd.read_parquet(path, columns=columns)
     except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise PipelineError(f"{path}: {what} is not a readable Parquet file ({first}); "

@@ -4,7 +4,10 @@ import pytest
 from pipeline.config import BaselinesConfig
 from pipeline.baselines import fit_baseline
 from pipeline.evidence import tail_trade
-from pipeline.evaluation import gamma_table, summary
+import pipeline.artifacts as artifacts_module
+import pipeline.evaluation as evaluation_module
+from pipeline.artifacts import predictions_frame, read_predictions
+from pipeline.evaluation import confusion_plot_rows, gamma_table, summary, thin_curve
 from pipeline.selection import second_view
 from pipeline.metrics import bootstrap_indices
 
@@ -124,3 +127,45 @@ def test_learned_baselines_beat_the_majority(blobs, name):
     assert proba.shape == (150, 3) and np.allclose(proba.sum(1), 1, atol=1e-5)
     if name == "xgboost":
         assert res.history and 1 <= res.best_epoch <= 40
+
+
+def test_large_predictions_are_read_again_when_used_not_held(tmp_path, monkeypatch):
+    rng = np.random.default_rng(0)
+    classes = ["a", "b", "c"]
+    proba = rng.dirichlet(np.ones(3), 50)
+    y = rng.integers(0, 3, 50)
+    path = tmp_path / "p.parquet"
+    predictions_frame(proba, y, classes).to_parquet(path, index=False)
+    held = read_predictions(path, classes, what="x")
+    monkeypatch.setattr(artifacts_module, "PROBA_HOLD", 149)  # 50 x 3 = 150 values: above
+    lazy = read_predictions(path, classes, what="x")
+    assert held._proba is not None and lazy._proba is None
+    np.testing.assert_array_equal(lazy.proba, held.proba)
+    np.testing.assert_array_equal(lazy.y_pred, held.y_pred)
+    np.testing.assert_array_equal(lazy.y_true, y)
+
+
+def test_confusion_plot_rows_count_every_sample_per_row_or_per_cell(monkeypatch):
+    rng = np.random.default_rng(1)
+    classes = ["x<1", "y", "z"]
+    y_true, y_pred = rng.integers(0, 3, 200), rng.integers(0, 3, 200)
+    per_sample = confusion_plot_rows("pick: m", y_true, y_pred, classes)
+    monkeypatch.setattr(evaluation_module, "CONFUSION_ROWS", 199)
+    per_cell = confusion_plot_rows("pick: m", y_true, y_pred, classes)
+    assert len(per_sample) == 200 and "rows" not in per_sample[0]
+    assert len(per_cell) <= 9 and sum(r["rows"] for r in per_cell) == 200
+
+    def cells(rows):
+        out = {}
+        for r in rows:
+            key = (r["actual"], r["predicted"])
+            out[key] = out.get(key, 0) + r.get("rows", 1)
+        return out
+
+    assert cells(per_sample) == cells(per_cell)
+
+
+def test_thin_curve_keeps_short_curves_whole_and_both_ends_of_long_ones():
+    np.testing.assert_array_equal(thin_curve(7, points=10), np.arange(7))
+    keep = thin_curve(100_001, points=1000)
+    assert len(keep) == 1000 and keep[0] == 0 and keep[-1] == 100_000 and np.all(np.diff(keep) > 0)

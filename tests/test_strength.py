@@ -3,7 +3,6 @@
 import dataclasses
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
@@ -203,8 +202,7 @@ def _predictions(y, tail_hit, head_hit, seed):
     y_pred = np.where(hit, y, wrong)
     proba = np.full((len(y), 4), 0.05)
     proba[np.arange(len(y)), y_pred] = 0.85
-    frame = pd.DataFrame({"y_true": y, "y_pred": y_pred})
-    return Predictions(frame, y, y_pred, proba)
+    return Predictions(y, y_pred, proba)
 
 
 def _record(name, loss, alpha, tail_hit, head_hit, seed=0, split_seed=0, gamma=None):
