@@ -507,3 +507,44 @@ def test_warm_up_changes_the_first_updates_only_and_the_sweep_still_equals_fit(d
     b = fit(spec, _criterion("focal", 1.0), data, 3, dataclasses.replace(cfg, batch_size=64, warmup_steps=0),
             CPU, progress=False)
     assert a.history == b.history
+
+
+def _promises_kept(results, data, metric="balanced_log_loss"):
+    """What training promises on any device: the kept epoch is the slice's best one, the restored
+    weights give that value again, every epoch's validation confusion matrix counts every row."""
+    from pipeline.train import stopping_values
+
+    X_st, y_st = (torch.as_tensor(a) for a in data["stop"])
+    for r in results:
+        values = [h[f"stop_{metric}"] for h in r.history]
+        assert r.best_epoch == 1 + int(np.argmin(values))
+        device = next(r.model.parameters()).device
+        again = stopping_values(predict_logits(r.model, X_st.to(device)), y_st.to(device), 3)[metric][0]
+        assert again == pytest.approx(r.best_score, rel=1e-5)
+        assert all(np.sum(h["val_confusion"]) == len(data["val"][1]) for h in r.history)
+
+
+def test_batch_auto_with_warm_up_keeps_the_promises_of_training_on_the_cpu(data, monkeypatch):
+    import pipeline.train as train_module
+
+    monkeypatch.setattr(train_module, "ROWS_PER_STEP", 4)  # 300 rows: batch 64 would be the floor; force growth
+    monkeypatch.setattr(train_module, "BASE_BATCH", 16)
+    cfg = dataclasses.replace(CFG, hidden=(16, 8), epochs=10, patience=3, batch_size="auto", warmup_steps="auto")
+    resolved = train_module.resolve_batch(cfg, 300)
+    assert resolved.batch_size == 64 and resolved.warmup_steps == 5 and resolved.lr == pytest.approx(2 * CFG.lr)
+    specs = [RunSpec("focal_g0", "focal", 0.0, 0), RunSpec("focal_g2", "focal", 2.0, 0)]
+    _promises_kept(_assert_sweep_equals_sequential(specs, "focal", data, cfg), data)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device: the CPU test above runs the same code path")
+def test_the_sweep_on_a_gpu_keeps_the_promises_of_training_and_repeats_itself(data):
+    cuda = torch.device("cuda")
+    cfg = dataclasses.replace(CFG, hidden=(16, 8), epochs=10, patience=3, batch_size="auto")
+    specs = [RunSpec(f"focal_g{g:g}", "focal", g, 0) for g in (0.0, 2.0)]
+    crit = _criterion("focal", [0.0, 2.0])
+    first = fit_sweep(specs, crit, data, 3, cfg, cuda, progress=False)
+    again = fit_sweep(specs, crit, data, 3, cfg, cuda, progress=False)
+    _promises_kept(first, data)
+    for a, b in zip(first, again):
+        assert (a.best_epoch, len(a.history)) == (b.best_epoch, len(b.history))
+        assert a.best_score == pytest.approx(b.best_score, rel=1e-6)
