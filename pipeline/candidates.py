@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
@@ -36,7 +37,7 @@ from pipeline.selection import policy_objective, policy_weights, selection_view
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
+@dataclass
 class Decision:
     """One fitted rule: its files' contents."""
 
@@ -85,9 +86,14 @@ def models_to_decide(records: list[ModelRecord], meta: Meta, cfg: EvaluateConfig
 
 
 def decide_all(records: list[ModelRecord], meta: Meta, cfg: EvaluateConfig, *,
-               features: dict[str, np.ndarray] | None = None) -> tuple[list[Decision], IsolationForest | None]:
+               features: dict[str, np.ndarray] | None = None,
+               write: Callable[[Decision], None] | None = None) -> tuple[list[Decision], IsolationForest | None]:
     """Every (model, rule) of ``evaluate.decisions``, fitted on validation, and the anomaly rule's
     isolation forest (None without that rule).
+
+    ``write``, when given, is called with each decision as soon as it is made (in the worker that
+    made it), and the decisions returned hold no frames: however many rules and rows, one
+    decision's predictions are in memory at a time per worker.
 
     ``features`` (``train``, ``val``, ``test`` feature arrays and ``y_train``) are needed by the
     ``anomaly`` rule only. Each rule's file holds the ``context`` that applying it to new rows
@@ -152,7 +158,11 @@ def decide_all(records: list[ModelRecord], meta: Meta, cfg: EvaluateConfig, *,
         frames = {"val": predictions_frame(val_proba, y_val, classes, val_pred),
                   "test": predictions_frame(test_proba, rec.test.y_true, classes, test_pred)}
         log.info("%s: %s", name, ", ".join(f"{k} {_short(v)}" for k, v in params.items()))
-        return Decision(name, rec.group, frames, fitted)
+        decision = Decision(name, rec.group, frames, fitted)
+        if write is not None:
+            write(decision)
+            decision.frames = {}
+        return decision
 
     return in_parallel(one, [(rec, rule) for rec in chosen for rule in rules]), forest
 

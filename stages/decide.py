@@ -43,14 +43,15 @@ def main(argv: list[str] | None = None) -> None:
     if "anomaly" in params.evaluate.decisions.rules:
         _, data = read_prepared(args.data)
         features = {split: data[split][0] for split in ("train", "val", "test")} | {"y_train": data["train"][1]}
-    decisions, forest = decide_all(records, meta, params.evaluate, features=features)
 
     with atomic_dirs(args.out_predictions, args.out_params) as (preds_tmp, params_tmp):
-        for d in decisions:
+        def write(d):  # as each rule is fitted: the rules' predictions are never all in memory
             for split, frame in d.frames.items():
                 (preds_tmp / split / d.group).mkdir(parents=True, exist_ok=True)
                 frame.to_parquet(preds_tmp / split / d.group / f"{d.name}.parquet", index=False)
             write_json(params_tmp / f"{d.name}.json", d.fitted)
+
+        decisions, forest = decide_all(records, meta, params.evaluate, features=features, write=write)
         if forest is not None:
             dump_forest(forest, params_tmp / ANOMALY_FOREST)
     log.info("%d decision rule(s) fitted on validation over %d model(s)", len(decisions),
