@@ -418,6 +418,22 @@ class StageRuns:
         return False
 
 
+SCHEMA_ROWS = 10_000  # rows above which a dataset's schema is inferred by frame_schema
+
+
+def frame_schema(frame: pd.DataFrame):
+    """The MLflow schema ``mlflow.data.from_pandas`` infers for ``frame``, computed in O(columns)
+    Python: the types from the first :data:`SCHEMA_ROWS` rows, a column required where no row of
+    the whole frame is missing (pandas' ``isna``, vectorised). MLflow's own inference tests every
+    value in Python: 30 s for the 600 000 training rows of 1 000 000 (tested equal)."""
+    from mlflow.types.schema import ColSpec, Schema
+    from mlflow.types.utils import _infer_schema
+
+    head = _infer_schema(frame.head(SCHEMA_ROWS))
+    missing = frame.isna().any()
+    return Schema([ColSpec(c.type, c.name, required=not bool(missing[c.name])) for c in head.inputs])
+
+
 def dataset_inputs(splits: Mapping[str, Path]) -> tuple[list, dict[str, str]]:
     """MLflow dataset inputs of prepared splits (``name -> parquet file``), each with its digest
     and source, and their digests by name."""
@@ -431,8 +447,10 @@ def dataset_inputs(splits: Mapping[str, Path]) -> tuple[list, dict[str, str]]:
         with warnings.catch_warnings():  # a local path matches two of MLflow's source types; either is right
             warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
             warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")  # source_row
-            ds = mlflow.data.from_pandas(pd.read_parquet(path), source=str(Path(path).resolve()), targets=LABEL,
-                                         name=name)
+            frame = pd.read_parquet(path)
+            ds = mlflow.data.from_pandas(frame, source=str(Path(path).resolve()), targets=LABEL, name=name)
+            if len(frame) > SCHEMA_ROWS:  # PandasDataset.schema is a cached property: set, it is not inferred
+                ds.__dict__["schema"] = frame_schema(frame)
             inputs.append(DatasetInput(ds._to_mlflow_entity(), [InputTag("mlflow.data.context", name)]))
         digests[name] = ds.digest
     return inputs, digests
