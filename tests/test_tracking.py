@@ -309,6 +309,7 @@ def test_predict_from_a_down_store_is_one_line_naming_it(tmp_path, stage_env):
     assert not (tmp_path / "rows.predictions.csv").exists()
 
 
+@pytest.mark.filterwarnings("ignore:Hint. Inferred schema contains integer")
 def test_a_large_datasets_schema_is_what_mlflow_infers_without_testing_every_value():
     import numpy as np
     import pandas as pd
