@@ -253,14 +253,14 @@ def predictions_frame(proba: np.ndarray, y_true: np.ndarray, classes: list[str],
     return frame
 
 
-PROBA_HOLD = 2_000_000  # probabilities held per predictions file up to this many values (16 MB)
+PROBA_HOLD = 1_000_000  # probabilities held per predictions file up to this many values (8 MB)
 
 
 class Predictions:
     """One model's predictions of one split, decoded: ``y_true`` and ``y_pred`` (N,) int64 class
     indices, ``proba`` (N, C) float64.
 
-    Probabilities of more than :data:`PROBA_HOLD` values (a split of 200 000 rows and 10 classes)
+    Probabilities of more than :data:`PROBA_HOLD` values (a split of 100 000 rows and 10 classes)
     are not held: each use of ``proba`` reads them from their file again, so that evaluate holds
     one candidate's at a time however many candidates there are, not all of them.
     """
