@@ -271,9 +271,8 @@ class Resamples:
     blocks give the draws of one call: ``tests/test_metrics.py`` checks it). A resample's sum is
     then its multiplicities times the values, and its confusion matrix the multiplicities summed
     by cell (one ``bincount`` over the rows): no (B, N) gather per candidate, 3x faster at
-    200 000 rows. Both ways give the same
-    resamples; sums agree to float rounding (tested). Iterating gives each resample's row
-    indices (regenerated above the limit).
+    200 000 rows. Both ways give the same resamples; sums agree to float rounding (tested).
+    Iterating gives each resample's row indices (regenerated above the limit).
     """
 
     def __init__(self, n: int, resamples: int, seed: int, *, hold: int | None = None):
@@ -320,11 +319,14 @@ class Resamples:
             yield from block
 
     def _multiplicities(self) -> np.ndarray:
-        mult = np.empty((self.resamples, self.n), dtype=np.uint16)
+        mult = np.empty((self.resamples, self.n), dtype=np.uint8)  # a row drawn over 255 times: uint16
         for start, block in self.blocks():
             for j, row in enumerate(block):
-                mult[start + j] = np.bincount(row, minlength=self.n)
-        return mult.astype(np.uint8) if mult.max(initial=0) <= np.iinfo(np.uint8).max else mult
+                counts = np.bincount(row, minlength=self.n)
+                if mult.dtype == np.uint8 and counts.max(initial=0) > np.iinfo(np.uint8).max:
+                    mult = mult.astype(np.uint16)
+                mult[start + j] = counts
+        return mult
 
     def _mult_blocks(self):
         rows = max(1, _BLOCK // max(self.n, 1))  # (rows, N) float64 temporaries: 160 MB at most

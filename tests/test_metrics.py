@@ -362,3 +362,14 @@ def test_bootstrap_distribution_is_the_same_either_way_the_resamples_are_held():
     slow = [skm.f1_score(y_true[i], y_pred[i], average="macro", labels=range(k), zero_division=0, sample_weight=w[i])
             for i in Resamples(n, 80, 3)]
     np.testing.assert_allclose(b["macro_f1"], slow, rtol=1e-10)
+
+
+def test_multiplicities_widen_when_a_row_is_drawn_more_than_255_times(monkeypatch):
+    def skewed(self):  # the second resample draws row 0 every time
+        yield 0, np.stack([np.arange(300), np.zeros(300, dtype=np.int64)])
+
+    monkeypatch.setattr(Resamples, "blocks", skewed)
+    got = Resamples(300, 2, 0, hold=0)
+    assert got._mult.dtype == np.uint16
+    assert got._mult[0].tolist() == [1] * 300 and got._mult[1, 0] == 300 and got._mult[1, 1:].sum() == 0
+    np.testing.assert_array_equal(got.counts(np.arange(300) % 3, 3), [[100, 100, 100], [300, 0, 0]])
