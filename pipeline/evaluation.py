@@ -268,7 +268,8 @@ def _ranks(audit: Audit) -> dict[str, int]:
 def pr_rows(records: list[ModelRecord], ev: Evaluation, classes: list[str], top: int = PR_TOP) -> list[dict]:
     """The rarest class's precision-recall curve on test for the policy's first ``top``
     candidates (ranked on validation) and the reference; recall ascending, each curve's points in
-    drawing order, at most :data:`PR_POINTS` of them (:func:`thin_curve`). ``name`` reads ``#<rank> <candidate>``, with ``(pick)``, ``(reference)``.
+    drawing order, at most :data:`PR_POINTS` of them (:func:`thin_curve`). ``name`` reads
+    ``#<rank> <candidate>``, with ``(pick)``, ``(reference)``.
     The reference's curve is its own even where an identical candidate (same decisions, other
     probabilities) stands for its group."""
     from sklearn.metrics import precision_recall_curve
