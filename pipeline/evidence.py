@@ -81,7 +81,7 @@ def class_means(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int, members:
     point = count_metrics(cm)
     boot = bootstrap_distribution(y_true, y_pred, n_classes, indices=indices)
     predicted = cm.sum(0)[members] > 0  # (M,)
-    boot_pred = _predicted_counts(y_pred, n_classes, indices)[:, members] > 0  # (B, M)
+    boot_pred = _predicted_counts(y_true, y_pred, n_classes, indices)[:, members] > 0  # (B, M)
 
     def mean_defined(values, defined):
         with warnings.catch_warnings():  # no member predicted: NaN, said as "undefined"
@@ -96,9 +96,15 @@ def class_means(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int, members:
     }
 
 
-def _predicted_counts(y_pred: np.ndarray, n_classes: int, indices: Resamples | np.ndarray) -> np.ndarray:
-    """(B, C) how often each class is predicted in each resample."""
-    return as_resamples(indices).counts(y_pred, n_classes)
+def _predicted_counts(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int,
+                      indices: Resamples | np.ndarray) -> np.ndarray:
+    """(B, C) how often each class is predicted in each resample: the columns' sums of the
+    resampled confusion matrices that :func:`~pipeline.metrics.bootstrap_distribution` counted
+    (kept by :meth:`~pipeline.metrics.Resamples.counts`, so not counted again)."""
+    k = n_classes
+    codes = np.asarray(y_true, dtype=np.int64) * k + np.asarray(y_pred, dtype=np.int64)
+    resamples = as_resamples(indices)
+    return resamples.counts(codes, k * k).reshape(len(resamples), k, k).sum(1)
 
 
 def tail_trade(y_true: np.ndarray, predictions: dict[str, np.ndarray], classes: list[str],

@@ -1,6 +1,8 @@
 import numpy as np
 import pytest
 
+from pipeline import PipelineError
+
 from pipeline.config import BaselinesConfig
 from pipeline.baselines import fit_baseline
 from pipeline.evidence import tail_trade
@@ -169,3 +171,53 @@ def test_thin_curve_keeps_short_curves_whole_and_both_ends_of_long_ones():
     np.testing.assert_array_equal(thin_curve(7, points=10), np.arange(7))
     keep = thin_curve(100_001, points=1000)
     assert len(keep) == 1000 and keep[0] == 0 and keep[-1] == 100_000 and np.all(np.diff(keep) > 0)
+
+
+@pytest.mark.parametrize("hold", [None, 0])
+def test_predicted_counts_are_the_confusion_matrices_column_sums(hold):
+    from pipeline.evidence import _predicted_counts
+    from pipeline.metrics import Resamples
+
+    rng = np.random.default_rng(4)
+    y_true, y_pred = rng.integers(0, 5, 700), rng.integers(0, 5, 700)
+    r = Resamples(700, 40, 9, hold=hold)
+    want = np.stack([np.bincount(y_pred[i], minlength=5) for i in Resamples(700, 40, 9)])
+    np.testing.assert_array_equal(_predicted_counts(y_true, y_pred, 5, r), want)
+
+
+def test_an_xgboost_bundle_holds_its_booster_in_binary_and_a_version_1_bundle_still_loads(tmp_path):
+    import json
+
+    from pipeline.config import DataConfig, SyntheticConfig
+    from pipeline.data import prepare
+    from pipeline.io import write_json
+    from pipeline.preprocessing import save_preprocessing
+    from pipeline.serving import BUNDLE_VERSION, CANDIDATE_FILE, Candidate, write_bundle
+
+    prepared = prepare(DataConfig(source="synthetic", synthetic=SyntheticConfig(n_samples=900, n_features=6,
+                                                                               n_informative=4, n_classes=3)))
+    data = {"train": prepared.arrays("train"), "stop": prepared.arrays("val"), "val": prepared.arrays("test")}
+    res = fit_baseline("xgboost", data, 3, np.ones(3), BaselinesConfig(xgb_n_estimators=30))
+    write_json(tmp_path / "xgboost.json", res.saved)
+    save_preprocessing(tmp_path / "preprocessing.json", prepared.preprocessing)
+    kwargs = dict(name="xgboost", model="xgboost", kind="xgboost", classes=prepared.classes,
+                  model_file=tmp_path / "xgboost.json", preprocessing_file=tmp_path / "preprocessing.json")
+    digest = write_bundle(tmp_path / "v2", **kwargs)
+    assert write_bundle(tmp_path / "again", **kwargs) == digest  # the conversion is deterministic
+    assert "booster" not in json.loads((tmp_path / "v2/model.json").read_text())
+    assert (tmp_path / "v2/booster.ubj").stat().st_size > 0
+    X = data["val"][0]
+    v2 = Candidate.load(tmp_path / "v2")
+    np.testing.assert_allclose(v2.decide(X)[0], res.predict_proba(X), rtol=1e-6, atol=1e-7)
+    # a bundle written before the binary booster: model.json holds it, version 1
+    v1 = tmp_path / "v1"
+    v1.mkdir()
+    (v1 / "preprocessing.json").write_bytes((tmp_path / "preprocessing.json").read_bytes())
+    (v1 / "model.json").write_bytes((tmp_path / "xgboost.json").read_bytes())
+    spec = json.loads((tmp_path / "v2" / CANDIDATE_FILE).read_text())
+    assert spec["version"] == BUNDLE_VERSION == 2
+    (v1 / CANDIDATE_FILE).write_text(json.dumps({**spec, "version": 1}))
+    np.testing.assert_array_equal(Candidate.load(v1).decide(X)[0], v2.decide(X)[0])
+    (v1 / CANDIDATE_FILE).write_text(json.dumps({**spec, "version": 3}))
+    with pytest.raises(PipelineError, match="versions 1, 2 are read"):
+        Candidate.load(v1)

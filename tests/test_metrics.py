@@ -23,6 +23,7 @@ from pipeline.metrics import (
     lower_is_better,
     metric_names,
     prior_weights,
+    probability_metrics,
 )
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.UndefinedMetricWarning")
@@ -126,6 +127,19 @@ def test_probability_metrics_match_sklearn(seed, weighted):
     ap = np.mean([skm.average_precision_score(y == c, proba[:, c], sample_weight=w) for c in range(4)])
     assert m["pr_auc"] == pytest.approx(ap)
     assert m["log_loss"] == pytest.approx(skm.log_loss(y, proba, labels=range(4), sample_weight=w))
+
+
+def test_the_kept_sort_follows_the_probabilities_not_the_array():
+    """Both views of a candidate reuse one sort; an array changed in place is sorted again."""
+    y, proba, w = _proba_case(4)
+    for weights in (None, w, None):
+        m = probability_metrics(y, proba, sample_weight=weights)
+        assert m["roc_auc_ovr"] == pytest.approx(skm.roc_auc_score(y, proba, multi_class="ovr", sample_weight=weights))
+    proba[:] = proba[::-1]  # the same memory, other values
+    m = probability_metrics(y, proba, sample_weight=w)
+    assert m["roc_auc_ovr"] == pytest.approx(skm.roc_auc_score(y, proba, multi_class="ovr", sample_weight=w))
+    ap = np.mean([skm.average_precision_score(y == c, proba[:, c], sample_weight=w) for c in range(4)])
+    assert m["pr_auc"] == pytest.approx(ap)
 
 
 def test_ece_against_a_direct_loop():
@@ -373,3 +387,35 @@ def test_multiplicities_widen_when_a_row_is_drawn_more_than_255_times(monkeypatc
     assert got._mult.dtype == np.uint16
     assert got._mult[0].tolist() == [1] * 300 and got._mult[1, 0] == 300 and got._mult[1, 1:].sum() == 0
     np.testing.assert_array_equal(got.counts(np.arange(300) % 3, 3), [[100, 100, 100], [300, 0, 0]])
+
+
+@pytest.mark.parametrize("hold", [None, 0])
+def test_counts_are_kept_read_only_and_computed_once_per_codes_and_weights(hold, monkeypatch):
+    rng = np.random.default_rng(2)
+    codes, w = rng.integers(0, 6, 400), rng.uniform(0.5, 2.0, 400)
+    r = Resamples(400, 25, 1, hold=hold)
+    calls = []
+    compute = Resamples._counts
+    monkeypatch.setattr(Resamples, "_counts", lambda self, *a: calls.append(1) or compute(self, *a))
+    first = r.counts(codes, 6)
+    assert r.counts(codes.copy(), 6) is first and len(calls) == 1  # equal codes, another array: kept
+    assert not first.flags.writeable
+    with pytest.raises(ValueError):
+        first[0, 0] = 1.0
+    weighted = r.counts(codes, 6, w)
+    assert weighted is not first and len(calls) == 2
+    assert r.counts(codes, 6, w * 2) is not weighted and len(calls) == 3  # other weights: counted again
+    assert r.counts(codes[::-1], 6) is not first and len(calls) == 4
+    np.testing.assert_array_equal(first, np.stack([np.bincount(codes[i], minlength=6) for i in Resamples(400, 25, 1)]))
+
+
+def test_kept_counts_stay_within_their_budget(monkeypatch):
+    r = Resamples(300, 10, 0)
+    one = 10 * 4 * 8  # bytes of one (10, 4) float64 result
+    monkeypatch.setattr(metrics_module, "COUNTS_CACHE_BYTES", 3 * one)
+    codes = [np.random.default_rng(s).integers(0, 4, 300) for s in range(5)]
+    kept = [r.counts(c, 4) for c in codes]
+    assert sum(a.nbytes for a in r._cache.values()) <= 3 * one and len(r._cache) == 3
+    assert r.counts(codes[4], 4) is kept[4]  # the most recent stay
+    assert r.counts(codes[0], 4) is not kept[0]  # the oldest went; counted again, the same values
+    np.testing.assert_array_equal(r.counts(codes[0], 4), kept[0])
