@@ -1,6 +1,6 @@
 """What evaluate's computation costs, two commits side by side on the same outputs.
 
-    python -m bench.evaluate --repo DIR [--refs HEAD~1 HEAD] [--repeats 1]
+    python -m bench.evaluate --repo DIR [--refs HEAD~1 HEAD] [--repeats 1] [--stage]
 
 ``DIR`` is a checkout whose pipeline has run up to decide (a ``python -m bench.scale --keep``
 clone at 1 000 000 rows, say). For each ref, this repository's ``pipeline/`` at that commit is
@@ -10,7 +10,12 @@ plans, predictions and decision rules as the evaluate stage does and runs
 metric, interval, P(best), the audit, the tail trade and the weight curve, without MLflow and
 without writing anything. Prints each ref's wall seconds, CPU seconds and peak memory, alternating
 the refs ``--repeats`` times, and whether ``metrics.json`` and ``audit.json`` came out the same
-(their md5). A benchmark: it asserts nothing.
+(their md5). ``--stage`` runs the whole evaluate stage instead (its command from ``DIR``'s
+``dvc.lock``, with that ref's ``stages/`` and ``pipeline/``), each time into a new MLflow store
+in a temporary directory: what a run pays, model logging included (the store has no training
+runs, so evaluate restores them from ``training.json`` first, the same work for every ref). It
+writes ``DIR``'s evaluate outputs, the same bytes when the refs agree. A benchmark: it asserts
+nothing.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import argparse
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -48,9 +54,18 @@ print(json.dumps({"candidates": len(records),
 """
 
 
+STAGE = """
+import runpy, sys
+sys.path.insert(0, sys.argv[1])
+sys.argv = ["stages.evaluate", *sys.argv[2:]]
+runpy.run_module("stages.evaluate", run_name="__main__")
+"""
+
+
 def export(ref: str, where: Path) -> Path:
-    """``pipeline/`` at ``ref``, unpacked under ``where``."""
-    archive = subprocess.run(["git", "archive", ref, "pipeline"], cwd=ROOT, capture_output=True, check=True).stdout
+    """``pipeline/`` and ``stages/`` at ``ref``, unpacked under ``where``."""
+    archive = subprocess.run(["git", "archive", ref, "pipeline", "stages"], cwd=ROOT, capture_output=True,
+                             check=True).stdout
     where.mkdir(parents=True)
     with tempfile.TemporaryFile() as f:
         f.write(archive)
@@ -60,17 +75,31 @@ def export(ref: str, where: Path) -> Path:
     return where
 
 
-def run(code_dir: Path, repo: Path) -> tuple[float, float, float, dict]:
+def run(code_dir: Path, repo: Path, stage: bool = False) -> tuple[float, float, float, dict]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DVC_", "MLFLOW_"))}
     env["PYTHONPATH"] = str(code_dir)
+    if stage:
+        import yaml
+
+        cmd = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]["evaluate"]["cmd"].split()
+        store = Path(tempfile.mkdtemp(prefix="bench-evaluate-"))
+        env["MLFLOW_TRACKING_URI"] = f"sqlite:///{store / 'mlflow.db'}"
+        env["PIPELINE_OUTBOX"] = str(store / "outbox")
+        argv = [sys.executable, "-c", STAGE, str(code_dir), *cmd[3:]]  # after "python -m stages.evaluate"
+    else:
+        argv = [sys.executable, "-c", CHILD, str(code_dir)]
     start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(code_dir)], cwd=repo, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(argv, cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
     out, err = proc.stdout.read(), proc.stderr.read()
     if os.waitstatus_to_exitcode(status):
         sys.exit(f"evaluate at {code_dir} failed:\n{err[-3000:]}")
+    if stage:
+        shutil.rmtree(store, ignore_errors=True)
+        digests = {name: hashlib.md5((repo / "reports" / f"{name}.json").read_bytes()).hexdigest()
+                   for name in ("metrics", "audit")}
+        return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, {"candidates": "all", **digests}
     return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, json.loads(out.strip().splitlines()[-1])
 
 
@@ -79,6 +108,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--repo", type=Path, required=True)
     ap.add_argument("--refs", nargs="+", default=["HEAD~1", "HEAD"])
     ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--stage", action="store_true", help="the whole evaluate stage, MLflow included, on a new store")
     args = ap.parse_args(argv)
     repo = args.repo.resolve()
     meta = json.loads((repo / "data/prepared/meta.json").read_text())
@@ -88,7 +118,7 @@ def main(argv: list[str] | None = None) -> None:
         results = {ref: [] for ref in args.refs}
         for _ in range(args.repeats):
             for ref in args.refs:
-                wall, cpu, rss, out = run(dirs[ref], repo)
+                wall, cpu, rss, out = run(dirs[ref], repo, args.stage)
                 results[ref].append((wall, cpu, rss, out))
                 print(f"  {ref:<12} {wall:8.1f} s wall {cpu:8.1f} CPU s {rss:6.0f} MB  {out['candidates']} candidates, "
                       f"metrics {out['metrics'][:8]}, audit {out['audit'][:8]}", flush=True)
