@@ -24,28 +24,23 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.metrics import count_metrics
+from pipeline.train import EarlyStopping
+
 
 def macro_f1(cm) -> float:
-    cm = np.asarray(cm, dtype=np.float64)
-    tp = np.diag(cm)
-    den = cm.sum(0) + cm.sum(1)
-    return float(np.where(den > 0, 2 * tp / np.maximum(den, 1), 0.0).mean())
+    return float(count_metrics(np.asarray(cm, dtype=np.float64))["macro_f1"])
 
 
 def replay(scores: list[float], patience: int, select_from: int) -> tuple[int, int]:
-    """``(epochs run, kept epoch)`` of early stopping on ``scores`` (higher is better, epoch 1 first),
-    as :class:`pipeline.train.EarlyStopping` counts them."""
-    best, kept, stale = float("-inf"), 0, 0
+    """``(epochs run, kept epoch)`` of :class:`pipeline.train.EarlyStopping` on ``scores``
+    (higher is better, epoch 1 first)."""
+    stopper = EarlyStopping(patience, select_from)
     for epoch, score in enumerate(scores, start=1):
-        if epoch < select_from:
-            continue
-        if score > best:
-            best, kept, stale = score, epoch, 0
-        else:
-            stale += 1
-        if stale >= patience:
-            return epoch, kept
-    return len(scores), kept
+        stopper.step(epoch, score)
+        if stopper.stopped:
+            return epoch, stopper.best_epoch
+    return len(scores), stopper.best_epoch
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -209,10 +209,10 @@ _ORDERS: list = [None, None]  # the last probabilities' digest and their columns
 def _descending_orders(proba: np.ndarray) -> np.ndarray:
     """(N, C) each column's stable descending order. The views of one candidate score the same
     probabilities with other weights: the sort is kept for the last probabilities seen."""
-    key = _digest(np.asarray(proba))
+    proba = np.asarray(proba)
+    key = _digest(proba)
     if _ORDERS[0] != key:
-        _ORDERS[:] = [None, np.argsort(-np.asarray(proba), axis=0, kind="mergesort")]
-        _ORDERS[0] = key
+        _ORDERS[:] = [key, np.argsort(-proba, axis=0, kind="mergesort")]
     return _ORDERS[1]
 
 
@@ -400,7 +400,8 @@ class Resamples:
 def _digest(a: np.ndarray) -> bytes:
     import hashlib
 
-    return hashlib.blake2b(np.ascontiguousarray(a).view(np.uint8), digest_size=16).digest() + repr(a.shape).encode() + a.dtype.str.encode()
+    content = hashlib.blake2b(np.ascontiguousarray(a).view(np.uint8), digest_size=16).digest()
+    return content + repr(a.shape).encode() + a.dtype.str.encode()
 
 
 def as_resamples(indices) -> Resamples:

@@ -99,12 +99,18 @@ def _stamp(path: Path) -> tuple[int, int]:
 def _split_booster(path: Path, mtime_ns: int, size: int) -> tuple[bytes, bytes]:
     """The baselines stage's XGBoost description as ``(model.json without the booster, the booster
     in UBJSON)``: converted once per file (keyed by its time and size), not per candidate."""
+    saved = read_json(path, what="baseline model")
+    booster = _booster(json.dumps(saved.pop("booster")).encode())
+    return dumps(saved).encode(), bytes(booster.save_raw("ubj"))
+
+
+def _booster(raw: bytes):
+    """An XGBoost booster from its saved bytes (its JSON or UBJSON format)."""
     import xgboost
 
-    saved = read_json(path, what="baseline model")
     booster = xgboost.Booster()
-    booster.load_model(bytearray(json.dumps(saved.pop("booster")).encode()))
-    return dumps(saved).encode(), bytes(booster.save_raw("ubj"))
+    booster.load_model(bytearray(raw))
+    return booster
 
 
 def write_candidate_bundle(out: str | Path, rec: ModelRecord, *, classes: list[str], preprocessing_file: Path,
@@ -192,11 +198,8 @@ def _base_proba(kind: str, bundle: Path, n_classes: int):
     if kind == "xgboost":
         import xgboost
 
-        booster = xgboost.Booster()
-        if "booster" in saved:  # a version-1 bundle
-            booster.load_model(bytearray(json.dumps(saved["booster"]).encode()))
-        else:
-            booster.load_model(bytearray((bundle / "booster.ubj").read_bytes()))
+        booster = _booster(json.dumps(saved["booster"]).encode() if "booster" in saved  # a version-1 bundle
+                           else (bundle / "booster.ubj").read_bytes())
         rounds = int(saved["best_iteration"]) + 1
 
         def boosted(X):
