@@ -190,14 +190,16 @@ def _alive(writer: str) -> bool:
     return True
 
 
-def send_pending(client, experiment_id_of, box: str | Path) -> int:
+def send_pending(client, experiment_id_of, box: str | Path, leave: str | None = None) -> int:
     """Send every record in the outbox whose run is missing or unfinished in the store, parents
     first; ``experiment_id_of(name)`` gives an experiment's id. A RUNNING record whose writer is
-    still alive (a parallel ``dvc queue`` job) is left to it. Returns how many were sent."""
+    still alive (a parallel ``dvc queue`` job) is left to it, and so is every record written by
+    ``leave`` (a relay's stage, whatever their status). Returns how many were sent."""
     sent = 0
     ids: dict[str, str] = {}
     for record in read_records(box):
-        if record.status == "RUNNING" and record.writer != this_writer() and _alive(record.writer):
+        if record.writer == leave or (record.status == "RUNNING" and record.writer != this_writer()
+                                      and _alive(record.writer)):
             continue
         exp_id = experiment_id_of(record.experiment)
         run = find_run(client, exp_id, record.key)

@@ -11,20 +11,23 @@ evaluation); the training stages log their runs while they train (:class:`StageR
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
+import signal
 import time
 import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from pipeline import Interrupted
-from pipeline.artifacts import Meta, flatten
-from pipeline.provenance import git_tags
+
+if TYPE_CHECKING:  # imported where used: a stage starts its relay before loading pandas and torch
+    import pandas as pd
+
+    from pipeline.artifacts import Meta
 
 log = logging.getLogger(__name__)
 
@@ -174,6 +177,8 @@ def ensure_store(uri: str) -> None:
 
 def _params(params: Mapping[str, Any]) -> dict[str, str]:
     """MLflow params: nested keys joined with ``.``, values as text."""
+    from pipeline.artifacts import flatten
+
     return {k: str(v) for k, v in flatten(params, sep=".").items()}
 
 
@@ -253,6 +258,8 @@ def run_tags(meta: Meta, environ: Mapping[str, str] = os.environ) -> dict[str, s
     ``git_dirty`` is left out inside ``dvc exp run``: a queued experiment runs on its base commit
     with ``params.yaml`` changed by design, so "dirty" would say nothing; the run's params say
     what the experiment changed."""
+    from pipeline.provenance import git_tags
+
     git = git_tags()
     tags = {**git, "mlflow.source.git.commit": git["git_commit"], "data_digest": meta["digest"]}
     if environ.get("DVC_EXP_NAME"):
@@ -262,28 +269,56 @@ def run_tags(meta: Meta, environ: Mapping[str, str] = os.environ) -> dict[str, s
     return tags
 
 
+def start_relay(environ: Mapping[str, str] = os.environ):
+    """Start the relay process that sends a training stage's runs (:func:`relay`) and return it
+    (a :class:`subprocess.Popen`), or None under ``PIPELINE_OFFLINE=1`` (the runs then wait in
+    the outbox).
+
+    A stage calls this first, before it imports torch and reads its data, so that importing
+    MLflow and opening the store (about 3 s) happen beside them, on another core. The pre-flight
+    check runs here: a malformed or unreachable store stops the stage before anything else, in
+    one line naming the URI."""
+    import json
+    import subprocess
+    import sys
+
+    from pipeline.outbox import outbox_dir
+
+    if preflight(environ) is None:
+        return None
+    config = {"uri": tracking_uri(environ), "box": str(outbox_dir(repo_root(environ), environ))}
+    package_root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
+    return subprocess.Popen([sys.executable, "-m", "pipeline.tracking", json.dumps(config)],
+                            stdin=subprocess.PIPE, env=env)
+
+
 class StageRuns:
     """A training stage's MLflow runs, logged while it trains.
 
     One run for the stage (``role=stage``, started with ``mlflow.start_run`` so that it carries
-    the process's system metrics, sampled each second) and, as its children, one run per model
+    the machine's system metrics, sampled each second) and, as its children, one run per model
     (``role=model``): real start and end times, per-epoch curves sent as they come (at most once
     a second, with each epoch's own timestamp), and at the end the tags ``weights_sha256`` and
-    ``best_epoch`` by which evaluate finds the run again. Everything goes through the outbox
-    (:mod:`pipeline.outbox`) first: when the store cannot be reached the stage trains on, says so
-    once, and a later stage sends what is missing. On an error the runs end FAILED (KILLED when
-    the stage was interrupted).
+    ``best_epoch`` by which evaluate finds the run again. On an error the runs end FAILED
+    (KILLED when the stage was interrupted).
+
+    Everything goes through the outbox (:mod:`pipeline.outbox`): the stage only writes its runs'
+    records there (at the start, at most once a second while it trains, at the end) and its relay
+    (:func:`start_relay`, given as ``relay`` or started on entering) sends what each record adds,
+    so the stage itself never imports MLflow. Leaving the ``with`` block waits for the relay to
+    send the end. When the store cannot be reached the relay says so once and the stage trains
+    on; a later stage (or ``make send``) sends what is missing.
     """
 
     def __init__(self, experiment: str, stage: str, models: Mapping[str, Mapping[str, Any]],
                  model_tags: Mapping[str, Mapping[str, str]], tags: Mapping[str, str],
-                 environ: Mapping[str, str] = os.environ, datasets: Mapping[str, Path] | None = None):
+                 environ: Mapping[str, str] = os.environ, datasets: Mapping[str, Path] | None = None,
+                 relay=None):
         import threading
         import uuid
 
-        from pipeline.outbox import RunRecord, this_writer
-
-        from pipeline.outbox import outbox_dir
+        from pipeline.outbox import RunRecord, outbox_dir, this_writer
 
         self.box, self.uri, self.experiment = outbox_dir(repo_root(environ), environ), tracking_uri(environ), experiment
         self.key = f"{stage}/{uuid.uuid4().hex}"
@@ -296,62 +331,36 @@ class StageRuns:
                                     params=_params(models[m]), writer=this_writer())
                        for m in models}
         self.environ = environ
-        self._sent = dict.fromkeys(self.models, 0)
-        self._ids: dict[str, str] = {}
+        self._written = dict.fromkeys(self.models, 0)
         self._lock = threading.Lock()
         self._last = 0
-        self.client = None
+        self.relay, self._started = relay, relay is not None  # the relay process (None: the records wait)
         self.datasets = dict(datasets or {})  # name -> prepared split file, logged as the runs' inputs
 
     def _records(self):
         return [self.stage, *self.models.values()]
 
-    def _offline(self, exc: BaseException) -> None:
-        if self.client is None and isinstance(exc, ConnectionError) and OFFLINE in str(exc):
-            return  # said once by preflight
-        first = error_line(exc)
-        log.warning("MLflow store %s lost (%s): training goes on, its runs wait in %s; `make send` (or the next "
-                    "stage that logs) sends them", self.uri, first, self.box)
-        self.client = None
-
     def __enter__(self) -> StageRuns:
-        import mlflow
+        import json
 
-        from pipeline.outbox import KEY_TAG, send, send_pending, write_record
+        from pipeline.outbox import write_record
 
-        # the pre-flight check: a malformed or unreachable store stops the stage here, before it
-        # trains (one line naming the URI); PIPELINE_OFFLINE=1 trains without it
-        online = preflight(self.environ) is not None
-        try:  # first what earlier stages left waiting, then this stage's records
-            if not online:
-                raise ConnectionError(f"{OFFLINE} is set")
-            ensure_store(self.uri)
-            mlflow.set_tracking_uri(self.uri)
-            self.client = mlflow.MlflowClient(self.uri)
-            self.exp_id = _experiment_id(self.client, self.experiment, self.uri)
-            send_pending(self.client, lambda name: _experiment_id(self.client, name, self.uri), self.box)
-        except Exception as exc:  # a store that cannot be reached must not stop training
-            self._offline(exc)
-        now = _ms()  # training starts now: opening the store is not its time
+        if not self._started:
+            self.relay, self._started = start_relay(self.environ), True
+        now = _ms()  # training starts now
         for r in self._records():
             r.start_time = now
             write_record(self.box, r)
-        if self.client is None:
-            return self
-        try:
-            mlflow.set_system_metrics_sampling_interval(1)
-            mlflow.set_system_metrics_samples_before_logging(1)
-            active = mlflow.start_run(experiment_id=self.exp_id, run_name=self.stage.name, log_system_metrics=True,
-                                      tags={**self.stage.tags, KEY_TAG: self.key})
-            self._ids[self.key] = active.info.run_id
-            for r in self.models.values():
-                self._ids[r.key] = send(self.client, self.exp_id, r, parent_run_id=active.info.run_id)
-            if self.datasets:
-                inputs, _ = dataset_inputs(self.datasets)
-                for run_id in self._ids.values():
-                    self.client.log_inputs(run_id, datasets=inputs)
-        except Exception as exc:
-            self._offline(exc)
+        if self.relay is not None:  # the runs to send, by their records' keys
+            order = {"stage": self.key, "models": [r.key for r in self.models.values()],
+                     "datasets": {k: str(Path(v).resolve()) for k, v in self.datasets.items()}}
+            try:
+                self.relay.stdin.write(json.dumps(order).encode() + b"\n")
+                self.relay.stdin.flush()
+            except OSError as exc:  # the relay is gone: the runs wait in the outbox
+                log.warning("MLflow relay stopped (%s): training goes on, its runs wait in %s; `make send` (or the "
+                            "next stage that logs) sends them", error_line(exc), self.box)
+                self.relay = None
         return self
 
     def epoch(self, model: str, record: Mapping[str, Any]) -> None:
@@ -361,25 +370,17 @@ class StageRuns:
             self.models[model].metrics += [(k, float(v), now, int(record["epoch"])) for k, v in record.items()
                                            if k != "epoch" and isinstance(v, (int, float))]
             if now - self._last >= 1000:
-                self._flush()
+                self._write()
 
-    def _flush(self) -> None:
-        from mlflow.entities import Metric
-
-        from pipeline.outbox import log_batches, write_record
+    def _write(self) -> None:
+        """Rewrite the records that gained metrics: the relay sends what they add."""
+        from pipeline.outbox import write_record
 
         self._last = _ms()
         for m, r in self.models.items():
-            new = r.metrics[self._sent[m]:]
-            if not new:
-                continue
-            write_record(self.box, r)
-            if self.client is not None:
-                try:
-                    log_batches(self.client, self._ids[r.key], metrics=[Metric(*x) for x in new])
-                except Exception as exc:
-                    self._offline(exc)
-            self._sent[m] = len(r.metrics)
+            if len(r.metrics) > self._written[m]:
+                write_record(self.box, r)
+                self._written[m] = len(r.metrics)
 
     def finish(self, tags: Mapping[str, Mapping[str, str]]) -> None:
         """The models are saved: add each one's ``tags`` (weights_sha256, best_epoch...)."""
@@ -387,7 +388,7 @@ class StageRuns:
             self.models[m].tags.update(t)
 
     def __exit__(self, exc_type, exc, tb) -> bool:
-        from pipeline.outbox import mark_sent, write_record
+        from pipeline.outbox import write_record
 
         status = ("FINISHED" if exc is None else
                   "KILLED" if isinstance(exc, (KeyboardInterrupt, Interrupted)) else "FAILED")
@@ -396,26 +397,145 @@ class StageRuns:
             for r in self._records():
                 r.status, r.end_time = status, end
                 write_record(self.box, r)
-            self._flush()  # the metrics not sent yet; what was sent live is not looked up again
-            if self.client is not None:
-                from mlflow.entities import RunTag
-
-                try:
-                    for r in self.models.values():
-                        self.client.log_batch(self._ids[r.key], tags=[RunTag(k, v) for k, v in r.tags.items()])
-                        self.client.set_terminated(self._ids[r.key], status, end_time=end)
-                        mark_sent(self.box, r)
-                except Exception as err:
-                    self._offline(err)
+        if self.relay is not None:  # its stdin closed, it sends the end and stops
             try:
-                import mlflow
-
-                if self.client is not None and mlflow.active_run() is not None:
-                    mlflow.end_run(status)
-                    mark_sent(self.box, self.stage)
-            except Exception as err:
-                self._offline(err)
+                self.relay.stdin.close()
+            except OSError:
+                pass
+            try:
+                self.relay.wait()
+            except BaseException:  # a second Ctrl-C: stop waiting, the records stay in the outbox
+                self.relay.kill()
+                raise
         return False
+
+
+def relay(config: Mapping[str, Any], orders) -> None:
+    """The sending half of :class:`StageRuns`, in a process of its own (``python -m
+    pipeline.tracking``, :func:`start_relay`).
+
+    Opens the store and sends what earlier stages left in the outbox; then takes from ``orders``
+    (a queue) the stage's order, its runs' record keys: starts the stage's run (with system
+    metrics) and its models' runs, logs their datasets, and once a second sends the metrics their
+    records gained, until ``orders`` yields None (the stage closed the relay's stdin, or died);
+    then what is left, the tags and the end. A store that fails is said once; what was not sent
+    stays in the outbox."""
+    import queue
+    import socket
+
+    import mlflow
+    from mlflow.entities import Metric, RunTag
+
+    from pipeline.io import read_json
+    from pipeline.outbox import RunRecord, log_batches, mark_sent, record_path, send, send_pending
+
+    box, uri = Path(config["box"]), config["uri"]
+    state = {"client": None, "said": False}
+
+    def lost(exc: BaseException) -> None:
+        if not state["said"]:
+            state["said"] = True
+            log.warning("MLflow store %s lost (%s): training goes on, its runs wait in %s; `make send` (or the "
+                        "next stage that logs) sends them", uri, error_line(exc), box)
+        state["client"] = None
+
+    try:
+        ensure_store(uri)
+        mlflow.set_tracking_uri(uri)
+        client = state["client"] = mlflow.MlflowClient(uri)
+        # what earlier stages left waiting; the stage that started this relay writes its own
+        send_pending(client, lambda name: _experiment_id(client, name, uri), box,
+                     leave=f"{socket.gethostname()}:{os.getppid()}")
+    except Exception as exc:  # a store that cannot be reached must not stop training
+        lost(exc)
+    order = orders.get()
+    if order is None:  # the stage ended before it trained
+        return
+
+    def record(key: str) -> RunRecord:
+        return RunRecord.from_dict(read_json(record_path(box, key), what="outbox record"))
+
+    keys, sent, ids = [order["stage"], *order["models"]], {}, {}
+    if state["client"] is not None:
+        try:
+            first = record(keys[0])
+            exp_id = _experiment_id(client, first.experiment, uri)
+            ids[first.key] = send(client, exp_id, dataclasses.replace(first, status="RUNNING"))  # its real start
+            mlflow.set_system_metrics_sampling_interval(1)
+            mlflow.set_system_metrics_samples_before_logging(1)
+            active = mlflow.start_run(run_id=ids[first.key], log_system_metrics=True)
+            for key in keys[1:]:  # the end is sent last, with the tags it gained
+                r = record(key)
+                ids[key] = send(client, exp_id, dataclasses.replace(r, status="RUNNING"),
+                                parent_run_id=active.info.run_id)
+                sent[key] = len(r.metrics)
+            if order.get("datasets"):
+                inputs, _ = dataset_inputs({k: Path(v) for k, v in order["datasets"].items()})
+                for run_id in ids.values():
+                    client.log_inputs(run_id, datasets=inputs)
+        except Exception as exc:
+            lost(exc)
+
+    def sync(final: bool) -> None:
+        if state["client"] is None:
+            return
+        try:
+            for key in keys[1:]:
+                r = record(key)
+                if len(r.metrics) > sent[key]:
+                    log_batches(client, ids[key], metrics=[Metric(*m) for m in r.metrics[sent[key]:]])
+                    sent[key] = len(r.metrics)
+                if final and r.status != "RUNNING":
+                    client.log_batch(ids[key], tags=[RunTag(k, v) for k, v in r.tags.items()])
+                    client.set_terminated(ids[key], r.status, end_time=r.end_time)
+                    mark_sent(box, r)
+            r = record(keys[0])
+            if final and r.status != "RUNNING" and mlflow.active_run() is not None:
+                mlflow.end_run(r.status)
+                mark_sent(box, r)
+        except Exception as exc:
+            lost(exc)
+
+    while True:
+        try:
+            if orders.get(timeout=1.0) is None:
+                break
+        except queue.Empty:
+            sync(final=False)
+    sync(final=True)
+
+
+def _relay_main(argv: list[str]) -> None:
+    """``python -m pipeline.tracking <config JSON>``: :func:`relay`, its orders read from stdin
+    (one JSON line; the end of stdin ends it). Ctrl-C is ignored here: the stage catches it and
+    writes its runs' end (KILLED), which the relay then sends. It exits without Python's clean-up
+    (MLflow's exit handlers have nothing left to do by then; they take most of a second)."""
+    import json
+    import queue
+    import sys
+    import threading
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    orders: queue.Queue = queue.Queue()
+
+    def read() -> None:
+        for line in sys.stdin.buffer:
+            orders.put(json.loads(line))
+        orders.put(None)
+
+    threading.Thread(target=read, daemon=True).start()
+    code = 0
+    try:
+        relay(json.loads(argv[0]), orders)
+    except Exception as exc:  # what was not sent stays in the outbox
+        log.warning("MLflow relay stopped (%s): the runs wait in the outbox; `make send` sends them", error_line(exc))
+        code = 1
+    finally:
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
 
 SCHEMA_ROWS = 10_000  # rows above which a dataset's schema is inferred by frame_schema
@@ -438,6 +558,7 @@ def dataset_inputs(splits: Mapping[str, Path]) -> tuple[list, dict[str, str]]:
     """MLflow dataset inputs of prepared splits (``name -> parquet file``), each with its digest
     and source, and their digests by name."""
     import mlflow.data
+    import pandas as pd
     from mlflow.entities import DatasetInput, InputTag
 
     from pipeline.artifacts import LABEL
@@ -454,3 +575,9 @@ def dataset_inputs(splits: Mapping[str, Path]) -> tuple[list, dict[str, str]]:
             inputs.append(DatasetInput(ds._to_mlflow_entity(), [InputTag("mlflow.data.context", name)]))
         digests[name] = ds.digest
     return inputs, digests
+
+
+if __name__ == "__main__":
+    import sys
+
+    _relay_main(sys.argv[1:])

@@ -10,23 +10,8 @@ from __future__ import annotations
 
 import argparse
 import logging
-import time
-from pathlib import Path
 
-import numpy as np
-
-from pipeline.artifacts import (
-    TRAINING_SUMMARY,
-    check_stopping_slice,
-    predictions_file,
-    predictions_frame,
-    read_prepared,
-)
-from pipeline.baselines import fit_baseline
-from pipeline.config import load_params, to_dict
-from pipeline.io import atomic_dirs, read_json, write_json
-from pipeline.provenance import file_digest
-from pipeline.tracking import StageRuns, run_tags
+from pipeline.tracking import start_relay
 from stages._cli import run
 
 log = logging.getLogger("baselines")
@@ -41,6 +26,32 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--val-predictions", required=True, help="directory for the baselines' validation predictions")
     ap.add_argument("--test-predictions", required=True, help="directory for the baselines' test predictions")
     args = ap.parse_args(argv)
+    relay = start_relay()  # MLflow opens in the relay while this process imports and reads the data
+    try:
+        fit(args, relay)
+    finally:  # a stage stopped before fitting: the relay ends with it
+        if relay is not None and not relay.stdin.closed:
+            relay.stdin.close()
+
+
+def fit(args, relay) -> None:
+    import time
+    from pathlib import Path
+
+    import numpy as np
+
+    from pipeline.artifacts import (
+        TRAINING_SUMMARY,
+        check_stopping_slice,
+        predictions_file,
+        predictions_frame,
+        read_prepared,
+    )
+    from pipeline.baselines import fit_baseline
+    from pipeline.config import load_params, to_dict
+    from pipeline.io import atomic_dirs, read_json, write_json
+    from pipeline.provenance import file_digest
+    from pipeline.tracking import StageRuns, run_tags
 
     params = load_params(args.params)
     cfg = params.baselines
@@ -55,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
                            {n: {"model": n, "loss": n, "kind": "baseline", "baselines": shared, "data": meta["params"]}
                             for n in cfg.models},
                            {n: {"loss": n, "kind": "baseline", "device": "cpu"} for n in cfg.models}, run_tags(meta),
-                           datasets={"train": Path(args.data) / "train.parquet"})
+                           datasets={"train": Path(args.data) / "train.parquet"}, relay=relay)
     with stage_runs, atomic_dirs(args.models, args.val_predictions, args.test_predictions) as (models_dir, *pred_dirs):
         for name in cfg.models:
             start = time.perf_counter()

@@ -13,29 +13,9 @@ logits whatever the loss). Early stopping reads a slice of the training split
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
-from pathlib import Path
 
-import torch
-
-from pipeline.artifacts import (
-    TRAINING_SUMMARY,
-    check_stopping_slice,
-    checkpoint_path,
-    predictions_file,
-    predictions_frame,
-    read_prepared,
-)
-from pipeline.checkpoint import save_checkpoint
-from pipeline.config import load_params
-from pipeline.io import atomic_dirs, read_json, write_json
-from pipeline.criterion import plan_criterion
-from pipeline.plan import RunSpec
-from pipeline.provenance import file_digest
-from pipeline.sweep import fit_sweep
-from pipeline.tracking import StageRuns, gamma_text, run_tags
-from pipeline.train import predict_logits, resolve_batch, resolve_device, resolve_threads, thread_plan, train_config
+from pipeline.tracking import start_relay
 from stages._cli import run
 
 # training.json holds no wall-clock figures: the same inputs give the same bytes.
@@ -54,6 +34,27 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--no-progress", action="store_true",
                     help="hide the per-epoch progress bar (without a terminal: the progress log lines)")
     args = ap.parse_args(argv)
+    relay = start_relay()  # MLflow opens in the relay while this process imports torch and reads the data
+    try:
+        train(args, relay)
+    finally:  # a stage stopped before training: the relay ends with it
+        if relay is not None and not relay.stdin.closed:
+            relay.stdin.close()
+
+
+def train(args, relay) -> None:
+    from pathlib import Path
+
+    import torch
+
+    from pipeline.artifacts import check_stopping_slice, read_prepared
+    from pipeline.config import load_params
+    from pipeline.criterion import plan_criterion
+    from pipeline.io import read_json
+    from pipeline.plan import RunSpec
+    from pipeline.sweep import fit_sweep
+    from pipeline.tracking import StageRuns, gamma_text, run_tags
+    from pipeline.train import resolve_batch, resolve_device, resolve_threads, thread_plan, train_config
 
     plan = read_json(args.plan, what="training plan")
     cfg = train_config(plan, source=args.plan)
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
                                  "data": meta["params"]} for spec in runs}
     stage_runs = StageRuns(load_params(args.params).mlflow.experiment, f"train@{plan['loss']}", model_params,
                            {spec.model: {"loss": spec.loss, "kind": "mlp", "device": str(device)} for spec in runs},
-                           run_tags(meta), datasets={"train": Path(args.data) / "train.parquet"})
+                           run_tags(meta), datasets={"train": Path(args.data) / "train.parquet"}, relay=relay)
     with stage_runs:
         results = fit_sweep(runs, plan_criterion(plan), data, len(classes), cfg, device, groups=groups,
                             progress=False if args.no_progress else None, desc=plan["loss"],
@@ -91,6 +92,16 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def write_outputs(args, runs, results, X, data, classes, plan, cfg, device, stage_runs, used) -> None:
+    import dataclasses
+
+    import torch
+
+    from pipeline.artifacts import TRAINING_SUMMARY, checkpoint_path, predictions_file, predictions_frame
+    from pipeline.checkpoint import save_checkpoint
+    from pipeline.io import atomic_dirs, write_json
+    from pipeline.provenance import file_digest
+    from pipeline.train import predict_logits
+
     summary = {}
     with atomic_dirs(args.models, args.val_predictions, args.test_predictions) as (models_dir, *pred_dirs):
         for spec, result in zip(runs, results):

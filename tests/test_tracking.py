@@ -64,12 +64,25 @@ def test_stage_runs_log_as_they_train_with_system_metrics(tmp_path):
     import time
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = _client(uri)
     with _stage_runs(uri, tmp_path / "box") as runs:
+        assert runs.relay is not None and runs.relay.poll() is None  # the relay sends while the stage trains
         for epoch in (1, 2, 3):
             runs.epoch("ce", {"epoch": epoch, "train_loss": 1.0 / epoch, "val_confusion": [[1]]})
-            time.sleep(1.1)  # the system metrics' sampling interval is a second
+            time.sleep(1.1)
+
+        def live():  # what the store holds while the stage still trains
+            found = client.search_runs([e.experiment_id for e in client.search_experiments()])
+            return ({r.data.tags["role"]: r for r in found} if len(found) == 2 else {})
+
+        deadline = time.time() + 60  # the stage's run samples the machine each second once the relay started it
+        while not ((now := live()) and any(k.startswith("system/") for k in now["stage"].data.metrics)
+                   and now["model"].data.metrics.get("train_loss") == pytest.approx(1 / 3)):
+            assert time.time() < deadline, f"not sent while the stage ran: {now}"
+            time.sleep(0.5)
+        assert {r.info.status for r in now.values()} == {"RUNNING"}
         runs.finish({"ce": {"weights_sha256": "w"}})
-    client = _client(uri)
+    assert runs.relay.returncode == 0
     found = client.search_runs([client.get_experiment_by_name("stage").experiment_id])
     stage = next(r for r in found if r.data.tags["role"] == "stage")
     model = next(r for r in found if r.data.tags["role"] == "model")
@@ -79,8 +92,40 @@ def test_stage_runs_log_as_they_train_with_system_metrics(tmp_path):
     assert [m.step for m in curve] == [1, 2, 3]
     assert curve[2].timestamp - curve[0].timestamp >= 2000  # each epoch's own time, not the end's
     assert model.info.status == stage.info.status == "FINISHED"
+    assert stage.info.start_time == model.info.start_time  # when the stage started, not when its relay could
     assert not list((tmp_path / "box").glob("*.json"))  # sent: the records moved to sent/
     assert len(list((tmp_path / "box" / "sent").glob("*.json"))) == 2
+
+
+_INTERRUPTED_STAGE = """
+import sys
+from pipeline.tracking import StageRuns
+
+runs = StageRuns("stage", "train@ce", {"ce": {"loss": "ce"}}, {"ce": {"loss": "ce"}}, {"data_digest": "d"},
+                 environ={"MLFLOW_TRACKING_URI": sys.argv[1], "PIPELINE_OUTBOX": sys.argv[2]})
+try:
+    with runs:
+        runs.epoch("ce", {"epoch": 1, "train_loss": 0.5})
+        raise KeyboardInterrupt
+except KeyboardInterrupt:
+    print("mlflow imported" if any(m.split(".")[0] == "mlflow" for m in sys.modules) else "no mlflow")
+"""
+
+
+def test_a_stage_never_imports_mlflow_and_its_interrupted_runs_end_killed(tmp_path):
+    import subprocess
+    import sys
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    proc = subprocess.run([sys.executable, "-c", _INTERRUPTED_STAGE, uri, str(tmp_path / "box")], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "no mlflow", proc.stderr  # the relay did the sending
+    client = _client(uri)
+    found = client.search_runs([client.get_experiment_by_name("stage").experiment_id])
+    assert sorted(r.data.tags["role"] for r in found) == ["model", "stage"]
+    assert {r.info.status for r in found} == {"KILLED"}
+    assert next(r for r in found if r.data.tags["role"] == "model").data.metrics["train_loss"] == 0.5
+    assert not list((tmp_path / "box").glob("*.json"))  # sent
 
 
 def test_offline_runs_wait_in_the_outbox_until_the_next_stage_sends_them(tmp_path, caplog):
