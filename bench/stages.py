@@ -35,7 +35,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _env(repo: Path, stage: str | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DVC_", "MLFLOW_"))}
+    # as a user's shell runs it: no store or stage of this checkout's, and Python caches bytecode
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("DVC_", "MLFLOW_")) and k != "PYTHONDONTWRITEBYTECODE"}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     if stage:  # what DVC sets for a stage's command
         env.update(DVC_ROOT=str(repo), DVC_STAGE=stage)
