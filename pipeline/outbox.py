@@ -2,7 +2,8 @@
 
 A stage describes each of its runs as a :class:`RunRecord` (name, tags, params, every metric
 with its timestamp and step, start and end time, status, its parent's record) and writes it under
-``<repository root>/.mlflow-outbox/`` before, and while, sending it. The repository root is
+``<repository root>/.mlflow-outbox/`` before, and while, sending it (a training stage writes
+them and its relay process sends them: :func:`pipeline.tracking.start_relay`). The repository root is
 ``DVC_ROOT``: a ``dvc queue`` worker's temporary copy is deleted afterwards, the records must
 outlive it. :func:`send` is idempotent by run and key: the run is the one tagged ``outbox_key``
 with the record's key (created when absent, with the record's start time), and a metric is sent
@@ -12,7 +13,7 @@ unreachable or the stage was cut short, :func:`send_pending` sends what is missi
 next stage that logs does so first); a run deleted from the store is sent again from its record.
 
 System metrics (CPU, memory, disk, network, sampled each second) are the one exception: MLflow
-sends them straight from a background thread of the stage's run, so samples taken while the
+sends them straight from a background thread of the stage's run (in its relay), so samples taken while the
 store is unreachable are lost.
 """
 

@@ -507,8 +507,9 @@ def relay(config: Mapping[str, Any], orders) -> None:
 
 def _relay_main(argv: list[str]) -> None:
     """``python -m pipeline.tracking <config JSON>``: :func:`relay`, its orders read from stdin
-    (one JSON line; the end of stdin ends it). Ctrl-C is ignored here: the stage catches it and
-    writes its runs' end (KILLED), which the relay then sends. It exits without Python's clean-up
+    (one JSON line; the end of stdin ends it: the stage closed it, or died). Ctrl-C and SIGTERM,
+    which reach a stage's whole process group, are ignored here: the stage catches them and writes
+    its runs' end (KILLED), which the relay then sends. It exits without Python's clean-up
     (MLflow's exit handlers have nothing left to do by then; they take most of a second)."""
     import json
     import queue
@@ -516,6 +517,7 @@ def _relay_main(argv: list[str]) -> None:
     import threading
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     orders: queue.Queue = queue.Queue()
 

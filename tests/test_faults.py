@@ -125,6 +125,41 @@ def test_killing_the_server_mid_training_loses_nothing_and_send_logs_nothing_twi
     assert state() == got  # idempotent
 
 
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_a_train_stage_stopped_as_a_process_group_ends_its_runs_killed_in_the_store(pipeline_run, tmp_path,
+                                                                                   stage_env, sig):
+    """Ctrl-C in a terminal (or a SIGTERM to the group) reaches the stage and its relay at once:
+    the stage writes its runs' end and the relay, which ignores the signal, sends it."""
+    d = pipeline_run
+    plan = json.loads((d / "outputs/plans/ce.json").read_text())
+    plan["train"].update(epochs=400, patience=400, batch_size=8)
+    (tmp_path / "ce.json").write_text(json.dumps(plan))
+    uri = f"sqlite:///{tmp_path / 'store.db'}"
+    env = {**stage_env, "MLFLOW_TRACKING_URI": uri, "PIPELINE_OUTBOX": str(tmp_path / "outbox")}
+    stage = subprocess.Popen(
+        [sys.executable, "-m", "stages.train", "--params", str(d / "params.yaml"), "--plan", str(tmp_path / "ce.json"),
+         "--data", str(d / "data/prepared"), "--models", str(tmp_path / "models"),
+         "--val-predictions", str(tmp_path / "val"), "--test-predictions", str(tmp_path / "test"), "--no-progress"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    client = _client(uri)
+    deadline = time.time() + 120
+    while time.time() < deadline:  # until the model's run holds its first epochs: the relay is sending
+        exp = client.get_experiment_by_name("tiny")
+        runs = client.search_runs([exp.experiment_id]) if exp else []
+        if any(r.data.tags.get("role") == "model" and "train_loss" in r.data.metrics for r in runs):
+            break
+        assert stage.poll() is None, stage.communicate()[1]
+        time.sleep(0.2)
+    os.killpg(stage.pid, getattr(signal, sig))
+    _, err = stage.communicate(timeout=120)
+    assert stage.returncode == 128 + getattr(signal, sig), err
+    assert f"stopped by {sig}; its temporary files are removed" in err
+    runs = client.search_runs([client.get_experiment_by_name("tiny").experiment_id])
+    assert sorted(r.data.tags["role"] for r in runs) == ["model", "stage"]
+    assert {r.info.status for r in runs} == {"KILLED"}  # sent by the relay before the stage exited
+    assert not (tmp_path / "models").exists()  # no half-written output
+
+
 def test_an_evaluation_cut_off_while_logging_keeps_its_outputs_and_send_logs_it_once(pipeline_run, tmp_path,
                                                                                        monkeypatch, caplog, mlflow_store):
     from stages import evaluate, report, send
