@@ -35,6 +35,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def fit(args, relay) -> None:
+    """The stage's work. Its imports are made here, once the relay has started (:func:`main`)."""
     import time
     from pathlib import Path
 

@@ -43,6 +43,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def train(args, relay) -> None:
+    """The stage's work. Its imports are made here, once the relay has started (:func:`main`)."""
     from pathlib import Path
 
     import torch
