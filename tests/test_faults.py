@@ -125,22 +125,32 @@ def test_killing_the_server_mid_training_loses_nothing_and_send_logs_nothing_twi
     assert state() == got  # idempotent
 
 
+def _default_sigint():
+    """In the child: Ctrl-C as a terminal gives it, even when the tests run in a background job
+    (whose children inherit SIGINT ignored, and Python then never raises KeyboardInterrupt)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
 def test_a_train_stage_stopped_as_a_process_group_ends_its_runs_killed_in_the_store(pipeline_run, tmp_path,
                                                                                    stage_env, sig):
     """Ctrl-C in a terminal (or a SIGTERM to the group) reaches the stage and its relay at once:
     the stage writes its runs' end and the relay, which ignores the signal, sends it."""
+    from pipeline.tracking import ensure_store
+
     d = pipeline_run
     plan = json.loads((d / "outputs/plans/ce.json").read_text())
     plan["train"].update(epochs=400, patience=400, batch_size=8)
     (tmp_path / "ce.json").write_text(json.dumps(plan))
     uri = f"sqlite:///{tmp_path / 'store.db'}"
+    ensure_store(uri)  # made before this test's client polls it beside the relay (MLflow's migrations race)
     env = {**stage_env, "MLFLOW_TRACKING_URI": uri, "PIPELINE_OUTBOX": str(tmp_path / "outbox")}
     stage = subprocess.Popen(
         [sys.executable, "-m", "stages.train", "--params", str(d / "params.yaml"), "--plan", str(tmp_path / "ce.json"),
          "--data", str(d / "data/prepared"), "--models", str(tmp_path / "models"),
          "--val-predictions", str(tmp_path / "val"), "--test-predictions", str(tmp_path / "test"), "--no-progress"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        preexec_fn=_default_sigint)
     client = _client(uri)
     deadline = time.time() + 120
     while time.time() < deadline:  # until the model's run holds its first epochs: the relay is sending
