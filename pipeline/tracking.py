@@ -293,6 +293,18 @@ def start_relay(environ: Mapping[str, str] = os.environ):
                             stdin=subprocess.PIPE, env=env)
 
 
+@contextmanager
+def stage_relay(environ: Mapping[str, str] = os.environ):
+    """:func:`start_relay` around a stage's whole work: on the way out the relay's stdin is closed,
+    so a stage stopped before its runs began (bad input, Ctrl-C) takes its relay with it."""
+    relay = start_relay(environ)
+    try:
+        yield relay
+    finally:
+        if relay is not None and not relay.stdin.closed:
+            relay.stdin.close()
+
+
 class StageRuns:
     """A training stage's MLflow runs, logged while it trains.
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from pipeline.tracking import start_relay
+from pipeline.tracking import stage_relay
 from stages._cli import run
 
 log = logging.getLogger("baselines")
@@ -26,12 +26,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--val-predictions", required=True, help="directory for the baselines' validation predictions")
     ap.add_argument("--test-predictions", required=True, help="directory for the baselines' test predictions")
     args = ap.parse_args(argv)
-    relay = start_relay()  # MLflow opens in the relay while this process imports and reads the data
-    try:
+    with stage_relay() as relay:  # MLflow opens in the relay while this process imports and reads the data
         fit(args, relay)
-    finally:  # a stage stopped before fitting: the relay ends with it
-        if relay is not None and not relay.stdin.closed:
-            relay.stdin.close()
 
 
 def fit(args, relay) -> None:

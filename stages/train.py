@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from pipeline.tracking import start_relay
+from pipeline.tracking import stage_relay
 from stages._cli import run
 
 # training.json holds no wall-clock figures: the same inputs give the same bytes.
@@ -34,12 +34,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--no-progress", action="store_true",
                     help="hide the per-epoch progress bar (without a terminal: the progress log lines)")
     args = ap.parse_args(argv)
-    relay = start_relay()  # MLflow opens in the relay while this process imports torch and reads the data
-    try:
+    with stage_relay() as relay:  # MLflow opens in the relay while this process imports torch and reads the data
         train(args, relay)
-    finally:  # a stage stopped before training: the relay ends with it
-        if relay is not None and not relay.stdin.closed:
-            relay.stdin.close()
 
 
 def train(args, relay) -> None:

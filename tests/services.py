@@ -160,3 +160,10 @@ def start_s3(d: Path) -> Service:
         service.stop()
         raise
     return service
+
+
+def default_sigint() -> None:
+    """A child's ``preexec_fn``: Ctrl-C as a terminal gives it, even when the tests run in a
+    background job (whose children inherit SIGINT ignored, and Python then never raises
+    KeyboardInterrupt)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.services import default_sigint
 from tests.test_stages import evaluate_args, report_args
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -125,12 +126,6 @@ def test_killing_the_server_mid_training_loses_nothing_and_send_logs_nothing_twi
     assert state() == got  # idempotent
 
 
-def _default_sigint():
-    """In the child: Ctrl-C as a terminal gives it, even when the tests run in a background job
-    (whose children inherit SIGINT ignored, and Python then never raises KeyboardInterrupt)."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 @pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
 def test_a_train_stage_stopped_as_a_process_group_ends_its_runs_killed_in_the_store(pipeline_run, tmp_path,
                                                                                    stage_env, sig):
@@ -150,7 +145,7 @@ def test_a_train_stage_stopped_as_a_process_group_ends_its_runs_killed_in_the_st
          "--data", str(d / "data/prepared"), "--models", str(tmp_path / "models"),
          "--val-predictions", str(tmp_path / "val"), "--test-predictions", str(tmp_path / "test"), "--no-progress"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-        preexec_fn=_default_sigint)
+        preexec_fn=default_sigint)
     client = _client(uri)
     deadline = time.time() + 120
     while time.time() < deadline:  # until the model's run holds its first epochs: the relay is sending

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from pipeline.names import safe_name
+from tests.services import default_sigint
 from tests.test_stages import run_pipeline, write_params
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -160,14 +161,6 @@ _INTERRUPTED = textwrap.dedent('''
 ''')
 
 
-def _default_sigint():
-    """In the child: Ctrl-C as a terminal gives it, even when the tests run in a background job
-    (whose children inherit SIGINT ignored, and Python then never raises KeyboardInterrupt)."""
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 @pytest.mark.parametrize(("sig", "code"), [("SIGTERM", 143), ("SIGINT", 130)])
 def test_an_interrupted_stage_cleans_up_says_one_line_and_kills_its_runs(tmp_path, stage_env, sig, code):
     import mlflow
@@ -179,7 +172,7 @@ def test_an_interrupted_stage_cleans_up_says_one_line_and_kills_its_runs(tmp_pat
     (out / "previous.json").write_text("{}")
     env = {**stage_env, "DVC_STAGE": "evaluate"}
     proc = subprocess.run([sys.executable, str(script), str(out), sig], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=120, preexec_fn=_default_sigint)
+                          capture_output=True, text=True, timeout=120, preexec_fn=default_sigint)
     line = [x for x in proc.stderr.splitlines() if not x.startswith(("INFO", "WARNING", "20"))]
     assert proc.returncode == code, proc.stderr
     assert line == [f"interrupted: evaluate stopped by {sig}; its temporary files are removed and its outputs "
