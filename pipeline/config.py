@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import os
 import re
 import types
 import typing
@@ -182,6 +183,19 @@ class Params:
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
     mlflow: MlflowConfig = field(default_factory=MlflowConfig)
+
+
+QUEUE_WORKDIR = ".dvc/tmp/exps/"  # where `dvc queue` workers run their copies of the repository
+
+
+def usable_cores(cwd: str | Path | None = None) -> int:
+    """The cores this process may use, or 1 inside a `dvc queue` worker (its working copy lies
+    under ``.dvc/tmp/exps/``; ``DVC_EXP_NAME`` is set by every ``dvc exp run``, so it cannot
+    tell), where several jobs share the cores and more threads or processes each only make them
+    wait on one another."""
+    if QUEUE_WORKDIR in f"{Path(cwd or Path.cwd()).resolve().as_posix()}/":
+        return 1
+    return len(os.sched_getaffinity(0))
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

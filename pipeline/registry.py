@@ -33,6 +33,10 @@ import hashlib
 import json
 import logging
 import os
+import pickle
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -211,7 +215,8 @@ def _restore(client, exp_id: str, c: Candidate, tags: dict[str, str], box: Path 
 def log_candidates(client, exp_id: str, candidates: list[Candidate], *, data_digest: str,
                    dataset_digests: Mapping[str, str],
                    input_example: pd.DataFrame | None, raw_columns: list[str], classes: list[str],
-                   run_tags: dict[str, str], open_runs: list[str], box: Path | None = None) -> dict[str, Logged]:
+                   run_tags: dict[str, str], open_runs: list[str], box: Path | None = None,
+                   helper: subprocess.Popen | None = None) -> dict[str, Logged]:
     """Log each candidate as a model, unless the same model (content and metrics) is already in
     the experiment.
 
@@ -219,7 +224,43 @@ def log_candidates(client, exp_id: str, candidates: list[Candidate], *, data_dig
     absent); a ``<model>+<rule>`` into a run of its own, a child of its model's run, found again
     by its content digest or created. Logging a model changes neither the run's status nor its
     times. Runs being written are kept in ``open_runs`` (the caller marks them FAILED on an error).
+
+    With a ``helper`` (:func:`start_helper`), about half the candidates, whole families (a trained
+    model with its ``<model>+<rule>``), are logged by it while this process logs the rest: the
+    same models, runs and metrics, on two cores. The helper marks its own unfinished runs.
     """
+    kw = dict(data_digest=data_digest, dataset_digests=dict(dataset_digests), input_example=input_example,
+              raw_columns=raw_columns, classes=classes, run_tags=run_tags, box=box)
+    theirs, mine = _halves(candidates) if helper is not None else ([], candidates)
+    if not theirs:
+        return _log_part(client, exp_id, candidates, open_runs=open_runs, **kw)
+    _send_job(helper, {"uri": client.tracking_uri, "exp_id": exp_id, "candidates": theirs, "kw": kw})
+    try:
+        out = _log_part(client, exp_id, mine, open_runs=open_runs, **kw)
+        out.update(_helper_result(helper, len(theirs)))
+    except BaseException as exc:  # while the bundles are still there: see stop_helper
+        stop_helper(helper, interrupted=not isinstance(exc, Exception))
+        raise
+    return {c.name: out[c.name] for c in candidates}
+
+
+def _halves(candidates: list[Candidate]) -> tuple[list[Candidate], list[Candidate]]:
+    """Two near-equal parts of whole families (a trained model and its ``<model>+<rule>``, which
+    is logged into a child of the model's run): the helper's and this process's."""
+    families: dict[str, list[Candidate]] = {}
+    for c in candidates:
+        families.setdefault(c.parent or c.name, []).append(c)
+    parts: tuple[list[Candidate], list[Candidate]] = ([], [])
+    for family in sorted(families.values(), key=len, reverse=True):
+        min(parts, key=len).extend(family)
+    return parts if parts[1] else ([], parts[0])
+
+
+def _log_part(client, exp_id: str, candidates: list[Candidate], *, data_digest: str,
+              dataset_digests: Mapping[str, str], input_example: pd.DataFrame | None, raw_columns: list[str],
+              classes: list[str], run_tags: dict[str, str], open_runs: list[str],
+              box: Path | None) -> dict[str, Logged]:
+    """:func:`log_candidates` in this process."""
     import mlflow
     from mlflow.entities import Metric, Param
     from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
@@ -271,6 +312,117 @@ def log_candidates(client, exp_id: str, candidates: list[Candidate], *, data_dig
             open_runs.remove(run_id)
         out[c.name] = Logged(run_id, info.model_id, False)
     return out
+
+
+def start_helper(environ: Mapping[str, str] = os.environ) -> subprocess.Popen | None:
+    """Start a process that logs part of the candidates (:func:`log_candidates`) and return it,
+    or None where it would not pay: one usable core, or a `dvc queue` worker
+    (:func:`pipeline.config.usable_cores`).
+
+    evaluate starts it first, so that its imports (MLflow, its store, this package: about 4 s)
+    happen beside the evaluation's computation; it then waits on its stdin for its candidates,
+    and exits at once when stdin closes without any."""
+    from pipeline.config import usable_cores
+
+    if usable_cores() < 2:
+        return None
+    package_root = str(Path(__file__).resolve().parents[1])
+    env = {**environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, environ.get("PYTHONPATH")])),
+           "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": environ.get("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")}
+    return subprocess.Popen([sys.executable, "-m", "pipeline.registry"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, env=env)
+
+
+def stop_helper(helper: subprocess.Popen, interrupted: bool) -> None:
+    """Wait for ``helper`` to end: after an error it finishes the candidates it has (its models are
+    whole, and a re-run reuses them), after Ctrl-C or SIGTERM it is stopped (its unfinished runs
+    end KILLED), and one never given candidates exits as its stdin closes."""
+    if helper.returncode is not None:
+        return
+    if interrupted:
+        helper.send_signal(signal.SIGTERM)
+    if not helper.stdin.closed:
+        helper.stdin.close()
+    helper.stdout.read()
+    helper.wait()
+
+
+class candidate_helper:
+    """:func:`start_helper` around a stage's work (a context manager giving the helper or None),
+    which never leaves the helper behind (:func:`stop_helper`)."""
+
+    def __init__(self, enabled: bool = True, environ: Mapping[str, str] = os.environ):
+        self.helper = start_helper(environ) if enabled else None
+
+    def __enter__(self) -> subprocess.Popen | None:
+        return self.helper
+
+    def __exit__(self, kind, exc, tb) -> None:
+        if self.helper is not None:
+            stop_helper(self.helper, interrupted=kind is not None and not issubclass(kind, Exception))
+
+
+def _send_job(helper: subprocess.Popen, job: dict[str, Any]) -> None:
+    helper.stdin.write(pickle.dumps(job))
+    helper.stdin.close()
+
+
+def _helper_result(helper: subprocess.Popen, n: int) -> dict[str, Logged]:
+    """What the helper logged; its failure raised here as this process's (a :class:`PipelineError`
+    stays one, anything else, a lost store say, is a RuntimeError with the helper's first line)."""
+    from pipeline import PipelineError
+
+    data = helper.stdout.read()
+    status = helper.wait()
+    if not data:
+        raise RuntimeError(f"the process logging {n} of the candidates as MLflow models ended with status {status}")
+    result = pickle.loads(data)
+    if "error" in result:
+        raise (PipelineError if result["pipeline_error"] else RuntimeError)(result["error"])
+    return {name: Logged(*v) for name, v in result["logged"].items()}
+
+
+def _helper_main() -> None:
+    """``python -m pipeline.registry``: the helper of :func:`start_helper`. Its one job (pickled
+    on stdin: the tracking URI, the experiment and its candidates) is logged as
+    :func:`log_candidates` logs; the result (name -> run id, model id, reused) or the error's
+    first line goes back pickled on stdout, which nothing else writes to."""
+    from pipeline import Interrupted, PipelineError
+    from pipeline.tracking import error_line
+
+    result_out = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # anything printed goes to stderr
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+    def interrupted(signum, frame):  # once: a second signal (Ctrl-C, then the stage's SIGTERM) waits
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise Interrupted(signum)
+
+    signal.signal(signal.SIGINT, interrupted)
+    signal.signal(signal.SIGTERM, interrupted)
+    try:
+        import mlflow
+
+        if tracking_uri().split(":", 1)[0] in ("sqlite", "postgresql", "mysql", "mssql"):
+            import mlflow.store.tracking.sqlalchemy_store  # noqa: F401 (opened once the job comes)
+        data = sys.stdin.buffer.read()
+        if not data:
+            return
+        job = pickle.loads(data)
+        mlflow.set_tracking_uri(job["uri"])
+        client = mlflow.MlflowClient(tracking_uri=job["uri"])
+        try:
+            with closing_runs(client) as open_runs:
+                logged = _log_part(client, job["exp_id"], job["candidates"], open_runs=open_runs, **job["kw"])
+            result = {"logged": {name: (v.run_id, v.model_id, v.reused) for name, v in logged.items()}}
+        except Exception as exc:
+            log.debug("logging candidates failed", exc_info=True)
+            result = {"error": error_line(exc), "pipeline_error": isinstance(exc, PipelineError)}
+        result_out.write(pickle.dumps(result))
+        result_out.flush()
+    except Interrupted as exc:  # its runs are marked KILLED; the stage says so
+        os._exit(128 + exc.signum)
 
 
 def decision_record(audit: Mapping[str, Any], validation_score: float | None, candidate: str, *, commit: str,
@@ -384,7 +536,7 @@ def log_evaluation(experiment: str, records: list[ModelRecord], ev, meta: Meta, 
                    reports: list[Path], bundles: Mapping[str, tuple[Path, str]], raw_columns: list[str],
                    input_example: pd.DataFrame | None, registered_model: str,
                    lock_hashes: Mapping[str, str] | None = None, splits: Mapping[str, Path] | None = None,
-                   environ: Mapping[str, str] = os.environ) -> dict[str, Any]:
+                   environ: Mapping[str, str] = os.environ, helper: subprocess.Popen | None = None) -> dict[str, Any]:
     """Log an evaluation (:class:`pipeline.evaluation.Evaluation` ``ev`` of ``records``, every
     candidate, under :class:`pipeline.config.EvaluateConfig` ``cfg``).
 
@@ -394,7 +546,8 @@ def log_evaluation(experiment: str, records: list[ModelRecord], ev, meta: Meta, 
     registered as a version of ``registered_model`` with its decision record. In a plain run the
     alias ``champion`` moves to it (``challenger`` to the closest candidate when none meets the
     constraints); under ``dvc exp run`` (``DVC_EXP_NAME``) no alias moves. Returns where it all
-    went. Runs left unfinished by an error are marked FAILED (KILLED when interrupted).
+    went. Runs left unfinished by an error are marked FAILED (KILLED when interrupted). A
+    ``helper`` (:func:`start_helper`) logs about half the candidates beside this process.
     """
     import mlflow
     from mlflow.entities import Metric, Param
@@ -427,10 +580,10 @@ def log_evaluation(experiment: str, records: list[ModelRecord], ev, meta: Meta, 
                                 data_digest=meta["digest"], dataset_digests=digests,
                                 input_example=input_example, raw_columns=raw_columns, classes=meta["classes"],
                                 run_tags={**tags, "execution": parent_id}, open_runs=open_runs,
-                                box=outbox_dir(repo_root(environ), environ))
+                                box=outbox_dir(repo_root(environ), environ), helper=helper)
         new = sum(not v.reused for v in logged.values())
-        log.info("MLflow: %d candidate models logged, %d already there, in %.1fs", new, len(logged) - new,
-                 time.perf_counter() - started)
+        log.info("MLflow: %d candidate models logged, %d already there, in %.1fs%s", new, len(logged) - new,
+                 time.perf_counter() - started, " (two processes)" if helper is not None else "")
 
         chosen = policy["pick"] or policy.get("closest")
         metrics = []
@@ -483,3 +636,9 @@ def log_evaluation(experiment: str, records: list[ModelRecord], ev, meta: Meta, 
     return {"tracking_uri": uri, "experiment": experiment, "experiment_id": exp_id, "evaluation_run": parent_id,
             "models": {name: v.run_id for name, v in logged.items()},
             "logged_models": {name: v.model_id for name, v in logged.items()}, "registered": registered}
+
+
+if __name__ == "__main__":
+    from pipeline.registry import _helper_main as main  # the module's classes, not __main__'s
+
+    main()

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import os
 import time
 from pathlib import Path
 from collections.abc import Iterable
@@ -22,7 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from pipeline import PipelineError
-from pipeline.config import TrainConfig, parse_params
+from pipeline.config import TrainConfig, parse_params, usable_cores
 from pipeline.criterion import Criterion, to_device
 from pipeline.model import MLP, StackedMLP
 from pipeline.plan import RunSpec
@@ -35,19 +34,10 @@ def train_config(plan: dict, source: str) -> TrainConfig:
     return parse_params({"train": plan["train"]}, source=source).train
 
 
-QUEUE_WORKDIR = ".dvc/tmp/exps/"  # where `dvc queue` workers run their copies of the repository
-
-
 def resolve_threads(setting: int | str, cwd: str | Path | None = None) -> int:
-    """torch's CPU threads for ``train.threads``: a number as given; ``auto`` gives the cores this
-    process may use, or 1 inside a `dvc queue` worker (its working copy lies under
-    ``.dvc/tmp/exps/``; ``DVC_EXP_NAME`` is set by every ``dvc exp run``, so it cannot tell), where
-    several jobs share the cores and more threads each only make them wait on one another."""
-    if setting != "auto":
-        return int(setting)
-    if QUEUE_WORKDIR in f"{Path(cwd or Path.cwd()).resolve().as_posix()}/":
-        return 1
-    return len(os.sched_getaffinity(0))
+    """torch's CPU threads for ``train.threads``: a number as given; ``auto`` gives
+    :func:`pipeline.config.usable_cores` (1 inside a `dvc queue` worker)."""
+    return usable_cores(cwd) if setting == "auto" else int(setting)
 
 
 def thread_plan(threads: int, n_seeds: int, device: torch.device, dropout: float) -> tuple[int, int]:
