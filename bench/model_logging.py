@@ -4,10 +4,12 @@
 
 Builds each candidate's bundle (every trained model and every ``<model>+<rule>`` in
 ``outputs/``), then logs them the way evaluate does (:func:`pipeline.registry.log_candidates`)
-into a new temporary store, twice side by side: as shipped (with the input example, which MLflow
-checks by loading each model back) and without the input example. Then logs them again into the
-same store, as a re-run of evaluate does (every model already there). Prints seconds in all and
-per model. Needs ``dvc repro`` first. A benchmark: it asserts nothing.
+into a new temporary store, three ways side by side: as evaluate does (two processes: this one
+and the helper of :func:`pipeline.registry.start_helper`, started before the clock and given
+about half the candidates), in this process alone, and in this process alone without the input
+example (which MLflow checks by loading each model back). Then logs them again into the same
+store, as a re-run of evaluate does (every model already there). Prints seconds in all and per
+model. Needs ``dvc repro`` first. A benchmark: it asserts nothing.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import pandas as pd
 from pipeline.artifacts import load_decision_records, load_model_records
 from pipeline.io import read_json
 from pipeline.preprocessing import load_preprocessing
-from pipeline.registry import Candidate, log_candidates
+from pipeline.registry import Candidate, log_candidates, start_helper
 from pipeline.serving import write_candidate_bundle
 
 
@@ -57,17 +59,24 @@ def main() -> None:
                                         pd.DataFrame({"metric": ["macro_f1"], "value": [0.5]}), {}, {},
                                         parent=None if rec.rule is None else rec.model, weights_digest=digest))
         print(f"{len(candidates)} candidates ({sum(c.parent is None for c in candidates)} trained models)")
-        for label, example in (("as shipped (input example, checked by MLflow)", pre.example()),
-                               ("without the input example", None)):
-            uri = f"sqlite:///{tmp / (label[:3] + '.db')}"
+        for i, (label, example, helped) in enumerate((
+                ("as evaluate logs them (two processes)", pre.example(), True),
+                ("one process", pre.example(), False),
+                ("one process, without the input example", None, False))):
+            uri = f"sqlite:///{tmp / f'{i}.db'}"
             mlflow.set_tracking_uri(uri)
             client = mlflow.MlflowClient(uri)
             exp = _experiment_id(client, "bench", uri)
             client.search_runs([exp])  # the store's tables exist before the clock starts
             kw = dict(data_digest="d", dataset_digests={"validation": "v"}, input_example=example,
                       raw_columns=pre.raw_columns, classes=meta["classes"], run_tags={}, open_runs=[])
+            helper = start_helper({**os.environ, "MLFLOW_TRACKING_URI": uri}) if helped else None
+            if helped and helper is None:
+                label += " (one usable core: no helper)"
+            elif helped:
+                time.sleep(8)  # its imports, done beside evaluate's computation in the stage
             start = time.perf_counter()
-            log_candidates(client, exp, candidates, **kw)
+            log_candidates(client, exp, candidates, helper=helper, **kw)
             first = time.perf_counter() - start
             start = time.perf_counter()
             again = log_candidates(client, exp, candidates, **kw)

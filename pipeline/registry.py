@@ -29,6 +29,7 @@ registry version holding that digest is reused rather than registered again.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import logging
@@ -421,6 +422,7 @@ def _helper_main() -> None:
             result = {"error": error_line(exc), "pipeline_error": isinstance(exc, PipelineError)}
         result_out.write(pickle.dumps(result))
         result_out.flush()
+        gc.freeze()  # exit without the collector's last passes (stages._cli.run)
     except Interrupted as exc:  # its runs are marked KILLED; the stage says so
         os._exit(128 + exc.signum)
 
