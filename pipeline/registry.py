@@ -235,7 +235,10 @@ def log_candidates(client, exp_id: str, candidates: list[Candidate], *, data_dig
     theirs, mine = _halves(candidates) if helper is not None else ([], candidates)
     if not theirs:
         return _log_part(client, exp_id, candidates, open_runs=open_runs, **kw)
-    _send_job(helper, {"uri": client.tracking_uri, "exp_id": exp_id, "candidates": theirs, "kw": kw})
+    if not _send_job(helper, {"uri": client.tracking_uri, "exp_id": exp_id, "candidates": theirs, "kw": kw}):
+        log.warning("the helper process logging candidate models ended early (status %s): this process logs "
+                    "them all", helper.wait())
+        return _log_part(client, exp_id, candidates, open_runs=open_runs, **kw)
     try:
         out = _log_part(client, exp_id, mine, open_runs=open_runs, **kw)
         out.update(_helper_result(helper, len(theirs)))
@@ -330,7 +333,8 @@ def start_helper(environ: Mapping[str, str] = os.environ) -> subprocess.Popen | 
     package_root = str(Path(__file__).resolve().parents[1])
     env = {**environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, environ.get("PYTHONPATH")])),
            "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": environ.get("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")}
-    return subprocess.Popen([sys.executable, "-m", "pipeline.registry"], stdin=subprocess.PIPE,
+    # -P: this package from PYTHONPATH, never one in the working directory (another checkout's)
+    return subprocess.Popen([sys.executable, "-P", "-m", "pipeline.registry"], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, env=env)
 
 
@@ -342,8 +346,7 @@ def stop_helper(helper: subprocess.Popen, interrupted: bool) -> None:
         return
     if interrupted:
         helper.send_signal(signal.SIGTERM)
-    if not helper.stdin.closed:
-        helper.stdin.close()
+    _close_stdin(helper)
     helper.stdout.read()
     helper.wait()
 
@@ -363,9 +366,22 @@ class candidate_helper:
             stop_helper(self.helper, interrupted=kind is not None and not issubclass(kind, Exception))
 
 
-def _send_job(helper: subprocess.Popen, job: dict[str, Any]) -> None:
-    helper.stdin.write(pickle.dumps(job))
-    helper.stdin.close()
+def _send_job(helper: subprocess.Popen, job: dict[str, Any]) -> bool:
+    """Give the helper its job; False when it is no longer there to take it."""
+    try:
+        helper.stdin.write(pickle.dumps(job))
+        helper.stdin.close()
+    except BrokenPipeError:
+        _close_stdin(helper)
+        return False
+    return True
+
+
+def _close_stdin(helper: subprocess.Popen) -> None:
+    try:
+        helper.stdin.close()  # closed even when its flush fails
+    except BrokenPipeError:
+        pass
 
 
 def _helper_result(helper: subprocess.Popen, n: int) -> dict[str, Logged]:

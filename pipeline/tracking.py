@@ -289,7 +289,8 @@ def start_relay(environ: Mapping[str, str] = os.environ):
     config = {"uri": tracking_uri(environ), "box": str(outbox_dir(repo_root(environ), environ))}
     package_root = str(Path(__file__).resolve().parents[1])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
-    return subprocess.Popen([sys.executable, "-m", "pipeline.tracking", json.dumps(config)],
+    # -P: this package from PYTHONPATH, never one in the working directory (another checkout's)
+    return subprocess.Popen([sys.executable, "-P", "-m", "pipeline.tracking", json.dumps(config)],
                             stdin=subprocess.PIPE, env=env)
 
 

@@ -180,3 +180,36 @@ def test_an_evaluation_stopped_while_logging_leaves_no_process_and_no_run_open(p
     ready = {m.tags["candidate"] for m in client.search_logged_models([exp.experiment_id]) if str(m.status) == "READY"}
     assert not {c.name for c in theirs} <= ready
     assert (d / "reports/audit.json").read_bytes() == before
+
+
+def test_the_helper_is_this_package_and_one_that_ended_early_leaves_the_work_here(pipeline_run, tmp_path, monkeypatch,
+                                                                                   caplog):
+    from pipeline.registry import _halves, start_helper
+
+    d = pipeline_run
+    meta, candidates = _candidates(d, tmp_path)
+    families = list(dict.fromkeys(c.parent or c.name for c in candidates))[:2]
+    candidates = [c for c in candidates if (c.parent or c.name) in families]
+    assert all(_halves(candidates))
+    other = tmp_path / "other-checkout"  # a working directory with a pipeline package of its own
+    (other / "pipeline").mkdir(parents=True)
+    (other / "pipeline" / "__init__.py").write_text("")
+    (other / "pipeline" / "registry.py").write_text("raise SystemExit(3)\n")
+    monkeypatch.chdir(other)
+    uri = f"sqlite:///{tmp_path / 'store.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+
+    helper = start_helper()
+    logged = _log(uri, d, meta, candidates, helper=helper)
+    assert helper.returncode == 0 and "ended early" not in caplog.text  # ours did its half
+    assert sorted(logged) == sorted(c.name for c in candidates)
+
+    helper = start_helper()
+    helper.kill()
+    helper.wait()
+    fresh = f"sqlite:///{tmp_path / 'fresh.db'}"
+    logged = _log(fresh, d, meta, candidates, helper=helper)
+    assert "the helper process logging candidate models ended early (status -9): this process logs them all" in caplog.text
+    assert not any(v.reused for v in logged.values())
+    models, runs = _store(fresh)
+    assert sorted(m[0] for m in models) == sorted(c.name for c in candidates) and {r[1] for r in runs} == {"FINISHED"}
