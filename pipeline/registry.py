@@ -226,26 +226,36 @@ def log_candidates(client, exp_id: str, candidates: list[Candidate], *, data_dig
     by its content digest or created. Logging a model changes neither the run's status nor its
     times. Runs being written are kept in ``open_runs`` (the caller marks them FAILED on an error).
 
-    With a ``helper`` (:func:`start_helper`), about half the candidates, whole families (a trained
-    model with its ``<model>+<rule>``), are logged by it while this process logs the rest: the
-    same models, runs and metrics, on two cores. The helper marks its own unfinished runs.
+    With a ``helper`` (:func:`start_helper`), about half the families with a model not yet in the
+    store (a trained model with its ``<model>+<rule>``) are logged by it while this process logs
+    the rest: the same models, runs and metrics, on two cores. The helper marks its own
+    unfinished runs. When every model is there already, it is given nothing.
     """
     kw = dict(data_digest=data_digest, dataset_digests=dict(dataset_digests), input_example=input_example,
               raw_columns=raw_columns, classes=classes, run_tags=run_tags, box=box)
-    theirs, mine = _halves(candidates) if helper is not None else ([], candidates)
+    existing = _existing(client, exp_id, data_digest)
+    theirs = _halves(_to_log(candidates, existing))[0] if helper is not None else []
     if not theirs:
-        return _log_part(client, exp_id, candidates, open_runs=open_runs, **kw)
+        return _log_part(client, exp_id, candidates, open_runs=open_runs, existing=existing, **kw)
+    mine = [c for c in candidates if c.name not in {t.name for t in theirs}]  # logged already or not
     if not _send_job(helper, {"uri": client.tracking_uri, "exp_id": exp_id, "candidates": theirs, "kw": kw}):
         log.warning("the helper process logging candidate models ended early (status %s): this process logs "
                     "them all", helper.wait())
-        return _log_part(client, exp_id, candidates, open_runs=open_runs, **kw)
+        return _log_part(client, exp_id, candidates, open_runs=open_runs, existing=existing, **kw)
     try:
-        out = _log_part(client, exp_id, mine, open_runs=open_runs, **kw)
+        out = _log_part(client, exp_id, mine, open_runs=open_runs, existing=existing, **kw)
         out.update(_helper_result(helper, len(theirs)))
     except BaseException as exc:  # while the bundles are still there: see stop_helper
         stop_helper(helper, interrupted=not isinstance(exc, Exception))
         raise
     return {c.name: out[c.name] for c in candidates}
+
+
+def _to_log(candidates: list[Candidate], existing: Mapping[tuple[str, str], Any]) -> list[Candidate]:
+    """The candidates of every family with a model not yet in the store (:func:`_existing`; a
+    family's models go together)."""
+    new = {c.parent or c.name for c in candidates if (c.digest, metrics_digest(c.metrics)) not in existing}
+    return [c for c in candidates if (c.parent or c.name) in new]
 
 
 def _halves(candidates: list[Candidate]) -> tuple[list[Candidate], list[Candidate]]:
@@ -263,13 +273,13 @@ def _halves(candidates: list[Candidate]) -> tuple[list[Candidate], list[Candidat
 def _log_part(client, exp_id: str, candidates: list[Candidate], *, data_digest: str,
               dataset_digests: Mapping[str, str], input_example: pd.DataFrame | None, raw_columns: list[str],
               classes: list[str], run_tags: dict[str, str], open_runs: list[str],
-              box: Path | None) -> dict[str, Logged]:
-    """:func:`log_candidates` in this process."""
+              box: Path | None, existing: Mapping[tuple[str, str], Any] | None = None) -> dict[str, Logged]:
+    """:func:`log_candidates` in this process (``existing``: :func:`_existing`, found again when not given)."""
     import mlflow
     from mlflow.entities import Metric, Param
     from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
-    existing = _existing(client, exp_id, data_digest)
+    existing = _existing(client, exp_id, data_digest) if existing is None else existing
     sig = signature(raw_columns, classes)
     reqs = pip_requirements()
     out: dict[str, Logged] = {}
@@ -421,8 +431,11 @@ def _helper_main() -> None:
     try:
         import mlflow
 
-        if tracking_uri().split(":", 1)[0] in ("sqlite", "postgresql", "mysql", "mssql"):
-            import mlflow.store.tracking.sqlalchemy_store  # noqa: F401 (opened once the job comes)
+        try:  # open the store now, beside the computation (safely: ensure_store); the job may name another
+            ensure_store(tracking_uri())
+            mlflow.MlflowClient(tracking_uri=tracking_uri()).search_experiments(max_results=1)
+        except Exception:  # said when the job uses the store, if it is still so
+            pass
         data = sys.stdin.buffer.read()
         if not data:
             return
@@ -601,7 +614,8 @@ def log_evaluation(experiment: str, records: list[ModelRecord], ev, meta: Meta, 
                                 box=outbox_dir(repo_root(environ), environ), helper=helper)
         new = sum(not v.reused for v in logged.values())
         log.info("MLflow: %d candidate models logged, %d already there, in %.1fs%s", new, len(logged) - new,
-                 time.perf_counter() - started, " (two processes)" if helper is not None else "")
+                 time.perf_counter() - started, " (two processes)" if helper is not None and helper.poll() is not None
+                 else "")
 
         chosen = policy["pick"] or policy.get("closest")
         metrics = []

@@ -76,7 +76,7 @@ def _store(uri):
 
 
 def test_two_processes_log_the_same_models_runs_and_metrics_as_one(pipeline_run, tmp_path, monkeypatch):
-    from pipeline.registry import _halves, start_helper
+    from pipeline.registry import _halves, start_helper, stop_helper
 
     d = pipeline_run
     meta, candidates = _candidates(d, tmp_path)
@@ -105,6 +105,9 @@ def test_two_processes_log_the_same_models_runs_and_metrics_as_one(pipeline_run,
 
     helper = start_helper()  # again: every model is already there, nothing is logged twice
     again = _log(two, d, meta, candidates, helper=helper)
+    assert helper.poll() is None  # given nothing: it waits until the stage lets it go
+    stop_helper(helper, interrupted=False)
+    assert helper.returncode == 0
     assert all(v.reused for v in again.values()) and {k: v.model_id for k, v in again.items()} == {
         k: v.model_id for k, v in logged_two.items()}
     assert _store(two) == (models, runs)
