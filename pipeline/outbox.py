@@ -134,9 +134,12 @@ def find_run(client, experiment_id: str, key: str):
     return runs[0] if runs else None
 
 
-def send(client, experiment_id: str, record: RunRecord, parent_run_id: str | None = None) -> str:
+def send(client, experiment_id: str, record: RunRecord, parent_run_id: str | None = None,
+         open_runs: list[str] | None = None) -> str:
     """Make the store hold ``record``: create its run when absent, add the params and metrics it
-    lacks, end it as the record says. Returns the run id."""
+    lacks, end it as the record says. Returns the run id. With ``open_runs``
+    (:func:`pipeline.tracking.closing_runs`), the run is in it while being written, so a stop
+    midway ends it KILLED rather than RUNNING."""
     from mlflow.entities import Metric, Param
     from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
@@ -159,11 +162,15 @@ def send(client, experiment_id: str, record: RunRecord, parent_run_id: str | Non
         for k, v in missing_tags.items():
             client.set_tag(run.info.run_id, k, v)
     run_id = run.info.run_id
+    if open_runs is not None:
+        open_runs.append(run_id)
     params = [Param(k, v) for k, v in record.params.items() if k not in params_have]
     metrics = [Metric(k, float(v), int(t), int(s)) for k, v, t, s in record.metrics if (k, s) not in have]
     log_batches(client, run_id, params=params, metrics=metrics)
     if record.status != "RUNNING":
         client.set_terminated(run_id, record.status, end_time=record.end_time)
+    if open_runs is not None:
+        open_runs.remove(run_id)
     return run_id
 
 

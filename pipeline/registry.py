@@ -70,6 +70,7 @@ from pipeline.tracking import (
     ensure_store,
     gamma_text,
     repo_root,
+    start_module,
     run_tags,
     tracking_uri,
 )
@@ -194,14 +195,15 @@ def training_run(client, exp_id: str, weights_digest: str, data_digest: str):
     return _earliest_finished(client, exp_id, {"weights_sha256": weights_digest, "data_digest": data_digest})
 
 
-def _restore(client, exp_id: str, c: Candidate, tags: dict[str, str], box: Path | None) -> str:
+def _restore(client, exp_id: str, c: Candidate, tags: dict[str, str], box: Path | None,
+             open_runs: list[str]) -> str:
     """A training run absent from the store (a fresh clone with DVC's cache, another store): sent
     again from the outbox when its record is there, else recreated from ``training.json``,
     tagged ``restored`` (its times are those of now, its curves the recorded ones)."""
     if box is not None:
         for record in read_records(box, sent=True):
             if record.tags.get("weights_sha256") == c.weights_digest and record.tags.get("data_digest") == tags["data_digest"]:
-                return send(client, exp_id, record)
+                return send(client, exp_id, record, open_runs=open_runs)
     now = _ms()
     record = RunRecord(
         f"restored/{tags['data_digest']}/{c.weights_digest}", client.get_experiment(exp_id).name, c.name,
@@ -210,7 +212,7 @@ def _restore(client, exp_id: str, c: Candidate, tags: dict[str, str], box: Path 
                  if k != "epoch" and isinstance(v, (int, float))],
         start_time=now, end_time=now, status="FINISHED")
     log.info("%s: its training run is not in the store: recreated from training.json, tagged restored", c.name)
-    return send(client, exp_id, record)
+    return send(client, exp_id, record, open_runs=open_runs)
 
 
 def log_candidates(client, exp_id: str, candidates: list[Candidate], *, data_digest: str,
@@ -248,6 +250,7 @@ def log_candidates(client, exp_id: str, candidates: list[Candidate], *, data_dig
     except BaseException as exc:  # while the bundles are still there: see stop_helper
         stop_helper(helper, interrupted=not isinstance(exc, Exception))
         raise
+    log.info("MLflow: %d of the candidates logged by the helper process, beside this one", len(theirs))
     return {c.name: out[c.name] for c in candidates}
 
 
@@ -293,7 +296,7 @@ def _log_part(client, exp_id: str, candidates: list[Candidate], *, data_digest: 
         created = False
         if c.parent is None:
             run = training_run(client, exp_id, c.weights_digest, data_digest)
-            run_id = run.info.run_id if run else _restore(client, exp_id, c, tags, box)
+            run_id = run.info.run_id if run else _restore(client, exp_id, c, tags, box, open_runs)
         else:
             run = _earliest_finished(client, exp_id, {"content_digest": c.digest, "data_digest": data_digest,
                                                       "role": "decision"})
@@ -340,12 +343,9 @@ def start_helper(environ: Mapping[str, str] = os.environ) -> subprocess.Popen | 
 
     if usable_cores() < 2:
         return None
-    package_root = str(Path(__file__).resolve().parents[1])
-    env = {**environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, environ.get("PYTHONPATH")])),
-           "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": environ.get("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")}
-    # -P: this package from PYTHONPATH, never one in the working directory (another checkout's)
-    return subprocess.Popen([sys.executable, "-P", "-m", "pipeline.registry"], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, env=env)
+    return start_module("pipeline.registry", environ=environ, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                        env={"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR":
+                             environ.get("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")})
 
 
 def stop_helper(helper: subprocess.Popen, interrupted: bool) -> None:
@@ -613,9 +613,8 @@ def log_evaluation(experiment: str, records: list[ModelRecord], ev, meta: Meta, 
                                 run_tags={**tags, "execution": parent_id}, open_runs=open_runs,
                                 box=outbox_dir(repo_root(environ), environ), helper=helper)
         new = sum(not v.reused for v in logged.values())
-        log.info("MLflow: %d candidate models logged, %d already there, in %.1fs%s", new, len(logged) - new,
-                 time.perf_counter() - started, " (two processes)" if helper is not None and helper.poll() is not None
-                 else "")
+        log.info("MLflow: %d candidate models logged, %d already there, in %.1fs", new, len(logged) - new,
+                 time.perf_counter() - started)
 
         chosen = policy["pick"] or policy.get("closest")
         metrics = []

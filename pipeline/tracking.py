@@ -280,18 +280,25 @@ def start_relay(environ: Mapping[str, str] = os.environ):
     one line naming the URI."""
     import json
     import subprocess
-    import sys
 
     from pipeline.outbox import outbox_dir
 
     if preflight(environ) is None:
         return None
     config = {"uri": tracking_uri(environ), "box": str(outbox_dir(repo_root(environ), environ))}
+    return start_module("pipeline.tracking", json.dumps(config), environ=os.environ, stdin=subprocess.PIPE)
+
+
+def start_module(module: str, *args: str, environ: Mapping[str, str] = os.environ, **popen):
+    """``python -P -m <module> <args>`` of this package (a :class:`subprocess.Popen`): the package
+    comes from ``PYTHONPATH``, never from the working directory (another checkout's ``pipeline``)."""
+    import subprocess
+    import sys
+
     package_root = str(Path(__file__).resolve().parents[1])
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
-    # -P: this package from PYTHONPATH, never one in the working directory (another checkout's)
-    return subprocess.Popen([sys.executable, "-P", "-m", "pipeline.tracking", json.dumps(config)],
-                            stdin=subprocess.PIPE, env=env)
+    env = {**environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, environ.get("PYTHONPATH")])),
+           **popen.pop("env", {})}
+    return subprocess.Popen([sys.executable, "-P", "-m", module, *args], env=env, **popen)
 
 
 @contextmanager
