@@ -15,3 +15,26 @@ class Interrupted(BaseException):
     def __init__(self, signum: int):
         super().__init__(f"stopped by signal {signum}")
         self.signum = signum
+
+
+def exit_interrupted(signum: int) -> None:
+    """End a process stopped by ``signum`` (Ctrl-C, SIGTERM) once it has unwound: its atexit
+    handlers run (logging's flush, libraries' temporary directories), then it exits with
+    128 + ``signum`` without waiting for its threads.
+
+    A signal lands wherever the process stood, in a library too. Raised while a thread pool
+    starts a worker (MLflow downloads through one while it logs a model), it leaves that worker
+    known to no pool and waiting for work for ever; a normal exit would wait for it and hang."""
+    import atexit
+    import os
+    import sys
+
+    try:
+        atexit._run_exitfuncs()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(128 + signum)

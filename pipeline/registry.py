@@ -414,7 +414,7 @@ def _helper_main() -> None:
     on stdin: the tracking URI, the experiment and its candidates) is logged as
     :func:`log_candidates` logs; the result (name -> run id, model id, reused) or the error's
     first line goes back pickled on stdout, which nothing else writes to."""
-    from pipeline import Interrupted, PipelineError
+    from pipeline import Interrupted, PipelineError, exit_interrupted
     from pipeline.tracking import error_line
 
     result_out = os.fdopen(os.dup(1), "wb")
@@ -453,7 +453,7 @@ def _helper_main() -> None:
         result_out.flush()
         gc.freeze()  # exit without the collector's last passes (stages._cli.run)
     except Interrupted as exc:  # its runs are marked KILLED; the stage says so
-        os._exit(128 + exc.signum)
+        exit_interrupted(exc.signum)
 
 
 def decision_record(audit: Mapping[str, Any], validation_score: float | None, candidate: str, *, commit: str,

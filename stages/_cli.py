@@ -9,7 +9,7 @@ import signal
 import sys
 from collections.abc import Callable
 
-from pipeline import Interrupted, PipelineError
+from pipeline import Interrupted, PipelineError, exit_interrupted
 
 
 def _on_sigterm(signum, frame):
@@ -22,7 +22,9 @@ def run(main: Callable[[], None]) -> None:
     A :class:`PipelineError` prints ``error: <message>`` and exits 2. Ctrl-C (SIGINT) or SIGTERM
     unwinds the stage as an exception would: temporary files and directories are removed, open
     MLflow runs end as KILLED; then one line says so and the exit status is 128 + the signal
-    number (130, 143), as a shell reports a process killed by it.
+    number (130, 143), as a shell reports a process killed by it. No thread is waited for then
+    (:func:`pipeline.exit_interrupted`): one a library was starting when the signal came would
+    keep the stage from ever exiting.
 
     Then the process exits without the garbage collector's last passes over every object its
     imports made (:func:`gc.freeze`): files, atexit handlers and finalizers are still closed
@@ -41,6 +43,6 @@ def run(main: Callable[[], None]) -> None:
         name = signal.Signals(signum).name
         print(f"interrupted: {stage} stopped by {name}; its temporary files are removed and its "
               "outputs were not replaced", file=sys.stderr)
-        sys.exit(128 + signum)
+        exit_interrupted(signum)
     finally:
         gc.freeze()

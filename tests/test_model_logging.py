@@ -138,6 +138,17 @@ def test_a_failing_helper_is_one_error_and_leaves_no_run_open(pipeline_run, tmp_
     assert "FAILED" in {r[1] for r in runs}  # the helper's decision run it could not finish
 
 
+def _communicate(proc: subprocess.Popen, timeout: float) -> str:
+    """``proc``'s stderr once it has ended; if it has not in ``timeout`` s, the test fails with
+    where each thread of each process in its group stood (SIGABRT, under PYTHONFAULTHANDLER)."""
+    try:
+        return proc.communicate(timeout=timeout)[1]
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGABRT)
+        err = proc.communicate(timeout=30)[1]
+        pytest.fail(f"the stage had not ended {timeout} s after the signal; where its threads stood:\n{err[-8000:]}")
+
+
 @pytest.mark.parametrize(("sig", "whole_group"), [("SIGINT", True), ("SIGTERM", True), ("SIGTERM", False)])
 def test_an_evaluation_stopped_while_logging_leaves_no_process_and_no_run_open(pipeline_run, tmp_path, stage_env,
                                                                                 sig, whole_group):
@@ -151,7 +162,8 @@ def test_an_evaluation_stopped_while_logging_leaves_no_process_and_no_run_open(p
     shutil.copytree(pipeline_run, d, ignore=shutil.ignore_patterns("mlflow.db", "mlartifacts", "outbox"))
     uri = f"sqlite:///{tmp_path / 'store.db'}"
     ensure_store(uri)  # made before this test's client polls it beside the stage (MLflow's migrations race)
-    env = {**stage_env, "MLFLOW_TRACKING_URI": uri, "PIPELINE_OUTBOX": str(tmp_path / "outbox"), "DVC_STAGE": "evaluate"}
+    env = {**stage_env, "MLFLOW_TRACKING_URI": uri, "PIPELINE_OUTBOX": str(tmp_path / "outbox"), "DVC_STAGE": "evaluate",
+           "PYTHONFAULTHANDLER": "1"}  # see _communicate
     before = (d / "reports/audit.json").read_bytes()
     stage = subprocess.Popen([sys.executable, "-m", "stages.evaluate", *evaluate_args(d, d / "params.yaml")], cwd=ROOT,
                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -168,7 +180,7 @@ def test_an_evaluation_stopped_while_logging_leaves_no_process_and_no_run_open(p
         os.killpg(stage.pid, getattr(signal, sig))
     else:
         stage.send_signal(getattr(signal, sig))
-    _, err = stage.communicate(timeout=120)
+    err = _communicate(stage, timeout=120)
     assert stage.returncode == 128 + getattr(signal, sig), err
     assert f"interrupted: evaluate stopped by {sig}" in err and "Traceback" not in err
     with pytest.raises(ProcessLookupError):  # the helper is gone too: nothing is left in the group

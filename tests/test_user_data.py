@@ -185,6 +185,46 @@ def test_an_interrupted_stage_cleans_up_says_one_line_and_kills_its_runs(tmp_pat
     assert runs and {r.info.status for r in runs} == {"KILLED"}
 
 
+_STOPPED_IN_A_LIBRARY = textwrap.dedent('''
+    import atexit, os, signal, sys, threading, time
+    from concurrent.futures import ThreadPoolExecutor
+    from pathlib import Path
+    from stages._cli import run
+
+    kept = []  # a library keeps its pool (MLflow's artifact repository holds its own in a reference cycle)
+
+    def main():
+        atexit.register(Path(sys.argv[2]).write_text, "ran")  # a library's clean-up at exit
+        pool = ThreadPoolExecutor(1)
+        kept.append(pool)
+        start = threading.Thread.start
+
+        def start_then_stop(self):  # the signal lands as the pool starts its worker (as in MLflow's downloads)
+            start(self)
+            os.kill(os.getpid(), getattr(signal, sys.argv[1]))
+            time.sleep(5)
+
+        threading.Thread.start = start_then_stop
+        pool.submit(print, "never")
+
+    run(main)
+''')
+
+
+@pytest.mark.parametrize(("sig", "code"), [("SIGTERM", 143), ("SIGINT", 130)])
+def test_a_stage_stopped_inside_a_library_thread_pool_still_exits(tmp_path, stage_env, sig, code):
+    """The pool's half-started worker waits for work for ever: the stage exits all the same,
+    its atexit handlers run, and its exit status is the signal's."""
+    script = tmp_path / "stage.py"
+    script.write_text(_STOPPED_IN_A_LIBRARY)
+    proc = subprocess.run([sys.executable, str(script), sig, str(tmp_path / "atexit.txt")], cwd=tmp_path,
+                          env={**stage_env, "DVC_STAGE": "evaluate"}, capture_output=True, text=True, timeout=60,
+                          preexec_fn=default_sigint)
+    assert proc.returncode == code, proc.stderr
+    assert proc.stderr.startswith(f"interrupted: evaluate stopped by {sig}") and "Traceback" not in proc.stderr
+    assert (tmp_path / "atexit.txt").read_text() == "ran"
+
+
 def test_outputs_are_written_readable_by_others(tmp_path):
     from pipeline.io import atomic_dirs, write_json
 
