@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-import os
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -179,12 +178,15 @@ def rule_context(fitted: dict, anomaly_scores: np.ndarray | None = None) -> Rule
 
 
 def in_parallel(fn, jobs: list[tuple], workers: int | None = None) -> list:
-    """``[fn(*job) for job in jobs]``, in order, over forked worker processes (one per core).
+    """``[fn(*job) for job in jobs]``, in order, over forked worker processes (one per usable
+    core: none in a `dvc queue` worker, :func:`pipeline.config.usable_cores`).
 
     The searches are CPU-bound Python, so threads would not help; forking shares ``fn``'s
     closure (the predictions, the objective) with the workers without pickling it.
     """
-    workers = min(workers or len(os.sched_getaffinity(0)), len(jobs))
+    from pipeline.config import usable_cores
+
+    workers = min(workers or usable_cores(), len(jobs))
     if workers <= 1:
         return [fn(*job) for job in jobs]
     global _WORK

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import multiprocessing
-import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 
@@ -79,9 +78,12 @@ def render(jobs: list[tuple[str, Callable[..., Figure], tuple]], workers: int | 
     """``(name, PNG bytes)`` of each job ``(name, figure function, its arguments)``, in order.
 
     Drawing is CPU-bound Python (text layout above all), so the jobs run in ``workers`` forked
-    processes (default: the cores this process may use); one worker, or one job, draws here.
+    processes (default: the usable cores, :func:`pipeline.config.usable_cores`: one in a `dvc
+    queue` worker); one worker, or one job, draws here.
     """
-    workers = min(len(jobs), workers or len(os.sched_getaffinity(0)))
+    from pipeline.config import usable_cores
+
+    workers = min(len(jobs), workers or usable_cores())
     if workers <= 1:
         yield from map(_render, jobs)
         return

@@ -414,6 +414,32 @@ def test_training_never_imports_torch_dynamo(tmp_path):
     assert proc.returncode == 0, proc.stderr
 
 
+def test_decide_and_evaluate_fork_no_workers_in_a_queue_worker(tmp_path, monkeypatch):
+    """decide's searches and evaluate's figures run in forked processes, one per usable core:
+    none inside a `dvc queue` worker, where the jobs already share the cores."""
+    import os
+
+    import pipeline.plots
+    from pipeline.candidates import in_parallel
+
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("one core: nothing is forked anywhere")
+    assert set(in_parallel(os.getpid, [()] * 4)) - {os.getpid()}  # here: other processes
+    worker = tmp_path / "repo" / ".dvc" / "tmp" / "exps" / "tmpabc123"
+    worker.mkdir(parents=True)
+    monkeypatch.chdir(worker)
+    assert in_parallel(os.getpid, [()] * 4) == [os.getpid()] * 4
+
+    def no_pool(*a, **k):
+        raise AssertionError("a process pool in a queue worker")
+
+    monkeypatch.setattr(pipeline.plots, "ProcessPoolExecutor", no_pool)
+    import matplotlib.figure
+
+    names = [name for name, _ in pipeline.plots.render([(str(i), matplotlib.figure.Figure, ()) for i in range(3)])]
+    assert names == ["0", "1", "2"]
+
+
 def test_threads_auto_gives_the_cores_or_one_in_a_queue_worker(tmp_path):
     import os
 
