@@ -69,6 +69,7 @@ from pipeline.tracking import (
     dataset_inputs,
     ensure_store,
     gamma_text,
+    let_go,
     repo_root,
     start_module,
     run_tags,
@@ -248,6 +249,7 @@ def log_candidates(client, exp_id: str, candidates: list[Candidate], *, data_dig
         out = _log_part(client, exp_id, mine, open_runs=open_runs, existing=existing, **kw)
         out.update(_helper_result(helper, len(theirs)))
     except BaseException as exc:  # while the bundles are still there: see stop_helper
+        let_go(exc)  # no read lock of ours left to keep the helper from marking its runs
         stop_helper(helper, interrupted=not isinstance(exc, Exception))
         raise
     log.info("MLflow: %d of the candidates logged by the helper process, beside this one", len(theirs))

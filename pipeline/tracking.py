@@ -223,12 +223,28 @@ def closing_runs(client) -> Iterator[list[str]]:
         yield open_runs
     except BaseException as exc:
         status = "KILLED" if isinstance(exc, (KeyboardInterrupt, Interrupted)) else "FAILED"
+        let_go(exc)
         for run_id in open_runs:
             try:
                 client.set_terminated(run_id, status)
             except Exception:  # the store itself may be what failed; the original error matters
                 log.warning("could not mark MLflow run %s as %s", run_id, status)
         raise
+
+
+def let_go(exc: BaseException) -> None:
+    """Free what the frames ``exc`` came through still hold, before the store is written again.
+
+    A signal can stop MLflow in the middle of reading the store. The SQLite cursor it was
+    reading from is then kept alive by the exception's traceback, and since Python 3.11 a
+    rollback no longer resets it, so it holds a read lock on the file. Until it is freed, every
+    write (marking the runs KILLED, here or in the helper process) waits out SQLite's 20 s busy
+    timeout and fails. The frames have finished; their locals are dropped here, and collected."""
+    import gc
+    import traceback
+
+    traceback.clear_frames(exc.__traceback__)
+    gc.collect()
 
 
 def log_artifacts_to_run(run_id: str, paths: list[Path], environ: Mapping[str, str] = os.environ) -> None:

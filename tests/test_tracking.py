@@ -46,6 +46,37 @@ def test_every_test_gets_a_store_of_its_own(mlflow_store, tmp_path):
     assert tracking_uri() != f"sqlite:///{ROOT / 'mlflow.db'}"
 
 
+def test_runs_stopped_while_mlflow_reads_the_store_are_marked_killed_at_once(mlflow_store, caplog):
+    """A stop can land as MLflow starts reading a query's rows (where CI once saw it): the
+    SQLite cursor, held by the traceback, keeps a read lock on the store. closing_runs frees it
+    before it marks its runs, so they end KILLED at once, not after a 20 s busy timeout or never."""
+    import signal
+    import time
+    from unittest import mock
+
+    from sqlalchemy.orm import loading
+
+    from pipeline import Interrupted
+    from pipeline.tracking import closing_runs, ensure_store
+
+    ensure_store(mlflow_store)
+    client = _client(mlflow_store)
+    exp = _experiment_id(client, "stopped", mlflow_store)
+    other = client.create_run(exp).info.run_id
+
+    def stopped(cursor, context):  # the signal's exception, raised where the rows are first read
+        raise Interrupted(signal.SIGTERM)
+
+    with pytest.raises(Interrupted):
+        with closing_runs(client) as open_runs:
+            open_runs.append(client.create_run(exp).info.run_id)
+            start = time.time()
+            with mock.patch.object(loading, "instances", stopped):
+                client.get_run(other)
+    assert client.get_run(open_runs[0]).info.status == "KILLED"
+    assert time.time() - start < 10 and "could not mark" not in caplog.text
+
+
 def _client(uri):
     import mlflow
 
