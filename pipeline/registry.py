@@ -71,8 +71,8 @@ from pipeline.tracking import (
     gamma_text,
     let_go,
     repo_root,
-    start_module,
     run_tags,
+    start_module,
     tracking_uri,
 )
 
