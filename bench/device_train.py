@@ -1,17 +1,17 @@
 """Training on a GPU against the CPU: every loss's plan, the early-stopping slice, the same data.
 
-    python -m bench.device_train --export data/device.npz    # here: the prepared splits as arrays
-    python -m bench.device_train --data data/device.npz      # there: train on cuda and cpu, compare
+    python -m bench.device_train                                   # data/prepared, outputs/plans
+    python -m bench.device_train --prepared DIR --plans DIR --devices cuda --out results.json
 
-The second form trains every configuration of ``outputs/plans/*.json`` with
-:func:`pipeline.sweep.fit_sweep` on ``cuda`` (when torch sees a GPU) and on the CPU, from the
-same arrays and the same early-stopping slice, and prints per model the epochs run, the epoch
-kept, the monitored value there and the validation macro-F1 at that epoch, and the wall time of
-each loss's sweep on each device. It also checks, on each device, what training promises: the
-kept epoch is the best monitored one on the slice, the restored weights give that value again,
-and every epoch's validation confusion matrix counts every validation row. Needs numpy, torch,
-PyYAML and tqdm, not pandas or MLflow (the arrays are exported beforehand). A benchmark: nothing
-about time is asserted.
+Trains every configuration of ``<plans>/*.json`` with :func:`pipeline.sweep.fit_sweep` on
+``cuda`` (when torch sees a GPU) and on the CPU (``--devices`` chooses), from the prepared splits
+of ``--prepared`` and the early-stopping slice the train stage carves, as the train stage trains
+them, and prints per model the epochs run, the epoch kept, and the validation macro-F1 at that
+epoch, and the wall time of each loss's sweep on each device. It also checks, on each device,
+what training promises: the kept epoch is the best monitored one on the slice, the restored
+weights give that value again, and every epoch's validation confusion matrix counts every
+validation row; it exits 1 when a check fails. Needs numpy, pandas, pyarrow, torch, PyYAML and
+tqdm, not MLflow. A benchmark: nothing about time is asserted.
 """
 
 from __future__ import annotations
@@ -25,56 +25,40 @@ from pathlib import Path
 import numpy as np
 
 
-def export(data_dir: str, out: str) -> None:
-    from pipeline.artifacts import read_prepared
-
-    meta, data = read_prepared(data_dir)
-    arrays = {f"{s}_{k}": a for s, (X, y) in data.items() for k, a in (("X", X), ("y", y))}
-    np.savez_compressed(out, meta=json.dumps(meta), **arrays)
-    print(f"wrote {out}")
-
-
-def _macro_f1(cm) -> float:
-    cm = np.asarray(cm, dtype=float)
-    tp = np.diag(cm)
-    denom = cm.sum(0) + cm.sum(1)
-    return float(np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0).mean())
-
-
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--export", metavar="NPZ", help="write the prepared splits of --prepared to NPZ and stop")
-    ap.add_argument("--prepared", default="data/prepared")
-    ap.add_argument("--data", default="data/device.npz")
-    ap.add_argument("--plans", default="outputs/plans")
+    ap.add_argument("--prepared", default="data/prepared", help="prepare's output directory")
+    ap.add_argument("--plans", default="outputs/plans", help="plan's output directory")
+    ap.add_argument("--devices", nargs="+", choices=["cuda", "cpu"], default=["cuda", "cpu"],
+                    help="where to train (cuda is left out when torch sees no GPU)")
     ap.add_argument("--out", default=None, help="write the results as JSON here too")
     args = ap.parse_args(argv)
-    if args.export:
-        export(args.prepared, args.export)
-        return
 
     import torch
 
+    from pipeline.artifacts import read_prepared
     from pipeline.artifacts import early_stopping_mask
     from pipeline.criterion import plan_criterion
     from pipeline.plan import RunSpec
     from pipeline.sweep import fit_sweep
-    from pipeline.train import predict_logits, stopping_values, train_config
+    from pipeline.train import confusion_macro_f1, predict_logits, stopping_values, train_config
 
-    raw = np.load(args.data)
-    meta = json.loads(str(raw["meta"]))
+    meta, splits = read_prepared(args.prepared)
     n_classes = len(meta["classes"])
-    devices = [torch.device("cuda")] if torch.cuda.is_available() else []
-    devices.append(torch.device("cpu"))
+    devices = [torch.device(d) for d in args.devices if d == "cpu" or torch.cuda.is_available()]
+    print(f"{args.prepared}: train {len(splits['train'][1]):,}, val {len(splits['val'][1]):,} rows, "
+          f"{splits['train'][0].shape[1]} features, {n_classes} classes")
     print(f"torch {torch.__version__}; devices: {', '.join(map(str, devices))}"
           + (f" ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else ""))
-    results, failures = {}, []
+    if torch.device("cuda") in devices:
+        torch.zeros(1, device="cuda")  # the CUDA context, made once before any clock starts
+    results, failures, totals = {}, [], dict.fromkeys([d.type for d in devices], 0.0)
     for plan_file in sorted(Path(args.plans).glob("*.json")):
         plan = json.loads(plan_file.read_text())
         cfg = train_config(plan, source=str(plan_file))
-        X, y = raw["train_X"], raw["train_y"]
+        X, y = splits["train"]
         stop = early_stopping_mask(y, cfg.early_stopping_fraction, int(meta["params"]["seed"]))
-        data = {"train": (X[~stop], y[~stop]), "stop": (X[stop], y[stop]), "val": (raw["val_X"], raw["val_y"])}
+        data = {"train": (X[~stop], y[~stop]), "stop": (X[stop], y[stop]), "val": splits["val"]}
         runs = [RunSpec(**r) for r in plan["runs"]]
         for device in devices:
             cfg_d = dataclasses.replace(cfg, device=device.type)
@@ -90,15 +74,18 @@ def main(argv: list[str] | None = None) -> None:
                 again = stopping_values(predict_logits(r.model, torch.tensor(data["stop"][0], device=device)),
                                         torch.tensor(data["stop"][1], device=device), n_classes)[metric][0]
                 ok = (abs(curve[r.best_epoch - 1] - best) < 1e-9 and abs(again - r.best_score) < 1e-4
-                      and all(int(np.sum(h["val_confusion"])) == len(raw["val_y"]) for h in r.history))
+                      and all(int(np.sum(h["val_confusion"])) == len(data["val"][1]) for h in r.history))
                 if not ok:
                     failures.append(f"{spec.model} on {device}")
                 results.setdefault(spec.model, {})[device.type] = {
                     "epochs": len(r.history), "best_epoch": r.best_epoch, "best_score": r.best_score,
-                    "val_macro_f1": _macro_f1(r.history[r.best_epoch - 1]["val_confusion"]),
+                    "val_macro_f1": float(confusion_macro_f1(r.history[r.best_epoch - 1]["val_confusion"])),
                     "sweep_seconds": seconds, "checks": ok}
-            print(f"{plan['loss']:>16} on {device.type}: {len(runs)} model(s) in {seconds:.2f} s", flush=True)
+            totals[device.type] += seconds
+            print(f"{plan['loss']:>16} on {device.type}: {len(runs)} model(s) in {seconds:.2f} s, "
+                  f"{max(len(r.history) for r in fitted)} epochs at most", flush=True)
     kinds = [d.type for d in devices]
+    print("every loss's sweep: " + ", ".join(f"{t:.1f} s on {k}" for k, t in totals.items()))
     print("\nmodel".ljust(22) + "".join(f"{k + ' epochs':>12}{k + ' kept':>10}{k + ' val F1':>12}" for k in kinds))
     for model, by in results.items():
         print(f"{model:<21}" + "".join(f"{by[k]['epochs']:>12}{by[k]['best_epoch']:>10}{by[k]['val_macro_f1']:>12.4f}"
@@ -111,7 +98,9 @@ def main(argv: list[str] | None = None) -> None:
     print("checks (kept epoch is the slice's best, restored weights reproduce it, confusion counts every row): "
           + ("all passed" if not failures else "FAILED for " + ", ".join(failures)))
     if args.out:
-        Path(args.out).write_text(json.dumps(results, indent=1))
+        Path(args.out).write_text(json.dumps({"seconds": totals, "models": results}, indent=1))
+    if failures:
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":

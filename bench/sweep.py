@@ -2,13 +2,14 @@
 
     python -m bench.sweep                      # K=8 gammas, 100 000 x 64, 10 classes, 3 epochs
     python -m bench.sweep --distinct-seeds     # seeds 0..K-1: no shared data order or dropout masks
-    python -m bench.sweep --device cuda --k 16
+    python -m bench.sweep --device cuda --batch auto --n 486000    # the batch auto picks at 1M rows
 
 The sequential loop is :func:`pipeline.train.fit` once per configuration, what a user writes;
 the batched sweep is :func:`pipeline.sweep.fit_sweep`, all K at once. Each runs in a child
 process of its own so that its peak memory is its own. Both train the same K configurations
 for the same epochs (early stopping off), validation every epoch included, after an untimed
-warm-up fit on 2 048 rows. Prints figures and asserts nothing about time; it also prints how
+warm-up fit on 2 048 rows. ``--batch auto`` is ``train.batch_size: auto`` (its batch, its scaled
+rate and warm-up) for ``--n`` training rows. Prints figures and asserts nothing about time; it also prints how
 much CPU other processes took during each run, because a busy machine slows both.
 
 By default the K configurations share one seed, as a pipeline gamma sweep does: the sweep
@@ -31,6 +32,10 @@ import time
 GAMMAS = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 0.1, 0.75, 1.25, 1.75, 2.5, 4.0, 6.0, 8.0)
 
 
+def _batch(text: str) -> int | str:
+    return text if text == "auto" else int(text)
+
+
 def _args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--k", type=int, default=8, help="configurations (gamma values), at most 16")
@@ -38,7 +43,7 @@ def _args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--features", type=int, default=64)
     ap.add_argument("--classes", type=int, default=10)
     ap.add_argument("--epochs", type=int, default=3)
-    ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--batch", type=_batch, default=256, help="rows per step, or auto (train.batch_size: auto)")
     ap.add_argument("--hidden", type=int, nargs="+", default=[128, 128])
     ap.add_argument("--dropout", type=float, default=0.1, help="dropout rate (default: the pipeline's, 0.1)")
     ap.add_argument("--distinct-seeds", action="store_true",
@@ -57,15 +62,17 @@ def _data(args):
 
     from pipeline.data import long_tail_profile
 
-    n_val = args.n // 5
+    n_val, n_stop = args.n // 5, args.n // 10
     weights = long_tail_profile(args.classes, 10.0)
     X, y = make_classification(
-        n_samples=args.n + n_val, n_features=args.features, n_informative=args.features // 2,
+        n_samples=args.n + n_val + n_stop, n_features=args.features, n_informative=args.features // 2,
         n_redundant=0, n_classes=args.classes, n_clusters_per_class=1,
         weights=list(weights / weights.sum()), random_state=0,
     )
     X, y = X.astype("float32"), y.astype("int64")
-    return {"train": (X[: args.n], y[: args.n]), "val": (X[args.n :], y[args.n :])}
+    cut = (args.n, args.n + n_val)
+    return {"train": (X[: cut[0]], y[: cut[0]]), "val": (X[cut[0] : cut[1]], y[cut[0] : cut[1]]),
+            "stop": (X[cut[1] :], y[cut[1] :])}
 
 
 def _child(args) -> dict:
@@ -76,13 +83,14 @@ def _child(args) -> dict:
     from pipeline.criterion import make_criterion
     from pipeline.plan import RunSpec
     from pipeline.sweep import fit_sweep
-    from pipeline.train import fit, resolve_device, thread_plan
+    from pipeline.train import confusion_macro_f1, fit, resolve_batch, resolve_device, thread_plan
 
     device = resolve_device(args.device)
     threads = torch.get_num_threads()
     data = _data(args)
     cfg = TrainConfig(hidden=tuple(args.hidden), epochs=args.epochs, batch_size=args.batch,
                       patience=args.epochs + 1, dropout=args.dropout, device=device.type)
+    cfg = resolve_batch(cfg, args.n)  # auto: the batch, rate and warm-up of args.n rows, fixed for the warm-up too
     gammas = GAMMAS[: args.k]
     specs = [RunSpec(f"focal_g{g:g}", "focal", g, k if args.distinct_seeds else 0) for k, g in enumerate(gammas)]
 
@@ -110,7 +118,8 @@ def _child(args) -> dict:
         "samples_per_s": args.k * args.n * args.epochs / seconds,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "cuda_peak_mb": torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None,
-        "best_val_macro_f1": [r.best_val_macro_f1 for r in results],
+        "best_val_macro_f1": [float(confusion_macro_f1(r.history[r.best_epoch - 1]["val_confusion"])) for r in results],
+        "batch": cfg.batch_size,
         "device": str(device),
     }
 
@@ -169,7 +178,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     forwarded = [a for a in (argv if argv is not None else sys.argv[1:])]
     print(f"bench.sweep: K={args.k} focal-loss gammas {list(GAMMAS[:args.k])}, {args.n:,} x {args.features} "
-          f"synthetic training rows (+{args.n // 5:,} validation), {args.classes} classes, {args.epochs} epochs, "
+          f"synthetic training rows (+{args.n // 5:,} validation, +{args.n // 10:,} early-stopping slice), {args.classes} classes, {args.epochs} epochs, "
           f"batch {args.batch}, hidden {args.hidden}, dropout {args.dropout}, "
           f"{'seeds 0..K-1' if args.distinct_seeds else 'one seed'}, device {args.device}")
     for line in hardware(args.device):
@@ -177,7 +186,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"load avg   {' '.join(f'{x:.2f}' for x in os.getloadavg())} (1, 5, 15 min) before")
     out = {mode: _timed_child(mode, forwarded) for mode in ("sequential", "batched")}
     print(f"load avg   {' '.join(f'{x:.2f}' for x in os.getloadavg())} (1, 5, 15 min) after")
-    print(f"device     {out['batched']['device']}")
+    print(f"device     {out['batched']['device']}, batch {out['batched']['batch']}")
     print()
     print(f"{'mode':<12} {'seconds':>9} {'samples/s':>12} {'peak RSS MB':>12} {'peak CUDA MB':>13} "
           f"{'other procs CPU s':>18}")

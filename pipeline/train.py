@@ -198,11 +198,17 @@ def macro_f1(y_true: torch.Tensor, y_pred: torch.Tensor, n_classes: int) -> torc
     -------
     () or (K,) float64 tensor, on the CPU.
     """
-    cm = confusion_matrices(y_true, y_pred, n_classes).double()  # (K, true, predicted)
-    tp = cm.diagonal(dim1=1, dim2=2)
-    denom = cm.sum(2) + cm.sum(1)  # (tp + fn) + (tp + fp)
-    f1 = torch.where(denom > 0, 2 * tp / denom.clamp_min(1), torch.zeros_like(tp)).mean(1)
+    f1 = confusion_macro_f1(confusion_matrices(y_true, y_pred, n_classes))
     return f1 if y_pred.dim() == 2 else f1[0]
+
+
+def confusion_macro_f1(confusion) -> torch.Tensor:
+    """Macro-F1 of (K, C, C) or (C, C) confusion counts (row = true class), as :func:`macro_f1`:
+    (K,) or () float64 on the CPU. Takes a history's ``val_confusion`` lists too."""
+    cm = torch.as_tensor(confusion, device="cpu").double()
+    tp = cm.diagonal(dim1=-2, dim2=-1)
+    denom = cm.sum(-1) + cm.sum(-2)  # (tp + fn) + (tp + fp)
+    return torch.where(denom > 0, 2 * tp / denom.clamp_min(1), torch.zeros_like(tp)).mean(-1)
 
 
 # What early stopping can monitor on its slice of the training split (train.early_stopping_metric,

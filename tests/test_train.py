@@ -20,6 +20,10 @@ from pipeline.train import FusedOptimizer, batch_rule, fit, macro_f1, predict_lo
 from pipeline.weights import class_weights
 
 CPU = torch.device("cpu")
+# Where a GPU is at hand (bench/device_check.sh runs this file there), the device-parametrised
+# tests run on it too; elsewhere their cuda case skips: no CUDA device can exist there.
+ON_CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+DEVICES = [pytest.param(CPU, id="cpu"), pytest.param(torch.device("cuda"), id="cuda", marks=ON_CUDA)]
 
 
 def test_model_names():
@@ -263,13 +267,13 @@ def _criterion(loss, gamma):
                           max_margin=0.5, scale=5.0, drw_epoch=4)
 
 
-def _assert_sweep_equals_sequential(specs, loss, data, cfg, groups=None):
+def _assert_sweep_equals_sequential(specs, loss, data, cfg, groups=None, device=CPU):
     gammas = [s.gamma for s in specs] if loss in GAMMA_LOSSES else None
-    swept = fit_sweep(specs, _criterion(loss, gammas), data, 3, cfg, CPU, progress=False, groups=groups)
+    swept = fit_sweep(specs, _criterion(loss, gammas), data, 3, cfg, device, progress=False, groups=groups)
     threads = torch.get_num_threads()
-    X_val = torch.as_tensor(data["val"][0])
+    X_val = torch.as_tensor(data["val"][0], device=device)
     for spec, batched in zip(specs, swept):
-        alone = fit(spec, _criterion(loss, spec.gamma), data, 3, cfg, CPU, progress=False)
+        alone = fit(spec, _criterion(loss, spec.gamma), data, 3, cfg, device, progress=False)
         assert (batched.best_epoch, len(batched.history)) == (alone.best_epoch, len(alone.history)), spec
         assert batched.best_score == pytest.approx(alone.best_score, rel=1e-5, abs=1e-7)
         for h_b, h_a in zip(batched.history, alone.history):
@@ -296,6 +300,18 @@ def test_sweep_trains_each_configuration_as_it_would_train_alone(loss, data):
     swept = _assert_sweep_equals_sequential(specs, loss, data, cfg)
     if loss == "ldam_drw":  # the model kept is a re-weighted one
         assert all(r.best_epoch >= 4 for r in swept)
+
+
+@ON_CUDA
+@pytest.mark.parametrize("loss", LOSSES)
+def test_on_a_gpu_the_sweep_trains_each_configuration_as_it_would_train_alone(loss, data):
+    """The sweep against the loop on CUDA, within the CPU test's tolerance (relative 1e-4). Without
+    dropout: there a lone run draws its masks in the fused dropout kernel, whose bits no generator
+    reproduces (pipeline.sweep._dropout_generator)."""
+    gammas = (0.0, 2.0) if loss in GAMMA_LOSSES else (None,)
+    specs = [RunSpec(model_name(loss, g, s, 2), loss, g, s) for g in gammas for s in (0, 1)]
+    cfg = dataclasses.replace(CFG, hidden=(16, 8), epochs=8, patience=2, dropout=0.0)
+    _assert_sweep_equals_sequential(specs, loss, data, cfg, device=torch.device("cuda"))
 
 
 @pytest.mark.parametrize(("optimizer", "weight_decay"), [("adam", 1e-3), ("adamw", 1e-2), ("sgd", 1e-3)])
@@ -367,9 +383,10 @@ def test_plans_carry_the_weights_each_loss_trains_with():
 
 # --- the optimizer: torch.optim's fused update, bit for bit -------------------------------------
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize(("kind", "weight_decay"), [("adam", 0.0), ("adam", 1e-3), ("adamw", 1e-2), ("sgd", 0.0),
                                                     ("sgd", 1e-3)])
-def test_fused_optimizer_is_torch_optims_fused_update_bit_for_bit(kind, weight_decay):
+def test_fused_optimizer_is_torch_optims_fused_update_bit_for_bit(kind, weight_decay, device):
     import sys
 
     from pipeline.train import FusedOptimizer
@@ -378,13 +395,13 @@ def test_fused_optimizer_is_torch_optims_fused_update_bit_for_bit(kind, weight_d
     models = []
     for _ in range(2):
         torch.manual_seed(0)
-        models.append(MLP(6, (16, 8), 3, 0.0))
+        models.append(MLP(6, (16, 8), 3, 0.0).to(device))
     ours = FusedOptimizer(models[0].parameters(), kind, 0.01, weight_decay)
     theirs = (reference(models[1].parameters(), lr=0.01, weight_decay=weight_decay, fused=True) if reference else
               torch.optim.SGD(models[1].parameters(), lr=0.01, momentum=0.9, weight_decay=weight_decay, fused=True))
     gen = torch.Generator().manual_seed(1)
     for _ in range(5):
-        x, y = torch.randn(32, 6, generator=gen), torch.randint(0, 3, (32,), generator=gen)
+        x, y = torch.randn(32, 6, generator=gen).to(device), torch.randint(0, 3, (32,), generator=gen).to(device)
         for model, opt in zip(models, (ours, theirs)):
             opt.zero_grad(set_to_none=True)
             torch.nn.functional.cross_entropy(model(x), y).backward()
@@ -561,7 +578,7 @@ def test_batch_auto_with_warm_up_keeps_the_promises_of_training_on_the_cpu(data,
     _promises_kept(_assert_sweep_equals_sequential(specs, "focal", data, cfg), data)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device: the CPU test above runs the same code path")
+@ON_CUDA
 def test_the_sweep_on_a_gpu_keeps_the_promises_of_training_and_repeats_itself(data):
     cuda = torch.device("cuda")
     cfg = dataclasses.replace(CFG, hidden=(16, 8), epochs=10, patience=3, batch_size="auto")
