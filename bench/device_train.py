@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> None:
 
     meta, splits = read_prepared(args.prepared)
     n_classes = len(meta["classes"])
-    devices = [torch.device(d) for d in args.devices if d == "cpu" or torch.cuda.is_available()]
+    devices = [torch.device(d) for d in dict.fromkeys(args.devices) if d == "cpu" or torch.cuda.is_available()]
     print(f"{args.prepared}: train {len(splits['train'][1]):,}, val {len(splits['val'][1]):,} rows, "
           f"{splits['train'][0].shape[1]} features, {n_classes} classes")
     print(f"torch {torch.__version__}; devices: {', '.join(map(str, devices))}"
