@@ -30,18 +30,12 @@ from pipeline.artifacts import read_prepared
 from pipeline.config import load_params
 from pipeline.criterion import plan_criterion
 from pipeline.io import read_json
+from pipeline.metrics import count_metrics
 from pipeline.plan import RunSpec, loss_plan
 from pipeline.sweep import fit_sweep
 from pipeline.train import BASE_BATCH, resolve_batch, resolve_threads, thread_plan, train_config
 
 T975 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26}
-
-
-def macro_f1(cm: np.ndarray) -> float:
-    cm = np.asarray(cm, dtype=np.float64)
-    tp = np.diag(cm)
-    denom = cm.sum(0) + cm.sum(1)
-    return float(np.where(denom > 0, 2 * tp / np.maximum(denom, 1), 0).mean())
 
 
 def train(loss: str, t, weights, data, n_classes: int, batch: str) -> tuple[list[float], list[int], float, int]:
@@ -60,7 +54,7 @@ def train(loss: str, t, weights, data, n_classes: int, batch: str) -> tuple[list
     intra_op, groups = thread_plan(resolve_threads(cfg.threads), len({r.seed for r in runs}), device, cfg.dropout)
     torch.set_num_threads(intra_op)
     results = fit_sweep(runs, plan_criterion(plan), data, n_classes, cfg, device, groups=groups, progress=False)
-    f1 = [macro_f1(r.history[r.best_epoch - 1]["val_confusion"]) for r in results]
+    f1 = [float(count_metrics(np.array(r.history[r.best_epoch - 1]["val_confusion"]))["macro_f1"]) for r in results]
     return f1, [len(r.history) for r in results], results[0].seconds, resolve_batch(cfg, n).batch_size
 
 

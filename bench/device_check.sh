@@ -58,7 +58,7 @@ fi
 step tests "$out/tests.log" 240 "$py" -m pytest -q -p no:cacheprovider tests/test_train.py
 
 # the batched sweep against the loop: at batch 64 (100 000 rows), and at the batch that
-# batch_size: auto picks for 1M prepared rows (486 000 rows to fit on: 2048)
+# batch_size: auto picks for 1M prepared rows (486 000 rows to fit on: 8192 on a GPU)
 step "sweep-64" "$out/sweep.log" 150 "$py" -m bench.sweep --device "$device" --batch 64 --n "${sweep_rows[0]}" --epochs 1
 step "sweep-auto" "$out/sweep.log" 150 "$py" -m bench.sweep --device "$device" --batch auto --n "${sweep_rows[1]}" --epochs 3
 

@@ -36,12 +36,12 @@ def main(argv: list[str] | None = None) -> None:
 
     import torch
 
-    from pipeline.artifacts import read_prepared
-    from pipeline.artifacts import early_stopping_mask
+    from pipeline.artifacts import early_stopping_mask, read_prepared
     from pipeline.criterion import plan_criterion
+    from pipeline.metrics import count_metrics
     from pipeline.plan import RunSpec
     from pipeline.sweep import fit_sweep
-    from pipeline.train import confusion_macro_f1, predict_logits, stopping_values, train_config
+    from pipeline.train import predict_logits, stopping_values, train_config
 
     meta, splits = read_prepared(args.prepared)
     n_classes = len(meta["classes"])
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> None:
                     failures.append(f"{spec.model} on {device}")
                 results.setdefault(spec.model, {})[device.type] = {
                     "epochs": len(r.history), "best_epoch": r.best_epoch, "best_score": r.best_score,
-                    "val_macro_f1": float(confusion_macro_f1(r.history[r.best_epoch - 1]["val_confusion"])),
+                    "val_macro_f1": float(count_metrics(np.array(r.history[r.best_epoch - 1]["val_confusion"]))["macro_f1"]),
                     "sweep_seconds": seconds, "checks": ok}
             totals[device.type] += seconds
             print(f"{plan['loss']:>16} on {device.type}: {len(runs)} model(s) in {seconds:.2f} s, "

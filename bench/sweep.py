@@ -2,7 +2,7 @@
 
     python -m bench.sweep                      # K=8 gammas, 100 000 x 64, 10 classes, 3 epochs
     python -m bench.sweep --distinct-seeds     # seeds 0..K-1: no shared data order or dropout masks
-    python -m bench.sweep --device cuda --batch auto --n 486000    # the batch auto picks at 1M rows
+    python -m bench.sweep --device cuda --batch auto --n 486000    # the batch auto picks at 1M rows there
 
 The sequential loop is :func:`pipeline.train.fit` once per configuration, what a user writes;
 the batched sweep is :func:`pipeline.sweep.fit_sweep`, all K at once. Each runs in a child
@@ -77,20 +77,22 @@ def _data(args):
 
 def _child(args) -> dict:
     """Train the K configurations one way; report time, throughput and peak memory."""
+    import numpy as np
     import torch
 
     from pipeline.config import TrainConfig
     from pipeline.criterion import make_criterion
+    from pipeline.metrics import count_metrics
     from pipeline.plan import RunSpec
     from pipeline.sweep import fit_sweep
-    from pipeline.train import confusion_macro_f1, fit, resolve_batch, resolve_device, thread_plan
+    from pipeline.train import fit, resolve_batch, resolve_device, thread_plan
 
     device = resolve_device(args.device)
     threads = torch.get_num_threads()
     data = _data(args)
     cfg = TrainConfig(hidden=tuple(args.hidden), epochs=args.epochs, batch_size=args.batch,
                       patience=args.epochs + 1, dropout=args.dropout, device=device.type)
-    cfg = resolve_batch(cfg, args.n)  # auto: the batch, rate and warm-up of args.n rows, fixed for the warm-up too
+    cfg = resolve_batch(cfg, args.n, device)  # auto: the batch, rate and warm-up of args.n rows, fixed for the warm-up too
     gammas = GAMMAS[: args.k]
     specs = [RunSpec(f"focal_g{g:g}", "focal", g, k if args.distinct_seeds else 0) for k, g in enumerate(gammas)]
 
@@ -118,7 +120,8 @@ def _child(args) -> dict:
         "samples_per_s": args.k * args.n * args.epochs / seconds,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "cuda_peak_mb": torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None,
-        "best_val_macro_f1": [float(confusion_macro_f1(r.history[r.best_epoch - 1]["val_confusion"])) for r in results],
+        "best_val_macro_f1": [float(count_metrics(np.array(r.history[r.best_epoch - 1]["val_confusion"]))["macro_f1"])
+                              for r in results],
         "batch": cfg.batch_size,
         "device": str(device),
     }

@@ -142,7 +142,7 @@ def fit_sweep(
     ``specs[i]`` as it is made (from the stacks' threads when ``groups`` > 1).
     """
     X_tr, y_tr, X_st, y_st, X_va, y_va = as_tensors(data, device)
-    cfg = resolve_batch(cfg, len(X_tr))
+    cfg = resolve_batch(cfg, len(X_tr), device)
     groups = max(1, min(groups or 1, len(specs)))
     # Initialisation reads the global RNG, so it happens here, in order, before any thread.
     mlps, rng_states = [], {}

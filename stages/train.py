@@ -57,9 +57,9 @@ def train(args, relay) -> None:
     cfg = train_config(plan, source=args.plan)
     meta, data = read_prepared(args.data, early_stopping_fraction=cfg.early_stopping_fraction)
     check_stopping_slice(data, meta["classes"])
-    cfg = resolve_batch(cfg, len(data["train"][0]))  # train.batch_size: auto -> a number, and its rate
-    classes = meta["classes"]
     device = resolve_device(cfg.device)
+    cfg = resolve_batch(cfg, len(data["train"][0]), device)  # train.batch_size: auto -> a number, and its rate
+    classes = meta["classes"]
     runs = [RunSpec(**r) for r in plan["runs"]]
     threads = resolve_threads(cfg.threads)
     intra_op, groups = thread_plan(threads, len({r.seed for r in runs}), device, cfg.dropout)

@@ -504,7 +504,15 @@ def test_the_thread_plan_stacks_seeds_side_by_side_only_with_dropout_on_the_cpu(
 @pytest.mark.parametrize(("rows", "batch"), [(1, 64), (600, 64), (5_400, 64), (5_800, 128), (54_000, 1024),
                                              (92_000, 1024), (93_000, 2048), (540_000, 2048), (10**8, 2048)])
 def test_batch_auto_grows_with_the_training_rows_within_its_bounds(rows, batch):
-    assert batch_rule(rows) == batch
+    assert batch_rule(rows) == batch == batch_rule(rows, torch.device("cpu"))
+
+
+@pytest.mark.parametrize(("rows", "batch"), [(5_400, 64), (93_000, 2048), (185_000, 2048), (186_000, 4096),
+                                             (370_000, 4096), (371_000, 8192), (486_000, 8192), (10**8, 8192)])
+def test_batch_auto_on_a_gpu_grows_further(rows, batch):
+    assert batch_rule(rows, "cuda") == batch  # a rule, not a device: no GPU needed to check it
+    cfg = resolve_batch(TrainConfig(batch_size="auto", lr=1e-3), rows, torch.device("cuda"))
+    assert (cfg.batch_size, cfg.warmup_steps) == (batch, 0 if batch == 64 else -(-rows // batch))
 
 
 @given(st.integers(1, 10**7), st.floats(1e-5, 1.0))
