@@ -2,7 +2,7 @@
 
     python -m bench.sweep                      # K=8 gammas, 100 000 x 64, 10 classes, 3 epochs
     python -m bench.sweep --distinct-seeds     # seeds 0..K-1: no shared data order or dropout masks
-    python -m bench.sweep --device cuda --batch auto --n 486000    # the batch auto picks at 1M rows there
+    python -m bench.sweep --device cuda --batch auto --n 540000    # the batch auto picks at 1M rows there
 
 The sequential loop is :func:`pipeline.train.fit` once per configuration, what a user writes;
 the batched sweep is :func:`pipeline.sweep.fit_sweep`, all K at once. Each runs in a child

@@ -72,7 +72,7 @@ def batch_rule(n_rows: int, device: torch.device | str = "cpu") -> int:
     nearest ``n_rows / 64`` (about 64 steps an epoch), kept within [64, 2048] on the CPU and
     [64, 8192] on a GPU. 64 below about 5 800 rows (the bundled digits, the 10 000-row synthetic
     data), 1024 at 54 000 (100 000 synthetic rows), 2048 from about 93 000; on a GPU 4096 from
-    about 186 000 and 8192 from about 371 000 (486 000 at 1 000 000)."""
+    about 186 000 and 8192 from about 371 000 (about 540 000 of 1 000 000 synthetic rows)."""
     cap = GPU_MAX_BATCH if torch.device(device).type == "cuda" else MAX_BATCH
     return int(min(cap, max(BASE_BATCH, 2 ** round(math.log2(max(n_rows, 1) / ROWS_PER_STEP)))))
 

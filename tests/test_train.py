@@ -508,7 +508,7 @@ def test_batch_auto_grows_with_the_training_rows_within_its_bounds(rows, batch):
 
 
 @pytest.mark.parametrize(("rows", "batch"), [(5_400, 64), (93_000, 2048), (185_000, 2048), (186_000, 4096),
-                                             (370_000, 4096), (371_000, 8192), (486_000, 8192), (10**8, 8192)])
+                                             (370_000, 4096), (371_000, 8192), (540_000, 8192), (10**8, 8192)])
 def test_batch_auto_on_a_gpu_grows_further(rows, batch):
     assert batch_rule(rows, "cuda") == batch  # a rule, not a device: no GPU needed to check it
     cfg = resolve_batch(TrainConfig(batch_size="auto", lr=1e-3), rows, torch.device("cuda"))
