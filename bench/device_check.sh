@@ -36,7 +36,7 @@ step() {  # step NAME LOG LIMIT_S COMMAND...: run, append to LOG, note a failure
     shift 3
     start=$(date +%s)
     echo "== $name: $*" | tee -a "$log"
-    timeout "$limit" "$@" >>"$log" 2>&1
+    timeout -k 10 "$limit" "$@" >>"$log" 2>&1
     rc=$?
     echo "== $name: exit $rc after $(( $(date +%s) - start )) s" | tee -a "$log"
     [ "$rc" = 0 ] || failed+=("$name")

@@ -4,7 +4,7 @@
     python -m bench.device_train --prepared DIR --plans DIR --devices cuda --out results.json
 
 Trains every configuration of ``<plans>/*.json`` with :func:`pipeline.sweep.fit_sweep` on
-``cuda`` (when torch sees a GPU) and on the CPU (``--devices`` chooses), from the prepared splits
+``cuda`` (when torch sees a GPU) and on the CPU, or where ``--devices`` says, from the prepared splits
 of ``--prepared`` and the early-stopping slice the train stage carves, as the train stage trains
 them, and prints per model the epochs run, the epoch kept, and the validation macro-F1 at that
 epoch, and the wall time of each loss's sweep on each device. It also checks, on each device,
@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -29,8 +30,8 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--prepared", default="data/prepared", help="prepare's output directory")
     ap.add_argument("--plans", default="outputs/plans", help="plan's output directory")
-    ap.add_argument("--devices", nargs="+", choices=["cuda", "cpu"], default=["cuda", "cpu"],
-                    help="where to train (cuda is left out when torch sees no GPU)")
+    ap.add_argument("--devices", nargs="+", choices=["cuda", "cpu"],
+                    help="where to train (default: cuda when torch sees a GPU, and cpu)")
     ap.add_argument("--out", default=None, help="write the results as JSON here too")
     args = ap.parse_args(argv)
 
@@ -43,9 +44,15 @@ def main(argv: list[str] | None = None) -> None:
     from pipeline.sweep import fit_sweep
     from pipeline.train import predict_logits, stopping_values, train_config
 
+    names = args.devices or (["cuda"] if torch.cuda.is_available() else []) + ["cpu"]
+    if "cuda" in names and not torch.cuda.is_available():
+        sys.exit("bench.device_train: --devices names cuda, but torch sees no CUDA device here")
+    plan_files = sorted(Path(args.plans).glob("*.json"))
+    if not plan_files:
+        sys.exit(f"bench.device_train: no <loss>.json plan in {args.plans}; run the plan stage first")
+    devices = [torch.device(d) for d in dict.fromkeys(names)]
     meta, splits = read_prepared(args.prepared)
     n_classes = len(meta["classes"])
-    devices = [torch.device(d) for d in dict.fromkeys(args.devices) if d == "cpu" or torch.cuda.is_available()]
     print(f"{args.prepared}: train {len(splits['train'][1]):,}, val {len(splits['val'][1]):,} rows, "
           f"{splits['train'][0].shape[1]} features, {n_classes} classes")
     print(f"torch {torch.__version__}; devices: {', '.join(map(str, devices))}"
@@ -53,7 +60,7 @@ def main(argv: list[str] | None = None) -> None:
     if torch.device("cuda") in devices:
         torch.zeros(1, device="cuda")  # the CUDA context, made once before any clock starts
     results, failures, totals = {}, [], dict.fromkeys([d.type for d in devices], 0.0)
-    for plan_file in sorted(Path(args.plans).glob("*.json")):
+    for plan_file in plan_files:
         plan = json.loads(plan_file.read_text())
         cfg = train_config(plan, source=str(plan_file))
         X, y = splits["train"]
