@@ -1,32 +1,54 @@
-"""One reversible rule from any name (a class, a model) to a name every tool accepts.
+"""Names as people wrote them wherever MLflow takes them, and one rule for where it does not.
 
-MLflow allows only ``[\\w\\-. :/]`` in metric keys and refuses ``/ : . % " '`` in logged-model
-names; DVC reads ``.`` in a metrics file's keys as nesting; class names come from users and can
-hold anything. :func:`safe_name` keeps ``A-Z a-z 0-9 _`` and the space, and writes every other
-character (``-`` included, the escape itself) as ``-XX`` per UTF-8 byte, XX in upper-case hex:
+Run names, tags, params and registered model versions take any text, so they carry a candidate's
+own name (``ldam_drw+posthoc_adjust``, ``weighted_ce_a0.75``). Two places refuse characters, and
+there only those characters are replaced, each by ``_``:
 
-    n/a -> n-2Fa      a<b -> a-3Cb      e "f" -> e -22f-22      focal_g0.5 -> focal_g0-2E5
+- a logged model's name refuses ``/ : . % " '`` (:func:`model_name`):
+  ``weighted_ce_a0.75`` -> ``weighted_ce_a0_75``, ``ldam_drw+posthoc_adjust`` as it is. The
+  model's ``candidate`` tag keeps the name as written;
+- a metric key allows letters, digits, ``_ - . : /`` and the space, and no key that path
+  normalisation would change (:func:`key_part`, for a class name inside a key such as
+  ``recall/<class>``): ``high risk`` and ``n/a`` as they are, ``a+b`` -> ``a_b``, ``x/`` ->
+  ``x_``, ``..`` -> ``__``.
 
-:func:`original_name` reverses it. Names that need no escape are left as they are, so the
-digits' classes ``0`` … ``9`` and most model names read the same everywhere.
+Replacing is not reversible, so :func:`check_distinct` refuses names that would become one
+(``a+b`` beside ``a_b``), in one line naming both.
 """
 
 from __future__ import annotations
 
+import posixpath
 import re
+from collections.abc import Callable, Iterable
 
-SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_ ")
-ESCAPE = "-"
-_ESCAPED = re.compile(r"(?:-[0-9A-F]{2})+")
+from pipeline import PipelineError
 
-
-def safe_name(name: str) -> str:
-    """``name`` with every character outside ``[A-Za-z0-9_ ]`` written as ``-XX`` per UTF-8 byte."""
-    return "".join(c if c in SAFE else "".join(f"{ESCAPE}{b:02X}" for b in c.encode()) for c in str(name))
+MODEL_REFUSED = frozenset("/:.%\"'")  # what MLflow refuses in a logged model's name
+_KEY_REFUSED = re.compile(r"[^\w\-. :/]")  # what MLflow refuses in a metric key
 
 
-def original_name(safe: str) -> str:
-    """The name :func:`safe_name` was given; ``ValueError`` if ``safe`` is not one of its results."""
-    if any(c not in SAFE and c != ESCAPE for c in safe) or _ESCAPED.sub("", safe).count(ESCAPE):
-        raise ValueError(f"{safe!r} is not a name written by safe_name")
-    return _ESCAPED.sub(lambda m: bytes.fromhex(m.group().replace(ESCAPE, "")).decode(), safe)
+def model_name(name: str) -> str:
+    """``name`` with each character MLflow refuses in a logged model's name written as ``_``."""
+    return "".join("_" if c in MODEL_REFUSED else c for c in str(name))
+
+
+def key_part(name: str) -> str:
+    """``name`` as one part of a metric key (``recall/<part>``): each character MLflow refuses
+    written as ``_``, and where path normalisation would change the key (``//``, a leading or
+    trailing ``/``, a ``.`` or ``..`` segment) its ``/`` and ``.`` too."""
+    part = _KEY_REFUSED.sub("_", str(name)) or "_"
+    key = f"k/{part}"
+    if posixpath.normpath(key) != key:
+        part = part.replace("/", "_").replace(".", "_")
+    return part
+
+
+def check_distinct(names: Iterable[str], rule: Callable[[str], str], what: str) -> None:
+    """A one-line :class:`~pipeline.PipelineError` when two of ``names`` become one under ``rule``."""
+    seen: dict[str, str] = {}
+    for name in names:
+        written = rule(name)
+        if seen.setdefault(written, name) != name:
+            raise PipelineError(f"{what} {seen[written]!r} and {name!r} would both be written {written!r} in MLflow, "
+                                f"which refuses some characters; rename one of them")

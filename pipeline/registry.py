@@ -18,9 +18,10 @@ ranks the candidates as the policy reads them. A run holds the headline metrics 
 recall and precision (:func:`logged_metrics`); the full table is its ``metrics.json`` table
 artifact and ``reports/metrics.json``.
 
-Names: MLflow refuses ``.`` in model names and ``+`` in metric keys, so candidate and class names
-go through :func:`pipeline.names.safe_name` (``focal_g0.5+cost`` -> ``focal_g0-2E5-2Bcost``),
-and the original is kept in the ``candidate`` tag.
+Names: runs carry a candidate's own name. MLflow refuses ``.`` in a logged model's name and
+``+`` and more in metric keys; only those characters are replaced, by ``_``
+(:mod:`pipeline.names`: ``focal_g0.5+cost`` -> model ``focal_g0_5+cost``), and the name as
+written is the ``candidate`` tag.
 
 Nothing is logged twice: a candidate's bundle has a content digest (its weights, preprocessing
 and rule parameters); a logged model with the same digest and the same metrics is reused, and a
@@ -57,7 +58,7 @@ from pipeline.artifacts import (
     gamma_figure_file,
 )
 from pipeline.evaluation import GAMMA_METRICS
-from pipeline.names import safe_name
+from pipeline.names import check_distinct, key_part, model_name
 from pipeline.outbox import RunRecord, log_batches, outbox_dir, read_records, send, send_pending
 from pipeline.provenance import file_digest
 from pipeline.strength import mlflow_curves
@@ -96,7 +97,7 @@ def datasets(view_key: str) -> dict[str, tuple[str, ...]]:
 
 def logged_metrics(entry: Mapping[str, Any], view_key: str) -> dict[str, dict[str, float]]:
     """Dataset -> MLflow metric key -> value: :data:`HEADLINE` and per-class :data:`PER_CLASS`,
-    class names through :func:`safe_name`; held-out validation last (a run's table shows a key's
+    class names through :func:`pipeline.names.key_part`; held-out validation last (a run's table shows a key's
     latest value: there, the one selection reads by default)."""
     out = {}
     for dataset, path in datasets(view_key).items():
@@ -105,7 +106,7 @@ def logged_metrics(entry: Mapping[str, Any], view_key: str) -> dict[str, dict[st
             part = part.get(key, {})
         values = {k: float(part[k]) for k in HEADLINE if isinstance(part.get(k), (int, float))}
         for base in PER_CLASS:
-            values.update({f"{base}/{safe_name(k.partition('/')[2])}": float(v) for k, v in part.items()
+            values.update({f"{base}/{key_part(k.partition('/')[2])}": float(v) for k, v in part.items()
                            if k.startswith(f"{base}/") and isinstance(v, (int, float))})
         if values:
             out[dataset] = values
@@ -234,6 +235,7 @@ def log_candidates(client, exp_id: str, candidates: list[Candidate], *, data_dig
     the rest: the same models, runs and metrics, on two cores. The helper marks its own
     unfinished runs. When every model is there already, it is given nothing.
     """
+    check_distinct([c.name for c in candidates], model_name, "candidates")
     kw = dict(data_digest=data_digest, dataset_digests=dict(dataset_digests), input_example=input_example,
               raw_columns=raw_columns, classes=classes, run_tags=run_tags, box=box)
     existing = _existing(client, exp_id, data_digest)
@@ -310,12 +312,12 @@ def _log_part(client, exp_id: str, candidates: list[Candidate], *, data_digest: 
                 client.log_batch(run.info.run_id, params=[Param(k, v) for k, v in c.params.items()])
             run_id = run.info.run_id
         model = mlflow.initialize_logged_model(
-            name=safe_name(c.name), source_run_id=run_id, experiment_id=exp_id,
+            name=model_name(c.name), source_run_id=run_id, experiment_id=exp_id,
             tags={"candidate": c.name, "content_digest": c.digest, "metrics_digest": mdigest,
                   "data_digest": data_digest, **c.tags,
                   **({"execution": run_tags["execution"]} if "execution" in run_tags else {})})
         info = mlflow.pyfunc.log_model(
-            name=safe_name(c.name), python_model=str(MODEL_CODE), artifacts={"bundle": str(c.bundle)},
+            name=model_name(c.name), python_model=str(MODEL_CODE), artifacts={"bundle": str(c.bundle)},
             code_paths=[str(PACKAGE)], pip_requirements=reqs, signature=sig, input_example=input_example,
             model_id=model.model_id)
         now = _ms()

@@ -22,7 +22,7 @@ from pipeline.artifacts import ModelRecord
 from pipeline.evidence import class_means, paired_difference, tail_trade
 from pipeline.loss_specs import loss_spec
 from pipeline.metrics import PER_CLASS, Resamples, lower_is_better, percentile_interval
-from pipeline.names import safe_name
+from pipeline.names import key_part
 from pipeline.plan import model_name
 from pipeline.selection import View, flat_values, policy_weights, resampled_values, view_name
 
@@ -217,11 +217,11 @@ def curve_rows(curves: dict[str, dict]) -> list[dict]:
 
 def metric_key(name: str) -> str:
     """A curve metric's name as an MLflow key: a class name (after ``recall/`` …) through
-    :func:`pipeline.names.safe_name`."""
+    :func:`pipeline.names.key_part`."""
     parts = name.split("/")
     for i, part in enumerate(parts):
         if part in PER_CLASS and i + 1 < len(parts):
-            return "/".join([*parts[: i + 1], safe_name("/".join(parts[i + 1:]))])
+            return "/".join([*parts[: i + 1], key_part("/".join(parts[i + 1:]))])
     return name
 
 

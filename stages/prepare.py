@@ -18,6 +18,7 @@ from pipeline.audit import check_policy, check_policy_metrics
 from pipeline.config import cost_matrix, deploy_prior_vector, load_params
 from pipeline.data import prepare, prepared_meta
 from pipeline.metrics import metric_names
+from pipeline.names import check_distinct, key_part
 from pipeline.plan import check_decision_models
 from pipeline.preprocessing import PREPROCESSING_FILE, save_preprocessing
 from pipeline.io import atomic_dirs, write_json
@@ -37,6 +38,8 @@ def main(argv: list[str] | None = None) -> None:
     check_policy_metrics(e.select, costs=e.costs is not None)
     check_decision_models(e.decisions.models, params.train, params.baselines.models)
     prepared = prepare(params.data)
+    where = f"{params.data.path}: column {params.data.target!r}: classes" if params.data.source == "csv" else "classes"
+    check_distinct(prepared.classes, key_part, where)  # MLflow metric keys name them (recall/<class>)
     # the policy, the costs and the deployment prior name classes: checked now that the classes
     # are known, before anything trains
     check_policy(e.select, metric_names(prepared.classes, costs=e.costs is not None), prepared.classes)

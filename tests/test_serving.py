@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from sklearn.datasets import load_digits
 
-from pipeline.names import original_name
+from pipeline.names import model_name
 from pipeline.registry import HEADLINE, PER_CLASS, decision_record
 from pipeline.serving import Candidate
 from stages import evaluate, predict
@@ -70,7 +70,7 @@ def test_every_candidate_is_a_logged_model_with_one_value_per_metric_and_dataset
     assert set(by_name) == set(metrics)
     runs = set()
     for name, m in by_name.items():
-        assert original_name(m.name) == name
+        assert m.name == model_name(name) and m.tags["candidate"] == name
         keys = [(x.key, x.dataset_name) for x in m.metrics]
         assert len(keys) == len(set(keys)), f"{name} carries a metric twice"
         assert {x.dataset_name for x in m.metrics} == {"test", "test_train_prior", "validation", "validation_train_prior"}

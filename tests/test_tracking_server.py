@@ -156,7 +156,7 @@ def tracking_server(request, s3, tmp_path_factory):
 def test_the_pipeline_logs_to_a_shared_tracking_server_and_reads_back(tracking_server, s3, tmp_path, monkeypatch):
     import mlflow
 
-    from pipeline.names import safe_name
+    from pipeline.names import model_name
 
     server = tracking_server
     kind = "sqlite" if server.backend.startswith("sqlite") else "postgresql"
@@ -213,7 +213,7 @@ def test_the_pipeline_logs_to_a_shared_tracking_server_and_reads_back(tracking_s
             break
     by_candidate = {m.tags["candidate"]: m for m in logged}
     assert len(logged) == len(by_candidate) and set(by_candidate) == set(metrics)
-    assert all(m.name == safe_name(c) for c, m in by_candidate.items())
+    assert all(m.name == model_name(c) for c, m in by_candidate.items())
     assert by_candidate[name].source_run_id == run.info.run_id
 
     # the pick registered, the champion alias on it, its decision record in the version's tags

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.names import safe_name
+from pipeline.names import key_part
 from tests.services import default_sigint
 from tests.test_stages import run_pipeline, write_params
 
@@ -60,6 +60,15 @@ def test_a_duplicated_target_column_stops_prepare(tmp_path, stage_env):
     params = write_params(tmp_path / "params.yaml", {"data": {"source": "csv", "path": str(csv), "target": "label"}})
     proc = _stage(["stages.prepare", "--params", str(params), "--out", str(tmp_path / "out")], tmp_path, stage_env)
     assert "column 'label' appears twice" in _one_line(proc)
+    assert not (tmp_path / "out").exists()
+
+
+def test_classes_mlflow_would_write_alike_stop_prepare(tmp_path, stage_env):
+    csv = tmp_path / "t.csv"
+    csv.write_text("x,label\n" + "".join(f"{(i * 7) % 11 / 3:.2f},{('a+b', 'a_b', 'c')[i % 3]}\n" for i in range(60)))
+    params = write_params(tmp_path / "params.yaml", {"data": {"source": "csv", "path": str(csv), "target": "label"}})
+    proc = _stage(["stages.prepare", "--params", str(params), "--out", str(tmp_path / "out")], tmp_path, stage_env)
+    assert f"{csv}: column 'label': classes 'a+b' and 'a_b' would both be written 'a_b' in MLflow" in _one_line(proc)
     assert not (tmp_path / "out").exists()
 
 
@@ -112,12 +121,13 @@ def test_odd_class_names_go_through_the_whole_pipeline(tmp_path, monkeypatch):
     assert audit["policy"]["constraints"] == [constraint] and audit["policy"]["pick"] is not None
     runs = json.loads((tmp_path / "reports/mlflow_runs.json").read_text())
     logged = mlflow.MlflowClient(tracking_uri=runs["tracking_uri"]).get_run(runs["models"]["ce"]).data.metrics
-    assert logged["recall/g -26 h -25"] == pytest.approx(metrics["ce"]["recall/g & h %"])
+    assert logged["recall/g _ h _"] == pytest.approx(metrics["ce"]["recall/g & h %"])
+    assert logged["recall/n/a"] == pytest.approx(metrics["ce"]["recall/n/a"])  # "/" is kept
     rarest = audit["rarest_class"]
     client = mlflow.MlflowClient(tracking_uri=runs["tracking_uri"])
     model = client.get_logged_model(runs["logged_models"]["ce"])
     val = {m.key: m.value for m in model.metrics if m.dataset_name == "validation"}
-    assert val[f"recall/{safe_name(rarest)}"] == pytest.approx(metrics["ce"]["val"][f"recall/{rarest}"])
+    assert val[f"recall/{key_part(rarest)}"] == pytest.approx(metrics["ce"]["val"][f"recall/{rarest}"])
     # the champion answers with the class names as written, one probability column each
     champion = mlflow.pyfunc.load_model("models:/tiny@champion")
     rows = pd.read_csv(csv, dtype=str, keep_default_na=False).drop(columns=["class"]).head(20)
