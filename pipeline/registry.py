@@ -57,11 +57,11 @@ from pipeline.artifacts import (
     flatten,
     gamma_figure_file,
 )
-from pipeline.evaluation import GAMMA_METRICS
+from pipeline.evaluation import gamma_rows
 from pipeline.names import check_distinct, key_part, model_name
 from pipeline.outbox import RunRecord, log_batches, outbox_dir, read_records, send, send_pending
 from pipeline.provenance import file_digest
-from pipeline.strength import mlflow_curves
+from pipeline.strength import curve_table
 from pipeline.tracking import (
     _experiment_id,
     _ms,
@@ -87,6 +87,7 @@ HEADLINE = ("accuracy", "balanced_accuracy", "macro_f1", "macro_precision", "mac
             "geometric_mean", "roc_auc_ovr", "pr_auc", "log_loss", "ece", "expected_cost")
 PER_CLASS = ("recall", "precision")
 TABLE = "metrics.json"  # each run's full metrics table (mlflow.log_table)
+GAMMA_TABLE, ALPHA_TABLE = "gamma_curves.json", "alpha_curves.json"  # the evaluation run's curves, as tables
 
 
 def datasets(view_key: str) -> dict[str, tuple[str, ...]]:
@@ -626,26 +627,23 @@ def log_evaluation(experiment: str, records: list[ModelRecord], ev, meta: Meta, 
             now = _ms()
             for i, (ds, values) in enumerate(logged_metrics(ev.metrics[chosen], ev.view.key).items()):
                 metrics += [Metric(f"{ds}/{k}", v, now + i, 0) for k, v in values.items() if "/" not in k]
-        # the weight-strength curves: step = the alpha's index, param alpha/<family> says which alpha
-        curve_metrics, curve_params = mlflow_curves(ev.audit.get("weight_strength") or {})
-        # the gamma curves alike (test metrics), gamma/<loss>/test/<metric> at step = the gamma's index
-        for loss, rows in ev.gammas.items():
-            curve_params[f"gamma/{loss}"] = ",".join(f"{r['gamma']:g}" for r in rows)
-            curve_metrics += [(f"gamma/{loss}/test/{k}", float(v), step) for step, r in enumerate(rows)
-                              for k, v in r.items() if k in GAMMA_METRICS and v is not None]
-        now = _ms()
-        metrics += [Metric(k, v, now, step) for k, v, step in curve_metrics]
         leaderboard = pd.DataFrame([{"model": row["model"], **row["values"], **flatten({"rank": row["ranks"]})}
                                     for row in ev.audit["leaderboard"]])
         client.log_batch(parent_id, metrics=metrics, params=[Param(k, v) for k, v in _params({
             "data": meta["params"], "evaluate": {"prior": cfg.prior, "view_key": ev.view.key, "select": policy["summary"]},
-            "n_candidates": len(records), "registered_model": registered_model}).items()]
-            + [Param(k, v) for k, v in curve_params.items()])
+            "n_candidates": len(records), "registered_model": registered_model}).items()])
         shared = [figures / FIGURES[k] for k in ("ranks", "agreement", "focal_shape")]
         for path in [*reports, *(f for f in shared if f.is_file()), *(figures / gamma_figure_file(loss) for loss in ev.gammas),
                      *(figures / alpha_figure_file(f) for f in ev.audit.get("weight_strength") or {})]:
             client.log_artifact(parent_id, str(path))
         client.log_table(parent_id, data=leaderboard, artifact_file="leaderboard.json")
+        # the gamma and alpha curves: their figures (above) and tables with gamma or alpha as a column
+        if ev.gammas:
+            client.log_table(parent_id, data=pd.DataFrame(gamma_rows(ev)).rename(columns={"name": "loss"}),
+                             artifact_file=GAMMA_TABLE)
+        if ev.audit.get("weight_strength"):
+            client.log_table(parent_id, data=pd.DataFrame(curve_table(ev.audit["weight_strength"])),
+                             artifact_file=ALPHA_TABLE)
 
         registered = None
         if chosen:

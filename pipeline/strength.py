@@ -21,8 +21,7 @@ import numpy as np
 from pipeline.artifacts import ModelRecord
 from pipeline.evidence import class_means, paired_difference, tail_trade
 from pipeline.loss_specs import loss_spec
-from pipeline.metrics import PER_CLASS, Resamples, lower_is_better, percentile_interval
-from pipeline.names import key_part
+from pipeline.metrics import Resamples, lower_is_better, percentile_interval
 from pipeline.plan import model_name
 from pipeline.selection import View, flat_values, policy_weights, resampled_values, view_name
 
@@ -215,25 +214,10 @@ def curve_rows(curves: dict[str, dict]) -> list[dict]:
     return out
 
 
-def metric_key(name: str) -> str:
-    """A curve metric's name as an MLflow key: a class name (after ``recall/`` …) through
-    :func:`pipeline.names.key_part`."""
-    parts = name.split("/")
-    for i, part in enumerate(parts):
-        if part in PER_CLASS and i + 1 < len(parts):
-            return "/".join([*parts[: i + 1], key_part("/".join(parts[i + 1:]))])
-    return name
-
-
-def mlflow_curves(curves: dict[str, dict]) -> tuple[list[tuple[str, float, int]], dict[str, str]]:
-    """``(key, value, step)`` of every curve point, ``alpha/<family>/<split>/<metric>`` at step = the
-    α's index, and the params that say which α each step is (``alpha/<family>``)."""
-    metrics, params = [], {}
-    for key, e in curves.items():
-        params[f"alpha/{key}"] = ",".join(f"{a:g}" for a in e["alphas"])
-        for step, row in enumerate(e["rows"]):
-            for split in SPLITS:
-                for name, v in row[split].items():
-                    if v["value"] is not None:
-                        metrics.append((f"alpha/{key}/{split}/{metric_key(name)}", float(v["value"]), step))
-    return metrics, params
+def curve_table(curves: dict[str, dict]) -> list[dict]:
+    """The α curves as a table (the evaluation run's ``alpha_curves.json``): one row per family,
+    α and split, each metric with its interval (``<metric>``, ``<metric>_low``, ``<metric>_high``)."""
+    return [{"family": key, "alpha": row["alpha"], "split": label,
+             **{f"{name}{end}": v[part] for name, v in row[split].items()
+                for end, part in (("", "value"), ("_low", "low"), ("_high", "high"))}}
+            for key, e in curves.items() for row in e["rows"] for split, label in SPLITS.items()]

@@ -518,18 +518,23 @@ def test_mlflow_runs_tell_when_each_model_trained_and_what_each_candidate_scored
     assert focal.data.params["gamma"] == "2"  # as in its name
     strength = next(r for r in trained if r.info.run_name == "weighted_ce_a0.5")
     assert (strength.data.params["alpha"], strength.data.params["weights.scheme"]) == ("0.5", "power")
-    # the weight-strength curve on the evaluation run: step = the alpha's index (0 is ce)
+    # the weight-strength and gamma curves on the evaluation run: figures, and tables with alpha or
+    # gamma as a column (0 is ce); no metric stands for them with a step that is an index
+    evaluation_id = evaluation[0].info.run_id
     curve = json.loads((pipeline_run / "reports/audit.json").read_text())["weight_strength"]["weighted_ce"]
-    assert evaluation[0].data.params["alpha/weighted_ce"] == "0,0.5,1"
-    for split in ("val", "test"):
-        history = client.get_metric_history(evaluation[0].info.run_id, f"alpha/weighted_ce/{split}/macro_f1")
-        assert [(m.step, m.value) for m in sorted(history, key=lambda m: m.step)] == [
-            (i, pytest.approx(row[split]["macro_f1"]["value"])) for i, row in enumerate(curve["rows"])]
-    assert "alpha_weighted_ce.png" in parent_artifacts
-    gamma = client.get_metric_history(evaluation[0].info.run_id, "gamma/focal/test/macro_f1")  # the gamma curve alike
-    assert evaluation[0].data.params["gamma/focal"] == "0,2"
-    assert [m.value for m in sorted(gamma, key=lambda m: m.step)] == [
-        pytest.approx(metrics["focal_g0"]["macro_f1"]), pytest.approx(metrics["focal_g2"]["macro_f1"])]
+    alpha = client.load_table(exp.experiment_id, "alpha_curves.json", run_ids=[evaluation_id])
+    for split, label in (("val", "validation"), ("test", "test")):
+        rows = alpha[alpha["split"] == label].sort_values("alpha")
+        assert list(rows["alpha"]) == [0.0, 0.5, 1.0] and list(rows["family"].unique()) == ["weighted_ce"]
+        assert list(rows["macro_f1"]) == [pytest.approx(row[split]["macro_f1"]["value"]) for row in curve["rows"]]
+        assert (rows["macro_f1_low"] <= rows["macro_f1"]).all() and (rows["macro_f1"] <= rows["macro_f1_high"]).all()
+    assert "alpha_weighted_ce.png" in parent_artifacts and "gamma_focal.png" in parent_artifacts
+    gamma = client.load_table(exp.experiment_id, "gamma_curves.json", run_ids=[evaluation_id])
+    focal = gamma[gamma["loss"] == "focal"].sort_values("gamma")
+    assert list(focal["gamma"]) == [0.0, 2.0]
+    assert list(focal["macro_f1"]) == [pytest.approx(metrics["focal_g0"]["macro_f1"]),
+                                       pytest.approx(metrics["focal_g2"]["macro_f1"])]
+    assert not [k for k in evaluation[0].data.metrics if k.startswith(("gamma/", "alpha/"))]
 
 
 def _stage(args, cwd, env):

@@ -17,9 +17,8 @@ from pipeline.config import ConfigError, EvaluateConfig, TrainConfig, parse_para
 from pipeline.criterion import make_criterion
 from pipeline.evaluation import evaluate, plot_data
 from pipeline.losses import focal_loss
-from pipeline.names import model_name
 from pipeline.plan import RunSpec, config_runs, loss_plan, trained_names
-from pipeline.strength import curve_rows, families, metric_key, mlflow_curves
+from pipeline.strength import curve_rows, curve_table, families
 from pipeline.sweep import fit_sweep
 from pipeline.train import fit, predict_logits
 from pipeline.weights import class_weights, power_weights
@@ -260,10 +259,10 @@ def test_the_curve_starts_at_ce_and_matches_scikit_learn_on_both_splits():
     rows = curve_rows(ev.audit["weight_strength"])
     assert len(rows) == 6 and [r["alpha"] for r in rows if r["kept"]] == [0.5]
     assert plot_data(records, ev, CLASSES).rows["alpha"] == rows
-    metrics, params = mlflow_curves(ev.audit["weight_strength"])
-    assert params == {"alpha/weighted_ce": "0,0.5,1"}
-    steps = {step for key, _, step in metrics if key == "alpha/weighted_ce/val/macro_f1"}
-    assert steps == {0, 1, 2}
+    table = curve_table(ev.audit["weight_strength"])  # MLflow's table: alpha as a column, with intervals
+    assert [(r["alpha"], r["split"]) for r in table] == [(a, s) for a in (0.0, 0.5, 1.0) for s in ("validation", "test")]
+    assert table[2]["macro_f1"] == curve["rows"][1]["val"]["macro_f1"]["value"]
+    assert table[2]["macro_f1_low"] == curve["rows"][1]["val"]["macro_f1"]["low"]
 
 
 def test_the_flat_top_holds_every_alpha_within_noise_of_the_peak():
@@ -300,14 +299,9 @@ def test_seeds_are_averaged_and_a_lower_is_better_policy_peaks_at_its_minimum():
     assert curve["peak"]["at_edge"] == (curve["peak"]["alpha"] == 1.0)
 
 
-def test_no_alpha_family_no_curve_and_class_names_are_safe_in_mlflow_keys():
+def test_no_alpha_family_no_curve():
     ev = _evaluate([_record("ce", "ce", None, 0.3, 0.95), _record("weighted_ce", "weighted_ce", None, 0.7, 0.9)])
     assert ev.audit["weight_strength"] == {}
-    assert metric_key("recall/rare/1") == "recall/rare/1"
-    assert metric_key("uniform/precision/a<b") == "uniform/precision/a_b"
-    assert metric_key("macro_f1") == "macro_f1"
-    # MLflow refuses "." in model names: only it is replaced
-    assert model_name("weighted_focal_g0.5_a0.25+posthoc_adjust") == "weighted_focal_g0_5_a0_25+posthoc_adjust"
 
 
 def test_a_gamma_by_alpha_grid_gives_one_curve_per_gamma_starting_at_that_gammas_focal():
