@@ -27,19 +27,8 @@ repro: $(STAMP)
 	@python -m stages.send --if-pending || echo "(the pipeline's outputs are written; \`make send\` logs the rest once the store is back)"
 	@python -m stages.show --audit reports/audit.json
 	@echo
-	@echo "Results:"
-	@echo "  reports/report.html       the report for stakeholders: open it in a browser"
-	@echo "  reports/summary.json      the pick, its validation and test scores (dvc metrics show)"
-	@echo "  reports/metrics.json      every candidate under every metric, validation and test"
-	@echo "  reports/audit.json        the pick made on validation, P(best), its test estimate, why"
-	@echo "  reports/figures/          every figure: a confusion matrix per model, ranks, gamma and alpha curves"
-	@echo "  reports/predictions/      validation and test predictions, one Parquet file per model"
-	@echo "  reports/decisions/        the same for each decision rule fitted on validation"
-	@echo "  outputs/models/           checkpoints (pipeline.checkpoint.load_model) and training curves"
-	@echo "  data/prepared/meta.json   classes, counts and what each raw column became"
-	@echo "  $(CURDIR)/mlflow.db       MLflow: every candidate a model, training runs, the pick as models:/<name>@champion"
-	@echo "Open them in the MLflow UI:  make ui   (then http://127.0.0.1:$(PORT))"
-	@echo "Predict on raw rows with the champion:  make predict INPUT=rows.csv"
+	@echo "The report: reports/report.html (open it in a browser); the pick and why: reports/audit.json; every output: README, What you get where"
+	@echo "MLflow: make ui (then http://127.0.0.1:$(PORT)); predictions from the champion: make predict INPUT=rows.csv"
 
 test: $(STAMP)
 	python -m pytest $(PYTEST_ARGS)

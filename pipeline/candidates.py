@@ -156,7 +156,7 @@ def decide_all(records: list[ModelRecord], meta: Meta, cfg: EvaluateConfig, *,
             fitted["cost_matrix"] = cost.tolist()
         frames = {"val": predictions_frame(val_proba, y_val, classes, val_pred),
                   "test": predictions_frame(test_proba, rec.test.y_true, classes, test_pred)}
-        log.info("%s: %s", name, ", ".join(f"{k} {_short(v)}" for k, v in params.items()))
+        log.debug("%s: %s", name, ", ".join(f"{k} {_short(v)}" for k, v in params.items()))
         decision = Decision(name, rec.group, frames, fitted)
         if write is not None:
             write(decision)

@@ -165,7 +165,7 @@ def _log_columns(columns: list[Column]) -> None:
     plain = [c.name for c in columns if c.kind == "numeric" and c.detail == "numeric"]
     if plain:
         shown = ", ".join(plain[:5]) + (f", … ({len(plain)} in all)" if len(plain) > 5 else "")
-        log.info("%d numeric column(s) kept as they are: %s", len(plain), shown)
+        log.debug("%d numeric column(s) kept as they are: %s", len(plain), shown)
     for c in columns:
         if not (c.kind == "numeric" and c.detail == "numeric"):
             log.info("column %r: %s", c.name, c.detail)

@@ -255,7 +255,7 @@ def log_candidates(client, exp_id: str, candidates: list[Candidate], *, data_dig
         let_go(exc)  # no read lock of ours left to keep the helper from marking its runs
         stop_helper(helper, interrupted=not isinstance(exc, Exception))
         raise
-    log.info("MLflow: %d of the candidates logged by the helper process, beside this one", len(theirs))
+    log.debug("MLflow: %d of the candidates logged by the helper process, beside this one", len(theirs))
     return {c.name: out[c.name] for c in candidates}
 
 
@@ -502,14 +502,6 @@ def register(client, name: str, logged: Logged, *, content_digest: str, tags: di
              alias: str | None, experiment_name: str | None) -> tuple[str, bool]:
     """Register ``logged`` as a version of ``name`` (once per content digest) and move ``alias``
     to it; returns (version, created). ``experiment_name`` (a ``dvc exp run``) tags the version."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        client.create_registered_model(name, description="Picked by the selection policy on validation; "
-                                       "each version carries its decision record.")
-    except MlflowException as exc:
-        if "RESOURCE_ALREADY_EXISTS" not in str(exc.error_code):
-            raise
     same = [v for v in client.search_model_versions(f"name = '{name}'")
             if v.tags.get("content_digest") == content_digest]
     created = not same
@@ -518,9 +510,12 @@ def register(client, name: str, logged: Logged, *, content_digest: str, tags: di
     else:  # register_model links the logged model and the version both ways
         import mlflow
 
-        version = mlflow.register_model(f"models:/{logged.model_id}", name,
+        version = mlflow.register_model(f"models:/{logged.model_id}", name,  # creates the model the first time
                                         tags={**tags, "content_digest": content_digest})
         client.update_model_version(name, version.version, description=description)
+        if not client.get_registered_model(name).description:
+            client.update_registered_model(name, description="Picked by the selection policy on validation; "
+                                           "each version carries its decision record.")
     if experiment_name:
         client.set_model_version_tag(name, version.version, "dvc_exp_name", experiment_name)
     if alias:
@@ -612,6 +607,7 @@ def log_evaluation(experiment: str, records: list[ModelRecord], ev, meta: Meta, 
             inputs, digests = dataset_inputs(splits)
             client.log_inputs(parent_id, datasets=inputs)
         started = time.perf_counter()
+        log.info("MLflow: logging %d candidates as models in %s ...", len(records), uri)
         logged = log_candidates(client, exp_id, _candidates(records, ev, meta, bundles, figures),
                                 data_digest=meta["digest"], dataset_digests=digests,
                                 input_example=input_example, raw_columns=raw_columns, classes=meta["classes"],

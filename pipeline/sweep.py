@@ -254,8 +254,7 @@ def _fit_stack(
                 best_states[k] = stack.state_of(slot)
             if not stoppers[k].stopped:
                 keep.append(slot)
-        bar.update(epoch, not keep or epoch == cfg.epochs, training=f"{len(keep)}/{k_all}",
-                   best=best_text(stoppers, metric))
+        bar.update(epoch, training=f"{len(keep)}/{k_all}", best=best_text(stoppers, metric))
         if not keep:
             break
         if len(keep) < len(active):

@@ -268,7 +268,8 @@ LOG_EVERY_S = 30.0  # without a terminal, a progress line at most this often
 class Progress:
     """The epoch loop's progress: a tqdm bar on a terminal; else (``progress=None``, output to a
     file or a pipe, as under ``dvc repro > log``) an INFO line at most every ``LOG_EVERY_S``
-    seconds and at the last epoch. ``progress=False`` shows nothing."""
+    seconds, so that only training that takes that long says how far it is (the stage says when
+    it ends). ``progress=False`` shows nothing."""
 
     def __init__(self, desc: str, cfg: TrainConfig, progress: bool | None):
         self.bar = tqdm(range(1, cfg.epochs + 1), desc=desc, unit="epoch", leave=False,
@@ -280,10 +281,10 @@ class Progress:
     def __iter__(self):
         return iter(self.bar)
 
-    def update(self, epoch: int, done: bool = False, **fields: str) -> None:
+    def update(self, epoch: int, **fields: str) -> None:
         self.bar.set_postfix(**fields)
         now = time.monotonic()
-        if self.lines and (done or now - self.last >= LOG_EVERY_S):
+        if self.lines and now - self.last >= LOG_EVERY_S:
             self.last = now
             log.info("%s: epoch %d/%d, %s", self.desc, epoch, self.epochs,
                      ", ".join(f"{k} {v}" for k, v in fields.items()))
@@ -387,8 +388,7 @@ def fit(
             criterion(val_logits, y_va, epoch).item(), confusion_matrices(y_va, val_logits.argmax(1), n_classes)[0]))
         if stopper.step(epoch, stopping_sign(metric) * stop[metric]):
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        bar.update(epoch, stopper.stopped or epoch == cfg.epochs, **{metric: f"{stop[metric]:.3f}"},
-                   best=best_text([stopper], metric))
+        bar.update(epoch, **{metric: f"{stop[metric]:.3f}"}, best=best_text([stopper], metric))
         if stopper.stopped:
             break
     bar.close()

@@ -12,6 +12,16 @@ from collections.abc import Callable
 from pipeline import Interrupted, PipelineError, exit_interrupted
 
 
+def quiet_console() -> None:
+    """A line or two per stage: this package's INFO lines, MLflow's only from WARNING up (its
+    per-model INFO lines and system-metrics notices say nothing a user acts on). ``LOGLEVEL=DEBUG``
+    shows everything, MLflow's too. MLflow reads ``MLFLOW_LOGGING_LEVEL`` when imported, here and
+    in the processes a stage starts; a level the user set stays."""
+    level = os.environ.get("LOGLEVEL", "INFO").upper()
+    logging.basicConfig(level=getattr(logging, level, logging.INFO), format="%(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "DEBUG" if level == "DEBUG" else "WARNING")
+
+
 def _on_sigterm(signum, frame):
     raise Interrupted(signum)
 
@@ -30,7 +40,7 @@ def run(main: Callable[[], None]) -> None:
     imports made (:func:`gc.freeze`): files, atexit handlers and finalizers are still closed
     and run as ever, and the exit of a stage that imported torch takes a third of the time (``python -m bench.exit``).
     """
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    quiet_console()
     signal.signal(signal.SIGTERM, _on_sigterm)
     stage = os.environ.get("DVC_STAGE") or os.path.basename(sys.argv[0]).removesuffix(".py")
     try:

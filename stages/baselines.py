@@ -87,7 +87,7 @@ def fit(args, relay) -> None:
                 "history": result.history,
             }
             log.info("%s: macro-F1 %.4f on the early-stopping slice, fitted in %.1fs", name, result.stop_macro_f1,
-                     seconds)
+                     seconds)  # one line per baseline: fitting one can take minutes at scale
         write_json(models_dir / TRAINING_SUMMARY, {
             "loss": "baselines", "device": "cpu", "runs": summary,
             "params": shared,

@@ -88,18 +88,16 @@ def _evaluate(args: argparse.Namespace, argv: list[str], online: bool, helper) -
 
     shown = [row["model"] for row in ev.audit["leaderboard"]][:15]
     headline = {n: {k: v for k, v in ev.metrics[n].items() if not isinstance(v, dict)} for n in shown}
-    log.info("test split as held out, the policy's top %d of %d candidates:\n%s", len(shown), len(ev.metrics),
-             table(headline))
-    log.info("policy: %s", ev.audit["policy"]["summary"])
-    if ev.audit["estimate"]:
-        est = ev.audit["estimate"]
-        log.info("pick on test (its unbiased estimate): %s %.4f [%s]; P(best) %.2f", est["metric"], est["test"],
-                 "no interval" if est["low"] is None else f"{est['low']:.4f}, {est['high']:.4f}",
-                 ev.audit["policy"]["p_best"])
+    log.debug("test split as held out, the policy's top %d of %d candidates:\n%s", len(shown), len(ev.metrics),
+              table(headline))
+    est = ev.audit["estimate"]
+    log.info("%d candidates; policy: %s%s", len(ev.metrics), ev.audit["policy"]["summary"],
+             "" if not est else f"; on test {est['metric']} {est['test']:.4f}" + (
+                 "" if est["low"] is None else f" [{est['low']:.4f}, {est['high']:.4f}]"))
     for w in ev.audit["warnings"]:
         log.warning("%s", w)
     for d in ev.audit["disagreements"]:
-        log.info("  %s would pick %s: %s", d["metric"], d["winner"], d["reason"])
+        log.debug("  %s would pick %s: %s", d["metric"], d["winner"], d["reason"])
 
     box, task = outbox_dir(repo_root()), f"evaluate-{os.environ.get('DVC_EXP_NAME') or 'workspace'}"
     pending = {"kind": "evaluate", "argv": [a for a in argv if a != "--log-only"], "cwd": os.getcwd(),

@@ -32,11 +32,14 @@ def main(argv: list[str] | None = None) -> None:
 
     t = load_params(args.params).train
     weights = read_json(args.weights, what="class weights")
+    n_models = 0
     with atomic_dirs(args.out) as (tmp,):
         for loss in t.losses:
             plan = loss_plan(loss, t, weights)
             write_json(tmp / f"{loss}.json", plan)
-            log.info("%s: %s", loss, ", ".join(r["model"] for r in plan["runs"]))
+            log.debug("%s: %s", loss, ", ".join(r["model"] for r in plan["runs"]))
+            n_models += len(plan["runs"])
+    log.info("%d model(s) over %d loss(es) -> %s", n_models, len(t.losses), args.out)
 
 
 if __name__ == "__main__":

@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
         params.data.source, len(prepared.classes), meta["n_features"], meta["sizes"]["train"],
         meta["train_imbalance_ratio"], meta["sizes"]["val"], meta["sizes"]["test"], args.out,
     )
-    log.info("training counts: %s", ", ".join(f"{c}={n}" for c, n in meta["counts"]["train"].items()))
+    log.debug("training counts: %s", ", ".join(f"{c}={n}" for c, n in meta["counts"]["train"].items()))
 
 
 if __name__ == "__main__":

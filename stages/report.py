@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> None:
                     first[:200], box)
         return
     clear_task(box, "report")
-    log.info("logged to MLflow run %s", runs["evaluation_run"])
+    log.debug("logged to MLflow run %s", runs["evaluation_run"])
 
 
 if __name__ == "__main__":

@@ -51,7 +51,7 @@ def train(args, relay) -> None:
     from pipeline.plan import RunSpec
     from pipeline.sweep import fit_sweep
     from pipeline.tracking import StageRuns, gamma_text, run_tags
-    from pipeline.train import resolve_batch, resolve_device, resolve_threads, thread_plan, train_config
+    from pipeline.train import resolve_batch, resolve_device, resolve_threads, stopping_sign, thread_plan, train_config
 
     plan = read_json(args.plan, what="training plan")
     cfg = train_config(plan, source=args.plan)
@@ -64,11 +64,11 @@ def train(args, relay) -> None:
     threads = resolve_threads(cfg.threads)
     intra_op, groups = thread_plan(threads, len({r.seed for r in runs}), device, cfg.dropout)
     torch.set_num_threads(intra_op)  # the one place torch's thread count is set
-    log.info("%s: %d model(s) as one batched sweep on %s (%d CPU thread(s) in %d stack(s)), %d training rows "
-             "(%d more for early stopping, by %s)", plan["loss"], len(runs), device, threads, groups,
-             len(data["train"][0]), len(data["stop"][0]), cfg.early_stopping_metric)
-    log.info("%s: batch %d, learning rate %.3g, warm-up %d step(s)", plan["loss"], cfg.batch_size, cfg.lr,
-             cfg.warmup_steps)
+    log.debug("%s: %d model(s) as one batched sweep on %s (%d CPU thread(s) in %d stack(s)), %d training rows "
+              "(%d more for early stopping, by %s)", plan["loss"], len(runs), device, threads, groups,
+              len(data["train"][0]), len(data["stop"][0]), cfg.early_stopping_metric)
+    log.debug("%s: batch %d, learning rate %.3g, warm-up %d step(s)", plan["loss"], cfg.batch_size, cfg.lr,
+              cfg.warmup_steps)
     used = {"batch_size": cfg.batch_size, "lr": cfg.lr, "warmup_steps": cfg.warmup_steps}
 
     weights = plan.get("class_weights")
@@ -85,7 +85,10 @@ def train(args, relay) -> None:
                             on_epoch=lambda i, record: stage_runs.epoch(runs[i].model, record))
         X = {split: torch.tensor(data[split][0], device=device) for split in ("val", "test")}
         write_outputs(args, runs, results, X, data, classes, plan, cfg, device, stage_runs, used)
-    log.info("%s: %d model(s) trained in %.1fs", plan["loss"], len(runs), results[0].seconds)
+    best = max(range(len(runs)), key=lambda i: stopping_sign(cfg.early_stopping_metric) * results[i].best_score)
+    log.info("%s: %d model(s) trained in %.1fs on %s, batch %d; best early-stopping %s %.4f (%s, epoch %d of %d)",
+             plan["loss"], len(runs), results[0].seconds, device, cfg.batch_size, cfg.early_stopping_metric,
+             results[best].best_score, runs[best].model, results[best].best_epoch, len(results[best].history))
 
 
 def write_outputs(args, runs, results, X, data, classes, plan, cfg, device, stage_runs, used) -> None:
@@ -115,8 +118,8 @@ def write_outputs(args, runs, results, X, data, classes, plan, cfg, device, stag
                 "monitor": cfg.early_stopping_metric, "best_score": result.best_score,
                 "history": result.history,
             }
-            log.info("%s: best early-stopping %s %.4f at epoch %d of %d", spec.model, cfg.early_stopping_metric,
-                     result.best_score, result.best_epoch, len(result.history))
+            log.debug("%s: best early-stopping %s %.4f at epoch %d of %d", spec.model, cfg.early_stopping_metric,
+                      result.best_score, result.best_epoch, len(result.history))
         write_json(models_dir / TRAINING_SUMMARY, {"loss": plan["loss"], "device": str(device), **used, "runs": summary})
 
 
