@@ -28,12 +28,14 @@ repro: $(STAMP)
 	@python -m stages.show --audit reports/audit.json
 	@echo
 	@echo "The report: reports/report.html (open it in a browser); the pick and why: reports/audit.json; every output: README, What you get where"
-	@echo "MLflow: make ui (then http://127.0.0.1:$(PORT)); predictions from the champion: make predict INPUT=rows.csv"
+	@echo "MLflow: make ui (it prints the address to open); predictions from the champion: make predict INPUT=rows.csv"
 
 test: $(STAMP)
 	python -m pytest $(PYTEST_ARGS)
 
+# The MLflow UI on this checkout's store; it prints the address that lists the candidates flat.
 ui: $(STAMP)
+	@python -m stages.show --runs-table http://127.0.0.1:$(PORT)
 	mlflow ui --backend-store-uri "$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/mlflow.db}" --port $(PORT)
 
 # Experiments side by side (within 200 characters): what each changed against its baseline

@@ -3,13 +3,11 @@
     python -m bench.model_logging [--limit N]
 
 Builds each candidate's bundle (every trained model and every ``<model>+<rule>`` in
-``outputs/``), then logs them the way evaluate does (:func:`pipeline.registry.log_candidates`)
-into a new temporary store, three ways side by side: as evaluate does (two processes: this one
-and the helper of :func:`pipeline.registry.start_helper`, started before the clock and given
-about half the candidates), in this process alone, and in this process alone without the input
+``outputs/``), then logs them the way evaluate does (:func:`pipeline.tracking.log_candidates`)
+into a new temporary store, two ways side by side: as evaluate does, and without the input
 example (which MLflow checks by loading each model back). Then logs them again into the same
-store, as a re-run of evaluate does (every model already there). Prints seconds in all and per
-model. Needs ``dvc repro`` first. A benchmark: it asserts nothing.
+store, as a re-run of evaluate does (every model already there: linked, not logged). Prints
+seconds in all and per model. Needs ``dvc repro`` first. A benchmark: it asserts nothing.
 """
 
 from __future__ import annotations
@@ -27,8 +25,8 @@ import pandas as pd
 from pipeline.artifacts import load_decision_records, load_model_records
 from pipeline.io import read_json
 from pipeline.preprocessing import load_preprocessing
-from pipeline.registry import Candidate, log_candidates, start_helper
 from pipeline.serving import write_candidate_bundle
+from pipeline.tracking import Candidate, experiment_id, log_candidates
 
 
 def main() -> None:
@@ -39,8 +37,6 @@ def main() -> None:
     warnings.filterwarnings("ignore", message=".*input example was not provided")
     os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
     import mlflow
-
-    from pipeline.tracking import _experiment_id
 
     meta = read_json("data/prepared/meta.json")
     pre = load_preprocessing("data/prepared/preprocessing.json")
@@ -55,31 +51,23 @@ def main() -> None:
             digest = write_candidate_bundle(bundle, rec, classes=meta["classes"],
                                             preprocessing_file=Path("data/prepared/preprocessing.json"),
                                             decisions_dir=Path("outputs/decisions"))
-            candidates.append(Candidate(rec.name, bundle, digest, {"validation": {"macro_f1": 0.5}},
-                                        pd.DataFrame({"metric": ["macro_f1"], "value": [0.5]}), {}, {},
-                                        parent=None if rec.rule is None else rec.model, weights_digest=digest))
-        print(f"{len(candidates)} candidates ({sum(c.parent is None for c in candidates)} trained models)")
-        for i, (label, example, helped) in enumerate((
-                ("as evaluate logs them (two processes)", pre.example(), True),
-                ("one process", pre.example(), False),
-                ("one process, without the input example", None, False))):
+            candidates.append(Candidate(rec.name, bundle, digest, {"validation": {"val_macro_f1": 0.5}},
+                                        pd.DataFrame({"metric": ["macro_f1"], "value": [0.5]}), {},
+                                        {"rule": rec.rule} if rec.rule else {}))
+        print(f"{len(candidates)} candidates ({sum(c.trained for c in candidates)} trained models)")
+        for i, (label, example) in enumerate((("as evaluate logs them", pre.example()),
+                                              ("without the input example", None))):
             uri = f"sqlite:///{tmp / f'{i}.db'}"
             mlflow.set_tracking_uri(uri)
             client = mlflow.MlflowClient(uri)
-            exp = _experiment_id(client, "bench", uri)
-            client.search_runs([exp])  # the store's tables exist before the clock starts
-            kw = dict(data_digest="d", dataset_digests={"validation": "v"}, input_example=example,
-                      raw_columns=pre.raw_columns, classes=meta["classes"], run_tags={}, open_runs=[])
-            helper = start_helper({**os.environ, "MLFLOW_TRACKING_URI": uri}) if helped else None
-            if helped and helper is None:
-                label += " (one usable core: no helper)"
-            elif helped:
-                time.sleep(8)  # its imports, done beside evaluate's computation in the stage
+            exp = experiment_id(client, "bench", uri)
+            kw = dict(run_tags={"data_digest": "d"}, datasets={"validation": "v"}, input_example=example,
+                      raw_columns=pre.raw_columns, classes=meta["classes"], open_runs=[], box=tmp / "outbox")
             start = time.perf_counter()
-            log_candidates(client, exp, candidates, helper=helper, **kw)
+            log_candidates(client, exp, candidates, execution=client.create_run(exp).info.run_id, **kw)
             first = time.perf_counter() - start
             start = time.perf_counter()
-            again = log_candidates(client, exp, candidates, **kw)
+            again = log_candidates(client, exp, candidates, execution=client.create_run(exp).info.run_id, **kw)
             second = time.perf_counter() - start
             assert all(v.reused for v in again.values())
             print(f"{label}: {first:.1f} s, {first / len(candidates):.3f} s per model; "

@@ -1,6 +1,6 @@
 """What each stage of the default run costs: wall time, CPU time, peak memory, and imports.
 
-    python -m bench.stages [--ref HEAD] [--repeats 3]
+    python -m bench.stages [--ref HEAD] [--repeats 3] [--repro-only]
 
 Clones ``--ref`` from this repository into a temporary directory and, with this checkout's
 environment (``.venv``) and a new MLflow store:
@@ -72,6 +72,7 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ref", default="HEAD")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repro-only", action="store_true", help="time the fresh clone's dvc repro (and a no-op one) only")
     args = ap.parse_args(argv)
     repo = Path(tempfile.mkdtemp(prefix="bench-stages-")) / "repo"
     try:
@@ -81,6 +82,8 @@ def main(argv: list[str] | None = None) -> None:
         noop = measure("dvc repro", repo, _env(repo))
         print(f"fresh clone, new MLflow store: dvc repro {full[0]:.1f} s wall, {full[1]:.1f} CPU s, "
               f"peak {full[2]:.0f} MB; no-op dvc repro {noop[0]:.2f} s")
+        if args.repro_only:
+            return
         stages = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
         order = [s for s in stages if not s.startswith(("baselines", "evaluate", "report"))]
         order += [s for s in ("baselines", "evaluate", "report") if s in stages]

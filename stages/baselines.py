@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import logging
 
-from pipeline.tracking import stage_relay
 from stages._cli import run
 
 log = logging.getLogger("baselines")
@@ -26,12 +25,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--val-predictions", required=True, help="directory for the baselines' validation predictions")
     ap.add_argument("--test-predictions", required=True, help="directory for the baselines' test predictions")
     args = ap.parse_args(argv)
-    with stage_relay() as relay:  # MLflow opens in the relay while this process imports and reads the data
-        fit(args, relay)
+    fit(args)
 
 
-def fit(args, relay) -> None:
-    """The stage's work. Its imports are made here, once the relay has started (:func:`main`)."""
+def fit(args) -> None:
     import time
     from pathlib import Path
 
@@ -48,8 +45,9 @@ def fit(args, relay) -> None:
     from pipeline.config import load_params, to_dict
     from pipeline.io import atomic_dirs, read_json, write_json
     from pipeline.provenance import file_digest
-    from pipeline.tracking import StageRuns, run_tags
+    from pipeline.tracking import StageRuns, preflight, run_tags
 
+    preflight()  # a malformed or unreachable store: one line, before anything fits
     params = load_params(args.params)
     cfg = params.baselines
     meta, data = read_prepared(args.data, early_stopping_fraction=params.train.early_stopping_fraction)
@@ -63,7 +61,7 @@ def fit(args, relay) -> None:
                            {n: {"model": n, "loss": n, "kind": "baseline", "baselines": shared, "data": meta["params"]}
                             for n in cfg.models},
                            {n: {"loss": n, "kind": "baseline", "device": "cpu"} for n in cfg.models}, run_tags(meta),
-                           datasets={"train": Path(args.data) / "train.parquet"}, relay=relay)
+                           datasets={"train": Path(args.data) / "train.parquet"})
     with stage_runs, atomic_dirs(args.models, args.val_predictions, args.test_predictions) as (models_dir, *pred_dirs):
         for name in cfg.models:
             start = time.perf_counter()

@@ -29,8 +29,7 @@ from pipeline.preprocessing import load_preprocessing
 from pipeline.provenance import lock_hashes, read_lock
 from pipeline.serving import write_candidate_bundle
 from pipeline.outbox import clear_task, outbox_dir, write_task
-from pipeline.registry import candidate_helper, log_evaluation
-from pipeline.tracking import EXP_ENV, error_line, preflight, repo_root, tracking_uri
+from pipeline.tracking import EXP_ENV, error_line, log_evaluation, preflight, repo_root, tracking_uri
 from stages._cli import run
 from stages.show import table
 
@@ -62,11 +61,10 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
 
     online = preflight() is not None  # a malformed or unreachable store: one line, before the work
-    with candidate_helper(enabled=online) as helper:  # its imports run beside the computation
-        _evaluate(args, argv, online, helper)
+    _evaluate(args, argv, online)
 
 
-def _evaluate(args: argparse.Namespace, argv: list[str], online: bool, helper) -> None:
+def _evaluate(args: argparse.Namespace, argv: list[str], online: bool) -> None:
     params = load_params(args.params)
     meta = read_json(args.meta, what="prepared-data metadata")
     models = load_model_records(args.plans, args.models, args.predictions, args.baselines, meta)
@@ -122,8 +120,7 @@ def _evaluate(args: argparse.Namespace, argv: list[str], online: bool, helper) -
                                raw_columns=pre.raw_columns, input_example=pre.example(), registered_model=registered,
                                lock_hashes=lock_hashes(read_lock(args.lock), skip=("evaluate", "report")),
                                splits={"validation": Path(args.preprocessing).parent / "val.parquet",
-                                       "test": Path(args.preprocessing).parent / "test.parquet"},
-                               helper=helper)
+                                       "test": Path(args.preprocessing).parent / "test.parquet"})
         except (PipelineError, Interrupted, KeyboardInterrupt):
             raise
         except Exception as exc:  # the store was lost while logging: the outputs stand, the logging waits

@@ -27,7 +27,7 @@ from pipeline import PipelineError
 from pipeline.columns import read_table
 from pipeline.config import load_params
 from pipeline.io import write_text
-from pipeline.tracking import check_store, tracking_uri
+from pipeline.tracking import check_store, load_candidate, tracking_uri
 from stages._cli import run
 
 log = logging.getLogger("predict")
@@ -36,23 +36,6 @@ log = logging.getLogger("predict")
 def read_rows(path: Path) -> pd.DataFrame:
     """A CSV (every cell as text, as prepare reads one) or Parquet file of raw rows, checked."""
     return read_table(path, None, what="--input").reset_index(drop=True)
-
-
-def load_candidate(uri: str):
-    """The :class:`pipeline.serving.Candidate` inside the MLflow model at ``uri``."""
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
-    try:
-        model = mlflow.pyfunc.load_model(uri)
-    except MlflowException as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise PipelineError(f"--model: cannot load {uri}: {first} (run `make repro` to register a champion, "
-                            "or give a model URI)") from None
-    inner = model.unwrap_python_model()
-    if not hasattr(inner, "candidate"):
-        raise PipelineError(f"--model: {uri} is not a candidate model of this pipeline")
-    return inner.candidate
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -64,11 +47,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--model", default=None, help="MLflow model URI (default: models:/<registered model>@champion)")
     args = ap.parse_args(argv)
 
-    import mlflow
-
     if args.model is None or args.model.startswith(("models:/", "runs:/")):  # read from the store: check it first
         check_store(tracking_uri())
-    mlflow.set_tracking_uri(tracking_uri())
     if args.model is None:
         cfg = load_params(args.params).mlflow
         args.model = f"models:/{cfg.registered_model or cfg.experiment}@champion"

@@ -24,8 +24,8 @@ import os
 from pathlib import Path
 
 from pipeline.io import read_json
-from pipeline.outbox import clear_task, outbox_dir, read_records, read_tasks, send_pending
-from pipeline.tracking import _experiment_id, check_store, ensure_store, log_artifacts_to_run, repo_root, tracking_uri
+from pipeline.outbox import clear_task, outbox_dir, read_records, read_tasks
+from pipeline.tracking import check_store, client_for, log_artifacts_to_run, repo_root, send_pending, tracking_uri
 from stages._cli import run
 
 log = logging.getLogger("send")
@@ -58,13 +58,10 @@ def main(argv: list[str] | None = None) -> None:
     records, tasks = read_records(box), read_tasks(box)
     if args.if_pending and not records and not tasks:
         return
-    import mlflow
-
     uri = tracking_uri()
     check_store(uri)
-    ensure_store(uri)
-    client = mlflow.MlflowClient(tracking_uri=uri)
-    runs = send_pending(client, lambda name: _experiment_id(client, name, uri), box) if records else 0
+    client = client_for(uri)
+    runs = send_pending(client, uri, box) if records else 0
     done = []
     for path, task in tasks:
         if task["kind"] == "evaluate":

@@ -8,6 +8,7 @@ import argparse
 import json
 import sys
 import textwrap
+from pathlib import Path
 
 from pipeline.io import read_json
 from pipeline.metrics import HEADLINE
@@ -142,12 +143,26 @@ def experiments(exps: list[dict]) -> str:
     return "\n".join([lines[0], "-" * max(map(len, lines)), *lines[1:]])
 
 
+def runs_table(url: str, runs: str = "reports/mlflow_runs.json") -> str:
+    """Where to open the MLflow UI at ``url``: the candidates of the last evaluation, flat, best
+    first on the policy's validation metric (or the UI's front page before any evaluation)."""
+    table = read_json(runs, what="MLflow run list").get("runs_table", "") if Path(runs).is_file() else ""
+    where = f"{url.rstrip('/')}/{table}"
+    return (f"MLflow UI: open {where}\n(the candidates of the last evaluation, best first on the policy's validation "
+            "metric; Ctrl-C stops the UI)" if table else f"MLflow UI: open {where} (no evaluation logged yet)")
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--audit", default="reports/audit.json")
     ap.add_argument("--experiments", metavar="JSON", help="`dvc exp show --json` output to show side by side "
                                                           "instead ('-': standard input)")
+    ap.add_argument("--runs-table", metavar="URL", help="print where the MLflow UI at URL lists this run's candidates, "
+                                                        "from reports/mlflow_runs.json, instead")
     args = ap.parse_args(argv)
+    if args.runs_table:
+        print(runs_table(args.runs_table))
+        return
     if args.experiments:
         text = sys.stdin.read() if args.experiments == "-" else open(args.experiments).read()
         print(experiments(json.loads(text)))

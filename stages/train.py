@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import logging
 
-from pipeline.tracking import stage_relay
 from stages._cli import run
 
 # training.json holds no wall-clock figures: the same inputs give the same bytes.
@@ -34,12 +33,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--no-progress", action="store_true",
                     help="hide the per-epoch progress bar (without a terminal: the progress log lines)")
     args = ap.parse_args(argv)
-    with stage_relay() as relay:  # MLflow opens in the relay while this process imports torch and reads the data
-        train(args, relay)
+    train(args)
 
 
-def train(args, relay) -> None:
-    """The stage's work. Its imports are made here, once the relay has started (:func:`main`)."""
+def train(args) -> None:
     from pathlib import Path
 
     import torch
@@ -50,9 +47,10 @@ def train(args, relay) -> None:
     from pipeline.io import read_json
     from pipeline.plan import RunSpec
     from pipeline.sweep import fit_sweep
-    from pipeline.tracking import StageRuns, gamma_text, run_tags
+    from pipeline.tracking import StageRuns, gamma_text, preflight, run_tags
     from pipeline.train import resolve_batch, resolve_device, resolve_threads, stopping_sign, thread_plan, train_config
 
+    preflight()  # a malformed or unreachable store: one line, before anything trains
     plan = read_json(args.plan, what="training plan")
     cfg = train_config(plan, source=args.plan)
     meta, data = read_prepared(args.data, early_stopping_fraction=cfg.early_stopping_fraction)
@@ -78,7 +76,7 @@ def train(args, relay) -> None:
                                  "data": meta["params"]} for spec in runs}
     stage_runs = StageRuns(load_params(args.params).mlflow.experiment, f"train@{plan['loss']}", model_params,
                            {spec.model: {"loss": spec.loss, "kind": "mlp", "device": str(device)} for spec in runs},
-                           run_tags(meta), datasets={"train": Path(args.data) / "train.parquet"}, relay=relay)
+                           run_tags(meta), datasets={"train": Path(args.data) / "train.parquet"})
     with stage_runs:
         results = fit_sweep(runs, plan_criterion(plan), data, len(classes), cfg, device, groups=groups,
                             progress=False if args.no_progress else None, desc=plan["loss"],

@@ -91,7 +91,7 @@ def test_killing_the_server_mid_training_loses_nothing_and_send_logs_nothing_twi
     while time.time() < deadline:  # until the models' runs hold their first epochs
         exp = client.get_experiment_by_name("tiny")
         runs = client.search_runs([exp.experiment_id]) if exp else []
-        live = [r for r in runs if r.data.tags.get("role") == "model" and "train_loss" in r.data.metrics]
+        live = [r for r in runs if r.data.tags.get("role") == "training" and "train_loss" in r.data.metrics]
         if len(live) == len(plan["runs"]):
             break
         assert stage.poll() is None, stage.communicate()[1]
@@ -106,7 +106,7 @@ def test_killing_the_server_mid_training_loses_nothing_and_send_logs_nothing_twi
 
     server.start()  # the same store, back
     runs = client.search_runs([client.get_experiment_by_name("tiny").experiment_id])
-    assert {r.info.status for r in runs if r.data.tags.get("role") in ("model", "stage")} == {"RUNNING"}
+    assert {r.info.status for r in runs if r.data.tags.get("role") in ("training", "stage")} == {"RUNNING"}
     sent = subprocess.run([sys.executable, "-m", "stages.send"], cwd=ROOT, env=env, capture_output=True, text=True)
     assert sent.returncode == 0, sent.stderr
     assert f"MLflow store {server.uri} is up to date with the DVC outputs: sent 3 run(s)" in sent.stderr
@@ -115,7 +115,7 @@ def test_killing_the_server_mid_training_loses_nothing_and_send_logs_nothing_twi
         runs = client.search_runs([client.get_experiment_by_name("tiny").experiment_id])
         return {r.info.run_name: (r.info.status, [(m.step, m.value) for m in sorted(
             client.get_metric_history(r.info.run_id, "train_loss"), key=lambda m: m.step)])
-            for r in runs if r.data.tags.get("role") in ("model", "stage")}
+            for r in runs if r.data.tags.get("role") in ("training", "stage")}
 
     got = state()
     assert {status for status, _ in got.values()} == {"FINISHED"}  # nothing left RUNNING
@@ -151,7 +151,7 @@ def test_a_train_stage_stopped_as_a_process_group_ends_its_runs_killed_in_the_st
     while time.time() < deadline:  # until the model's run holds its first epochs: the relay is sending
         exp = client.get_experiment_by_name("tiny")
         runs = client.search_runs([exp.experiment_id]) if exp else []
-        if any(r.data.tags.get("role") == "model" and "train_loss" in r.data.metrics for r in runs):
+        if any(r.data.tags.get("role") == "training" and "train_loss" in r.data.metrics for r in runs):
             break
         assert stage.poll() is None, stage.communicate()[1]
         time.sleep(0.2)
@@ -160,7 +160,7 @@ def test_a_train_stage_stopped_as_a_process_group_ends_its_runs_killed_in_the_st
     assert stage.returncode == 128 + getattr(signal, sig), err
     assert f"stopped by {sig}; its temporary files are removed" in err
     runs = client.search_runs([client.get_experiment_by_name("tiny").experiment_id])
-    assert sorted(r.data.tags["role"] for r in runs) == ["model", "stage"]
+    assert sorted(r.data.tags["role"] for r in runs) == ["stage", "training"]
     assert {r.info.status for r in runs} == {"KILLED"}  # sent by the relay before the stage exited
     assert not (tmp_path / "models").exists()  # no half-written output
 

@@ -75,3 +75,16 @@ def test_constraints_name_any_class_quoted_or_not(text, metric, op, bound):
 def test_a_malformed_constraint_says_how_to_quote():
     with pytest.raises(ConfigError, match="quote a class name with spaces"):
         parse_constraint("recall/high risk >= 0.5")
+
+
+def test_headline_keys_say_the_split_and_keep_class_names_readable():
+    from mlflow.utils.validation import _validate_metric_name
+
+    from pipeline.tracking import metric_key
+
+    keys = {metric_key("val", "macro_f1"): "val_macro_f1", metric_key("test", "recall/g & h %"): "test_recall/g _ h _",
+            metric_key("val", "recall/n/a"): "val_recall/n/a",
+            metric_key("val", "macro_f1", "uniform_prior"): "val_uniform_prior_macro_f1"}
+    assert list(keys) == list(keys.values())
+    for key in keys:
+        _validate_metric_name(key)

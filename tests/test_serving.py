@@ -17,7 +17,7 @@ import pytest
 from sklearn.datasets import load_digits
 
 from pipeline.names import model_name
-from pipeline.registry import HEADLINE, PER_CLASS, decision_record
+from pipeline.tracking import decision_record
 from pipeline.serving import Candidate
 from stages import evaluate, predict
 from tests.test_stages import evaluate_args
@@ -73,16 +73,14 @@ def test_every_candidate_is_a_logged_model_with_one_value_per_metric_and_dataset
         assert m.name == model_name(name) and m.tags["candidate"] == name
         keys = [(x.key, x.dataset_name) for x in m.metrics]
         assert len(keys) == len(set(keys)), f"{name} carries a metric twice"
-        assert {x.dataset_name for x in m.metrics} == {"test", "test_train_prior", "validation", "validation_train_prior"}
+        assert [x.dataset_name for x in m.metrics] == sorted(x.dataset_name for x in m.metrics)[::-1]  # validation first
         val = {x.key: x.value for x in m.metrics if x.dataset_name == "validation"}
-        assert val["macro_f1"] == pytest.approx(metrics[name]["val"]["macro_f1"])
-        assert len({k for k, _ in keys}) < 40 and set(HEADLINE) & set(val)
-        assert any(k.startswith(f"{PER_CLASS[0]}/") for k in val)
+        assert val["val_macro_f1"] == pytest.approx(metrics[name]["val"]["macro_f1"])
+        assert {k for k, _ in keys} <= {f"{s}_{k}" for s in ("val", "test") for k in (
+            "macro_f1", "balanced_accuracy", "rarest_recall", "rarest_precision")}
         runs.add(m.source_run_id)
         run = client.get_run(m.source_run_id)
-        if "+" in name:  # a rule's run is a child of its trained model's run
-            parent = by_name[name.split("+")[0]]
-            assert run.data.tags["mlflow.parentRunId"] == parent.source_run_id
+        assert run.info.run_name == name and run.data.tags["role"] == "candidate"
     assert len(runs) == len(by_name)  # one run per logged model
 
     import mlflow
@@ -90,7 +88,7 @@ def test_every_candidate_is_a_logged_model_with_one_value_per_metric_and_dataset
     mlflow.set_tracking_uri(f"sqlite:///{d / 'mlflow.db'}")
     ranked = mlflow.search_logged_models(
         experiment_ids=[exp.experiment_id], output_format="list", max_results=5,
-        order_by=[{"field_name": "metrics.macro_f1", "ascending": False, "dataset_name": "validation"}])
+        order_by=[{"field_name": "metrics.val_macro_f1", "ascending": False, "dataset_name": "validation"}])
     best = max(v["val"]["macro_f1"] for v in metrics.values())
     assert ranked[0].tags["candidate"] in {n for n, v in metrics.items() if v["val"]["macro_f1"] == best}
 
@@ -248,8 +246,9 @@ def test_evaluate_again_registers_nothing_new_and_an_experiment_moves_no_alias(c
     _evaluate(d, monkeypatch)  # nothing changed
     assert len(client.search_model_versions("name = 'tiny'")) == 1
     assert len(client.search_logged_models([exp.experiment_id], max_results=50)) == len(models)
-    model_runs = [r for r in client.search_runs([exp.experiment_id]) if r.data.tags.get("role") in ("model", "decision")]
-    assert len(model_runs) == len(models)  # no new training or decision run either
+    runs = client.search_runs([exp.experiment_id])
+    assert len([r for r in runs if r.data.tags.get("role") == "candidate"]) == len(models)  # no new candidate run
+    assert len([r for r in runs if r.data.tags.get("role") == "evaluation"]) == 2  # a new execution, linking them
 
     _evaluate(d, monkeypatch, exp_name="exp-x")
     after = client.get_model_version_by_alias("tiny", "champion")
@@ -305,10 +304,9 @@ def user_model(tmp_path_factory):
     from pipeline.config import DataConfig
     from pipeline.data import prepare
     from pipeline.preprocessing import save_preprocessing
-    from pipeline.registry import Candidate as Logged
-    from pipeline.registry import log_candidates
     from pipeline.serving import write_bundle
-    from pipeline.tracking import _experiment_id
+    from pipeline.tracking import Candidate as Logged
+    from pipeline.tracking import experiment_id, log_candidates
 
     d = tmp_path_factory.mktemp("user")
     raw = _user_table(d / "claims.csv")
@@ -324,12 +322,14 @@ def user_model(tmp_path_factory):
     uri = f"sqlite:///{d / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)
     client = mlflow.MlflowClient(uri)
-    exp = _experiment_id(client, "user", uri)
+    exp = experiment_id(client, "user", uri)
+    execution = client.create_run(exp).info.run_id
     logged = log_candidates(
-        client, exp, [Logged("logreg_balanced", d / "bundle", digest, {"validation": {"macro_f1": 0.5}},
+        client, exp, [Logged("logreg_balanced", d / "bundle", digest, {"validation": {"val_macro_f1": 0.5}},
                              pd.DataFrame({"metric": ["macro_f1"], "value": [0.5]}), {}, {})],
-        data_digest="x", dataset_digests={"validation": "v"}, input_example=prepared.preprocessing.example(),
-        raw_columns=prepared.preprocessing.raw_columns, classes=prepared.classes, run_tags={}, open_runs=[])
+        execution=execution, run_tags={"data_digest": "x"}, datasets={"validation": "v"},
+        input_example=prepared.preprocessing.example(), raw_columns=prepared.preprocessing.raw_columns,
+        classes=prepared.classes, open_runs=[], box=d / "outbox")
     expected = Candidate.load(d / "bundle").predict(raw.drop(columns=["status"]), strict=True)
     return d, raw, uri, f"models:/{logged['logreg_balanced'].model_id}", expected
 

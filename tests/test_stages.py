@@ -463,48 +463,71 @@ def test_mlflow_runs_tell_when_each_model_trained_and_what_each_candidate_scored
 
     import mlflow
 
+    from pipeline.audit import rarest_class
+
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{pipeline_run / 'mlflow.db'}")
     exp = client.get_experiment_by_name("tiny")
     runs = client.search_runs([exp.experiment_id])
     by_id = {r.info.run_id: r for r in runs}
-    evaluation = [r for r in runs if r.data.tags.get("role") == "evaluation"]
-    stages = [r for r in runs if r.data.tags.get("role") == "stage"]
-    trained = [r for r in runs if r.data.tags.get("role") == "model"]
-    rules = [r for r in runs if r.data.tags.get("role") == "decision"]
+    role = {k: [r for r in runs if r.data.tags.get("role") == k] for k in ("evaluation", "stage", "training", "candidate")}
+    evaluation, stages, trained, candidates = role["evaluation"], role["stage"], role["training"], role["candidate"]
+    assert sum(map(len, role.values())) == len(runs)
     metrics = json.loads((pipeline_run / "reports/metrics.json").read_text())
-    digest = json.loads((pipeline_run / "data/prepared/meta.json").read_text())["digest"]
+    audit = json.loads((pipeline_run / "reports/audit.json").read_text())
+    meta = json.loads((pipeline_run / "data/prepared/meta.json").read_text())
+    digest = meta["digest"]
     assert len(evaluation) == 1 and len(trained) == len(ALL)  # one per trained model
     assert {r.info.run_name for r in trained} == set(ALL)
-    assert {r.info.run_name for r in rules} == {m for m in metrics if "+" in m}
     assert {r.info.run_name for r in stages} == {f"train@{loss}" for loss in TINY["train"]["losses"]} | {"baselines"}
+    # one run per candidate, named as written, directly under the execution's run
+    assert sorted(r.info.run_name for r in candidates) == sorted(metrics)
     parent_artifacts = {a.path for a in client.list_artifacts(evaluation[0].info.run_id)}
-    assert {"metrics.json", "audit.json", "leaderboard_ranks.png", "gamma_focal.png", "leaderboard.json"} <= parent_artifacts
+    assert {"metrics.json", "audit.json", "leaderboard_ranks.png", "gamma_focal.png", "leaderboard.json",
+            "candidates.json"} <= parent_artifacts
     pick = evaluation[0].data.tags["policy_pick"]
-    assert evaluation[0].data.metrics["validation/macro_f1"] == pytest.approx(metrics[pick]["val"]["macro_f1"])
-    assert evaluation[0].data.metrics["test/macro_f1"] == pytest.approx(metrics[pick]["macro_f1"])
+    assert pick == audit["policy"]["pick"]
+    assert evaluation[0].data.metrics["val_macro_f1"] == pytest.approx(metrics[pick]["val"]["macro_f1"])
+    assert evaluation[0].data.metrics["test_macro_f1"] == pytest.approx(metrics[pick]["macro_f1"])
     assert {r.info.status for r in stages} == {"FINISHED"}  # system metrics: tests/test_tracking.py
     inputs = {d.dataset.name: d.dataset.digest for d in evaluation[0].inputs.dataset_inputs}
     assert set(inputs) == {"validation", "test"}  # the splits the metrics were computed on
     assert {d.dataset.name for r in stages for d in r.inputs.dataset_inputs} == {"train"}
-    for r in trained + rules:
-        assert r.info.status == "FINISHED"
+    rarest = rarest_class(list(meta["counts"]["train"].values()), meta["classes"])
+    assert {r.data.tags["rarest_class"] for r in candidates} == {rarest}
+    for r in candidates:
+        name, m = r.info.run_name, metrics[r.info.run_name]
+        assert r.info.status == "FINISHED" and r.data.tags["candidate"] == name
+        assert r.data.tags["mlflow.parentRunId"] == r.data.tags["execution"] == evaluation[0].info.run_id
         assert r.data.tags["data_digest"] == digest and "git_commit" in r.data.tags
         assert r.data.tags["mlflow.source.git.commit"] == r.data.tags["git_commit"]
-        assert r.data.metrics["macro_f1"] == pytest.approx(metrics[r.info.run_name]["val"]["macro_f1"])
+        assert r.data.metrics == pytest.approx({  # the headline: a handful of keys that say their split
+            "val_macro_f1": m["val"]["macro_f1"], "test_macro_f1": m["macro_f1"],
+            "val_balanced_accuracy": m["val"]["balanced_accuracy"], "test_balanced_accuracy": m["balanced_accuracy"],
+            "val_rarest_recall": m["val"][f"recall/{rarest}"], "test_rarest_recall": m[f"recall/{rarest}"],
+            "val_rarest_precision": m["val"][f"precision/{rarest}"],
+            "test_rarest_precision": m[f"precision/{rarest}"]})
         model = client.search_logged_models([exp.experiment_id], filter_string=f"source_run_id = '{r.info.run_id}'")[0]
-        assert {m.dataset_digest for m in model.metrics if m.dataset_name.startswith("validation")} == {inputs["validation"]}
-        assert len(r.data.metrics) < 60  # headline and per-class recall and precision; the rest is a table
-        assert "metrics.json" in {a.path for a in client.list_artifacts(r.info.run_id)}
-    for r in rules:  # made by evaluate, children of their model's training run, grouped by execution
-        assert r.data.tags["execution"] == evaluation[0].info.run_id
-        assert by_id[r.data.tags["mlflow.parentRunId"]].info.run_name == r.data.tags["model"]
+        assert model.tags["candidate"] == name
+        assert [x.dataset_name for x in model.metrics][:4] == ["validation"] * 4  # validation first
+        assert {x.dataset_digest for x in model.metrics if x.dataset_name == "validation"} == {inputs["validation"]}
+        artifacts = {a.path for a in client.list_artifacts(r.info.run_id)}
+        assert "metrics.json" in artifacts
+        assert (f"confusion_{name}.png" in artifacts) == (pipeline_run / f"reports/figures/confusion_{name}.png").is_file()
+        table = client.load_table(exp.experiment_id, "metrics.json", run_ids=[r.info.run_id])
+        assert table.query("split == 'test' and metric == 'mcc'")["value"].item() == pytest.approx(m["mcc"])
+        if "+" in name:
+            assert r.data.tags["rule"] == name.split("+")[1] and r.data.tags["model"] == name.split("+")[0]
+            continue
+        training = by_id[r.data.tags["training_run"]]  # the run that trained it, which lists it as its output
+        assert training.info.run_name == name
+        assert [o.model_id for o in training.outputs.model_outputs] == [model.model_id]
     for r in trained:  # made by the train stage while it trained, children of the stage's run
         stage = by_id[r.data.tags["mlflow.parentRunId"]]
         group = ALL[r.info.run_name]
         assert stage.info.run_name == ("baselines" if group == "baselines" else f"train@{group}")
         path = pipeline_run / "outputs/models" / group / f"{r.info.run_name}.{'json' if group == 'baselines' else 'pt'}"
         assert r.data.tags["weights_sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
-        assert "restored" not in r.data.tags
+        assert "restored" not in r.data.tags and r.info.status == "FINISHED"
         if r.info.run_name not in MODELS:
             continue
         assert r.data.tags["dvc_stage"] == f"train@{MODELS[r.info.run_name]}"
@@ -513,7 +536,6 @@ def test_mlflow_runs_tell_when_each_model_trained_and_what_each_candidate_scored
         assert [m.step for m in curve] == list(range(1, len(curve) + 1))
         times = [m.timestamp for m in curve]  # logged as the epochs ran, within the run's own times
         assert times == sorted(times) and r.info.start_time <= times[0] and times[-1] <= r.info.end_time
-        assert f"confusion_{r.info.run_name}.png" in {a.path for a in client.list_artifacts(r.info.run_id)}
     focal = next(r for r in trained if r.info.run_name == "focal_g2")
     assert focal.data.params["gamma"] == "2"  # as in its name
     strength = next(r for r in trained if r.info.run_name == "weighted_ce_a0.5")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.tracking import _experiment_id, artifact_root, log_artifacts_to_run, tracking_uri
+from pipeline.tracking import artifact_root, experiment_id, log_artifacts_to_run, tracking_uri
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -22,7 +22,7 @@ def test_a_sqlite_store_keeps_its_artifacts_beside_it(tmp_path, monkeypatch):
     figure = tmp_path / "confusion_ce.png"
     figure.write_bytes(b"png")
     client = mlflow.MlflowClient(tracking_uri=uri)
-    exp = _experiment_id(client, "isolation", uri)
+    exp = experiment_id(client, "isolation", uri)
     log_artifacts_to_run(client.create_run(exp).info.run_id, [figure], environ={"MLFLOW_TRACKING_URI": uri})
     location = client.get_experiment(exp).artifact_location
     assert location == (store / "mlartifacts").as_uri()
@@ -61,7 +61,7 @@ def test_runs_stopped_while_mlflow_reads_the_store_are_marked_killed_at_once(mlf
 
     ensure_store(mlflow_store)
     client = _client(mlflow_store)
-    exp = _experiment_id(client, "stopped", mlflow_store)
+    exp = experiment_id(client, "stopped", mlflow_store)
     other = client.create_run(exp).info.run_id
 
     def stopped(cursor, context):  # the signal's exception, raised where the rows are first read
@@ -97,33 +97,31 @@ def test_stage_runs_log_as_they_train_with_system_metrics(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = _client(uri)
     with _stage_runs(uri, tmp_path / "box") as runs:
-        assert runs.relay is not None and runs.relay.poll() is None  # the relay sends while the stage trains
         for epoch in (1, 2, 3):
             runs.epoch("ce", {"epoch": epoch, "train_loss": 1.0 / epoch, "val_confusion": [[1]]})
             time.sleep(1.1)
 
         def live():  # what the store holds while the stage still trains
             found = client.search_runs([e.experiment_id for e in client.search_experiments()])
-            return ({r.data.tags["role"]: r for r in found} if len(found) == 2 else {})
+            return {r.data.tags["role"]: r for r in found} if len(found) == 2 else {}
 
-        deadline = time.time() + 60  # the stage's run samples the machine each second once the relay started it
+        deadline = time.time() + 60  # the stage's run samples the machine each second
         while not ((now := live()) and any(k.startswith("system/") for k in now["stage"].data.metrics)
-                   and now["model"].data.metrics.get("train_loss") == pytest.approx(1 / 3)):
+                   and now["training"].data.metrics.get("train_loss") == pytest.approx(1 / 3)):
             assert time.time() < deadline, f"not sent while the stage ran: {now}"
             time.sleep(0.5)
         assert {r.info.status for r in now.values()} == {"RUNNING"}
         runs.finish({"ce": {"weights_sha256": "w"}})
-    assert runs.relay.returncode == 0
     found = client.search_runs([client.get_experiment_by_name("stage").experiment_id])
     stage = next(r for r in found if r.data.tags["role"] == "stage")
-    model = next(r for r in found if r.data.tags["role"] == "model")
+    model = next(r for r in found if r.data.tags["role"] == "training")
     assert any(k.startswith("system/") for k in stage.data.metrics)
     assert model.data.tags["mlflow.parentRunId"] == stage.info.run_id and model.data.tags["weights_sha256"] == "w"
     curve = client.get_metric_history(model.info.run_id, "train_loss")
     assert [m.step for m in curve] == [1, 2, 3]
     assert curve[2].timestamp - curve[0].timestamp >= 2000  # each epoch's own time, not the end's
     assert model.info.status == stage.info.status == "FINISHED"
-    assert stage.info.start_time == model.info.start_time  # when the stage started, not when its relay could
+    assert stage.info.start_time == model.info.start_time  # when the stage started
     assert not list((tmp_path / "box").glob("*.json"))  # sent: the records moved to sent/
     assert len(list((tmp_path / "box" / "sent").glob("*.json"))) == 2
 
@@ -139,32 +137,33 @@ try:
         runs.epoch("ce", {"epoch": 1, "train_loss": 0.5})
         raise KeyboardInterrupt
 except KeyboardInterrupt:
-    print("mlflow imported" if any(m.split(".")[0] == "mlflow" for m in sys.modules) else "no mlflow")
+    print("stopped")
 """
 
 
-def test_a_stage_never_imports_mlflow_and_its_interrupted_runs_end_killed(tmp_path):
+def test_a_stages_interrupted_runs_end_killed_with_what_they_logged(tmp_path):
     import subprocess
     import sys
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     proc = subprocess.run([sys.executable, "-c", _INTERRUPTED_STAGE, uri, str(tmp_path / "box")], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0 and proc.stdout.strip() == "no mlflow", proc.stderr  # the relay did the sending
+    assert proc.returncode == 0 and proc.stdout.strip() == "stopped", proc.stderr
     client = _client(uri)
     found = client.search_runs([client.get_experiment_by_name("stage").experiment_id])
-    assert sorted(r.data.tags["role"] for r in found) == ["model", "stage"]
+    assert sorted(r.data.tags["role"] for r in found) == ["stage", "training"]
     assert {r.info.status for r in found} == {"KILLED"}
-    assert next(r for r in found if r.data.tags["role"] == "model").data.metrics["train_loss"] == 0.5
+    assert next(r for r in found if r.data.tags["role"] == "training").data.metrics["train_loss"] == 0.5
     assert not list((tmp_path / "box").glob("*.json"))  # sent
 
 
 def test_offline_runs_wait_in_the_outbox_until_the_next_stage_sends_them(tmp_path, caplog):
-    from pipeline.outbox import read_records, send_pending
-    from pipeline.tracking import _experiment_id
+    from pipeline.outbox import read_records
+    from pipeline.tracking import preflight, send_pending
 
     box = tmp_path / "box"
     down = "http://127.0.0.1:9"  # nothing listens there
+    assert preflight({"MLFLOW_TRACKING_URI": down, "PIPELINE_OFFLINE": "1"}) is None  # what a stage checks first
     with _stage_runs(down, box, PIPELINE_OFFLINE="1") as runs:  # trained on purpose without the store
         runs.epoch("ce", {"epoch": 1, "train_loss": 0.5})
         runs.finish({"ce": {"weights_sha256": "w"}})
@@ -174,10 +173,10 @@ def test_offline_runs_wait_in_the_outbox_until_the_next_stage_sends_them(tmp_pat
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = _client(uri)
-    assert send_pending(client, lambda name: _experiment_id(client, name, uri), box) == 2
-    assert send_pending(client, lambda name: _experiment_id(client, name, uri), box) == 0  # idempotent
+    assert send_pending(client, uri, box) == 2
+    assert send_pending(client, uri, box) == 0  # idempotent
     found = client.search_runs([client.get_experiment_by_name("stage").experiment_id])
-    model = next(r for r in found if r.data.tags["role"] == "model")
+    model = next(r for r in found if r.data.tags["role"] == "training")
     assert model.info.status == "FINISHED" and model.data.metrics["train_loss"] == 0.5
     assert model.info.start_time == next(r for r in waiting if r.name == "ce").start_time  # the real times
     stage = next(r for r in found if r.data.tags["role"] == "stage")
@@ -185,7 +184,8 @@ def test_offline_runs_wait_in_the_outbox_until_the_next_stage_sends_them(tmp_pat
 
 
 def test_send_adds_only_what_a_run_lacks(tmp_path):
-    from pipeline.outbox import RunRecord, send
+    from pipeline.outbox import RunRecord
+    from pipeline.tracking import send
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = _client(uri)
@@ -206,11 +206,13 @@ def test_a_running_record_of_a_live_process_is_left_to_it(tmp_path):
     import subprocess
     import sys
 
-    from pipeline.outbox import RunRecord, send_pending, write_record
+    from pipeline.outbox import RunRecord, write_record
+    from pipeline.tracking import send_pending
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = _client(uri)
-    exp = client.create_experiment("x")
+    client.create_experiment("x")
+    exp = client.get_experiment_by_name("x").experiment_id
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
         from pipeline.outbox import this_writer
@@ -218,7 +220,7 @@ def test_a_running_record_of_a_live_process_is_left_to_it(tmp_path):
         host = this_writer().rpartition(":")[0]
         write_record(tmp_path, RunRecord("live", "x", "a", start_time=1000, writer=f"{host}:{other.pid}"))
         write_record(tmp_path, RunRecord("dead", "x", "b", start_time=1000, writer=f"{host}:999999999"))
-        assert send_pending(client, lambda name: exp, tmp_path) == 1  # the dead writer's run only
+        assert send_pending(client, uri, tmp_path) == 1  # the dead writer's run only
         assert {r.info.run_name for r in client.search_runs([exp])} == {"b"}
     finally:
         other.kill()

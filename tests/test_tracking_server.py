@@ -179,20 +179,20 @@ def test_the_pipeline_logs_to_a_shared_tracking_server_and_reads_back(tracking_s
         by_role.setdefault(r.data.tags.get("role"), []).append(r)
     audit = json.loads((d / "reports/audit.json").read_text())
     metrics = json.loads((d / "reports/metrics.json").read_text())
-    assert set(by_role) == {"stage", "model", "decision", "evaluation"}
+    assert set(by_role) == {"stage", "training", "candidate", "evaluation"}
     assert {r.info.run_name for r in by_role["stage"]} == {f"train@{loss}" for loss in TINY["train"]["losses"]} | {
         "baselines"}
-    assert {r.info.run_name for r in by_role["model"]} == set(ALL)
-    assert {r.info.run_name for r in by_role["decision"]} == {m for m in metrics if "+" in m}
+    assert {r.info.run_name for r in by_role["training"]} == set(ALL)
+    assert sorted(r.info.run_name for r in by_role["candidate"]) == sorted(metrics)
     assert all(r.info.status == "FINISHED" for r in runs)
     (evaluation,) = by_role["evaluation"]
 
     # a trained model: its metrics, its per-epoch history as trained, its confusion matrix
     name = "focal_g2"
-    run = next(r for r in by_role["model"] if r.info.run_name == name)
-    assert run.data.metrics["macro_f1"] == pytest.approx(metrics[name]["val"]["macro_f1"])
+    run = next(r for r in by_role["candidate"] if r.info.run_name == name)
+    assert run.data.metrics["val_macro_f1"] == pytest.approx(metrics[name]["val"]["macro_f1"])
     trained = json.loads((d / f"outputs/models/{MODELS[name]}/training.json").read_text())["runs"][name]["history"]
-    history = client.get_metric_history(run.info.run_id, "stop_balanced_log_loss")
+    history = client.get_metric_history(run.data.tags["training_run"], "stop_balanced_log_loss")
     assert [(m.step, m.value) for m in sorted(history, key=lambda m: m.step)] == [
         (h["epoch"], pytest.approx(h["stop_balanced_log_loss"])) for h in trained]
     figure = f"confusion_{name}.png"

@@ -12,7 +12,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.names import key_part
 from tests.services import default_sigint
 from tests.test_stages import run_pipeline, write_params
 
@@ -120,14 +119,17 @@ def test_odd_class_names_go_through_the_whole_pipeline(tmp_path, monkeypatch):
     audit = json.loads((tmp_path / "reports/audit.json").read_text())
     assert audit["policy"]["constraints"] == [constraint] and audit["policy"]["pick"] is not None
     runs = json.loads((tmp_path / "reports/mlflow_runs.json").read_text())
-    logged = mlflow.MlflowClient(tracking_uri=runs["tracking_uri"]).get_run(runs["models"]["ce"]).data.metrics
-    assert logged["recall/g _ h _"] == pytest.approx(metrics["ce"]["recall/g & h %"])
-    assert logged["recall/n/a"] == pytest.approx(metrics["ce"]["recall/n/a"])  # "/" is kept
     rarest = audit["rarest_class"]
     client = mlflow.MlflowClient(tracking_uri=runs["tracking_uri"])
+    run = client.get_run(runs["models"]["ce"])
+    assert run.data.tags["rarest_class"] == rarest  # as written; its recall under a key that says the split
+    assert run.data.metrics["val_rarest_recall"] == pytest.approx(metrics["ce"]["val"][f"recall/{rarest}"])
+    table = client.load_table(runs["experiment_id"], "metrics.json", run_ids=[run.info.run_id])
+    for name in ("recall/g & h %", "recall/n/a"):  # every metric in the table, class names as written
+        assert table.query("split == 'test' and metric == @name")["value"].item() == pytest.approx(metrics["ce"][name])
     model = client.get_logged_model(runs["logged_models"]["ce"])
     val = {m.key: m.value for m in model.metrics if m.dataset_name == "validation"}
-    assert val[f"recall/{key_part(rarest)}"] == pytest.approx(metrics["ce"]["val"][f"recall/{rarest}"])
+    assert val["val_rarest_recall"] == pytest.approx(metrics["ce"]["val"][f"recall/{rarest}"])
     # the champion answers with the class names as written, one probability column each
     champion = mlflow.pyfunc.load_model("models:/tiny@champion")
     rows = pd.read_csv(csv, dtype=str, keep_default_na=False).drop(columns=["class"]).head(20)
@@ -147,7 +149,7 @@ _INTERRUPTED = textwrap.dedent('''
     from pathlib import Path
     from pipeline.io import atomic_dirs
     import mlflow
-    from pipeline.tracking import _experiment_id, closing_runs, tracking_uri
+    from pipeline.tracking import closing_runs, experiment_id, tracking_uri
     from stages._cli import run
 
     out = Path(sys.argv[1])
@@ -162,7 +164,7 @@ _INTERRUPTED = textwrap.dedent('''
         with atomic_dirs(out) as (tmp,):
             (tmp / "half.json").write_text("{")
             client = mlflow.MlflowClient(tracking_uri())
-            exp = _experiment_id(client, "interrupted", tracking_uri())
+            exp = experiment_id(client, "interrupted", tracking_uri())
             with closing_runs(client) as open_runs:
                 open_runs.append(client.create_run(exp, run_name="ce").info.run_id)
                 client.log_param(open_runs[-1], "bomb", str(Bomb()))
