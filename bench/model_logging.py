@@ -25,7 +25,7 @@ import pandas as pd
 from pipeline.artifacts import load_decision_records, load_model_records
 from pipeline.io import read_json
 from pipeline.preprocessing import load_preprocessing
-from pipeline.serving import write_candidate_bundle
+from pipeline.serving import PREDICTION, probability_column, write_candidate_bundle
 from pipeline.tracking import Candidate, experiment_id, log_candidates
 
 
@@ -62,7 +62,8 @@ def main() -> None:
             client = mlflow.MlflowClient(uri)
             exp = experiment_id(client, "bench", uri)
             kw = dict(run_tags={"data_digest": "d"}, datasets={"validation": "v"}, input_example=example,
-                      raw_columns=pre.raw_columns, classes=meta["classes"], open_runs=[], box=tmp / "outbox")
+                      raw_columns=pre.raw_columns, outputs=[PREDICTION, *(probability_column(c) for c in meta["classes"])],
+                      open_runs=[], box=tmp / "outbox")
             start = time.perf_counter()
             log_candidates(client, exp, candidates, execution=client.create_run(exp).info.run_id, **kw)
             first = time.perf_counter() - start

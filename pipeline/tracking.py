@@ -233,8 +233,7 @@ def client_for(uri: str):
     import mlflow
 
     ensure_store(uri)
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
+    mlflow.set_tracking_uri(uri)  # the registry follows it
     return mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
@@ -569,7 +568,7 @@ PACKAGE = Path(__file__).parent
 REQUIREMENTS = ("mlflow", "numpy", "pandas", "scikit-learn", "scipy", "skops", "torch", "xgboost-cpu", "pyarrow")
 SPLITS = (("val", "validation"), ("test", "test"))  # prefix of a headline key, the dataset it is linked to
 TABLE = "metrics.json"  # each candidate run's full metrics table (mlflow.log_table)
-GAMMA_TABLE, ALPHA_TABLE = "gamma_curves.json", "alpha_curves.json"  # the evaluation run's curves, as tables
+PROGRESS_EVERY_S = 10
 
 
 def metric_key(split: str, metric: str, view: str | None = None) -> str:
@@ -607,18 +606,17 @@ def pip_requirements() -> list[str]:
     return out
 
 
-def signature(raw_columns: list[str], classes: list[str]):
+def signature(raw_columns: list[str], outputs: list[str]):
     """Inputs: the raw columns, typed loosely (``AnyType``: the model coerces and checks each one
     itself from the saved preprocessing, where MLflow would refuse integers for doubles);
-    outputs: ``prediction`` (text) and one ``p_<class>`` double per class."""
+    outputs: the decided class (text) and one probability (double) per class, as
+    :mod:`pipeline.serving` names them."""
     from mlflow.models import ModelSignature
     from mlflow.types.schema import AnyType, ColSpec, Schema
 
-    from pipeline.serving import PREDICTION, probability_column
-
     return ModelSignature(
         inputs=Schema([ColSpec(AnyType(), c, required=False) for c in raw_columns]),
-        outputs=Schema([ColSpec("string", PREDICTION), *(ColSpec("double", probability_column(c)) for c in classes)]),
+        outputs=Schema([ColSpec("string", outputs[0]), *(ColSpec("double", c) for c in outputs[1:])]),
     )
 
 
@@ -695,7 +693,7 @@ def training_run(client, exp: str, c: Candidate, tags: Mapping[str, str], box: P
 
 def log_candidates(client, exp: str, candidates: list[Candidate], *, execution: str, run_tags: Mapping[str, str],
                    datasets: Mapping[str, str], input_example: pd.DataFrame | None, raw_columns: list[str],
-                   classes: list[str], open_runs: list[str], box: Path, inputs: list = ()) -> dict[str, Logged]:
+                   outputs: list[str], open_runs: list[str], box: Path, inputs: list = ()) -> dict[str, Logged]:
     """Log each candidate as a run under the execution's run ``execution`` and as a model,
     unless the same model (content and metrics) is already in the experiment: then it is linked
     to the execution's run (as an input) and not logged again. A trained model's logged model is
@@ -708,9 +706,13 @@ def log_candidates(client, exp: str, candidates: list[Candidate], *, execution: 
     check_distinct([c.name for c in candidates], model_name, "candidates")
     data_digest = run_tags["data_digest"]
     existing = _existing(client, exp, data_digest)
-    sig, reqs = signature(raw_columns, classes), pip_requirements()
+    sig, reqs = signature(raw_columns, outputs), pip_requirements()
     out: dict[str, Logged] = {}
+    said = time.monotonic()
     for i, c in enumerate(candidates):
+        if time.monotonic() - said >= PROGRESS_EVERY_S:  # a line now and then: a model takes about 0.3 s
+            said = time.monotonic()
+            log.info("MLflow: %d of %d candidates logged", i, len(candidates))
         mdigest = _digest(c.metrics)
         found = existing.get((c.digest, mdigest))
         if found is not None:
@@ -743,7 +745,6 @@ def log_candidates(client, exp: str, candidates: list[Candidate], *, execution: 
         client.set_terminated(run_id, "FINISHED")
         open_runs.remove(run_id)
         out[c.name] = Logged(run_id, model.model_id, False)
-        log.debug("MLflow: %s logged (%d of %d)", c.name, i + 1, len(candidates))
     return out
 
 
@@ -876,16 +877,17 @@ LOWER = ("log_loss", "ece", "expected_cost", "brier")  # metrics where lower is 
 
 def log_evaluation(experiment: str, records: list[ModelRecord], ev, meta: Meta, cfg, *, figures: Path,
                    reports: list[Path], bundles: Mapping[str, tuple[Path, str]], raw_columns: list[str],
-                   input_example: pd.DataFrame | None, registered_model: str,
+                   outputs: list[str], input_example: pd.DataFrame | None, registered_model: str,
+                   tables: Mapping[str, list[dict]] | None = None,
                    lock_hashes: Mapping[str, str] | None = None, splits: Mapping[str, Path] | None = None,
                    environ: Mapping[str, str] = os.environ) -> dict[str, Any]:
     """Log an evaluation (:class:`pipeline.evaluation.Evaluation` ``ev`` of ``records``, every
     candidate, under :class:`pipeline.config.EvaluateConfig` ``cfg``).
 
-    One run for the execution holds ``reports``, the cross-model figures, the leaderboard, the
-    γ and α curves as tables and the pick's headline metrics; each candidate is a run under it
-    and a logged model (:func:`log_candidates`; ``bundles``: name -> (bundle directory, content
-    digest)); the pick is registered as a version of ``registered_model`` with its decision
+    One run for the execution holds ``reports``, the cross-model figures, the leaderboard,
+    ``tables`` (artifact file -> rows: the γ and α curves) and the pick's headline metrics; each
+    candidate is a run under it and a logged model (:func:`log_candidates`; ``bundles``: name ->
+    (bundle directory, content digest); ``outputs``: the model's output columns); the pick is registered as a version of ``registered_model`` with its decision
     record. In a plain run the alias ``champion`` moves to it (``challenger`` to the closest
     candidate when none meets the constraints); under ``dvc exp run`` (``DVC_EXP_NAME``) no alias
     moves. Returns where it all went. Runs left unfinished by an error end FAILED (KILLED when
@@ -894,9 +896,7 @@ def log_evaluation(experiment: str, records: list[ModelRecord], ev, meta: Meta, 
     from mlflow.entities import Metric, Param
 
     from pipeline.artifacts import FIGURES, alpha_figure_file, flatten, gamma_figure_file
-    from pipeline.evaluation import gamma_rows
     from pipeline.outbox import outbox_dir
-    from pipeline.strength import curve_table
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per model otherwise
     uri = tracking_uri(environ)
@@ -923,7 +923,7 @@ def log_evaluation(experiment: str, records: list[ModelRecord], ev, meta: Meta, 
         started = time.perf_counter()
         log.info("MLflow: logging %d candidates as runs and models in %s ...", len(candidates), uri)
         logged = log_candidates(client, exp, candidates, execution=parent_id, run_tags=tags, datasets=digests,
-                                input_example=input_example, raw_columns=raw_columns, classes=meta["classes"],
+                                input_example=input_example, raw_columns=raw_columns, outputs=outputs,
                                 open_runs=open_runs, box=box, inputs=inputs)
         new = sum(not v.reused for v in logged.values())
         log.info("MLflow: %d candidates logged, %d already there (linked), in %.1fs", new, len(logged) - new,
@@ -946,12 +946,9 @@ def log_evaluation(experiment: str, records: list[ModelRecord], ev, meta: Meta, 
         client.log_table(parent_id, artifact_file="candidates.json", data=pd.DataFrame(
             [{"candidate": n, "run_id": v.run_id, "model_id": v.model_id, "logged_before": v.reused}
              for n, v in logged.items()]))
-        if ev.gammas:  # the gamma and alpha curves: figures (above), and tables with gamma or alpha a column
-            client.log_table(parent_id, data=pd.DataFrame(gamma_rows(ev)).rename(columns={"name": "loss"}),
-                             artifact_file=GAMMA_TABLE)
-        if ev.audit.get("weight_strength"):
-            client.log_table(parent_id, data=pd.DataFrame(curve_table(ev.audit["weight_strength"])),
-                             artifact_file=ALPHA_TABLE)
+        for artifact_file, rows in (tables or {}).items():
+            if rows:
+                client.log_table(parent_id, data=pd.DataFrame(rows), artifact_file=artifact_file)
 
         registered = None
         sort_key = metric_key("val", *((cfg.select.metric, None) if cfg.select.view == "held_out"

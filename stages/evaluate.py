@@ -22,12 +22,13 @@ from pipeline import Interrupted, PipelineError
 
 from pipeline.artifacts import load_decision_records, load_model_records
 from pipeline.config import load_params
-from pipeline.evaluation import PLOT_FILES, evaluate, plot_data
+from pipeline.evaluation import PLOT_FILES, evaluate, gamma_rows, plot_data
 from pipeline.io import atomic_dirs, read_json, write_json
 from pipeline.plots import evaluation_figures, render
 from pipeline.preprocessing import load_preprocessing
 from pipeline.provenance import lock_hashes, read_lock
-from pipeline.serving import write_candidate_bundle
+from pipeline.serving import PREDICTION, probability_column, write_candidate_bundle
+from pipeline.strength import curve_table
 from pipeline.outbox import clear_task, outbox_dir, write_task
 from pipeline.tracking import EXP_ENV, error_line, log_evaluation, preflight, repo_root, tracking_uri
 from stages._cli import run
@@ -118,6 +119,9 @@ def _evaluate(args: argparse.Namespace, argv: list[str], online: bool) -> None:
             where = log_evaluation(params.mlflow.experiment, records, ev, meta, params.evaluate, figures=Path(args.figures),
                                reports=[Path(args.metrics), Path(args.audit), Path(args.summary)], bundles=bundles,
                                raw_columns=pre.raw_columns, input_example=pre.example(), registered_model=registered,
+                               outputs=[PREDICTION, *(probability_column(c) for c in meta["classes"])],
+                               tables={"gamma_curves.json": [{"loss": r.pop("name"), **r} for r in gamma_rows(ev)],
+                                       "alpha_curves.json": curve_table(ev.audit.get("weight_strength") or {})},
                                lock_hashes=lock_hashes(read_lock(args.lock), skip=("evaluate", "report")),
                                splits={"validation": Path(args.preprocessing).parent / "val.parquet",
                                        "test": Path(args.preprocessing).parent / "test.parquet"})

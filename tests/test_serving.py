@@ -329,7 +329,7 @@ def user_model(tmp_path_factory):
                              pd.DataFrame({"metric": ["macro_f1"], "value": [0.5]}), {}, {})],
         execution=execution, run_tags={"data_digest": "x"}, datasets={"validation": "v"},
         input_example=prepared.preprocessing.example(), raw_columns=prepared.preprocessing.raw_columns,
-        classes=prepared.classes, open_runs=[], box=d / "outbox")
+        outputs=["prediction", *(f"p_{c}" for c in prepared.classes)], open_runs=[], box=d / "outbox")
     expected = Candidate.load(d / "bundle").predict(raw.drop(columns=["status"]), strict=True)
     return d, raw, uri, f"models:/{logged['logreg_balanced'].model_id}", expected
 
