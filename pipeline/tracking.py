@@ -330,13 +330,13 @@ def log_batches(client, run_id: str, *, params=(), metrics=(), synchronous: bool
             for i in range(0, max(len(params), len(metrics), 1), _BATCH)]
 
 
-def send(client, experiment: str, record: RunRecord, parent_run_id: str | None = None) -> str:
-    """Make the store hold ``record``: create its run when absent, add the params and metrics it
-    lacks, end it as the record says. Returns the run id."""
+def send(client, experiment: str, record: RunRecord, parent_run_id: str | None = None, new: bool = False) -> str:
+    """Make the store hold ``record``: create its run when absent (``new``: known to be, not looked
+    for), add the params and metrics it lacks, end it as the record says. Returns the run id."""
     from mlflow.entities import Metric, Param
     from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
-    run = find_run(client, experiment, record.key)
+    run = None if new else find_run(client, experiment, record.key)
     if run is not None and run.info.status != "RUNNING":
         return run.info.run_id
     have: set[tuple[str, int]] = set()
@@ -443,8 +443,9 @@ class StageRuns:
         self.client = client_for(self.uri)
         send_pending(self.client, self.uri, self.box)  # what earlier stages left waiting
         exp = experiment_id(self.client, self.stage.experiment, self.uri)
-        stage_id = send(self.client, exp, self.stage)
-        self.ids = {self.stage.key: stage_id, **{r.key: send(self.client, exp, r, stage_id) for r in self.models.values()}}
+        stage_id = send(self.client, exp, self.stage, new=True)  # its key is new: no run has it yet
+        self.ids = {self.stage.key: stage_id,
+                    **{r.key: send(self.client, exp, r, stage_id, new=True) for r in self.models.values()}}
         mlflow.set_system_metrics_sampling_interval(1)
         mlflow.set_system_metrics_samples_before_logging(1)
         mlflow.start_run(run_id=stage_id, log_system_metrics=True)
@@ -668,15 +669,20 @@ def _existing(client, exp: str, data_digest: str) -> dict[tuple[str, str], Any]:
             return found
 
 
-def training_run(client, exp: str, c: Candidate, tags: Mapping[str, str], box: Path) -> str:
-    """The run that trained ``c``: the earliest FINISHED one with its weights' digest and this
-    data. Absent from the store (a stage DVC skipped, a new store), it is sent again from the
-    outbox's record, or else recreated from ``training.json``, tagged ``restored``."""
-    where = (f"tags.weights_sha256 = '{c.weights_digest}' AND tags.data_digest = '{tags['data_digest']}' "
-             "AND attributes.status = 'FINISHED'")
-    runs = client.search_runs([exp], filter_string=where, order_by=["attributes.start_time ASC"], max_results=1)
-    if runs:
-        return runs[0].info.run_id
+def training_runs(client, exp: str, data_digest: str) -> dict[str, str]:
+    """weights sha256 -> the earliest FINISHED run that trained those weights on this data
+    (deterministic training makes repeats share a digest)."""
+    found: dict[str, str] = {}
+    where = f"tags.role = 'training' AND tags.data_digest = '{data_digest}' AND attributes.status = 'FINISHED'"
+    for run in client.search_runs([exp], filter_string=where, order_by=["attributes.start_time DESC"],
+                                  max_results=50_000):
+        found[run.data.tags.get("weights_sha256", "")] = run.info.run_id
+    return found
+
+
+def restore_training_run(client, exp: str, c: Candidate, tags: Mapping[str, str], box: Path) -> str:
+    """The run that trained ``c``, absent from the store (a stage DVC skipped, a new store): sent
+    again from the outbox's record, or else recreated from ``training.json``, tagged ``restored``."""
     for record in read_records(box, sent=True):
         if record.tags.get("weights_sha256") == c.weights_digest and record.tags.get("data_digest") == tags["data_digest"]:
             return send(client, exp, record)
@@ -693,19 +699,18 @@ def training_run(client, exp: str, c: Candidate, tags: Mapping[str, str], box: P
 
 def log_candidates(client, exp: str, candidates: list[Candidate], *, execution: str, run_tags: Mapping[str, str],
                    datasets: Mapping[str, str], input_example: pd.DataFrame | None, raw_columns: list[str],
-                   outputs: list[str], open_runs: list[str], box: Path, inputs: list = ()) -> dict[str, Logged]:
+                   outputs: list[str], open_runs: list[str], box: Path) -> dict[str, Logged]:
     """Log each candidate as a run under the execution's run ``execution`` and as a model,
     unless the same model (content and metrics) is already in the experiment: then it is linked
     to the execution's run (as an input) and not logged again. A trained model's logged model is
-    also an output of the run that trained it. ``datasets``: dataset name -> digest; ``inputs``:
-    the datasets as MLflow inputs of each run (:func:`dataset_inputs`)."""
+    also an output of the run that trained it. ``datasets``: dataset name -> digest."""
     import mlflow
     from mlflow.entities import LoggedModelInput, LoggedModelOutput, Metric, Param
     from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
     check_distinct([c.name for c in candidates], model_name, "candidates")
     data_digest = run_tags["data_digest"]
-    existing = _existing(client, exp, data_digest)
+    existing, trained = _existing(client, exp, data_digest), training_runs(client, exp, data_digest)
     sig, reqs = signature(raw_columns, outputs), pip_requirements()
     out: dict[str, Logged] = {}
     said = time.monotonic()
@@ -720,13 +725,11 @@ def log_candidates(client, exp: str, candidates: list[Candidate], *, execution: 
             out[c.name] = Logged(found.source_run_id, found.model_id, True)
             continue
         tags = {**run_tags, **c.tags, "candidate": c.name, "content_digest": c.digest, "execution": execution}
-        trained_by = training_run(client, exp, c, {**run_tags}, box) if c.trained and c.weights_digest else None
+        trained_by = None if not (c.trained and c.weights_digest) else (
+            trained.get(c.weights_digest) or restore_training_run(client, exp, c, run_tags, box))
         run_id = client.create_run(exp, run_name=c.name, tags={
             **tags, MLFLOW_PARENT_RUN_ID: execution, **({"training_run": trained_by} if trained_by else {})}).info.run_id
         open_runs.append(run_id)
-        client.log_batch(run_id, params=[Param(k, v) for k, v in c.params.items()])
-        if inputs:
-            client.log_inputs(run_id, datasets=list(inputs))
         model = mlflow.initialize_logged_model(
             name=model_name(c.name), source_run_id=run_id, experiment_id=exp,
             tags={**{k: v for k, v in tags.items() if not k.startswith("mlflow.")}, "metrics_digest": mdigest})
@@ -734,7 +737,7 @@ def log_candidates(client, exp: str, candidates: list[Candidate], *, execution: 
                                 code_paths=[str(PACKAGE)], pip_requirements=reqs, signature=sig,
                                 input_example=input_example, model_id=model.model_id)
         now = _ms()  # validation first: a logged model lists its metrics in the order they came
-        client.log_batch(run_id, metrics=[
+        client.log_batch(run_id, params=[Param(k, v) for k, v in c.params.items()], metrics=[
             Metric(k, v, now + j, 0, model_id=model.model_id, dataset_name=dataset, dataset_digest=datasets[dataset])
             for j, (dataset, values) in enumerate(c.metrics.items()) for k, v in values.items()])
         client.log_table(run_id, data=c.table, artifact_file=TABLE)
@@ -916,7 +919,7 @@ def log_evaluation(experiment: str, records: list[ModelRecord], ev, meta: Meta, 
             **tags, "role": "evaluation", "dvc_stage": environ.get("DVC_STAGE", "evaluate"),
             "policy_pick": policy["pick"] or "none"}).info.run_id
         open_runs.append(parent_id)
-        digests, inputs = {"validation": meta["digest"][:12], "test": meta["digest"][:12]}, []
+        digests = {"validation": meta["digest"][:12], "test": meta["digest"][:12]}
         if splits:  # the splits the metrics were computed on, as the evaluation run's inputs
             inputs, digests = dataset_inputs(splits)
             client.log_inputs(parent_id, datasets=inputs)
@@ -924,7 +927,7 @@ def log_evaluation(experiment: str, records: list[ModelRecord], ev, meta: Meta, 
         log.info("MLflow: logging %d candidates as runs and models in %s ...", len(candidates), uri)
         logged = log_candidates(client, exp, candidates, execution=parent_id, run_tags=tags, datasets=digests,
                                 input_example=input_example, raw_columns=raw_columns, outputs=outputs,
-                                open_runs=open_runs, box=box, inputs=inputs)
+                                open_runs=open_runs, box=box)
         new = sum(not v.reused for v in logged.values())
         log.info("MLflow: %d candidates logged, %d already there (linked), in %.1fs", new, len(logged) - new,
                  time.perf_counter() - started)
