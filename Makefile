@@ -25,7 +25,8 @@ $(STAMP): requirements.lock
 # DVC's echo of each command, its lock-file notes and blank lines are left out: each stage says
 # in a line what it did (LOGLEVEL=DEBUG for more); DVC's errors go to stderr, untouched.
 repro: $(STAMP)
-	dvc repro | { grep --line-buffered -v -e '^> ' -e '^Updating lock file' -e '^$$' || true; }
+	@echo "dvc repro"
+	@dvc repro | { grep --line-buffered -v -e '^> ' -e '^Updating lock file' -e '^$$' || true; }
 	@python -m stages.send --if-pending || echo "(the pipeline's outputs are written; \`make send\` logs the rest once the store is back)"
 	@python -m stages.show --audit reports/audit.json
 	@echo
