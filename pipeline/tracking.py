@@ -415,7 +415,7 @@ class StageRuns:
         self.datasets = dict(datasets or {})  # name -> prepared split file, logged as the runs' inputs
         self.client, self.ids, self.sent = None, {}, dict.fromkeys(self.models, 0)
         self._pending: list = []  # asynchronous operations not yet waited for
-        self._last = 0
+        self._last, self._active = 0, None  # the stage's run, once started (with its system metrics)
 
     def _records(self) -> list[RunRecord]:
         return [self.stage, *self.models.values()]
@@ -448,7 +448,7 @@ class StageRuns:
                     **{r.key: send(self.client, exp, r, stage_id, new=True) for r in self.models.values()}}
         mlflow.set_system_metrics_sampling_interval(1)
         mlflow.set_system_metrics_samples_before_logging(1)
-        mlflow.start_run(run_id=stage_id, log_system_metrics=True)
+        self._active = mlflow.start_run(run_id=stage_id, log_system_metrics=True)
         if self.datasets:
             inputs, _ = dataset_inputs(self.datasets)
             for run_id in self.ids.values():
@@ -465,8 +465,6 @@ class StageRuns:
     def _flush(self) -> None:
         """Write the records that gained metrics and send what they gained, asynchronously (after
         waiting for the previous sending, a second old: a lost store is noticed within seconds)."""
-        from mlflow.entities import Metric
-
         self._last = _ms()
         try:
             for op in self._pending:
@@ -478,6 +476,8 @@ class StageRuns:
             if len(r.metrics) > self.sent[m]:
                 write_record(self.box, r)
                 if self.client is not None:
+                    from mlflow.entities import Metric
+
                     new = [Metric(*x) for x in r.metrics[self.sent[m]:]]
                     self._pending += log_batches(self.client, self.ids[r.key], metrics=new, synchronous=False)
                 self.sent[m] = len(r.metrics)
@@ -496,12 +496,13 @@ class StageRuns:
         for r in self._records():
             r.status, r.end_time = status, end
             write_record(self.box, r)
-        if self.client is None:
+        if self._active is None:  # offline, or the store was unreachable from the start
             return False
         import mlflow
         from mlflow.entities import RunTag
 
-        self._flush()  # the last metrics
+        if self.client is not None:
+            self._flush()  # the last metrics
         try:
             if self.client is not None:
                 for op in self._pending:
