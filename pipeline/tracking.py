@@ -873,7 +873,8 @@ def runs_table(exp: str, data_digest: str, sort_key: str) -> str:
 
     return f"#/experiments/{exp}/runs?" + urlencode({
         "searchFilter": f"tags.role = 'candidate' AND tags.data_digest = '{data_digest}'",
-        "orderByKey": f"metrics.`{sort_key}`", "orderByAsc": "true" if sort_key.endswith(LOWER) else "false"})
+        "orderByKey": f"metrics.`{sort_key}`", "orderByAsc": "true" if sort_key.endswith(LOWER) else "false",
+        "workflowType": "machine_learning"})  # the UI's "Model training" side, not its GenAI one
 
 
 LOWER = ("log_loss", "ece", "expected_cost", "brier")  # metrics where lower is better, by their key's end
@@ -891,8 +892,8 @@ def log_evaluation(experiment: str, records: list[ModelRecord], ev, meta: Meta, 
     One run for the execution holds ``reports``, the cross-model figures, the leaderboard,
     ``tables`` (artifact file -> rows: the γ and α curves) and the pick's headline metrics; each
     candidate is a run under it and a logged model (:func:`log_candidates`; ``bundles``: name ->
-    (bundle directory, content digest); ``outputs``: the model's output columns); the pick is registered as a version of ``registered_model`` with its decision
-    record. In a plain run the alias ``champion`` moves to it (``challenger`` to the closest
+    (bundle directory, content digest); ``outputs``: the model's output columns); the pick is
+    registered as a version of ``registered_model`` with its decision record. In a plain run the alias ``champion`` moves to it (``challenger`` to the closest
     candidate when none meets the constraints); under ``dvc exp run`` (``DVC_EXP_NAME``) no alias
     moves. Returns where it all went. Runs left unfinished by an error end FAILED (KILLED when
     interrupted)."""

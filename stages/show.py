@@ -144,12 +144,13 @@ def experiments(exps: list[dict]) -> str:
 
 
 def runs_table(url: str, runs: str = "reports/mlflow_runs.json") -> str:
-    """Where to open the MLflow UI at ``url``: the candidates of the last evaluation, flat, best
-    first on the policy's validation metric (or the UI's front page before any evaluation)."""
+    """Where to open the MLflow UI at ``url``: the candidates on the last evaluation's data, flat,
+    best first on the policy's validation metric (or the UI's front page before any evaluation)."""
     table = read_json(runs, what="MLflow run list").get("runs_table", "") if Path(runs).is_file() else ""
     where = f"{url.rstrip('/')}/{table}"
-    return (f"MLflow UI: open {where}\n(the candidates of the last evaluation, best first on the policy's validation "
-            "metric; Ctrl-C stops the UI)" if table else f"MLflow UI: open {where} (no evaluation logged yet)")
+    return (f"MLflow UI: open {where}\n(every candidate on this data, best first on the policy's validation metric; "
+            "Columns > Metrics shows their scores; Ctrl-C stops the UI)" if table
+            else f"MLflow UI: open {where} (no evaluation logged yet)")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -101,13 +101,14 @@ def test_the_champion_is_found_by_its_name_in_the_models_tab_and_the_registry(pi
     url, _ = ui
     runs = json.loads((pipeline_run / "reports/mlflow_runs.json").read_text())
     pick = runs["registered"]["candidate"]
-    page.goto(f"{url}/#/experiments/{runs['experiment_id']}/models", wait_until="load")
+    page.goto(f"{url}/#/experiments/{runs['experiment_id']}/models?workflowType=machine_learning", wait_until="load")
     page.get_by_text(model_name(pick), exact=True).first.wait_for(timeout=60_000)
     _shot(page, "mlflow_models.png")
-    page.goto(f"{url}/#/models/{runs['registered']['name']}", wait_until="load")
+    page.goto(f"{url}/#/models/{runs['registered']['name']}?workflowType=machine_learning", wait_until="load")
     page.get_by_text("Version 1", exact=True).wait_for(timeout=60_000)
     text = page.inner_text("body")
     assert pick in text.split("pick", 1)[1][:40] and "champion" in text  # the version's decision record
     _shot(page, "mlflow_registered_model.png")
-    page.goto(f"{url}/#/models/{runs['registered']['name']}/versions/1", wait_until="load")
+    page.goto(f"{url}/#/models/{runs['registered']['name']}/versions/1?workflowType=machine_learning",
+              wait_until="load")
     page.get_by_text(model_name(pick), exact=True).first.wait_for(timeout=60_000)  # its source model
