@@ -866,24 +866,24 @@ def load_candidate(uri: str, environ: Mapping[str, str] = os.environ):
     return inner.candidate
 
 
-def runs_table(exp: str, data_digest: str, sort_key: str) -> str:
+def runs_table(exp: str, data_digest: str, sort_key: str, ascending: bool) -> str:
     """The part of the MLflow UI's address after the host that lists the candidates of this data
-    flat, best first on the policy's validation metric (``sort_key``)."""
+    flat, best first on the policy's validation metric (``sort_key``; ``ascending`` where lower
+    is better)."""
     from urllib.parse import urlencode
 
     return f"#/experiments/{exp}/runs?" + urlencode({
         "searchFilter": f"tags.role = 'candidate' AND tags.data_digest = '{data_digest}'",
-        "orderByKey": f"metrics.`{sort_key}`", "orderByAsc": "true" if sort_key.endswith(LOWER) else "false",
+        "orderByKey": f"metrics.`{sort_key}`", "orderByAsc": str(ascending).lower(),
         "workflowType": "machine_learning"})  # the UI's "Model training" side, not its GenAI one
 
 
-LOWER = ("log_loss", "ece", "expected_cost", "brier")  # metrics where lower is better, by their key's end
 
 
 def log_evaluation(experiment: str, records: list[ModelRecord], ev, meta: Meta, cfg, *, figures: Path,
                    reports: list[Path], bundles: Mapping[str, tuple[Path, str]], raw_columns: list[str],
                    outputs: list[str], input_example: pd.DataFrame | None, registered_model: str,
-                   tables: Mapping[str, list[dict]] | None = None,
+                   tables: Mapping[str, list[dict]] | None = None, lower_is_better: bool = False,
                    lock_hashes: Mapping[str, str] | None = None, splits: Mapping[str, Path] | None = None,
                    environ: Mapping[str, str] = os.environ) -> dict[str, Any]:
     """Log an evaluation (:class:`pipeline.evaluation.Evaluation` ``ev`` of ``records``, every
@@ -892,7 +892,8 @@ def log_evaluation(experiment: str, records: list[ModelRecord], ev, meta: Meta, 
     One run for the execution holds ``reports``, the cross-model figures, the leaderboard,
     ``tables`` (artifact file -> rows: the γ and α curves) and the pick's headline metrics; each
     candidate is a run under it and a logged model (:func:`log_candidates`; ``bundles``: name ->
-    (bundle directory, content digest); ``outputs``: the model's output columns); the pick is
+    (bundle directory, content digest); ``outputs``: the model's output columns;
+    ``lower_is_better``: the policy's metric's direction, for the UI's sort); the pick is
     registered as a version of ``registered_model`` with its decision record. In a plain run the alias ``champion`` moves to it (``challenger`` to the closest
     candidate when none meets the constraints); under ``dvc exp run`` (``DVC_EXP_NAME``) no alias
     moves. Returns where it all went. Runs left unfinished by an error end FAILED (KILLED when
@@ -980,4 +981,4 @@ def log_evaluation(experiment: str, records: list[ModelRecord], ev, meta: Meta, 
     return {"tracking_uri": uri, "experiment": experiment, "experiment_id": exp, "evaluation_run": parent_id,
             "models": {name: v.run_id for name, v in logged.items()},
             "logged_models": {name: v.model_id for name, v in logged.items()}, "registered": registered,
-            "runs_table": runs_table(exp, meta["digest"], sort_key)}
+            "runs_table": runs_table(exp, meta["digest"], sort_key, ascending=lower_is_better)}

@@ -403,3 +403,18 @@ def test_a_large_datasets_schema_is_what_mlflow_infers_without_testing_every_val
     ours, mlflows = frame_schema(frame), _infer_schema(frame)
     assert ours == mlflows
     assert not next(c for c in ours.inputs if c.name == "late_gap").required
+
+
+@pytest.mark.parametrize(("metric", "ascending"), [("val_macro_f1", False), ("val_log_loss", True)])
+def test_the_runs_table_address_lists_this_datas_candidates_best_first(metric, ascending):
+    from urllib.parse import parse_qs
+
+    from pipeline.metrics import lower_is_better
+    from pipeline.tracking import runs_table
+
+    address = runs_table("3", "abc", metric, ascending=lower_is_better(metric.removeprefix("val_")))
+    path, query = address.split("?", 1)
+    q = parse_qs(query)
+    assert path == "#/experiments/3/runs" and q["orderByKey"] == [f"metrics.`{metric}`"]
+    assert q["orderByAsc"] == [str(ascending).lower()] and q["workflowType"] == ["machine_learning"]
+    assert q["searchFilter"] == ["tags.role = 'candidate' AND tags.data_digest = 'abc'"]
