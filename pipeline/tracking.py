@@ -813,15 +813,14 @@ def register(client, name: str, logged: Logged, *, content_digest: str, tags: di
     return str(version.version), created
 
 
-def _candidates(records: list[ModelRecord], ev, meta: Meta, cfg, bundles: Mapping[str, tuple[Path, str]],
-                figures: Path) -> list[Candidate]:
+def _candidates(records: list[ModelRecord], ev, meta: Meta, policy: tuple[str, str | None],
+                bundles: Mapping[str, tuple[Path, str]], figures: Path) -> list[Candidate]:
     """What each candidate's run and logged model hold (:class:`Candidate`)."""
     import pandas as pd
 
     from pipeline.artifacts import confusion_figure_file, flatten
     from pipeline.provenance import file_digest
 
-    policy = (cfg.select.metric, None if cfg.select.view == "held_out" else ev.view.key)
     out = []
     for rec in records:
         entry = ev.metrics[rec.name]
@@ -915,7 +914,8 @@ def log_evaluation(experiment: str, records: list[ModelRecord], ev, meta: Meta, 
     exp_name = environ.get("DVC_EXP_NAME")
     tags = run_tags(meta, environ)
     policy = ev.audit["policy"]
-    candidates = _candidates(records, ev, meta, cfg, bundles, figures)
+    reads = (cfg.select.metric, None if cfg.select.view == "held_out" else ev.view.key)  # the metric and its view
+    candidates = _candidates(records, ev, meta, reads, bundles, figures)
     with closing_runs(client) as open_runs:
         label = exp_name or tags.get("git_commit", "unknown")[:7]
         parent_id = client.create_run(exp, run_name=f"evaluate-{label}", tags={
@@ -957,8 +957,7 @@ def log_evaluation(experiment: str, records: list[ModelRecord], ev, meta: Meta, 
                 client.log_table(parent_id, data=pd.DataFrame(rows), artifact_file=artifact_file)
 
         registered = None
-        sort_key = metric_key("val", *((cfg.select.metric, None) if cfg.select.view == "held_out"
-                                       else (cfg.select.metric, ev.view.key)))
+        sort_key = metric_key("val", *reads)
         if chosen:
             alias = None if exp_name else ("champion" if policy["pick"] else "challenger")
             record_tags, description = decision_record(

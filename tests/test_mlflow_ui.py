@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from tests.services import base_env, free_port, http_ok, start
-from tests.test_report_browser import CHROMIUM
 
 pytestmark = pytest.mark.slow
 SCREEN = {"width": 1440, "height": 1000}
@@ -36,17 +35,8 @@ def ui(pipeline_run, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def page():
-    if CHROMIUM is None:
-        if os.environ.get("CI"):
-            pytest.fail("chromium is not installed; .ci/run installs Debian's chromium package")
-        pytest.skip("chromium is not installed (apt-get install -y chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
-        yield browser.new_page(viewport=SCREEN)
-        browser.close()
+def page(browser):
+    return browser.new_page(viewport=SCREEN)
 
 
 def _shot(page, name: str) -> None:

@@ -1,32 +1,13 @@
 """The report in a real headless browser at laptop width: it loads cleanly, the first screen holds
 the decision, and no table pushes the page sideways (a wide one scrolls inside its own box)."""
 
-import os
-import shutil
-
 import numpy as np
 import pytest
 
 from pipeline.report import render
 from tests.test_report import render_inputs
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 LAPTOP = {"width": 1366, "height": 900}
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if CHROMIUM is None:
-        if os.environ.get("CI"):
-            pytest.fail("chromium is not installed; .ci/run installs Debian's chromium package")
-        pytest.skip("chromium is not installed (apt-get install -y chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"])
-        yield b
-        b.close()
 
 
 def _wide_page(path):
