@@ -44,7 +44,7 @@ from pipeline.io import dumps, read_json
 params = load_params("params.yaml")
 meta = read_json("data/prepared/meta.json")
 models = load_model_records("outputs/plans", "outputs/models", "reports/predictions", "baselines", meta)
-records = models + load_decision_records(models, "reports/decisions", "outputs/decisions", meta["classes"])
+records = load_decision_records(models, "reports/decisions", "outputs/decisions", meta["classes"])
 losses = params.train.losses
 ev = evaluate(records, meta, params.evaluate, reference_loss="ce" if "ce" in losses else losses[0])
 plot_data(records, ev, meta["classes"])

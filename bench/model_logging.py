@@ -41,7 +41,7 @@ def main() -> None:
     meta = read_json("data/prepared/meta.json")
     pre = load_preprocessing("data/prepared/preprocessing.json")
     models = load_model_records("outputs/plans", "outputs/models", "reports/predictions", "baselines", meta)
-    records = (models + load_decision_records(models, "reports/decisions", "outputs/decisions", meta["classes"]))
+    records = load_decision_records(models, "reports/decisions", "outputs/decisions", meta["classes"])
     records = records[: args.limit]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

@@ -351,6 +351,7 @@ FIGURES = {
     "per_class": "pick_vs_ce_per_class.png",
     "prior_shift": "prior_shift.png",
     "agreement_curves": "loss_metric_agreement.png",
+    "reliability": "reliability.png",
 }
 
 
@@ -403,6 +404,7 @@ class ModelRecord:
     decision: dict[str, Any] | None = None  # the rule's fitted parameters file
     fitted_parameters: int = 0  # the model's and the rule's, for tie-breaks
     alpha: float | None = None  # the class-weight strength of a train.alphas sweep
+    calibration: dict[str, Any] | None = None  # what recalibrates its model's probabilities (decide's)
 
     def __post_init__(self):
         self.model = self.model or self.name
@@ -452,12 +454,25 @@ def load_model_records(plans_dir: str | Path, models_dir: str | Path, preds_dir:
     return records
 
 
+CALIBRATION_DIR = "calibration"  # the models' calibrations, beside the rules' fitted parameters
+
+
 def load_decision_records(records: list[ModelRecord], decisions_preds: str | Path, decisions_params: str | Path,
                           classes: list[str]) -> list[ModelRecord]:
-    """Every ``<model>+<rule>`` candidate the decide stage wrote, after its model's record."""
-    by_name = {r.name: r for r in records}
+    """Every candidate as the decide stage left it: each model of ``records`` with its calibrated
+    probabilities and its calibration, then every ``<model>+<rule>``."""
+    params_dir = Path(decisions_params)
+    models = []
+    for base in records:
+        path = params_dir / CALIBRATION_DIR / f"{base.name}.json"
+        if not path.is_file():
+            raise PipelineError(f"{path}: missing: model {base.name} was not calibrated (re-run the pipeline: dvc repro)")
+        preds = read_split_predictions(decisions_preds, base.group, base.name, classes)
+        models.append(dataclasses.replace(base, val=preds["val"], test=preds["test"],
+                                          calibration=read_json(path, what="calibration")["calibration"]))
+    by_name = {r.name: r for r in models}
     out = []
-    for path in sorted(Path(decisions_params).glob("*.json")):
+    for path in sorted(params_dir.glob("*.json")):
         fitted = read_json(path, what="decision rule")
         base = by_name.get(fitted["model"])
         if base is None:
@@ -467,7 +482,7 @@ def load_decision_records(records: list[ModelRecord], decisions_preds: str | Pat
         out.append(dataclasses.replace(
             base, name=path.stem, val=preds["val"], test=preds["test"], model=base.name, rule=fitted["rule"],
             decision=fitted, fitted_parameters=base.fitted_parameters + int(fitted["parameters"])))
-    return out
+    return models + out
 
 
 def model_parameters(kind: str, params: dict[str, Any], weights: Path | None, n_features: int, n_classes: int) -> int:

@@ -1,5 +1,10 @@
-"""The ``<model>+<rule>`` candidates: which models get decision rules, and each rule fitted on
-validation, cross-fitted for its validation predictions and fitted once for test.
+"""What the decide stage makes of the trained models: each model's calibration, and the
+``<model>+<rule>`` candidates (which models get decision rules, and each rule), all fitted on
+validation, cross-fitted for the validation predictions and fitted once for test.
+
+Every candidate ships its model's calibrated probabilities (:func:`pipeline.decision.calibrate`)
+beside the decisions its rule makes on the model's own ones (the ``cost`` rule: its own
+calibrated posterior); a model's own candidate decides by its argmax, as trained.
 
 The maths of the rules is :mod:`pipeline.decision`'s; the policy as an objective is
 :mod:`pipeline.selection`'s. Nothing here reads a test label: the test split's features and
@@ -19,16 +24,20 @@ import pandas as pd
 from sklearn.ensemble import IsolationForest
 
 from pipeline import PipelineError
-from pipeline.artifacts import Meta, ModelRecord, candidate_name, predictions_frame
+from pipeline.artifacts import CALIBRATION_DIR, Meta, ModelRecord, candidate_name, predictions_frame
 from pipeline.config import EvaluateConfig, cost_matrix, parse_constraint
 from pipeline.decision import (
     RuleContext,
     anomaly_scores,
     apply_rule,
+    calibrate,
     crossfit,
+    crossfit_calibration,
     crossfit_folds,
+    fit_calibration,
     fit_isolation_forest,
     fit_rule,
+    logp_of,
     parameter_count,
 )
 from pipeline.selection import policy_objective, policy_weights, selection_view
@@ -38,12 +47,16 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Decision:
-    """One fitted rule: its files' contents."""
+    """One model's calibration, or one fitted rule: its files' contents."""
 
-    name: str  # <model>+<rule>
+    name: str  # <model>, or <model>+<rule>
     group: str  # its model's loss, or baselines
     frames: dict[str, pd.DataFrame]  # split -> predictions (val: cross-fitted)
-    fitted: dict  # outputs/decisions/<name>.json
+    fitted: dict  # outputs/decisions/<name>.json (a rule's) or outputs/decisions/calibration/<name>.json
+
+    @property
+    def is_rule(self) -> bool:
+        return "rule" in self.fitted
 
 
 ANOMALY_FOREST = "anomaly_forest.skops"  # the anomaly rule's isolation forest, beside the rules' files
@@ -87,8 +100,8 @@ def models_to_decide(records: list[ModelRecord], meta: Meta, cfg: EvaluateConfig
 def decide_all(records: list[ModelRecord], meta: Meta, cfg: EvaluateConfig, *,
                features: dict[str, np.ndarray] | None = None,
                write: Callable[[Decision], None] | None = None) -> tuple[list[Decision], IsolationForest | None]:
-    """Every (model, rule) of ``evaluate.decisions``, fitted on validation, and the anomaly rule's
-    isolation forest (None without that rule).
+    """Every model's calibration and every (model, rule) of ``evaluate.decisions``, fitted on
+    validation, and the anomaly rule's isolation forest (None without that rule).
 
     ``write``, when given, is called with each decision as soon as it is made (in the worker that
     made it), and the decisions returned hold no frames: however many rules and rows, one
@@ -100,7 +113,7 @@ def decide_all(records: list[ModelRecord], meta: Meta, cfg: EvaluateConfig, *,
     """
     classes = meta["classes"]
     rules = list(cfg.decisions.rules)
-    if not records or not rules:
+    if not records:
         return [], None
     train_counts = np.array([meta["counts"]["train"][c] for c in classes])
     val_counts = np.array([meta["counts"]["val"][c] for c in classes], dtype=float)
@@ -125,17 +138,35 @@ def decide_all(records: list[ModelRecord], meta: Meta, cfg: EvaluateConfig, *,
     prior_ratio = (np.asarray(view.prior) / (val_counts / val_counts.sum())
                    if cfg.select.view == "reweighted" else None)
     objective = policy_objective(cfg.select, classes, cost=cost, ece_bins=cfg.ece_bins)
-    chosen = models_to_decide(records, meta, cfg)
-    y_val = chosen[0].val.y_true if chosen else None
-    folds = crossfit_folds(y_val, cfg.crossfit_folds, cfg.bootstrap.seed) if chosen else None
-    w = policy_weights(y_val, view, cfg) if chosen else None
+    chosen = {r.name for r in models_to_decide(records, meta, cfg)} if rules else set()
+    y_val = records[0].val.y_true
+    folds = crossfit_folds(y_val, cfg.crossfit_folds, cfg.bootstrap.seed)
+    w = policy_weights(y_val, view, cfg)
+    crossfitted = {"folds": int(folds.max()) + 1, "seed": cfg.bootstrap.seed}
 
     def context(split: str) -> RuleContext:
         return RuleContext(classes=classes, log_train_prior=np.log(train_counts / train_counts.sum()),
                            cost=cost, prior_ratio=prior_ratio, rarest=rarest,
                            anomaly_scores=None if scores is None else scores[split], seed=cfg.bootstrap.seed)
 
-    def one(rec: ModelRecord, rule: str) -> Decision:
+    def emit(decision: Decision) -> Decision:
+        if write is not None:
+            write(decision)
+            decision.frames = {}
+        return decision
+
+    def one(rec: ModelRecord) -> list[Decision]:
+        """The model's calibration, then each rule on it (when it is among those decided)."""
+        calibration = fit_calibration(logp_of(rec.val.proba), y_val)
+        shipped = {"val": crossfit_calibration(rec.val.proba, y_val, folds),
+                   "test": calibrate(rec.test.proba, calibration)}
+        out = [emit(Decision(rec.name, rec.group, {
+            "val": predictions_frame(shipped["val"], y_val, classes, rec.val.y_pred),
+            "test": predictions_frame(shipped["test"], rec.test.y_true, classes, rec.test.y_pred)},
+            {"model": rec.name, "calibration": calibration, "crossfit": crossfitted}))]
+        return out + [emit(ruled(rec, rule, shipped)) for rule in (rules if rec.name in chosen else ())]
+
+    def ruled(rec: ModelRecord, rule: str, shipped: dict[str, np.ndarray]) -> Decision:
         name = candidate_name(rec.name, rule)
         val_proba, val_pred = crossfit(rule, rec.val.proba, y_val, folds, objective, context("val"), sample_weight=w)
         params = fit_rule(rule, rec.val.proba, y_val, objective, context("val"), sample_weight=w)
@@ -146,7 +177,7 @@ def decide_all(records: list[ModelRecord], meta: Meta, cfg: EvaluateConfig, *,
             "fitted_on": {"split": "val", "rows": int(len(y_val)), "view": cfg.select.view,
                           "metric": cfg.select.metric,
                           "constraints": [str(parse_constraint(c)) for c in cfg.select.constraints]},
-            "crossfit": {"folds": int(folds.max()) + 1, "seed": cfg.bootstrap.seed},
+            "crossfit": crossfitted,
             "context": {"log_train_prior": context("val").log_train_prior.tolist(), "rarest": rarest,
                         "prior_ratio": None if prior_ratio is None else np.asarray(prior_ratio).tolist()},
         }
@@ -154,16 +185,14 @@ def decide_all(records: list[ModelRecord], meta: Meta, cfg: EvaluateConfig, *,
             fitted["context"]["forest"] = ANOMALY_FOREST
         if cost is not None and rule == "cost":
             fitted["cost_matrix"] = cost.tolist()
+        if rule != "cost":  # the probabilities shipped: the model's, calibrated (cost: its own posterior)
+            val_proba, test_proba = shipped["val"], shipped["test"]
         frames = {"val": predictions_frame(val_proba, y_val, classes, val_pred),
                   "test": predictions_frame(test_proba, rec.test.y_true, classes, test_pred)}
         log.debug("%s: %s", name, ", ".join(f"{k} {_short(v)}" for k, v in params.items()))
-        decision = Decision(name, rec.group, frames, fitted)
-        if write is not None:
-            write(decision)
-            decision.frames = {}
-        return decision
+        return Decision(name, rec.group, frames, fitted)
 
-    return in_parallel(one, [(rec, rule) for rec in chosen for rule in rules]), forest
+    return [d for ds in in_parallel(one, [(rec,) for rec in records]) for d in ds], forest
 
 
 def rule_context(fitted: dict, anomaly_scores: np.ndarray | None = None) -> RuleContext:

@@ -31,7 +31,7 @@ BASELINES = ("majority", "logreg_balanced", "xgboost")
 PRIORS = ("auto", "train", "uniform")
 VIEWS = ("held_out", "reweighted")
 STOPPING_METRICS = ("macro_f1", "log_loss", "balanced_log_loss")
-DECISION_RULES = ("temperature", "posthoc_adjust", "thresholds", "cost", "anomaly")
+DECISION_RULES = ("posthoc_adjust", "thresholds", "cost", "anomaly")
 DECISION_MODELS = ("best", "all")
 _COST_METRIC = "expected_cost"  # pipeline.metrics.COST_METRIC (not imported: no scikit-learn here)
 
@@ -153,6 +153,7 @@ class CostsConfig:
 class EvaluateConfig:
     prior: str = "auto"  # second view's class prior: train | uniform | auto (see README)
     ece_bins: int = 15
+    max_ece: float = 0.05  # above this ECE on validation, the pick's probabilities are called poorly calibrated
     bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
     select: SelectConfig = field(default_factory=SelectConfig)
     decisions: DecisionsConfig = field(default_factory=DecisionsConfig)
@@ -402,6 +403,7 @@ def _validate_evaluation(p: Params, source: str) -> None:
     _check(b.xgb_early_stopping >= 1, source, f"baselines.xgb_early_stopping must be >= 1; got {b.xgb_early_stopping}")
     _one_of(e.prior, PRIORS, "evaluate.prior", source)
     _check(e.ece_bins >= 1, source, f"evaluate.ece_bins must be >= 1; got {e.ece_bins}")
+    _check(0 < e.max_ece < 1, source, f"evaluate.max_ece must be in (0, 1); got {e.max_ece}")
     _check(e.bootstrap.resamples >= 10, source,
            f"evaluate.bootstrap.resamples must be >= 10; got {e.bootstrap.resamples}")
     _check(0 < e.bootstrap.level < 1, source, f"evaluate.bootstrap.level must be in (0, 1); got {e.bootstrap.level}")
@@ -419,6 +421,8 @@ def _validate_evaluation(p: Params, source: str) -> None:
 def _validate_decisions(e: EvaluateConfig, source: str) -> None:
     d = e.decisions
     for rule in d.rules:
+        _check(rule != "temperature", source, "evaluate.decisions.rules: temperature is no longer a rule (every "
+               "candidate's probabilities are now calibrated on validation); remove it from the list")
         _one_of(rule, DECISION_RULES, "evaluate.decisions.rules", source)
     _check(len(set(d.rules)) == len(d.rules), source, "evaluate.decisions.rules lists a rule twice")
     if isinstance(d.models, str):

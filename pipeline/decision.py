@@ -4,8 +4,6 @@ A rule turns class probabilities ``p`` (N, C) into (possibly new) probabilities 
 Rules work on ``logp = log(clip(p, 1e-300))``, the logits up to a per-row constant, so
 ``softmax(logp / T + b) == softmax(logits / T + b)`` exactly. The rules (:data:`RULES`):
 
-- ``temperature`` (Guo et al., 2017): ``softmax(logp / T)`` with T minimising the validation
-  NLL; calibrates without changing a decision.
 - ``posthoc_adjust`` (Menon et al., 2021): ``argmax(logp - tau log pi_train)``; tau = 1 is the
   balanced-error Bayes rule for probabilities calibrated to the training prior; tau is searched.
 - ``thresholds``: per-class biases, ``argmax(logp + b)``, fitted by coordinate ascent: the
@@ -19,6 +17,12 @@ Rules work on ``logp = log(clip(p, 1e-300))``, the logits up to a per-row consta
 The searching rules (``posthoc_adjust``, ``thresholds``, ``anomaly``) maximise an
 :data:`Objective` lexicographically, ``(-violation, score)``: meet the policy's constraints
 first, then score best; exact ties go to the value closest to leaving the argmax alone.
+
+Calibration. What a candidate ships as probabilities is its model's, recalibrated on validation
+by vector scaling (Guo et al., 2017): ``softmax(a * logp + b)``, a per-class scale a (C,) and
+bias b (C,) minimising the NLL (:func:`fit_calibration`, :func:`calibrate`). It changes no
+decision: the rule decides on the model's own probabilities, and only the ``cost`` rule, whose
+decisions come from its own calibrated posterior, ships that one instead.
 
 Cross-fitting. A rule scored on the rows it was fitted on looks better than it is: its
 parameters follow that sample's noise (C biases, on small classes, by a lot). :func:`crossfit`
@@ -52,7 +56,7 @@ from sklearn.model_selection import StratifiedKFold
 
 from pipeline import PipelineError
 
-RULES = ("temperature", "posthoc_adjust", "thresholds", "cost", "anomaly")
+RULES = ("posthoc_adjust", "thresholds", "cost", "anomaly")
 
 # objective(y_true (N,), y_pred (N,), proba (N, C), sample_weight (N,) | None) -> (violation >= 0, score):
 # how far the policy's constraints are from holding (0: all hold) and its metric, higher is better
@@ -158,6 +162,45 @@ def bayes_decision(proba, cost) -> np.ndarray:
     return (proba @ cost).argmin(axis=1)
 
 
+def fit_calibration(logp, y) -> dict:
+    """Vector scaling (Guo et al., 2017): ``a`` (C,) and ``b`` (C,) minimising the NLL of
+    ``softmax(a * logp + b)`` on the rows ``logp`` (N, C), ``y`` (N,) int; JSON-able.
+
+    L-BFGS-B with the analytic gradient from ``a = 1 / T`` (:func:`fit_temperature`), ``b = 0``;
+    a in [0.05, 20] (T's bounds), |b| <= 30, and b centred (it is defined up to a constant).
+    """
+    logp, y = np.asarray(logp, dtype=np.float64), np.asarray(y, dtype=np.int64)
+    n, c = logp.shape
+    onehot = np.eye(c)[y]
+
+    def fun(x):
+        z = logp * x[:c] + x[c:]
+        z -= z.max(axis=1, keepdims=True)
+        ls = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+        g = (np.exp(ls) - onehot) / n  # dNLL/dz
+        return -(onehot * ls).sum() / n, np.concatenate([(g * logp).sum(axis=0), g.sum(axis=0)])
+
+    x0 = np.concatenate([np.full(c, 1.0 / fit_temperature(logp, y)), np.zeros(c)])
+    bounds = [(np.exp(-_LOG_T[1]), np.exp(-_LOG_T[0]))] * c + [(-_BIAS_BOUND, _BIAS_BOUND)] * c
+    x = minimize(fun, x0, jac=True, method="L-BFGS-B", bounds=bounds, options={"maxiter": 500}).x
+    return {"method": "vector_scaling", "scale": x[:c].tolist(), "bias": (x[c:] - x[c:].mean()).tolist()}
+
+
+def calibrate(proba, calibration: dict) -> np.ndarray:
+    """(N, C) ``softmax(a * logp + b)`` of ``proba`` under a :func:`fit_calibration` result."""
+    a, b = (np.asarray(calibration[k], dtype=np.float64) for k in ("scale", "bias"))
+    return softmax(logp_of(proba) * a + b)
+
+
+def crossfit_calibration(proba, y, folds) -> np.ndarray:
+    """Out-of-fold calibrated probabilities: fold f through the calibration fitted on the others."""
+    proba, y, folds = np.asarray(proba, dtype=np.float64), np.asarray(y, dtype=np.int64), np.asarray(folds)
+    logp, out = logp_of(proba), np.empty_like(proba)
+    for f in np.unique(folds):
+        out[folds == f] = calibrate(proba[folds == f], fit_calibration(logp[folds != f], y[folds != f]))
+    return out
+
+
 def _check_rule(rule: str) -> None:
     if rule not in RULES:
         raise PipelineError(f"rule must be one of {', '.join(RULES)}; got {rule!r}")
@@ -195,8 +238,6 @@ def fit_rule(rule: str, proba, y, objective: Objective, context: RuleContext, *,
     logp, y = logp_of(proba), np.asarray(y, dtype=np.int64)
     if y.shape != (len(logp),) or y.min(initial=0) < 0 or y.max(initial=0) >= logp.shape[1]:
         raise PipelineError(f"y must be {len(logp)} class indices in [0, {logp.shape[1]}); got shape {y.shape}")
-    if rule == "temperature":
-        return {"temperature": fit_temperature(logp, y, sample_weight=sample_weight)}
     if rule == "cost":
         _cost_of(context)
         weights = sample_weight if context.prior_ratio is None else None
@@ -305,8 +346,6 @@ def apply_rule(rule: str, params: dict, proba, context: RuleContext) -> tuple[np
         t = params["threshold"]
         flagged = np.zeros(len(logp), dtype=bool) if t is None else _scores_of(context, len(logp)) > t
         return _flag(np.asarray(proba, dtype=np.float64), flagged, context.rarest)
-    if rule == "temperature":
-        return softmax(logp / params["temperature"]), logp.argmax(axis=1)
     if rule == "posthoc_adjust":
         z = logp - params["tau"] * np.asarray(context.log_train_prior, dtype=np.float64)
         return softmax(z), z.argmax(axis=1)
@@ -322,7 +361,7 @@ def apply_rule(rule: str, params: dict, proba, context: RuleContext) -> tuple[np
 
 
 def parameter_count(rule: str, params: dict) -> int:
-    """Fitted parameters: temperature 1, posthoc_adjust 1 (tau), thresholds C, cost C + 1, anomaly 1."""
+    """Fitted parameters: posthoc_adjust 1 (tau), thresholds C, cost C + 1, anomaly 1."""
     _check_rule(rule)
     return len(params["bias"]) + (rule == "cost") if rule in ("thresholds", "cost") else 1
 

@@ -21,11 +21,12 @@ from pipeline.metrics import (
     bootstrap_indices,
     bootstrap_intervals,
     classification_metrics,
+    percentile_interval,
     confusion_matrix,
     prior_weights,
 )
 from pipeline.plan import model_name
-from pipeline.selection import View, flat_values, selection_view
+from pipeline.selection import View, flat_values, resampled_values, selection_view
 from pipeline.strength import curve_rows, strength_curves
 
 # Count-based metrics that get bootstrap intervals (besides the rarest class's recall/precision).
@@ -183,10 +184,37 @@ def evaluate(records: list[ModelRecord], meta: Meta, cfg: EvaluateConfig, *, ref
     audit["weight_strength"] = strength_curves(records, metrics, view=view, cfg=cfg, classes=classes,
                                                train_counts=train_counts, val_indices=val_idx,
                                                test_indices=test_idx, cost=cost)
-    audit["warnings"] = pick_warnings(pick, metrics, classes, audit["vs_reference"], audit["policy"]["p_best"])
+    shipped = pick or audit["policy"].get("closest")
+    audit["calibration"] = (shipped_calibration(next(r for r in records if r.name == shipped), metrics[shipped], y_test,
+                                                classes, test_idx, cfg) if shipped else None)
+    audit["warnings"] = pick_warnings(pick, metrics, classes, audit["vs_reference"], audit["policy"]["p_best"],
+                                      audit["calibration"])
     models = [{"name": r.name, "loss": r.loss, "gamma": r.gamma, "alpha": r.alpha, "seed": r.seed, "kind": r.kind}
               for r in plain]
     return Evaluation(metrics, audit, view, rarest, y_test, gamma_table(models, metrics, rarest))
+
+
+def shipped_calibration(rec: ModelRecord, entry: dict, y_test: np.ndarray, classes: list[str], indices,
+                        cfg: EvaluateConfig) -> dict:
+    """How far the probabilities candidate ``rec`` ships (``p_<class>``) are to be trusted: how they
+    were calibrated, their top-label ECE on validation (cross-fitted) and on test with its bootstrap
+    interval, their log loss, and the test split's reliability bins (the ECE's: equal width, by the
+    top probability; ``confidence`` and ``accuracy`` are the bin's means)."""
+    proba = rec.test.proba
+    ece = resampled_values(["ece"], y_test, rec.test.y_pred, proba, classes, indices=indices,
+                           ece_bins=cfg.ece_bins)["ece"]
+    low, high = percentile_interval(ece, cfg.bootstrap.level)
+    conf, hit = proba.max(axis=1), (proba.argmax(axis=1) == y_test)
+    bins = np.clip(np.ceil(conf * cfg.ece_bins).astype(np.int64) - 1, 0, cfg.ece_bins - 1)
+    reliability = [{"low": int(b) / cfg.ece_bins, "high": (int(b) + 1) / cfg.ece_bins, "rows": int((bins == b).sum()),
+                    "confidence": float(conf[bins == b].mean()), "accuracy": float(hit[bins == b].mean())}
+                   for b in np.unique(bins)]
+    method = ("the cost rule's own (bias-corrected temperature scaling)" if rec.rule == "cost" else
+              "vector scaling on validation" if rec.calibration else "none")
+    return {"candidate": rec.name, "method": method, "bins": cfg.ece_bins, "max_ece": cfg.max_ece,
+            "validation_ece": entry["val"]["ece"], "test_ece": entry["ece"], "test_ece_low": low,
+            "test_ece_high": high, "validation_log_loss": entry["val"]["log_loss"], "test_log_loss": entry["log_loss"],
+            "reliability": reliability}
 
 
 def accuracy_paradox(majority: dict, view: View) -> dict:

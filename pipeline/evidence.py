@@ -289,9 +289,10 @@ def loss_metric_agreement(records: list[ModelRecord], *, metric: str, classes: l
 
 
 def pick_warnings(pick: str | None, metrics: dict, classes: list[str], vs_reference: dict | None,
-                  p_best_value: float | None) -> list[str]:
+                  p_best_value: float | None, calibration: dict | None = None) -> list[str]:
     """What the first screen must say in words: a class the pick never recalls, a lead over the
-    reference within noise, a choice that resampling often overturns."""
+    reference within noise, a choice that resampling often overturns, probabilities that are not
+    calibrated enough to be read as probabilities."""
     if pick is None:
         return ["no candidate meets the policy's constraints on validation: nothing is recommended"]
     out = []
@@ -305,5 +306,9 @@ def pick_warnings(pick: str | None, metrics: dict, classes: list[str], vs_refere
                    f"({vs_reference['value']:+.4f} [{vs_reference['low']:+.4f}, {vs_reference['high']:+.4f}])")
     if p_best_value is not None and p_best_value < 0.5:
         out.append(f"the choice is uncertain: {pick} is the pick in only {p_best_value:.0%} of validation resamples")
+    if calibration and calibration["validation_ece"] > calibration["max_ece"]:
+        out.append(f"{pick}'s probabilities (p_<class>) are poorly calibrated: ECE {calibration['validation_ece']:.3f} "
+                   f"on validation, above evaluate.max_ece {calibration['max_ece']:g}; read them as scores, not as "
+                   "chances")
     return out
 

@@ -217,6 +217,28 @@ def per_class_figure(values: dict[str, dict[str, float]], classes: list[str], or
     return fig
 
 
+def reliability_figure(calibration: dict) -> Figure:
+    """The shipped candidate's reliability diagram on test (``audit.json``'s ``calibration``): each
+    bin's accuracy against its mean top probability, the diagonal being perfect calibration, and
+    how many rows each bin holds."""
+    bins = calibration["reliability"]
+    fig, (ax, counts) = plt.subplots(2, 1, figsize=(5.2, 5.6), layout="constrained", sharex=True,
+                                     gridspec_kw={"height_ratios": [3, 1]})
+    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="perfectly calibrated")
+    ax.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], marker="o",
+            label=f"{calibration['candidate']} (ECE {calibration['test_ece']:.3f})")
+    ax.set_ylabel("accuracy in the bin")
+    ax.set_title(f"Reliability on the test split ({calibration['bins']} bins)")
+    ax.legend(loc="upper left")
+    ax.set_xlim(0, 1.0)
+    ax.set_ylim(0, 1.02)
+    counts.bar([(b["low"] + b["high"]) / 2 for b in bins], [b["rows"] for b in bins],
+               width=1 / calibration["bins"] * 0.9, color="tab:blue")
+    counts.set_xlabel("top probability (confidence)")
+    counts.set_ylabel("rows")
+    return fig
+
+
 def confusion_pair_figure(cms: dict[str, np.ndarray], classes: list[str]) -> Figure:
     """Row-normalised confusion matrices of a few models side by side (recall on the diagonal)."""
     size = max(4.0, 0.42 * len(classes) + 1.5)
@@ -307,6 +329,8 @@ def evaluation_figures(ev, data, meta: dict) -> list[tuple[str, Callable[..., Fi
             for m in dict.fromkeys(m for m in (pick, ref) if m and m in data.cm)}
     if pair:
         jobs.append((FIGURES["pick_vs_ce_confusion"], confusion_pair_figure, (pair, classes)))
+    if audit.get("calibration"):
+        jobs.append((FIGURES["reliability"], reliability_figure, (audit["calibration"],)))
     weighted = (audit.get("weight_strength") or {}).get("weighted_ce")  # its alpha sweep's peak, when swept
     shown = list(dict.fromkeys(m for m in (ref, weighted["peak"]["models"][0] if weighted else "weighted_ce", pick)
                                if m and m in metrics))

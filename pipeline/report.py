@@ -81,6 +81,18 @@ def _how_good(r: Run) -> str:
             f"<b>{num(est['test'])}</b>{interval}.")
 
 
+def _probabilities(r: Run) -> str:
+    c = r.audit.get("calibration")
+    if not c:
+        return ""
+    how = "as its decision rule computes them" if c["method"].startswith("the cost rule") else (
+        "recalibrated on the validation split (vector scaling); its decisions are made before and do not change"
+        if c["method"] != "none" else "as the model gives them")
+    return (f"The probability it returns for each class is {how}: on the test split they are off by "
+            f"<b>{num(c['test_ece'], 3)}</b> on average ({r.level} interval {num(c['test_ece_low'], 3)} to "
+            f"{num(c['test_ece_high'], 3)}; expected calibration error, 0 is perfect).")
+
+
 def _cost(r: Run) -> str:
     ref, vs = r.reference, r.audit["vs_reference"]
     if ref is None:
@@ -122,11 +134,11 @@ def _warnings(r: Run) -> str:
 
 
 def _decision(r: Run, body: list[Section], appendix: list[Section]) -> list[str]:
-    sentences = [_what_ships(r), _how_good(r), _cost(r)] if r.pick else _no_pick(r)
+    sentences = [_what_ships(r), _how_good(r), _probabilities(r), _cost(r)] if r.pick else _no_pick(r)
     toc = "".join(f'<li><a href="#{x.id}">{esc(x.title)}</a></li>' for x in body)
     more = " · ".join(f'<a href="#{x.id}">{esc(x.title)}</a>' for x in appendix)
     return ['<section id="decision">', "<h2>The decision</h2>",
-            '<div class="lead">' + "".join(f"<p>{x}</p>" for x in sentences) + "</div>",
+            '<div class="lead">' + "".join(f"<p>{x}</p>" for x in sentences if x) + "</div>",
             _warnings(r), f"<nav><b>The evidence</b><ol>{toc}</ol>{more}</nav>", "</section>"]
 
 
@@ -194,7 +206,11 @@ def _confusion(r: Run) -> Section:
         f"<p>The pick beside {name(ref)} on the test split. Rows are the true class, columns the predicted one; "
         "each cell is the share of the true class, so the diagonal is each class's recall and the off-diagonal "
         "cells show which classes get confused.</p>",
-        figure(r.images, "pick_vs_ce_confusion", "confusion matrices of the pick and of the reference")])
+        figure(r.images, "pick_vs_ce_confusion", "confusion matrices of the pick and of the reference"),
+        *(["<p>How far the pick's probabilities can be read as chances: in each bin of cases it gave about the "
+           "same top probability, the share it got right. On the diagonal, a probability of 0.9 is right 9 times "
+           "in 10.</p>", figure(r.images, "reliability", "reliability diagram of the pick on the test split")]
+          if "reliability" in r.images else [])])
 
 
 def _paradox(r: Run) -> Section:

@@ -19,7 +19,6 @@ from pipeline.metrics import lower_is_better
 
 # How a decision rule reads in a sentence (pipeline.decision.RULES).
 RULE_WORDS = {
-    "temperature": "temperature scaling",
     "posthoc_adjust": "post-hoc logit adjustment",
     "thresholds": "per-class thresholds",
     "cost": "cost-based decisions",

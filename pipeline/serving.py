@@ -4,9 +4,10 @@ A bundle is a directory holding everything that turns a raw row into a decision,
 that runs code when read:
 
 - ``candidate.json``: format and version, the candidate's name, its trained model and rule, the
-  model's kind, the class names in output order, and the rule's fitted parameters file
-  (``outputs/decisions/<model>+<rule>.json``: temperature, tau, biases, cost matrix, and the
-  ``context`` that applies it);
+  model's kind, the class names in output order, the rule's fitted parameters file
+  (``outputs/decisions/<model>+<rule>.json``: tau, biases, cost matrix, and the ``context`` that
+  applies it), and the model's calibration (``outputs/decisions/calibration/<model>.json``: the
+  vector scaling that makes its probabilities the ``p_<class>`` a candidate returns);
 - ``preprocessing.json``: the fitted preprocessing (:mod:`pipeline.preprocessing`);
 - ``model.pt`` (an MLP checkpoint, read with ``weights_only=True``) or ``model.json`` (a
   baseline's own description: a prior, logistic-regression coefficients; for XGBoost its best
@@ -40,8 +41,8 @@ if TYPE_CHECKING:
     from pipeline.artifacts import ModelRecord
 
 BUNDLE_FORMAT = "imbalance-pipeline/candidate"
-BUNDLE_VERSION = 2  # 2: an XGBoost booster in booster.ubj (1: inside model.json; still read)
-READ_VERSIONS = (1, 2)
+BUNDLE_VERSION = 3  # 3: calibrated probabilities; 2: an XGBoost booster in booster.ubj (1: inside model.json)
+READ_VERSIONS = (1, 2, 3)
 CANDIDATE_FILE = "candidate.json"
 PREDICTION = "prediction"  # the decided class name; then one p_<class> column per class
 
@@ -61,12 +62,13 @@ def bundle_digest(bundle: str | Path) -> str:
 
 def write_bundle(out: str | Path, *, name: str, model: str, kind: str, classes: list[str],
                  model_file: Path | None, preprocessing_file: Path, decision: dict[str, Any] | None = None,
-                 decisions_dir: Path | None = None) -> str:
+                 decisions_dir: Path | None = None, calibration: dict[str, Any] | None = None) -> str:
     """Write candidate ``name``'s bundle into the new directory ``out``; returns its digest.
 
     ``kind`` is ``mlp`` or a baseline's name; ``model_file`` its checkpoint or description;
     ``decision`` the rule's fitted parameters file's contents (None: the model's argmax), whose
-    forest (anomaly) lies in ``decisions_dir``.
+    forest (anomaly) lies in ``decisions_dir``; ``calibration`` the model's
+    (:func:`pipeline.decision.fit_calibration`; None: its probabilities as they are).
     """
     out = Path(out)
     out.mkdir(parents=True)
@@ -85,7 +87,7 @@ def write_bundle(out: str | Path, *, name: str, model: str, kind: str, classes: 
     write_json(out / CANDIDATE_FILE, {
         "format": BUNDLE_FORMAT, "version": BUNDLE_VERSION, "name": name, "model": model,
         "rule": None if decision is None else decision["rule"], "kind": kind, "classes": list(classes),
-        "decision": decision,
+        "decision": decision, "calibration": calibration,
     })
     return bundle_digest(out)
 
@@ -118,7 +120,7 @@ def write_candidate_bundle(out: str | Path, rec: ModelRecord, *, classes: list[s
     """:func:`write_bundle` of the candidate ``rec`` evaluate reads (a trained model or a rule on one)."""
     return write_bundle(out, name=rec.name, model=rec.model, kind="mlp" if rec.kind == "mlp" else rec.loss,
                         classes=classes, model_file=rec.weights, preprocessing_file=preprocessing_file,
-                        decision=rec.decision, decisions_dir=decisions_dir)
+                        decision=rec.decision, decisions_dir=decisions_dir, calibration=rec.calibration)
 
 
 @dataclass
@@ -132,6 +134,7 @@ class Candidate:
     decision: dict[str, Any] | None
     _proba: Any  # (N, F) float32 features -> (N, C) float64 probabilities
     _forest: Any = None
+    calibration: dict[str, Any] | None = None
 
     @classmethod
     def load(cls, bundle: str | Path) -> Candidate:
@@ -146,19 +149,25 @@ class Candidate:
 
             forest = load_forest(bundle / "forest.skops")
         return cls(spec["name"], spec["classes"], spec["kind"], load_preprocessing(bundle / "preprocessing.json"),
-                   spec["decision"], _base_proba(spec["kind"], bundle, len(spec["classes"])), forest)
+                   spec["decision"], _base_proba(spec["kind"], bundle, len(spec["classes"])), forest,
+                   spec.get("calibration"))
 
     def decide(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(proba (N, C), y_pred (N,))`` of prepared features ``X`` (N, F), as the pipeline's
-        prediction files hold them."""
+        prediction files hold them: the rule decides on the model's probabilities, and the
+        probabilities returned are the model's calibrated ones (the cost rule's: its own)."""
+        from pipeline.decision import calibrate
+
         proba = self._proba(np.asarray(X, dtype=np.float32))
+        shipped = proba if self.calibration is None else calibrate(proba, self.calibration)
         if self.decision is None:
-            return proba, proba.argmax(axis=1)
+            return shipped, proba.argmax(axis=1)
         from pipeline.candidates import rule_context
         from pipeline.decision import anomaly_scores, apply_rule
 
         scores = None if self._forest is None else anomaly_scores(self._forest, X)
-        return apply_rule(self.decision["rule"], self.decision["params"], proba, rule_context(self.decision, scores))
+        q, y_pred = apply_rule(self.decision["rule"], self.decision["params"], proba, rule_context(self.decision, scores))
+        return (q if self.decision["rule"] == "cost" else shipped), y_pred
 
     def predict(self, frame: pd.DataFrame, *, strict: bool = False) -> pd.DataFrame:
         """The decided class name (``prediction``) and one ``p_<class>`` column per class for

@@ -756,8 +756,13 @@ def decision_record(audit: Mapping[str, Any], validation_score: float | None, ca
                     data_digest: str, lock_hashes: Mapping[str, str]) -> tuple[dict[str, str], str]:
     """The registry version's tags and description: the policy, the pick's validation score and
     P(best), its test estimate with interval, the paired difference against the reference,
-    the git commit, ``dvc.lock``'s stage hashes and the data digest."""
+    the git commit, ``dvc.lock``'s stage hashes and the data digest, and how far its probabilities
+    are calibrated."""
     policy, est, ref = audit["policy"], audit.get("estimate") or {}, audit.get("vs_reference")
+    cal = audit.get("calibration") or {}
+    calibration = "unknown" if not cal else (
+        f"{cal['method']}; ECE validation {_num(cal['validation_ece'])}, test {_num(cal['test_ece'])} "
+        f"[{_num(cal['test_ece_low'])}, {_num(cal['test_ece_high'])}]")
     versus = "none" if not ref else (f"{ref['metric']} {ref['value']:+.4f} [{ref['low']:+.4f}, {ref['high']:+.4f}]: "
                                      f"{ref['words']}" if ref.get("low") is not None else ref["words"])
     tags = {
@@ -768,6 +773,7 @@ def decision_record(audit: Mapping[str, Any], validation_score: float | None, ca
         "test_estimate": _num(est.get("test")),
         "test_interval": f"[{_num(est.get('low'))}, {_num(est.get('high'))}]",
         "difference_vs_reference": versus,
+        "calibration": calibration,
         "git_commit": commit,
         "data_digest": data_digest,
         **{f"dvc_lock/{stage.replace('@', ':')}": h for stage, h in lock_hashes.items()},  # MLflow refuses @
@@ -780,6 +786,9 @@ def decision_record(audit: Mapping[str, Any], validation_score: float | None, ca
         f"Validation {policy.get('metric', '')}: {tags['validation_score']}; P(best) {tags['p_best']}.",
         f"Test estimate (unbiased; never used to choose): {tags['test_estimate']} {tags['test_interval']}.",
         f"Against the reference: {tags['difference_vs_reference']}.",
+        f"Probabilities (p_<class>): calibrated by {calibration} (expected calibration error, 0 is perfect; "
+        f"the prediction column is the decision rule's, made before calibration)." if cal else
+        "Probabilities (p_<class>): calibration unknown.",
         f"Git commit {commit}; data digest {data_digest}.",
     ])
     return tags, description

@@ -1,12 +1,15 @@
-"""decide: fit decision rules on the validation split on top of trained models; write their
-predictions and fitted parameters.
+"""decide: calibrate every trained model and fit decision rules on top of them, on the validation
+split; write their predictions and fitted parameters.
 
-For each model ``evaluate.decisions.models`` names (default ``best``: each loss's best model on
+Each model's probabilities are recalibrated by vector scaling (:func:`pipeline.decision.fit_calibration`):
+what every candidate ships. For each model ``evaluate.decisions.models`` names (default ``best``: each loss's best model on
 validation under the policy) and each rule of ``evaluate.decisions.rules``: the rule's
 validation predictions come from cross-fitting (refitted on k-1 folds of the validation split,
 ``evaluate.crossfit_folds``, predicting the held-out fold), its test predictions from one fit on
-the whole validation split. Writes ``<predictions>/<split>/<group>/<model>+<rule>.parquet`` and
-``<params>/<model>+<rule>.json``; nothing else (evaluate does the MLflow logging).
+the whole validation split, the calibration likewise. Writes ``<predictions>/<split>/<group>/<name>.parquet``
+for each model (its calibrated probabilities, its own decisions) and each ``<model>+<rule>``,
+``<params>/calibration/<model>.json`` and ``<params>/<model>+<rule>.json``; nothing else (evaluate
+does the MLflow logging).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from pipeline.artifacts import load_model_records, read_prepared
+from pipeline.artifacts import CALIBRATION_DIR, load_model_records, read_prepared
 from pipeline.config import load_params
 from pipeline.decision import dump_forest
 from pipeline.candidates import ANOMALY_FOREST, decide_all
@@ -49,13 +52,15 @@ def main(argv: list[str] | None = None) -> None:
             for split, frame in d.frames.items():
                 (preds_tmp / split / d.group).mkdir(parents=True, exist_ok=True)
                 frame.to_parquet(preds_tmp / split / d.group / f"{d.name}.parquet", index=False)
-            write_json(params_tmp / f"{d.name}.json", d.fitted)
+            (params_tmp / CALIBRATION_DIR).mkdir(exist_ok=True)
+            write_json(params_tmp / ("" if d.is_rule else CALIBRATION_DIR) / f"{d.name}.json", d.fitted)
 
         decisions, forest = decide_all(records, meta, params.evaluate, features=features, write=write)
         if forest is not None:
             dump_forest(forest, params_tmp / ANOMALY_FOREST)
-    log.info("%d decision rule(s) fitted on validation over %d model(s)", len(decisions),
-             len({d.fitted["model"] for d in decisions}))
+    rules = [d for d in decisions if d.is_rule]
+    log.info("%d model(s) calibrated and %d decision rule(s) fitted over %d of them, on validation",
+             len(decisions) - len(rules), len(rules), len({d.fitted["model"] for d in rules}))
 
 
 if __name__ == "__main__":

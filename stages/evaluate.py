@@ -70,7 +70,7 @@ def _evaluate(args: argparse.Namespace, argv: list[str], online: bool) -> None:
     params = load_params(args.params)
     meta = read_json(args.meta, what="prepared-data metadata")
     models = load_model_records(args.plans, args.models, args.predictions, args.baselines, meta)
-    records = models + load_decision_records(models, args.decision_predictions, args.decision_params, meta["classes"])
+    records = load_decision_records(models, args.decision_predictions, args.decision_params, meta["classes"])
     losses = params.train.losses
     reference = "ce" if "ce" in losses else losses[0]
     ev = evaluate(records, meta, params.evaluate, reference_loss=reference)  # checks the policy first

@@ -3,7 +3,7 @@
 Reads the evaluation's outputs (metrics, audit, MLflow run ids, the figures evaluate drew), the
 prepared-data metadata and the class weights; adds provenance from git and ``dvc.lock``, and the
 sha256 of every candidate's validation and test prediction files (the evidence the numbers come
-from: trained models under ``--predictions``, decision rules under ``--decisions``). Writes ``--out``
+from: the decide stage's, under ``--decisions``). Writes ``--out``
 (deterministic: the same inputs give the same bytes) and logs it to the evaluation's MLflow run.
 """
 
@@ -43,9 +43,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--audit", required=True, help="audit.json written by evaluate")
     ap.add_argument("--runs", required=True, help="mlflow_runs.json written by evaluate")
     ap.add_argument("--figures", required=True, help="figures directory written by evaluate")
-    ap.add_argument("--predictions", required=True, help="the models' predictions: <split>/<group>/<model>.parquet")
     ap.add_argument("--decisions", required=True,
-                    help="the decide stage's predictions: <split>/<group>/<model>+<rule>.parquet")
+                    help="the decide stage's predictions: <split>/<group>/<candidate>.parquet")
     ap.add_argument("--lock", default="dvc.lock", help="DVC lock file, read for provenance")
     ap.add_argument("--out", required=True, help="report.html to write")
     ap.add_argument("--no-mlflow", action="store_true", help="do not log the page to MLflow")
@@ -58,9 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     audit = read_json(args.audit, what="evaluation audit")
     # no DVC dependency (run ids change every execution): read when there, else no MLflow links
     runs = read_json(args.runs, what="MLflow run list of the evaluation") if Path(args.runs).is_file() else None
-    models = [m for m in metrics if "+" not in m]
-    rules = [m for m in metrics if "+" in m]
-    files = {**predictions_by_model(args.predictions, models), **predictions_by_model(args.decisions, rules)}
+    files = predictions_by_model(args.decisions, list(metrics))
     evidence = {key: file_digest(files[key]) for key in (f"{split}/{m}" for m in metrics for split in PREDICTED_SPLITS)}
     images = read_figures(args.figures)
 

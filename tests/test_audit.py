@@ -100,3 +100,15 @@ def test_the_first_screen_warns_in_words():
     healthy = {"m": {**_entry([1.0, 0.8, 0.7]), "val": _entry([1.0, 0.9, 0.5])}}
     assert pick_warnings("m", healthy, list("abc"), clear, 0.8) == []
     assert "nothing is recommended" in pick_warnings(None, {}, list("abc"), None, None)[0]
+
+
+def test_probabilities_calibrated_worse_than_max_ece_on_validation_are_called_scores():
+    from pipeline.evidence import pick_warnings
+
+    healthy = {"m": {**_entry([1.0, 0.8, 0.7]), "val": _entry([1.0, 0.9, 0.5])}}
+    clear = {"value": 0.05, "low": 0.01, "high": 0.09, "words": "better than plain cross-entropy beyond noise"}
+    calibration = {"validation_ece": 0.12, "max_ece": 0.05}
+    said = pick_warnings("m", healthy, list("abc"), clear, 0.8, calibration)
+    assert said == ["m's probabilities (p_<class>) are poorly calibrated: ECE 0.120 on validation, above "
+                    "evaluate.max_ece 0.05; read them as scores, not as chances"]
+    assert pick_warnings("m", healthy, list("abc"), clear, 0.8, {**calibration, "validation_ece": 0.04}) == []

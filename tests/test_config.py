@@ -77,9 +77,11 @@ def test_defaults_fill_missing_keys():
         ({"train": {"early_stopping_fraction": "a tenth"}}, "train.early_stopping_fraction must be float"),
         ({"train": {"early_stopping_metric": "accuracy"}},
          "train.early_stopping_metric must be one of macro_f1, log_loss, balanced_log_loss; got 'accuracy'"),
-        ({"evaluate": {"decisions": {"rules": ["temperature", "platt"]}}},
-         "evaluate.decisions.rules must be one of temperature, posthoc_adjust, thresholds, cost, anomaly; "
-         "got 'platt'"),
+        ({"evaluate": {"decisions": {"rules": ["posthoc_adjust", "platt"]}}},
+         "evaluate.decisions.rules must be one of posthoc_adjust, thresholds, cost, anomaly; got 'platt'"),
+        ({"evaluate": {"decisions": {"rules": ["temperature"]}}},
+         "evaluate.decisions.rules: temperature is no longer a rule"),
+        ({"evaluate": {"max_ece": 0}}, r"evaluate.max_ece must be in \(0, 1\); got 0"),
         ({"evaluate": {"decisions": {"rules": ["cost", "cost"]}}}, "evaluate.decisions.rules lists a rule twice"),
         ({"evaluate": {"decisions": {"rule": ["cost"]}}},
          r"unknown key evaluate.decisions.rule; allowed: rules, models \(did you mean evaluate.decisions.rules\?\)"),
@@ -152,7 +154,8 @@ def test_new_keys_have_their_defaults():
     assert (p.train.early_stopping_fraction, p.train.early_stopping_metric) == (0.1, "balanced_log_loss")
     assert STOPPING_METRICS == ("macro_f1", "log_loss", "balanced_log_loss")
     e = p.evaluate
-    assert DECISION_RULES == ("temperature", "posthoc_adjust", "thresholds", "cost", "anomaly")
+    assert DECISION_RULES == ("posthoc_adjust", "thresholds", "cost", "anomaly")
+    assert e.max_ece == 0.05
     assert e.decisions.rules == DECISION_RULES and e.decisions.models == "best"
     assert e.crossfit_folds == 5 and e.costs is None and e.deploy_prior is None
     assert CostsConfig() == CostsConfig(default=1.0, missed={}, false_alarm={}, matrix={}, allow_diagonal=False)

@@ -17,9 +17,12 @@ from pipeline.decision import (
     anomaly_scores,
     apply_rule,
     bayes_decision,
+    calibrate,
     crossfit,
+    crossfit_calibration,
     crossfit_folds,
     fit_bias_corrected_temperature,
+    fit_calibration,
     fit_isolation_forest,
     fit_rule,
     fit_temperature,
@@ -77,10 +80,39 @@ def test_temperature_recovers_the_scale_of_overconfident_logits():
     proba = softmax(3 * z)  # three times too confident
     t = fit_temperature(logp_of(proba), y)
     assert t == pytest.approx(3.0, rel=0.05)
-    q, y_pred = apply_rule("temperature", {"temperature": t}, proba, _context(5))
-    assert (y_pred == proba.argmax(axis=1)).all()
+    q = softmax(logp_of(proba) / t)
     assert (q.argmax(axis=1) == proba.argmax(axis=1)).all()
     assert _nll(q, y) < _nll(proba, y)
+
+
+def test_calibration_recovers_the_per_class_scales_and_biases_labels_were_drawn_with():
+    """Labels drawn from ``softmax(a * log p + b)``: vector scaling of the log-probabilities finds
+    that a and b again (b up to its constant), and its NLL beats temperature scaling's."""
+    rng = np.random.default_rng(3)
+    proba = rng.dirichlet(np.full(4, 0.7), size=20000)
+    a, b = np.array([2.0, 1.0, 0.6, 1.5]), np.array([0.5, -0.3, 0.2, -0.4])
+    y = _sample_labels(rng, softmax(np.log(proba) * a + b))
+    fitted = fit_calibration(logp_of(proba), y)
+    assert fitted["method"] == "vector_scaling" and json.loads(json.dumps(fitted)) == fitted
+    np.testing.assert_allclose(fitted["scale"], a, rtol=0.06)
+    np.testing.assert_allclose(fitted["bias"], b - b.mean(), atol=0.06)
+    q = calibrate(proba, fitted)
+    np.testing.assert_allclose(q.sum(axis=1), 1.0, rtol=1e-12)
+    t = fit_temperature(logp_of(proba), y)
+    assert _nll(q, y) < _nll(softmax(logp_of(proba) / t), y) < _nll(proba, y)
+
+
+def test_crossfit_calibration_decides_each_fold_by_the_others():
+    rng = np.random.default_rng(4)
+    z = rng.normal(size=(300, 3))
+    y = _sample_labels(rng, softmax(z))
+    proba = softmax(2 * z)
+    folds = crossfit_folds(y, 3, seed=0)
+    out = crossfit_calibration(proba, y, folds)
+    for f in range(3):
+        rows = folds == f
+        expected = calibrate(proba[rows], fit_calibration(logp_of(proba[~rows]), y[~rows]))
+        np.testing.assert_allclose(out[rows], expected, rtol=1e-12)
 
 
 def test_temperature_is_weighted_and_deterministic():
@@ -275,7 +307,7 @@ def test_every_rule_gives_probabilities_and_json_parameters(rule):
     objective = policy_objective(ctx.classes, "macro_f1", [Constraint("recall/c3", ">=", 0.5)])
     params = fit_rule(rule, proba, y, objective, ctx)
     assert json.loads(json.dumps(params, allow_nan=False)) == params
-    assert parameter_count(rule, params) == {"temperature": 1, "posthoc_adjust": 1, "thresholds": 4,
+    assert parameter_count(rule, params) == {"posthoc_adjust": 1, "thresholds": 4,
                                               "cost": 5, "anomaly": 1}[rule]
     q, y_pred = apply_rule(rule, params, proba, ctx)
     assert q.shape == proba.shape and np.isfinite(q).all() and (q >= 0).all()
@@ -320,7 +352,7 @@ def test_bad_rules_and_missing_inputs_are_pipeline_errors():
     proba, y = _imbalanced(50, np.array([0.5, 0.5]), 1.0, seed=12)
     ctx = _context(2)
     objective = policy_objective(ctx.classes, "macro_f1")
-    allowed = "rule must be one of temperature, posthoc_adjust, thresholds, cost, anomaly; got 'platt'"
+    allowed = "rule must be one of posthoc_adjust, thresholds, cost, anomaly; got 'platt'"
     with pytest.raises(PipelineError, match=allowed):
         fit_rule("platt", proba, y, objective, ctx)
     with pytest.raises(PipelineError, match="rule must be one of"):

@@ -44,7 +44,7 @@ def test_gamma_table_uses_bootstrap_with_one_seed_and_spread_with_several():
 def _audit(pick="cb_focal_g0.5+thresholds", shift=0.0):
     board = [{"model": "cb_focal_g0.5+thresholds", "members": ["cb_focal_g0.5+thresholds"],
               "validation": 0.9072205591055582 + shift, "test": 0.9032810007810074 + shift},
-             {"model": "ce", "members": ["ce", "ce+temperature"],
+             {"model": "ce", "members": ["ce", "focal_g0"],
               "validation": 0.8505304531553481 + shift, "test": 0.8712052721160608 + shift}]
     return {"policy": {"pick": pick, "metric": "macro_f1", "p_best": 0.358},
             "estimate": {"metric": "macro_f1", "validation": board[0]["validation"], "test": board[0]["test"],
@@ -215,9 +215,9 @@ def test_an_xgboost_bundle_holds_its_booster_in_binary_and_a_version_1_bundle_st
     (v1 / "preprocessing.json").write_bytes((tmp_path / "preprocessing.json").read_bytes())
     (v1 / "model.json").write_bytes((tmp_path / "xgboost.json").read_bytes())
     spec = json.loads((tmp_path / "v2" / CANDIDATE_FILE).read_text())
-    assert spec["version"] == BUNDLE_VERSION == 2
+    assert spec["version"] == BUNDLE_VERSION == 3
     (v1 / CANDIDATE_FILE).write_text(json.dumps({**spec, "version": 1}))
     np.testing.assert_array_equal(Candidate.load(v1).decide(X)[0], v2.decide(X)[0])
-    (v1 / CANDIDATE_FILE).write_text(json.dumps({**spec, "version": 3}))
-    with pytest.raises(PipelineError, match="versions 1, 2 are read"):
+    (v1 / CANDIDATE_FILE).write_text(json.dumps({**spec, "version": 4}))
+    with pytest.raises(PipelineError, match="versions 1, 2, 3 are read"):
         Candidate.load(v1)

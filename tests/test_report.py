@@ -289,15 +289,15 @@ def test_the_stage_lists_the_digest_of_every_candidates_predictions(tmp_path):
     (tmp_path / "figures").mkdir()
     preds = {}
     for split in ("val", "test"):
-        for root, group, cand in (("predictions", "ce", "ce"), ("decisions", "ce", "ce+thresholds")):
-            path = tmp_path / root / split / group / f"{cand}.parquet"
+        for group, cand in (("ce", "ce"), ("ce", "ce+thresholds")):
+            path = tmp_path / "decisions" / split / group / f"{cand}.parquet"
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(f"{split} {cand}".encode())
             preds[f"{split}/{cand}"] = file_digest(path)
     (tmp_path / "params.yaml").write_text("{}\n")
     out = tmp_path / "report.html"
     report.main(["--params", str(tmp_path / "params.yaml"), *(a for k, p in files.items() for a in (f"--{k}", str(p))),
-                 "--figures", str(tmp_path / "figures"), "--predictions", str(tmp_path / "predictions"),
+                 "--figures", str(tmp_path / "figures"),
                  "--decisions", str(tmp_path / "decisions"), "--lock", str(tmp_path / "dvc.lock"),
                  "--out", str(out), "--no-mlflow"])
     said = _text(_section(out.read_text(), "provenance"))

@@ -39,8 +39,8 @@ def _raw_test_rows(d) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def _saved_test_predictions(d, name) -> pd.DataFrame:
-    root = d / ("reports/decisions" if "+" in name else "reports/predictions") / "test"
-    return pd.read_parquet(next(root.glob(f"*/{name}.parquet")))
+    """The test predictions evaluate scored (the decide stage's: calibrated probabilities)."""
+    return pd.read_parquet(next((d / "reports/decisions/test").glob(f"*/{name}.parquet")))
 
 
 def _same_answer(got: pd.DataFrame, saved: pd.DataFrame, classes):
@@ -107,6 +107,9 @@ def test_the_champion_carries_the_decision_record_of_the_audit(shipped):
                                         data_digest=version.tags["data_digest"], lock_hashes={})
     assert {k: version.tags[k] for k in tags} == tags
     assert description == version.description
+    cal = audit["calibration"]
+    assert cal["candidate"] == pick and version.tags["calibration"].startswith(f"{cal['method']}; ECE validation")
+    assert f"test {cal['test_ece']:.4f} [{cal['test_ece_low']:.4f}, {cal['test_ece_high']:.4f}]" in version.description
     assert version.source.startswith("models:/m-")  # the logged model, linked both ways
     logged = client.get_logged_model(version.source.removeprefix("models:/"))
     assert logged.tags["candidate"] == pick

@@ -77,7 +77,7 @@ def report_args(d, params, out, *extra):
     return ["--params", str(params), "--meta", str(d / "data/prepared/meta.json"),
             "--weights", str(d / "outputs/class_weights.json"), "--metrics", str(d / "reports/metrics.json"),
             "--audit", str(d / "reports/audit.json"), "--runs", str(d / "reports/mlflow_runs.json"),
-            "--figures", str(d / "reports/figures"), "--predictions", str(d / "reports/predictions"),
+            "--figures", str(d / "reports/figures"),
             "--decisions", str(d / "reports/decisions"), "--lock", str(d / "dvc.lock"), "--out", str(out), *extra]
 
 
@@ -99,16 +99,17 @@ ALL = {**MODELS, **BASELINES}
 
 
 def _candidates(d):
-    """candidate -> (group, directory of its predictions) for every model and decision rule."""
-    out = {m: (g, "predictions") for m, g in ALL.items()}
+    """candidate -> its group for every model and decision rule."""
+    out = dict(ALL)
     for p in sorted((d / "outputs/decisions").glob("*.json")):
-        out[p.stem] = (json.loads(p.read_text())["group"], "decisions")
+        out[p.stem] = json.loads(p.read_text())["group"]
     return out
 
 
-def _predictions(d, name, split):
-    group, where = _candidates(d)[name]
-    return pd.read_parquet(d / f"reports/{where}/{split}/{group}/{name}.parquet")
+def _predictions(d, name, split, where="decisions"):
+    """A candidate's predictions as evaluated (the decide stage's: calibrated), or with
+    ``where="predictions"`` a model's own, as trained."""
+    return pd.read_parquet(d / f"reports/{where}/{split}/{_candidates(d)[name]}/{name}.parquet")
 
 
 def test_every_stage_writes_its_outputs(pipeline_run):
@@ -130,7 +131,9 @@ def test_every_stage_writes_its_outputs(pipeline_run):
     # default decisions: every rule on each loss's best model on validation (majority: none, it is constant)
     decided = {p.stem for p in (d / "outputs/decisions").glob("*.json")}
     rules = {c.split("+")[1] for c in decided}
-    assert rules == {"temperature", "posthoc_adjust", "thresholds", "cost"} | ({"anomaly"} & rules)
+    assert rules == {"posthoc_adjust", "thresholds", "cost"} | ({"anomaly"} & rules)
+    calibrated = {p.stem for p in (d / "outputs/decisions/calibration").glob("*.json")}
+    assert calibrated == set(ALL)  # every model, the majority baseline too
     assert {c.split("+")[0] for c in decided} >= {"ce", "logreg_balanced", "xgboost"}
     assert len({c.split("+")[0] for c in decided} & {"weighted_ce_a0.5", "weighted_ce_a1"}) == 1  # the family's best
     assert not any(c.startswith("majority+") for c in decided)
@@ -245,14 +248,20 @@ def test_predictions_follow_the_contract(pipeline_run, split):
     d = pipeline_run
     classes = [str(i) for i in range(10)]
     prepared = pd.read_parquet(d / f"data/prepared/{split}.parquet")
+    probability = [f"p_{c}" for c in classes]
     for name in _candidates(d):
         frame = _predictions(d, name, split)
-        assert list(frame.columns) == ["y_true", "y_pred"] + [f"p_{c}" for c in classes], name
-        proba = frame[[f"p_{c}" for c in classes]].to_numpy()
-        np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-9)
-        if "+cost" not in name:  # the cost rule decides by expected cost, not by the largest probability
-            assert (frame["y_pred"] == np.array(classes)[proba.argmax(1)]).all(), name
+        assert list(frame.columns) == ["y_true", "y_pred"] + probability, name
+        np.testing.assert_allclose(frame[probability].to_numpy().sum(axis=1), 1.0, atol=1e-9)
         assert (frame["y_true"] == prepared["y"]).all(), name
+        if "+" not in name:  # a model's own candidate: its decisions as trained, its probabilities calibrated
+            trained = _predictions(d, name, split, where="predictions")
+            assert (trained["y_pred"] == np.array(classes)[trained[probability].to_numpy().argmax(1)]).all(), name
+            assert (frame["y_pred"] == trained["y_pred"]).all(), name
+        elif "+cost" not in name:  # a rule ships its model's calibrated probabilities (cost: its own)
+            model = name.split("+")[0]
+            np.testing.assert_array_equal(frame[probability].to_numpy(),
+                                          _predictions(d, model, split)[probability].to_numpy())
 
 
 def test_saved_weights_load_safely_and_reproduce_predictions(pipeline_run):
@@ -383,8 +392,16 @@ def test_audit_picks_on_validation_and_estimates_on_test(pipeline_run):
     assert audit["estimate"]["optimism"] == pytest.approx(metrics[pick]["val"]["macro_f1"] - metrics[pick]["macro_f1"])
     assert sum(r["p_best"] for r in board) + audit["policy"].get("none", 0) == pytest.approx(1.0, abs=1e-9)
     assert audit["policy"]["p_best"] == board[0]["p_best"]
-    # ce and ce+temperature make the same decisions: one group, represented by the smaller
-    assert "ce+temperature" in audit["groups"]["ce"]
+    # ce and focal_g0 (focal loss at gamma 0 is cross-entropy) make the same decisions: one group
+    assert "focal_g0" in audit["groups"]["ce"]
+    # what the pick's probabilities are worth: its ECE on both splits, rebuilt from the test bins
+    cal = audit["calibration"]
+    assert cal["candidate"] == pick and cal["test_ece"] == metrics[pick]["ece"]
+    assert cal["validation_ece"] == metrics[pick]["val"]["ece"] and cal["test_ece_low"] <= cal["test_ece_high"]
+    bins, n = cal["reliability"], len(pd.read_parquet(d / "data/prepared/test.parquet"))
+    assert sum(b["rows"] for b in bins) == n
+    assert sum(b["rows"] / n * abs(b["accuracy"] - b["confidence"]) for b in bins) == pytest.approx(cal["test_ece"])
+    assert (d / "reports/figures/reliability.png").is_file()
     assert audit["reference"]["model"] == "ce"
     summary = json.loads((d / "reports/summary.json").read_text())
     assert summary["pick"] == pick and summary["pick_test"] == round(metrics[pick]["macro_f1"], 4)
@@ -413,7 +430,7 @@ def test_the_pick_never_reads_test_labels(pipeline_run, tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{d / 'mlflow.db'}")
     params = d / "params.yaml"
     before = {f: json.loads((d / f"reports/{f}.json").read_text()) for f in ("audit", "metrics")}
-    fitted = {p.name: p.read_bytes() for p in (d / "outputs/decisions").iterdir()}
+    fitted = {p.name: p.read_bytes() for p in (d / "outputs/decisions").rglob("*") if p.is_file()}
     perm = np.random.default_rng(7).permutation(len(pd.read_parquet(d / "data/prepared/test.parquet")))
     files = [d / "data/prepared/test.parquet", *(d / "reports/predictions/test").rglob("*.parquet"),
              *(d / "reports/decisions/test").rglob("*.parquet")]
@@ -425,7 +442,7 @@ def test_the_pick_never_reads_test_labels(pipeline_run, tmp_path, monkeypatch):
     decide.main(decide_args(d, params))
     evaluate.main(evaluate_args(d, params))
     after = {f: json.loads((d / f"reports/{f}.json").read_text()) for f in ("audit", "metrics")}
-    assert {p.name: p.read_bytes() for p in (d / "outputs/decisions").iterdir()} == fitted
+    assert {p.name: p.read_bytes() for p in (d / "outputs/decisions").rglob("*") if p.is_file()} == fitted
     assert after["audit"]["policy"] == before["audit"]["policy"]
     assert [(r["model"], r["validation"], r["p_best"]) for r in after["audit"]["leaderboard"]] == \
         [(r["model"], r["validation"], r["p_best"]) for r in before["audit"]["leaderboard"]]
@@ -652,7 +669,7 @@ def test_report_is_logged_to_the_evaluation_run(pipeline_run):
     ("missing", "message"),
     [
         ("reports/metrics.json", "reports/metrics.json: evaluation metrics not found (run the stage that writes it first)"),
-        ("reports/predictions/test/focal/focal_g2.parquet", "focal_g2.parquet: predictions of focal_g2 not found"),
+        ("reports/decisions/test/focal/focal_g2.parquet", "focal_g2.parquet: predictions of focal_g2 not found"),
     ],
 )
 def test_report_names_what_is_missing(pipeline_run, tmp_path, stage_env, missing, message):

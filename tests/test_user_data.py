@@ -77,7 +77,7 @@ def test_classes_mlflow_would_write_alike_stop_prepare(tmp_path, stage_env):
     ({"evaluate": {"costs": {"missed": {"x": 3}}}}, "evaluate.costs.missed names class 'x', not one of the classes"),
     ({"evaluate": {"costs": {"default": -1}}}, "evaluate.costs.default must be finite and >= 0; got -1"),
     ({"evaluate": {"costs": {"matrix": [[0, 1], [1, 0]]}}}, "evaluate.costs.matrix"),
-    ({"evaluate": {"decisions": {"rules": ["magic"]}}}, "evaluate.decisions.rules must be one of temperature"),
+    ({"evaluate": {"decisions": {"rules": ["magic"]}}}, "evaluate.decisions.rules must be one of posthoc_adjust"),
     ({"evaluate": {"decisions": {"models": ["ce", "nope"]}}}, "evaluate.decisions.models names unknown model 'nope'"),
     ({"evaluate": {"select": {"metric": "expected_cost"}, "costs": None}}, "needs evaluate.costs"),
     ({"evaluate": {"deploy_prior": {"x": 1}}}, "evaluate.deploy_prior names class 'x'"),
