@@ -62,7 +62,7 @@ def main() -> None:
             client = mlflow.MlflowClient(uri)
             exp = experiment_id(client, "bench", uri)
             kw = dict(run_tags={"data_digest": "d"}, datasets={"validation": "v"}, input_example=example,
-                      raw_columns=pre.raw_columns, outputs=[PREDICTION, *(probability_column(c) for c in meta["classes"])],
+                      input_types=pre.input_types(), outputs=[PREDICTION, *(probability_column(c) for c in meta["classes"])],
                       open_runs=[], box=tmp / "outbox")
             start = time.perf_counter()
             log_candidates(client, exp, candidates, execution=client.create_run(exp).info.run_id, **kw)

@@ -23,7 +23,7 @@ New rows are coerced as follows:
 A required column that is missing is an error. With ``strict=True`` each of these is a one-line
 :class:`~pipeline.columns.DataError` naming the column and the first offending value with its
 row position (0-based): a numeric cell that is not missing yet not a number, a date cell that does
-not parse, a categorical level never seen in training. Without it they behave as scikit-learn
+not parse, a categorical level never seen in training; and a row whose every needed cell is missing. Without it they behave as scikit-learn
 does: an unreadable number or date is missing, so imputed; an unseen level goes to the infrequent
 column where there is one, else to no column at all.
 """
@@ -91,10 +91,48 @@ class Preprocessing:
         used = {f.name for f in self.numeric} | {f.name for f in self.categorical}
         return [c.name for c in self.columns if used.intersection(c.features)]
 
+    def input_types(self) -> dict[str, str]:
+        """The raw columns a prediction needs, each with its MLflow type, the served model's
+        signature: ``double`` for a numeric column, ``string`` for a categorical one and for a
+        date (ISO text: MLflow's CSV reader cannot read a ``datetime`` column)."""
+        kinds = {c.name: c.kind for c in self.columns}
+        return {name: "double" if kinds[name] == "numeric" else "string" for name in self.raw_columns}
+
+    def typed(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """``frame`` (CSV cells as text, or typed) with its needed columns as :meth:`input_types`
+        says, as the served model receives them: numbers as float64, levels and dates as text. A
+        missing column, or a cell that is not missing yet not of its column's type, is a
+        one-line :class:`~pipeline.columns.DataError` naming the column (the value and its row)."""
+        self._require(frame)
+        decisions = [c for c in self.columns if c.name in self.raw_columns]
+        applied = apply_decisions(frame[self.raw_columns], decisions)
+        self._check(frame, applied, decisions, types_only=True)
+        out = frame.copy()
+        for name, kind in self.input_types().items():
+            text = _as_text(frame[name]).str.strip()
+            text = text.where(~text.isin(MISSING))
+            out[name] = applied[name] if kind == "double" else text.astype(object)
+        return out
+
+    def _require(self, frame: pd.DataFrame) -> None:
+        needed = self.raw_columns
+        missing = [c for c in needed if c not in frame.columns]
+        if missing:
+            more = f" and {len(missing) - SHOWN} more" if len(missing) > SHOWN else ""
+            raise DataError(f"missing column(s) {', '.join(map(repr, missing[:SHOWN]))}{more}; "
+                            f"the preprocessing needs {len(needed)}: {', '.join(needed[:SHOWN])}"
+                            + (", …" if len(needed) > SHOWN else ""))
+
+    @staticmethod
+    def _refuse(name: str, values: pd.Series, bad: pd.Series, why: str) -> None:
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            raise DataError(f"column {name!r}: {values.iloc[row]!r} in row {row} is {why}")
+
     def example(self) -> pd.DataFrame:
         """One typical raw row, made of what was learned and no training row: each numeric
         column's median, each date column's median day, each categorical column's most frequent
-        level (MLflow's input example)."""
+        level (MLflow's input example), typed as :meth:`input_types` says."""
         numeric = {f.name: f.impute for f in self.numeric}
         categorical = {f.name: f.impute for f in self.categorical}
         row: dict[str, Any] = {}
@@ -117,13 +155,8 @@ class Preprocessing:
 
     def transform(self, frame: pd.DataFrame, *, strict: bool = False) -> np.ndarray:
         """(N, F) float32 features of raw rows (the module's docstring gives the rules)."""
+        self._require(frame)
         needed = self.raw_columns
-        missing = [c for c in needed if c not in frame.columns]
-        if missing:
-            more = f" and {len(missing) - SHOWN} more" if len(missing) > SHOWN else ""
-            raise DataError(f"missing column(s) {', '.join(map(repr, missing[:SHOWN]))}{more}; "
-                            f"the preprocessing needs {len(needed)}: {', '.join(needed[:SHOWN])}"
-                            + (", …" if len(needed) > SHOWN else ""))
         raw = frame[needed].copy()
         for cat in self.categorical:
             raw[cat.name] = _numbers_as_levels(raw[cat.name], cat.known)
@@ -158,10 +191,20 @@ class Preprocessing:
         scale = np.array([f.scale for f in self.numeric], dtype=dtype)
         return (x - mean) / scale
 
-    def _check(self, raw: pd.DataFrame, applied: pd.DataFrame, decisions: list[Column]) -> None:
-        """The first cell :meth:`transform` would have to guess about, as a one-line error."""
+    def _check(self, raw: pd.DataFrame, applied: pd.DataFrame, decisions: list[Column], *,
+               types_only: bool = False) -> None:
+        """The first cell :meth:`transform` would have to guess about, as a one-line error: a row
+        with nothing in it, a level never seen (unless ``types_only``), a number or a date that
+        does not read."""
+        empty = (pd.Series(False, index=raw.index) if types_only else
+                 raw[[c.name for c in decisions]].apply(lambda v: _as_text(v).str.strip().isin(MISSING)).all(axis=1))
+        if empty.any():
+            raise DataError(f"row {int(np.flatnonzero(empty.to_numpy())[0])} is empty: none of the {len(decisions)} "
+                            "columns the model reads has a value")
         known = {c.name: c.known for c in self.categorical}
         for col in decisions:
+            if col.kind == "categorical" and types_only:
+                continue
             if col.kind == "categorical":
                 values = applied[col.name]
                 bad = values.notna() & ~values.isin(known[col.name])
@@ -172,9 +215,7 @@ class Preprocessing:
                 text = _as_text(raw[col.name]).str.strip()
                 bad = ~text.isin(MISSING) & applied[col.features[0]].isna()
                 why = "not a number" if col.kind == "numeric" else "not an ISO date (YYYY-MM-DD)"
-            if bad.any():
-                row = int(np.flatnonzero(bad.to_numpy())[0])
-                raise DataError(f"column {col.name!r}: {raw[col.name].iloc[row]!r} in row {row} is {why}")
+            self._refuse(col.name, raw[col.name], bad, why)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form (``preprocessing.json``)."""

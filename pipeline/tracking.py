@@ -608,16 +608,17 @@ def pip_requirements() -> list[str]:
     return out
 
 
-def signature(raw_columns: list[str], outputs: list[str]):
-    """Inputs: the raw columns, typed loosely (``AnyType``: the model coerces and checks each one
-    itself from the saved preprocessing, where MLflow would refuse integers for doubles);
-    outputs: the decided class (text) and one probability (double) per class, as
+def signature(input_types: Mapping[str, str], outputs: list[str]):
+    """Inputs: the raw columns the model reads, each typed as the preprocessing decided
+    (``double``, ``datetime`` or ``string``; :meth:`pipeline.preprocessing.Preprocessing.input_types`)
+    and required, so that MLflow refuses a missing column or a value of the wrong type before the
+    model runs; outputs: the decided class (text) and one probability (double) per class, as
     :mod:`pipeline.serving` names them."""
     from mlflow.models import ModelSignature
-    from mlflow.types.schema import AnyType, ColSpec, Schema
+    from mlflow.types.schema import ColSpec, Schema
 
     return ModelSignature(
-        inputs=Schema([ColSpec(AnyType(), c, required=False) for c in raw_columns]),
+        inputs=Schema([ColSpec(kind, name, required=True) for name, kind in input_types.items()]),
         outputs=Schema([ColSpec("string", outputs[0]), *(ColSpec("double", c) for c in outputs[1:])]),
     )
 
@@ -699,7 +700,7 @@ def restore_training_run(client, exp: str, c: Candidate, tags: Mapping[str, str]
 
 
 def log_candidates(client, exp: str, candidates: list[Candidate], *, execution: str, run_tags: Mapping[str, str],
-                   datasets: Mapping[str, str], input_example: pd.DataFrame | None, raw_columns: list[str],
+                   datasets: Mapping[str, str], input_example: pd.DataFrame | None, input_types: Mapping[str, str],
                    outputs: list[str], open_runs: list[str], box: Path) -> dict[str, Logged]:
     """Log each candidate as a run under the execution's run ``execution`` and as a model,
     unless the same model (content and metrics) is already in the experiment: then it is linked
@@ -712,7 +713,7 @@ def log_candidates(client, exp: str, candidates: list[Candidate], *, execution: 
     check_distinct([c.name for c in candidates], model_name, "candidates")
     data_digest = run_tags["data_digest"]
     existing, trained = _existing(client, exp, data_digest), training_runs(client, exp, data_digest)
-    sig, reqs = signature(raw_columns, outputs), pip_requirements()
+    sig, reqs = signature(input_types, outputs), pip_requirements()
     out: dict[str, Logged] = {}
     said = time.monotonic()
     for i, c in enumerate(candidates):
@@ -889,7 +890,7 @@ def runs_table(exp: str, data_digest: str, sort_key: str, ascending: bool) -> st
 
 
 def log_evaluation(experiment: str, records: list[ModelRecord], ev, meta: Meta, cfg, *, figures: Path,
-                   reports: list[Path], bundles: Mapping[str, tuple[Path, str]], raw_columns: list[str],
+                   reports: list[Path], bundles: Mapping[str, tuple[Path, str]], input_types: Mapping[str, str],
                    outputs: list[str], input_example: pd.DataFrame | None, registered_model: str,
                    tables: Mapping[str, list[dict]] | None = None, lower_is_better: bool = False,
                    lock_hashes: Mapping[str, str] | None = None, splits: Mapping[str, Path] | None = None,
@@ -938,7 +939,7 @@ def log_evaluation(experiment: str, records: list[ModelRecord], ev, meta: Meta, 
         started = time.perf_counter()
         log.info("MLflow: logging %d candidates as runs and models in %s ...", len(candidates), uri)
         logged = log_candidates(client, exp, candidates, execution=parent_id, run_tags=tags, datasets=digests,
-                                input_example=input_example, raw_columns=raw_columns, outputs=outputs,
+                                input_example=input_example, input_types=input_types, outputs=outputs,
                                 open_runs=open_runs, box=box)
         new = sum(not v.reused for v in logged.values())
         log.info("MLflow: %d candidates logged, %d already there (linked), in %.1fs", new, len(logged) - new,

@@ -119,7 +119,7 @@ def _evaluate(args: argparse.Namespace, argv: list[str], online: bool) -> None:
         try:
             where = log_evaluation(params.mlflow.experiment, records, ev, meta, params.evaluate, figures=Path(args.figures),
                                reports=[Path(args.metrics), Path(args.audit), Path(args.summary)], bundles=bundles,
-                               raw_columns=pre.raw_columns, input_example=pre.example(), registered_model=registered,
+                               input_types=pre.input_types(), input_example=pre.example(), registered_model=registered,
                                outputs=[PREDICTION, *(probability_column(c) for c in meta["classes"])],
                                lower_is_better=lower_is_better(params.evaluate.select.metric),
                                tables={"gamma_curves.json": [{"loss": r.pop("name"), **r} for r in gamma_rows(ev)],

@@ -4,9 +4,11 @@
     python -m stages.predict --input new_rows.parquet --model models:/imbalanced-mlp/3
 
 The input has the training file's columns (identifiers and the label may be there or not;
-other extra columns are ignored with a warning). Each column is read and checked as the
-saved preprocessing says: a missing column, a value that cannot be read as its column's type or
-a category never seen in training stops here with one line naming the column. The output has
+other extra columns are ignored with a warning). Each column is read with the type the model's
+signature gives it (numbers, dates, text: :meth:`pipeline.preprocessing.Preprocessing.typed`),
+as the served model receives it, and checked as the saved preprocessing says: a missing column,
+a value that cannot be read as its column's type, a category never seen in training or an empty
+row stops here with one line naming the column (or the row). The output has
 one row per input row: ``row`` (its 0-based position in the input), ``prediction`` (the class
 name the candidate's decision rule gives) and one ``p_<class>`` probability column per class.
 
@@ -61,7 +63,7 @@ def main(argv: list[str] | None = None) -> None:
     if extra:
         shown = ", ".join(extra[:5]) + (f", … ({len(extra)} in all)" if len(extra) > 5 else "")
         log.warning("ignoring %d column(s) the model does not read: %s", len(extra), shown)
-    predicted = candidate.predict(frame, strict=True)
+    predicted = candidate.predict(candidate.preprocessing.typed(frame), strict=True)
     predicted.insert(0, "row", range(len(predicted)))
     output.parent.mkdir(parents=True, exist_ok=True)
     if output.suffix.lower() == ".csv":

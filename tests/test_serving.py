@@ -8,7 +8,9 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +18,7 @@ import pandas as pd
 import pytest
 from sklearn.datasets import load_digits
 
+from pipeline import PipelineError
 from pipeline.names import model_name
 from pipeline.tracking import decision_record
 from pipeline.serving import Candidate
@@ -121,7 +124,8 @@ def test_the_champion_predicts_raw_rows_in_a_new_process_from_elsewhere(shipped,
     raw, _ = _raw_test_rows(d)
     raw.to_csv(tmp_path / "raw.csv", index=False)
     code = ("import sys, mlflow, pandas as pd; m = mlflow.pyfunc.load_model('models:/tiny@champion'); "
-            "m.predict(pd.read_csv(sys.argv[1])).to_parquet(sys.argv[2])")
+            "s = m.metadata.get_input_schema(); types = dict(zip(s.input_names(), s.pandas_types())); "
+            "m.predict(pd.read_csv(sys.argv[1], dtype=types)).to_parquet(sys.argv[2])")  # README's recipe
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["MLFLOW_TRACKING_URI"] = f"sqlite:///{d / 'mlflow.db'}"
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "raw.csv"), str(tmp_path / "p.parquet")],
@@ -161,9 +165,7 @@ def test_predict_stage_and_mlflow_cli_and_server_give_the_same_answer(shipped, t
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{d / 'mlflow.db'}",  # serve runs uvicorn from PATH
            "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")}
     mlflow_bin = str(Path(sys.executable).with_name("mlflow"))
-    cli = subprocess.run([mlflow_bin, "models", "predict", "-m", "models:/tiny@champion", "-i", str(csv), "-t", "csv",
-                          "-o", str(tmp_path / "cli.json"), "--env-manager", "local"],
-                         env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    cli = _cli_predict(mlflow_bin, "models:/tiny@champion", env, tmp_path, raw)
     assert cli.returncode == 0, cli.stderr[-2000:]
     got = pd.DataFrame(json.loads((tmp_path / "cli.json").read_text())["predictions"])
     assert list(got["prediction"].astype(str)) == list(stage["prediction"].astype(str))
@@ -175,29 +177,60 @@ def test_predict_stage_and_mlflow_cli_and_server_give_the_same_answer(shipped, t
                                atol=1e-9)
 
 
-def _served(mlflow_bin, model_uri, env, cwd, frame) -> pd.DataFrame:
-    """``frame``'s predictions from ``mlflow models serve`` on a free port of 127.0.0.1 (JSON)."""
+def _json_input(frame: pd.DataFrame) -> bytes:
+    return json.dumps({"dataframe_split": json.loads(frame.to_json(orient="split", index=False))}).encode()
+
+
+def _cli_predict(mlflow_bin, model_uri, env, cwd, frame) -> subprocess.CompletedProcess:
+    """``mlflow models predict`` on ``frame`` sent as JSON (MLflow reads a CSV without the
+    signature's types: integers there are refused for a double column); its answer in cli.json."""
+    (Path(cwd) / "rows.json").write_bytes(_json_input(frame))
+    return subprocess.run([mlflow_bin, "models", "predict", "-m", model_uri, "-i", str(Path(cwd) / "rows.json"),
+                           "-t", "json", "-o", str(Path(cwd) / "cli.json"), "--env-manager", "local"],
+                          env=env, capture_output=True, text=True, timeout=300, cwd=cwd)
+
+
+@contextmanager
+def _model_server(mlflow_bin, model_uri, env, cwd):
+    """``mlflow models serve`` on a free port of 127.0.0.1; yields ``post(frame) -> (status, body)``
+    (JSON in, the parsed JSON answer out), stopped by its process id at the end."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     server = subprocess.Popen([mlflow_bin, "models", "serve", "-m", model_uri, "-h", "127.0.0.1",
                                "-p", str(port), "--env-manager", "local", "--workers", "1"],
                               env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def post(frame: pd.DataFrame) -> tuple[int, dict]:
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=_json_input(frame),
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=30) as answer:
+                return answer.status, json.loads(answer.read())
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read())
+
     try:
-        body = json.dumps({"dataframe_split": json.loads(frame.to_json(orient="split", index=False))}).encode()
-        deadline, answer = time.monotonic() + 120, None
-        while answer is None:
+        deadline = time.monotonic() + 120
+        while True:
             try:
-                req = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body,
-                                             headers={"Content-Type": "application/json"})
-                answer = json.loads(urllib.request.urlopen(req, timeout=30).read())
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=5).close()
+                break
             except OSError:
                 if server.poll() is not None or time.monotonic() > deadline:
                     pytest.fail(f"the model server did not answer: {server.stderr.read().decode()[-2000:]}")
                 time.sleep(1)
+        yield post
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def _served(mlflow_bin, model_uri, env, cwd, frame) -> pd.DataFrame:
+    """``frame``'s predictions from ``mlflow models serve`` (JSON)."""
+    with _model_server(mlflow_bin, model_uri, env, cwd) as post:
+        status, answer = post(frame)
+    assert status == 200, answer
     return pd.DataFrame(answer["predictions"])
 
 
@@ -331,7 +364,7 @@ def user_model(tmp_path_factory):
         client, exp, [Logged("logreg_balanced", d / "bundle", digest, {"validation": {"val_macro_f1": 0.5}},
                              pd.DataFrame({"metric": ["macro_f1"], "value": [0.5]}), {}, {})],
         execution=execution, run_tags={"data_digest": "x"}, datasets={"validation": "v"},
-        input_example=prepared.preprocessing.example(), raw_columns=prepared.preprocessing.raw_columns,
+        input_example=prepared.preprocessing.example(), input_types=prepared.preprocessing.input_types(),
         outputs=["prediction", *(f"p_{c}" for c in prepared.classes)], open_runs=[], box=d / "outbox")
     expected = Candidate.load(d / "bundle").predict(raw.drop(columns=["status"]), strict=True)
     return d, raw, uri, f"models:/{logged['logreg_balanced'].model_id}", expected
@@ -350,11 +383,7 @@ def test_codes_integers_dates_and_a_missing_cell_give_one_answer_on_every_path(u
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri,
            "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")}
     mlflow_bin = str(Path(sys.executable).with_name("mlflow"))
-    # MLflow's CSV reader turns 007 into 7 and 012 into 12: the model maps them back to their levels
-    # (were 7 a level too, 7 would be ambiguous there: JSON input or stages.predict keep the text)
-    cli = subprocess.run([mlflow_bin, "models", "predict", "-m", model_uri, "-i", str(tmp_path / "rows.csv"),
-                          "-t", "csv", "-o", str(tmp_path / "cli.json"), "--env-manager", "local"],
-                         env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    cli = _cli_predict(mlflow_bin, model_uri, env, tmp_path, pd.read_csv(tmp_path / "rows.csv", dtype={"code": str}))
     assert cli.returncode == 0, cli.stderr[-2000:]
     got = pd.DataFrame(json.loads((tmp_path / "cli.json").read_text())["predictions"])
     assert list(got["prediction"]) == list(stage["prediction"])
@@ -362,9 +391,12 @@ def test_codes_integers_dates_and_a_missing_cell_give_one_answer_on_every_path(u
 
     import mlflow
 
-    in_process = mlflow.pyfunc.load_model(model_uri).predict(pd.read_csv(tmp_path / "rows.csv", dtype=str))
+    model = mlflow.pyfunc.load_model(model_uri)  # the README's recipe: read with the signature's types
+    schema = model.metadata.get_input_schema()
+    in_process = model.predict(pd.read_csv(tmp_path / "rows.csv", dtype=dict(zip(schema.input_names(),
+                                                                                  schema.pandas_types()))))
     assert list(in_process["prediction"]) == list(stage["prediction"])
-    served = _served(mlflow_bin, model_uri, env, tmp_path, pd.read_csv(tmp_path / "rows.csv"))  # 007 read as 7 here too
+    served = _served(mlflow_bin, model_uri, env, tmp_path, pd.read_csv(tmp_path / "rows.csv", dtype={"code": str}))
     assert list(served["prediction"]) == list(stage["prediction"])
 
 
@@ -381,3 +413,53 @@ def test_predict_names_the_column_of_a_bad_user_row(user_model, tmp_path, monkey
         predict.main(["--input", str(tmp_path / "bad.csv"), "--output", str(tmp_path / "out.csv"), "--model", model_uri])
     assert message in str(err.value) and "\n" not in str(err.value)
     assert not (tmp_path / "out.csv").exists()
+
+
+# Each bad input, through the three routes: make predict (one line, nothing written), the served
+# model (HTTP 400) and `mlflow models predict` (an error). MLflow checks the typed signature first
+# with its own words (a missing column, text in a numeric column); the model's own checks (an
+# unseen level, an empty row, a date that does not read) give every route the same line.
+BAD_INPUTS = {
+    "missing column": (lambda f: f.drop(columns=["visits"]), ["'visits'"], ["visits"]),
+    "text in a numeric column": (lambda f: f.assign(amount=["abc"] + list(f["amount"].iloc[1:])),
+                                 ["column 'amount': 'abc' in row 0 is not a number"], ["amount", "abc"]),
+    "unseen level": (lambda f: f.assign(code="999"),
+                     ["column 'code': '999' in row 0 is a level never seen in training"], None),
+    "empty row": (lambda f: pd.concat([f.iloc[:1].map(lambda _: None), f.iloc[1:]]),
+                  ["row 0 is empty: none of the 4 columns the model reads has a value"], None),
+    "wrong date": (lambda f: f.assign(opened="2024-13-45"),
+                   ["column 'opened': '2024-13-45' in row 0 is not an ISO date (YYYY-MM-DD)"], None),
+}
+
+
+@pytest.fixture(scope="module")
+def user_server(user_model, tmp_path_factory):
+    d, raw, uri, model_uri, _ = user_model
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri,
+           "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")}
+    cwd = tmp_path_factory.mktemp("served")
+    with _model_server(str(Path(sys.executable).with_name("mlflow")), model_uri, env, cwd) as post:
+        yield post, env
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_a_bad_input_is_refused_naming_its_column_on_every_route(user_model, user_server, tmp_path, monkeypatch, case):
+    d, raw, uri, model_uri, _ = user_model
+    post, env = user_server
+    change, ours, mlflows = BAD_INPUTS[case]
+    rows = change(raw.drop(columns=["status"]).iloc[:5].astype(object))
+    expected = ours if mlflows is None else mlflows  # what the routes MLflow answers first must say
+
+    rows.to_csv(tmp_path / "bad.csv", index=False)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    with pytest.raises(PipelineError) as err:
+        predict.main(["--input", str(tmp_path / "bad.csv"), "--output", str(tmp_path / "out.csv"), "--model", model_uri])
+    assert all(m in str(err.value) for m in ours) and "\n" not in str(err.value), str(err.value)
+    assert not (tmp_path / "out.csv").exists()
+
+    status, answer = post(rows)
+    assert status == 400 and all(m in answer["message"] for m in expected), answer
+
+    mlflow_bin = str(Path(sys.executable).with_name("mlflow"))
+    cli = _cli_predict(mlflow_bin, model_uri, env, tmp_path, rows)
+    assert cli.returncode != 0 and all(m in cli.stderr for m in expected), cli.stderr[-2000:]
