@@ -454,6 +454,21 @@ def load_model_records(plans_dir: str | Path, models_dir: str | Path, preds_dir:
     return records
 
 
+def check_labels(records: list[ModelRecord], data_dir: str | Path, classes: list[str]) -> None:
+    """A one-line error when a prediction file's ``y_true`` no longer matches the prepared split
+    it claims (prepare ran again after the models predicted): no score is computed on stale labels."""
+    for split in PREDICTED_SPLITS:
+        path = Path(data_dir) / f"{split}.parquet"
+        truth = pd.read_parquet(path, columns=[LABEL])[LABEL].astype(str).to_numpy()
+        for rec in records:
+            got = np.asarray(classes, dtype=object)[getattr(rec, split).y_true]
+            if len(got) != len(truth) or (got != truth).any():
+                where = ("its row count differs" if len(got) != len(truth) else
+                         f"row {int(np.flatnonzero(got != truth)[0])} differs")
+                raise PipelineError(f"{split} predictions of {rec.name}: y_true no longer matches {path} ({where}); "
+                                    "the split changed after the models predicted: re-run the pipeline (dvc repro)")
+
+
 CALIBRATION_DIR = "calibration"  # the models' calibrations, beside the rules' fitted parameters
 
 

@@ -225,6 +225,19 @@ def build_audit(records: list[ModelRecord], metrics: dict[str, dict], *, view: V
         return {**d, "metric": key, "words": verdict(d, higher_is_better=not lower_is_better(metric),
                                                     against=f"{b}" if b != reference else "plain cross-entropy")}
 
+    def simpler(a: str, b: str) -> dict:
+        """``a`` against the simpler ``b`` on validation, where the choice was made (paired)."""
+        metric = cfg.select.metric
+        ra, rb = resampled(a, "val", [metric]), resampled(b, "val", [metric])
+        d = paired_difference(ra[primary], rb[primary], val_values[a][primary], val_values[b][primary], level)
+        return {**d, "model": b, "metric": primary,
+                "words": verdict(d, higher_is_better=not lower_is_better(metric), against=b)}
+
+    baselines = [r.name for r in records if r.kind == "baseline" and r.rule is None and r.name in reps]
+    best_baseline = (min if lower_is_better(cfg.select.metric) else max)(
+        baselines, key=lambda m: val_values[m][primary], default=None)
+    tied = [r for r in reps if pick and r != pick and val_values[r][primary] == val_values[pick][primary]]
+
     leaderboard = []
     val_ranks = ranks({r: val_values[r] for r in reps}, names)
     for r in sel.order:
@@ -273,6 +286,8 @@ def build_audit(records: list[ModelRecord], metrics: dict[str, dict], *, view: V
             "summary": _policy_summary(primary, scoped, sel, val_values),
             "p_best": chance.get(pick, 0.0) if pick else None,
             "tie_break": "fewer fitted parameters, then name",
+            # distinct candidates with the pick's very validation score: the tie-break chose among them
+            "tied": tied,
             "bootstrap": {"resamples": len(val_indices), "seed": cfg.bootstrap.seed, "level": level},
         },
         "estimate": _estimate(pick, metrics, primary, view.key, val_values, test_values) if pick else None,
@@ -283,6 +298,9 @@ def build_audit(records: list[ModelRecord], metrics: dict[str, dict], *, view: V
             "its_validation": val_values[test_sel.pick][primary] if test_sel.pick else None,
         },
         "vs_reference": versus(pick, reference) if pick and reference and pick != reference else None,
+        # the pick against plain cross-entropy and the best plain baseline, on validation
+        "vs_simpler": [simpler(pick, m) for m in dict.fromkeys([reference, best_baseline])
+                       if pick and m and m != pick and m not in groups.get(pick, [])],
         "winners": win,
         "disagreements": disagreements,
         "beside": beside,

@@ -154,6 +154,7 @@ class EvaluateConfig:
     prior: str = "auto"  # second view's class prior: train | uniform | auto (see README)
     ece_bins: int = 15
     max_ece: float = 0.05  # above this ECE on validation, the pick's probabilities are called poorly calibrated
+    min_recall: float = 0.1  # a class the pick recalls less often than this is a warning
     bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
     select: SelectConfig = field(default_factory=SelectConfig)
     decisions: DecisionsConfig = field(default_factory=DecisionsConfig)
@@ -404,6 +405,7 @@ def _validate_evaluation(p: Params, source: str) -> None:
     _one_of(e.prior, PRIORS, "evaluate.prior", source)
     _check(e.ece_bins >= 1, source, f"evaluate.ece_bins must be >= 1; got {e.ece_bins}")
     _check(0 < e.max_ece < 1, source, f"evaluate.max_ece must be in (0, 1); got {e.max_ece}")
+    _check(0 <= e.min_recall <= 1, source, f"evaluate.min_recall must be in [0, 1]; got {e.min_recall}")
     _check(e.bootstrap.resamples >= 10, source,
            f"evaluate.bootstrap.resamples must be >= 10; got {e.bootstrap.resamples}")
     _check(0 < e.bootstrap.level < 1, source, f"evaluate.bootstrap.level must be in (0, 1); got {e.bootstrap.level}")

@@ -21,12 +21,13 @@ from pipeline.metrics import (
     bootstrap_indices,
     bootstrap_intervals,
     classification_metrics,
+    lower_is_better,
     percentile_interval,
     confusion_matrix,
     prior_weights,
 )
 from pipeline.plan import model_name
-from pipeline.selection import View, flat_values, resampled_values, selection_view
+from pipeline.selection import View, flat_values, reads_probabilities, resampled_values, selection_view
 from pipeline.strength import curve_rows, strength_curves
 
 # Count-based metrics that get bootstrap intervals (besides the rarest class's recall/precision).
@@ -184,14 +185,30 @@ def evaluate(records: list[ModelRecord], meta: Meta, cfg: EvaluateConfig, *, ref
     audit["weight_strength"] = strength_curves(records, metrics, view=view, cfg=cfg, classes=classes,
                                                train_counts=train_counts, val_indices=val_idx,
                                                test_indices=test_idx, cost=cost)
+    by_name = {r.name: r for r in records}
     shipped = pick or audit["policy"].get("closest")
-    audit["calibration"] = (shipped_calibration(next(r for r in records if r.name == shipped), metrics[shipped], y_test,
-                                                classes, test_idx, cfg) if shipped else None)
-    audit["warnings"] = pick_warnings(pick, metrics, classes, audit["vs_reference"], audit["policy"]["p_best"],
-                                      audit["calibration"])
+    audit["calibration"] = (shipped_calibration(by_name[shipped], metrics[shipped], y_test, classes, test_idx, cfg)
+                            if shipped else None)
+    metric = cfg.select.metric
+    if audit["estimate"] and cfg.select.view == "held_out" and not (reads_probabilities(metric) or lower_is_better(metric)):
+        audit["estimate"]["chance"] = shuffled_score(by_name[pick].test.y_pred, y_test, classes, cfg)
+    epochs = {r.params["train"]["epochs"] for r in plain if r.kind == "mlp"}
+    stopped = [r.name for r in plain if r.kind == "mlp" and r.training.get("epochs_run", 0) >= r.params["train"]["epochs"]]
+    audit["warnings"] = pick_warnings(audit, metrics, classes, min_recall=cfg.min_recall, stopped=stopped,
+                                      epochs=max(epochs, default=None))
     models = [{"name": r.name, "loss": r.loss, "gamma": r.gamma, "alpha": r.alpha, "seed": r.seed, "kind": r.kind}
               for r in plain]
     return Evaluation(metrics, audit, view, rarest, y_test, gamma_table(models, metrics, rarest))
+
+
+def shuffled_score(y_pred: np.ndarray, y_true: np.ndarray, classes: list[str], cfg: EvaluateConfig,
+                   times: int = 20) -> float | None:
+    """The policy's metric of decisions ``y_pred`` shuffled over the rows (``times`` seeded
+    permutations, averaged): what the same mix of answers scores by chance."""
+    rng = np.random.default_rng(cfg.bootstrap.seed)
+    value = float(np.mean([classification_metrics(y_true, rng.permutation(y_pred), classes).get(cfg.select.metric, np.nan)
+                           for _ in range(times)]))
+    return None if np.isnan(value) else value
 
 
 def shipped_calibration(rec: ModelRecord, entry: dict, y_test: np.ndarray, classes: list[str], indices,

@@ -288,27 +288,66 @@ def loss_metric_agreement(records: list[ModelRecord], *, metric: str, classes: l
     return out
 
 
-def pick_warnings(pick: str | None, metrics: dict, classes: list[str], vs_reference: dict | None,
-                  p_best_value: float | None, calibration: dict | None = None) -> list[str]:
-    """What the first screen must say in words: a class the pick never recalls, a lead over the
-    reference within noise, a choice that resampling often overturns, probabilities that are not
-    calibrated enough to be read as probabilities."""
-    if pick is None:
-        return ["no candidate meets the policy's constraints on validation: nothing is recommended"]
+def pick_warnings(audit: dict, metrics: dict, classes: list[str], *, min_recall: float,
+                  stopped: list[str] | None = None, epochs: int | None = None) -> list[str]:
+    """What the first screen must say in words (``audit.json``'s ``warnings``): models that ran
+    every epoch (``stopped``: their names, ``epochs``: ``train.epochs``), a class the pick finds
+    below ``min_recall``, a pick no better than plain cross-entropy or the best plain baseline on
+    validation, a choice shared by tied candidates or often overturned by resampling, a test
+    estimate far below validation or near chance, probabilities not calibrated enough to be read
+    as chances."""
+    policy = audit["policy"]
+    pick = policy["pick"]
     out = []
+    if stopped:
+        shown = ", ".join(stopped[:5]) + (f" and {len(stopped) - 5} more" if len(stopped) > 5 else "")
+        out.append(f"{len(stopped)} model(s) ran all {epochs} epochs without early stopping ({shown}): they may "
+                   "be undertrained; raise train.epochs")
+    if pick is None:
+        return ["no candidate meets the policy's constraints on validation: nothing is recommended", *out]
     for split, entry in (("validation", metrics[pick]["val"]), ("test", metrics[pick])):
-        missed = [c for c in classes if entry[f"recall/{c}"] == 0 and entry[f"support/{c}"] > 0]
-        if missed:
-            out.append(f"{pick} never recalls class{'es' if len(missed) > 1 else ''} "
-                       f"{', '.join(missed)} on the {split} split (recall 0)")
-    if vs_reference and "not distinguishable" in vs_reference["words"]:
-        out.append(f"{pick}'s lead over the reference is within noise on test "
-                   f"({vs_reference['value']:+.4f} [{vs_reference['low']:+.4f}, {vs_reference['high']:+.4f}])")
-    if p_best_value is not None and p_best_value < 0.5:
-        out.append(f"the choice is uncertain: {pick} is the pick in only {p_best_value:.0%} of validation resamples")
+        low = {c: entry[f"recall/{c}"] for c in classes if entry[f"support/{c}"] > 0 and entry[f"recall/{c}"] < min_recall}
+        if low:
+            said = ", ".join(f"{c} ({v:.3f}, {round(v * entry[f'support/{c}'])} of {entry[f'support/{c}']:g})"
+                             for c, v in low.items())
+            out.append(f"{pick} {'never recalls' if not any(low.values()) else 'rarely finds'} "
+                       f"class{'es' if len(low) > 1 else ''} {said} on the {split} split "
+                       f"(recall below evaluate.min_recall {min_recall:g})")
+    trade = (audit.get("tail_trade") or {}).get("models", {}).get(pick)
+    for d in audit.get("vs_simpler") or []:
+        if d["low"] is None or not d["words"].startswith("not distinguishable"):
+            continue
+        plain = d["model"] == audit["reference"]["model"]
+        what = f"plain cross-entropy ({d['model']})" if plain else f"the {d['model']} baseline"
+        cost = ""
+        if plain and trade and audit["tail_trade"]["reference"] == d["model"]:
+            head = trade.get("head_recall_change")
+            cost = ("; against it on test, the pick changes " + (f"head-class recall by {head['value']:+.3f} and "
+                                                                  if head else "") +
+                    f"accuracy by {trade['accuracy_change']['value']:+.3f}")
+        out.append(f"{pick} is not better than {what} beyond noise on validation ({d['metric']} {d['value']:+.4f} "
+                   f"[{d['low']:+.4f}, {d['high']:+.4f}]): the simpler model would do as well{cost}")
+    tied = policy.get("tied") or []
+    if tied:
+        test = [metrics[m][policy["metric"]] for m in [pick, *tied] if policy["metric"] in metrics[m]]
+        spread = f"; on test they score {min(test):.4f} to {max(test):.4f}" if test else ""
+        out.append(f"{len(tied) + 1} candidates tie at the pick's validation score: P(best) belongs to the tied "
+                   f"group, and {pick} was taken by the tie-break ({policy['tie_break']}){spread}")
+    elif policy["p_best"] is not None and policy["p_best"] < 0.5:
+        out.append(f"the choice is uncertain: {pick} is the pick in only {policy['p_best']:.0%} of validation resamples")
+    est = audit.get("estimate") or {}
+    if est.get("low") is not None and not lower_is_better(policy["metric"]):
+        noise = (est["high"] - est["low"]) / 2 * np.sqrt(2)  # validation is about as noisy as test
+        if est["validation"] - est["test"] > noise:
+            out.append(f"the test estimate ({est['test']:.4f} [{est['low']:.4f}, {est['high']:.4f}]) is below the "
+                       f"validation score ({est['validation']:.4f}) beyond the noise of both splits: the split or the "
+                       "labels may have shifted")
+        if est.get("chance") is not None and est["low"] <= est["chance"]:
+            out.append(f"on test the pick is near chance: {est['metric']} {est['test']:.4f} [{est['low']:.4f}, "
+                       f"{est['high']:.4f}] against {est['chance']:.4f} for its own decisions shuffled over the rows")
+    calibration = audit.get("calibration")
     if calibration and calibration["validation_ece"] > calibration["max_ece"]:
         out.append(f"{pick}'s probabilities (p_<class>) are poorly calibrated: ECE {calibration['validation_ece']:.3f} "
                    f"on validation, above evaluate.max_ece {calibration['max_ece']:g}; read them as scores, not as "
                    "chances")
     return out
-

@@ -65,7 +65,10 @@ def _what_ships(r: Run) -> str:
     if e["rule"]:
         what += f" with {esc(s.RULE_WORDS.get(e['rule'], e['rule']))} fitted on the validation split"
     p, boot = r.policy["p_best"], r.policy["bootstrap"]
-    sure = ("a stable choice" if p >= 0.8 else "a fairly stable choice" if p >= 0.5 else "an uncertain choice")
+    tied = r.policy.get("tied") or []
+    sure = (f"but {len(tied)} other candidate{'s' if len(tied) > 1 else ''} score{'' if len(tied) > 1 else 's'} the "
+            "same there, so that share belongs to the tied group and the tie-break chose among them" if tied else
+            "a stable choice" if p >= 0.8 else "a fairly stable choice" if p >= 0.5 else "an uncertain choice")
     cons = f" among those meeting {esc(', '.join(r.policy['constraints']))}" if r.policy["constraints"] else ""
     return (f"Ship <b>{name(r.pick)}</b>, {what}: it has the best {esc(r.primary_words)} on the validation split "
             f"among {total} candidates ({len(r.board)} distinct){cons}, and it is the pick in "

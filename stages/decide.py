@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from pipeline.artifacts import CALIBRATION_DIR, load_model_records, read_prepared
+from pipeline.artifacts import CALIBRATION_DIR, check_labels, load_model_records, read_prepared
 from pipeline.config import load_params
 from pipeline.decision import dump_forest
 from pipeline.candidates import ANOMALY_FOREST, decide_all
@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> None:
     params = load_params(args.params)
     meta = read_json(f"{args.data}/meta.json", what="prepared-data metadata")
     records = load_model_records(args.plans, args.models, args.predictions, args.baselines, meta)
+    check_labels(records, args.data, meta["classes"])
     features = None
     if "anomaly" in params.evaluate.decisions.rules:
         _, data = read_prepared(args.data)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from pipeline import Interrupted, PipelineError
 
-from pipeline.artifacts import load_decision_records, load_model_records
+from pipeline.artifacts import check_labels, load_decision_records, load_model_records
 from pipeline.config import load_params
 from pipeline.evaluation import PLOT_FILES, evaluate, gamma_rows, plot_data
 from pipeline.io import atomic_dirs, read_json, write_json
@@ -71,6 +71,7 @@ def _evaluate(args: argparse.Namespace, argv: list[str], online: bool) -> None:
     meta = read_json(args.meta, what="prepared-data metadata")
     models = load_model_records(args.plans, args.models, args.predictions, args.baselines, meta)
     records = load_decision_records(models, args.decision_predictions, args.decision_params, meta["classes"])
+    check_labels(records, Path(args.preprocessing).parent, meta["classes"])
     losses = params.train.losses
     reference = "ce" if "ce" in losses else losses[0]
     ev = evaluate(records, meta, params.evaluate, reference_loss=reference)  # checks the policy first

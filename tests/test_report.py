@@ -157,6 +157,25 @@ def test_the_first_screen_says_the_decision_in_three_sentences():
     assert "head-class recall changes by -0.040 (-0.080 to -0.010) and accuracy by +0.030" in said  # the cost side
 
 
+def test_the_first_screen_says_how_far_the_probabilities_can_be_read_as_chances():
+    calibration = {"candidate": PICK, "method": "vector scaling on validation", "bins": 15, "max_ece": 0.05,
+                   "validation_ece": 0.039, "test_ece": 0.04, "test_ece_low": 0.034, "test_ece_high": 0.074,
+                   "validation_log_loss": 0.5, "test_log_loss": 0.4, "reliability": []}
+    first = _first_screen(render(**render_inputs(calibration=calibration)))
+    said = _text(first[first.index('<div class="lead">'):first.index("</div>", first.index('<div class="lead">'))])
+    assert ("The probability it returns for each class is recalibrated on the validation split (vector scaling); "
+            "its decisions are made before and do not change: on the test split they are off by 0.040 on average "
+            "(95% interval 0.034 to 0.074; expected calibration error, 0 is perfect).") in said
+
+
+def test_a_tie_is_not_called_a_stable_choice():
+    inputs = render_inputs()
+    inputs["audit"]["policy"] = {**inputs["audit"]["policy"], "p_best": 1.0, "tied": ["ce", "xgboost"]}
+    said = _text(_first_screen(render(**inputs)))
+    assert "stable choice" not in said
+    assert "but 2 other candidates score the same there, so that share belongs to the tied group" in said
+
+
 def test_p_best_is_defined_with_its_resamples_and_seed():
     said = _text(render(**render_inputs()))
     assert ("P(best) is the probability this candidate is the policy's pick over 1000 bootstrap resamples of "

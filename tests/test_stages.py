@@ -665,6 +665,24 @@ def test_report_is_logged_to_the_evaluation_run(pipeline_run):
     assert "report.html" in {a.path for a in client.list_artifacts(runs["evaluation_run"])}
 
 
+def test_predictions_whose_labels_no_longer_match_their_split_are_refused(pipeline_run, tmp_path, stage_env):
+    """prepare ran again (new labels) but the models did not: evaluate refuses in one line, no score."""
+    import shutil
+
+    d = tmp_path / "copy"
+    shutil.copytree(pipeline_run, d)
+    test = pd.read_parquet(d / "data/prepared/test.parquet")
+    test["y"] = test["y"].to_numpy()[np.random.default_rng(3).permutation(len(test))]
+    test.to_parquet(d / "data/prepared/test.parquet", index=False)
+    before = (d / "reports/metrics.json").read_bytes()
+    proc = _stage(["stages.evaluate", *evaluate_args(d, d / "params.yaml")], d, stage_env)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "test predictions of " in lines[0] and "y_true no longer matches" in lines[0], lines
+    assert "re-run the pipeline (dvc repro)" in lines[0]
+    assert (d / "reports/metrics.json").read_bytes() == before
+
+
 @pytest.mark.parametrize(
     ("missing", "message"),
     [
@@ -685,3 +703,16 @@ def test_report_names_what_is_missing(pipeline_run, tmp_path, stage_env, missing
     assert len(lines) == 1, proc.stderr
     assert message in lines[0]
     assert not out.exists()
+
+
+def test_the_audit_names_the_models_that_ran_every_epoch(pipeline_run):
+    d = pipeline_run
+    audit = json.loads((d / "reports/audit.json").read_text())
+    cap = TINY["train"]["epochs"]
+    stopped = [m for loss in TINY["train"]["losses"]
+               for m, run in json.loads((d / f"outputs/models/{loss}/training.json").read_text())["runs"].items()
+               if run["epochs_run"] >= cap]
+    said = [w for w in audit["warnings"] if "without early stopping" in w]
+    assert len(said) == bool(stopped)
+    if stopped:
+        assert said[0].startswith(f"{len(stopped)} model(s) ran all {cap} epochs") and all(m in said[0] for m in stopped)
