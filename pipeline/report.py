@@ -131,7 +131,11 @@ def _warnings(r: Run) -> str:
         said.insert(0, "no candidate meets the policy's constraints on validation: nothing is recommended")
     if not said:
         return ""
-    items = "".join(f"<li>{esc(w[:1].upper() + w[1:])}{'' if w.endswith('.') else '.'}</li>" for w in said)
+    def sentence(w: str) -> str:  # capitalised, unless it starts with a name as written (ce+thresholds)
+        first = w.split(" ", 1)[0]
+        return (w[:1].upper() + w[1:] if first.isalpha() else w) + ("" if w.endswith(".") else ".")
+
+    items = "".join(f"<li>{esc(sentence(w))}</li>" for w in said)
     bad = " bad" if r.pick is None else ""
     return f'<aside class="warn{bad}"><b>Read this before acting on the decision:</b><ul>{items}</ul></aside>'
 

@@ -168,6 +168,12 @@ def test_the_first_screen_says_how_far_the_probabilities_can_be_read_as_chances(
             "(95% interval 0.034 to 0.074; expected calibration error, 0 is perfect).") in said
 
 
+def test_a_warning_that_starts_with_a_candidates_name_keeps_it_as_written():
+    said = _text(_first_screen(render(**render_inputs(warnings=["ce+thresholds rarely finds class zeta",
+                                                                 "the choice is uncertain"]))))
+    assert "ce+thresholds rarely finds class zeta." in said and "The choice is uncertain." in said
+
+
 def test_a_tie_is_not_called_a_stable_choice():
     inputs = render_inputs()
     inputs["audit"]["policy"] = {**inputs["audit"]["policy"], "p_best": 1.0, "tied": ["ce", "xgboost"]}
