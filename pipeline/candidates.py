@@ -83,7 +83,7 @@ def models_to_decide(records: list[ModelRecord], meta: Meta, cfg: EvaluateConfig
                                 f"trained: {', '.join(names)}")
         return [names[m] for m in setting]
     classes = meta["classes"]
-    cost = cost_matrix(cfg.costs, classes) if cfg.costs else None
+    cost = cost_matrix(cfg.costs, classes, [meta["counts"]["train"][c] for c in classes]) if cfg.costs else None
     objective = policy_objective(cfg.select, classes, cost=cost, ece_bins=cfg.ece_bins)
     w = policy_weights(usable[0].val.y_true, selection_view(meta, cfg), cfg) if usable else None
     best = []
@@ -118,7 +118,7 @@ def decide_all(records: list[ModelRecord], meta: Meta, cfg: EvaluateConfig, *,
     train_counts = np.array([meta["counts"]["train"][c] for c in classes])
     val_counts = np.array([meta["counts"]["val"][c] for c in classes], dtype=float)
     view = selection_view(meta, cfg)
-    cost = cost_matrix(cfg.costs, classes) if cfg.costs else None
+    cost = cost_matrix(cfg.costs, classes, list(train_counts)) if cfg.costs else None
     if "cost" in rules and cost is None:
         log.info("rule cost skipped: evaluate.costs is not set")
         rules.remove("cost")

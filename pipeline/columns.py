@@ -64,29 +64,47 @@ class Column:
         return {**asdict(self), "features": list(self.features)}
 
 
-def read_table(path: Path, target: str | None, *, what: str = "data.path") -> pd.DataFrame:
-    """The table at ``path`` (.csv: every cell as text; .parquet: as typed), checked.
+SEPARATORS = ",;\t|"  # what a CSV's separator may be (sniffed from the file's start)
+
+
+def read_table(path: Path, target: str | None, *, what: str = "data.path", encoding: str = "utf-8",
+               encoding_key: str = "data.encoding") -> pd.DataFrame:
+    """The table at ``path`` (.csv: every cell as text, its separator sniffed among
+    :data:`SEPARATORS`; .parquet: as typed), checked.
 
     ``target`` names the label column a training file must have (None: rows to predict, which
-    may have none); ``what`` is where the path came from, for the error messages.
+    may have none); ``what`` is where the path came from, ``encoding`` the CSV's text encoding
+    (``encoding_key`` where it is set), for the error messages.
     """
     if not path.is_file():
         raise DataError(f"{what}: {path} is not a file (a .csv or .parquet file is expected)")
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".parquet", ".pq"):
         raise DataError(f"{what}: {path} must end in .csv or .parquet; got {suffix or 'no suffix'!r}")
+    encoding = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
+    sep = ","
     try:
         if suffix == ".csv":
-            with open(path, newline="", encoding="utf-8-sig") as fh:
-                header = next(csv.reader(fh), None)
+            with open(path, newline="", encoding=encoding) as fh:
+                start = fh.read(1 << 16)
+            try:
+                sep = csv.Sniffer().sniff("\n".join(start.splitlines()[:20]), delimiters=SEPARATORS).delimiter
+            except csv.Error:
+                sep = ","
+            header = next(csv.reader(start.splitlines()[:1], delimiter=sep), None)
             if not header:
                 raise DataError(f"{what}: {path} is empty (a header row and data rows are expected)")
             _refuse_duplicates(header, path, what, target)
-            frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False, encoding="utf-8-sig")
+            frame = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, na_filter=False, encoding=encoding)
         else:
             frame = pd.read_parquet(path)
             _refuse_duplicates([str(c) for c in frame.columns], path, what, target)
-    except (ValueError, OSError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{what}: {path} is not {encoding.removesuffix('-sig')} text (byte 0x{exc.object[exc.start]:02x} at "
+                        f"position {exc.start}); set {encoding_key} to its encoding, e.g. latin-1 or cp1252") from None
+    except LookupError:
+        raise DataError(f"{encoding_key}: {encoding!r} is not an encoding Python knows (e.g. utf-8, latin-1, cp1252)") from None
+    except (ValueError, OSError, pd.errors.ParserError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise DataError(f"{what}: cannot read {path}: {first}") from None
     frame.columns = [str(c) for c in frame.columns]
@@ -94,7 +112,9 @@ def read_table(path: Path, target: str | None, *, what: str = "data.path") -> pd
         return frame
     if target not in frame.columns:
         shown = ", ".join(frame.columns[:20]) + (", ..." if frame.shape[1] > 20 else "")
-        raise DataError(f"data.target: column {target!r} not in {path}; columns: {shown}")
+        hint = next((f" (one column: is the separator {c!r}? it is sniffed among , ; tab |)"
+                     for c in ";\t|," if frame.shape[1] == 1 and c in frame.columns[0]), "")
+        raise DataError(f"data.target: column {target!r} not in {path}; columns: {shown}{hint}")
     if len(frame) == 0:
         raise DataError(f"{what}: {path} has a header but no rows")
     if frame.shape[1] < 2:

@@ -55,6 +55,7 @@ class DataConfig:
     source: str = "digits"  # digits | synthetic | csv
     path: str = "data/raw"  # source=csv: the CSV or Parquet file (e.g. data/raw/claims.csv)
     target: str | None = None  # label column in that file, for source=csv
+    encoding: str = "utf-8"  # source=csv: the file's text encoding (latin-1, cp1252...)
     imbalance_ratio: float = 10.0  # rho = n_max / n_min imposed on the training split; 1 keeps it
     val_size: float = 0.2  # fractions of all rows, stratified
     test_size: float = 0.2
@@ -297,6 +298,16 @@ def _coerce(value: Any, hint: Any, key: str, source: str) -> Any:
     raise ConfigError(f"{source}: {key} must be {hint.__name__}; got {value!r}")
 
 
+def _known_encoding(name: str) -> bool:
+    import codecs
+
+    try:
+        codecs.lookup(name)
+    except LookupError:
+        return False
+    return True
+
+
 def _check(ok: bool, source: str, message: str) -> None:
     if not ok:
         raise ConfigError(f"{source}: {message}")
@@ -312,6 +323,8 @@ def _validate(p: Params, source: str) -> None:
     if d.source == "csv":
         _check(bool(d.path), source, "data.path must name a CSV or Parquet file when data.source is csv")
         _check(bool(d.target), source, "data.target must name the label column when data.source is csv")
+        _check(_known_encoding(d.encoding), source,
+               f"data.encoding: {d.encoding!r} is not an encoding Python knows (e.g. utf-8, latin-1, cp1252)")
     _check(math.isfinite(d.imbalance_ratio) and d.imbalance_ratio >= 1, source,
            f"data.imbalance_ratio must be >= 1 (1 keeps the split as is); got {d.imbalance_ratio}")
     for key, v in (("data.val_size", d.val_size), ("data.test_size", d.test_size)):
@@ -459,14 +472,22 @@ def _validate_decisions(e: EvaluateConfig, source: str) -> None:
                "evaluate.deploy_prior must give some class a share > 0; all are 0")
 
 
-def _class_index(name: str, classes: list[str], key: str, source: str) -> int:
+RAREST = "rarest"  # in evaluate.costs: the class with the fewest training rows (unless a class has that name)
+
+
+def _class_index(name: str, classes: list[str], key: str, source: str, rarest: int | None = None) -> int:
+    if name == RAREST and name not in classes and rarest is not None:
+        return rarest
     _check(name in classes, source,
-           f"{key} names class {name!r}, not one of the classes: {', '.join(map(str, classes))}")
+           f"{key} names class {name!r}, not one of the classes: {', '.join(map(str, classes))}"
+           + (f" (or {RAREST!r}, the class with the fewest training rows)" if rarest is not None else ""))
     return classes.index(name)
 
 
-def cost_matrix(costs: CostsConfig, classes: list[str], source: str = "params.yaml") -> np.ndarray:
-    """(C, C) float64 costs, ``C[true, decided]``, of ``evaluate.costs`` for ``classes``.
+def cost_matrix(costs: CostsConfig, classes: list[str], train_counts: list[int] | None = None,
+                source: str = "params.yaml") -> np.ndarray:
+    """(C, C) float64 costs, ``C[true, decided]``, of ``evaluate.costs`` for ``classes``
+    (``train_counts``, in their order, resolve :data:`RAREST`: the first class with the fewest).
 
     Off the diagonal: ``default``, overridden by ``false_alarm`` (by decided class), then by
     ``missed`` (by true class), then by single ``matrix`` cells; the diagonal is 0 unless
@@ -474,18 +495,19 @@ def cost_matrix(costs: CostsConfig, classes: list[str], source: str = "params.ya
     """
     classes = [str(c) for c in classes]
     k = len(classes)
+    rarest = None if train_counts is None else int(np.argmin(train_counts))
     off = ~np.eye(k, dtype=bool)
     out = np.where(off, float(costs.default), 0.0)
     for name, v in costs.false_alarm.items():
-        j = _class_index(name, classes, "evaluate.costs.false_alarm", source)
+        j = _class_index(name, classes, "evaluate.costs.false_alarm", source, rarest)
         out[off[:, j], j] = v
     for name, v in costs.missed.items():
-        i = _class_index(name, classes, "evaluate.costs.missed", source)
+        i = _class_index(name, classes, "evaluate.costs.missed", source, rarest)
         out[i, off[i]] = v
     for name, row in costs.matrix.items():
-        i = _class_index(name, classes, "evaluate.costs.matrix", source)
+        i = _class_index(name, classes, "evaluate.costs.matrix", source, rarest)
         for decided, v in row.items():
-            out[i, _class_index(decided, classes, f"evaluate.costs.matrix.{name}", source)] = v
+            out[i, _class_index(decided, classes, f"evaluate.costs.matrix.{name}", source, rarest)] = v
     return out
 
 

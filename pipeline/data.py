@@ -112,7 +112,7 @@ def load_source(cfg: DataConfig) -> tuple[pd.DataFrame, pd.Series]:
     if cfg.source == "synthetic":
         return _synthetic(cfg.synthetic, cfg.seed)
     if cfg.source == "csv":
-        return _read_csv_source(Path(cfg.path), cfg.target)
+        return _read_csv_source(Path(cfg.path), cfg.target, cfg.encoding)
     raise DataError(f"data.source must be one of digits, synthetic, csv; got {cfg.source!r}")
 
 
@@ -134,8 +134,8 @@ def _synthetic(cfg: SyntheticConfig, seed: int) -> tuple[pd.DataFrame, pd.Series
     return pd.DataFrame(X.astype(np.float32), columns=columns), pd.Series(y, name="class")
 
 
-def _read_csv_source(path: Path, target: str) -> tuple[pd.DataFrame, pd.Series]:
-    frame = read_table(path, target)
+def _read_csv_source(path: Path, target: str, encoding: str) -> tuple[pd.DataFrame, pd.Series]:
+    frame = read_table(path, target, encoding=encoding)
     return frame.drop(columns=[target]), frame[target]
 
 
@@ -183,12 +183,11 @@ def prepare(cfg: DataConfig) -> Prepared:
     source_rows = labels.index.to_numpy(np.int64)
     labels = labels.to_numpy()
     counts = pd.Series(labels).value_counts()
-    too_small = counts[counts < 3]
+    too_small = counts[counts < 3].sort_values(kind="stable")
     if len(too_small):
-        raise DataError(
-            f"class {too_small.index[0]!r} has {too_small.iloc[0]} rows; "
-            "each class needs at least 3 (one per split)"
-        )
+        said = ", ".join(f"{c!r} ({n} row{'s' if n > 1 else ''})" for c, n in too_small.items())
+        raise DataError(f"class{'es' if len(too_small) > 1 else ''} {said}: each class needs at least 3 rows "
+                        "(one per split); merge or drop the smaller classes")
     if len(classes) < 2:
         raise DataError(f"the label has a single class {classes[0]!r}; at least 2 are needed")
     columns = decide_columns(X)

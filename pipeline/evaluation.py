@@ -142,7 +142,7 @@ def evaluate(records: list[ModelRecord], meta: Meta, cfg: EvaluateConfig, *, ref
     y_val, y_test = _labels(records, "val"), _labels(records, "test")
     view = selection_view(meta, cfg)
     rarest = rarest_class(train_counts, classes)
-    cost = cost_matrix(cfg.costs, classes) if cfg.costs else None
+    cost = cost_matrix(cfg.costs, classes, train_counts) if cfg.costs else None
     deploy = deploy_prior_vector(cfg.deploy_prior, classes)
     # the same seed for both splits: any resample can be regenerated from it (indices are not stored)
     test_idx = bootstrap_indices(len(y_test), cfg.bootstrap.resamples, cfg.bootstrap.seed)

@@ -43,10 +43,10 @@ def main(argv: list[str] | None = None) -> None:
     # the policy, the costs and the deployment prior name classes: checked now that the classes
     # are known, before anything trains
     check_policy(e.select, metric_names(prepared.classes, costs=e.costs is not None), prepared.classes)
-    if e.costs is not None:
-        cost_matrix(e.costs, prepared.classes)
-    deploy_prior_vector(e.deploy_prior, prepared.classes)
     meta = prepared_meta(prepared, params.data)
+    if e.costs is not None:
+        cost_matrix(e.costs, prepared.classes, [meta["counts"]["train"][c] for c in prepared.classes])
+    deploy_prior_vector(e.deploy_prior, prepared.classes)
     with atomic_dirs(args.out) as (tmp,):
         for split in SPLITS:
             prepared.splits[split].to_parquet(tmp / f"{split}.parquet", index=False)

@@ -30,7 +30,9 @@ def test_repository_params_parse_to_typed_config():
     assert p.train.gammas == (0.0, 0.5, 1.0, 2.0, 5.0)
     assert all(isinstance(g, float) for g in p.train.gammas)
     assert (p.train.early_stopping_fraction, p.train.early_stopping_metric) == (0.1, "balanced_log_loss")
-    assert p.evaluate.costs == CostsConfig(default=1.0, missed={"8": 20.0})  # `"8": 20` in the file
+    # no class of the bundled data is named, so any table runs as it is: the costs name a role
+    assert p.evaluate.costs == CostsConfig(default=1.0, missed={"rarest": 20.0})
+    assert p.data.encoding == "utf-8"
     assert p.evaluate.decisions.rules == DECISION_RULES and p.evaluate.crossfit_folds == 5
 
 
@@ -229,6 +231,14 @@ def test_cost_matrix_precedence_default_false_alarm_missed_matrix():
     assert c.dtype == np.float64 and c.shape == (3, 3)
     np.testing.assert_array_equal(c, expected)
     np.testing.assert_array_equal(cost_matrix(CostsConfig(), ["a", "b", "c"]), 1 - np.eye(3))
+
+
+def test_rarest_in_the_costs_is_the_class_with_the_fewest_training_rows_unless_a_class_has_that_name():
+    costs = CostsConfig(default=1, missed={"rarest": 20})
+    np.testing.assert_array_equal(cost_matrix(costs, ["a", "b", "c"], [50, 5, 5])[1], [20, 0, 20])  # first on ties
+    np.testing.assert_array_equal(cost_matrix(costs, ["a", "rarest"], [5, 50])[1], [20, 0])  # a class of that name
+    with pytest.raises(ConfigError, match=r"names class 'rarest', not one of the classes: a, b$"):
+        cost_matrix(costs, ["a", "b"])  # no counts: no role
 
 
 def test_cost_matrix_of_parsed_params_with_missed_above_false_alarm():

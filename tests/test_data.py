@@ -148,9 +148,33 @@ def test_csv_path_errors(tmp_path):
         prepare(DataConfig(source="csv", path=str(odd), target="y"))
 
 
-def test_too_rare_class_is_named(tmp_path):
-    frame = pd.DataFrame({"x": range(40), "y": ["a"] * 38 + ["b"] * 2})
+def test_every_too_rare_class_is_named(tmp_path):
+    frame = pd.DataFrame({"x": range(40), "y": ["a"] * 37 + ["b"] * 2 + ["c"]})
     path = tmp_path / "t.csv"
     frame.to_csv(path, index=False)
-    with pytest.raises(DataError, match="class 'b' has 2 rows; each class needs at least 3"):
+    with pytest.raises(DataError) as err:
         prepare(DataConfig(source="csv", path=str(path), target="y"))
+    assert str(err.value) == ("classes 'c' (1 row), 'b' (2 rows): each class needs at least 3 rows (one per split); "
+                              "merge or drop the smaller classes")
+
+
+@pytest.mark.parametrize("sep", [";", "\t", "|"])
+def test_the_separator_is_read_from_the_file(tmp_path, sep):
+    path = _write_csv(tmp_path)
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    frame.to_csv(path, sep=sep, index=False)
+    p = prepare(DataConfig(source="csv", path=str(path), target="label", imbalance_ratio=1.0))
+    assert [c.name for c in p.preprocessing.columns] == ["age", "colour", "score"]
+
+
+def test_a_file_in_another_encoding_names_the_parameter_and_reads_once_set(tmp_path):
+    frame = pd.DataFrame({"x": range(30), "city": ["Montréal", "Zürich", "Lyon"] * 10,
+                          "y": ["é", "a", "b"] * 10})
+    path = tmp_path / "latin.csv"
+    frame.to_csv(path, index=False, encoding="latin-1")
+    with pytest.raises(DataError) as err:
+        prepare(DataConfig(source="csv", path=str(path), target="y"))
+    assert "is not utf-8 text (byte 0xe9 at position" in str(err.value)
+    assert "set data.encoding to its encoding, e.g. latin-1 or cp1252" in str(err.value)
+    p = prepare(DataConfig(source="csv", path=str(path), target="y", encoding="latin-1", imbalance_ratio=1.0))
+    assert set(p.classes) == {"é", "a", "b"}

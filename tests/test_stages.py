@@ -50,7 +50,9 @@ def run_pipeline(d, params):
                   "--out", str(d / "outputs/class_weights.json")])
     plan.main(["--params", str(params), "--weights", str(d / "outputs/class_weights.json"),
                "--out", str(d / "outputs/plans")])
-    for loss in TINY["train"]["losses"]:
+    from pipeline.config import load_params
+
+    for loss in load_params(params).train.losses:
         train.main(["--params", str(params), "--plan", str(d / f"outputs/plans/{loss}.json"),
                     "--data", str(d / "data/prepared"),
                     "--models", str(d / f"outputs/models/{loss}"),
