@@ -11,7 +11,7 @@ PORT ?= 5000
 # Stages call `python`: make it the environment's.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: repro test ui setup bench compare predict send
+.PHONY: repro test ui setup bench compare predict send docs
 
 setup: $(STAMP)
 
@@ -30,11 +30,15 @@ repro: $(STAMP)
 	@python -m stages.send --if-pending || echo "(the pipeline's outputs are written; \`make send\` logs the rest once the store is back)"
 	@python -m stages.show --audit reports/audit.json
 	@echo
-	@echo "The report: reports/report.html (open it in a browser); the pick and why: reports/audit.json; every output: README, What you get where"
+	@echo "The report: reports/report.html (open it in a browser); the pick and why: reports/audit.json; every output: docs/getting-started.md"
 	@echo "MLflow: make ui (it prints the address to open); predictions from the champion: make predict INPUT=rows.csv"
 
 test: $(STAMP)
 	python -m pytest $(PYTEST_ARGS)
+
+# The documentation site, built offline into site/ (open site/index.html); any warning fails it.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 mkdocs build --strict
 
 # The MLflow UI on this checkout's store; it prints the address that lists the candidates flat.
 ui: $(STAMP)

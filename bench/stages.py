@@ -12,7 +12,7 @@ environment (``.venv``) and a new MLflow store:
 3. runs each command once more with ``PYTHONPROFILEIMPORTTIME=1`` and sums the time spent in
    imports (``-X importtime``'s top-level entries).
 
-Prints a Markdown table of medians (the README's), the sum over stages, and what ``dvc repro``
+Prints a Markdown table of medians (docs/scale.md's), the sum over stages, and what ``dvc repro``
 itself took. A benchmark: it asserts nothing about time.
 """
 

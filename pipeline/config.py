@@ -152,7 +152,7 @@ class CostsConfig:
 
 @dataclass(frozen=True)
 class EvaluateConfig:
-    prior: str = "auto"  # second view's class prior: train | uniform | auto (see README)
+    prior: str = "auto"  # second view's class prior: train | uniform | auto (docs/experiments.md, "Views")
     ece_bins: int = 15
     max_ece: float = 0.05  # above this ECE on validation, the pick's probabilities are called poorly calibrated
     min_recall: float = 0.1  # a class the pick recalls less often than this is a warning

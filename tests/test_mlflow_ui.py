@@ -1,7 +1,7 @@
 """The MLflow UI as a user reads it, in a real headless browser on a real `mlflow ui` over the tiny
 run's store: the address `make ui` prints lists every candidate by its own name beside its
 validation score within two clicks, and the champion is found by its name in the Models tab and on
-the registered model's page. The screenshots go to the README (`SHOTS=docs/images pytest ...`)."""
+the registered model's page. The screenshots go to docs/mlflow.md (`SHOTS=docs/images pytest ...`)."""
 
 import json
 import os

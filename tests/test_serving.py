@@ -125,7 +125,7 @@ def test_the_champion_predicts_raw_rows_in_a_new_process_from_elsewhere(shipped,
     raw.to_csv(tmp_path / "raw.csv", index=False)
     code = ("import sys, mlflow, pandas as pd; m = mlflow.pyfunc.load_model('models:/tiny@champion'); "
             "s = m.metadata.get_input_schema(); types = dict(zip(s.input_names(), s.pandas_types())); "
-            "m.predict(pd.read_csv(sys.argv[1], dtype=types)).to_parquet(sys.argv[2])")  # README's recipe
+            "m.predict(pd.read_csv(sys.argv[1], dtype=types)).to_parquet(sys.argv[2])")  # docs/mlflow.md's recipe
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["MLFLOW_TRACKING_URI"] = f"sqlite:///{d / 'mlflow.db'}"
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "raw.csv"), str(tmp_path / "p.parquet")],
@@ -391,7 +391,7 @@ def test_codes_integers_dates_and_a_missing_cell_give_one_answer_on_every_path(u
 
     import mlflow
 
-    model = mlflow.pyfunc.load_model(model_uri)  # the README's recipe: read with the signature's types
+    model = mlflow.pyfunc.load_model(model_uri)  # docs/mlflow.md's recipe: read with the signature's types
     schema = model.metadata.get_input_schema()
     in_process = model.predict(pd.read_csv(tmp_path / "rows.csv", dtype=dict(zip(schema.input_names(),
                                                                                   schema.pandas_types()))))

@@ -132,7 +132,7 @@ def test_odd_class_names_go_through_the_whole_pipeline(tmp_path, monkeypatch):
     assert val["val_rarest_recall"] == pytest.approx(metrics["ce"]["val"][f"recall/{rarest}"])
     # the champion answers with the class names as written, one probability column each
     champion = mlflow.pyfunc.load_model("models:/tiny@champion")
-    schema = champion.metadata.get_input_schema()  # read with the signature's types (README)
+    schema = champion.metadata.get_input_schema()  # read with the signature's types (docs/mlflow.md)
     rows = pd.read_csv(csv, dtype=dict(zip(schema.input_names(), schema.pandas_types()))).drop(columns=["class"]).head(20)
     answer = champion.predict(rows)
     assert set(answer["prediction"]) <= set(ODD) and [f"p_{c}" for c in meta["classes"]] == list(answer.columns[1:])
