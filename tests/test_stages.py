@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -718,3 +719,34 @@ def test_the_audit_names_the_models_that_ran_every_epoch(pipeline_run):
     assert len(said) == bool(stopped)
     if stopped:
         assert said[0].startswith(f"{len(stopped)} model(s) ran all {cap} epochs") and all(m in said[0] for m in stopped)
+
+
+def test_dvc_plots_show_renders_every_panel_offline(pipeline_run, root, tmp_path, browser):
+    """`dvc plots show` with the repository's page template (Vega inlined): every panel of
+    dvc.yaml draws with the network cut off, and nothing is fetched from anywhere."""
+    import shutil
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    shutil.copytree(root / ".dvc", repo / ".dvc", ignore=shutil.ignore_patterns("cache", "tmp"))
+    shutil.copy(root / "dvc.yaml", repo / "dvc.yaml")
+    shutil.copy(root / "params.yaml", repo / "params.yaml")  # dvc.yaml interpolates its keys
+    shutil.copytree(pipeline_run / "reports/plots", repo / "reports/plots")
+    dvc = str(Path(sys.executable).with_name("dvc"))
+    proc = subprocess.run([dvc, "plots", "show", "-o", str(tmp_path / "out")], cwd=repo, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0 and "failed" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr[-2000:]
+    panels = len(yaml.safe_load((root / "dvc.yaml").read_text())["plots"])
+    context = browser.new_context(offline=True)
+    page = context.new_page()
+    fetched, errors = [], []
+    page.route("**/*", lambda r: r.continue_() if r.request.url.startswith("file:") else
+               (fetched.append(r.request.url), r.abort()))
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto((tmp_path / "out" / "index.html").as_uri())
+    page.wait_for_function(f"document.querySelectorAll('svg.marks, canvas.marks').length >= {panels}",
+                           timeout=30_000)
+    assert page.locator("svg.marks, canvas.marks").count() == panels == 5
+    assert fetched == [] and errors == []
+    context.close()
