@@ -192,8 +192,9 @@ def evaluate(records: list[ModelRecord], meta: Meta, cfg: EvaluateConfig, *, ref
     metric = cfg.select.metric
     if audit["estimate"] and cfg.select.view == "held_out" and not (reads_probabilities(metric) or lower_is_better(metric)):
         audit["estimate"]["chance"] = shuffled_score(by_name[pick].test.y_pred, y_test, classes, cfg)
-    epochs = {r.params["train"]["epochs"] for r in plain if r.kind == "mlp"}
-    stopped = [r.name for r in plain if r.kind == "mlp" and r.training.get("epochs_run", 0) >= r.params["train"]["epochs"]]
+    cap = {r.name: r.params.get("train", {}).get("epochs") for r in plain if r.kind == "mlp"}
+    stopped = [m for m, n in cap.items() if n and by_name[m].training.get("epochs_run", 0) >= n]
+    epochs = {n for n in cap.values() if n}
     audit["warnings"] = pick_warnings(audit, metrics, classes, min_recall=cfg.min_recall, stopped=stopped,
                                       epochs=max(epochs, default=None))
     models = [{"name": r.name, "loss": r.loss, "gamma": r.gamma, "alpha": r.alpha, "seed": r.seed, "kind": r.kind}
