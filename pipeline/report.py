@@ -16,6 +16,7 @@ and provenance.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from pipeline import report_sections as s
@@ -150,6 +151,17 @@ def _decision(r: Run, body: list[Section], appendix: list[Section]) -> list[str]
 
 
 # --- the background: the data, the losses, the errors, how to read -------------------------------
+
+def _data_line(meta: dict) -> str:
+    """The header's data: the file and its label column (or the bundled source), rows, classes."""
+    data = meta.get("params") or {}
+    if meta["source"] == "csv":
+        what = f"Data <b>{esc(Path(str(data.get('path', ''))).name)}</b>, target <b>{esc(str(data.get('target')))}</b>"
+    else:
+        what = f"Data <b>{esc(meta['source'])}</b>"
+    rows = sum(meta["sizes"].values())
+    return f"{what} · {rows:,} rows · {len(meta['classes'])} classes"
+
 
 def _imbalance(meta: dict) -> str:
     """What was done to the training split's class balance, in words."""
@@ -368,7 +380,7 @@ def render(
     appendix = [_leaderboard(r), _agreement(r), _provenance(r, provenance, runs, mlflow_url)]
     parts = [
         f"<h1>{esc(title)}</h1>",
-        f'<p class="sub">Data <b>{esc(meta["source"])}</b> · commit <code>{esc(provenance.commit[:12])}</code>'
+        f'<p class="sub">{_data_line(meta)} · commit <code>{esc(provenance.commit[:12])}</code>'
         f"{' (with uncommitted changes)' if provenance.dirty == 'true' else ''} · {esc(provenance.date)}</p>",
         *_decision(r, body, appendix),
         *(_html(x, i + 1) for i, x in enumerate(body)),

@@ -174,6 +174,14 @@ def test_a_warning_that_starts_with_a_candidates_name_keeps_it_as_written():
     assert "ce+thresholds rarely finds class zeta." in said and "The choice is uncertain." in said
 
 
+def test_the_header_names_the_file_the_target_the_rows_and_the_classes():
+    inputs = render_inputs()
+    inputs["meta"] = {**inputs["meta"], "source": "csv",
+                      "params": {**inputs["meta"]["params"], "path": "data/raw/claims.csv", "target": "status"}}
+    header = _text(render(**inputs).split('<p class="sub">', 1)[1].split("</p>", 1)[0])
+    assert header.startswith("Data claims.csv, target status · 135 rows · 3 classes · commit ")
+
+
 def test_a_tie_is_not_called_a_stable_choice():
     inputs = render_inputs()
     inputs["audit"]["policy"] = {**inputs["audit"]["policy"], "p_best": 1.0, "tied": ["ce", "xgboost"]}
