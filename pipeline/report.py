@@ -82,7 +82,24 @@ def _how_good(r: Run) -> str:
     interval = (f" ({r.level} interval {num(est['low'])} to {num(est['high'])})"
                 if est["low"] is not None else " (no interval: the metric has no bootstrap)")
     return (f"On the test split, which played no part in the choice, its {esc(r.primary_words)} is "
-            f"<b>{num(est['test'])}</b>{interval}.")
+            f"<b>{num(est['test'])}</b>{interval}." + _in_cases(r))
+
+
+def _in_cases(r: Run) -> str:
+    """The rarest class on test in cases: how many the pick finds, how many of its alarms are wrong."""
+    rare, m = r.audit["rarest_class"], r.metrics.get(r.pick, {})
+    support, recall, precision = (m.get(f"{k}/{rare}") for k in ("support", "recall", "precision"))
+    if not support or recall is None:
+        return ""
+    found = round(recall * support)
+    said = f" Of the {support:g} test cases of the rarest class, <b>{esc(rare)}</b>, it finds {found}"
+    if found and precision:
+        alarms = round(found / precision)
+        wrong = alarms - found
+        said += (f"; of its {alarms} answers {esc(rare)}, " +
+                 ("none is wrong" if not wrong else f"{wrong} {'is' if wrong == 1 else 'are'} wrong (1 in "
+                                                    f"{num(alarms / wrong, 0) if alarms / wrong >= 2 else num(alarms / wrong, 1)})"))
+    return said + "."
 
 
 def _probabilities(r: Run) -> str:
