@@ -5,12 +5,13 @@ PNG images into HTML text. Nothing here reads files, the clock or the environmen
 inputs give the same bytes. Images are embedded as data URIs; there are no scripts, fonts or
 external resources, and the page prints.
 
-The page reads top-down: the first screen holds the decision in three sentences (what ships,
-how good it is on unseen data, what it costs against plain cross-entropy and how sure the
-choice is) and any warning in words; the evidence follows, one section each
-(:mod:`pipeline.report_sections`), then the background (the data, the γ sweep, the errors, the
-accuracy paradox, a glossary); the appendix holds the full leaderboard, the metrics' agreement
-and provenance.
+The page reads top-down: the first screen holds the decision in a few sentences (what ships,
+how good it is on unseen data, the rarest class in cases, how far its probabilities hold, what
+it costs against plain cross-entropy and how sure the choice is) and any warning in words; the
+main body follows (how the pick was made, its optimism, the top candidates, was the special loss
+needed, where the errors go, the accuracy paradox, a glossary: about six screens at 1440×900);
+the rest of the evidence (:mod:`pipeline.report_sections`) and the appendix (the full
+leaderboard, the metrics' agreement, provenance) are folded, one click each, and print open.
 """
 
 from __future__ import annotations
@@ -37,7 +38,10 @@ td.n{text-align:right;white-space:nowrap}td.text{min-width:9rem}td.label,.nw{whi
 img{max-width:100%;height:auto;display:block;margin:.6rem 0}
 code{background:#f0f3f7;padding:0 .25rem}code.hash{font-size:.75rem}dt{font-weight:600}dd{margin:0 0 .5rem 1rem}
 .small{font-size:.8rem}.appendix h2{border-bottom-style:dashed}
+summary{cursor:pointer}.evidence summary h2,.appendix summary h2{display:inline-block;border:none;margin:1.2rem 0 .3rem;
+font-size:1.25rem}summary::after{content:" (click to open)";color:#5b6675;font-size:.9rem}details[open]>summary::after{content:""}
 @media print{body{max-width:none;margin:0}h2{break-after:avoid}img,tr{break-inside:avoid}
+details::details-content{content-visibility:visible;display:block}summary::after{content:""}
 .scroll{overflow:visible}table{font-size:.7rem}nav{display:none}}
 """
 
@@ -370,9 +374,13 @@ def _provenance(r: Run, provenance: Provenance, runs: dict | None, mlflow_url: s
     return Section("provenance", "Appendix C. Provenance", body)
 
 
-def _html(x: Section, number: int | None) -> str:
-    title = f"{number}. {x.title}" if number else x.title
-    return "\n".join([f'<section id="{x.id}">', f"<h2>{esc(title)}</h2>", *(b for b in x.body if b), "</section>"])
+def _html(x: Section, number: int | None, folded: bool = False) -> str:
+    """A section; ``folded``: closed under its title (one click opens it; printing shows it)."""
+    title = f"<h2>{esc(f'{number}. {x.title}' if number else x.title)}</h2>"
+    if folded:
+        return "\n".join([f'<section id="{x.id}"><details><summary>{title}</summary>', *(b for b in x.body if b),
+                          "</details></section>"])
+    return "\n".join([f'<section id="{x.id}">', title, *(b for b in x.body if b), "</section>"])
 
 
 def render(
@@ -390,18 +398,20 @@ def render(
     """The report's HTML text. ``images`` maps the figures' names (:data:`pipeline.artifacts.FIGURES`'
     keys, ``gamma_<loss>`` and ``alpha_<family>``) to PNG bytes; a missing one is left out."""
     r = Run(meta, weights, metrics, audit, images)
-    body = [s.how_picked(r), s.optimism(r), s.top_candidates(r), s.other_metrics(r), s.special_loss(r),
-            s.tail_trade(r), s.prior_shift(r), s.loss_metric(r), _data(r), _gamma(r), s.weight_strength(r),
-            _confusion(r), _paradox(r),
+    # the main body a stakeholder reads; the evidence and the appendix folded, one click each
+    body = [s.how_picked(r), s.optimism(r), s.top_candidates(r), s.special_loss(r), _confusion(r), _paradox(r),
             _glossary(r)]
+    evidence = [s.other_metrics(r), s.tail_trade(r), s.prior_shift(r), s.loss_metric(r), _data(r), _gamma(r),
+                s.weight_strength(r)]
     appendix = [_leaderboard(r), _agreement(r), _provenance(r, provenance, runs, mlflow_url)]
     parts = [
         f"<h1>{esc(title)}</h1>",
         f'<p class="sub">{_data_line(meta)} · commit <code>{esc(provenance.commit[:12])}</code>'
         f"{' (with uncommitted changes)' if provenance.dirty == 'true' else ''} · {esc(provenance.date)}</p>",
-        *_decision(r, body, appendix),
+        *_decision(r, body + evidence, appendix),
         *(_html(x, i + 1) for i, x in enumerate(body)),
-        '<div class="appendix">', *(_html(x, None) for x in appendix), "</div>",
+        '<div class="evidence">', *(_html(x, len(body) + i + 1, folded=True) for i, x in enumerate(evidence)), "</div>",
+        '<div class="appendix">', *(_html(x, None, folded=True) for x in appendix), "</div>",
     ]
     page = "\n".join(parts)
     return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'

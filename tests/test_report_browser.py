@@ -72,6 +72,7 @@ def test_report_renders_without_errors_at_laptop_width(report_page, browser, tmp
     images = page.evaluate("Array.from(document.images).map(i => [i.alt, i.complete, i.naturalWidth])")
     assert len(images) >= 6 and all(done and width > 0 for _, done, width in images), images
 
+    page.evaluate("document.querySelectorAll('details').forEach(d => d.open = true)")  # every section opened
     layout = page.evaluate(LAYOUT)
     width, viewport = layout["page"]
     assert width <= viewport, f"the page scrolls sideways: {width} > {viewport}"
@@ -92,3 +93,25 @@ def test_report_renders_without_errors_at_laptop_width(report_page, browser, tmp
     pdf = tmp_path / "report.pdf"
     page.pdf(path=str(pdf))  # printable
     assert pdf.stat().st_size > 10_000
+
+
+def test_the_main_body_is_six_screens_and_the_rest_opens_and_prints(pipeline_run, browser):
+    """At 1440x900 the decision and the main body end within six screens; the other evidence and
+    the appendix are folded under their titles, open on a click, and print open."""
+    page = browser.new_page(viewport={"width": 1440, "height": 900})
+    page.goto((pipeline_run / "reports/report.html").as_uri(), wait_until="load")
+    folded = page.locator("details")
+    assert folded.count() == 10 and page.locator("details[open]").count() == 0
+    body_end = page.evaluate("document.querySelector('.evidence').getBoundingClientRect().top + window.scrollY")
+    assert body_end <= 6 * 900, body_end
+    first = page.evaluate("document.querySelector('#decision .lead').innerText")
+    assert first.startswith("Ship ") and "On the test split, which played no part in the choice" in first
+    assert "Of the " in first and "test cases of the rarest class" in first
+    trade = page.locator("#trade table").first
+    assert not trade.is_visible()
+    page.locator("#trade summary").click()
+    assert trade.is_visible()
+    page.locator("#trade summary").click()
+    page.emulate_media(media="print")
+    assert page.evaluate("document.querySelector('#provenance table').getBoundingClientRect().height") > 0
+    assert page.locator("#provenance table").first.is_visible()
