@@ -190,7 +190,8 @@ def evaluate(records: list[ModelRecord], meta: Meta, cfg: EvaluateConfig, *, ref
     audit["calibration"] = (shipped_calibration(by_name[shipped], metrics[shipped], y_test, classes, test_idx, cfg)
                             if shipped else None)
     metric = cfg.select.metric
-    if audit["estimate"] and cfg.select.view == "held_out" and not (reads_probabilities(metric) or lower_is_better(metric)):
+    counts_higher = not (reads_probabilities(metric) or lower_is_better(metric))
+    if audit["estimate"] and cfg.select.view == "held_out" and counts_higher:
         audit["estimate"]["chance"] = shuffled_score(by_name[pick].test.y_pred, y_test, classes, cfg)
     cap = {r.name: r.params.get("train", {}).get("epochs") for r in plain if r.kind == "mlp"}
     stopped = [m for m, n in cap.items() if n and by_name[m].training.get("epochs_run", 0) >= n]
@@ -207,8 +208,8 @@ def shuffled_score(y_pred: np.ndarray, y_true: np.ndarray, classes: list[str], c
     """The policy's metric of decisions ``y_pred`` shuffled over the rows (``times`` seeded
     permutations, averaged): what the same mix of answers scores by chance."""
     rng = np.random.default_rng(cfg.bootstrap.seed)
-    value = float(np.mean([classification_metrics(y_true, rng.permutation(y_pred), classes).get(cfg.select.metric, np.nan)
-                           for _ in range(times)]))
+    value = float(np.mean([classification_metrics(y_true, rng.permutation(y_pred), classes).get(
+        cfg.select.metric, np.nan) for _ in range(times)]))
     return None if np.isnan(value) else value
 
 

@@ -306,7 +306,8 @@ def pick_warnings(audit: dict, metrics: dict, classes: list[str], *, min_recall:
     if pick is None:
         return ["no candidate meets the policy's constraints on validation: nothing is recommended", *out]
     for split, entry in (("validation", metrics[pick]["val"]), ("test", metrics[pick])):
-        low = {c: entry[f"recall/{c}"] for c in classes if entry[f"support/{c}"] > 0 and entry[f"recall/{c}"] < min_recall}
+        low = {c: entry[f"recall/{c}"] for c in classes
+               if entry[f"support/{c}"] > 0 and entry[f"recall/{c}"] < min_recall}
         if low:
             said = ", ".join(f"{c} ({v:.3f}, {round(v * entry[f'support/{c}'])} of {entry[f'support/{c}']:g})"
                              for c, v in low.items())
@@ -334,7 +335,8 @@ def pick_warnings(audit: dict, metrics: dict, classes: list[str], *, min_recall:
         out.append(f"{len(tied) + 1} candidates tie at the pick's validation score: P(best) belongs to the tied "
                    f"group, and {pick} was taken by the tie-break ({policy['tie_break']}){spread}")
     elif policy["p_best"] is not None and policy["p_best"] < 0.5:
-        out.append(f"the choice is uncertain: {pick} is the pick in only {policy['p_best']:.0%} of validation resamples")
+        out.append(f"the choice is uncertain: {pick} is the pick in only {policy['p_best']:.0%} of validation "
+                   "resamples")
     est = audit.get("estimate") or {}
     if est.get("low") is not None and not lower_is_better(policy["metric"]):
         noise = (est["high"] - est["low"]) / 2 * np.sqrt(2)  # validation is about as noisy as test

@@ -44,6 +44,7 @@ class LossSpec:
     # the loss this one is with every class weight 1: the α = 0 point of its weight-strength curve
     # (train.alphas, for the losses of train.alpha_losses); None: it cannot sweep α
     alpha_zero: str | None = None
+    words: str = ""  # what a stakeholder reads (the report's first screen); "" : the name
 
     @property
     def keywords(self) -> tuple[str, ...]:
@@ -54,24 +55,27 @@ class LossSpec:
 LOSS_SPECS: dict[str, LossSpec] = {
     spec.name: spec
     for spec in (
-        LossSpec("ce", "pipeline.losses:cross_entropy_loss", "−log p_y"),
+        LossSpec("ce", "pipeline.losses:cross_entropy_loss", "−log p_y", words="plain cross-entropy"),
         LossSpec("weighted_ce", "pipeline.losses:cross_entropy_loss", "−w_y log p_y",
                  "King & Zeng, Political Analysis 2001 (inverse-frequency weights)", weights=SCHEME,
-                 alpha_zero="ce"),
+                 alpha_zero="ce", words="class-weighted cross-entropy"),
         LossSpec("focal", "pipeline.losses:focal_loss", "−(1 − p_y)^γ log p_y",
-                 "Lin et al., ICCV 2017", sweeps_gamma=True),
+                 "Lin et al., ICCV 2017", sweeps_gamma=True, words="focal loss"),
         LossSpec("weighted_focal", "pipeline.losses:focal_loss", "−w_y (1 − p_y)^γ log p_y",
-                 "Lin et al., ICCV 2017", sweeps_gamma=True, weights=SCHEME, alpha_zero="focal"),
+                 "Lin et al., ICCV 2017", sweeps_gamma=True, weights=SCHEME, alpha_zero="focal",
+                 words="class-weighted focal loss"),
         LossSpec("cb_focal", "pipeline.losses:focal_loss",
                  "−w_y (1 − p_y)^γ log p_y, w = (1 − β)/(1 − β^n_c)",
-                 "Cui et al., CVPR 2019", sweeps_gamma=True, weights=EFFECTIVE_NUMBER),
+                 "Cui et al., CVPR 2019", sweeps_gamma=True, weights=EFFECTIVE_NUMBER,
+                 words="class-balanced focal loss"),
         LossSpec("logit_adjusted", "pipeline.losses:logit_adjusted_loss", "−log softmax(z + τ log π)_y",
                  "Menon et al., ICLR 2021", counts=True, params={"tau": "tau"},
-                 inputs="pipeline.losses:logit_adjusted_inputs"),
+                 inputs="pipeline.losses:logit_adjusted_inputs", words="logit-adjusted cross-entropy"),
         LossSpec("ldam_drw", "pipeline.losses:ldam_loss", "−w_y log softmax(s (z − m_y e_y))_y",
                  "Cao et al., NeurIPS 2019", weights=EFFECTIVE_NUMBER, counts=True,
                  params={"ldam_max_margin": "max_margin", "ldam_scale": "scale", "drw_epoch": "drw_epoch"},
-                 inputs="pipeline.losses:ldam_inputs", deferred_weights=True),
+                 inputs="pipeline.losses:ldam_inputs", deferred_weights=True,
+                 words="LDAM loss with deferred re-weighting"),
     )
 }
 

@@ -65,8 +65,8 @@ class Provenance:
 def _what_ships(r: Run) -> str:
     e = r.board[r.pick]
     total = sum(len(x["members"]) for x in r.audit["leaderboard"])
-    what = (f"the {esc(e['base_model'])} baseline" if e["kind"] == "baseline"
-            else f"the network trained with the {esc(e['loss'])} loss")
+    what = (f"{esc(s.BASELINE_WORDS.get(e['base_model'], e['base_model']))} (a baseline)" if e["kind"] == "baseline"
+            else f"the network trained with {esc(s.loss_words(e['loss']))}")
     if e["rule"]:
         what += f" with {esc(s.RULE_WORDS.get(e['rule'], e['rule']))} fitted on the validation split"
     p, boot = r.policy["p_best"], r.policy["bootstrap"]
@@ -100,9 +100,10 @@ def _in_cases(r: Run) -> str:
     if found and precision:
         alarms = round(found / precision)
         wrong = alarms - found
+        one_in = alarms / wrong if wrong else 0.0
         said += (f"; of its {alarms} answers {esc(rare)}, " +
-                 ("none is wrong" if not wrong else f"{wrong} {'is' if wrong == 1 else 'are'} wrong (1 in "
-                                                    f"{num(alarms / wrong, 0) if alarms / wrong >= 2 else num(alarms / wrong, 1)})"))
+                 ("none is wrong" if not wrong else
+                  f"{wrong} {'is' if wrong == 1 else 'are'} wrong (1 in {num(one_in, 0 if one_in >= 2 else 1)})"))
     return said + "."
 
 

@@ -24,6 +24,20 @@ RULE_WORDS = {
     "cost": "cost-based decisions",
     "anomaly": "an anomaly detector for the rarest class",
 }
+# The baselines as a stakeholder reads them (pipeline.config.BASELINES).
+BASELINE_WORDS = {"majority": "always the most frequent training class",
+                  "logreg_balanced": "a class-balanced logistic regression",
+                  "xgboost": "gradient-boosted trees (XGBoost)"}
+
+
+def loss_words(loss: str) -> str:
+    """A loss as a stakeholder reads it (:mod:`pipeline.loss_specs`' words), its name beside it."""
+    from pipeline.loss_specs import LOSS_SPECS
+
+    spec = LOSS_SPECS.get(loss)
+    return f"{spec.words} ({loss})" if spec and spec.words else f"the {loss} loss"
+
+
 METRIC_WORDS = {
     "accuracy": "accuracy", "balanced_accuracy": "balanced accuracy", "macro_f1": "macro-F1",
     "micro_f1": "micro-F1", "weighted_f1": "weighted F1", "mcc": "MCC", "cohen_kappa": "Cohen's κ",

@@ -148,7 +148,7 @@ def test_the_first_screen_says_the_decision_in_three_sentences():
     lead = first[first.index('<div class="lead">'):first.index("</div>", first.index('<div class="lead">'))]
     assert lead.count("<p>") == 3
     said = _text(lead)
-    assert said.startswith(f"Ship {PICK}, the network trained with the focal loss with per-class thresholds "
+    assert said.startswith(f"Ship {PICK}, the network trained with focal loss (focal) with per-class thresholds "
                            "fitted on the validation split")
     assert "its macro-F1 is 0.812 (95% interval 0.700 to 0.900)" in said  # the test estimate
     # the rarest class in cases, from metrics.json's support, recall and precision
