@@ -459,9 +459,9 @@ def check_labels(records: list[ModelRecord], data_dir: str | Path, classes: list
     it claims (prepare ran again after the models predicted): no score is computed on stale labels."""
     for split in PREDICTED_SPLITS:
         path = Path(data_dir) / f"{split}.parquet"
-        truth = pd.read_parquet(path, columns=[LABEL])[LABEL].astype(str).to_numpy()
+        truth = pd.Categorical(pd.read_parquet(path, columns=[LABEL])[LABEL].astype(str), categories=classes).codes
         for rec in records:
-            got = np.asarray(classes, dtype=object)[getattr(rec, split).y_true]
+            got = getattr(rec, split).y_true
             if len(got) != len(truth) or (got != truth).any():
                 where = ("its row count differs" if len(got) != len(truth) else
                          f"row {int(np.flatnonzero(got != truth)[0])} differs")
