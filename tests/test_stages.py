@@ -626,7 +626,7 @@ def test_failed_stage_keeps_previous_outputs(tmp_path, stage_env):
     bad = write_params(tmp_path / "bad.yaml", {"data": {"source": "csv", "path": str(csv), "target": "b"}})
     proc = _stage(["stages.prepare", "--params", str(bad), "--out", str(out)], tmp_path, stage_env)
     assert proc.returncode == 2, proc.stderr
-    assert "class 'y' has 2 rows" in proc.stderr
+    assert "class 'y' (2 rows): each class needs at least 3 rows" in proc.stderr
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 
