@@ -116,3 +116,15 @@ def browser():
             "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"])
         yield b
         b.close()
+
+
+# Tests that need one of these (directly or through another fixture) are end-to-end: the tiny
+# pipeline run, a real browser, an S3 or model server. They are marked slow, so that `make test-fast`
+# (`-m "not slow"`) leaves them out of the developer loop; `make test` and CI run everything.
+SLOW_FIXTURES = {"pipeline_run", "browser", "s3", "user_server"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

@@ -98,6 +98,7 @@ def test_a_typo_in_a_top_level_key_names_the_nearest_one(tmp_path, stage_env):
                                     "mlflow (did you mean train?)")
 
 
+@pytest.mark.slow
 def test_odd_class_names_go_through_the_whole_pipeline(tmp_path, monkeypatch):
     import mlflow
 
@@ -282,6 +283,7 @@ def _stock_days(path):  # a date column: matplotlib's bundled Google daily price
     return "next_day"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("table", [_iris, _wine, _stock_days], ids=["iris", "wine", "stock_days"])
 def test_a_real_table_runs_with_only_the_three_data_keys_set(table, tmp_path, monkeypatch):
     import yaml
