@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 import numpy as np
+from scipy.stats import kendalltau, rankdata
 
 from pipeline import PipelineError
 from pipeline.config import Constraint, SelectConfig, parse_constraint
@@ -27,9 +28,7 @@ from pipeline.metrics import (
     PER_CLASS,
     SUMMARY,
     Resamples,
-    kendall_tau_b,
     lower_is_better,
-    rank_min,
 )
 from pipeline.evidence import paired_difference, verdict
 from pipeline.selection import (
@@ -55,7 +54,7 @@ def ranks(values: dict[str, dict[str, float]], metric_names: list[str]) -> dict[
     out: dict[str, dict[str, int]] = {m: {} for m in models}
     for name in metric_names:
         v = np.array([values[m][name] for m in models], dtype=np.float64)
-        r = rank_min(v if lower_is_better(name) else -v)
+        r = rankdata(v if lower_is_better(name) else -v, method="min")
         for m, rank in zip(models, r):
             out[m][name] = int(rank)
     return out
@@ -77,7 +76,7 @@ def rank_agreement(values: dict[str, dict[str, float]], metric_names: list[str])
     for a in metric_names:
         out[a] = {}
         for b in metric_names:
-            tau = kendall_tau_b(oriented(a), oriented(b)) if len(models) > 1 else float("nan")
+            tau = kendalltau(oriented(a), oriented(b)).statistic if len(models) > 1 else float("nan")
             out[a][b] = None if math.isnan(tau) else float(tau)
     return out
 

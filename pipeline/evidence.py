@@ -15,6 +15,7 @@ import warnings
 from typing import TYPE_CHECKING
 
 import numpy as np
+from scipy.stats import spearmanr
 
 from pipeline.config import Constraint, parse_constraint
 from pipeline.metrics import (
@@ -25,7 +26,6 @@ from pipeline.metrics import (
     count_metrics,
     lower_is_better,
     percentile_interval,
-    spearman_rho,
 )
 from pipeline.selection import (
     View,
@@ -277,7 +277,7 @@ def loss_metric_agreement(records: list[ModelRecord], *, metric: str, classes: l
         loss = np.asarray([h["val_loss"] for h in history])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            rho = spearman_rho(-np.diff(loss), np.diff(values)) if len(loss) > 2 else float("nan")
+            rho = spearmanr(-np.diff(loss), np.diff(values)).statistic if len(loss) > 2 else float("nan")
         sign = -1 if lower_is_better(used) else 1
         out["models"][r.name] = {
             "loss": r.loss, "spearman": None if not np.isfinite(rho) else float(rho),

@@ -468,38 +468,3 @@ def bootstrap_indices(n: int, resamples: int, seed: int) -> Resamples:
     int32 row indices below 2**31 rows, held as multiplicities when large)."""
     return Resamples(n, resamples, seed)
 
-
-# --- rank statistics of the audit (numpy only: scipy.stats costs 1.5 s to import) ---------------
-
-def rank_min(values: np.ndarray) -> np.ndarray:
-    """Ranks 1..n of ``values`` in increasing order, ties sharing the lowest rank of their group
-    (``scipy.stats.rankdata(method="min")``)."""
-    v = np.asarray(values, dtype=np.float64)
-    return np.searchsorted(np.sort(v), v, side="left") + 1
-
-
-def rank_average(values: np.ndarray) -> np.ndarray:
-    """Ranks with ties given the mean of their positions (``scipy.stats.rankdata``)."""
-    v = np.asarray(values, dtype=np.float64)
-    s = np.sort(v)
-    return (np.searchsorted(s, v, side="left") + np.searchsorted(s, v, side="right") + 1) / 2
-
-
-def kendall_tau_b(x: np.ndarray, y: np.ndarray) -> float:
-    """Kendall's tau-b (``scipy.stats.kendalltau``), by all pairs: fine for the tens of
-    candidates it orders; NaN when either ranking is constant."""
-    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    i, j = np.triu_indices(len(x), 1)
-    dx, dy = np.sign(x[i] - x[j]), np.sign(y[i] - y[j])
-    n_x, n_y = np.count_nonzero(dx), np.count_nonzero(dy)
-    if n_x == 0 or n_y == 0:
-        return float("nan")
-    return float((dx * dy).sum() / np.sqrt(n_x * n_y))
-
-
-def spearman_rho(x: np.ndarray, y: np.ndarray) -> float:
-    """Spearman's rank correlation (``scipy.stats.spearmanr``); NaN when either is constant."""
-    rx, ry = rank_average(x), rank_average(y)
-    rx, ry = rx - rx.mean(), ry - ry.mean()
-    den = np.sqrt((rx**2).sum() * (ry**2).sum())
-    return float((rx * ry).sum() / den) if den > 0 else float("nan")

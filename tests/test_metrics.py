@@ -310,23 +310,6 @@ def test_ranking_scores_equal_sklearn_with_ties_and_weights(seed, ties, weighted
     assert ap == pytest.approx(average_precision_score(positive, score, sample_weight=w), abs=1e-12)
 
 
-@settings(max_examples=60, deadline=None)
-@given(st.integers(0, 100_000), st.booleans())
-def test_rank_statistics_equal_scipy(seed, ties):
-    from scipy.stats import kendalltau, rankdata, spearmanr
-
-    from pipeline.metrics import kendall_tau_b, rank_average, rank_min, spearman_rho
-
-    rng = np.random.default_rng(seed)
-    n = int(rng.integers(3, 40))
-    x = rng.integers(0, 4, n).astype(float) if ties else rng.random(n)
-    y = rng.integers(0, 4, n).astype(float) if ties else rng.random(n)
-    np.testing.assert_array_equal(rank_min(x), rankdata(x, method="min"))
-    np.testing.assert_array_equal(rank_average(x), rankdata(x))
-    for ours, theirs in ((kendall_tau_b(x, y), kendalltau(x, y).statistic), (spearman_rho(x, y), spearmanr(x, y).statistic)):
-        assert (np.isnan(ours) and np.isnan(theirs)) or ours == pytest.approx(theirs, abs=1e-12)
-
-
 @given(st.integers(1, 400), st.integers(1, 60), st.integers(0, 2**32 - 1))
 @settings(max_examples=40, deadline=None)
 def test_resamples_drawn_in_blocks_are_the_draws_of_one_call(n, b, seed):
