@@ -23,7 +23,6 @@ from pipeline.plan import RunSpec
 from pipeline.train import (
     EarlyStopping,
     FitResult,
-    FusedOptimizer,
     Progress,
     as_tensors,
     best_text,
@@ -54,7 +53,7 @@ def _dropout_generator(seed: int, rng_state: torch.Tensor, device: torch.device)
     return torch.Generator(device=device).manual_seed(seed)
 
 
-def _take(stack: StackedMLP, opt: FusedOptimizer, keep: torch.Tensor, cfg: TrainConfig):
+def _take(stack: StackedMLP, opt: torch.optim.Optimizer, keep: torch.Tensor, cfg: TrainConfig):
     """The stack and optimizer of configurations ``keep`` only, optimizer state included."""
     new = stack.take(keep)
     new_opt = make_optimizer(new.parameters(), cfg)

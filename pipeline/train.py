@@ -98,13 +98,13 @@ def resolve_batch(cfg: TrainConfig, n_rows: int, device: torch.device | str = "c
     return dataclasses.replace(cfg, batch_size=int(batch), lr=lr, warmup_steps=int(warmup))
 
 
-def warm_up(opt: "FusedOptimizer", cfg: TrainConfig, step: int) -> None:
+def warm_up(opt: torch.optim.Optimizer, cfg: TrainConfig, step: int) -> None:
     """Set the rate of optimizer step ``step`` (0-based): rising linearly to ``cfg.lr`` over
     ``cfg.warmup_steps`` steps, ``cfg.lr`` from there on (an optimizer made after it has it)."""
-    if step < cfg.warmup_steps:
-        opt.lr = cfg.lr * (step + 1) / cfg.warmup_steps
-    elif step == cfg.warmup_steps:
-        opt.lr = cfg.lr
+    if step <= cfg.warmup_steps:
+        lr = cfg.lr * (step + 1) / cfg.warmup_steps if step < cfg.warmup_steps else cfg.lr
+        for group in opt.param_groups:
+            group["lr"] = lr
 
 
 @dataclass
@@ -118,62 +118,18 @@ class FitResult:
     seconds: float = 0.0  # wall time of the fit (of the whole sweep for fit_sweep)
 
 
-class FusedOptimizer:
-    """Adam, AdamW or SGD (momentum 0.9) as ``torch.optim``'s ``fused=True`` runs them, bit for bit.
-
-    The same fused kernels (``torch._fused_adam_``, ``_fused_adamw_``, ``_fused_sgd_``) with the
-    same arguments and state (``step``, ``exp_avg``, ``exp_avg_sq``; ``momentum_buffer``), keyed
-    by parameter in ``state`` as ``torch.optim`` keys it; ``tests/test_train.py`` checks every
-    parameter and state tensor against ``torch.optim`` with ``torch.equal``. Not ``torch.optim``
-    itself because its constructor and ``step`` import ``torch._dynamo`` (about 1.3 s, a quarter
-    of a default train stage); the update rule is elementwise, so each slice of a stacked model
-    follows its own updates.
-    """
-
-    BETAS, EPS, MOMENTUM = (0.9, 0.999), 1e-8, 0.9
-
-    def __init__(self, params: Iterable[torch.nn.Parameter], kind: str, lr: float, weight_decay: float):
-        if kind not in ("adam", "adamw", "sgd"):
-            raise PipelineError(f"train.optimizer must be adam, adamw or sgd; got {kind!r}")
-        self.params, self.kind, self.lr, self.weight_decay = list(params), kind, lr, weight_decay
-        self.state: dict[torch.nn.Parameter, dict[str, torch.Tensor]] = {}
-
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        for p in self.params:
-            p.grad = None
-
-    @torch.no_grad()
-    def step(self) -> None:
-        params = [p for p in self.params if p.grad is not None]
-        grads = [p.grad for p in params]
-        if self.kind == "sgd":
-            bufs = [self.state.get(p, {}).get("momentum_buffer") for p in params]
-            first = all(b is None for b in bufs)
-            if first:
-                bufs = [torch.empty_like(g) for g in grads]
-            torch._fused_sgd_(params, grads, bufs, weight_decay=self.weight_decay, momentum=self.MOMENTUM,
-                              lr=self.lr, dampening=0.0, nesterov=False, maximize=False, is_first_step=first,
-                              grad_scale=None, found_inf=None)
-            for p, b in zip(params, bufs):
-                self.state.setdefault(p, {})["momentum_buffer"] = b
-            return
-        for p in params:
-            if p not in self.state:
-                self.state[p] = {"step": torch.zeros((), dtype=torch.float32, device=p.device),
-                                 "exp_avg": torch.zeros_like(p, memory_format=torch.preserve_format),
-                                 "exp_avg_sq": torch.zeros_like(p, memory_format=torch.preserve_format)}
-        states = [self.state[p] for p in params]
-        steps = [st["step"] for st in states]
-        torch._foreach_add_(steps, 1)
-        update = torch._fused_adamw_ if self.kind == "adamw" else torch._fused_adam_
-        update(params, grads, [st["exp_avg"] for st in states], [st["exp_avg_sq"] for st in states], [], steps,
-               amsgrad=False, lr=self.lr, beta1=self.BETAS[0], beta2=self.BETAS[1], weight_decay=self.weight_decay,
-               eps=self.EPS, maximize=False, grad_scale=None, found_inf=None)
-
-
-def make_optimizer(params: Iterable[torch.nn.Parameter], cfg: TrainConfig) -> FusedOptimizer:
-    """``train.optimizer`` at ``train.lr`` with ``train.weight_decay`` (SGD: momentum 0.9)."""
-    return FusedOptimizer(params, cfg.optimizer, cfg.lr, cfg.weight_decay)
+def make_optimizer(params: Iterable[torch.nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
+    """``train.optimizer`` at ``train.lr`` with ``train.weight_decay`` (SGD: momentum 0.9), as
+    ``torch.optim`` runs it with ``fused=True``: one kernel over every parameter. The update is
+    elementwise, so each slice of a stacked model follows its own updates."""
+    kind, kw = cfg.optimizer, {"lr": cfg.lr, "weight_decay": cfg.weight_decay, "fused": True}
+    if kind == "adam":
+        return torch.optim.Adam(params, **kw)
+    if kind == "adamw":
+        return torch.optim.AdamW(params, **kw)
+    if kind == "sgd":
+        return torch.optim.SGD(params, momentum=0.9, **kw)
+    raise PipelineError(f"train.optimizer must be adam, adamw or sgd; got {kind!r}")
 
 
 def confusion_matrices(y_true: torch.Tensor, y_pred: torch.Tensor, n_classes: int) -> torch.Tensor:
