@@ -24,7 +24,7 @@ import pandas as pd
 from sklearn.ensemble import IsolationForest
 
 from pipeline import PipelineError
-from pipeline.artifacts import CALIBRATION_DIR, Meta, ModelRecord, candidate_name, predictions_frame
+from pipeline.artifacts import Meta, ModelRecord, candidate_name, predictions_frame
 from pipeline.config import EvaluateConfig, cost_matrix, parse_constraint
 from pipeline.decision import (
     RuleContext,

@@ -21,6 +21,7 @@ from pipeline.metrics import (
     bootstrap_indices,
     bootstrap_intervals,
     classification_metrics,
+    confidence_bins,
     lower_is_better,
     percentile_interval,
     confusion_matrix,
@@ -223,8 +224,7 @@ def shipped_calibration(rec: ModelRecord, entry: dict, y_test: np.ndarray, class
     ece = resampled_values(["ece"], y_test, rec.test.y_pred, proba, classes, indices=indices,
                            ece_bins=cfg.ece_bins)["ece"]
     low, high = percentile_interval(ece, cfg.bootstrap.level)
-    conf, hit = proba.max(axis=1), (proba.argmax(axis=1) == y_test)
-    bins = np.clip(np.ceil(conf * cfg.ece_bins).astype(np.int64) - 1, 0, cfg.ece_bins - 1)
+    conf, hit, bins = confidence_bins(proba, y_test, cfg.ece_bins)
     reliability = [{"low": int(b) / cfg.ece_bins, "high": (int(b) + 1) / cfg.ece_bins, "rows": int((bins == b).sum()),
                     "confidence": float(conf[bins == b].mean()), "accuracy": float(hit[bins == b].mean())}
                    for b in np.unique(bins)]

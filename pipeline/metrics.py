@@ -127,6 +127,15 @@ def count_metrics(cm: np.ndarray, *, cost: np.ndarray | None = None) -> dict[str
     }
 
 
+def confidence_bins(proba: np.ndarray, y_true: np.ndarray, n_bins: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each row's top probability, whether its argmax is right, and its bin of ``n_bins``
+    equal-width bins (bin b holds confidences in ``(b/n_bins, (b+1)/n_bins]``): the ECE's and
+    the reliability diagram's."""
+    conf = proba.max(axis=1)
+    hit = (proba.argmax(axis=1) == y_true).astype(np.float64)
+    return conf, hit, np.clip(np.ceil(conf * n_bins).astype(np.int64) - 1, 0, n_bins - 1)
+
+
 def expected_calibration_error(
     proba: np.ndarray, y_true: np.ndarray, *, n_bins: int = 15, sample_weight: np.ndarray | None = None
 ) -> float:
@@ -136,9 +145,7 @@ def expected_calibration_error(
     probability (bin b holds confidences in ``(b/n_bins, (b+1)/n_bins]``); W are sample weights.
     """
     w = np.ones(len(y_true)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
-    conf = proba.max(axis=1)
-    hit = (proba.argmax(axis=1) == y_true).astype(np.float64)
-    bins = np.clip(np.ceil(conf * n_bins).astype(np.int64) - 1, 0, n_bins - 1)
+    conf, hit, bins = confidence_bins(proba, y_true, n_bins)
     gap = np.bincount(bins, weights=w * hit, minlength=n_bins) - np.bincount(bins, weights=w * conf, minlength=n_bins)
     return float(np.abs(gap).sum() / w.sum()) if w.sum() > 0 else 0.0
 

@@ -196,11 +196,11 @@ class Preprocessing:
         """The first cell :meth:`transform` would have to guess about, as a one-line error: a row
         with nothing in it, a level never seen (unless ``types_only``), a number or a date that
         does not read."""
-        empty = (pd.Series(False, index=raw.index) if types_only else
-                 raw[[c.name for c in decisions]].apply(lambda v: _as_text(v).str.strip().isin(MISSING)).all(axis=1))
-        if empty.any():
-            raise DataError(f"row {int(np.flatnonzero(empty.to_numpy())[0])} is empty: none of the {len(decisions)} "
-                            "columns the model reads has a value")
+        if not types_only:
+            empty = raw[[c.name for c in decisions]].apply(lambda v: _as_text(v).str.strip().isin(MISSING)).all(axis=1)
+            if empty.any():
+                raise DataError(f"row {int(np.flatnonzero(empty.to_numpy())[0])} is empty: none of the "
+                                f"{len(decisions)} columns the model reads has a value")
         known = {c.name: c.known for c in self.categorical}
         for col in decisions:
             if col.kind == "categorical" and types_only:

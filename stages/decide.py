@@ -53,9 +53,9 @@ def main(argv: list[str] | None = None) -> None:
             for split, frame in d.frames.items():
                 (preds_tmp / split / d.group).mkdir(parents=True, exist_ok=True)
                 frame.to_parquet(preds_tmp / split / d.group / f"{d.name}.parquet", index=False)
-            (params_tmp / CALIBRATION_DIR).mkdir(exist_ok=True)
             write_json(params_tmp / ("" if d.is_rule else CALIBRATION_DIR) / f"{d.name}.json", d.fitted)
 
+        (params_tmp / CALIBRATION_DIR).mkdir(exist_ok=True)
         decisions, forest = decide_all(records, meta, params.evaluate, features=features, write=write)
         if forest is not None:
             dump_forest(forest, params_tmp / ANOMALY_FOREST)
