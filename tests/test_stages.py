@@ -641,7 +641,7 @@ def test_report_is_self_contained_and_holds_this_runs_numbers(pipeline_run):
     assert not re.search(r"""(src|href)=["']?(https?:|//)""", page)  # nothing fetched from elsewhere
     assert page.count("data:image/png;base64,") >= 6
     pick = audit["policy"]["pick"]
-    assert f'Ship <b><span class="nw">{pick}</span></b>' in page
+    assert re.search(rf'Ship <b>[^<]+</b>(, fitted on the validation split)? \(<span class="nw">{re.escape(pick)}</span>\)', page)
     assert f"{metrics[pick]['macro_f1']:.3f}" in page
     assert runs["evaluation_run"] in page and all(r in page for r in runs["models"].values())
     for section in ("The decision", "How the pick was made", "The top candidates", "Why accuracy is not enough",
