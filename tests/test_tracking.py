@@ -389,9 +389,9 @@ def test_predict_from_a_down_store_is_one_line_naming_it(tmp_path, stage_env):
 
 @pytest.mark.filterwarnings("ignore:Hint. Inferred schema contains integer")
 def test_a_large_datasets_schema_is_what_mlflow_infers_without_testing_every_value():
+    import mlflow.data
     import numpy as np
     import pandas as pd
-    from mlflow.types.utils import _infer_schema
 
     from pipeline.tracking import SCHEMA_ROWS, frame_schema
 
@@ -400,9 +400,33 @@ def test_a_large_datasets_schema_is_what_mlflow_infers_without_testing_every_val
     frame = pd.DataFrame({"x": rng.normal(size=n).astype(np.float32), "late_gap": rng.normal(size=n),
                           "count": rng.integers(0, 9, n), "label": rng.choice(["a", "b<1"], n)})
     frame.loc[n - 3, "late_gap"] = np.nan  # missing only after the rows the types are read from
-    ours, mlflows = frame_schema(frame), _infer_schema(frame)
+    ours, mlflows = frame_schema(frame), mlflow.data.from_pandas(frame).schema  # MLflow's, value by value
     assert ours == mlflows
     assert not next(c for c in ours.inputs if c.name == "late_gap").required
+
+
+@pytest.mark.filterwarnings("ignore:Hint. Inferred schema contains integer")
+@pytest.mark.filterwarnings("ignore:The specified dataset source can be interpreted")
+def test_a_logged_split_is_the_dataset_mlflow_would_log(tmp_path):
+    import mlflow.data
+    import numpy as np
+    import pandas as pd
+
+    from pipeline.artifacts import LABEL
+    from pipeline.tracking import dataset_inputs
+
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame({"x": rng.normal(size=50), "n": rng.integers(0, 5, 50), LABEL: rng.integers(0, 3, 50)})
+    frame.loc[7, "x"] = np.nan
+    path = tmp_path / "val.parquet"
+    frame.to_parquet(path)
+    (entry,), digests = dataset_inputs({"validation": path})
+    expected = mlflow.data.from_pandas(pd.read_parquet(path), source=str(path.resolve()), targets=LABEL,
+                                       name="validation").to_dict()
+    got = entry.dataset
+    assert {k: getattr(got, k) for k in expected} == expected
+    assert digests == {"validation": expected["digest"]}
+    assert [(t.key, t.value) for t in entry.tags] == [("mlflow.data.context", "validation")]
 
 
 @pytest.mark.parametrize(("metric", "ascending"), [("val_macro_f1", False), ("val_log_loss", True)])
