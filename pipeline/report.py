@@ -101,6 +101,16 @@ def between(change: dict) -> Markup:
     return Markup(f"{v[0]:+.3f}" + (f" ({v[1]:+.3f} to {v[2]:+.3f})" if v[1] is not None and v[2] is not None else ""))
 
 
+def gain(change: dict) -> Markup:
+    """A difference called by its sign: ``a gain of +0.070 (+0.041 to +0.103)``, ``a loss of
+    -0.020 (...)``, ``no change, +0.000 (...)``."""
+    if change["value"] is None:
+        return Markup("an undefined change")
+    value = _rounded(change)[0]
+    said = "a gain of" if value > 0 else "a loss of" if value < 0 else "no change,"
+    return Markup(f"{said} ") + between(change)
+
+
 def name(x: str) -> Markup:
     """A candidate's name in a cell or a sentence, as written: never broken across lines."""
     return Markup('<span class="nw">{}</span>').format(x)
@@ -139,7 +149,7 @@ def rule_words(rule: str) -> str:
     return RULE_WORDS.get(rule, rule)
 
 
-HELPERS = {f.__name__: f for f in (num, ci, signed, between, name, names, sentence, metric_words, plain, loss_words,
+HELPERS = {f.__name__: f for f in (num, ci, signed, between, gain, name, names, sentence, metric_words, plain, loss_words,
                                    rule_words)}
 
 

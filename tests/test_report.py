@@ -156,9 +156,9 @@ def test_the_first_screen_says_the_decision_in_three_sentences():
     assert "Of the 10 test cases of the rarest class, zeta, it finds 8; 2 of its 10 alarms for zeta are wrong (1 in 5)." in said
     assert "If those validation cases were drawn again, it would come out on top 62% of the time: a fairly stable" in said
     assert "bootstrap" not in said and "P(best)" not in said  # words a stakeholder does not read
-    assert ("Against plain cross-entropy (ce), on the same test cases, its macro-F1 differs by +0.050 "
-            "(+0.010 to +0.090)") in said
-    assert "head-class recall changes by -0.040 (-0.080 to -0.010) and accuracy by +0.030" in said  # the cost side
+    assert ("Against plain cross-entropy (ce), on the same test cases, its macro-F1 shows a gain of +0.050 "
+            "(+0.010 to +0.090)") in said  # a difference is called by its sign
+    assert "head-class recall shows a loss of -0.040 (-0.080 to -0.010) and accuracy a gain of +0.030" in said
 
 
 def test_the_first_screen_says_how_far_the_probabilities_can_be_read_as_chances():
