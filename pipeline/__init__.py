@@ -9,6 +9,18 @@ class PipelineError(Exception):
     """Bad input a user can fix: the message is one line naming the file, key or column."""
 
 
+def resolve(path: str, what: str):
+    """The function a table names as ``"<module>:<function>"`` (a loss's or a decision rule's);
+    a one-line error naming ``what`` when it cannot be imported."""
+    import importlib
+
+    module, _, name = path.partition(":")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        raise PipelineError(f"{what} {path!r} cannot be imported") from None
+
+
 class Interrupted(BaseException):
     """The stage was asked to stop (SIGTERM); raised where it stood, like KeyboardInterrupt."""
 

@@ -40,6 +40,7 @@ from pipeline.decision import (
     logp_of,
     parameter_count,
 )
+from pipeline.rule_specs import ANOMALY_SCORES, COST, rule_spec
 from pipeline.selection import policy_objective, policy_weights, selection_view
 
 log = logging.getLogger(__name__)
@@ -119,16 +120,17 @@ def decide_all(records: list[ModelRecord], meta: Meta, cfg: EvaluateConfig, *,
     val_counts = np.array([meta["counts"]["val"][c] for c in classes], dtype=float)
     view = selection_view(meta, cfg)
     cost = cost_matrix(cfg.costs, classes, list(train_counts)) if cfg.costs else None
-    if "cost" in rules and cost is None:
-        log.info("rule cost skipped: evaluate.costs is not set")
-        rules.remove("cost")
+    for rule in [r for r in rules if rule_spec(r).needs == COST and cost is None]:
+        log.info("rule %s skipped: evaluate.costs is not set", rule)
+        rules.remove(rule)
     rarest = int(np.argmin(train_counts))
     scores = forest = None
-    if "anomaly" in rules:
+    if any(rule_spec(r).needs == ANOMALY_SCORES for r in rules):
         if (train_counts == train_counts.min()).sum() > 1:
-            log.info("rule anomaly skipped: %d classes share the smallest training count (%d)",
-                     int((train_counts == train_counts.min()).sum()), int(train_counts.min()))
-            rules.remove("anomaly")
+            for rule in [r for r in rules if rule_spec(r).needs == ANOMALY_SCORES]:
+                log.info("rule %s skipped: %d classes share the smallest training count (%d)", rule,
+                         int((train_counts == train_counts.min()).sum()), int(train_counts.min()))
+                rules.remove(rule)
         else:
             if features is None:
                 raise PipelineError("the anomaly rule needs the prepared features (internal: pass features=)")
@@ -181,11 +183,12 @@ def decide_all(records: list[ModelRecord], meta: Meta, cfg: EvaluateConfig, *,
             "context": {"log_train_prior": context("val").log_train_prior.tolist(), "rarest": rarest,
                         "prior_ratio": None if prior_ratio is None else np.asarray(prior_ratio).tolist()},
         }
-        if rule == "anomaly":
+        spec = rule_spec(rule)
+        if spec.needs == ANOMALY_SCORES:
             fitted["context"]["forest"] = ANOMALY_FOREST
-        if cost is not None and rule == "cost":
+        if spec.needs == COST:
             fitted["cost_matrix"] = cost.tolist()
-        if rule != "cost":  # the probabilities shipped: the model's, calibrated (cost: its own posterior)
+        if not spec.posterior:  # the probabilities shipped: the model's, calibrated (or the rule's own)
             val_proba, test_proba = shipped["val"], shipped["test"]
         frames = {"val": predictions_frame(val_proba, y_val, classes, val_pred),
                   "test": predictions_frame(test_proba, rec.test.y_true, classes, test_pred)}

@@ -22,6 +22,7 @@ import yaml
 
 from pipeline import PipelineError
 from pipeline.loss_specs import ALPHA_LOSSES, GAMMA_LOSSES, LOSSES, loss_names, loss_spec  # noqa: F401 (re-exported)
+from pipeline.rule_specs import RULE_SPECS, RULES
 
 SOURCES = ("digits", "synthetic", "csv")
 SCHEMES = ("none", "inverse", "inverse_sqrt", "effective_number")
@@ -31,7 +32,6 @@ BASELINES = ("majority", "logreg_balanced", "xgboost")
 PRIORS = ("auto", "train", "uniform")
 VIEWS = ("held_out", "reweighted")
 STOPPING_METRICS = ("macro_f1", "log_loss", "balanced_log_loss")
-DECISION_RULES = ("posthoc_adjust", "thresholds", "cost", "anomaly")
 DECISION_MODELS = ("best", "all")
 _COST_METRIC = "expected_cost"  # pipeline.metrics.COST_METRIC (not imported: no scikit-learn here)
 
@@ -132,7 +132,7 @@ class SelectConfig:
 
 @dataclass(frozen=True)
 class DecisionsConfig:
-    rules: tuple[str, ...] = DECISION_RULES  # post-hoc decision rules, any of DECISION_RULES; () for none
+    rules: tuple[str, ...] = RULES  # post-hoc decision rules, any of pipeline.rule_specs.RULE_SPECS; () for none
     models: str | tuple[str, ...] = "best"  # best (each loss's best model on validation) | all | names
 
 
@@ -438,7 +438,7 @@ def _validate_decisions(e: EvaluateConfig, source: str) -> None:
     for rule in d.rules:
         _check(rule != "temperature", source, "evaluate.decisions.rules: temperature is no longer a rule (every "
                "candidate's probabilities are now calibrated on validation); remove it from the list")
-        _one_of(rule, DECISION_RULES, "evaluate.decisions.rules", source)
+        _one_of(rule, tuple(RULE_SPECS), "evaluate.decisions.rules", source)
     _check(len(set(d.rules)) == len(d.rules), source, "evaluate.decisions.rules lists a rule twice")
     if isinstance(d.models, str):
         _check(d.models in DECISION_MODELS, source,

@@ -9,25 +9,15 @@ loss's plan file.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from pipeline import PipelineError
+from pipeline import PipelineError, resolve
 from pipeline.loss_specs import LOSS_SPECS, LossSpec, loss_spec
 from pipeline.losses import target_weights
-
-
-def resolve(path: str) -> Callable:
-    """The function named ``"<module>:<function>"`` (a loss spec's ``function`` or ``inputs``)."""
-    module, _, name = path.partition(":")
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError):
-        raise PipelineError(f"loss function {path!r} cannot be imported") from None
 
 
 @dataclass(frozen=True)
@@ -147,8 +137,8 @@ def make_criterion(
     weight_from = own.pop("drw_epoch", None)
     if spec.deferred_weights and weight_from is None:
         raise PipelineError(f"loss {loss} needs drw_epoch")
-    inputs = resolve(spec.inputs)(class_counts, **own) if spec.inputs else own
-    return Criterion(loss, resolve(spec.function), gamma=gamma if spec.sweeps_gamma else None,
+    inputs = resolve(spec.inputs, "loss function")(class_counts, **own) if spec.inputs else own
+    return Criterion(loss, resolve(spec.function, "loss function"), gamma=gamma if spec.sweeps_gamma else None,
                      weight=class_weight if spec.weights is not None else None, inputs=inputs,
                      weight_from=weight_from if spec.deferred_weights else None)
 

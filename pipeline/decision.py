@@ -2,7 +2,8 @@
 
 A rule turns class probabilities ``p`` (N, C) into (possibly new) probabilities and decisions.
 Rules work on ``logp = log(clip(p, 1e-300))``, the logits up to a per-row constant, so
-``softmax(logp / T + b) == softmax(logits / T + b)`` exactly. The rules (:data:`RULES`):
+``softmax(logp / T + b) == softmax(logits / T + b)`` exactly. The rules (their table is
+:data:`pipeline.rule_specs.RULE_SPECS`; here is their maths):
 
 - ``posthoc_adjust`` (Menon et al., 2021): ``argmax(logp - tau log pi_train)``; tau = 1 is the
   balanced-error Bayes rule for probabilities calibrated to the training prior; tau is searched.
@@ -54,9 +55,8 @@ from scipy.optimize import minimize, minimize_scalar
 from sklearn.ensemble import IsolationForest
 from sklearn.model_selection import StratifiedKFold
 
-from pipeline import PipelineError
-
-RULES = ("posthoc_adjust", "thresholds", "cost", "anomaly")
+from pipeline import PipelineError, resolve
+from pipeline.rule_specs import rule_spec
 
 # objective(y_true (N,), y_pred (N,), proba (N, C), sample_weight (N,) | None) -> (violation >= 0, score):
 # how far the policy's constraints are from holding (0: all hold) and its metric, higher is better
@@ -201,11 +201,6 @@ def crossfit_calibration(proba, y, folds) -> np.ndarray:
     return out
 
 
-def _check_rule(rule: str) -> None:
-    if rule not in RULES:
-        raise PipelineError(f"rule must be one of {', '.join(RULES)}; got {rule!r}")
-
-
 def _cost_of(context: RuleContext) -> np.ndarray:
     if context.cost is None:
         raise PipelineError("rule 'cost' needs a cost matrix (context.cost); got None")
@@ -228,21 +223,17 @@ def _flag(proba: np.ndarray, flagged: np.ndarray, rarest: int) -> tuple[np.ndarr
 
 
 def fit_rule(rule: str, proba, y, objective: Objective, context: RuleContext, *, sample_weight=None) -> dict:
-    """Fit ``rule`` on the rows of one split (validation); returns its JSON-able parameters.
+    """Fit ``rule`` (a :data:`~pipeline.rule_specs.RULE_SPECS` entry) on the rows of one split
+    (validation); returns its JSON-able parameters.
 
-    ``proba`` (N, C), ``y`` (N,) int, ``sample_weight`` (N,) passed to the objective and to the
-    NLL. The ``cost`` rule fits BCTS unweighted when ``context.prior_ratio`` is set: the shift to
-    the view's prior is then applied explicitly, and weights would count it twice.
+    ``proba`` (N, C), ``y`` (N,) int, ``sample_weight`` (N,) passed to the objective (and to the
+    cost rule's NLL).
     """
-    _check_rule(rule)
+    spec = rule_spec(rule)
+    proba = np.asarray(proba, dtype=np.float64)
     logp, y = logp_of(proba), np.asarray(y, dtype=np.int64)
     if y.shape != (len(logp),) or y.min(initial=0) < 0 or y.max(initial=0) >= logp.shape[1]:
         raise PipelineError(f"y must be {len(logp)} class indices in [0, {logp.shape[1]}); got shape {y.shape}")
-    if rule == "cost":
-        _cost_of(context)
-        weights = sample_weight if context.prior_ratio is None else None
-        t, b = fit_bias_corrected_temperature(logp, y, sample_weight=weights)
-        return {"temperature": t, "bias": b.tolist()}
 
     def key(y_pred, q):
         violation, score = objective(y, y_pred, q, sample_weight)
@@ -254,12 +245,58 @@ def fit_rule(rule: str, proba, y, objective: Objective, context: RuleContext, *,
         violations, scores = batch(y, y_preds, sample_weight)
         return [(-float(v), float(s)) for v, s in zip(violations, scores)]
 
-    if rule == "posthoc_adjust":
-        return {"tau": _fit_tau(logp, np.asarray(context.log_train_prior, dtype=np.float64), key)}
-    if rule == "thresholds":
-        return {"bias": _fit_bias(logp, y, key, keys if batch is not None else None).tolist()}
-    return {"threshold": _fit_anomaly(np.asarray(proba, dtype=np.float64), _scores_of(context, len(y)),
-                                      context.rarest, key)}
+    return resolve(spec.fit, "decision rule function")(proba, logp, y, context, key=key,
+                                                       keys=keys if batch is not None else None,
+                                                       sample_weight=sample_weight)
+
+
+def fit_posthoc_adjust(proba, logp, y, context, *, key, keys, sample_weight) -> dict:
+    """tau of ``argmax(logp - tau log pi_train)``, searched over [-1, 2]."""
+    return {"tau": _fit_tau(logp, np.asarray(context.log_train_prior, dtype=np.float64), key)}
+
+
+def apply_posthoc_adjust(proba, logp, params, context) -> tuple[np.ndarray, np.ndarray]:
+    z = logp - params["tau"] * np.asarray(context.log_train_prior, dtype=np.float64)
+    return softmax(z), z.argmax(axis=1)
+
+
+def fit_thresholds(proba, logp, y, context, *, key, keys, sample_weight) -> dict:
+    """Per-class biases b of ``argmax(logp + b)``, by coordinate ascent (:func:`_fit_bias`)."""
+    return {"bias": _fit_bias(logp, y, key, keys).tolist()}
+
+
+def apply_thresholds(proba, logp, params, context) -> tuple[np.ndarray, np.ndarray]:
+    z = logp + np.asarray(params["bias"], dtype=np.float64)
+    return softmax(z), z.argmax(axis=1)
+
+
+def fit_cost(proba, logp, y, context, *, key, keys, sample_weight) -> dict:
+    """BCTS's temperature and biases by NLL, unweighted when ``context.prior_ratio`` is set (the
+    shift to the view's prior is then applied explicitly, and weights would count it twice)."""
+    _cost_of(context)
+    weights = sample_weight if context.prior_ratio is None else None
+    t, b = fit_bias_corrected_temperature(logp, y, sample_weight=weights)
+    return {"temperature": t, "bias": b.tolist()}
+
+
+def apply_cost(proba, logp, params, context) -> tuple[np.ndarray, np.ndarray]:
+    cost = _cost_of(context)
+    q = softmax(logp / params["temperature"] + np.asarray(params["bias"], dtype=np.float64))
+    if context.prior_ratio is not None:  # Saerens et al. (2002): p_view(y|x) ~ p_val(y|x) pi_view / pi_val
+        q = q * np.asarray(context.prior_ratio, dtype=np.float64)
+        q /= q.sum(axis=1, keepdims=True)
+    return q, bayes_decision(q, cost)
+
+
+def fit_anomaly(proba, logp, y, context, *, key, keys, sample_weight) -> dict:
+    """The outlier-score threshold above which rows are decided as the rarest class."""
+    return {"threshold": _fit_anomaly(proba, _scores_of(context, len(y)), context.rarest, key)}
+
+
+def apply_anomaly(proba, logp, params, context) -> tuple[np.ndarray, np.ndarray]:
+    t = params["threshold"]
+    flagged = np.zeros(len(logp), dtype=bool) if t is None else _scores_of(context, len(logp)) > t
+    return _flag(proba, flagged, context.rarest)
 
 
 def _fit_tau(logp: np.ndarray, log_prior: np.ndarray, key) -> float:
@@ -340,30 +377,16 @@ def apply_rule(rule: str, params: dict, proba, context: RuleContext) -> tuple[np
     ``params`` is what :func:`fit_rule` returned; ``context.anomaly_scores`` (``anomaly``) and
     ``context.prior_ratio`` (``cost``) belong to the rows decided here.
     """
-    _check_rule(rule)
-    logp = logp_of(proba)
-    if rule == "anomaly":
-        t = params["threshold"]
-        flagged = np.zeros(len(logp), dtype=bool) if t is None else _scores_of(context, len(logp)) > t
-        return _flag(np.asarray(proba, dtype=np.float64), flagged, context.rarest)
-    if rule == "posthoc_adjust":
-        z = logp - params["tau"] * np.asarray(context.log_train_prior, dtype=np.float64)
-        return softmax(z), z.argmax(axis=1)
-    if rule == "thresholds":
-        z = logp + np.asarray(params["bias"], dtype=np.float64)
-        return softmax(z), z.argmax(axis=1)
-    cost = _cost_of(context)
-    q = softmax(logp / params["temperature"] + np.asarray(params["bias"], dtype=np.float64))
-    if context.prior_ratio is not None:  # Saerens et al. (2002): p_view(y|x) ~ p_val(y|x) pi_view / pi_val
-        q = q * np.asarray(context.prior_ratio, dtype=np.float64)
-        q /= q.sum(axis=1, keepdims=True)
-    return q, bayes_decision(q, cost)
+    spec = rule_spec(rule)
+    proba = np.asarray(proba, dtype=np.float64)
+    return resolve(spec.apply, "decision rule function")(proba, logp_of(proba), params, context)
 
 
 def parameter_count(rule: str, params: dict) -> int:
-    """Fitted parameters: posthoc_adjust 1 (tau), thresholds C, cost C + 1, anomaly 1."""
-    _check_rule(rule)
-    return len(params["bias"]) + (rule == "cost") if rule in ("thresholds", "cost") else 1
+    """Fitted parameters: the scalars in ``params``, a list counting its length (posthoc_adjust 1,
+    thresholds C, cost C + 1, anomaly 1)."""
+    rule_spec(rule)
+    return sum(len(v) if isinstance(v, list) else 1 for v in params.values())
 
 
 def crossfit_folds(y, k: int, seed: int) -> np.ndarray:
@@ -399,7 +422,7 @@ def crossfit(rule: str, proba, y, folds, objective: Objective, context: RuleCont
     ``folds`` (N,) from :func:`crossfit_folds`; ``sample_weight`` and ``context.anomaly_scores``
     are subset with the rows.
     """
-    _check_rule(rule)
+    rule_spec(rule)
     proba, y, folds = np.asarray(proba, dtype=np.float64), np.asarray(y, dtype=np.int64), np.asarray(folds)
     if folds.shape != y.shape or len(np.unique(folds)) < 2:
         raise PipelineError(f"folds must give each of the {len(y)} rows a fold, with at least 2 folds")

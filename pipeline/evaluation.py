@@ -28,6 +28,7 @@ from pipeline.metrics import (
     prior_weights,
 )
 from pipeline.plan import model_name
+from pipeline.rule_specs import rule_spec
 from pipeline.selection import View, flat_values, reads_probabilities, resampled_values, selection_view
 from pipeline.strength import curve_rows, strength_curves
 
@@ -228,7 +229,8 @@ def shipped_calibration(rec: ModelRecord, entry: dict, y_test: np.ndarray, class
     reliability = [{"low": int(b) / cfg.ece_bins, "high": (int(b) + 1) / cfg.ece_bins, "rows": int((bins == b).sum()),
                     "confidence": float(conf[bins == b].mean()), "accuracy": float(hit[bins == b].mean())}
                    for b in np.unique(bins)]
-    method = ("the cost rule's own (bias-corrected temperature scaling)" if rec.rule == "cost" else
+    posterior = rule_spec(rec.rule).posterior if rec.rule else ""
+    method = (f"the {rec.rule} rule's own ({posterior})" if posterior else
               "vector scaling on validation" if rec.calibration else "none")
     return {"candidate": rec.name, "method": method, "bins": cfg.ece_bins, "max_ece": cfg.max_ece,
             "validation_ece": entry["val"]["ece"], "test_ece": entry["ece"], "test_ece_low": low,

@@ -21,19 +21,14 @@ import jinja2
 from markupsafe import Markup, escape
 
 from pipeline.loss_specs import LOSS_SPECS
+from pipeline.rule_specs import RULE_SPECS
 from pipeline.metrics import lower_is_better
 
 TEMPLATES = Path(__file__).with_name("templates") / "report"
 TOP = 5  # candidates the body's table shows by the policy's order (plus the other metrics' picks)
 
 # The glossary of plain names: a candidate is its model (a loss's words in pipeline.loss_specs, or a
-# baseline's here) and, after "+", a decision rule fitted on validation (pipeline.decision.RULES).
-RULE_WORDS = {
-    "posthoc_adjust": "a prior correction",
-    "thresholds": "per-class thresholds",
-    "cost": "cost-based decisions",
-    "anomaly": "an anomaly detector for the rarest class",
-}
+# baseline's here) and, after "+", a decision rule fitted on validation (its words in pipeline.rule_specs).
 BASELINE_WORDS = {"majority": "always the most frequent training class",
                   "logreg_balanced": "a class-balanced logistic regression",
                   "xgboost": "gradient-boosted trees (XGBoost)"}
@@ -56,7 +51,7 @@ def plain(entry: dict) -> str:
     trained with LDAM loss with deferred re-weighting, with a prior correction". The technical name goes beside it, never instead."""
     what = (BASELINE_WORDS.get(entry["base_model"], entry["base_model"]) if entry["kind"] == "baseline"
             else f"the network trained with {loss_words(entry['loss'])}")
-    return what + (f", with {RULE_WORDS.get(entry['rule'], entry['rule'])}" if entry["rule"] else "")
+    return what + (f", with {rule_words(entry['rule'])}" if entry["rule"] else "")
 
 
 # --- formats: each returns HTML (Markup), its text escaped --------------------------------------------
@@ -146,7 +141,8 @@ def shown_metrics(metric_names: list[str], view_key: str) -> list[str]:
 
 
 def rule_words(rule: str) -> str:
-    return RULE_WORDS.get(rule, rule)
+    spec = RULE_SPECS.get(rule)
+    return spec.words if spec else rule
 
 
 HELPERS = {f.__name__: f for f in (num, ci, signed, between, gain, name, names, sentence, metric_words, plain, loss_words,
@@ -239,9 +235,9 @@ class Run:
 
     @property
     def rules(self) -> list[str]:
-        """The decision rules among the candidates, in :data:`RULE_WORDS`' order."""
+        """The decision rules among the candidates, in the rule table's order."""
         found = {m.partition("+")[2] for m in self.metrics if "+" in m}
-        order = list(RULE_WORDS)
+        order = list(RULE_SPECS)
         return sorted(found, key=lambda k: (order.index(k) if k in order else len(order), k))
 
     @property

@@ -164,10 +164,11 @@ class Candidate:
             return shipped, proba.argmax(axis=1)
         from pipeline.candidates import rule_context
         from pipeline.decision import anomaly_scores, apply_rule
+        from pipeline.rule_specs import rule_spec
 
         scores = None if self._forest is None else anomaly_scores(self._forest, X)
         q, y_pred = apply_rule(self.decision["rule"], self.decision["params"], proba, rule_context(self.decision, scores))
-        return (q if self.decision["rule"] == "cost" else shipped), y_pred
+        return (q if rule_spec(self.decision["rule"]).posterior else shipped), y_pred
 
     def predict(self, frame: pd.DataFrame, *, strict: bool = False) -> pd.DataFrame:
         """The decided class name (``prediction``) and one ``p_<class>`` column per class for

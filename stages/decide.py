@@ -22,6 +22,7 @@ from pipeline.config import load_params
 from pipeline.decision import dump_forest
 from pipeline.candidates import ANOMALY_FOREST, decide_all
 from pipeline.io import atomic_dirs, read_json, write_json
+from pipeline.rule_specs import ANOMALY_SCORES, rule_spec
 from stages._cli import run
 
 log = logging.getLogger("decide")
@@ -44,7 +45,7 @@ def main(argv: list[str] | None = None) -> None:
     records = load_model_records(args.plans, args.models, args.predictions, args.baselines, meta)
     check_labels(records, args.data, meta["classes"])
     features = None
-    if "anomaly" in params.evaluate.decisions.rules:
+    if any(rule_spec(r).needs == ANOMALY_SCORES for r in params.evaluate.decisions.rules):
         _, data = read_prepared(args.data)
         features = {split: data[split][0] for split in ("train", "val", "test")} | {"y_train": data["train"][1]}
 

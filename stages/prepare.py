@@ -14,10 +14,9 @@ import argparse
 import logging
 
 from pipeline.artifacts import SPLITS
-from pipeline.audit import check_policy, check_policy_metrics
 from pipeline.config import cost_matrix, deploy_prior_vector, load_params
 from pipeline.data import prepare, prepared_meta
-from pipeline.metrics import metric_names
+from pipeline.metrics import check_policy, check_policy_metrics, metric_names
 from pipeline.names import check_distinct, key_part
 from pipeline.plan import check_decision_models
 from pipeline.preprocessing import PREPROCESSING_FILE, save_preprocessing

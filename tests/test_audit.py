@@ -2,7 +2,8 @@ import pytest
 
 from pipeline import PipelineError
 from pipeline.audit import winners
-from pipeline.audit import check_policy, check_policy_metrics, rank_agreement, ranks
+from pipeline.audit import rank_agreement, ranks
+from pipeline.metrics import check_policy, check_policy_metrics
 from pipeline.selection import select
 from pipeline.config import Constraint, SelectConfig
 

@@ -5,7 +5,6 @@ import pytest
 import yaml
 
 from pipeline.config import (
-    DECISION_RULES,
     STOPPING_METRICS,
     ConfigError,
     CostsConfig,
@@ -17,6 +16,7 @@ from pipeline.config import (
     to_dict,
 )
 from pipeline.metrics import COST_METRIC
+from pipeline.rule_specs import RULES
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,7 +33,7 @@ def test_repository_params_parse_to_typed_config():
     # no class of the bundled data is named, so any table runs as it is: the costs name a role
     assert p.evaluate.costs == CostsConfig(default=1.0, missed={"rarest": 20.0})
     assert p.data.encoding == "utf-8"
-    assert p.evaluate.decisions.rules == DECISION_RULES and p.evaluate.crossfit_folds == 5
+    assert p.evaluate.decisions.rules == RULES and p.evaluate.crossfit_folds == 5
 
 
 def test_defaults_fill_missing_keys():
@@ -156,9 +156,9 @@ def test_new_keys_have_their_defaults():
     assert (p.train.early_stopping_fraction, p.train.early_stopping_metric) == (0.1, "balanced_log_loss")
     assert STOPPING_METRICS == ("macro_f1", "log_loss", "balanced_log_loss")
     e = p.evaluate
-    assert DECISION_RULES == ("posthoc_adjust", "thresholds", "cost", "anomaly")
+    assert RULES == ("posthoc_adjust", "thresholds", "cost", "anomaly")
     assert e.max_ece == 0.05
-    assert e.decisions.rules == DECISION_RULES and e.decisions.models == "best"
+    assert e.decisions.rules == RULES and e.decisions.models == "best"
     assert e.crossfit_folds == 5 and e.costs is None and e.deploy_prior is None
     assert CostsConfig() == CostsConfig(default=1.0, missed={}, false_alarm={}, matrix={}, allow_diagonal=False)
 

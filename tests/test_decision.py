@@ -12,7 +12,6 @@ from hypothesis.extra import numpy as hnp
 from pipeline import PipelineError
 from pipeline.config import Constraint
 from pipeline.decision import (
-    RULES,
     RuleContext,
     anomaly_scores,
     apply_rule,
@@ -31,6 +30,7 @@ from pipeline.decision import (
     softmax,
 )
 from pipeline.metrics import classification_metrics, confusion_matrix, count_metrics
+from pipeline.rule_specs import RULES
 
 
 def policy_objective(classes, primary, constraints=()):
