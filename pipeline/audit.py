@@ -24,20 +24,17 @@ from pipeline.metrics import (
     COST_METRIC,
     HEADLINE,
     Resamples,
-    check_policy,
     lower_is_better,
 )
 from pipeline.evidence import paired_difference, verdict
 from pipeline.selection import (
     Pick,
-    View,
+    Policy,
+    check_policy,
     flat_values,
     p_best,
-    reads_probabilities,
     resampled_values,
-    policy_weights,
     select,
-    view_name,
 )
 
 if TYPE_CHECKING:
@@ -132,7 +129,7 @@ def _reference(records: list[ModelRecord], reference_loss: str) -> str | None:
     return next((r.name for r in records if r.loss == reference_loss and r.rule is None), None)
 
 
-def build_audit(records: list[ModelRecord], metrics: dict[str, dict], *, view: View, cfg: EvaluateConfig,
+def build_audit(records: list[ModelRecord], metrics: dict[str, dict], *, policy: Policy, cfg: EvaluateConfig,
                 classes: list[str], train_counts: list[int], reference_loss: str, cost: np.ndarray | None,
                 val_indices: Resamples, test_indices: Resamples,
                 deploy_prior: np.ndarray | None = None) -> Audit:
@@ -143,53 +140,51 @@ def build_audit(records: list[ModelRecord], metrics: dict[str, dict], *, view: V
     Raises a one-line error if the policy names an unknown metric or class; no candidate meeting
     the constraints is a valid outcome (``pick`` None)."""
     by_name = {r.name: r for r in records}
+    view = policy.view
     rarest = rarest_class(train_counts, classes)
     names = audit_metric_names(rarest, view.key, costs=cost is not None)
     held_names = {k for k, v in metrics[records[0].name]["val"].items() if not isinstance(v, dict)}
-    constraints = check_policy(cfg.select, held_names, classes)
-    primary = view_name(cfg, view, cfg.select.metric)
-    scoped = [Constraint(view_name(cfg, view, c.metric), c.op, c.bound) for c in constraints]
+    check_policy(policy, held_names, classes)
+    primary, scoped = policy.primary, policy.scoped
     val_values = flat_values({n: m["val"] for n, m in metrics.items()}, view.key)
     test_values = flat_values(metrics, view.key)  # "val" is a block of its own, not a value
     size = {r.name: r.fitted_parameters for r in records}
-    by_proba = any(reads_probabilities(n) for n in [cfg.select.metric, *(c.metric for c in constraints)])
-    groups = group_identical(records, by_proba)
+    groups = group_identical(records, policy.reads_probabilities)
     reps = list(groups)
     sel = select({r: val_values[r] for r in reps}, primary, scoped, size)
     test_sel = select({r: test_values[r] for r in reps}, primary, scoped, size)
     pick = sel.pick
     reference = _reference(records, reference_loss)
     y_val, y_test = records[0].val.y_true, records[0].test.y_true
-    w_val, w_test = policy_weights(y_val, view, cfg), policy_weights(y_test, view, cfg)
-    policy_names = list(dict.fromkeys([cfg.select.metric, *(c.metric for c in constraints)]))
+    w_val, w_test = policy.weights(y_val), policy.weights(y_test)
 
     def resampled(name: str, split: str, metric_names: list[str]) -> dict[str, np.ndarray]:
         r = by_name[name]
         preds, y, idx, w = (r.val, y_val, val_indices, w_val) if split == "val" else (r.test, y_test, test_indices, w_test)
         got = resampled_values(metric_names, y, preds.y_pred, preds.proba, classes, indices=idx, sample_weight=w,
                                cost=cost, ece_bins=cfg.ece_bins)
-        return {view_name(cfg, view, k): v for k, v in got.items()}
+        return {policy.read(k): v for k, v in got.items()}
 
-    chance = p_best({r: resampled(r, "val", policy_names) for r in reps}, primary, scoped, size)
+    chance = p_best({r: resampled(r, "val", policy.names) for r in reps}, primary, scoped, size)
     level = cfg.bootstrap.level
 
-    def versus(a: str, b: str, metric: str = cfg.select.metric) -> dict:
+    def versus(a: str, b: str, metric: str = policy.metric) -> dict:
         ra, rb = resampled(a, "test", [metric]), resampled(b, "test", [metric])
-        key = view_name(cfg, view, metric)
+        key = policy.read(metric)
         d = paired_difference(ra[key], rb[key], test_values[a][key], test_values[b][key], level)
         return {**d, "metric": key, "words": verdict(d, higher_is_better=not lower_is_better(metric),
                                                     against=f"{b}" if b != reference else "plain cross-entropy")}
 
     def simpler(a: str, b: str) -> dict:
         """``a`` against the simpler ``b`` on validation, where the choice was made (paired)."""
-        metric = cfg.select.metric
+        metric = policy.metric
         ra, rb = resampled(a, "val", [metric]), resampled(b, "val", [metric])
         d = paired_difference(ra[primary], rb[primary], val_values[a][primary], val_values[b][primary], level)
         return {**d, "model": b, "metric": primary,
                 "words": verdict(d, higher_is_better=not lower_is_better(metric), against=b)}
 
     baselines = [r.name for r in records if r.kind == "baseline" and r.rule is None and r.name in reps]
-    best_baseline = (min if lower_is_better(cfg.select.metric) else max)(
+    best_baseline = (min if policy.lower_is_better else max)(
         baselines, key=lambda m: val_values[m][primary], default=None)
     tied = [r for r in reps if pick and r != pick and val_values[r][primary] == val_values[pick][primary]]
 
@@ -233,14 +228,14 @@ def build_audit(records: list[ModelRecord], metrics: dict[str, dict], *, view: V
                       "why": "plain cross-entropy" if reference_loss == "ce" else
                              "the first loss in train.losses (ce is not trained)"},
         "policy": {
-            "metric": cfg.select.metric, "view": cfg.select.view, "split": "val",
+            "metric": policy.metric, "view": policy.setting, "split": "val",
             "constraints": [str(c) for c in scoped],
             "pick": pick, "eligible": sel.eligible, "violations": sel.violations,
             # no pick: the candidate violating the fewest constraints (the registry's challenger)
             "closest": None if pick else min(sel.violations, key=lambda m: len(sel.violations[m]), default=None),
             "summary": _policy_summary(primary, scoped, sel, val_values),
             "p_best": chance.get(pick, 0.0) if pick else None,
-            "tie_break": "fewer fitted parameters, then name",
+            "tie_break": policy.tie_break,
             # distinct candidates with the pick's very validation score: the tie-break chose among them
             "tied": tied,
             "bootstrap": {"resamples": len(val_indices), "seed": cfg.bootstrap.seed, "level": level},

@@ -25,7 +25,7 @@ from sklearn.ensemble import IsolationForest
 
 from pipeline import PipelineError
 from pipeline.artifacts import Meta, ModelRecord, candidate_name, predictions_frame
-from pipeline.config import EvaluateConfig, cost_matrix, parse_constraint
+from pipeline.config import EvaluateConfig, cost_matrix
 from pipeline.decision import (
     RuleContext,
     anomaly_scores,
@@ -41,7 +41,7 @@ from pipeline.decision import (
     parameter_count,
 )
 from pipeline.rule_specs import ANOMALY_SCORES, COST, rule_spec
-from pipeline.selection import policy_objective, policy_weights, selection_view
+from pipeline.selection import policy_of
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +85,9 @@ def models_to_decide(records: list[ModelRecord], meta: Meta, cfg: EvaluateConfig
         return [names[m] for m in setting]
     classes = meta["classes"]
     cost = cost_matrix(cfg.costs, classes, [meta["counts"]["train"][c] for c in classes]) if cfg.costs else None
-    objective = policy_objective(cfg.select, classes, cost=cost, ece_bins=cfg.ece_bins)
-    w = policy_weights(usable[0].val.y_true, selection_view(meta, cfg), cfg) if usable else None
+    policy = policy_of(meta, cfg)
+    objective = policy.objective(classes, cost=cost, ece_bins=cfg.ece_bins)
+    w = policy.weights(usable[0].val.y_true) if usable else None
     best = []
     for loss in dict.fromkeys(r.loss for r in usable):
         members = [r for r in usable if r.loss == loss]
@@ -118,7 +119,7 @@ def decide_all(records: list[ModelRecord], meta: Meta, cfg: EvaluateConfig, *,
         return [], None
     train_counts = np.array([meta["counts"]["train"][c] for c in classes])
     val_counts = np.array([meta["counts"]["val"][c] for c in classes], dtype=float)
-    view = selection_view(meta, cfg)
+    policy = policy_of(meta, cfg)
     cost = cost_matrix(cfg.costs, classes, list(train_counts)) if cfg.costs else None
     for rule in [r for r in rules if rule_spec(r).needs == COST and cost is None]:
         log.info("rule %s skipped: evaluate.costs is not set", rule)
@@ -137,13 +138,12 @@ def decide_all(records: list[ModelRecord], meta: Meta, cfg: EvaluateConfig, *,
             others = features["y_train"] != rarest
             forest = fit_isolation_forest(features["train"][others], seed=cfg.bootstrap.seed)
             scores = {split: anomaly_scores(forest, features[split]) for split in ("val", "test")}
-    prior_ratio = (np.asarray(view.prior) / (val_counts / val_counts.sum())
-                   if cfg.select.view == "reweighted" else None)
-    objective = policy_objective(cfg.select, classes, cost=cost, ece_bins=cfg.ece_bins)
+    prior_ratio = np.asarray(policy.view.prior) / (val_counts / val_counts.sum()) if policy.reweighted else None
+    objective = policy.objective(classes, cost=cost, ece_bins=cfg.ece_bins)
     chosen = {r.name for r in models_to_decide(records, meta, cfg)} if rules else set()
     y_val = records[0].val.y_true
     folds = crossfit_folds(y_val, cfg.crossfit_folds, cfg.bootstrap.seed)
-    w = policy_weights(y_val, view, cfg)
+    w = policy.weights(y_val)
     crossfitted = {"folds": int(folds.max()) + 1, "seed": cfg.bootstrap.seed}
 
     def context(split: str) -> RuleContext:
@@ -176,9 +176,7 @@ def decide_all(records: list[ModelRecord], meta: Meta, cfg: EvaluateConfig, *,
         fitted = {
             "model": rec.name, "rule": rule, "group": rec.group, "params": params,
             "parameters": parameter_count(rule, params),
-            "fitted_on": {"split": "val", "rows": int(len(y_val)), "view": cfg.select.view,
-                          "metric": cfg.select.metric,
-                          "constraints": [str(parse_constraint(c)) for c in cfg.select.constraints]},
+            "fitted_on": {"split": "val", "rows": int(len(y_val)), **policy.described()},
             "crossfit": crossfitted,
             "context": {"log_train_prior": context("val").log_train_prior.tolist(), "rarest": rarest,
                         "prior_ratio": None if prior_ratio is None else np.asarray(prior_ratio).tolist()},

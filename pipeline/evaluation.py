@@ -22,14 +22,13 @@ from pipeline.metrics import (
     bootstrap_intervals,
     classification_metrics,
     confidence_bins,
-    lower_is_better,
     percentile_interval,
     confusion_matrix,
     prior_weights,
 )
 from pipeline.plan import model_name
 from pipeline.rule_specs import rule_spec
-from pipeline.selection import View, flat_values, reads_probabilities, resampled_values, selection_view
+from pipeline.selection import Policy, View, flat_values, policy_of, resampled_values
 from pipeline.strength import curve_rows, strength_curves
 
 # Count-based metrics that get bootstrap intervals (besides the rarest class's recall/precision).
@@ -107,10 +106,14 @@ class Evaluation:
 
     metrics: MetricsFile
     audit: Audit
-    view: View
+    policy: Policy
     rarest: str
     y_true: np.ndarray  # (N,) class indices of the test split
     gammas: dict[str, list[dict]]  # loss -> rows of test metrics against gamma
+
+    @property
+    def view(self) -> View:
+        return self.policy.view
 
     @property
     def summary(self) -> dict:
@@ -142,7 +145,8 @@ def evaluate(records: list[ModelRecord], meta: Meta, cfg: EvaluateConfig, *, ref
     classes = meta["classes"]
     train_counts = [meta["counts"]["train"][c] for c in classes]
     y_val, y_test = _labels(records, "val"), _labels(records, "test")
-    view = selection_view(meta, cfg)
+    policy = policy_of(meta, cfg)
+    view = policy.view
     rarest = rarest_class(train_counts, classes)
     cost = cost_matrix(cfg.costs, classes, train_counts) if cfg.costs else None
     deploy = deploy_prior_vector(cfg.deploy_prior, classes)
@@ -158,18 +162,18 @@ def evaluate(records: list[ModelRecord], meta: Meta, cfg: EvaluateConfig, *, ref
             **model_metrics(y_test, rec.test.y_pred, rec.test.proba, classes, indices=test_idx, **kw),
             "val": model_metrics(y_val, rec.val.y_pred, rec.val.proba, classes, indices=None, **kw),
         }
-    audit = build_audit(records, metrics, view=view, cfg=cfg, classes=classes, train_counts=train_counts,
+    audit = build_audit(records, metrics, policy=policy, cfg=cfg, classes=classes, train_counts=train_counts,
                         reference_loss=reference_loss, cost=cost, val_indices=val_idx, test_indices=test_idx,
                         deploy_prior=deploy)
     pick, reference = audit["policy"]["pick"], audit["reference"]["model"]
     reps = [row["model"] for row in audit["leaderboard"]]
     top = list(dict.fromkeys([*reps[:4], *([reference] if reference else [])]))
-    audit["prior_shift"] = prior_shift(records, reps, cfg=cfg, classes=classes, train_counts=train_counts,
+    audit["prior_shift"] = prior_shift(records, reps, policy=policy, cfg=cfg, classes=classes, train_counts=train_counts,
                                        deploy_prior=deploy, cost=cost, top=top, pick=pick)
-    audit["special_loss"] = special_loss_question(records, metrics, reference_loss=reference_loss, cfg=cfg, view=view,
+    audit["special_loss"] = special_loss_question(records, metrics, reference_loss=reference_loss, cfg=cfg, policy=policy,
                                                   classes=classes, train_counts=train_counts, cost=cost,
                                                   test_indices=test_idx)
-    audit["loss_metric_agreement"] = loss_metric_agreement(records, metric=cfg.select.metric, classes=classes)
+    audit["loss_metric_agreement"] = loss_metric_agreement(records, metric=policy.metric, classes=classes)
     plain = [r for r in records if r.rule is None]
     if reference:
         others = [r.name for r in plain if r.name != reference and r.kind == "mlp"]
@@ -184,17 +188,17 @@ def evaluate(records: list[ModelRecord], meta: Meta, cfg: EvaluateConfig, *, ref
     for r in plain:  # a configuration across its seeds
         groups.setdefault(model_name(r.loss, r.gamma, r.seed, n_seeds=1, alpha=r.alpha), []).append(r.name)
     audit["across_seeds"] = across_seeds(flat_values(metrics, view.key), groups, audit["metrics"])
-    audit["weight_strength"] = strength_curves(records, metrics, view=view, cfg=cfg, classes=classes,
+    audit["weight_strength"] = strength_curves(records, metrics, policy=policy, cfg=cfg, classes=classes,
                                                train_counts=train_counts, val_indices=val_idx,
                                                test_indices=test_idx, cost=cost)
     by_name = {r.name: r for r in records}
     shipped = pick or audit["policy"].get("closest")
     audit["calibration"] = (shipped_calibration(by_name[shipped], metrics[shipped], y_test, classes, test_idx, cfg)
                             if shipped else None)
-    metric = cfg.select.metric
-    counts_higher = not (reads_probabilities(metric) or lower_is_better(metric))
-    if audit["estimate"] and cfg.select.view == "held_out" and counts_higher:
-        audit["estimate"]["chance"] = shuffled_score(by_name[pick].test.y_pred, y_test, classes, cfg)
+    counts_higher = not (policy.reads_probabilities or policy.lower_is_better)
+    if audit["estimate"] and not policy.reweighted and counts_higher:
+        audit["estimate"]["chance"] = shuffled_score(by_name[pick].test.y_pred, y_test, classes, policy.metric,
+                                                     seed=cfg.bootstrap.seed)
     cap = {r.name: r.params.get("train", {}).get("epochs") for r in plain if r.kind == "mlp"}
     stopped = [m for m, n in cap.items() if n and by_name[m].training.get("epochs_run", 0) >= n]
     epochs = {n for n in cap.values() if n}
@@ -202,16 +206,16 @@ def evaluate(records: list[ModelRecord], meta: Meta, cfg: EvaluateConfig, *, ref
                                       epochs=max(epochs, default=None))
     models = [{"name": r.name, "loss": r.loss, "gamma": r.gamma, "alpha": r.alpha, "seed": r.seed, "kind": r.kind}
               for r in plain]
-    return Evaluation(metrics, audit, view, rarest, y_test, gamma_table(models, metrics, rarest))
+    return Evaluation(metrics, audit, policy, rarest, y_test, gamma_table(models, metrics, rarest))
 
 
-def shuffled_score(y_pred: np.ndarray, y_true: np.ndarray, classes: list[str], cfg: EvaluateConfig,
+def shuffled_score(y_pred: np.ndarray, y_true: np.ndarray, classes: list[str], metric: str, *, seed: int,
                    times: int = 20) -> float | None:
     """The policy's metric of decisions ``y_pred`` shuffled over the rows (``times`` seeded
     permutations, averaged): what the same mix of answers scores by chance."""
-    rng = np.random.default_rng(cfg.bootstrap.seed)
+    rng = np.random.default_rng(seed)
     value = float(np.mean([classification_metrics(y_true, rng.permutation(y_pred), classes).get(
-        cfg.select.metric, np.nan) for _ in range(times)]))
+        metric, np.nan) for _ in range(times)]))
     return None if np.isnan(value) else value
 
 

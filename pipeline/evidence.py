@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 from scipy.stats import spearmanr
 
-from pipeline.config import Constraint, parse_constraint
 from pipeline.metrics import (
     Resamples,
     as_resamples,
@@ -28,17 +27,15 @@ from pipeline.metrics import (
     percentile_interval,
 )
 from pipeline.selection import (
-    View,
+    Policy,
     flat_values,
     kish_ess,
     metric_value,
-    policy_weights,
     prior_family,
     reads_probabilities,
     resampled_values,
     select,
     shifted_weights,
-    view_name,
 )
 
 if TYPE_CHECKING:
@@ -173,7 +170,7 @@ def _trade_words(entry: dict) -> str:
     return ", ".join(words)
 
 
-def prior_shift(records: list[ModelRecord], reps: list[str], *, cfg: EvaluateConfig, classes: list[str],
+def prior_shift(records: list[ModelRecord], reps: list[str], *, policy: Policy, cfg: EvaluateConfig, classes: list[str],
                 train_counts: list[int], deploy_prior: np.ndarray | None, cost: np.ndarray | None,
                 top: list[str], pick: str | None) -> dict:
     """The policy re-run on validation under deployment priors from the validation prior to the
@@ -184,8 +181,7 @@ def prior_shift(records: list[ModelRecord], reps: list[str], *, cfg: EvaluateCon
     y_val, y_test = records[0].val.y_true, records[0].test.y_true
     val_prior = np.bincount(y_val, minlength=len(classes)) / len(y_val)
     train_prior = np.asarray(train_counts, float) / sum(train_counts)
-    constraints = [parse_constraint(c) for c in cfg.select.constraints]
-    names = list(dict.fromkeys([cfg.select.metric, *(c.metric for c in constraints)]))
+    constraints, names = list(policy.constraints), policy.names
     size = {r: by_name[r].fitted_parameters for r in reps}
     points = []
     for point in prior_family(val_prior, train_prior, deploy_prior):
@@ -197,28 +193,26 @@ def prior_shift(records: list[ModelRecord], reps: list[str], *, cfg: EvaluateCon
                                 ece_bins=cfg.ece_bins)
 
         val = {r: {n: value(r, "val", n, w_val) for n in names} for r in reps}
-        chosen = select(val, cfg.select.metric, constraints, size).pick
+        chosen = select(val, policy.metric, constraints, size).pick
         points.append({**point, "pick": chosen, "val_ess": kish_ess(w_val), "test_ess": kish_ess(w_test),
-                       "test": {m: value(m, "test", cfg.select.metric, w_test) for m in top}})
+                       "test": {m: value(m, "test", policy.metric, w_test) for m in top}})
     changes = next((p for p in points if p["pick"] != pick), None)
     return {
         "assumption": "label shift: the class prior changes between validation and deployment while "
                       "p(x | class) stays the same; each prior is obtained by reweighting rows",
-        "metric": cfg.select.metric, "points": points, "top": top,
+        "metric": policy.metric, "points": points, "top": top,
         "changes_at": None if changes is None else {"label": changes["label"], "t": changes["t"],
                                                      "pick": changes["pick"]},
     }
 
 
 def special_loss_question(records: list[ModelRecord], metrics: dict, *, reference_loss: str, cfg: EvaluateConfig,
-                          view: View, classes: list[str], train_counts: list[int], cost: np.ndarray | None,
+                          policy: Policy, classes: list[str], train_counts: list[int], cost: np.ndarray | None,
                           test_indices: Resamples) -> dict | None:
     """"Was the special loss needed?": the best train-time remedy (any other MLP loss, argmax) and
     the best post-hoc rule on the reference model, each chosen on validation, compared on test
     with paired intervals for the policy's metric and tail recall/precision."""
-    primary = view_name(cfg, view, cfg.select.metric)
-    constraints = [Constraint(view_name(cfg, view, c.metric), c.op, c.bound)
-                   for c in (parse_constraint(t) for t in cfg.select.constraints)]
+    primary, constraints, view = policy.primary, policy.scoped, policy.view
     val = flat_values({n: m["val"] for n, m in metrics.items()}, view.key)
     size = {r.name: r.fitted_parameters for r in records}
     remedies = [r.name for r in records if r.kind == "mlp" and r.rule is None and r.loss != reference_loss]
@@ -229,12 +223,12 @@ def special_loss_question(records: list[ModelRecord], metrics: dict, *, referenc
     best_posthoc = select({m: val[m] for m in posthoc}, primary, constraints, size).order[0]
     by_name = {r.name: r for r in records}
     y_test = records[0].test.y_true
-    w = policy_weights(y_test, view, cfg)
+    w = policy.weights(y_test)
 
     def dist(name):
         p = by_name[name].test
-        return resampled_values([cfg.select.metric], y_test, p.y_pred, p.proba, classes, indices=test_indices,
-                                sample_weight=w, cost=cost, ece_bins=cfg.ece_bins)[cfg.select.metric]
+        return resampled_values([policy.metric], y_test, p.y_pred, p.proba, classes, indices=test_indices,
+                                sample_weight=w, cost=cost, ece_bins=cfg.ece_bins)[policy.metric]
 
     test = flat_values(metrics, view.key)
     d = paired_difference(dist(best_remedy), dist(best_posthoc), test[best_remedy][primary],
@@ -242,7 +236,7 @@ def special_loss_question(records: list[ModelRecord], metrics: dict, *, referenc
     trade = tail_trade(y_test, {n: by_name[n].test.y_pred for n in (best_remedy, best_posthoc)}, classes,
                        train_counts, reference=best_posthoc, models=[best_remedy], indices=test_indices,
                        level=cfg.bootstrap.level)["models"][best_remedy]
-    words = verdict(d, higher_is_better=not lower_is_better(cfg.select.metric), against=best_posthoc)
+    words = verdict(d, higher_is_better=not policy.lower_is_better, against=best_posthoc)
     return {
         "remedy": best_remedy, "posthoc": best_posthoc, "metric": primary,
         "remedy_validation": val[best_remedy][primary], "posthoc_validation": val[best_posthoc][primary],

@@ -9,12 +9,7 @@ zero is 0, like ``zero_division=0``) and are tested against them. Names are the 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import numpy as np
-
-from pipeline import PipelineError
-from pipeline.config import Constraint, SelectConfig, parse_constraint
 
 # Summary metrics, in the order tables show them.
 HEADLINE = (
@@ -38,48 +33,6 @@ def metric_names(classes: list[str], *, costs: bool = False) -> set[str]:
     return {*SUMMARY, *(f"{name}/{c}" for name in PER_CLASS for c in classes), *((COST_METRIC,) if costs else ())}
 
 
-
-# --- the policy's metric names, checked (prepare checks them before anything trains) ---------------
-
-def _policy_names(select: SelectConfig) -> list[tuple[str, str]]:
-    """``(metric name, params key)`` of the policy's metric and of every constraint's."""
-    return [(select.metric, "evaluate.select.metric"),
-            *((parse_constraint(c).metric, "evaluate.select.constraints") for c in select.constraints)]
-
-
-def _unknown_metric(name: str, key: str, summary: Iterable[str] = SUMMARY) -> PipelineError:
-    return PipelineError(
-        f"params.yaml: {key} names unknown metric {name!r}; use one of {', '.join(sorted(summary))}, "
-        f"or <{'|'.join(p for p in PER_CLASS if p != 'support')}>/<class>"
-    )
-
-
-def check_policy_metrics(select: SelectConfig, *, costs: bool = False) -> None:
-    """The policy's metric names, before the classes are known: a summary metric (``expected_cost``
-    only with ``evaluate.costs``), or a per-class one with a class part (:func:`check_policy`
-    checks the class once the data is read)."""
-    summary = (*SUMMARY, COST_METRIC) if costs else SUMMARY
-    for name, key in _policy_names(select):
-        base, slash, cls = name.partition("/")
-        if name == COST_METRIC and not costs:
-            raise PipelineError(f"params.yaml: {key} names {COST_METRIC}, which needs evaluate.costs "
-                                "(the cost of each decision by class); set it or choose another metric")
-        if not (name in summary if not slash else base in PER_CLASS and cls):
-            raise _unknown_metric(name, key, summary)
-
-
-def check_policy(select: SelectConfig, metric_names: set[str], classes: list[str]) -> list[Constraint]:
-    """Constraints of ``select``, with every metric name checked against what was computed."""
-    for name, key in _policy_names(select):
-        if name in metric_names:
-            continue
-        base, _, cls = name.partition("/")
-        if cls and f"{base}/{classes[0]}" in metric_names:
-            raise PipelineError(
-                f"params.yaml: {key} names class {cls!r} in {name!r}; classes are: {', '.join(classes)}"
-            )
-        raise _unknown_metric(name, key, (n for n in metric_names if "/" not in n))
-    return [parse_constraint(c) for c in select.constraints]
 
 
 def lower_is_better(metric: str) -> bool:

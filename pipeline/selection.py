@@ -5,6 +5,10 @@ Nothing here reads test data: every function takes the validation split's labels
 candidate's validation predictions. The test split is scored elsewhere
 (:mod:`pipeline.evaluation`), once per candidate, for the unbiased estimate.
 
+- :class:`Policy` (:func:`policy_of`) is ``evaluate.select`` read once: the metric, the
+  constraints, the view they are read under and which way is better. Everything that picks,
+  ranks, fits a rule, reports or registers is given one; :func:`check_policy_metrics` and
+  :func:`check_policy` check its metric names (before training, and against the classes).
 - :func:`second_view` fixes the reweighted view's class prior (from the training and validation
   counts).
 - :func:`policy_objective` turns ``evaluate.select`` into ``objective(y, y_pred, proba, w) ->
@@ -18,14 +22,17 @@ candidate's validation predictions. The test split is scored elsewhere
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
+from pipeline import PipelineError
 from pipeline.config import Constraint, SelectConfig, parse_constraint
 from pipeline.metrics import (
     COST_METRIC,
+    SUMMARY,
     Resamples,
     as_resamples,
     PER_CLASS,
@@ -73,12 +80,6 @@ def second_view(train_counts: Sequence[int], val_counts: Sequence[int], setting:
                 "reweighted to a uniform class prior (every class counts equally)")
 
 
-def view_name(cfg, view: View, name: str) -> str:
-    """``name`` as the policy reads it: itself as held out, ``<view key>/<name>`` reweighted
-    (``cfg`` an :class:`pipeline.config.EvaluateConfig`)."""
-    return name if cfg.select.view == "held_out" else f"{view.key}/{name}"
-
-
 def flat_values(metrics: dict[str, dict], view_key: str) -> dict[str, dict[str, float]]:
     """``model -> metric -> value`` with the held-out metrics under their own names and the
     reweighted view's under ``<view_key>/<name>``; intervals are left out."""
@@ -99,10 +100,115 @@ def selection_view(meta, cfg) -> View:
                        [meta["counts"]["val"][c] for c in classes], cfg.prior)
 
 
-def policy_weights(y: np.ndarray, view: View, cfg) -> np.ndarray | None:
-    """Per-row weights of a split as the policy reads it: None held out, else those giving it
-    the view's prior."""
-    return shifted_weights(y, view.prior) if cfg.select.view == "reweighted" else None
+@dataclass(frozen=True)
+class Policy:
+    """The selection policy, read once from ``evaluate.select`` (:func:`policy_of`): the metric,
+    the constraints, the view they are read under and which way is better. Whatever picks, ranks,
+    fits a rule, reports or registers takes a Policy; no other module reads ``evaluate.select``."""
+
+    metric: str  # as written: macro_f1, recall/8, log_loss
+    constraints: tuple[Constraint, ...]  # as written, on held-out metric names
+    view: View  # this run's reweighted view
+    reweighted: bool  # read under the view (evaluate.select.view: reweighted), else as held out
+    tie_break: ClassVar[str] = "fewer fitted parameters, then name"
+
+    @property
+    def setting(self) -> str:
+        """``held_out`` or ``reweighted``, as ``evaluate.select.view`` says it."""
+        return "reweighted" if self.reweighted else "held_out"
+
+    def read(self, name: str) -> str:
+        """``name`` as the policy reads it: itself as held out, ``<view key>/<name>`` reweighted."""
+        return f"{self.view.key}/{name}" if self.reweighted else name
+
+    @property
+    def primary(self) -> str:
+        """The policy's metric as it is read (:meth:`read`)."""
+        return self.read(self.metric)
+
+    @property
+    def scoped(self) -> list[Constraint]:
+        """The constraints as they are read (:meth:`read`)."""
+        return [Constraint(self.read(c.metric), c.op, c.bound) for c in self.constraints]
+
+    @property
+    def names(self) -> list[str]:
+        """The metric and every constraint's, once each, as written."""
+        return list(dict.fromkeys([self.metric, *(c.metric for c in self.constraints)]))
+
+    @property
+    def lower_is_better(self) -> bool:
+        return lower_is_better(self.metric)
+
+    @property
+    def reads_probabilities(self) -> bool:
+        return any(reads_probabilities(n) for n in self.names)
+
+    def weights(self, y: np.ndarray) -> np.ndarray | None:
+        """Per-row weights of a split as the policy reads it: None held out, else those giving it
+        the view's prior."""
+        return shifted_weights(y, self.view.prior) if self.reweighted else None
+
+    def objective(self, classes: list[str], *, cost: np.ndarray | None = None, ece_bins: int = 15) -> Objective:
+        """:func:`policy_objective` of this policy."""
+        return policy_objective(self, classes, cost=cost, ece_bins=ece_bins)
+
+    def described(self) -> dict:
+        """``view``, ``metric`` and ``constraints`` as a rule's file records what it was fitted for."""
+        return {"view": self.setting, "metric": self.metric, "constraints": [str(c) for c in self.constraints]}
+
+
+def policy_of(meta, cfg) -> Policy:
+    """The :class:`Policy` of ``cfg.select`` (``cfg`` an :class:`pipeline.config.EvaluateConfig`)
+    on the run described by ``meta``."""
+    select = cfg.select
+    return Policy(select.metric, tuple(parse_constraint(c) for c in select.constraints), selection_view(meta, cfg),
+                  select.view == "reweighted")
+
+
+def _constraints(select: SelectConfig | Policy) -> list[Constraint]:
+    return [c if isinstance(c, Constraint) else parse_constraint(c) for c in select.constraints]
+
+
+def _policy_names(select: SelectConfig | Policy) -> list[tuple[str, str]]:
+    """``(metric name, params key)`` of the policy's metric and of every constraint's."""
+    return [(select.metric, "evaluate.select.metric"),
+            *((c.metric, "evaluate.select.constraints") for c in _constraints(select))]
+
+
+def _unknown_metric(name: str, key: str, summary: Iterable[str] = SUMMARY) -> PipelineError:
+    return PipelineError(
+        f"params.yaml: {key} names unknown metric {name!r}; use one of {', '.join(sorted(summary))}, "
+        f"or <{'|'.join(p for p in PER_CLASS if p != 'support')}>/<class>"
+    )
+
+
+def check_policy_metrics(select: SelectConfig | Policy, *, costs: bool = False) -> None:
+    """The policy's metric names, before the classes are known: a summary metric (``expected_cost``
+    only with ``evaluate.costs``), or a per-class one with a class part (:func:`check_policy`
+    checks the class once the data is read)."""
+    summary = (*SUMMARY, COST_METRIC) if costs else SUMMARY
+    for name, key in _policy_names(select):
+        base, slash, cls = name.partition("/")
+        if name == COST_METRIC and not costs:
+            raise PipelineError(f"params.yaml: {key} names {COST_METRIC}, which needs evaluate.costs "
+                                "(the cost of each decision by class); set it or choose another metric")
+        if not (name in summary if not slash else base in PER_CLASS and cls):
+            raise _unknown_metric(name, key, summary)
+
+
+def check_policy(select: SelectConfig | Policy, metric_names: set[str], classes: list[str]) -> list[Constraint]:
+    """The constraints of ``select``, with every metric name checked against what was computed."""
+    for name, key in _policy_names(select):
+        if name in metric_names:
+            continue
+        base, _, cls = name.partition("/")
+        if cls and f"{base}/{classes[0]}" in metric_names:
+            raise PipelineError(
+                f"params.yaml: {key} names class {cls!r} in {name!r}; classes are: {', '.join(classes)}"
+            )
+        raise _unknown_metric(name, key, (n for n in metric_names if "/" not in n))
+    return _constraints(select)
 
 
 def reads_probabilities(metric: str) -> bool:
@@ -160,12 +266,12 @@ def violation(constraints: Sequence[Constraint], values: dict[str, float]) -> fl
                      for c in constraints))
 
 
-def policy_objective(select: SelectConfig, classes: list[str], *, cost: np.ndarray | None = None,
+def policy_objective(select: SelectConfig | Policy, classes: list[str], *, cost: np.ndarray | None = None,
                      ece_bins: int = 15) -> Objective:
     """``objective(y_true, y_pred, proba, sample_weight) -> (violation, score)`` of the policy:
     the constraints' total shortfall and the policy's metric oriented so that higher is better.
     The view is the caller's: ``sample_weight`` (None as held out)."""
-    constraints = [parse_constraint(c) for c in select.constraints]
+    constraints = _constraints(select)
     names = list(dict.fromkeys([select.metric, *(c.metric for c in constraints)]))
     sign = -1.0 if lower_is_better(select.metric) else 1.0
 

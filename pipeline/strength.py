@@ -21,9 +21,9 @@ import numpy as np
 from pipeline.artifacts import ModelRecord
 from pipeline.evidence import class_means, paired_difference, tail_trade
 from pipeline.loss_specs import loss_spec
-from pipeline.metrics import Resamples, lower_is_better, percentile_interval
+from pipeline.metrics import Resamples, percentile_interval
 from pipeline.plan import model_name
-from pipeline.selection import View, flat_values, policy_weights, resampled_values, view_name
+from pipeline.selection import Policy, flat_values, resampled_values
 
 # What the curve shows beside the policy's metric (micro-F1 equals accuracy with one label per row).
 CURVE_METRICS = ("macro_f1", "micro_f1", "weighted_f1", "tail_recall", "tail_precision")
@@ -63,19 +63,20 @@ def families(records: list[ModelRecord]) -> dict[str, list[tuple[float, list[Mod
 
 
 def _values(members: list[ModelRecord], split: str, metrics: dict, names: list[str], primary: str, *,
-            view: View, cfg, classes: list[str], tail: list[int], indices: Resamples,
+            policy: Policy, cfg, classes: list[str], tail: list[int], indices: Resamples,
             cost: np.ndarray | None) -> dict[str, tuple[float, np.ndarray]]:
     """name -> (point, (B,) resampled) of the curve's metrics, the mean over ``members`` (seeds)."""
     per_member = []
     for r in members:
         preds = getattr(r, split)
         y = preds.y_true
-        flat = flat_values({r.name: metrics[r.name]["val"] if split == "val" else metrics[r.name]}, view.key)[r.name]
+        entry = metrics[r.name]["val"] if split == "val" else metrics[r.name]
+        flat = flat_values({r.name: entry}, policy.view.key)[r.name]
         got: dict[str, tuple[float, np.ndarray]] = {}
         # the policy's metric as the policy reads it (its view's weights), the others as held out
-        boot = resampled_values([cfg.select.metric], y, preds.y_pred, preds.proba, classes, indices=indices,
-                                sample_weight=policy_weights(y, view, cfg), cost=cost, ece_bins=cfg.ece_bins)
-        got[primary] = (float(flat[primary]), boot[cfg.select.metric])
+        boot = resampled_values([policy.metric], y, preds.y_pred, preds.proba, classes, indices=indices,
+                                sample_weight=policy.weights(y), cost=cost, ece_bins=cfg.ece_bins)
+        got[primary] = (float(flat[primary]), boot[policy.metric])
         plain = [n for n in names if n in ("macro_f1", "micro_f1", "weighted_f1") and n != primary]
         if plain:
             boot = resampled_values(plain, y, preds.y_pred, preds.proba, classes, indices=indices)
@@ -94,7 +95,7 @@ def _point(value: float, dist: np.ndarray, level: float) -> dict:
     return {"value": None if not np.isfinite(value) else value, "low": lo, "high": hi}
 
 
-def strength_curves(records: list[ModelRecord], metrics: dict, *, view: View, cfg, classes: list[str],
+def strength_curves(records: list[ModelRecord], metrics: dict, *, policy: Policy, cfg, classes: list[str],
                     train_counts: list[int], val_indices: Resamples, test_indices: Resamples,
                     cost: np.ndarray | None = None) -> dict[str, dict]:
     """Every weight-strength family's curve and what the audit says of it (``audit.json``'s
@@ -102,12 +103,12 @@ def strength_curves(records: list[ModelRecord], metrics: dict, *, view: View, cf
     fams = families(records)
     if not fams:
         return {}
-    primary = view_name(cfg, view, cfg.select.metric)
+    primary = policy.primary
     names = list(dict.fromkeys([primary, *CURVE_METRICS]))
     tail = tail_classes(train_counts)
     head = [i for i in range(len(classes)) if i not in tail]
     level = cfg.bootstrap.level
-    sign = -1.0 if lower_is_better(cfg.select.metric) else 1.0
+    sign = -1.0 if policy.lower_is_better else 1.0
     out = {}
     for key, points in fams.items():
         rows, dists = [], []
@@ -115,7 +116,7 @@ def strength_curves(records: list[ModelRecord], metrics: dict, *, view: View, cf
             row = {"alpha": alpha, "models": [m.name for m in members]}
             split_dists = {}
             for split, indices in (("val", val_indices), ("test", test_indices)):
-                vals = _values(members, split, metrics, names, primary, view=view, cfg=cfg, classes=classes,
+                vals = _values(members, split, metrics, names, primary, policy=policy, cfg=cfg, classes=classes,
                                tail=tail, indices=indices, cost=cost)
                 row[split] = {n: _point(v, d, level) for n, (v, d) in vals.items()}
                 split_dists[split] = vals

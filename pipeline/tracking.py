@@ -895,7 +895,7 @@ def runs_table(exp: str, data_digest: str, sort_key: str, ascending: bool) -> st
 def log_evaluation(experiment: str, records: list[ModelRecord], ev, meta: Meta, cfg, *, figures: Path,
                    reports: list[Path], bundles: Mapping[str, tuple[Path, str]], input_types: Mapping[str, str],
                    outputs: list[str], input_example: pd.DataFrame | None, registered_model: str,
-                   tables: Mapping[str, list[dict]] | None = None, lower_is_better: bool = False,
+                   tables: Mapping[str, list[dict]] | None = None,
                    lock_hashes: Mapping[str, str] | None = None, splits: Mapping[str, Path] | None = None,
                    environ: Mapping[str, str] = os.environ) -> dict[str, Any]:
     """Log an evaluation (:class:`pipeline.evaluation.Evaluation` ``ev`` of ``records``, every
@@ -904,8 +904,7 @@ def log_evaluation(experiment: str, records: list[ModelRecord], ev, meta: Meta, 
     One run for the execution holds ``reports``, the cross-model figures, the leaderboard,
     ``tables`` (artifact file -> rows: the γ and α curves) and the pick's headline metrics; each
     candidate is a run under it and a logged model (:func:`log_candidates`; ``bundles``: name ->
-    (bundle directory, content digest); ``outputs``: the model's output columns;
-    ``lower_is_better``: the policy's metric's direction, for the UI's sort); the pick is
+    (bundle directory, content digest); ``outputs``: the model's output columns); the pick is
     registered as a version of ``registered_model`` with its decision record. In a plain run the alias ``champion`` moves to it (``challenger`` to the closest
     candidate when none meets the constraints); under ``dvc exp run`` (``DVC_EXP_NAME``) no alias
     moves. Returns where it all went. Runs left unfinished by an error end FAILED (KILLED when
@@ -927,7 +926,7 @@ def log_evaluation(experiment: str, records: list[ModelRecord], ev, meta: Meta, 
     exp_name = environ.get("DVC_EXP_NAME")
     tags = run_tags(meta, environ)
     policy = ev.audit["policy"]
-    reads = (cfg.select.metric, None if cfg.select.view == "held_out" else ev.view.key)  # the metric and its view
+    reads = (ev.policy.metric, ev.view.key if ev.policy.reweighted else None)  # the metric and its view
     candidates = _candidates(records, ev, meta, reads, bundles, figures)
     with closing_runs(client) as open_runs:
         label = exp_name or tags.get("git_commit", "unknown")[:7]
@@ -993,4 +992,4 @@ def log_evaluation(experiment: str, records: list[ModelRecord], ev, meta: Meta, 
     return {"tracking_uri": uri, "experiment": experiment, "experiment_id": exp, "evaluation_run": parent_id,
             "models": {name: v.run_id for name, v in logged.items()},
             "logged_models": {name: v.model_id for name, v in logged.items()}, "registered": registered,
-            "runs_table": runs_table(exp, meta["digest"], sort_key, ascending=lower_is_better)}
+            "runs_table": runs_table(exp, meta["digest"], sort_key, ascending=ev.policy.lower_is_better)}

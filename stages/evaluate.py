@@ -24,7 +24,6 @@ from pipeline.artifacts import check_labels, load_decision_records, load_model_r
 from pipeline.config import load_params
 from pipeline.evaluation import PLOT_FILES, evaluate, gamma_rows, plot_data
 from pipeline.io import atomic_dirs, read_json, write_json
-from pipeline.metrics import lower_is_better
 from pipeline.plots import evaluation_figures, render
 from pipeline.preprocessing import load_preprocessing
 from pipeline.provenance import lock_hashes, read_lock
@@ -122,7 +121,6 @@ def _evaluate(args: argparse.Namespace, argv: list[str], online: bool) -> None:
                                reports=[Path(args.metrics), Path(args.audit), Path(args.summary)], bundles=bundles,
                                input_types=pre.input_types(), input_example=pre.example(), registered_model=registered,
                                outputs=[PREDICTION, *(probability_column(c) for c in meta["classes"])],
-                               lower_is_better=lower_is_better(params.evaluate.select.metric),
                                tables={"gamma_curves.json": [{"loss": r.pop("name"), **r} for r in gamma_rows(ev)],
                                        "alpha_curves.json": curve_table(ev.audit.get("weight_strength") or {})},
                                lock_hashes=lock_hashes(read_lock(args.lock), skip=("evaluate", "report")),

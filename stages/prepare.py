@@ -16,7 +16,8 @@ import logging
 from pipeline.artifacts import SPLITS
 from pipeline.config import cost_matrix, deploy_prior_vector, load_params
 from pipeline.data import prepare, prepared_meta
-from pipeline.metrics import check_policy, check_policy_metrics, metric_names
+from pipeline.metrics import metric_names
+from pipeline.selection import check_policy, check_policy_metrics
 from pipeline.names import check_distinct, key_part
 from pipeline.plan import check_decision_models
 from pipeline.preprocessing import PREPROCESSING_FILE, save_preprocessing

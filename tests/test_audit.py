@@ -3,8 +3,7 @@ import pytest
 from pipeline import PipelineError
 from pipeline.audit import winners
 from pipeline.audit import rank_agreement, ranks
-from pipeline.metrics import check_policy, check_policy_metrics
-from pipeline.selection import select
+from pipeline.selection import check_policy, check_policy_metrics, select
 from pipeline.config import Constraint, SelectConfig
 
 VALUES = {
