@@ -3,8 +3,8 @@
 validation, cross-fitted for the validation predictions and fitted once for test.
 
 Every candidate ships its model's calibrated probabilities (:func:`pipeline.decision.calibrate`)
-beside the decisions its rule makes on the model's own ones (the ``cost`` rule: its own
-calibrated posterior); a model's own candidate decides by its argmax, as trained.
+beside the decisions its rule makes on the model's own ones (a rule with a posterior of its own,
+as the ``cost`` rule has, ships that one: :data:`pipeline.rule_specs.RULE_SPECS`); a model's own candidate decides by its argmax, as trained.
 
 The maths of the rules is :mod:`pipeline.decision`'s; the policy as an objective is
 :mod:`pipeline.selection`'s. Nothing here reads a test label: the test split's features and

@@ -33,8 +33,6 @@ def metric_names(classes: list[str], *, costs: bool = False) -> set[str]:
     return {*SUMMARY, *(f"{name}/{c}" for name in PER_CLASS for c in classes), *((COST_METRIC,) if costs else ())}
 
 
-
-
 def lower_is_better(metric: str) -> bool:
     """True for losses, calibration error and false-positive rates."""
     return metric.split("/", 1)[0] in LOWER_IS_BETTER

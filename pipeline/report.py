@@ -29,7 +29,7 @@ TOP = 5  # candidates the body's table shows by the policy's order (plus the oth
 
 # The glossary of plain names: a candidate is its model (a loss's words in pipeline.loss_specs, or a
 # baseline's here) and, after "+", a decision rule fitted on validation (its words in pipeline.rule_specs).
-BASELINE_WORDS = {"majority": "always the most frequent training class",
+BASELINE_WORDS = {"majority": "a baseline that always answers the most frequent training class",
                   "logreg_balanced": "a class-balanced logistic regression",
                   "xgboost": "gradient-boosted trees (XGBoost)"}
 METRIC_WORDS = {
@@ -89,7 +89,7 @@ def signed(change: dict, stack: bool = False) -> Markup:
 
 
 def between(change: dict) -> Markup:
-    """``+0.070 (95% interval +0.041 to +0.103)`` for sentences."""
+    """``+0.070 (+0.041 to +0.103)`` for sentences."""
     if change["value"] is None:
         return Markup("undefined")
     v = _rounded(change)
@@ -145,7 +145,7 @@ def rule_words(rule: str) -> str:
     return spec.words if spec else rule
 
 
-HELPERS = {f.__name__: f for f in (num, ci, signed, between, gain, name, names, sentence, metric_words, plain, loss_words,
+HELPERS = {f.__name__: f for f in (num, ci, signed, between, gain, name, names, sentence, metric_words, plain,
                                    rule_words)}
 
 
@@ -284,8 +284,8 @@ class Run:
         m = self.metrics[model]
         return [c for c in self.classes if m[f"recall/{c}"] == 0 and m[f"fpr/{c}"] == 0 and m[f"support/{c}"] > 0]
 
-    def any_never_predicted(self, models: list[str]) -> bool:
-        return any(self.never_predicted(m) for m in models)
+    def never_predicted_by(self, models: list[str]) -> dict[str, list[str]]:
+        return {m: self.never_predicted(m) for m in models}
 
     def trade_undefined(self, models: list[str]) -> list[tuple[str, list[str]]]:
         """(model, classes) of the tail/head trade's reference and ``models`` that never predict a class."""

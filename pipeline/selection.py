@@ -134,7 +134,7 @@ class Policy:
     @property
     def names(self) -> list[str]:
         """The metric and every constraint's, once each, as written."""
-        return list(dict.fromkeys([self.metric, *(c.metric for c in self.constraints)]))
+        return list(dict.fromkeys(name for name, _ in _policy_names(self)))
 
     @property
     def lower_is_better(self) -> bool:
@@ -272,7 +272,7 @@ def policy_objective(select: SelectConfig | Policy, classes: list[str], *, cost:
     the constraints' total shortfall and the policy's metric oriented so that higher is better.
     The view is the caller's: ``sample_weight`` (None as held out)."""
     constraints = _constraints(select)
-    names = list(dict.fromkeys([select.metric, *(c.metric for c in constraints)]))
+    names = list(dict.fromkeys(name for name, _ in _policy_names(select)))
     sign = -1.0 if lower_is_better(select.metric) else 1.0
 
     def objective(y_true, y_pred, proba, sample_weight=None):

@@ -155,7 +155,8 @@ class Candidate:
     def decide(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(proba (N, C), y_pred (N,))`` of prepared features ``X`` (N, F), as the pipeline's
         prediction files hold them: the rule decides on the model's probabilities, and the
-        probabilities returned are the model's calibrated ones (the cost rule's: its own)."""
+        probabilities returned are the model's calibrated ones (those of a rule with a posterior of
+        its own, as the cost rule has: :data:`pipeline.rule_specs.RULE_SPECS`)."""
         from pipeline.decision import calibrate
 
         proba = self._proba(np.asarray(X, dtype=np.float32))
