@@ -4,7 +4,8 @@ validation, cross-fitted for the validation predictions and fitted once for test
 
 Every candidate ships its model's calibrated probabilities (:func:`pipeline.decision.calibrate`)
 beside the decisions its rule makes on the model's own ones (a rule with a posterior of its own,
-as the ``cost`` rule has, ships that one: :data:`pipeline.rule_specs.RULE_SPECS`); a model's own candidate decides by its argmax, as trained.
+as the ``cost`` rule has, ships that one: :data:`pipeline.rule_specs.RULE_SPECS`); a model's own
+candidate decides by its argmax, as trained.
 
 The maths of the rules is :mod:`pipeline.decision`'s; the policy as an objective is
 :mod:`pipeline.selection`'s. Nothing here reads a test label: the test split's features and
@@ -41,7 +42,7 @@ from pipeline.decision import (
     parameter_count,
 )
 from pipeline.rule_specs import ANOMALY_SCORES, COST, rule_spec
-from pipeline.selection import policy_of
+from pipeline.selection import Objective, policy_of
 
 log = logging.getLogger(__name__)
 
@@ -69,10 +70,11 @@ def informative(rec: ModelRecord) -> bool:
     return bool(np.ptp(p, axis=0).max() > 0)
 
 
-def models_to_decide(records: list[ModelRecord], meta: Meta, cfg: EvaluateConfig) -> list[ModelRecord]:
-    """``evaluate.decisions.models``: ``best`` (each loss's best on validation under the policy),
-    ``all``, or the listed names. Models that give every row the same probabilities are left out."""
-    setting = cfg.decisions.models
+def models_to_decide(records: list[ModelRecord], setting: str | tuple[str, ...], objective: Objective,
+                     w: np.ndarray | None) -> list[ModelRecord]:
+    """``evaluate.decisions.models`` (``setting``): ``best`` (each loss's best on validation under
+    the policy's ``objective``, its rows weighted by ``w``), ``all``, or the listed names. Models
+    that give every row the same probabilities are left out."""
     usable = [r for r in records if informative(r)]
     if setting == "all":
         return usable
@@ -83,11 +85,6 @@ def models_to_decide(records: list[ModelRecord], meta: Meta, cfg: EvaluateConfig
             raise PipelineError(f"params.yaml: evaluate.decisions.models names unknown model {unknown[0]!r}; "
                                 f"trained: {', '.join(names)}")
         return [names[m] for m in setting]
-    classes = meta["classes"]
-    cost = cost_matrix(cfg.costs, classes, [meta["counts"]["train"][c] for c in classes]) if cfg.costs else None
-    policy = policy_of(meta, cfg)
-    objective = policy.objective(classes, cost=cost, ece_bins=cfg.ece_bins)
-    w = policy.weights(usable[0].val.y_true) if usable else None
     best = []
     for loss in dict.fromkeys(r.loss for r in usable):
         members = [r for r in usable if r.loss == loss]
@@ -140,10 +137,10 @@ def decide_all(records: list[ModelRecord], meta: Meta, cfg: EvaluateConfig, *,
             scores = {split: anomaly_scores(forest, features[split]) for split in ("val", "test")}
     prior_ratio = np.asarray(policy.view.prior) / (val_counts / val_counts.sum()) if policy.reweighted else None
     objective = policy.objective(classes, cost=cost, ece_bins=cfg.ece_bins)
-    chosen = {r.name for r in models_to_decide(records, meta, cfg)} if rules else set()
     y_val = records[0].val.y_true
-    folds = crossfit_folds(y_val, cfg.crossfit_folds, cfg.bootstrap.seed)
     w = policy.weights(y_val)
+    chosen = {r.name for r in models_to_decide(records, cfg.decisions.models, objective, w)} if rules else set()
+    folds = crossfit_folds(y_val, cfg.crossfit_folds, cfg.bootstrap.seed)
     crossfitted = {"folds": int(folds.max()) + 1, "seed": cfg.bootstrap.seed}
 
     def context(split: str) -> RuleContext:

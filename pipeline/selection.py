@@ -134,7 +134,7 @@ class Policy:
     @property
     def names(self) -> list[str]:
         """The metric and every constraint's, once each, as written."""
-        return list(dict.fromkeys(name for name, _ in _policy_names(self)))
+        return _names(self)
 
     @property
     def lower_is_better(self) -> bool:
@@ -174,6 +174,11 @@ def _policy_names(select: SelectConfig | Policy) -> list[tuple[str, str]]:
     """``(metric name, params key)`` of the policy's metric and of every constraint's."""
     return [(select.metric, "evaluate.select.metric"),
             *((c.metric, "evaluate.select.constraints") for c in _constraints(select))]
+
+
+def _names(select: SelectConfig | Policy) -> list[str]:
+    """The policy's metric and every constraint's, once each, as written."""
+    return list(dict.fromkeys(name for name, _ in _policy_names(select)))
 
 
 def _unknown_metric(name: str, key: str, summary: Iterable[str] = SUMMARY) -> PipelineError:
@@ -272,7 +277,7 @@ def policy_objective(select: SelectConfig | Policy, classes: list[str], *, cost:
     the constraints' total shortfall and the policy's metric oriented so that higher is better.
     The view is the caller's: ``sample_weight`` (None as held out)."""
     constraints = _constraints(select)
-    names = list(dict.fromkeys(name for name, _ in _policy_names(select)))
+    names = _names(select)
     sign = -1.0 if lower_is_better(select.metric) else 1.0
 
     def objective(y_true, y_pred, proba, sample_weight=None):
