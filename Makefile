@@ -11,7 +11,7 @@ PORT ?= 5000
 # Stages call `python`: make it the environment's.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: repro test test-fast ui setup bench compare predict send docs
+.PHONY: repro test test-fast format ui setup bench compare predict send docs
 
 setup: $(STAMP)
 
@@ -39,6 +39,10 @@ test: $(STAMP)
 # The developer loop: every test but the end-to-end ones (marked slow); `make test` runs them all.
 test-fast: $(STAMP)
 	python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+# The code's one style (ruff format at pyproject.toml's line length); a fast test checks it.
+format: $(STAMP)
+	ruff format pipeline stages bench tests
 
 # The documentation site, built offline into site/ (open site/index.html); any warning fails it.
 docs: $(STAMP)

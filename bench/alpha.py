@@ -29,8 +29,12 @@ GAMMAS = (0.5, 1.0, 2.0, 5.0, 0.25, 0.75, 1.5, 3.0, 4.0, 6.0, 8.0, 10.0)
 
 def _args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--k", type=int, default=4, help=f"configurations per sweep, at most {len(ALPHAS)} "
-                                                     "(default: the pipeline's four alphas)")
+    ap.add_argument(
+        "--k",
+        type=int,
+        default=4,
+        help=f"configurations per sweep, at most {len(ALPHAS)} (default: the pipeline's four alphas)",
+    )
     ap.add_argument("--n", type=int, default=20_000, help="training rows (validation and early stopping: n / 5 each)")
     ap.add_argument("--features", type=int, default=64)
     ap.add_argument("--classes", type=int, default=10)
@@ -54,11 +58,21 @@ def _data(args):
     m = args.n // 5
     weights = long_tail_profile(args.classes, 10.0)
     X, y = make_classification(
-        n_samples=args.n + 2 * m, n_features=args.features, n_informative=args.features // 2, n_redundant=0,
-        n_classes=args.classes, n_clusters_per_class=1, weights=list(weights / weights.sum()), random_state=0)
+        n_samples=args.n + 2 * m,
+        n_features=args.features,
+        n_informative=args.features // 2,
+        n_redundant=0,
+        n_classes=args.classes,
+        n_clusters_per_class=1,
+        weights=list(weights / weights.sum()),
+        random_state=0,
+    )
     X, y = X.astype("float32"), y.astype("int64")
-    return {"train": (X[: args.n], y[: args.n]), "stop": (X[args.n : args.n + m], y[args.n : args.n + m]),
-            "val": (X[args.n + m :], y[args.n + m :])}
+    return {
+        "train": (X[: args.n], y[: args.n]),
+        "stop": (X[args.n : args.n + m], y[args.n : args.n + m]),
+        "val": (X[args.n + m :], y[args.n + m :]),
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -77,36 +91,48 @@ def main(argv: list[str] | None = None) -> None:
     data = _data(args)
     counts = np.bincount(data["train"][1], minlength=args.classes)
     alphas, gammas = ALPHAS[: args.k], GAMMAS[: args.k]
-    cfg = TrainConfig(hidden=tuple(args.hidden), epochs=args.epochs, batch_size=args.batch,
-                      patience=args.epochs + 1, device=device.type)
+    cfg = TrainConfig(
+        hidden=tuple(args.hidden),
+        epochs=args.epochs,
+        batch_size=args.batch,
+        patience=args.epochs + 1,
+        device=device.type,
+    )
     intra_op, groups = thread_plan(os.cpu_count() or 1, 1, device, cfg.dropout)
     torch.set_num_threads(intra_op)
     rows = torch.tensor(np.array([power_weights(counts, a) for a in alphas]), dtype=torch.float32)
     inverse = torch.tensor(power_weights(counts, 1.0), dtype=torch.float32)
     modes = {
-        f"alpha sweep: weighted_ce, alphas {list(alphas)}":
-            ([RunSpec(f"weighted_ce_a{a:g}", "weighted_ce", None, 0, a) for a in alphas],
-             make_criterion("weighted_ce", class_weight=rows)),
-        f"gamma sweep: focal, gammas {list(gammas)}":
-            ([RunSpec(f"focal_g{g:g}", "focal", g, 0) for g in gammas], make_criterion("focal", gamma=list(gammas))),
-        f"gamma sweep: weighted_focal, gammas {list(gammas)}":
-            ([RunSpec(f"weighted_focal_g{g:g}", "weighted_focal", g, 0) for g in gammas],
-             make_criterion("weighted_focal", gamma=list(gammas), class_weight=inverse)),
+        f"alpha sweep: weighted_ce, alphas {list(alphas)}": (
+            [RunSpec(f"weighted_ce_a{a:g}", "weighted_ce", None, 0, a) for a in alphas],
+            make_criterion("weighted_ce", class_weight=rows),
+        ),
+        f"gamma sweep: focal, gammas {list(gammas)}": (
+            [RunSpec(f"focal_g{g:g}", "focal", g, 0) for g in gammas],
+            make_criterion("focal", gamma=list(gammas)),
+        ),
+        f"gamma sweep: weighted_focal, gammas {list(gammas)}": (
+            [RunSpec(f"weighted_focal_g{g:g}", "weighted_focal", g, 0) for g in gammas],
+            make_criterion("weighted_focal", gamma=list(gammas), class_weight=inverse),
+        ),
     }
-    print(f"bench.alpha: K={args.k} configurations per sweep, {args.n:,} x {args.features} synthetic training rows "
-          f"(+{args.n // 5:,} early stopping, +{args.n // 5:,} validation), {args.classes} classes, {args.epochs} "
-          f"epochs (early stopping off), batch {args.batch}, hidden {args.hidden}, one seed, device {device}, "
-          f"{intra_op} torch thread(s) in {groups} stack(s), {args.repeats} rounds")
+    print(
+        f"bench.alpha: K={args.k} configurations per sweep, {args.n:,} x {args.features} synthetic training rows "
+        f"(+{args.n // 5:,} early stopping, +{args.n // 5:,} validation), {args.classes} classes, {args.epochs} "
+        f"epochs (early stopping off), batch {args.batch}, hidden {args.hidden}, one seed, device {device}, "
+        f"{intra_op} torch thread(s) in {groups} stack(s), {args.repeats} rounds"
+    )
     for line in hardware(str(device)):
         print(line)
     warm = {s: (X[:1024], y[:1024]) for s, (X, y) in data.items()}
     for specs, crit in modes.values():  # untimed: one-off costs of the first fit
-        fit_sweep(specs, crit, warm, args.classes, dataclasses.replace(cfg, epochs=1), device, progress=False,
-                  groups=groups)
+        fit_sweep(
+            specs, crit, warm, args.classes, dataclasses.replace(cfg, epochs=1), device, progress=False, groups=groups
+        )
     times: dict[str, list[float]] = {m: [] for m in modes}
     names = list(modes)
     for r in range(args.repeats):
-        for m in names[r % len(names):] + names[: r % len(names)]:  # each round starts with another mode
+        for m in names[r % len(names) :] + names[: r % len(names)]:  # each round starts with another mode
             specs, crit = modes[m]
             if device.type == "cuda":
                 torch.cuda.synchronize()

@@ -72,8 +72,10 @@ def main(argv: list[str] | None = None) -> None:
     meta, data = read_prepared(args.repo / "data/prepared", early_stopping_fraction=t.early_stopping_fraction)
     weights = read_json(args.repo / "outputs/class_weights.json", what="class weights")
     n = len(data["train"][0])
-    print(f"{n} training rows, {len(data['val'][0])} validation rows; seeds {args.seeds}; "
-          f"gamma {args.gamma:g}, alpha {args.alpha:g}; torch {torch.__version__}")
+    print(
+        f"{n} training rows, {len(data['val'][0])} validation rows; seeds {args.seeds}; "
+        f"gamma {args.gamma:g}, alpha {args.alpha:g}; torch {torch.__version__}"
+    )
     print("\n| loss | batch | val macro-F1 per seed | mean | paired diff to the first, 95 % t | epochs | seconds |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     diffs: dict[str, list[float]] = {b: [] for b in args.batches[1:]}
@@ -89,12 +91,17 @@ def main(argv: list[str] | None = None) -> None:
                 diffs[b] += d
                 half = T975.get(len(d) - 1, 1.96) * statistics.stdev(d) / math.sqrt(len(d)) if len(d) > 1 else math.nan
                 cell = f"{statistics.fmean(d):+.4f} ± {half:.4f}"
-            print(f"| {loss} | {b}{f' ({used})' if b == 'auto' else ''} | {' '.join(f'{v:.4f}' for v in f1)} | "
-                  f"{statistics.fmean(f1):.4f} | {cell} | {statistics.fmean(epochs):.0f} | {seconds:.1f} |", flush=True)
+            print(
+                f"| {loss} | {b}{f' ({used})' if b == 'auto' else ''} | {' '.join(f'{v:.4f}' for v in f1)} | "
+                f"{statistics.fmean(f1):.4f} | {cell} | {statistics.fmean(epochs):.0f} | {seconds:.1f} |",
+                flush=True,
+            )
     for b, d in diffs.items():
         half = 1.96 * statistics.stdev(d) / math.sqrt(len(d)) if len(d) > 1 else math.nan
-        print(f"\nbatch {b} against {args.batches[0]}, all losses and seeds: paired difference "
-              f"{statistics.fmean(d):+.4f} ± {half:.4f} (n = {len(d)})")
+        print(
+            f"\nbatch {b} against {args.batches[0]}, all losses and seeds: paired difference "
+            f"{statistics.fmean(d):+.4f} ± {half:.4f} (n = {len(d)})"
+        )
 
 
 if __name__ == "__main__":

@@ -30,8 +30,12 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--prepared", default="data/prepared", help="prepare's output directory")
     ap.add_argument("--plans", default="outputs/plans", help="plan's output directory")
-    ap.add_argument("--devices", nargs="+", choices=["cuda", "cpu"],
-                    help="where to train (default: cuda when torch sees a GPU, and cpu)")
+    ap.add_argument(
+        "--devices",
+        nargs="+",
+        choices=["cuda", "cpu"],
+        help="where to train (default: cuda when torch sees a GPU, and cpu)",
+    )
     ap.add_argument("--out", default=None, help="write the results as JSON here too")
     args = ap.parse_args(argv)
 
@@ -53,10 +57,14 @@ def main(argv: list[str] | None = None) -> None:
     devices = [torch.device(d) for d in dict.fromkeys(names)]
     meta, splits = read_prepared(args.prepared)
     n_classes = len(meta["classes"])
-    print(f"{args.prepared}: train {len(splits['train'][1]):,}, val {len(splits['val'][1]):,} rows, "
-          f"{splits['train'][0].shape[1]} features, {n_classes} classes")
-    print(f"torch {torch.__version__}; devices: {', '.join(map(str, devices))}"
-          + (f" ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else ""))
+    print(
+        f"{args.prepared}: train {len(splits['train'][1]):,}, val {len(splits['val'][1]):,} rows, "
+        f"{splits['train'][0].shape[1]} features, {n_classes} classes"
+    )
+    print(
+        f"torch {torch.__version__}; devices: {', '.join(map(str, devices))}"
+        + (f" ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else "")
+    )
     if torch.device("cuda") in devices:
         torch.zeros(1, device="cuda")  # the CUDA context, made once before any clock starts
     results, failures, totals = {}, [], dict.fromkeys([d.type for d in devices], 0.0)
@@ -78,32 +86,53 @@ def main(argv: list[str] | None = None) -> None:
                 metric = cfg.early_stopping_metric
                 curve = [h[f"stop_{metric}"] for h in r.history]
                 best = max(curve) if metric == "macro_f1" else min(curve)
-                again = stopping_values(predict_logits(r.model, torch.tensor(data["stop"][0], device=device)),
-                                        torch.tensor(data["stop"][1], device=device), n_classes)[metric][0]
-                ok = (abs(curve[r.best_epoch - 1] - best) < 1e-9 and abs(again - r.best_score) < 1e-4
-                      and all(int(np.sum(h["val_confusion"])) == len(data["val"][1]) for h in r.history))
+                again = stopping_values(
+                    predict_logits(r.model, torch.tensor(data["stop"][0], device=device)),
+                    torch.tensor(data["stop"][1], device=device),
+                    n_classes,
+                )[metric][0]
+                ok = (
+                    abs(curve[r.best_epoch - 1] - best) < 1e-9
+                    and abs(again - r.best_score) < 1e-4
+                    and all(int(np.sum(h["val_confusion"])) == len(data["val"][1]) for h in r.history)
+                )
                 if not ok:
                     failures.append(f"{spec.model} on {device}")
                 results.setdefault(spec.model, {})[device.type] = {
-                    "epochs": len(r.history), "best_epoch": r.best_epoch, "best_score": r.best_score,
-                    "val_macro_f1": float(count_metrics(np.array(r.history[r.best_epoch - 1]["val_confusion"]))["macro_f1"]),
-                    "sweep_seconds": seconds, "checks": ok}
+                    "epochs": len(r.history),
+                    "best_epoch": r.best_epoch,
+                    "best_score": r.best_score,
+                    "val_macro_f1": float(
+                        count_metrics(np.array(r.history[r.best_epoch - 1]["val_confusion"]))["macro_f1"]
+                    ),
+                    "sweep_seconds": seconds,
+                    "checks": ok,
+                }
             totals[device.type] += seconds
-            print(f"{plan['loss']:>16} on {device.type}: {len(runs)} model(s) in {seconds:.2f} s, "
-                  f"{max(len(r.history) for r in fitted)} epochs at most", flush=True)
+            print(
+                f"{plan['loss']:>16} on {device.type}: {len(runs)} model(s) in {seconds:.2f} s, "
+                f"{max(len(r.history) for r in fitted)} epochs at most",
+                flush=True,
+            )
     kinds = [d.type for d in devices]
     print("every loss's sweep: " + ", ".join(f"{t:.1f} s on {k}" for k, t in totals.items()))
     print("\nmodel".ljust(22) + "".join(f"{k + ' epochs':>12}{k + ' kept':>10}{k + ' val F1':>12}" for k in kinds))
     for model, by in results.items():
-        print(f"{model:<21}" + "".join(f"{by[k]['epochs']:>12}{by[k]['best_epoch']:>10}{by[k]['val_macro_f1']:>12.4f}"
-                                       for k in kinds))
+        print(
+            f"{model:<21}"
+            + "".join(f"{by[k]['epochs']:>12}{by[k]['best_epoch']:>10}{by[k]['val_macro_f1']:>12.4f}" for k in kinds)
+        )
     if len(kinds) == 2:
         gaps = [abs(by["cuda"]["val_macro_f1"] - by["cpu"]["val_macro_f1"]) for by in results.values()]
         same = sum(by["cuda"]["best_epoch"] == by["cpu"]["best_epoch"] for by in results.values())
-        print(f"\nGPU against CPU: the same kept epoch for {same} of {len(results)} models; validation "
-              f"macro-F1 at the kept epoch differs by at most {max(gaps):.4f} (mean {np.mean(gaps):.4f})")
-    print("checks (kept epoch is the slice's best, restored weights reproduce it, confusion counts every row): "
-          + ("all passed" if not failures else "FAILED for " + ", ".join(failures)))
+        print(
+            f"\nGPU against CPU: the same kept epoch for {same} of {len(results)} models; validation "
+            f"macro-F1 at the kept epoch differs by at most {max(gaps):.4f} (mean {np.mean(gaps):.4f})"
+        )
+    print(
+        "checks (kept epoch is the slice's best, restored weights reproduce it, confusion counts every row): "
+        + ("all passed" if not failures else "FAILED for " + ", ".join(failures))
+    )
     if args.out:
         Path(args.out).write_text(json.dumps({"seconds": totals, "models": results}, indent=1))
     if failures:

@@ -52,8 +52,9 @@ def main(argv: list[str] | None = None) -> None:
         for metric in args.metrics:
             chosen, oracle, epochs = [], [], []
             for plan in plans:
-                cfg = dataclasses.replace(train_config(plan, source="plan"), early_stopping_metric=metric,
-                                          early_stopping_fraction=fraction)
+                cfg = dataclasses.replace(
+                    train_config(plan, source="plan"), early_stopping_metric=metric, early_stopping_fraction=fraction
+                )
                 runs = [RunSpec(**r) for r in plan["runs"]]
                 device = resolve_device(cfg.device)
                 for r in fit_sweep(runs, plan_criterion(plan), data, len(meta["classes"]), cfg, device, progress=False):
@@ -61,11 +62,23 @@ def main(argv: list[str] | None = None) -> None:
                     chosen.append(f1[r.best_epoch - 1])
                     oracle.append(max(f1))
                     epochs.append(len(r.history))
-            rows.append((fraction, len(data["stop"][1]), metric, np.mean(chosen), np.min(chosen),
-                         np.mean(oracle), np.mean(epochs), len(chosen)))
+            rows.append(
+                (
+                    fraction,
+                    len(data["stop"][1]),
+                    metric,
+                    np.mean(chosen),
+                    np.min(chosen),
+                    np.mean(oracle),
+                    np.mean(epochs),
+                    len(chosen),
+                )
+            )
             print(f"fraction {fraction}: {metric} done", flush=True)
-    print(f"\n{'fraction':>8} {'slice rows':>10} {'monitor':>18} {'val macro-F1 mean':>18} {'min':>7} "
-          f"{'oracle mean':>12} {'epochs':>7} {'models':>7}")
+    print(
+        f"\n{'fraction':>8} {'slice rows':>10} {'monitor':>18} {'val macro-F1 mean':>18} {'min':>7} "
+        f"{'oracle mean':>12} {'epochs':>7} {'models':>7}"
+    )
     for f, n, m, mean, low, orc, ep, k in rows:
         print(f"{f:>8} {n:>10} {m:>18} {mean:>18.4f} {low:>7.4f} {orc:>12.4f} {ep:>7.1f} {k:>7}")
 

@@ -64,8 +64,9 @@ runpy.run_module("stages.evaluate", run_name="__main__")
 
 def export(ref: str, where: Path) -> Path:
     """``pipeline/`` and ``stages/`` at ``ref``, unpacked under ``where``."""
-    archive = subprocess.run(["git", "archive", ref, "pipeline", "stages"], cwd=ROOT, capture_output=True,
-                             check=True).stdout
+    archive = subprocess.run(
+        ["git", "archive", ref, "pipeline", "stages"], cwd=ROOT, capture_output=True, check=True
+    ).stdout
     where.mkdir(parents=True)
     with tempfile.TemporaryFile() as f:
         f.write(archive)
@@ -97,8 +98,10 @@ def run(code_dir: Path, repo: Path, stage: bool = False) -> tuple[float, float, 
         sys.exit(f"evaluate at {code_dir} failed:\n{err[-3000:]}")
     if stage:
         shutil.rmtree(store, ignore_errors=True)
-        digests = {name: hashlib.md5((repo / "reports" / f"{name}.json").read_bytes()).hexdigest()
-                   for name in ("metrics", "audit")}
+        digests = {
+            name: hashlib.md5((repo / "reports" / f"{name}.json").read_bytes()).hexdigest()
+            for name in ("metrics", "audit")
+        }
         return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, {"candidates": "all", **digests}
     return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, json.loads(out.strip().splitlines()[-1])
 
@@ -120,9 +123,14 @@ def main(argv: list[str] | None = None) -> None:
             for ref in args.refs:
                 wall, cpu, rss, out = run(dirs[ref], repo, args.stage)
                 results[ref].append((wall, cpu, rss, out))
-                print(f"  {ref:<12} {wall:8.1f} s wall {cpu:8.1f} CPU s {rss:6.0f} MB  {out['candidates']} candidates, "
-                      f"metrics {out['metrics'][:8]}, audit {out['audit'][:8]}", flush=True)
-        print("\n| ref | wall s (median) | CPU s | peak MB | metrics.json md5 | audit.json md5 |\n| --- | --- | --- | --- | --- | --- |")
+                print(
+                    f"  {ref:<12} {wall:8.1f} s wall {cpu:8.1f} CPU s {rss:6.0f} MB  {out['candidates']} candidates, "
+                    f"metrics {out['metrics'][:8]}, audit {out['audit'][:8]}",
+                    flush=True,
+                )
+        print(
+            "\n| ref | wall s (median) | CPU s | peak MB | metrics.json md5 | audit.json md5 |\n| --- | --- | --- | --- | --- | --- |"
+        )
         for ref, rows in results.items():
             rows = sorted(rows)
             wall, cpu, rss, out = rows[len(rows) // 2]

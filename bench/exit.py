@@ -17,8 +17,12 @@ import subprocess
 import sys
 import time
 
-IMPORTS = {"torch (train stages)": "torch", "scikit-learn (prepare, baselines, decide)": "sklearn.linear_model",
-           "mlflow (evaluate, report)": "mlflow", "pandas, pyarrow (weights, plan)": "pandas, pyarrow"}
+IMPORTS = {
+    "torch (train stages)": "torch",
+    "scikit-learn (prepare, baselines, decide)": "sklearn.linear_model",
+    "mlflow (evaluate, report)": "mlflow",
+    "pandas, pyarrow (weights, plan)": "pandas, pyarrow",
+}
 
 
 def exit_seconds(imports: str, freeze: bool) -> float:

@@ -48,22 +48,41 @@ def main() -> None:
         candidates = []
         for i, rec in enumerate(records):
             bundle = tmp / "bundles" / str(i) / "bundle"
-            digest = write_candidate_bundle(bundle, rec, classes=meta["classes"],
-                                            preprocessing_file=Path("data/prepared/preprocessing.json"),
-                                            decisions_dir=Path("outputs/decisions"))
-            candidates.append(Candidate(rec.name, bundle, digest, {"validation": {"val_macro_f1": 0.5}},
-                                        pd.DataFrame({"metric": ["macro_f1"], "value": [0.5]}), {},
-                                        {"rule": rec.rule} if rec.rule else {}))
+            digest = write_candidate_bundle(
+                bundle,
+                rec,
+                classes=meta["classes"],
+                preprocessing_file=Path("data/prepared/preprocessing.json"),
+                decisions_dir=Path("outputs/decisions"),
+            )
+            candidates.append(
+                Candidate(
+                    rec.name,
+                    bundle,
+                    digest,
+                    {"validation": {"val_macro_f1": 0.5}},
+                    pd.DataFrame({"metric": ["macro_f1"], "value": [0.5]}),
+                    {},
+                    {"rule": rec.rule} if rec.rule else {},
+                )
+            )
         print(f"{len(candidates)} candidates ({sum(c.trained for c in candidates)} trained models)")
-        for i, (label, example) in enumerate((("as evaluate logs them", pre.example()),
-                                              ("without the input example", None))):
+        for i, (label, example) in enumerate(
+            (("as evaluate logs them", pre.example()), ("without the input example", None))
+        ):
             uri = f"sqlite:///{tmp / f'{i}.db'}"
             mlflow.set_tracking_uri(uri)
             client = mlflow.MlflowClient(uri)
             exp = experiment_id(client, "bench", uri)
-            kw = dict(run_tags={"data_digest": "d"}, datasets={"validation": "v"}, input_example=example,
-                      input_types=pre.input_types(), outputs=[PREDICTION, *(probability_column(c) for c in meta["classes"])],
-                      open_runs=[], box=tmp / "outbox")
+            kw = dict(
+                run_tags={"data_digest": "d"},
+                datasets={"validation": "v"},
+                input_example=example,
+                input_types=pre.input_types(),
+                outputs=[PREDICTION, *(probability_column(c) for c in meta["classes"])],
+                open_runs=[],
+                box=tmp / "outbox",
+            )
             start = time.perf_counter()
             log_candidates(client, exp, candidates, execution=client.create_run(exp).info.run_id, **kw)
             first = time.perf_counter() - start
@@ -71,8 +90,10 @@ def main() -> None:
             again = log_candidates(client, exp, candidates, execution=client.create_run(exp).info.run_id, **kw)
             second = time.perf_counter() - start
             assert all(v.reused for v in again.values())
-            print(f"{label}: {first:.1f} s, {first / len(candidates):.3f} s per model; "
-                  f"logged again (all already there): {second:.2f} s")
+            print(
+                f"{label}: {first:.1f} s, {first / len(candidates):.3f} s per model; "
+                f"logged again (all already there): {second:.2f} s"
+            )
 
 
 if __name__ == "__main__":

@@ -58,8 +58,11 @@ def main(argv: list[str] | None = None) -> None:
     if max(args.patience) > used:
         raise SystemExit(f"--patience must be at most the run's train.patience ({used})")
     print(f"{args.repo}: train.patience {used}\n")
-    print("| loss | model | epochs run | kept epoch | val macro-F1 at the kept epoch | "
-          + " | ".join(f"patience {p}: run, kept, val macro-F1 (change)" for p in args.patience) + " |")
+    print(
+        "| loss | model | epochs run | kept epoch | val macro-F1 at the kept epoch | "
+        + " | ".join(f"patience {p}: run, kept, val macro-F1 (change)" for p in args.patience)
+        + " |"
+    )
     print("| --- | --- | --- | --- | --- |" + " --- |" * len(args.patience))
     changes = {p: [] for p in args.patience}
     epochs = {p: 0 for p in [used, *args.patience]}
@@ -75,8 +78,10 @@ def main(argv: list[str] | None = None) -> None:
             val = [macro_f1(h["val_confusion"]) for h in history]
             ran, kept = replay(scores, used, select_from)
             if (ran, kept) != (len(history), run["best_epoch"]):
-                raise SystemExit(f"{name}: replaying patience {used} gives {ran} epochs kept {kept}, the run "
-                                 f"{len(history)} kept {run['best_epoch']}: not this run's curve")
+                raise SystemExit(
+                    f"{name}: replaying patience {used} gives {ran} epochs kept {kept}, the run "
+                    f"{len(history)} kept {run['best_epoch']}: not this run's curve"
+                )
             stack[used] = max(stack[used], ran)
             cells = []
             for p in args.patience:
@@ -87,12 +92,16 @@ def main(argv: list[str] | None = None) -> None:
             print(f"| {loss} | {name} | {ran} | {kept} | {val[kept - 1]:.4f} | " + " | ".join(cells) + " |")
         for p in stack:
             epochs[p] += stack[p]
-    print(f"\nepochs of the train stages' stacks, summed over losses: patience {used}: {epochs[used]}; "
-          + "; ".join(f"patience {p}: {epochs[p]} ({epochs[p] / epochs[used]:.2f}x)" for p in args.patience))
+    print(
+        f"\nepochs of the train stages' stacks, summed over losses: patience {used}: {epochs[used]}; "
+        + "; ".join(f"patience {p}: {epochs[p]} ({epochs[p] / epochs[used]:.2f}x)" for p in args.patience)
+    )
     for p in args.patience:
         c = changes[p]
-        print(f"patience {p}: validation macro-F1 at the kept epoch changes by {statistics.mean(c):+.4f} on average "
-              f"(from {min(c):+.4f} to {max(c):+.4f}; {sum(x < 0 for x in c)} of {len(c)} models lower)")
+        print(
+            f"patience {p}: validation macro-F1 at the kept epoch changes by {statistics.mean(c):+.4f} on average "
+            f"(from {min(c):+.4f} to {max(c):+.4f}; {sum(x < 0 for x in c)} of {len(c)} models lower)"
+        )
 
 
 if __name__ == "__main__":

@@ -55,8 +55,16 @@ def _set(params: dict, assignment: str) -> None:
 
 def stage_order(params: dict) -> list[str]:
     """The stages in an order ``dvc repro`` could run them (each after what it depends on)."""
-    return ["prepare", "weights", "plan", *(f"train@{loss}" for loss in params["train"]["losses"]),
-            "baselines", "decide", "evaluate", "report"]
+    return [
+        "prepare",
+        "weights",
+        "plan",
+        *(f"train@{loss}" for loss in params["train"]["losses"]),
+        "baselines",
+        "decide",
+        "evaluate",
+        "report",
+    ]
 
 
 def run_scale(rows: int, ref: str, sets: list[str], workdir: Path) -> list[tuple[str, float, float, float]]:
@@ -75,8 +83,7 @@ def run_scale(rows: int, ref: str, sets: list[str], workdir: Path) -> list[tuple
         for stage in stage_order(params):
             wall, cpu, rss = measure(["dvc", "repro", "--single-item", stage], repo, env, log)
             measured.append((stage, wall, cpu, rss))
-            print(f"  {rows:>9,} rows  {stage:<26} {wall:8.1f} s wall {cpu:8.1f} CPU s {rss:6.0f} MB",
-                  flush=True)
+            print(f"  {rows:>9,} rows  {stage:<26} {wall:8.1f} s wall {cpu:8.1f} CPU s {rss:6.0f} MB", flush=True)
         status = subprocess.run(["dvc", "status", "--quiet"], cwd=repo, env=env)
         if status.returncode:
             sys.exit(f"dvc status at {rows} rows: stages left to run after the stage-by-stage run")
@@ -87,8 +94,14 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     ap.add_argument("--ref", default="HEAD")
-    ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                    help="a params.yaml override, e.g. train.batch_size=64 (repeatable)")
+    ap.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a params.yaml override, e.g. train.batch_size=64 (repeatable)",
+    )
     ap.add_argument("--keep", action="store_true", help="keep the clones (their outputs and logs)")
     args = ap.parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix="bench-scale-"))
@@ -101,8 +114,11 @@ def main(argv: list[str] | None = None) -> None:
             print(f"\n{rows:,} rows\n\n| stage | wall s | CPU s | peak MB |\n| --- | --- | --- | --- |")
             for stage, wall, cpu, rss in m:
                 print(f"| {stage} | {wall:.1f} | {cpu:.1f} | {rss:.0f} |")
-            print(f"| **all stages** | **{sum(r[1] for r in m):.1f}** | {sum(r[2] for r in m):.1f} | "
-                  f"{max(r[3] for r in m):.0f} |\n", flush=True)
+            print(
+                f"| **all stages** | **{sum(r[1] for r in m):.1f}** | {sum(r[2] for r in m):.1f} | "
+                f"{max(r[3] for r in m):.0f} |\n",
+                flush=True,
+            )
         if len(results) > 1:
             counts = list(results)
             print("wall s by rows\n\n| stage | " + " | ".join(f"{r:,}" for r in counts) + " |")

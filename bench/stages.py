@@ -36,8 +36,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _env(repo: Path, stage: str | None = None) -> dict[str, str]:
     # as a user's shell runs it: no store or stage of this checkout's, and Python caches bytecode
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("DVC_", "MLFLOW_")) and k != "PYTHONDONTWRITEBYTECODE"}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("DVC_", "MLFLOW_")) and k != "PYTHONDONTWRITEBYTECODE"
+    }
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     if stage:  # what DVC sets for a stage's command
         env.update(DVC_ROOT=str(repo), DVC_STAGE=stage)
@@ -47,8 +48,9 @@ def _env(repo: Path, stage: str | None = None) -> dict[str, str]:
 def measure(cmd: str, cwd: Path, env: dict[str, str]) -> tuple[float, float, float, str]:
     """Wall s, CPU s, peak RSS MB of ``cmd`` (a shell command) and everything it started; stderr."""
     start = time.perf_counter()
-    proc = subprocess.Popen(["bash", "-c", cmd], cwd=cwd, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        ["bash", "-c", cmd], cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     err = proc.stderr.read()
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
@@ -80,8 +82,10 @@ def main(argv: list[str] | None = None) -> None:
         subprocess.run(["git", "checkout", "-q", args.ref], cwd=repo, check=True)
         full = measure("dvc repro", repo, _env(repo))
         noop = measure("dvc repro", repo, _env(repo))
-        print(f"fresh clone, new MLflow store: dvc repro {full[0]:.1f} s wall, {full[1]:.1f} CPU s, "
-              f"peak {full[2]:.0f} MB; no-op dvc repro {noop[0]:.2f} s")
+        print(
+            f"fresh clone, new MLflow store: dvc repro {full[0]:.1f} s wall, {full[1]:.1f} CPU s, "
+            f"peak {full[2]:.0f} MB; no-op dvc repro {noop[0]:.2f} s"
+        )
         if args.repro_only:
             return
         stages = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]

@@ -46,8 +46,11 @@ def _args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--batch", type=_batch, default=256, help="rows per step, or auto (train.batch_size: auto)")
     ap.add_argument("--hidden", type=int, nargs="+", default=[128, 128])
     ap.add_argument("--dropout", type=float, default=0.1, help="dropout rate (default: the pipeline's, 0.1)")
-    ap.add_argument("--distinct-seeds", action="store_true",
-                    help="give configuration k seed k: nothing is shared (default: one seed, as a gamma sweep)")
+    ap.add_argument(
+        "--distinct-seeds",
+        action="store_true",
+        help="give configuration k seed k: nothing is shared (default: one seed, as a gamma sweep)",
+    )
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     ap.add_argument("--child", choices=["sequential", "batched"], help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -65,14 +68,22 @@ def _data(args):
     n_val, n_stop = args.n // 5, args.n // 10
     weights = long_tail_profile(args.classes, 10.0)
     X, y = make_classification(
-        n_samples=args.n + n_val + n_stop, n_features=args.features, n_informative=args.features // 2,
-        n_redundant=0, n_classes=args.classes, n_clusters_per_class=1,
-        weights=list(weights / weights.sum()), random_state=0,
+        n_samples=args.n + n_val + n_stop,
+        n_features=args.features,
+        n_informative=args.features // 2,
+        n_redundant=0,
+        n_classes=args.classes,
+        n_clusters_per_class=1,
+        weights=list(weights / weights.sum()),
+        random_state=0,
     )
     X, y = X.astype("float32"), y.astype("int64")
     cut = (args.n, args.n + n_val)
-    return {"train": (X[: cut[0]], y[: cut[0]]), "val": (X[cut[0] : cut[1]], y[cut[0] : cut[1]]),
-            "stop": (X[cut[1] :], y[cut[1] :])}
+    return {
+        "train": (X[: cut[0]], y[: cut[0]]),
+        "val": (X[cut[0] : cut[1]], y[cut[0] : cut[1]]),
+        "stop": (X[cut[1] :], y[cut[1] :]),
+    }
 
 
 def _child(args) -> dict:
@@ -90,20 +101,38 @@ def _child(args) -> dict:
     device = resolve_device(args.device)
     threads = torch.get_num_threads()
     data = _data(args)
-    cfg = TrainConfig(hidden=tuple(args.hidden), epochs=args.epochs, batch_size=args.batch,
-                      patience=args.epochs + 1, dropout=args.dropout, device=device.type)
-    cfg = resolve_batch(cfg, args.n, device)  # auto: the batch, rate and warm-up of args.n rows, fixed for the warm-up too
+    cfg = TrainConfig(
+        hidden=tuple(args.hidden),
+        epochs=args.epochs,
+        batch_size=args.batch,
+        patience=args.epochs + 1,
+        dropout=args.dropout,
+        device=device.type,
+    )
+    cfg = resolve_batch(
+        cfg, args.n, device
+    )  # auto: the batch, rate and warm-up of args.n rows, fixed for the warm-up too
     gammas = GAMMAS[: args.k]
     specs = [RunSpec(f"focal_g{g:g}", "focal", g, k if args.distinct_seeds else 0) for k, g in enumerate(gammas)]
 
     def train(data, cfg):
         if args.child == "sequential":
-            return [fit(s, make_criterion("focal", gamma=s.gamma), data, args.classes, cfg, device, progress=False)
-                    for s in specs]
+            return [
+                fit(s, make_criterion("focal", gamma=s.gamma), data, args.classes, cfg, device, progress=False)
+                for s in specs
+            ]
         intra_op, groups = thread_plan(threads, len({sp.seed for sp in specs}), device, cfg.dropout)
         torch.set_num_threads(intra_op)  # as the train stage sets it
-        return fit_sweep(specs, make_criterion("focal", gamma=list(gammas)), data, args.classes, cfg, device,
-                         progress=False, groups=groups)
+        return fit_sweep(
+            specs,
+            make_criterion("focal", gamma=list(gammas)),
+            data,
+            args.classes,
+            cfg,
+            device,
+            progress=False,
+            groups=groups,
+        )
 
     # warm-up, untimed: the first fit in a process pays one-off costs (lazy imports, allocator)
     train({s: (X[:2048], y[:2048]) for s, (X, y) in data.items()}, dataclasses.replace(cfg, epochs=1))
@@ -120,8 +149,9 @@ def _child(args) -> dict:
         "samples_per_s": args.k * args.n * args.epochs / seconds,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "cuda_peak_mb": torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None,
-        "best_val_macro_f1": [float(count_metrics(np.array(r.history[r.best_epoch - 1]["val_confusion"]))["macro_f1"])
-                              for r in results],
+        "best_val_macro_f1": [
+            float(count_metrics(np.array(r.history[r.best_epoch - 1]["val_confusion"]))["macro_f1"]) for r in results
+        ],
         "batch": cfg.batch_size,
         "device": str(device),
     }
@@ -141,8 +171,9 @@ def _busy_seconds() -> float | None:
 def _timed_child(mode: str, forwarded: list[str]) -> dict:
     """Run one mode in a child process; add how much CPU other processes used meanwhile."""
     busy0, own0 = _busy_seconds(), resource.getrusage(resource.RUSAGE_CHILDREN)
-    proc = subprocess.run([sys.executable, "-m", "bench.sweep", *forwarded, "--child", mode],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.sweep", *forwarded, "--child", mode], capture_output=True, text=True
+    )
     busy1, own1 = _busy_seconds(), resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         sys.exit(f"{mode} run failed:\n{proc.stderr}")
@@ -180,10 +211,12 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(_child(args)))
         return
     forwarded = [a for a in (argv if argv is not None else sys.argv[1:])]
-    print(f"bench.sweep: K={args.k} focal-loss gammas {list(GAMMAS[:args.k])}, {args.n:,} x {args.features} "
-          f"synthetic training rows (+{args.n // 5:,} validation, +{args.n // 10:,} early-stopping slice), {args.classes} classes, {args.epochs} epochs, "
-          f"batch {args.batch}, hidden {args.hidden}, dropout {args.dropout}, "
-          f"{'seeds 0..K-1' if args.distinct_seeds else 'one seed'}, device {args.device}")
+    print(
+        f"bench.sweep: K={args.k} focal-loss gammas {list(GAMMAS[: args.k])}, {args.n:,} x {args.features} "
+        f"synthetic training rows (+{args.n // 5:,} validation, +{args.n // 10:,} early-stopping slice), {args.classes} classes, {args.epochs} epochs, "
+        f"batch {args.batch}, hidden {args.hidden}, dropout {args.dropout}, "
+        f"{'seeds 0..K-1' if args.distinct_seeds else 'one seed'}, device {args.device}"
+    )
     for line in hardware(args.device):
         print(line)
     print(f"load avg   {' '.join(f'{x:.2f}' for x in os.getloadavg())} (1, 5, 15 min) before")
@@ -191,13 +224,17 @@ def main(argv: list[str] | None = None) -> None:
     print(f"load avg   {' '.join(f'{x:.2f}' for x in os.getloadavg())} (1, 5, 15 min) after")
     print(f"device     {out['batched']['device']}, batch {out['batched']['batch']}")
     print()
-    print(f"{'mode':<12} {'seconds':>9} {'samples/s':>12} {'peak RSS MB':>12} {'peak CUDA MB':>13} "
-          f"{'other procs CPU s':>18}")
+    print(
+        f"{'mode':<12} {'seconds':>9} {'samples/s':>12} {'peak RSS MB':>12} {'peak CUDA MB':>13} "
+        f"{'other procs CPU s':>18}"
+    )
     for mode, r in out.items():
         cuda = f"{r['cuda_peak_mb']:.0f}" if r["cuda_peak_mb"] is not None else "-"
         other = f"{r['other_cpu_s']:.1f}" if r["other_cpu_s"] is not None else "-"
-        print(f"{mode:<12} {r['seconds']:>9.2f} {r['samples_per_s']:>12,.0f} {r['peak_rss_mb']:>12.0f} {cuda:>13} "
-              f"{other:>18}")
+        print(
+            f"{mode:<12} {r['seconds']:>9.2f} {r['samples_per_s']:>12,.0f} {r['peak_rss_mb']:>12.0f} {cuda:>13} "
+            f"{other:>18}"
+        )
     ratio = out["batched"]["samples_per_s"] / out["sequential"]["samples_per_s"]
     gap = max(abs(a - b) for a, b in zip(out["batched"]["best_val_macro_f1"], out["sequential"]["best_val_macro_f1"]))
     print()

@@ -39,14 +39,28 @@ def _env(repo: Path) -> dict[str, str]:
 
 def _job(repo: Path, plan: Path, cwd: Path, tag: str) -> list[str]:
     out = repo / "bench-out" / tag
-    return [sys.executable, "-m", "stages.train", "--plan", str(plan), "--data", str(repo / "data/prepared"),
-            "--models", str(out / "models"), "--predictions", str(out / "predictions"), "--no-progress"]
+    return [
+        sys.executable,
+        "-m",
+        "stages.train",
+        "--plan",
+        str(plan),
+        "--data",
+        str(repo / "data/prepared"),
+        "--models",
+        str(out / "models"),
+        "--predictions",
+        str(out / "predictions"),
+        "--no-progress",
+    ]
 
 
 def _run_together(jobs: list[tuple[list[str], Path]], env: dict[str, str]) -> float:
     start = time.perf_counter()
-    procs = [subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-             for cmd, cwd in jobs]
+    procs = [
+        subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        for cmd, cwd in jobs
+    ]
     for p in procs:
         _, err = p.communicate()
         if p.returncode:
@@ -76,15 +90,20 @@ def main(argv: list[str] | None = None) -> None:
             workers.append(repo / ".dvc/tmp/exps" / name)
             workers[-1].mkdir(parents=True)
         scenarios = {
-            f"one job alone, threads auto ({cores})": lambda: _run_together([(_job(repo, plan_auto, repo, "a"), repo)], env),
+            f"one job alone, threads auto ({cores})": lambda: _run_together(
+                [(_job(repo, plan_auto, repo, "a"), repo)], env
+            ),
             "one job alone, 1 thread": lambda: _run_together([(_job(repo, plan_one, repo, "a1"), repo)], env),
             f"two jobs at once, {cores} threads each": lambda: _run_together(
-                [(_job(repo, plan_all, repo, f"b{i}"), repo) for i in range(2)], env),
+                [(_job(repo, plan_all, repo, f"b{i}"), repo) for i in range(2)], env
+            ),
             "two jobs at once as queue workers, threads auto (1 each)": lambda: _run_together(
-                [(_job(repo, plan_auto, w, f"c{i}"), w) for i, w in enumerate(workers)], env),
+                [(_job(repo, plan_auto, w, f"c{i}"), w) for i, w in enumerate(workers)], env
+            ),
         }
-        print(f"train@{args.loss} ({len(plan['runs'])} models, default data), {cores} cores, "
-              f"median of {args.repeats}\n")
+        print(
+            f"train@{args.loss} ({len(plan['runs'])} models, default data), {cores} cores, median of {args.repeats}\n"
+        )
         print("| scenario | wall s |\n| --- | --- |")
         for label, go in scenarios.items():
             print(f"| {label} | {statistics.median(go() for _ in range(args.repeats)):.2f} |")

@@ -36,6 +36,7 @@ TRAINING_SUMMARY = "training.json"
 
 # --- typed JSON files ---------------------------------------------------------------------------
 
+
 class Meta(TypedDict):
     """``data/prepared/meta.json``."""
 
@@ -203,7 +204,8 @@ def check_stopping_slice(data: dict[str, tuple[np.ndarray, np.ndarray]], classes
         smallest = int(np.bincount(data["train"][1], minlength=len(classes)).max())
         raise PipelineError(
             f"train.early_stopping_fraction leaves no rows for early stopping (the largest class has "
-            f"{smallest} training rows); raise it so that fraction * rows >= 0.5 for some class")
+            f"{smallest} training rows); raise it so that fraction * rows >= 0.5 for some class"
+        )
 
 
 def read_prepared(
@@ -216,8 +218,9 @@ def read_prepared(
     """
     data_dir = Path(data_dir)
     meta: Meta = read_json(data_dir / "meta.json", what="prepared-data metadata")
-    data = {s: split_arrays(read_parquet(data_dir / f"{s}.parquet", what=f"{s} split"), meta["classes"])
-            for s in SPLITS}
+    data = {
+        s: split_arrays(read_parquet(data_dir / f"{s}.parquet", what=f"{s} split"), meta["classes"]) for s in SPLITS
+    }
     if early_stopping_fraction is not None:
         X, y = data["train"]
         stop = early_stopping_mask(y, early_stopping_fraction, int(meta["params"]["seed"]))
@@ -226,6 +229,7 @@ def read_prepared(
 
 
 # --- labels and predictions --------------------------------------------------------------------
+
 
 def decode_labels(values: pd.Series | np.ndarray, classes: list[str], *, what: str) -> np.ndarray:
     """(N,) int64 class indices of class names; a name not in ``classes`` is a one-line error."""
@@ -236,18 +240,21 @@ def decode_labels(values: pd.Series | np.ndarray, classes: list[str], *, what: s
     return codes
 
 
-def predictions_frame(proba: np.ndarray, y_true: np.ndarray, classes: list[str],
-                      y_pred: np.ndarray | None = None) -> pd.DataFrame:
+def predictions_frame(
+    proba: np.ndarray, y_true: np.ndarray, classes: list[str], y_pred: np.ndarray | None = None
+) -> pd.DataFrame:
     """``y_true``, ``y_pred`` (class names) and one ``p_<class>`` column per class.
 
     ``proba`` (N, C) rows sum to 1; ``y_true`` (N,) class indices; ``y_pred`` (N,) the decisions,
     the argmax of ``proba`` when not given (a cost rule's decisions are not).
     """
     decided = proba.argmax(1) if y_pred is None else y_pred
-    frame = pd.DataFrame({
-        "y_true": [classes[i] for i in y_true],
-        "y_pred": [classes[i] for i in decided],
-    })
+    frame = pd.DataFrame(
+        {
+            "y_true": [classes[i] for i in y_true],
+            "y_pred": [classes[i] for i in decided],
+        }
+    )
     for j, c in enumerate(classes):
         frame[f"p_{c}"] = proba[:, j]
     return frame
@@ -267,8 +274,14 @@ class Predictions:
 
     __slots__ = ("y_true", "y_pred", "_proba", "_source")
 
-    def __init__(self, y_true: np.ndarray, y_pred: np.ndarray, proba: np.ndarray | None = None, *,
-                 source: tuple[Path, list[str]] | None = None):
+    def __init__(
+        self,
+        y_true: np.ndarray,
+        y_pred: np.ndarray,
+        proba: np.ndarray | None = None,
+        *,
+        source: tuple[Path, list[str]] | None = None,
+    ):
         if proba is None and source is None:
             raise ValueError("Predictions need proba or the file to read it from")
         self.y_true, self.y_pred, self._proba, self._source = y_true, y_pred, proba, source
@@ -323,8 +336,9 @@ def predictions_by_model(root: str | Path, names: list[str]) -> dict[str, Path]:
         found = {p.stem: p for p in sorted((root / split).glob("*/*.parquet"))}
         for name in names:
             if name not in found:
-                raise PipelineError(f"{root}/{split}/*/{name}.parquet: predictions of {name} not found "
-                                    "(re-run the pipeline: dvc repro)")
+                raise PipelineError(
+                    f"{root}/{split}/*/{name}.parquet: predictions of {name} not found (re-run the pipeline: dvc repro)"
+                )
             out[f"{split}/{name}"] = found[name]
     return out
 
@@ -373,14 +387,14 @@ def read_figures(figures_dir: str | Path) -> dict[str, bytes]:
     figures_dir = Path(figures_dir)
     if not figures_dir.is_dir():
         raise PipelineError(f"{figures_dir}: figures not found (run the evaluate stage first)")
-    images = {key: (figures_dir / name).read_bytes() for key, name in FIGURES.items()
-              if (figures_dir / name).is_file()}
+    images = {key: (figures_dir / name).read_bytes() for key, name in FIGURES.items() if (figures_dir / name).is_file()}
     images.update({p.stem: p.read_bytes() for p in sorted(figures_dir.glob(gamma_figure_file("*")))})
     images.update({p.stem: p.read_bytes() for p in sorted(figures_dir.glob(alpha_figure_file("*")))})
     return images
 
 
 # --- what evaluate reads -----------------------------------------------------------------------
+
 
 @dataclass
 class ModelRecord:
@@ -412,13 +426,17 @@ class ModelRecord:
 
 def read_split_predictions(root: str | Path, group: str, name: str, classes: list[str]) -> dict[str, Predictions]:
     """``{"val": ..., "test": ...}`` of one candidate under ``root``."""
-    return {split: read_predictions(predictions_path(root, split, group, name), classes,
-                                    what=f"{split} predictions of {name}")
-            for split in PREDICTED_SPLITS}
+    return {
+        split: read_predictions(
+            predictions_path(root, split, group, name), classes, what=f"{split} predictions of {name}"
+        )
+        for split in PREDICTED_SPLITS
+    }
 
 
-def load_model_records(plans_dir: str | Path, models_dir: str | Path, preds_dir: str | Path,
-                       baselines: str | None, meta: Meta) -> list[ModelRecord]:
+def load_model_records(
+    plans_dir: str | Path, models_dir: str | Path, preds_dir: str | Path, baselines: str | None, meta: Meta
+) -> list[ModelRecord]:
     """Every model the plans (and the baselines' ``training.json``) name, with its predictions."""
     classes = meta["classes"]
     plans_dir, models_dir = Path(plans_dir), Path(models_dir)
@@ -429,8 +447,10 @@ def load_model_records(plans_dir: str | Path, models_dir: str | Path, preds_dir:
     for plan_file in plan_files:
         plan: LossPlan = read_json(plan_file, what="training plan")
         weights = plan.get("class_weights")
-        params = {"train": plan["train"],
-                  "weights": {k: weights[k] for k in ("scheme", "beta")} if weights else {"scheme": "unweighted"}}
+        params = {
+            "train": plan["train"],
+            "weights": {k: weights[k] for k in ("scheme", "beta")} if weights else {"scheme": "unweighted"},
+        }
         groups.append((plan["loss"], "mlp", [r["model"] for r in plan["runs"]], params))
     if baselines is not None:
         summary: TrainingSummary = read_json(models_dir / baselines / TRAINING_SUMMARY, what="baselines summary")
@@ -443,14 +463,33 @@ def load_model_records(plans_dir: str | Path, models_dir: str | Path, preds_dir:
             if name not in training["runs"]:
                 raise PipelineError(f"{path}: no entry for model {name}")
             t = training["runs"][name]
-            weights_file = next((p for p in (checkpoint_path(models_dir / group, name),
-                                             models_dir / group / f"{name}.json") if p.is_file()), None)
+            weights_file = next(
+                (
+                    p
+                    for p in (checkpoint_path(models_dir / group, name), models_dir / group / f"{name}.json")
+                    if p.is_file()
+                ),
+                None,
+            )
             preds = read_split_predictions(preds_dir, group, name, classes)
-            records.append(ModelRecord(name, t["loss"], t["gamma"], t["seed"], kind, group, params, t,
-                                       training["device"], weights_file, preds["val"], preds["test"],
-                                       fitted_parameters=model_parameters(kind, params, weights_file,
-                                                                          meta["n_features"], len(classes)),
-                                       alpha=t.get("alpha")))
+            records.append(
+                ModelRecord(
+                    name,
+                    t["loss"],
+                    t["gamma"],
+                    t["seed"],
+                    kind,
+                    group,
+                    params,
+                    t,
+                    training["device"],
+                    weights_file,
+                    preds["val"],
+                    preds["test"],
+                    fitted_parameters=model_parameters(kind, params, weights_file, meta["n_features"], len(classes)),
+                    alpha=t.get("alpha"),
+                )
+            )
     return records
 
 
@@ -463,17 +502,23 @@ def check_labels(records: list[ModelRecord], data_dir: str | Path, classes: list
         for rec in records:
             got = getattr(rec, split).y_true
             if len(got) != len(truth) or (got != truth).any():
-                where = ("its row count differs" if len(got) != len(truth) else
-                         f"row {int(np.flatnonzero(got != truth)[0])} differs")
-                raise PipelineError(f"{split} predictions of {rec.name}: y_true no longer matches {path} ({where}); "
-                                    "the split changed after the models predicted: re-run the pipeline (dvc repro)")
+                where = (
+                    "its row count differs"
+                    if len(got) != len(truth)
+                    else f"row {int(np.flatnonzero(got != truth)[0])} differs"
+                )
+                raise PipelineError(
+                    f"{split} predictions of {rec.name}: y_true no longer matches {path} ({where}); "
+                    "the split changed after the models predicted: re-run the pipeline (dvc repro)"
+                )
 
 
 CALIBRATION_DIR = "calibration"  # the models' calibrations, beside the rules' fitted parameters
 
 
-def load_decision_records(records: list[ModelRecord], decisions_preds: str | Path, decisions_params: str | Path,
-                          classes: list[str]) -> list[ModelRecord]:
+def load_decision_records(
+    records: list[ModelRecord], decisions_preds: str | Path, decisions_params: str | Path, classes: list[str]
+) -> list[ModelRecord]:
     """Every candidate as the decide stage left it: each model of ``records`` with its calibrated
     probabilities and its calibration, then every ``<model>+<rule>``."""
     params_dir = Path(decisions_params)
@@ -481,22 +526,40 @@ def load_decision_records(records: list[ModelRecord], decisions_preds: str | Pat
     for base in records:
         path = params_dir / CALIBRATION_DIR / f"{base.name}.json"
         if not path.is_file():
-            raise PipelineError(f"{path}: missing: model {base.name} was not calibrated (re-run the pipeline: dvc repro)")
+            raise PipelineError(
+                f"{path}: missing: model {base.name} was not calibrated (re-run the pipeline: dvc repro)"
+            )
         preds = read_split_predictions(decisions_preds, base.group, base.name, classes)
-        models.append(dataclasses.replace(base, val=preds["val"], test=preds["test"],
-                                          calibration=read_json(path, what="calibration")["calibration"]))
+        models.append(
+            dataclasses.replace(
+                base,
+                val=preds["val"],
+                test=preds["test"],
+                calibration=read_json(path, what="calibration")["calibration"],
+            )
+        )
     by_name = {r.name: r for r in models}
     out = []
     for path in sorted(params_dir.glob("*.json")):
         fitted = read_json(path, what="decision rule")
         base = by_name.get(fitted["model"])
         if base is None:
-            raise PipelineError(f"{path}: model {fitted['model']!r} is not among the trained models "
-                                "(re-run the pipeline: dvc repro)")
+            raise PipelineError(
+                f"{path}: model {fitted['model']!r} is not among the trained models (re-run the pipeline: dvc repro)"
+            )
         preds = read_split_predictions(decisions_preds, base.group, path.stem, classes)
-        out.append(dataclasses.replace(
-            base, name=path.stem, val=preds["val"], test=preds["test"], model=base.name, rule=fitted["rule"],
-            decision=fitted, fitted_parameters=base.fitted_parameters + int(fitted["parameters"])))
+        out.append(
+            dataclasses.replace(
+                base,
+                name=path.stem,
+                val=preds["val"],
+                test=preds["test"],
+                model=base.name,
+                rule=fitted["rule"],
+                decision=fitted,
+                fitted_parameters=base.fitted_parameters + int(fitted["parameters"]),
+            )
+        )
     return models + out
 
 

@@ -98,10 +98,16 @@ def audit_metric_names(rarest: str, view_key: str, *, costs: bool = False) -> li
     class, and the reweighted view's accuracy and macro-F1 (where accuracy parts ways with the
     others). Each number once: micro-F1 equals accuracy (one label per row), and under a uniform
     prior the reweighted accuracy equals balanced accuracy."""
-    view = [f"{view_key}/{m}" for m in ("accuracy", "macro_f1")
-            if not (view_key == "uniform_prior" and m == "accuracy")]
-    return [*(m for m in HEADLINE if m != "micro_f1"), *((COST_METRIC,) if costs else ()),
-            f"recall/{rarest}", f"precision/{rarest}", *view]
+    view = [
+        f"{view_key}/{m}" for m in ("accuracy", "macro_f1") if not (view_key == "uniform_prior" and m == "accuracy")
+    ]
+    return [
+        *(m for m in HEADLINE if m != "micro_f1"),
+        *((COST_METRIC,) if costs else ()),
+        f"recall/{rarest}",
+        f"precision/{rarest}",
+        *view,
+    ]
 
 
 # Metrics shown beside the picks, never as rival picks: they judge probabilities, not choices.
@@ -109,6 +115,7 @@ NOT_CRITERIA = ("log_loss", "ece")
 
 
 # --- the audit: selection on validation, the estimate on test ----------------------------------
+
 
 def group_identical(records: list[ModelRecord], by_probabilities: bool) -> dict[str, list[str]]:
     """``representative -> members``: candidates identical for the policy on validation (the
@@ -129,10 +136,20 @@ def _reference(records: list[ModelRecord], reference_loss: str) -> str | None:
     return next((r.name for r in records if r.loss == reference_loss and r.rule is None), None)
 
 
-def build_audit(records: list[ModelRecord], metrics: dict[str, dict], *, policy: Policy, cfg: EvaluateConfig,
-                classes: list[str], train_counts: list[int], reference_loss: str, cost: np.ndarray | None,
-                val_indices: Resamples, test_indices: Resamples,
-                deploy_prior: np.ndarray | None = None) -> Audit:
+def build_audit(
+    records: list[ModelRecord],
+    metrics: dict[str, dict],
+    *,
+    policy: Policy,
+    cfg: EvaluateConfig,
+    classes: list[str],
+    train_counts: list[int],
+    reference_loss: str,
+    cost: np.ndarray | None,
+    val_indices: Resamples,
+    test_indices: Resamples,
+    deploy_prior: np.ndarray | None = None,
+) -> Audit:
     """Everything in ``reports/audit.json``. The pick, P(best), every decision rule and the prior
     shift read the validation split only; the test split gives each candidate's estimate, the
     pick's difference against the reference and the warning example of test-set selection.
@@ -160,9 +177,20 @@ def build_audit(records: list[ModelRecord], metrics: dict[str, dict], *, policy:
 
     def resampled(name: str, split: str, metric_names: list[str]) -> dict[str, np.ndarray]:
         r = by_name[name]
-        preds, y, idx, w = (r.val, y_val, val_indices, w_val) if split == "val" else (r.test, y_test, test_indices, w_test)
-        got = resampled_values(metric_names, y, preds.y_pred, preds.proba, classes, indices=idx, sample_weight=w,
-                               cost=cost, ece_bins=cfg.ece_bins)
+        preds, y, idx, w = (
+            (r.val, y_val, val_indices, w_val) if split == "val" else (r.test, y_test, test_indices, w_test)
+        )
+        got = resampled_values(
+            metric_names,
+            y,
+            preds.y_pred,
+            preds.proba,
+            classes,
+            indices=idx,
+            sample_weight=w,
+            cost=cost,
+            ece_bins=cfg.ece_bins,
+        )
         return {policy.read(k): v for k, v in got.items()}
 
     chance = p_best({r: resampled(r, "val", policy.names) for r in reps}, primary, scoped, size)
@@ -172,20 +200,32 @@ def build_audit(records: list[ModelRecord], metrics: dict[str, dict], *, policy:
         ra, rb = resampled(a, "test", [metric]), resampled(b, "test", [metric])
         key = policy.read(metric)
         d = paired_difference(ra[key], rb[key], test_values[a][key], test_values[b][key], level)
-        return {**d, "metric": key, "words": verdict(d, higher_is_better=not lower_is_better(metric),
-                                                    against=f"{b}" if b != reference else "plain cross-entropy")}
+        return {
+            **d,
+            "metric": key,
+            "words": verdict(
+                d,
+                higher_is_better=not lower_is_better(metric),
+                against=f"{b}" if b != reference else "plain cross-entropy",
+            ),
+        }
 
     def simpler(a: str, b: str) -> dict:
         """``a`` against the simpler ``b`` on validation, where the choice was made (paired)."""
         metric = policy.metric
         ra, rb = resampled(a, "val", [metric]), resampled(b, "val", [metric])
         d = paired_difference(ra[primary], rb[primary], val_values[a][primary], val_values[b][primary], level)
-        return {**d, "model": b, "metric": primary,
-                "words": verdict(d, higher_is_better=not lower_is_better(metric), against=b)}
+        return {
+            **d,
+            "model": b,
+            "metric": primary,
+            "words": verdict(d, higher_is_better=not lower_is_better(metric), against=b),
+        }
 
     baselines = [r.name for r in records if r.kind == "baseline" and r.rule is None and r.name in reps]
     best_baseline = (min if policy.lower_is_better else max)(
-        baselines, key=lambda m: val_values[m][primary], default=None)
+        baselines, key=lambda m: val_values[m][primary], default=None
+    )
     tied = [r for r in reps if pick and r != pick and val_values[r][primary] == val_values[pick][primary]]
 
     leaderboard = []
@@ -193,44 +233,71 @@ def build_audit(records: list[ModelRecord], metrics: dict[str, dict], *, policy:
     for r in sel.order:
         rec = by_name[r]
         ci = _interval(metrics[r], primary, view.key)
-        leaderboard.append({
-            "model": r, "base_model": rec.model, "rule": rec.rule, "kind": rec.kind, "loss": rec.loss,
-            "members": groups[r], "parameters": size[r], "p_best": chance.get(r, 0.0),
-            "validation": val_values[r][primary], "test": test_values[r][primary],
-            "test_low": ci[0], "test_high": ci[1], "gap": val_values[r][primary] - test_values[r][primary],
-            "violations": sel.violations.get(r, []),
-            "values": {k: test_values[r][k] for k in names}, "val_values": {k: val_values[r][k] for k in names},
-            "ranks": val_ranks[r],
-        })
+        leaderboard.append(
+            {
+                "model": r,
+                "base_model": rec.model,
+                "rule": rec.rule,
+                "kind": rec.kind,
+                "loss": rec.loss,
+                "members": groups[r],
+                "parameters": size[r],
+                "p_best": chance.get(r, 0.0),
+                "validation": val_values[r][primary],
+                "test": test_values[r][primary],
+                "test_low": ci[0],
+                "test_high": ci[1],
+                "gap": val_values[r][primary] - test_values[r][primary],
+                "violations": sel.violations.get(r, []),
+                "values": {k: test_values[r][k] for k in names},
+                "val_values": {k: val_values[r][k] for k in names},
+                "ranks": val_ranks[r],
+            }
+        )
 
     informative_reps = [r for r in reps if len(np.unique(by_name[r].val.y_pred)) > 1]
     criteria = [n for n in names if n.split("/")[-1] not in NOT_CRITERIA]
     win = winners({r: val_values[r] for r in informative_reps}, criteria, pick)
     disagreements = [
         {"metric": k, "winner": w, "reason": _reason(k, w, pick, primary, val_values, sel.violations)}
-        for k, w in win.items() if w != pick
+        for k, w in win.items()
+        if w != pick
     ]
-    beside = {n: {"pick": val_values[pick][n] if pick else None,
-                  "best": min(val_values[r][n] for r in informative_reps),
-                  "best_model": min(informative_reps, key=lambda r: val_values[r][n])}
-              for n in NOT_CRITERIA if n in val_values[reps[0]]}
+    beside = {
+        n: {
+            "pick": val_values[pick][n] if pick else None,
+            "best": min(val_values[r][n] for r in informative_reps),
+            "best_model": min(informative_reps, key=lambda r: val_values[r][n]),
+        }
+        for n in NOT_CRITERIA
+        if n in val_values[reps[0]]
+    }
     with warnings.catch_warnings():  # constant rankings give an undefined tau, reported as None
         warnings.simplefilter("ignore")
         tau = rank_agreement({r: val_values[r] for r in reps}, names)
 
     audit: Audit = {
-        "views": {"held_out": "as held out",
-                  "reweighted": {"key": view.key, "description": view.description,
-                                 "prior": dict(zip(classes, view.prior))}},
+        "views": {
+            "held_out": "as held out",
+            "reweighted": {"key": view.key, "description": view.description, "prior": dict(zip(classes, view.prior))},
+        },
         "rarest_class": rarest,
         "metrics": names,
-        "reference": {"loss": reference_loss, "model": reference,
-                      "why": "plain cross-entropy" if reference_loss == "ce" else
-                             "the first loss in train.losses (ce is not trained)"},
+        "reference": {
+            "loss": reference_loss,
+            "model": reference,
+            "why": "plain cross-entropy"
+            if reference_loss == "ce"
+            else "the first loss in train.losses (ce is not trained)",
+        },
         "policy": {
-            "metric": policy.metric, "view": policy.setting, "split": "val",
+            "metric": policy.metric,
+            "view": policy.setting,
+            "split": "val",
             "constraints": [str(c) for c in scoped],
-            "pick": pick, "eligible": sel.eligible, "violations": sel.violations,
+            "pick": pick,
+            "eligible": sel.eligible,
+            "violations": sel.violations,
             # no pick: the candidate violating the fewest constraints (the registry's challenger)
             "closest": None if pick else min(sel.violations, key=lambda m: len(sel.violations[m]), default=None),
             "summary": _policy_summary(primary, scoped, sel, val_values),
@@ -242,15 +309,19 @@ def build_audit(records: list[ModelRecord], metrics: dict[str, dict], *, policy:
         },
         "estimate": _estimate(pick, metrics, primary, view.key, val_values, test_values) if pick else None,
         "test_selection": {
-            "pick": test_sel.pick, "note": "what ranking by the test split would have picked: shown as a "
-                                            "warning example of the winner's curse, never used",
+            "pick": test_sel.pick,
+            "note": "what ranking by the test split would have picked: shown as a "
+            "warning example of the winner's curse, never used",
             "its_test": test_values[test_sel.pick][primary] if test_sel.pick else None,
             "its_validation": val_values[test_sel.pick][primary] if test_sel.pick else None,
         },
         "vs_reference": versus(pick, reference) if pick and reference and pick != reference else None,
         # the pick against plain cross-entropy and the best plain baseline, on validation
-        "vs_simpler": [simpler(pick, m) for m in dict.fromkeys([reference, best_baseline])
-                       if pick and m and m != pick and m not in groups.get(pick, [])],
+        "vs_simpler": [
+            simpler(pick, m)
+            for m in dict.fromkeys([reference, best_baseline])
+            if pick and m and m != pick and m not in groups.get(pick, [])
+        ],
         "winners": win,
         "disagreements": disagreements,
         "beside": beside,
@@ -270,9 +341,14 @@ def _interval(entry: dict, primary: str, view_key: str) -> tuple[float | None, f
 
 def _estimate(pick: str, metrics: dict, primary: str, view_key: str, val_values: dict, test_values: dict) -> dict:
     lo, hi = _interval(metrics[pick], primary, view_key)
-    return {"metric": primary, "test": test_values[pick][primary], "low": lo, "high": hi,
-            "validation": val_values[pick][primary],
-            "optimism": val_values[pick][primary] - test_values[pick][primary]}
+    return {
+        "metric": primary,
+        "test": test_values[pick][primary],
+        "low": lo,
+        "high": hi,
+        "validation": val_values[pick][primary],
+        "optimism": val_values[pick][primary] - test_values[pick][primary],
+    }
 
 
 def winners(values: dict[str, dict[str, float]], metric_names: list[str], prefer: str | None) -> dict[str, str]:
@@ -290,9 +366,11 @@ def _reason(metric: str, winner: str, pick: str | None, primary: str, values: di
         return f"{winner} fails {'; '.join(violations[winner])}"
     if pick is None:
         return "no candidate meets the constraints"
-    return (f"{winner} is best on {metric} ({values[winner][metric]:.4f} vs {values[pick][metric]:.4f}) "
-            f"but the policy ranks by {primary}, where {pick} scores {values[pick][primary]:.4f} "
-            f"and {winner} {values[winner][primary]:.4f}")
+    return (
+        f"{winner} is best on {metric} ({values[winner][metric]:.4f} vs {values[pick][metric]:.4f}) "
+        f"but the policy ranks by {primary}, where {pick} scores {values[pick][primary]:.4f} "
+        f"and {winner} {values[winner][primary]:.4f}"
+    )
 
 
 def _policy_summary(primary: str, constraints: list[Constraint], sel: Pick, values: dict) -> str:
@@ -300,6 +378,8 @@ def _policy_summary(primary: str, constraints: list[Constraint], sel: Pick, valu
     rule = f"best {primary} on validation{where}"
     if sel.pick is None:
         closest = min(sel.violations, key=lambda m: len(sel.violations[m]))  # as "closest" above
-        return (f"{rule}: no candidate meets the constraints; {closest} fails the fewest "
-                f"({'; '.join(sel.violations[closest])})")
+        return (
+            f"{rule}: no candidate meets the constraints; {closest} fails the fewest "
+            f"({'; '.join(sel.violations[closest])})"
+        )
     return f"{rule}: {sel.pick} ({values[sel.pick][primary]:.4f} on validation)"

@@ -60,35 +60,47 @@ def fit_baseline(
         def proba(X, prior=prior):
             return np.tile(prior, (len(X), 1))
 
-        return BaselineResult(name, _macro_f1(y_st, proba(X_st), n_classes),
-                              {"kind": name, "prior": prior.tolist()}, proba)
+        return BaselineResult(
+            name, _macro_f1(y_st, proba(X_st), n_classes), {"kind": name, "prior": prior.tolist()}, proba
+        )
     if name == "logreg_balanced":
         model = LogisticRegression(class_weight="balanced", max_iter=5000, random_state=cfg.seed)
         model.fit(X_tr, y_tr)
         if list(model.classes_) != list(range(n_classes)):
             raise PipelineError("logreg_balanced: every class needs a training sample")
-        saved = {"kind": name, "coef": model.coef_.tolist(), "intercept": model.intercept_.tolist(),
-                 "n_iter": int(model.n_iter_.max())}
-        return BaselineResult(name, _macro_f1(y_st, model.predict_proba(X_st), n_classes), saved,
-                              model.predict_proba)
+        saved = {
+            "kind": name,
+            "coef": model.coef_.tolist(),
+            "intercept": model.intercept_.tolist(),
+            "n_iter": int(model.n_iter_.max()),
+        }
+        return BaselineResult(name, _macro_f1(y_st, model.predict_proba(X_st), n_classes), saved, model.predict_proba)
     if name == "xgboost":
         from xgboost import XGBClassifier
 
         model = XGBClassifier(
-            n_estimators=cfg.xgb_n_estimators, max_depth=cfg.xgb_max_depth,
-            learning_rate=cfg.xgb_learning_rate, tree_method="hist", n_jobs=2,
-            random_state=cfg.seed, early_stopping_rounds=cfg.xgb_early_stopping,
+            n_estimators=cfg.xgb_n_estimators,
+            max_depth=cfg.xgb_max_depth,
+            learning_rate=cfg.xgb_learning_rate,
+            tree_method="hist",
+            n_jobs=2,
+            random_state=cfg.seed,
+            early_stopping_rounds=cfg.xgb_early_stopping,
             eval_metric="mlogloss",
         )
-        model.fit(X_tr, y_tr, sample_weight=np.asarray(class_weight)[y_tr],
-                  eval_set=[(X_st, y_st)], verbose=False)
+        model.fit(X_tr, y_tr, sample_weight=np.asarray(class_weight)[y_tr], eval_set=[(X_st, y_st)], verbose=False)
         curve = model.evals_result()["validation_0"]["mlogloss"]
         history = [{"epoch": i + 1, "stop_log_loss": float(v)} for i, v in enumerate(curve)]
         with tempfile.TemporaryDirectory() as tmp:  # XGBoost's own JSON model format
             path = Path(tmp) / "model.json"
             model.save_model(path)
-            saved = {"kind": name, "best_iteration": int(model.best_iteration),
-                     "booster": json.loads(path.read_text())}
-        return BaselineResult(name, _macro_f1(y_st, model.predict_proba(X_st), n_classes), saved,
-                              model.predict_proba, history, int(model.best_iteration) + 1)
+            saved = {"kind": name, "best_iteration": int(model.best_iteration), "booster": json.loads(path.read_text())}
+        return BaselineResult(
+            name,
+            _macro_f1(y_st, model.predict_proba(X_st), n_classes),
+            saved,
+            model.predict_proba,
+            history,
+            int(model.best_iteration) + 1,
+        )
     raise PipelineError(f"baselines.models must be one of {', '.join(BASELINES)}; got {name!r}")

@@ -70,8 +70,9 @@ def informative(rec: ModelRecord) -> bool:
     return bool(np.ptp(p, axis=0).max() > 0)
 
 
-def models_to_decide(records: list[ModelRecord], setting: str | tuple[str, ...], objective: Objective,
-                     w: np.ndarray | None) -> list[ModelRecord]:
+def models_to_decide(
+    records: list[ModelRecord], setting: str | tuple[str, ...], objective: Objective, w: np.ndarray | None
+) -> list[ModelRecord]:
     """``evaluate.decisions.models`` (``setting``): ``best`` (each loss's best on validation under
     the policy's ``objective``, its rows weighted by ``w``), ``all``, or the listed names. Models
     that give every row the same probabilities are left out."""
@@ -82,8 +83,10 @@ def models_to_decide(records: list[ModelRecord], setting: str | tuple[str, ...],
         names = {r.name: r for r in records}
         unknown = [m for m in setting if m not in names]
         if unknown:
-            raise PipelineError(f"params.yaml: evaluate.decisions.models names unknown model {unknown[0]!r}; "
-                                f"trained: {', '.join(names)}")
+            raise PipelineError(
+                f"params.yaml: evaluate.decisions.models names unknown model {unknown[0]!r}; "
+                f"trained: {', '.join(names)}"
+            )
         return [names[m] for m in setting]
     best = []
     for loss in dict.fromkeys(r.loss for r in usable):
@@ -96,9 +99,14 @@ def models_to_decide(records: list[ModelRecord], setting: str | tuple[str, ...],
     return best
 
 
-def decide_all(records: list[ModelRecord], meta: Meta, cfg: EvaluateConfig, *,
-               features: dict[str, np.ndarray] | None = None,
-               write: Callable[[Decision], None] | None = None) -> tuple[list[Decision], IsolationForest | None]:
+def decide_all(
+    records: list[ModelRecord],
+    meta: Meta,
+    cfg: EvaluateConfig,
+    *,
+    features: dict[str, np.ndarray] | None = None,
+    write: Callable[[Decision], None] | None = None,
+) -> tuple[list[Decision], IsolationForest | None]:
     """Every model's calibration and every (model, rule) of ``evaluate.decisions``, fitted on
     validation, and the anomaly rule's isolation forest (None without that rule).
 
@@ -126,8 +134,12 @@ def decide_all(records: list[ModelRecord], meta: Meta, cfg: EvaluateConfig, *,
     if any(rule_spec(r).needs == ANOMALY_SCORES for r in rules):
         if (train_counts == train_counts.min()).sum() > 1:
             for rule in [r for r in rules if rule_spec(r).needs == ANOMALY_SCORES]:
-                log.info("rule %s skipped: %d classes share the smallest training count (%d)", rule,
-                         int((train_counts == train_counts.min()).sum()), int(train_counts.min()))
+                log.info(
+                    "rule %s skipped: %d classes share the smallest training count (%d)",
+                    rule,
+                    int((train_counts == train_counts.min()).sum()),
+                    int(train_counts.min()),
+                )
                 rules.remove(rule)
         else:
             if features is None:
@@ -144,9 +156,15 @@ def decide_all(records: list[ModelRecord], meta: Meta, cfg: EvaluateConfig, *,
     crossfitted = {"folds": int(folds.max()) + 1, "seed": cfg.bootstrap.seed}
 
     def context(split: str) -> RuleContext:
-        return RuleContext(classes=classes, log_train_prior=np.log(train_counts / train_counts.sum()),
-                           cost=cost, prior_ratio=prior_ratio, rarest=rarest,
-                           anomaly_scores=None if scores is None else scores[split], seed=cfg.bootstrap.seed)
+        return RuleContext(
+            classes=classes,
+            log_train_prior=np.log(train_counts / train_counts.sum()),
+            cost=cost,
+            prior_ratio=prior_ratio,
+            rarest=rarest,
+            anomaly_scores=None if scores is None else scores[split],
+            seed=cfg.bootstrap.seed,
+        )
 
     def emit(decision: Decision) -> Decision:
         if write is not None:
@@ -157,12 +175,23 @@ def decide_all(records: list[ModelRecord], meta: Meta, cfg: EvaluateConfig, *,
     def one(rec: ModelRecord) -> list[Decision]:
         """The model's calibration, then each rule on it (when it is among those decided)."""
         calibration = fit_calibration(logp_of(rec.val.proba), y_val)
-        shipped = {"val": crossfit_calibration(rec.val.proba, y_val, folds),
-                   "test": calibrate(rec.test.proba, calibration)}
-        out = [emit(Decision(rec.name, rec.group, {
-            "val": predictions_frame(shipped["val"], y_val, classes, rec.val.y_pred),
-            "test": predictions_frame(shipped["test"], rec.test.y_true, classes, rec.test.y_pred)},
-            {"model": rec.name, "calibration": calibration, "crossfit": crossfitted}))]
+        shipped = {
+            "val": crossfit_calibration(rec.val.proba, y_val, folds),
+            "test": calibrate(rec.test.proba, calibration),
+        }
+        out = [
+            emit(
+                Decision(
+                    rec.name,
+                    rec.group,
+                    {
+                        "val": predictions_frame(shipped["val"], y_val, classes, rec.val.y_pred),
+                        "test": predictions_frame(shipped["test"], rec.test.y_true, classes, rec.test.y_pred),
+                    },
+                    {"model": rec.name, "calibration": calibration, "crossfit": crossfitted},
+                )
+            )
+        ]
         return out + [emit(ruled(rec, rule, shipped)) for rule in (rules if rec.name in chosen else ())]
 
     def ruled(rec: ModelRecord, rule: str, shipped: dict[str, np.ndarray]) -> Decision:
@@ -171,12 +200,18 @@ def decide_all(records: list[ModelRecord], meta: Meta, cfg: EvaluateConfig, *,
         params = fit_rule(rule, rec.val.proba, y_val, objective, context("val"), sample_weight=w)
         test_proba, test_pred = apply_rule(rule, params, rec.test.proba, context("test"))
         fitted = {
-            "model": rec.name, "rule": rule, "group": rec.group, "params": params,
+            "model": rec.name,
+            "rule": rule,
+            "group": rec.group,
+            "params": params,
             "parameters": parameter_count(rule, params),
             "fitted_on": {"split": "val", "rows": int(len(y_val)), **policy.described()},
             "crossfit": crossfitted,
-            "context": {"log_train_prior": context("val").log_train_prior.tolist(), "rarest": rarest,
-                        "prior_ratio": None if prior_ratio is None else np.asarray(prior_ratio).tolist()},
+            "context": {
+                "log_train_prior": context("val").log_train_prior.tolist(),
+                "rarest": rarest,
+                "prior_ratio": None if prior_ratio is None else np.asarray(prior_ratio).tolist(),
+            },
         }
         spec = rule_spec(rule)
         if spec.needs == ANOMALY_SCORES:
@@ -185,8 +220,10 @@ def decide_all(records: list[ModelRecord], meta: Meta, cfg: EvaluateConfig, *,
             fitted["cost_matrix"] = cost.tolist()
         if not spec.posterior:  # the probabilities shipped: the model's, calibrated (or the rule's own)
             val_proba, test_proba = shipped["val"], shipped["test"]
-        frames = {"val": predictions_frame(val_proba, y_val, classes, val_pred),
-                  "test": predictions_frame(test_proba, rec.test.y_true, classes, test_pred)}
+        frames = {
+            "val": predictions_frame(val_proba, y_val, classes, val_pred),
+            "test": predictions_frame(test_proba, rec.test.y_true, classes, test_pred),
+        }
         log.debug("%s: %s", name, ", ".join(f"{k} {_short(v)}" for k, v in params.items()))
         return Decision(name, rec.group, frames, fitted)
 
@@ -198,10 +235,14 @@ def rule_context(fitted: dict, anomaly_scores: np.ndarray | None = None) -> Rule
     (``anomaly_scores``: theirs, the anomaly rule only)."""
     ctx = fitted["context"]
     cost = fitted.get("cost_matrix")
-    return RuleContext(classes=[], log_train_prior=np.asarray(ctx["log_train_prior"], dtype=np.float64),
-                       cost=None if cost is None else np.asarray(cost, dtype=np.float64),
-                       prior_ratio=None if ctx["prior_ratio"] is None else np.asarray(ctx["prior_ratio"]),
-                       rarest=int(ctx["rarest"]), anomaly_scores=anomaly_scores)
+    return RuleContext(
+        classes=[],
+        log_train_prior=np.asarray(ctx["log_train_prior"], dtype=np.float64),
+        cost=None if cost is None else np.asarray(cost, dtype=np.float64),
+        prior_ratio=None if ctx["prior_ratio"] is None else np.asarray(ctx["prior_ratio"]),
+        rarest=int(ctx["rarest"]),
+        anomaly_scores=anomaly_scores,
+    )
 
 
 def in_parallel(fn, jobs: list[tuple], workers: int | None = None) -> list:
@@ -237,4 +278,3 @@ def _short(value) -> str:
     if isinstance(value, list):
         return "[" + ", ".join(f"{v:.2f}" for v in value) + "]"
     return "none" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
-

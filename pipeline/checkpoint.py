@@ -26,14 +26,17 @@ def save_checkpoint(path: str | Path, model: MLP, *, classes: list[str], run: Ru
     It holds ``state_dict`` (CPU tensors), the architecture (``in_features``, ``hidden``,
     ``dropout``), ``classes`` in output order, and the run (model name, loss, gamma, seed).
     """
-    torch.save({
-        "format": CHECKPOINT_FORMAT,
-        "version": CHECKPOINT_VERSION,
-        "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
-        **model.architecture(),
-        "classes": list(classes),
-        "run": dict(run),
-    }, path)
+    torch.save(
+        {
+            "format": CHECKPOINT_FORMAT,
+            "version": CHECKPOINT_VERSION,
+            "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
+            **model.architecture(),
+            "classes": list(classes),
+            "run": dict(run),
+        },
+        path,
+    )
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -45,8 +48,9 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise PipelineError(f"{path}: not a checkpoint written by this pipeline")
     if ckpt.get("version") != CHECKPOINT_VERSION:
-        raise PipelineError(f"{path}: checkpoint version {ckpt.get('version')!r}; this code reads "
-                            f"version {CHECKPOINT_VERSION}")
+        raise PipelineError(
+            f"{path}: checkpoint version {ckpt.get('version')!r}; this code reads version {CHECKPOINT_VERSION}"
+        )
     return ckpt
 
 

@@ -36,13 +36,14 @@ import pandas as pd
 from pipeline import PipelineError
 
 # Feature cells read as missing (the target's cells never are: "n/a" can be a class).
-MISSING = frozenset({"", "NA", "N/A", "n/a", "na", "NaN", "nan", "null", "NULL", "Null", "None", "none",
-                     "#N/A", "?"})
+MISSING = frozenset({"", "NA", "N/A", "n/a", "na", "NaN", "nan", "null", "NULL", "Null", "None", "none", "#N/A", "?"})
 SHARE = 0.95  # a column is a date / numeric column when this share of its non-missing cells parse
 SMALL = 100  # rows under which unique close-packed integers must also run in order to be row numbers
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?$")
 # named like an identifier: id, key, uuid…, or ending in _id, -key, " uuid"…, or camelCase customerId
-_ID_NAME = re.compile(r"(?i:^(?:id|key|uuid|guid|index|row|rowid|record)$|[_\- .](?:id|key|uuid|guid)$)|[a-z](?:Id|ID)$")
+_ID_NAME = re.compile(
+    r"(?i:^(?:id|key|uuid|guid|index|row|rowid|record)$|[_\- .](?:id|key|uuid|guid)$)|[a-z](?:Id|ID)$"
+)
 _INTEGER = re.compile(r"^[+-]?\d+$")
 _LEADING_ZERO = re.compile(r"^[+-]?0\d")
 
@@ -67,8 +68,14 @@ class Column:
 SEPARATORS = ",;\t|"  # what a CSV's separator may be (sniffed from the file's start)
 
 
-def read_table(path: Path, target: str | None, *, what: str = "data.path", encoding: str = "utf-8",
-               encoding_key: str = "data.encoding") -> pd.DataFrame:
+def read_table(
+    path: Path,
+    target: str | None,
+    *,
+    what: str = "data.path",
+    encoding: str = "utf-8",
+    encoding_key: str = "data.encoding",
+) -> pd.DataFrame:
     """The table at ``path`` (.csv: every cell as text, its separator sniffed among
     :data:`SEPARATORS`; .parquet: as typed), checked.
 
@@ -100,10 +107,14 @@ def read_table(path: Path, target: str | None, *, what: str = "data.path", encod
             frame = pd.read_parquet(path)
             _refuse_duplicates([str(c) for c in frame.columns], path, what, target)
     except UnicodeDecodeError as exc:
-        raise DataError(f"{what}: {path} is not {encoding.removesuffix('-sig')} text (byte 0x{exc.object[exc.start]:02x} at "
-                        f"position {exc.start}); set {encoding_key} to its encoding, e.g. latin-1 or cp1252") from None
+        raise DataError(
+            f"{what}: {path} is not {encoding.removesuffix('-sig')} text (byte 0x{exc.object[exc.start]:02x} at "
+            f"position {exc.start}); set {encoding_key} to its encoding, e.g. latin-1 or cp1252"
+        ) from None
     except LookupError:
-        raise DataError(f"{encoding_key}: {encoding!r} is not an encoding Python knows (e.g. utf-8, latin-1, cp1252)") from None
+        raise DataError(
+            f"{encoding_key}: {encoding!r} is not an encoding Python knows (e.g. utf-8, latin-1, cp1252)"
+        ) from None
     except (ValueError, OSError, pd.errors.ParserError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise DataError(f"{what}: cannot read {path}: {first}") from None
@@ -112,8 +123,14 @@ def read_table(path: Path, target: str | None, *, what: str = "data.path", encod
         return frame
     if target not in frame.columns:
         shown = ", ".join(frame.columns[:20]) + (", ..." if frame.shape[1] > 20 else "")
-        hint = next((f" (one column: is the separator {c!r}? it is sniffed among , ; tab |)"
-                     for c in ";\t|," if frame.shape[1] == 1 and c in frame.columns[0]), "")
+        hint = next(
+            (
+                f" (one column: is the separator {c!r}? it is sniffed among , ; tab |)"
+                for c in ";\t|,"
+                if frame.shape[1] == 1 and c in frame.columns[0]
+            ),
+            "",
+        )
         raise DataError(f"data.target: column {target!r} not in {path}; columns: {shown}{hint}")
     if len(frame) == 0:
         raise DataError(f"{what}: {path} has a header but no rows")
@@ -202,8 +219,12 @@ def decide(name: str, values: pd.Series) -> Column:
     if len(dates) / n >= SHARE:
         parsed = int(pd.to_datetime(dates, format="ISO8601", errors="coerce", utc=True).notna().sum())
         if parsed / n >= SHARE:
-            return Column(name, "date", f"ISO dates ({parsed} of {len(present)} parsed): days since 1970-01-01, "
-                                        "month, weekday", (f"{name}_days", f"{name}_month", f"{name}_weekday"))
+            return Column(
+                name,
+                "date",
+                f"ISO dates ({parsed} of {len(present)} parsed): days since 1970-01-01, month, weekday",
+                (f"{name}_days", f"{name}_month", f"{name}_weekday"),
+            )
     numbers = _numbers(present)
     if len(present) == len(text) > 1 and present.nunique() == len(present):
         why = _identifier(name, present, numbers)
@@ -242,8 +263,9 @@ def apply_decisions(features: pd.DataFrame, columns: list[Column]) -> pd.DataFra
         if col.kind == "numeric":
             out[col.name] = _numbers(text.fillna("")).astype(np.float64)
         elif col.kind == "date":
-            when = pd.to_datetime(text.where(text.fillna("").str.match(_ISO_DATE)), format="ISO8601",
-                                  errors="coerce", utc=True)
+            when = pd.to_datetime(
+                text.where(text.fillna("").str.match(_ISO_DATE)), format="ISO8601", errors="coerce", utc=True
+            )
             days, month, weekday = col.features
             out[days] = (when - pd.Timestamp("1970-01-01", tz="UTC")) / pd.Timedelta(days=1)
             out[month] = when.dt.month.astype(np.float64)

@@ -240,9 +240,7 @@ def _build(cls: type, raw: Any, prefix: str, source: str) -> Any:
     if unknown:
         close = difflib.get_close_matches(str(unknown[0]), names, n=1, cutoff=0.6)
         hint = f" (did you mean {prefix}{close[0]}?)" if close else ""
-        raise ConfigError(
-            f"{source}: unknown key {prefix}{unknown[0]}; allowed: {', '.join(names)}{hint}"
-        )
+        raise ConfigError(f"{source}: unknown key {prefix}{unknown[0]}; allowed: {', '.join(names)}{hint}")
     kwargs = {}
     for name in names:
         if name not in raw:
@@ -323,23 +321,37 @@ def _validate(p: Params, source: str) -> None:
     if d.source == "csv":
         _check(bool(d.path), source, "data.path must name a CSV or Parquet file when data.source is csv")
         _check(bool(d.target), source, "data.target must name the label column when data.source is csv")
-        _check(_known_encoding(d.encoding), source,
-               f"data.encoding: {d.encoding!r} is not an encoding Python knows (e.g. utf-8, latin-1, cp1252)")
-    _check(math.isfinite(d.imbalance_ratio) and d.imbalance_ratio >= 1, source,
-           f"data.imbalance_ratio must be >= 1 (1 keeps the split as is); got {d.imbalance_ratio}")
+        _check(
+            _known_encoding(d.encoding),
+            source,
+            f"data.encoding: {d.encoding!r} is not an encoding Python knows (e.g. utf-8, latin-1, cp1252)",
+        )
+    _check(
+        math.isfinite(d.imbalance_ratio) and d.imbalance_ratio >= 1,
+        source,
+        f"data.imbalance_ratio must be >= 1 (1 keeps the split as is); got {d.imbalance_ratio}",
+    )
     for key, v in (("data.val_size", d.val_size), ("data.test_size", d.test_size)):
         _check(0 < v < 1, source, f"{key} must be in (0, 1); got {v}")
-    _check(d.val_size + d.test_size < 1, source,
-           f"data.val_size + data.test_size must be < 1; got {d.val_size + d.test_size}")
+    _check(
+        d.val_size + d.test_size < 1,
+        source,
+        f"data.val_size + data.test_size must be < 1; got {d.val_size + d.test_size}",
+    )
     _check(d.max_categories >= 2, source, f"data.max_categories must be >= 2; got {d.max_categories}")
     _check(s.n_classes >= 2, source, f"data.synthetic.n_classes must be >= 2; got {s.n_classes}")
-    _check(s.n_samples >= 10 * s.n_classes, source,
-           f"data.synthetic.n_samples must be >= 10 * n_classes; got {s.n_samples}")
-    _check(1 <= s.n_informative <= s.n_features, source,
-           "data.synthetic.n_informative must be in [1, n_features]; "
-           f"got {s.n_informative} with n_features={s.n_features}")
-    _check(s.imbalance_ratio >= 1, source,
-           f"data.synthetic.imbalance_ratio must be >= 1; got {s.imbalance_ratio}")
+    _check(
+        s.n_samples >= 10 * s.n_classes,
+        source,
+        f"data.synthetic.n_samples must be >= 10 * n_classes; got {s.n_samples}",
+    )
+    _check(
+        1 <= s.n_informative <= s.n_features,
+        source,
+        "data.synthetic.n_informative must be in [1, n_features]; "
+        f"got {s.n_informative} with n_features={s.n_features}",
+    )
+    _check(s.imbalance_ratio >= 1, source, f"data.synthetic.imbalance_ratio must be >= 1; got {s.imbalance_ratio}")
 
     _one_of(w.scheme, SCHEMES, "weights.scheme", source)
     _check(0 <= w.beta < 1, source, f"weights.beta must be in [0, 1); got {w.beta}")
@@ -350,8 +362,7 @@ def _validate(p: Params, source: str) -> None:
     _check(len(set(t.losses)) == len(t.losses), source, "train.losses lists a loss twice")
     focal_family = [loss for loss in t.losses if loss_spec(loss).sweeps_gamma]
     if focal_family:
-        _check(len(t.gammas) > 0, source,
-               f"train.gammas must list at least one value for {', '.join(focal_family)}")
+        _check(len(t.gammas) > 0, source, f"train.gammas must list at least one value for {', '.join(focal_family)}")
     for g in t.gammas:
         _check(math.isfinite(g) and g >= 0, source, f"train.gammas must be >= 0; got {g}")
     _check(len(set(t.gammas)) == len(t.gammas), source, "train.gammas lists a value twice")
@@ -363,13 +374,19 @@ def _validate(p: Params, source: str) -> None:
         for a in t.alphas:
             _check(math.isfinite(a) and a >= 0, source, f"train.alphas must be >= 0; got {a}")
         _check(len(set(t.alphas)) == len(t.alphas), source, "train.alphas lists a value twice")
-        _check(any(a > 0 for a in t.alphas), source,
-               "train.alphas must list a value > 0 (alpha = 0 is the unweighted loss itself), or be null")
+        _check(
+            any(a > 0 for a in t.alphas),
+            source,
+            "train.alphas must list a value > 0 (alpha = 0 is the unweighted loss itself), or be null",
+        )
         for loss in (x for x in t.alpha_losses if x in t.losses and 0 in t.alphas):
             zero = loss_spec(loss).alpha_zero
-            _check(zero in t.losses, source,
-                   f"train.alphas lists 0, which for {loss} is {zero} itself (never trained twice): "
-                   f"add {zero} to train.losses or drop 0 from train.alphas")
+            _check(
+                zero in t.losses,
+                source,
+                f"train.alphas lists 0, which for {loss} is {zero} itself (never trained twice): "
+                f"add {zero} to train.losses or drop 0 from train.alphas",
+            )
     _check(len(t.seeds) > 0, source, "train.seeds must list at least one seed")
     _check(len(set(t.seeds)) == len(t.seeds), source, "train.seeds lists a seed twice")
     _check(all(h > 0 for h in t.hidden), source, f"train.hidden sizes must be > 0; got {list(t.hidden)}")
@@ -378,31 +395,53 @@ def _validate(p: Params, source: str) -> None:
     _check(t.lr > 0, source, f"train.lr must be > 0; got {t.lr}")
     _check(t.weight_decay >= 0, source, f"train.weight_decay must be >= 0; got {t.weight_decay}")
     _check(t.epochs >= 1, source, f"train.epochs must be >= 1; got {t.epochs}")
-    _check(t.batch_size == "auto" or (isinstance(t.batch_size, int) and not isinstance(t.batch_size, bool)
-                                      and t.batch_size >= 1), source,
-           f"train.batch_size must be auto or a number >= 1; got {t.batch_size!r}")
-    _check(t.warmup_steps == "auto" or (isinstance(t.warmup_steps, int) and not isinstance(t.warmup_steps, bool)
-                                        and t.warmup_steps >= 0), source,
-           f"train.warmup_steps must be auto or a number >= 0; got {t.warmup_steps!r}")
+    _check(
+        t.batch_size == "auto"
+        or (isinstance(t.batch_size, int) and not isinstance(t.batch_size, bool) and t.batch_size >= 1),
+        source,
+        f"train.batch_size must be auto or a number >= 1; got {t.batch_size!r}",
+    )
+    _check(
+        t.warmup_steps == "auto"
+        or (isinstance(t.warmup_steps, int) and not isinstance(t.warmup_steps, bool) and t.warmup_steps >= 0),
+        source,
+        f"train.warmup_steps must be auto or a number >= 0; got {t.warmup_steps!r}",
+    )
     _check(t.patience >= 1, source, f"train.patience must be >= 1; got {t.patience}")
-    _check(0 < t.early_stopping_fraction <= 0.5, source,
-           f"train.early_stopping_fraction must be in (0, 0.5]; got {t.early_stopping_fraction}")
+    _check(
+        0 < t.early_stopping_fraction <= 0.5,
+        source,
+        f"train.early_stopping_fraction must be in (0, 0.5]; got {t.early_stopping_fraction}",
+    )
     _one_of(t.early_stopping_metric, STOPPING_METRICS, "train.early_stopping_metric", source)
     _one_of(t.device, DEVICES, "train.device", source)
-    _check(t.threads == "auto" or (isinstance(t.threads, int) and t.threads >= 1), source,
-           f"train.threads must be auto or a number >= 1; got {t.threads!r}")
+    _check(
+        t.threads == "auto" or (isinstance(t.threads, int) and t.threads >= 1),
+        source,
+        f"train.threads must be auto or a number >= 1; got {t.threads!r}",
+    )
     _check(math.isfinite(t.tau) and t.tau >= 0, source, f"train.tau must be >= 0; got {t.tau}")
-    _check(math.isfinite(t.ldam_max_margin) and t.ldam_max_margin >= 0, source,
-           f"train.ldam_max_margin must be >= 0; got {t.ldam_max_margin}")
-    _check(math.isfinite(t.ldam_scale) and t.ldam_scale > 0, source,
-           f"train.ldam_scale must be > 0; got {t.ldam_scale}")
+    _check(
+        math.isfinite(t.ldam_max_margin) and t.ldam_max_margin >= 0,
+        source,
+        f"train.ldam_max_margin must be >= 0; got {t.ldam_max_margin}",
+    )
+    _check(
+        math.isfinite(t.ldam_scale) and t.ldam_scale > 0, source, f"train.ldam_scale must be > 0; got {t.ldam_scale}"
+    )
     if t.drw_epoch is not None:
-        _check(1 <= t.drw_epoch <= t.epochs, source,
-               f"train.drw_epoch must be in [1, train.epochs] ({t.epochs}) or null; got {t.drw_epoch}")
+        _check(
+            1 <= t.drw_epoch <= t.epochs,
+            source,
+            f"train.drw_epoch must be in [1, train.epochs] ({t.epochs}) or null; got {t.drw_epoch}",
+        )
     _check(bool(p.mlflow.experiment.strip()), source, "mlflow.experiment must not be empty")
     reg = p.mlflow.registered_model
-    _check(reg is None or (bool(reg.strip()) and not set(reg) & set("/:%.'\"")), source,
-           f"mlflow.registered_model must be null or a name without / : % . or quotes; got {reg!r}")
+    _check(
+        reg is None or (bool(reg.strip()) and not set(reg) & set("/:%.'\"")),
+        source,
+        f"mlflow.registered_model must be null or a name without / : % . or quotes; got {reg!r}",
+    )
     _validate_evaluation(p, source)
 
 
@@ -419,33 +458,48 @@ def _validate_evaluation(p: Params, source: str) -> None:
     _check(e.ece_bins >= 1, source, f"evaluate.ece_bins must be >= 1; got {e.ece_bins}")
     _check(0 < e.max_ece < 1, source, f"evaluate.max_ece must be in (0, 1); got {e.max_ece}")
     _check(0 <= e.min_recall <= 1, source, f"evaluate.min_recall must be in [0, 1]; got {e.min_recall}")
-    _check(e.bootstrap.resamples >= 10, source,
-           f"evaluate.bootstrap.resamples must be >= 10; got {e.bootstrap.resamples}")
+    _check(
+        e.bootstrap.resamples >= 10, source, f"evaluate.bootstrap.resamples must be >= 10; got {e.bootstrap.resamples}"
+    )
     _check(0 < e.bootstrap.level < 1, source, f"evaluate.bootstrap.level must be in (0, 1); got {e.bootstrap.level}")
     _one_of(e.select.view, VIEWS, "evaluate.select.view", source)
     constraints = [parse_constraint(text, source) for text in e.select.constraints]
     if e.costs is None:
-        _check(e.select.metric != _COST_METRIC, source,
-               f"evaluate.select.metric {_COST_METRIC} needs evaluate.costs; it is null")
+        _check(
+            e.select.metric != _COST_METRIC,
+            source,
+            f"evaluate.select.metric {_COST_METRIC} needs evaluate.costs; it is null",
+        )
         for c in constraints:
-            _check(c.metric != _COST_METRIC, source,
-                   f"evaluate.select.constraints entry '{c}' needs evaluate.costs; it is null")
+            _check(
+                c.metric != _COST_METRIC,
+                source,
+                f"evaluate.select.constraints entry '{c}' needs evaluate.costs; it is null",
+            )
     _validate_decisions(e, source)
 
 
 def _validate_decisions(e: EvaluateConfig, source: str) -> None:
     d = e.decisions
     for rule in d.rules:
-        _check(rule != "temperature", source, "evaluate.decisions.rules: temperature is no longer a rule (every "
-               "candidate's probabilities are now calibrated on validation); remove it from the list")
+        _check(
+            rule != "temperature",
+            source,
+            "evaluate.decisions.rules: temperature is no longer a rule (every "
+            "candidate's probabilities are now calibrated on validation); remove it from the list",
+        )
         _one_of(rule, tuple(RULE_SPECS), "evaluate.decisions.rules", source)
     _check(len(set(d.rules)) == len(d.rules), source, "evaluate.decisions.rules lists a rule twice")
     if isinstance(d.models, str):
-        _check(d.models in DECISION_MODELS, source,
-               f"evaluate.decisions.models must be best, all or a list of model names; got {d.models!r}")
+        _check(
+            d.models in DECISION_MODELS,
+            source,
+            f"evaluate.decisions.models must be best, all or a list of model names; got {d.models!r}",
+        )
     else:
-        _check(len(d.models) > 0, source,
-               "evaluate.decisions.models must be best, all or a list of model names; got []")
+        _check(
+            len(d.models) > 0, source, "evaluate.decisions.models must be best, all or a list of model names; got []"
+        )
         for name in d.models:
             _check(bool(name.strip()), source, f"evaluate.decisions.models names an empty model; got {name!r}")
         _check(len(set(d.models)) == len(d.models), source, "evaluate.decisions.models lists a model twice")
@@ -453,23 +507,31 @@ def _validate_decisions(e: EvaluateConfig, source: str) -> None:
     if e.costs is not None:
         c = e.costs
         cells = [("evaluate.costs.default", c.default)]
-        cells += [(f"evaluate.costs.{block}.{k}", v)
-                  for block in ("missed", "false_alarm") for k, v in getattr(c, block).items()]
+        cells += [
+            (f"evaluate.costs.{block}.{k}", v)
+            for block in ("missed", "false_alarm")
+            for k, v in getattr(c, block).items()
+        ]
         cells += [(f"evaluate.costs.matrix.{t}.{j}", v) for t, row in c.matrix.items() for j, v in row.items()]
         for key, v in cells:
             _check(math.isfinite(v) and v >= 0, source, f"{key} must be finite and >= 0; got {v}")
         if not c.allow_diagonal:
             for t, row in c.matrix.items():
-                _check(row.get(t, 0.0) == 0, source,
-                       f"evaluate.costs.matrix.{t}.{t} is a correct decision and must cost 0; got {row.get(t)} "
-                       "(set evaluate.costs.allow_diagonal: true to allow it)")
-        _check(any(v > 0 for _, v in cells), source,
-               "evaluate.costs must give some decision a cost > 0; all are 0")
+                _check(
+                    row.get(t, 0.0) == 0,
+                    source,
+                    f"evaluate.costs.matrix.{t}.{t} is a correct decision and must cost 0; got {row.get(t)} "
+                    "(set evaluate.costs.allow_diagonal: true to allow it)",
+                )
+        _check(any(v > 0 for _, v in cells), source, "evaluate.costs must give some decision a cost > 0; all are 0")
     if e.deploy_prior is not None:
         for k, v in e.deploy_prior.items():
             _check(math.isfinite(v) and v >= 0, source, f"evaluate.deploy_prior.{k} must be finite and >= 0; got {v}")
-        _check(sum(e.deploy_prior.values()) > 0, source,
-               "evaluate.deploy_prior must give some class a share > 0; all are 0")
+        _check(
+            sum(e.deploy_prior.values()) > 0,
+            source,
+            "evaluate.deploy_prior must give some class a share > 0; all are 0",
+        )
 
 
 RAREST = "rarest"  # in evaluate.costs: the class with the fewest training rows (unless a class has that name)
@@ -478,14 +540,18 @@ RAREST = "rarest"  # in evaluate.costs: the class with the fewest training rows 
 def _class_index(name: str, classes: list[str], key: str, source: str, rarest: int | None = None) -> int:
     if name == RAREST and name not in classes and rarest is not None:
         return rarest
-    _check(name in classes, source,
-           f"{key} names class {name!r}, not one of the classes: {', '.join(map(str, classes))}"
-           + (f" (or {RAREST!r}, the class with the fewest training rows)" if rarest is not None else ""))
+    _check(
+        name in classes,
+        source,
+        f"{key} names class {name!r}, not one of the classes: {', '.join(map(str, classes))}"
+        + (f" (or {RAREST!r}, the class with the fewest training rows)" if rarest is not None else ""),
+    )
     return classes.index(name)
 
 
-def cost_matrix(costs: CostsConfig, classes: list[str], train_counts: list[int] | None = None,
-                source: str = "params.yaml") -> np.ndarray:
+def cost_matrix(
+    costs: CostsConfig, classes: list[str], train_counts: list[int] | None = None, source: str = "params.yaml"
+) -> np.ndarray:
     """(C, C) float64 costs, ``C[true, decided]``, of ``evaluate.costs`` for ``classes``
     (``train_counts``, in their order, resolve :data:`RAREST`: the first class with the fewest).
 

@@ -138,16 +138,23 @@ def make_criterion(
     if spec.deferred_weights and weight_from is None:
         raise PipelineError(f"loss {loss} needs drw_epoch")
     inputs = resolve(spec.inputs, "loss function")(class_counts, **own) if spec.inputs else own
-    return Criterion(loss, resolve(spec.function, "loss function"), gamma=gamma if spec.sweeps_gamma else None,
-                     weight=class_weight if spec.weights is not None else None, inputs=inputs,
-                     weight_from=weight_from if spec.deferred_weights else None)
+    return Criterion(
+        loss,
+        resolve(spec.function, "loss function"),
+        gamma=gamma if spec.sweeps_gamma else None,
+        weight=class_weight if spec.weights is not None else None,
+        inputs=inputs,
+        weight_from=weight_from if spec.deferred_weights else None,
+    )
 
 
 def to_device(criterion: Criterion, device: torch.device) -> Criterion:
     """``criterion`` with its tensors on ``device``."""
     move = lambda v: v.to(device) if isinstance(v, torch.Tensor) else v  # noqa: E731
     return dataclasses.replace(
-        criterion, gamma=move(criterion.gamma), weight=move(criterion.weight),
+        criterion,
+        gamma=move(criterion.gamma),
+        weight=move(criterion.weight),
         inputs={k: move(v) for k, v in criterion.inputs.items()},
     )
 

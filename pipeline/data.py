@@ -34,7 +34,6 @@ from pipeline.preprocessing import Preprocessing, from_fitted
 log = logging.getLogger(__name__)
 
 
-
 @dataclass(frozen=True)
 class Prepared:
     """The three prepared splits: float32 features, the label column :data:`LABEL` and each row's
@@ -151,8 +150,9 @@ def _preprocessor(X: pd.DataFrame, max_categories: int) -> ColumnTransformer:
                 "cat",
                 make_pipeline(
                     SimpleImputer(strategy="most_frequent"),
-                    OneHotEncoder(handle_unknown="infrequent_if_exist", max_categories=max_categories,
-                                  sparse_output=False),
+                    OneHotEncoder(
+                        handle_unknown="infrequent_if_exist", max_categories=max_categories, sparse_output=False
+                    ),
                 ),
                 categorical,
             ),
@@ -186,23 +186,25 @@ def prepare(cfg: DataConfig) -> Prepared:
     too_small = counts[counts < 3].sort_values(kind="stable")
     if len(too_small):
         said = ", ".join(f"{c!r} ({n} row{'s' if n > 1 else ''})" for c, n in too_small.items())
-        raise DataError(f"class{'es' if len(too_small) > 1 else ''} {said}: each class needs at least 3 rows "
-                        "(one per split); merge or drop the smaller classes")
+        raise DataError(
+            f"class{'es' if len(too_small) > 1 else ''} {said}: each class needs at least 3 rows "
+            "(one per split); merge or drop the smaller classes"
+        )
     if len(classes) < 2:
         raise DataError(f"the label has a single class {classes[0]!r}; at least 2 are needed")
     columns = decide_columns(X)
     _log_columns(columns)
     features = apply_decisions(X, columns)
     if features.shape[1] == 0:
-        raise DataError("no feature columns are left once identifiers are dropped: "
-                        + "; ".join(f"{c.name}: {c.detail}" for c in columns))
+        raise DataError(
+            "no feature columns are left once identifiers are dropped: "
+            + "; ".join(f"{c.name}: {c.detail}" for c in columns)
+        )
 
     idx = np.arange(len(labels))
     holdout = cfg.val_size + cfg.test_size
     try:
-        train_idx, rest = train_test_split(
-            idx, test_size=holdout, stratify=labels, random_state=cfg.seed
-        )
+        train_idx, rest = train_test_split(idx, test_size=holdout, stratify=labels, random_state=cfg.seed)
         val_idx, test_idx = train_test_split(
             rest, test_size=cfg.test_size / holdout, stratify=labels[rest], random_state=cfg.seed
         )

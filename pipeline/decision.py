@@ -126,8 +126,7 @@ def fit_temperature(logp, y, *, sample_weight=None) -> float:
     """
     logp, y = np.asarray(logp, dtype=np.float64), np.asarray(y, dtype=np.int64)
     w, b = _unit_weights(len(y), sample_weight), np.zeros(logp.shape[1])
-    res = minimize_scalar(lambda s: _nll(s, b, logp, y, w)[0], bounds=_LOG_T, method="bounded",
-                          options={"xatol": 1e-7})
+    res = minimize_scalar(lambda s: _nll(s, b, logp, y, w)[0], bounds=_LOG_T, method="bounded", options={"xatol": 1e-7})
     return float(np.exp(res.x))
 
 
@@ -245,9 +244,9 @@ def fit_rule(rule: str, proba, y, objective: Objective, context: RuleContext, *,
         violations, scores = batch(y, y_preds, sample_weight)
         return [(-float(v), float(s)) for v, s in zip(violations, scores)]
 
-    return resolve(spec.fit, "decision rule function")(proba, logp, y, context, key=key,
-                                                       keys=keys if batch is not None else None,
-                                                       sample_weight=sample_weight)
+    return resolve(spec.fit, "decision rule function")(
+        proba, logp, y, context, key=key, keys=keys if batch is not None else None, sample_weight=sample_weight
+    )
 
 
 def fit_posthoc_adjust(proba, logp, y, context, *, key, keys, sample_weight) -> dict:
@@ -415,8 +414,9 @@ def crossfit_folds(y, k: int, seed: int) -> np.ndarray:
     return folds
 
 
-def crossfit(rule: str, proba, y, folds, objective: Objective, context: RuleContext, *,
-             sample_weight=None) -> tuple[np.ndarray, np.ndarray]:
+def crossfit(
+    rule: str, proba, y, folds, objective: Objective, context: RuleContext, *, sample_weight=None
+) -> tuple[np.ndarray, np.ndarray]:
     """Out-of-fold ``(proba (N, C), y_pred (N,))``: fold f decided by the rule fitted on the others.
 
     ``folds`` (N,) from :func:`crossfit_folds`; ``sample_weight`` and ``context.anomaly_scores``
@@ -484,13 +484,15 @@ def dump_forest(forest: IsolationForest, path) -> None:
         arrays = [n for n in src.namelist() if n != "schema.json"]
         order = sorted(arrays, key=lambda n: schema.find(f'"{n}"'))
         renamed = {n: f"{i:06d}{Path(n).suffix}" for i, n in enumerate(order)}
-        schema = re.sub("|".join(re.escape(f'"{n}"') for n in arrays) or "(?!)",
-                        lambda m: f'"{renamed[m.group()[1:-1]]}"', schema)
+        schema = re.sub(
+            "|".join(re.escape(f'"{n}"') for n in arrays) or "(?!)", lambda m: f'"{renamed[m.group()[1:-1]]}"', schema
+        )
         ids: dict[str, str] = {}  # memo ids (object ids too), numbered by first appearance
         schema = re.sub(r'"__id__": (\d+)', lambda m: f'"__id__": {ids.setdefault(m.group(1), str(len(ids)))}', schema)
-        files = {"schema.json": schema.encode(),
-                 **{renamed[n]: _zeroed_padding(src.read(n)) if n.endswith(".npy") else src.read(n)
-                    for n in arrays}}
+        files = {
+            "schema.json": schema.encode(),
+            **{renamed[n]: _zeroed_padding(src.read(n)) if n.endswith(".npy") else src.read(n) for n in arrays},
+        }
     packed = io.BytesIO()
     with zipfile.ZipFile(packed, "w", zipfile.ZIP_DEFLATED) as dst:
         for name in sorted(files):

@@ -32,8 +32,16 @@ from pipeline.selection import Policy, View, flat_values, policy_of, resampled_v
 from pipeline.strength import curve_rows, strength_curves
 
 # Count-based metrics that get bootstrap intervals (besides the rarest class's recall/precision).
-CI_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "micro_f1", "weighted_f1", "mcc",
-              "cohen_kappa", "geometric_mean")
+CI_METRICS = (
+    "accuracy",
+    "balanced_accuracy",
+    "macro_f1",
+    "micro_f1",
+    "weighted_f1",
+    "mcc",
+    "cohen_kappa",
+    "geometric_mean",
+)
 # What the γ curves show: a metrics.json name, or rarest_recall / rarest_precision (of the rarest class).
 # (micro-F1 is left out: with one label per row it equals accuracy)
 GAMMA_METRICS = ("macro_f1", "accuracy", "balanced_accuracy", "rarest_recall", "rarest_precision")
@@ -55,11 +63,20 @@ def model_metrics(
     and under the reweighted view (its key)."""
 
     def one(weights):
-        m = classification_metrics(y_true, y_pred, classes, proba=proba, sample_weight=weights,
-                                   ece_bins=cfg.ece_bins, cost=cost)
+        m = classification_metrics(
+            y_true, y_pred, classes, proba=proba, sample_weight=weights, ece_bins=cfg.ece_bins, cost=cost
+        )
         if indices is not None:
-            ci = bootstrap_intervals(y_true, y_pred, classes, indices=indices, metrics=ci_metrics,
-                                     level=cfg.bootstrap.level, sample_weight=weights, cost=cost)
+            ci = bootstrap_intervals(
+                y_true,
+                y_pred,
+                classes,
+                indices=indices,
+                metrics=ci_metrics,
+                level=cfg.bootstrap.level,
+                sample_weight=weights,
+                cost=cost,
+            )
             m["ci"] = {k: {"low": lo, "high": hi} for k, (lo, hi) in ci.items()}
         return m
 
@@ -128,8 +145,10 @@ def _labels(records: list[ModelRecord], split: str) -> np.ndarray:
     for rec in records[1:]:
         preds = getattr(rec, split)
         if not np.array_equal(preds.y_true, first.y_true):
-            raise PipelineError(f"{split} predictions of {rec.name}: y_true differs from {records[0].name}'s; "
-                                "re-run the pipeline so every candidate sees the same split")
+            raise PipelineError(
+                f"{split} predictions of {rec.name}: y_true differs from {records[0].name}'s; "
+                "re-run the pipeline so every candidate sees the same split"
+            )
         preds.y_true = first.y_true
     return first.y_true
 
@@ -153,8 +172,7 @@ def evaluate(records: list[ModelRecord], meta: Meta, cfg: EvaluateConfig, *, ref
     # the same seed for both splits: any resample can be regenerated from it (indices are not stored)
     test_idx = bootstrap_indices(len(y_test), cfg.bootstrap.resamples, cfg.bootstrap.seed)
     val_idx = bootstrap_indices(len(y_val), cfg.bootstrap.resamples, cfg.bootstrap.seed)
-    ci_metrics = [*CI_METRICS, *((COST_METRIC,) if cost is not None else ()),
-                  f"recall/{rarest}", f"precision/{rarest}"]
+    ci_metrics = [*CI_METRICS, *((COST_METRIC,) if cost is not None else ()), f"recall/{rarest}", f"precision/{rarest}"]
     metrics: MetricsFile = {}
     for rec in records:
         kw = dict(view=view, ci_metrics=ci_metrics, cfg=cfg, cost=cost)
@@ -162,84 +180,159 @@ def evaluate(records: list[ModelRecord], meta: Meta, cfg: EvaluateConfig, *, ref
             **model_metrics(y_test, rec.test.y_pred, rec.test.proba, classes, indices=test_idx, **kw),
             "val": model_metrics(y_val, rec.val.y_pred, rec.val.proba, classes, indices=None, **kw),
         }
-    audit = build_audit(records, metrics, policy=policy, cfg=cfg, classes=classes, train_counts=train_counts,
-                        reference_loss=reference_loss, cost=cost, val_indices=val_idx, test_indices=test_idx,
-                        deploy_prior=deploy)
+    audit = build_audit(
+        records,
+        metrics,
+        policy=policy,
+        cfg=cfg,
+        classes=classes,
+        train_counts=train_counts,
+        reference_loss=reference_loss,
+        cost=cost,
+        val_indices=val_idx,
+        test_indices=test_idx,
+        deploy_prior=deploy,
+    )
     pick, reference = audit["policy"]["pick"], audit["reference"]["model"]
     reps = [row["model"] for row in audit["leaderboard"]]
     top = list(dict.fromkeys([*reps[:4], *([reference] if reference else [])]))
-    audit["prior_shift"] = prior_shift(records, reps, policy=policy, cfg=cfg, classes=classes, train_counts=train_counts,
-                                       deploy_prior=deploy, cost=cost, top=top, pick=pick)
-    audit["special_loss"] = special_loss_question(records, metrics, reference_loss=reference_loss, cfg=cfg, policy=policy,
-                                                  classes=classes, train_counts=train_counts, cost=cost,
-                                                  test_indices=test_idx)
+    audit["prior_shift"] = prior_shift(
+        records,
+        reps,
+        policy=policy,
+        cfg=cfg,
+        classes=classes,
+        train_counts=train_counts,
+        deploy_prior=deploy,
+        cost=cost,
+        top=top,
+        pick=pick,
+    )
+    audit["special_loss"] = special_loss_question(
+        records,
+        metrics,
+        reference_loss=reference_loss,
+        cfg=cfg,
+        policy=policy,
+        classes=classes,
+        train_counts=train_counts,
+        cost=cost,
+        test_indices=test_idx,
+    )
     audit["loss_metric_agreement"] = loss_metric_agreement(records, metric=policy.metric, classes=classes)
     plain = [r for r in records if r.rule is None]
     if reference:
         others = [r.name for r in plain if r.name != reference and r.kind == "mlp"]
         if pick and pick != reference and pick not in others:
             others.append(pick)
-        audit["tail_trade"] = tail_trade(y_test, {r.name: r.test.y_pred for r in records}, classes, train_counts,
-                                         reference=reference, models=others, indices=test_idx,
-                                         level=cfg.bootstrap.level)
+        audit["tail_trade"] = tail_trade(
+            y_test,
+            {r.name: r.test.y_pred for r in records},
+            classes,
+            train_counts,
+            reference=reference,
+            models=others,
+            indices=test_idx,
+            level=cfg.bootstrap.level,
+        )
     if "majority" in metrics:
         audit["accuracy_paradox"] = accuracy_paradox(metrics["majority"], view)
     groups: dict[str, list[str]] = {}
     for r in plain:  # a configuration across its seeds
         groups.setdefault(model_name(r.loss, r.gamma, r.seed, n_seeds=1, alpha=r.alpha), []).append(r.name)
     audit["across_seeds"] = across_seeds(flat_values(metrics, view.key), groups, audit["metrics"])
-    audit["weight_strength"] = strength_curves(records, metrics, policy=policy, cfg=cfg, classes=classes,
-                                               train_counts=train_counts, val_indices=val_idx,
-                                               test_indices=test_idx, cost=cost)
+    audit["weight_strength"] = strength_curves(
+        records,
+        metrics,
+        policy=policy,
+        cfg=cfg,
+        classes=classes,
+        train_counts=train_counts,
+        val_indices=val_idx,
+        test_indices=test_idx,
+        cost=cost,
+    )
     by_name = {r.name: r for r in records}
     shipped = pick or audit["policy"].get("closest")
-    audit["calibration"] = (shipped_calibration(by_name[shipped], metrics[shipped], y_test, classes, test_idx, cfg)
-                            if shipped else None)
+    audit["calibration"] = (
+        shipped_calibration(by_name[shipped], metrics[shipped], y_test, classes, test_idx, cfg) if shipped else None
+    )
     counts_higher = not (policy.reads_probabilities or policy.lower_is_better)
     if audit["estimate"] and not policy.reweighted and counts_higher:
-        audit["estimate"]["chance"] = shuffled_score(by_name[pick].test.y_pred, y_test, classes, policy.metric,
-                                                     seed=cfg.bootstrap.seed)
+        audit["estimate"]["chance"] = shuffled_score(
+            by_name[pick].test.y_pred, y_test, classes, policy.metric, seed=cfg.bootstrap.seed
+        )
     cap = {r.name: r.params.get("train", {}).get("epochs") for r in plain if r.kind == "mlp"}
     stopped = [m for m, n in cap.items() if n and by_name[m].training.get("epochs_run", 0) >= n]
     epochs = {n for n in cap.values() if n}
-    audit["warnings"] = pick_warnings(audit, metrics, classes, min_recall=cfg.min_recall, stopped=stopped,
-                                      epochs=max(epochs, default=None))
-    models = [{"name": r.name, "loss": r.loss, "gamma": r.gamma, "alpha": r.alpha, "seed": r.seed, "kind": r.kind}
-              for r in plain]
+    audit["warnings"] = pick_warnings(
+        audit, metrics, classes, min_recall=cfg.min_recall, stopped=stopped, epochs=max(epochs, default=None)
+    )
+    models = [
+        {"name": r.name, "loss": r.loss, "gamma": r.gamma, "alpha": r.alpha, "seed": r.seed, "kind": r.kind}
+        for r in plain
+    ]
     return Evaluation(metrics, audit, policy, rarest, y_test, gamma_table(models, metrics, rarest))
 
 
-def shuffled_score(y_pred: np.ndarray, y_true: np.ndarray, classes: list[str], metric: str, *, seed: int,
-                   times: int = 20) -> float | None:
+def shuffled_score(
+    y_pred: np.ndarray, y_true: np.ndarray, classes: list[str], metric: str, *, seed: int, times: int = 20
+) -> float | None:
     """The policy's metric of decisions ``y_pred`` shuffled over the rows (``times`` seeded
     permutations, averaged): what the same mix of answers scores by chance."""
     rng = np.random.default_rng(seed)
-    value = float(np.mean([classification_metrics(y_true, rng.permutation(y_pred), classes).get(
-        metric, np.nan) for _ in range(times)]))
+    value = float(
+        np.mean(
+            [classification_metrics(y_true, rng.permutation(y_pred), classes).get(metric, np.nan) for _ in range(times)]
+        )
+    )
     return None if np.isnan(value) else value
 
 
-def shipped_calibration(rec: ModelRecord, entry: dict, y_test: np.ndarray, classes: list[str], indices,
-                        cfg: EvaluateConfig) -> dict:
+def shipped_calibration(
+    rec: ModelRecord, entry: dict, y_test: np.ndarray, classes: list[str], indices, cfg: EvaluateConfig
+) -> dict:
     """How far the probabilities candidate ``rec`` ships (``p_<class>``) are to be trusted: how they
     were calibrated, their top-label ECE on validation (cross-fitted) and on test with its bootstrap
     interval, their log loss, and the test split's reliability bins (the ECE's: equal width, by the
     top probability; ``confidence`` and ``accuracy`` are the bin's means)."""
     proba = rec.test.proba
-    ece = resampled_values(["ece"], y_test, rec.test.y_pred, proba, classes, indices=indices,
-                           ece_bins=cfg.ece_bins)["ece"]
+    ece = resampled_values(["ece"], y_test, rec.test.y_pred, proba, classes, indices=indices, ece_bins=cfg.ece_bins)[
+        "ece"
+    ]
     low, high = percentile_interval(ece, cfg.bootstrap.level)
     conf, hit, bins = confidence_bins(proba, y_test, cfg.ece_bins)
-    reliability = [{"low": int(b) / cfg.ece_bins, "high": (int(b) + 1) / cfg.ece_bins, "rows": int((bins == b).sum()),
-                    "confidence": float(conf[bins == b].mean()), "accuracy": float(hit[bins == b].mean())}
-                   for b in np.unique(bins)]
+    reliability = [
+        {
+            "low": int(b) / cfg.ece_bins,
+            "high": (int(b) + 1) / cfg.ece_bins,
+            "rows": int((bins == b).sum()),
+            "confidence": float(conf[bins == b].mean()),
+            "accuracy": float(hit[bins == b].mean()),
+        }
+        for b in np.unique(bins)
+    ]
     posterior = rule_spec(rec.rule).posterior if rec.rule else ""
-    method = (f"the {rec.rule} rule's own ({posterior})" if posterior else
-              "vector scaling on validation" if rec.calibration else "none")
-    return {"candidate": rec.name, "method": method, "bins": cfg.ece_bins, "max_ece": cfg.max_ece,
-            "validation_ece": entry["val"]["ece"], "test_ece": entry["ece"], "test_ece_low": low,
-            "test_ece_high": high, "validation_log_loss": entry["val"]["log_loss"], "test_log_loss": entry["log_loss"],
-            "reliability": reliability}
+    method = (
+        f"the {rec.rule} rule's own ({posterior})"
+        if posterior
+        else "vector scaling on validation"
+        if rec.calibration
+        else "none"
+    )
+    return {
+        "candidate": rec.name,
+        "method": method,
+        "bins": cfg.ece_bins,
+        "max_ece": cfg.max_ece,
+        "validation_ece": entry["val"]["ece"],
+        "test_ece": entry["ece"],
+        "test_ece_low": low,
+        "test_ece_high": high,
+        "validation_log_loss": entry["val"]["log_loss"],
+        "test_log_loss": entry["log_loss"],
+        "reliability": reliability,
+    }
 
 
 def accuracy_paradox(majority: dict, view: View) -> dict:
@@ -247,8 +340,10 @@ def accuracy_paradox(majority: dict, view: View) -> dict:
     maj_h, maj_r = majority, majority[view.key]
     return {
         "model": "majority",
-        "accuracy_held_out": maj_h["accuracy"], f"accuracy_{view.key}": maj_r["accuracy"],
-        "macro_f1_held_out": maj_h["macro_f1"], f"macro_f1_{view.key}": maj_r["macro_f1"],
+        "accuracy_held_out": maj_h["accuracy"],
+        f"accuracy_{view.key}": maj_r["accuracy"],
+        "macro_f1_held_out": maj_h["macro_f1"],
+        f"macro_f1_{view.key}": maj_r["macro_f1"],
         "summary": (
             f"always predicting the most frequent training class scores accuracy "
             f"{maj_r['accuracy']:.3f} with macro-F1 {maj_r['macro_f1']:.3f} on the test split "
@@ -277,9 +372,15 @@ def summary(audit: Audit) -> dict:
     out: dict = {"policy_metric": audit["policy"]["metric"], "pick": pick or "none"}
     est = audit["estimate"]
     if pick and est:
-        out.update({"pick_val": rounded(est["validation"]), "pick_test": rounded(est["test"]),
-                    "pick_test_low": rounded(est["low"]), "pick_test_high": rounded(est["high"]),
-                    "pick_p_best": rounded(audit["policy"]["p_best"])})
+        out.update(
+            {
+                "pick_val": rounded(est["validation"]),
+                "pick_test": rounded(est["test"]),
+                "pick_test_low": rounded(est["low"]),
+                "pick_test_high": rounded(est["high"]),
+                "pick_p_best": rounded(audit["policy"]["p_best"]),
+            }
+        )
     if ref:
         row = next((r for r in audit["leaderboard"] if ref in r["members"]), None)
         if row:
@@ -290,8 +391,13 @@ def summary(audit: Audit) -> dict:
 # The data of DVC's plots (dvc.yaml's top-level ``plots``), file names under ``reports/plots/``.
 # Each is a JSON list of rows with the same keys; ``name`` is what the lines (or matrices) are
 # told apart by (the custom templates in .dvc/plots/ colour or facet by it).
-PLOT_FILES = {"pr": "pr.json", "gamma": "gamma.json", "alpha": "alpha.json", "training": "training.json",
-              "confusion": "confusion.json"}
+PLOT_FILES = {
+    "pr": "pr.json",
+    "gamma": "gamma.json",
+    "alpha": "alpha.json",
+    "training": "training.json",
+    "confusion": "confusion.json",
+}
 PR_TOP = 5  # the policy's first candidates whose precision-recall curves are overlaid (with the reference's)
 PR_POINTS = 1000  # points per precision-recall curve at most (a large split's curve is thinned)
 
@@ -341,8 +447,9 @@ def pr_rows(records: list[ModelRecord], ev: Evaluation, classes: list[str], top:
         precision, recall = precision[keep], recall[keep]
         roles = ", ".join(role for role, who in (("pick", pick), ("reference", ref)) if name == who)
         label = f"#{ranks.get(name, len(ranks)) + 1} {name}" + (f" ({roles})" if roles else "")
-        out += [{"name": label, "recall": float(x), "precision": float(y)}
-                for x, y in zip(recall[::-1], precision[::-1])]
+        out += [
+            {"name": label, "recall": float(x), "precision": float(y)} for x, y in zip(recall[::-1], precision[::-1])
+        ]
     return out
 
 
@@ -357,16 +464,24 @@ def training_rows(records: list[ModelRecord], ev: Evaluation) -> list[dict]:
     epoch it kept (``kept``)."""
     ranks = _ranks(ev.audit)
     best: dict[str, ModelRecord] = {}
-    for rec in sorted((r for r in records if r.rule is None and r.kind == "mlp"),
-                      key=lambda r: ranks.get(r.name, len(ranks))):
+    for rec in sorted(
+        (r for r in records if r.rule is None and r.kind == "mlp"), key=lambda r: ranks.get(r.name, len(ranks))
+    ):
         best.setdefault(rec.loss, rec)
     out = []
     for loss, rec in best.items():
         monitor = rec.training.get("monitor")
         for h in rec.training.get("history", []):
             if monitor and f"stop_{monitor}" in h:
-                out.append({"name": rec.name, "epoch": int(h["epoch"]), "stop_metric": float(h[f"stop_{monitor}"]),
-                            "monitor": monitor, "kept": int(h["epoch"]) == rec.training["best_epoch"]})
+                out.append(
+                    {
+                        "name": rec.name,
+                        "epoch": int(h["epoch"]),
+                        "stop_metric": float(h[f"stop_{monitor}"]),
+                        "monitor": monitor,
+                        "kept": int(h["epoch"]) == rec.training["best_epoch"],
+                    }
+                )
     return out
 
 
@@ -394,17 +509,26 @@ def confusion_plot_rows(label: str, y_true: np.ndarray, y_pred: np.ndarray, clas
     if len(y_true) <= CONFUSION_ROWS:
         return [{"name": label, "actual": classes[a], "predicted": classes[p]} for a, p in zip(y_true, y_pred)]
     cm = confusion_matrix(y_true, y_pred, len(classes))
-    return [{"name": label, "actual": classes[a], "predicted": classes[p], "rows": int(cm[a, p])}
-            for a, p in zip(*np.nonzero(cm))]
+    return [
+        {"name": label, "actual": classes[a], "predicted": classes[p], "rows": int(cm[a, p])}
+        for a, p in zip(*np.nonzero(cm))
+    ]
 
 
 def plot_data(records: list[ModelRecord], ev: Evaluation, classes: list[str]) -> PlotData:
     """Every candidate in ``records``: the rows of each DVC plot, and the confusion matrices of
     every trained model and the pick (the figures')."""
     pick = ev.audit["policy"]["pick"]
-    cm = {rec.name: confusion_matrix(ev.y_true, rec.test.y_pred, len(classes))
-          for rec in records if rec.rule is None or rec.name == pick}
-    rows = {"pr": pr_rows(records, ev, classes), "gamma": gamma_rows(ev),
-            "alpha": curve_rows(ev.audit.get("weight_strength") or {}), "training": training_rows(records, ev),
-            "confusion": confusion_rows(records, ev, classes)}
+    cm = {
+        rec.name: confusion_matrix(ev.y_true, rec.test.y_pred, len(classes))
+        for rec in records
+        if rec.rule is None or rec.name == pick
+    }
+    rows = {
+        "pr": pr_rows(records, ev, classes),
+        "gamma": gamma_rows(ev),
+        "alpha": curve_rows(ev.audit.get("weight_strength") or {}),
+        "training": training_rows(records, ev),
+        "confusion": confusion_rows(records, ev, classes),
+    }
     return PlotData(rows, cm)

@@ -37,8 +37,9 @@ def read_parquet(path: str | Path, *, what: str = "file", columns: list[str] | N
         return pd.read_parquet(path, columns=columns)
     except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise PipelineError(f"{path}: {what} is not a readable Parquet file ({first}); "
-                            "re-run the stage that writes it") from None
+        raise PipelineError(
+            f"{path}: {what} is not a readable Parquet file ({first}); re-run the stage that writes it"
+        ) from None
 
 
 def dumps(obj: Any) -> str:

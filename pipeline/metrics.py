@@ -13,16 +13,33 @@ import numpy as np
 
 # Summary metrics, in the order tables show them.
 HEADLINE = (
-    "accuracy", "balanced_accuracy", "macro_f1", "micro_f1", "weighted_f1", "mcc",
-    "cohen_kappa", "geometric_mean", "roc_auc_ovr", "pr_auc", "log_loss", "ece",
+    "accuracy",
+    "balanced_accuracy",
+    "macro_f1",
+    "micro_f1",
+    "weighted_f1",
+    "mcc",
+    "cohen_kappa",
+    "geometric_mean",
+    "roc_auc_ovr",
+    "pr_auc",
+    "log_loss",
+    "ece",
 )
 # Metrics where lower is better (every other metric: higher is better).
 LOWER_IS_BETTER = ("log_loss", "ece", "fpr", "expected_cost")
 # Per-class metrics, keyed ``<name>/<class>``.
 PER_CLASS = ("precision", "recall", "specificity", "fpr", "f1", "support")
 # Every summary metric of classification_metrics (with probabilities), headline ones first.
-SUMMARY = (*HEADLINE, "macro_precision", "macro_recall", "micro_precision", "micro_recall",
-           "weighted_precision", "weighted_recall")
+SUMMARY = (
+    *HEADLINE,
+    "macro_precision",
+    "macro_recall",
+    "micro_precision",
+    "micro_recall",
+    "weighted_precision",
+    "weighted_recall",
+)
 # Mean cost per decision, given only with a cost matrix (``cost=``); not in SUMMARY.
 COST_METRIC = "expected_cost"
 
@@ -150,8 +167,9 @@ def expected_calibration_error(
     return float(np.abs(gap).sum() / w.sum()) if w.sum() > 0 else 0.0
 
 
-def ranking_scores(positive: np.ndarray, score: np.ndarray, weight: np.ndarray,
-                   order: np.ndarray | None = None) -> tuple[float, float]:
+def ranking_scores(
+    positive: np.ndarray, score: np.ndarray, weight: np.ndarray, order: np.ndarray | None = None
+) -> tuple[float, float]:
     """Weighted ROC-AUC and average precision of one binary problem, from one sort.
 
     ROC-AUC is the trapezoidal area under the ROC curve, i.e. the weighted share of
@@ -453,8 +471,9 @@ def bootstrap_intervals(
     ``metrics`` are summary metrics of :func:`count_metrics`, or per-class ones as
     ``<name>/<class>``; ``expected_cost`` needs ``cost``.
     """
-    values = bootstrap_distribution(y_true, y_pred, len(classes), indices=indices, sample_weight=sample_weight,
-                                    cost=cost)
+    values = bootstrap_distribution(
+        y_true, y_pred, len(classes), indices=indices, sample_weight=sample_weight, cost=cost
+    )
     out = {}
     for name in metrics:
         base, _, cls = name.partition("/")
@@ -474,4 +493,3 @@ def bootstrap_indices(n: int, resamples: int, seed: int) -> Resamples:
     """``resamples`` resamples of ``n`` rows drawn with replacement from ``seed`` (:class:`Resamples`:
     int32 row indices below 2**31 rows, held as multiplicities when large)."""
     return Resamples(n, resamples, seed)
-

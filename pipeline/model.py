@@ -110,13 +110,15 @@ class StackedMLP(nn.Module):
         super().__init__()
         layers = list(zip(*(_linears(m) for m in mlps)))  # per layer: K Linear modules
         self.weight = nn.ParameterList(
-            nn.Parameter(torch.stack([lin.weight.detach() if i == len(layers) - 1 else lin.weight.detach().T
-                                      for lin in layer]).contiguous())
+            nn.Parameter(
+                torch.stack(
+                    [lin.weight.detach() if i == len(layers) - 1 else lin.weight.detach().T for lin in layer]
+                ).contiguous()
+            )
             for i, layer in enumerate(layers)
         )
         self.bias = nn.ParameterList(
-            nn.Parameter(torch.stack([lin.bias.detach() for lin in layer]).unsqueeze(1))
-            for layer in layers
+            nn.Parameter(torch.stack([lin.bias.detach() for lin in layer]).unsqueeze(1)) for layer in layers
         )
         self.dropout = mlps[0].dropout
 
@@ -147,8 +149,10 @@ class StackedMLP(nn.Module):
         if drop and masks is None:
             raise ValueError("StackedMLP needs dropout masks in training mode (see dropout_masks)")
         if drop and any(m.shape[0] not in (1, len(self)) for m in masks):
-            raise ValueError(f"StackedMLP needs one dropout mask per model or one for all; "
-                             f"got {[m.shape[0] for m in masks]} for {len(self)}")
+            raise ValueError(
+                f"StackedMLP needs one dropout mask per model or one for all; "
+                f"got {[m.shape[0] for m in masks]} for {len(self)}"
+            )
         # the masks' nonzero value, 1 / (1 - p) rounded as their own div_ rounds it
         scale = torch.ones(()).div_(1 - self.dropout).item() if drop else 1.0
         h = x

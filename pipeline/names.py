@@ -50,5 +50,7 @@ def check_distinct(names: Iterable[str], rule: Callable[[str], str], what: str) 
     for name in names:
         written = rule(name)
         if seen.setdefault(written, name) != name:
-            raise PipelineError(f"{what} {seen[written]!r} and {name!r} would both be written {written!r} in MLflow, "
-                                f"which refuses some characters; rename one of them")
+            raise PipelineError(
+                f"{what} {seen[written]!r} and {name!r} would both be written {written!r} in MLflow, "
+                f"which refuses some characters; rename one of them"
+            )

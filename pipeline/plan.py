@@ -49,15 +49,15 @@ def loss_alphas(loss: str, t: TrainConfig) -> tuple[float, ...] | None:
     return tuple(a for a in t.alphas if a > 0)
 
 
-def plan_runs(loss: str, gammas: tuple[float, ...], seeds: tuple[int, ...],
-              alphas: tuple[float, ...] | None = None) -> list[RunSpec]:
+def plan_runs(
+    loss: str, gammas: tuple[float, ...], seeds: tuple[int, ...], alphas: tuple[float, ...] | None = None
+) -> list[RunSpec]:
     """Every configuration of one loss: one per seed, times one per gamma for gamma losses,
     times one per alpha when ``alphas`` (:func:`loss_alphas`) is given."""
     grid = gammas if loss_spec(loss).sweeps_gamma else (None,)
     strengths = alphas if alphas is not None else (None,)
     return [
-        RunSpec(model_name(loss, g, s, len(seeds), a), loss, g, s, a)
-        for g in grid for a in strengths for s in seeds
+        RunSpec(model_name(loss, g, s, len(seeds), a), loss, g, s, a) for g in grid for a in strengths for s in seeds
     ]
 
 
@@ -95,16 +95,26 @@ def loss_weights(loss: str, weights: dict, runs: list[RunSpec] | None = None) ->
     ``alphas`` and ``weights`` (R, C)."""
     kind = loss_spec(loss).weights
     if runs and runs[0].alpha is not None:
-        return {"scheme": POWER, "beta": None, "classes": weights["classes"], "counts": weights["counts"],
-                "alphas": [r.alpha for r in runs],
-                "weights": [[float(x) for x in power_weights(weights["counts"], r.alpha)] for r in runs]}
+        return {
+            "scheme": POWER,
+            "beta": None,
+            "classes": weights["classes"],
+            "counts": weights["counts"],
+            "alphas": [r.alpha for r in runs],
+            "weights": [[float(x) for x in power_weights(weights["counts"], r.alpha)] for r in runs],
+        }
     if kind == SCHEME:
         uses_beta = weights["scheme"] == "effective_number"
         return {**weights, "beta": weights["beta"] if uses_beta else None}
     if kind == EFFECTIVE_NUMBER:
         w = class_weights(weights["counts"], "effective_number", beta=weights["beta"])
-        return {"scheme": "effective_number", "beta": weights["beta"], "classes": weights["classes"],
-                "counts": weights["counts"], "weights": [float(x) for x in w]}
+        return {
+            "scheme": "effective_number",
+            "beta": weights["beta"],
+            "classes": weights["classes"],
+            "counts": weights["counts"],
+            "weights": [float(x) for x in w],
+        }
     return None
 
 
@@ -133,5 +143,7 @@ def check_decision_models(models: str | tuple[str, ...], t: TrainConfig, baselin
     known = trained_names(t, baselines)
     for name in models:
         if name not in known:
-            raise PipelineError(f"params.yaml: evaluate.decisions.models names unknown model {name!r}; "
-                                f"these parameters train: {', '.join(known)}")
+            raise PipelineError(
+                f"params.yaml: evaluate.decisions.models names unknown model {name!r}; "
+                f"these parameters train: {', '.join(known)}"
+            )

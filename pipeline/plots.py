@@ -27,8 +27,9 @@ def _row_normalised(cm: np.ndarray) -> np.ndarray:
     return np.divide(cm, rows, out=np.zeros(cm.shape), where=rows > 0)
 
 
-def _matrix(ax, values: np.ndarray, classes: list[str], title: str, fmt: str, vmax: float,
-            labels: np.ndarray | None = None):
+def _matrix(
+    ax, values: np.ndarray, classes: list[str], title: str, fmt: str, vmax: float, labels: np.ndarray | None = None
+):
     """One annotated class-by-class heatmap (true classes as rows, predictions as columns); each
     cell shows ``labels`` (text, (C, C)) when given, else its value in ``fmt``."""
     k = len(classes)
@@ -44,8 +45,15 @@ def _matrix(ax, values: np.ndarray, classes: list[str], title: str, fmt: str, vm
                 text = labels[i, j] if labels is not None else format(values[i, j], fmt)
                 if not text:
                     continue
-                ax.text(j, i, text, ha="center", va="center", fontsize=7,
-                        color="white" if values[i, j] > vmax / 2 else "black")
+                ax.text(
+                    j,
+                    i,
+                    text,
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if values[i, j] > vmax / 2 else "black",
+                )
     return im
 
 
@@ -74,7 +82,9 @@ def _render(job: tuple[str, Callable[..., Figure], tuple]) -> tuple[str, bytes]:
     return name, png(draw(*args))
 
 
-def render(jobs: list[tuple[str, Callable[..., Figure], tuple]], workers: int | None = None) -> Iterator[tuple[str, bytes]]:
+def render(
+    jobs: list[tuple[str, Callable[..., Figure], tuple]], workers: int | None = None
+) -> Iterator[tuple[str, bytes]]:
     """``(name, PNG bytes)`` of each job ``(name, figure function, its arguments)``, in order.
 
     Drawing is CPU-bound Python (text layout above all), so the jobs run in ``workers`` forked
@@ -140,8 +150,13 @@ def gamma_curves_figure(rows: list[dict], metrics: list[str], title: str) -> Fig
     ``<metric>_low`` and ``<metric>_high`` per gamma, sorted by gamma."""
     n = len(metrics)
     cols = min(3, n)
-    fig, axes = plt.subplots((n + cols - 1) // cols, cols, figsize=(4.2 * cols, 3.2 * ((n + cols - 1) // cols)),
-                             layout="constrained", squeeze=False)
+    fig, axes = plt.subplots(
+        (n + cols - 1) // cols,
+        cols,
+        figsize=(4.2 * cols, 3.2 * ((n + cols - 1) // cols)),
+        layout="constrained",
+        squeeze=False,
+    )
     g = np.array([r["gamma"] for r in rows])
     for ax, name in zip(axes.ravel(), metrics):
         y = np.array([r[name] for r in rows])
@@ -167,7 +182,10 @@ def alpha_curves_figure(family: str, curve: dict) -> Figure:
     a = np.array([r["alpha"] for r in rows])
     flat, peak = curve["flat_top"], curve["peak"]["alpha"]
     for ax, name in zip(axes.ravel(), names):
-        for split, label, offset, color in (("val", "validation", -0.006, "tab:blue"), ("test", "test", 0.006, "tab:orange")):
+        for split, label, offset, color in (
+            ("val", "validation", -0.006, "tab:blue"),
+            ("test", "test", 0.006, "tab:orange"),
+        ):
             pts = [r[split][name] for r in rows]
             y = np.array([np.nan if p["value"] is None else p["value"] for p in pts])
             lo = np.array([np.nan if p["low"] is None else p["low"] for p in pts])
@@ -179,10 +197,13 @@ def alpha_curves_figure(family: str, curve: dict) -> Figure:
         ax.set_xlabel("alpha (weights ~ n_c^-alpha; 0 = unweighted)")
         ax.set_title(name + ("  (the policy's)" if name == curve["metric"] else ""), fontsize=10)
     axes.ravel()[0].legend(fontsize=8)
-    for ax in axes.ravel()[len(names):]:
+    for ax in axes.ravel()[len(names) :]:
         ax.set_visible(False)
-    fig.suptitle(f"{family}: metrics against the class-weight strength alpha (dashed: the peak on validation; "
-                 f"shaded: within noise of it)\ntail classes: {', '.join(curve['tail_classes'])}", fontsize=10)
+    fig.suptitle(
+        f"{family}: metrics against the class-weight strength alpha (dashed: the peak on validation; "
+        f"shaded: within noise of it)\ntail classes: {', '.join(curve['tail_classes'])}",
+        fontsize=10,
+    )
     return fig
 
 
@@ -222,18 +243,27 @@ def reliability_figure(calibration: dict) -> Figure:
     bin's accuracy against its mean top probability, the diagonal being perfect calibration, and
     how many rows each bin holds."""
     bins = calibration["reliability"]
-    fig, (ax, counts) = plt.subplots(2, 1, figsize=(5.2, 5.6), layout="constrained", sharex=True,
-                                     gridspec_kw={"height_ratios": [3, 1]})
+    fig, (ax, counts) = plt.subplots(
+        2, 1, figsize=(5.2, 5.6), layout="constrained", sharex=True, gridspec_kw={"height_ratios": [3, 1]}
+    )
     ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="perfectly calibrated")
-    ax.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], marker="o",
-            label=f"{calibration['candidate']} (ECE {calibration['test_ece']:.3f})")
+    ax.plot(
+        [b["confidence"] for b in bins],
+        [b["accuracy"] for b in bins],
+        marker="o",
+        label=f"{calibration['candidate']} (ECE {calibration['test_ece']:.3f})",
+    )
     ax.set_ylabel("accuracy in the bin")
     ax.set_title(f"Reliability on the test split ({calibration['bins']} bins)")
     ax.legend(loc="upper left")
     ax.set_xlim(0, 1.0)
     ax.set_ylim(0, 1.02)
-    counts.bar([(b["low"] + b["high"]) / 2 for b in bins], [b["rows"] for b in bins],
-               width=1 / calibration["bins"] * 0.9, color="tab:blue")
+    counts.bar(
+        [(b["low"] + b["high"]) / 2 for b in bins],
+        [b["rows"] for b in bins],
+        width=1 / calibration["bins"] * 0.9,
+        color="tab:blue",
+    )
     counts.set_xlabel("top probability (confidence)")
     counts.set_ylabel("rows")
     return fig
@@ -257,8 +287,13 @@ def prior_shift_figure(shift: dict, pick: str | None) -> Figure:
     t = np.array([p["t"] for p in points])
     fig, ax = plt.subplots(figsize=(7.5, 4.2), layout="constrained")
     for name in shift["top"]:
-        ax.plot(t, [p["test"][name] for p in points], marker="o", lw=2.2 if name == pick else 1.2,
-                label=f"{name} (pick)" if name == pick else name)
+        ax.plot(
+            t,
+            [p["test"][name] for p in points],
+            marker="o",
+            lw=2.2 if name == pick else 1.2,
+            label=f"{name} (pick)" if name == pick else name,
+        )
     for p in points:
         if p["pick"] != pick:
             ax.axvline(p["t"], color="grey", ls=":", lw=1)
@@ -295,8 +330,10 @@ def agreement_curves_figure(agreement: dict, models: list[str]) -> Figure:
         ax.set_xlabel("epoch", fontsize=8)
     for ax in axes.ravel()[n:]:
         ax.set_visible(False)
-    fig.suptitle("Does lowering the loss raise the metric? (rho: Spearman of epoch-to-epoch changes)\n"
-                 "solid: the epoch early stopping kept; dashed: lowest validation loss; dotted: best metric")
+    fig.suptitle(
+        "Does lowering the loss raise the metric? (rho: Spearman of epoch-to-epoch changes)\n"
+        "solid: the epoch early stopping kept; dashed: lowest validation loss; dotted: best metric"
+    )
     return fig
 
 
@@ -309,13 +346,22 @@ def evaluation_figures(ev, data, meta: dict) -> list[tuple[str, Callable[..., Fi
     """
     classes, audit, metrics = meta["classes"], ev.audit, ev.metrics
     pick = audit["policy"]["pick"]
-    jobs = [(confusion_figure_file(name), confusion_figure, (cm, classes, f"{name} - test split"))
-            for name, cm in data.cm.items()]
-    jobs += [(gamma_figure_file(loss), gamma_curves_figure,
-              (rows, list(GAMMA_METRICS), f"{loss}: test metrics against gamma (rarest class: {ev.rarest})"))
-             for loss, rows in ev.gammas.items()]
-    jobs += [(alpha_figure_file(family), alpha_curves_figure, (family, curve))
-             for family, curve in (audit.get("weight_strength") or {}).items()]
+    jobs = [
+        (confusion_figure_file(name), confusion_figure, (cm, classes, f"{name} - test split"))
+        for name, cm in data.cm.items()
+    ]
+    jobs += [
+        (
+            gamma_figure_file(loss),
+            gamma_curves_figure,
+            (rows, list(GAMMA_METRICS), f"{loss}: test metrics against gamma (rarest class: {ev.rarest})"),
+        )
+        for loss, rows in ev.gammas.items()
+    ]
+    jobs += [
+        (alpha_figure_file(family), alpha_curves_figure, (family, curve))
+        for family, curve in (audit.get("weight_strength") or {}).items()
+    ]
     gammas = sorted({r["gamma"] for rows in ev.gammas.values() for r in rows})
     if gammas:
         jobs.append((FIGURES["focal_shape"], focal_shape_figure, (gammas,)))
@@ -325,15 +371,20 @@ def evaluation_figures(ev, data, meta: dict) -> list[tuple[str, Callable[..., Fi
     jobs.append((FIGURES["agreement"], agreement_figure, (audit["metrics"], audit["kendall_tau"])))
     jobs.append((FIGURES["distribution"], class_distribution_figure, (meta["counts"], classes)))
     ref = audit["reference"]["model"]
-    pair = {f"{m} (chosen)" if m == pick else m: data.cm[m]
-            for m in dict.fromkeys(m for m in (pick, ref) if m and m in data.cm)}
+    pair = {
+        f"{m} (chosen)" if m == pick else m: data.cm[m]
+        for m in dict.fromkeys(m for m in (pick, ref) if m and m in data.cm)
+    }
     if pair:
         jobs.append((FIGURES["pick_vs_ce_confusion"], confusion_pair_figure, (pair, classes)))
     if audit.get("calibration"):
         jobs.append((FIGURES["reliability"], reliability_figure, (audit["calibration"],)))
     weighted = (audit.get("weight_strength") or {}).get("weighted_ce")  # its alpha sweep's peak, when swept
-    shown = list(dict.fromkeys(m for m in (ref, weighted["peak"]["models"][0] if weighted else "weighted_ce", pick)
-                               if m and m in metrics))
+    shown = list(
+        dict.fromkeys(
+            m for m in (ref, weighted["peak"]["models"][0] if weighted else "weighted_ce", pick) if m and m in metrics
+        )
+    )
     if shown:
         jobs.append((FIGURES["per_class"], per_class_figure, ({m: metrics[m] for m in shown}, classes, classes)))
     if audit.get("prior_shift"):

@@ -119,9 +119,11 @@ class Preprocessing:
         missing = [c for c in needed if c not in frame.columns]
         if missing:
             more = f" and {len(missing) - SHOWN} more" if len(missing) > SHOWN else ""
-            raise DataError(f"missing column(s) {', '.join(map(repr, missing[:SHOWN]))}{more}; "
-                            f"the preprocessing needs {len(needed)}: {', '.join(needed[:SHOWN])}"
-                            + (", …" if len(needed) > SHOWN else ""))
+            raise DataError(
+                f"missing column(s) {', '.join(map(repr, missing[:SHOWN]))}{more}; "
+                f"the preprocessing needs {len(needed)}: {', '.join(needed[:SHOWN])}"
+                + (", …" if len(needed) > SHOWN else "")
+            )
 
     @staticmethod
     def _refuse(name: str, values: pd.Series, bad: pd.Series, why: str) -> None:
@@ -167,7 +169,7 @@ class Preprocessing:
 
         out = np.zeros((len(frame), len(self.feature_names)), dtype=np.float32)
         if self.numeric:
-            out[:, :len(self.numeric)] = self._numeric(applied)
+            out[:, : len(self.numeric)] = self._numeric(applied)
         at = len(self.numeric)
         for cat in self.categorical:
             values = applied[cat.name].fillna(cat.impute)
@@ -191,16 +193,19 @@ class Preprocessing:
         scale = np.array([f.scale for f in self.numeric], dtype=dtype)
         return (x - mean) / scale
 
-    def _check(self, raw: pd.DataFrame, applied: pd.DataFrame, decisions: list[Column], *,
-               types_only: bool = False) -> None:
+    def _check(
+        self, raw: pd.DataFrame, applied: pd.DataFrame, decisions: list[Column], *, types_only: bool = False
+    ) -> None:
         """The first cell :meth:`transform` would have to guess about, as a one-line error: a row
         with nothing in it, a level never seen (unless ``types_only``), a number or a date that
         does not read."""
         if not types_only:
             empty = raw[[c.name for c in decisions]].apply(lambda v: _as_text(v).str.strip().isin(MISSING)).all(axis=1)
             if empty.any():
-                raise DataError(f"row {int(np.flatnonzero(empty.to_numpy())[0])} is empty: none of the "
-                                f"{len(decisions)} columns the model reads has a value")
+                raise DataError(
+                    f"row {int(np.flatnonzero(empty.to_numpy())[0])} is empty: none of the "
+                    f"{len(decisions)} columns the model reads has a value"
+                )
         known = {c.name: c.known for c in self.categorical}
         for col in decisions:
             if col.kind == "categorical" and types_only:
@@ -209,8 +214,9 @@ class Preprocessing:
                 values = applied[col.name]
                 bad = values.notna() & ~values.isin(known[col.name])
                 levels = known[col.name]
-                why = (f"a level never seen in training; known: {', '.join(map(repr, levels[:SHOWN]))}"
-                       + (f", … ({len(levels)} in all)" if len(levels) > SHOWN else ""))
+                why = f"a level never seen in training; known: {', '.join(map(repr, levels[:SHOWN]))}" + (
+                    f", … ({len(levels)} in all)" if len(levels) > SHOWN else ""
+                )
             else:
                 text = _as_text(raw[col.name]).str.strip()
                 bad = ~text.isin(MISSING) & applied[col.features[0]].isna()
@@ -225,11 +231,17 @@ class Preprocessing:
             "classes": list(self.classes),
             "features": list(self.feature_names),
             "columns": [c.as_dict() for c in self.columns],
-            "numeric": [{"name": f.name, "impute": f.impute, "mean": f.mean, "scale": f.scale}
-                        for f in self.numeric],
-            "categorical": [{"name": f.name, "impute": f.impute, "levels": list(f.levels),
-                             "infrequent": list(f.infrequent), "infrequent_feature": f.infrequent_feature}
-                            for f in self.categorical],
+            "numeric": [{"name": f.name, "impute": f.impute, "mean": f.mean, "scale": f.scale} for f in self.numeric],
+            "categorical": [
+                {
+                    "name": f.name,
+                    "impute": f.impute,
+                    "levels": list(f.levels),
+                    "infrequent": list(f.infrequent),
+                    "infrequent_feature": f.infrequent_feature,
+                }
+                for f in self.categorical
+            ],
         }
 
     @classmethod
@@ -239,27 +251,32 @@ class Preprocessing:
         if not isinstance(d, dict) or d.get("format") != PREPROCESSING_FORMAT:
             raise PipelineError("not a preprocessing file written by this pipeline")
         if d.get("version") != PREPROCESSING_VERSION:
-            raise PipelineError(f"preprocessing version {d.get('version')!r}; this code reads "
-                                f"version {PREPROCESSING_VERSION}")
+            raise PipelineError(
+                f"preprocessing version {d.get('version')!r}; this code reads version {PREPROCESSING_VERSION}"
+            )
         try:
             pre = cls(
-                columns=tuple(Column(c["name"], c["kind"], c["detail"], tuple(c["features"]))
-                              for c in d["columns"]),
+                columns=tuple(Column(c["name"], c["kind"], c["detail"], tuple(c["features"])) for c in d["columns"]),
                 classes=tuple(d["classes"]),
                 feature_names=tuple(d["features"]),
-                numeric=tuple(NumericFeature(f["name"], float(f["impute"]), float(f["mean"]),
-                                             float(f["scale"])) for f in d["numeric"]),
-                categorical=tuple(CategoricalFeature(f["name"], f["impute"], tuple(f["levels"]),
-                                                     tuple(f["infrequent"]), f["infrequent_feature"])
-                                  for f in d["categorical"]),
+                numeric=tuple(
+                    NumericFeature(f["name"], float(f["impute"]), float(f["mean"]), float(f["scale"]))
+                    for f in d["numeric"]
+                ),
+                categorical=tuple(
+                    CategoricalFeature(
+                        f["name"], f["impute"], tuple(f["levels"]), tuple(f["infrequent"]), f["infrequent_feature"]
+                    )
+                    for f in d["categorical"]
+                ),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise PipelineError(f"malformed preprocessing ({type(exc).__name__}: {exc})") from None
-        width = len(pre.numeric) + sum(len(f.levels) + (f.infrequent_feature is not None)
-                                       for f in pre.categorical)
+        width = len(pre.numeric) + sum(len(f.levels) + (f.infrequent_feature is not None) for f in pre.categorical)
         if width != len(pre.feature_names):
-            raise PipelineError(f"malformed preprocessing: {len(pre.feature_names)} feature names for "
-                                f"{width} output columns")
+            raise PipelineError(
+                f"malformed preprocessing: {len(pre.feature_names)} feature names for {width} output columns"
+            )
         return pre
 
 
@@ -292,8 +309,10 @@ def from_fitted(column_transformer: ColumnTransformer, columns: list[Column], cl
         stats = imputer.statistics_
         kept = [(name, stat) for name, stat in zip(inputs, stats) if not pd.isna(stat)]
         if kind == "num":
-            numeric += [NumericFeature(str(name), float(stat), float(mean), float(scale))
-                        for (name, stat), mean, scale in zip(kept, last.mean_, last.scale_)]
+            numeric += [
+                NumericFeature(str(name), float(stat), float(mean), float(scale))
+                for (name, stat), mean, scale in zip(kept, last.mean_, last.scale_)
+            ]
             continue
         out = names[ct.output_indices_["cat"]]
         at = 0
@@ -301,8 +320,9 @@ def from_fitted(column_transformer: ColumnTransformer, columns: list[Column], cl
             grouped = [str(v) for v in (infrequent if infrequent is not None else ())]
             own = [str(v) for v in levels if str(v) not in grouped]
             at += len(own) + bool(grouped)
-            categorical.append(CategoricalFeature(str(name), str(stat), tuple(own), tuple(grouped),
-                                                  out[at - 1] if grouped else None))
+            categorical.append(
+                CategoricalFeature(str(name), str(stat), tuple(own), tuple(grouped), out[at - 1] if grouped else None)
+            )
     return Preprocessing(tuple(columns), tuple(classes), tuple(names), tuple(numeric), tuple(categorical))
 
 

@@ -75,8 +75,10 @@ def lock_hashes(lock: dict[str, Any], skip: tuple[str, ...] = ()) -> dict[str, s
     """Each stage's ``dvc.lock`` entry as a short sha256 (what it ran on and made), ``skip`` left out."""
     import json
 
-    return {stage: hashlib.sha256(json.dumps(entry, sort_keys=True).encode()).hexdigest()[:16]
-            for stage, entry in _stages(lock, skip).items()}
+    return {
+        stage: hashlib.sha256(json.dumps(entry, sort_keys=True).encode()).hexdigest()[:16]
+        for stage, entry in _stages(lock, skip).items()
+    }
 
 
 def _stages(lock: dict[str, Any] | None, skip: tuple[str, ...]) -> dict[str, Any]:
@@ -85,8 +87,10 @@ def _stages(lock: dict[str, Any] | None, skip: tuple[str, ...]) -> dict[str, Any
 
 def lock_outputs(lock: dict[str, Any], skip: tuple[str, ...] = ()) -> dict[str, dict[str, str]]:
     """``stage -> output path -> md5`` from a parsed ``dvc.lock``, stages in ``skip`` left out."""
-    return {stage: {o["path"]: o.get("md5", "") for o in entry.get("outs", [])}
-            for stage, entry in _stages(lock, skip).items()}
+    return {
+        stage: {o["path"]: o.get("md5", "") for o in entry.get("outs", [])}
+        for stage, entry in _stages(lock, skip).items()
+    }
 
 
 def lock_params(lock: dict[str, Any], skip: tuple[str, ...] = ()) -> dict[str, Any]:

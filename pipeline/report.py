@@ -29,14 +29,25 @@ TOP = 5  # candidates the body's table shows by the policy's order (plus the oth
 
 # The glossary of plain names: a candidate is its model (a loss's words in pipeline.loss_specs, or a
 # baseline's here) and, after "+", a decision rule fitted on validation (its words in pipeline.rule_specs).
-BASELINE_WORDS = {"majority": "a baseline that always answers the most frequent training class",
-                  "logreg_balanced": "a class-balanced logistic regression",
-                  "xgboost": "gradient-boosted trees (XGBoost)"}
+BASELINE_WORDS = {
+    "majority": "a baseline that always answers the most frequent training class",
+    "logreg_balanced": "a class-balanced logistic regression",
+    "xgboost": "gradient-boosted trees (XGBoost)",
+}
 METRIC_WORDS = {
-    "accuracy": "accuracy", "balanced_accuracy": "balanced accuracy", "macro_f1": "macro-F1",
-    "micro_f1": "micro-F1", "weighted_f1": "weighted F1", "mcc": "MCC", "cohen_kappa": "Cohen's κ",
-    "geometric_mean": "geometric-mean recall", "roc_auc_ovr": "ROC AUC (one vs rest)", "pr_auc": "PR AUC",
-    "log_loss": "log-loss", "ece": "ECE", "expected_cost": "expected cost",
+    "accuracy": "accuracy",
+    "balanced_accuracy": "balanced accuracy",
+    "macro_f1": "macro-F1",
+    "micro_f1": "micro-F1",
+    "weighted_f1": "weighted F1",
+    "mcc": "MCC",
+    "cohen_kappa": "Cohen's κ",
+    "geometric_mean": "geometric-mean recall",
+    "roc_auc_ovr": "ROC AUC (one vs rest)",
+    "pr_auc": "PR AUC",
+    "log_loss": "log-loss",
+    "ece": "ECE",
+    "expected_cost": "expected cost",
 }
 
 
@@ -49,12 +60,16 @@ def loss_words(loss: str) -> str:
 def plain(entry: dict) -> str:
     """A candidate (a leaderboard entry) in plain words: ``ldam_drw+posthoc_adjust`` → "the network
     trained with LDAM loss with deferred re-weighting, with a prior correction". The technical name goes beside it, never instead."""
-    what = (BASELINE_WORDS.get(entry["base_model"], entry["base_model"]) if entry["kind"] == "baseline"
-            else f"the network trained with {loss_words(entry['loss'])}")
+    what = (
+        BASELINE_WORDS.get(entry["base_model"], entry["base_model"])
+        if entry["kind"] == "baseline"
+        else f"the network trained with {loss_words(entry['loss'])}"
+    )
     return what + (f", with {rule_words(entry['rule'])}" if entry["rule"] else "")
 
 
 # --- formats: each returns HTML (Markup), its text escaped --------------------------------------------
+
 
 def num(x: Any, digits: int = 3) -> Markup:
     """``0.917``; None (an undefined value) is said as ``undefined``."""
@@ -145,8 +160,9 @@ def rule_words(rule: str) -> str:
     return spec.words if spec else rule
 
 
-HELPERS = {f.__name__: f for f in (num, ci, signed, between, gain, name, names, sentence, metric_words, plain,
-                                   rule_words)}
+HELPERS = {
+    f.__name__: f for f in (num, ci, signed, between, gain, name, names, sentence, metric_words, plain, rule_words)
+}
 
 
 @dataclass(frozen=True)
@@ -276,7 +292,9 @@ class Run:
             if d["metric"] in self.columns:
                 why.setdefault(d["winner"], []).append(f"best on {d['metric']}")
         if self.reference:
-            why.setdefault(self.rep(self.reference), []).append("the reference (" + self.audit["reference"]["why"] + ")")
+            why.setdefault(self.rep(self.reference), []).append(
+                "the reference (" + self.audit["reference"]["why"] + ")"
+            )
         return {m: why[m] for m in self.board if m in why}
 
     def never_predicted(self, model: str) -> list[str]:
@@ -305,8 +323,14 @@ class Run:
         alarms = round(found / precision) if found and precision else None
         wrong = alarms - found if alarms is not None else None
         one_in = alarms / wrong if wrong else None
-        return {"cls": rare, "support": support, "found": found, "alarms": alarms, "wrong": wrong,
-                "one_in": None if one_in is None else num(one_in, 0 if one_in >= 2 else 1)}
+        return {
+            "cls": rare,
+            "support": support,
+            "found": found,
+            "alarms": alarms,
+            "wrong": wrong,
+            "one_in": None if one_in is None else num(one_in, 0 if one_in >= 2 else 1),
+        }
 
     def evidence(self, provenance: Provenance) -> list[tuple[str, str, str]]:
         """(candidate, split, sha256) of every prediction file, by candidate."""
@@ -319,21 +343,42 @@ class Run:
     def tau_pairs(self) -> list[tuple[str, str, float]]:
         """The metric pairs Appendix B tabulates, with Kendall's τ between their rankings."""
         tau, vkey = self.audit["kendall_tau"], self.vkey
-        pairs = [("accuracy", f"{vkey}/accuracy"), ("macro_f1", f"{vkey}/accuracy"), ("accuracy", "macro_f1"),
-                 ("macro_f1", f"recall/{self.audit['rarest_class']}"), ("macro_f1", "log_loss")]
+        pairs = [
+            ("accuracy", f"{vkey}/accuracy"),
+            ("macro_f1", f"{vkey}/accuracy"),
+            ("accuracy", "macro_f1"),
+            ("macro_f1", f"recall/{self.audit['rarest_class']}"),
+            ("macro_f1", "log_loss"),
+        ]
         return [(a, b, tau[a][b]) for a, b in pairs if a in tau and b in tau]
 
 
-_ENV = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
-                          undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
-                          keep_trailing_newline=True)
+_ENV = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(TEMPLATES),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+    keep_trailing_newline=True,
+)
 _ENV.globals.update(HELPERS, TOP=TOP, Path=Path)
 
 
-def render(*, title: str, meta: dict, weights: dict, metrics: dict[str, dict], audit: dict, runs: dict | None,
-           mlflow_url: str | None, provenance: Provenance, images: dict[str, bytes]) -> str:
+def render(
+    *,
+    title: str,
+    meta: dict,
+    weights: dict,
+    metrics: dict[str, dict],
+    audit: dict,
+    runs: dict | None,
+    mlflow_url: str | None,
+    provenance: Provenance,
+    images: dict[str, bytes],
+) -> str:
     """The report's HTML text. ``images`` maps the figures' names (:data:`pipeline.artifacts.FIGURES`'
     keys, ``gamma_<loss>`` and ``alpha_<family>``) to PNG bytes; a missing one is left out."""
     r = Run(meta, weights, metrics, audit, images)
-    return _ENV.get_template("page.html").render(title=title, r=r, runs=runs, mlflow_url=mlflow_url,
-                                                 provenance=provenance)
+    return _ENV.get_template("page.html").render(
+        title=title, r=r, runs=runs, mlflow_url=mlflow_url, provenance=provenance
+    )

@@ -45,15 +45,36 @@ class RuleSpec:
 RULE_SPECS: dict[str, RuleSpec] = {
     spec.name: spec
     for spec in (
-        RuleSpec("posthoc_adjust", "pipeline.decision:fit_posthoc_adjust", "pipeline.decision:apply_posthoc_adjust",
-                 "a prior correction", "Menon et al., ICLR 2021"),
-        RuleSpec("thresholds", "pipeline.decision:fit_thresholds", "pipeline.decision:apply_thresholds",
-                 "per-class thresholds"),
-        RuleSpec("cost", "pipeline.decision:fit_cost", "pipeline.decision:apply_cost", "cost-based decisions",
-                 "Alexandari et al., ICML 2020; Elkan, IJCAI 2001", needs=COST,
-                 posterior="bias-corrected temperature scaling"),
-        RuleSpec("anomaly", "pipeline.decision:fit_anomaly", "pipeline.decision:apply_anomaly",
-                 "an anomaly detector for the rarest class", "Liu et al., ICDM 2008", needs=ANOMALY_SCORES),
+        RuleSpec(
+            "posthoc_adjust",
+            "pipeline.decision:fit_posthoc_adjust",
+            "pipeline.decision:apply_posthoc_adjust",
+            "a prior correction",
+            "Menon et al., ICLR 2021",
+        ),
+        RuleSpec(
+            "thresholds",
+            "pipeline.decision:fit_thresholds",
+            "pipeline.decision:apply_thresholds",
+            "per-class thresholds",
+        ),
+        RuleSpec(
+            "cost",
+            "pipeline.decision:fit_cost",
+            "pipeline.decision:apply_cost",
+            "cost-based decisions",
+            "Alexandari et al., ICML 2020; Elkan, IJCAI 2001",
+            needs=COST,
+            posterior="bias-corrected temperature scaling",
+        ),
+        RuleSpec(
+            "anomaly",
+            "pipeline.decision:fit_anomaly",
+            "pipeline.decision:apply_anomaly",
+            "an anomaly detector for the rarest class",
+            "Liu et al., ICDM 2008",
+            needs=ANOMALY_SCORES,
+        ),
     )
 }
 
@@ -66,4 +87,3 @@ def rule_spec(name: str) -> RuleSpec:
         return RULE_SPECS[name]
     except KeyError:
         raise PipelineError(f"rule must be one of {', '.join(RULE_SPECS)}; got {name!r}") from None
-

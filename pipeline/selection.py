@@ -48,10 +48,25 @@ from pipeline.metrics import (
 # A validation split whose largest class is at most this many times its smallest counts as balanced.
 BALANCED_RATIO = 1.5
 # Metrics of the confusion matrix alone (fast: no probabilities); every other one reads them.
-COUNT_METRICS = frozenset({"accuracy", "balanced_accuracy", "macro_f1", "micro_f1", "weighted_f1", "mcc",
-                           "cohen_kappa", "geometric_mean", "macro_precision", "macro_recall",
-                           "micro_precision", "micro_recall", "weighted_precision", "weighted_recall",
-                           COST_METRIC})
+COUNT_METRICS = frozenset(
+    {
+        "accuracy",
+        "balanced_accuracy",
+        "macro_f1",
+        "micro_f1",
+        "weighted_f1",
+        "mcc",
+        "cohen_kappa",
+        "geometric_mean",
+        "macro_precision",
+        "macro_recall",
+        "micro_precision",
+        "micro_recall",
+        "weighted_precision",
+        "weighted_recall",
+        COST_METRIC,
+    }
+)
 
 Objective = Callable[[np.ndarray, np.ndarray, np.ndarray, "np.ndarray | None"], tuple[float, float]]
 
@@ -73,11 +88,15 @@ def second_view(train_counts: Sequence[int], val_counts: Sequence[int], setting:
     if setting == "auto":
         setting = "train" if val.max() <= BALANCED_RATIO * max(val.min(), 1) else "uniform"
     if setting == "train":
-        return View("train_prior", (train / train.sum()).tolist(),
-                    "reweighted to the training split's class prior (as deployed, if deployment data "
-                    "look like the training data)")
-    return View("uniform_prior", [1 / len(val)] * len(val),
-                "reweighted to a uniform class prior (every class counts equally)")
+        return View(
+            "train_prior",
+            (train / train.sum()).tolist(),
+            "reweighted to the training split's class prior (as deployed, if deployment data "
+            "look like the training data)",
+        )
+    return View(
+        "uniform_prior", [1 / len(val)] * len(val), "reweighted to a uniform class prior (every class counts equally)"
+    )
 
 
 def flat_values(metrics: dict[str, dict], view_key: str) -> dict[str, dict[str, float]]:
@@ -96,8 +115,9 @@ def selection_view(meta, cfg) -> View:
     :class:`pipeline.config.EvaluateConfig`): :func:`second_view` of the training and
     validation counts."""
     classes = meta["classes"]
-    return second_view([meta["counts"]["train"][c] for c in classes],
-                       [meta["counts"]["val"][c] for c in classes], cfg.prior)
+    return second_view(
+        [meta["counts"]["train"][c] for c in classes], [meta["counts"]["val"][c] for c in classes], cfg.prior
+    )
 
 
 @dataclass(frozen=True)
@@ -162,8 +182,12 @@ def policy_of(meta, cfg) -> Policy:
     """The :class:`Policy` of ``cfg.select`` (``cfg`` an :class:`pipeline.config.EvaluateConfig`)
     on the run described by ``meta``."""
     select = cfg.select
-    return Policy(select.metric, tuple(parse_constraint(c) for c in select.constraints), selection_view(meta, cfg),
-                  select.view == "reweighted")
+    return Policy(
+        select.metric,
+        tuple(parse_constraint(c) for c in select.constraints),
+        selection_view(meta, cfg),
+        select.view == "reweighted",
+    )
 
 
 def _constraints(select: SelectConfig | Policy) -> list[Constraint]:
@@ -172,8 +196,10 @@ def _constraints(select: SelectConfig | Policy) -> list[Constraint]:
 
 def _policy_names(select: SelectConfig | Policy) -> list[tuple[str, str]]:
     """``(metric name, params key)`` of the policy's metric and of every constraint's."""
-    return [(select.metric, "evaluate.select.metric"),
-            *((c.metric, "evaluate.select.constraints") for c in _constraints(select))]
+    return [
+        (select.metric, "evaluate.select.metric"),
+        *((c.metric, "evaluate.select.constraints") for c in _constraints(select)),
+    ]
 
 
 def _names(select: SelectConfig | Policy) -> list[str]:
@@ -196,8 +222,10 @@ def check_policy_metrics(select: SelectConfig | Policy, *, costs: bool = False) 
     for name, key in _policy_names(select):
         base, slash, cls = name.partition("/")
         if name == COST_METRIC and not costs:
-            raise PipelineError(f"params.yaml: {key} names {COST_METRIC}, which needs evaluate.costs "
-                                "(the cost of each decision by class); set it or choose another metric")
+            raise PipelineError(
+                f"params.yaml: {key} names {COST_METRIC}, which needs evaluate.costs "
+                "(the cost of each decision by class); set it or choose another metric"
+            )
         if not (name in summary if not slash else base in PER_CLASS and cls):
             raise _unknown_metric(name, key, summary)
 
@@ -221,9 +249,17 @@ def reads_probabilities(metric: str) -> bool:
     return metric not in COUNT_METRICS and metric.partition("/")[0] not in PER_CLASS
 
 
-def metric_value(name: str, y_true: np.ndarray, y_pred: np.ndarray, proba: np.ndarray, classes: list[str], *,
-                 sample_weight: np.ndarray | None = None, cost: np.ndarray | None = None,
-                 ece_bins: int = 15) -> float:
+def metric_value(
+    name: str,
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    proba: np.ndarray,
+    classes: list[str],
+    *,
+    sample_weight: np.ndarray | None = None,
+    cost: np.ndarray | None = None,
+    ece_bins: int = 15,
+) -> float:
     """One metric of :func:`pipeline.metrics.classification_metrics`, from the confusion matrix
     alone when it needs no probabilities (the fast path every search uses)."""
     base, _, cls = name.partition("/")
@@ -234,8 +270,9 @@ def metric_value(name: str, y_true: np.ndarray, y_pred: np.ndarray, proba: np.nd
             return fast
         values = count_metrics(cm, cost=cost)
         return float(values[base][classes.index(cls)] if cls else values[base])
-    return classification_metrics(y_true, y_pred, classes, proba=proba, sample_weight=sample_weight,
-                                  ece_bins=ece_bins, cost=cost)[name]
+    return classification_metrics(
+        y_true, y_pred, classes, proba=proba, sample_weight=sample_weight, ece_bins=ece_bins, cost=cost
+    )[name]
 
 
 def _fast_count(base: str, cm: np.ndarray, c: int | None, cost: np.ndarray | None) -> float | None:
@@ -267,12 +304,17 @@ def _fast_count(base: str, cm: np.ndarray, c: int | None, cost: np.ndarray | Non
 
 def violation(constraints: Sequence[Constraint], values: dict[str, float]) -> float:
     """How far ``values`` are from meeting every constraint (0 when all hold)."""
-    return float(sum(max(0.0, c.bound - values[c.metric]) if c.op == ">=" else max(0.0, values[c.metric] - c.bound)
-                     for c in constraints))
+    return float(
+        sum(
+            max(0.0, c.bound - values[c.metric]) if c.op == ">=" else max(0.0, values[c.metric] - c.bound)
+            for c in constraints
+        )
+    )
 
 
-def policy_objective(select: SelectConfig | Policy, classes: list[str], *, cost: np.ndarray | None = None,
-                     ece_bins: int = 15) -> Objective:
+def policy_objective(
+    select: SelectConfig | Policy, classes: list[str], *, cost: np.ndarray | None = None, ece_bins: int = 15
+) -> Objective:
     """``objective(y_true, y_pred, proba, sample_weight) -> (violation, score)`` of the policy:
     the constraints' total shortfall and the policy's metric oriented so that higher is better.
     The view is the caller's: ``sample_weight`` (None as held out)."""
@@ -281,8 +323,12 @@ def policy_objective(select: SelectConfig | Policy, classes: list[str], *, cost:
     sign = -1.0 if lower_is_better(select.metric) else 1.0
 
     def objective(y_true, y_pred, proba, sample_weight=None):
-        values = {n: metric_value(n, y_true, y_pred, proba, classes, sample_weight=sample_weight, cost=cost,
-                                  ece_bins=ece_bins) for n in names}
+        values = {
+            n: metric_value(
+                n, y_true, y_pred, proba, classes, sample_weight=sample_weight, cost=cost, ece_bins=ece_bins
+            )
+            for n in names
+        }
         return violation(constraints, values), sign * values[select.metric]
 
     def batch(y_true, y_preds, sample_weight=None):
@@ -292,8 +338,7 @@ def policy_objective(select: SelectConfig | Policy, classes: list[str], *, cost:
         k, c = y_preds.shape[0], len(classes)
         cell = (np.arange(k)[:, None] * c + np.asarray(y_true, dtype=np.int64)) * c + y_preds
         w = None if sample_weight is None else np.broadcast_to(sample_weight, y_preds.shape).ravel()
-        values = count_metrics(np.bincount(cell.ravel(), weights=w, minlength=k * c * c).reshape(k, c, c),
-                               cost=cost)
+        values = count_metrics(np.bincount(cell.ravel(), weights=w, minlength=k * c * c).reshape(k, c, c), cost=cost)
 
         def get(name):
             base, _, cls = name.partition("/")
@@ -325,20 +370,31 @@ class Pick:
     order: list[str]  # every candidate, eligible ones first, each part in the policy's order
 
 
-def select(values: dict[str, dict[str, float]], primary: str, constraints: Sequence[Constraint],
-           parameters: dict[str, int]) -> Pick:
+def select(
+    values: dict[str, dict[str, float]], primary: str, constraints: Sequence[Constraint], parameters: dict[str, int]
+) -> Pick:
     """The policy on one split's values: the best ``primary`` among candidates meeting every
     constraint; ties go to fewer fitted parameters, then to the first name."""
-    violations = {m: [f"{c} (has {v[c.metric]:.4f})" for c in constraints if not c.holds(v[c.metric])]
-                  for m, v in values.items()}
+    violations = {
+        m: [f"{c} (has {v[c.metric]:.4f})" for c in constraints if not c.holds(v[c.metric])] for m, v in values.items()
+    }
     order = sorted(values, key=lambda m: (bool(violations[m]), *order_key(primary, values[m], parameters[m], m)))
     eligible = [m for m in order if not violations[m]]
     return Pick(eligible[0] if eligible else None, eligible, {m: v for m, v in violations.items() if v}, order)
 
 
-def resampled_values(names: Sequence[str], y_true: np.ndarray, y_pred: np.ndarray, proba: np.ndarray,
-                     classes: list[str], *, indices: Resamples | np.ndarray, sample_weight: np.ndarray | None = None,
-                     cost: np.ndarray | None = None, ece_bins: int = 15) -> dict[str, np.ndarray]:
+def resampled_values(
+    names: Sequence[str],
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    proba: np.ndarray,
+    classes: list[str],
+    *,
+    indices: Resamples | np.ndarray,
+    sample_weight: np.ndarray | None = None,
+    cost: np.ndarray | None = None,
+    ece_bins: int = 15,
+) -> dict[str, np.ndarray]:
     """``name -> (B,)`` values of each metric on each bootstrap resample ``indices`` (B, N).
 
     Count metrics and ``log_loss`` are vectorised over resamples; the other probability metrics
@@ -351,22 +407,32 @@ def resampled_values(names: Sequence[str], y_true: np.ndarray, y_pred: np.ndarra
         base, _, cls = name.partition("/")
         if not reads_probabilities(name):
             if counts is None:
-                counts = bootstrap_distribution(y_true, y_pred, len(classes), indices=indices, sample_weight=w,
-                                                cost=cost)
+                counts = bootstrap_distribution(
+                    y_true, y_pred, len(classes), indices=indices, sample_weight=w, cost=cost
+                )
             out[name] = counts[base][:, classes.index(cls)] if cls else counts[base]
         elif name == "log_loss":
             nll = -np.log(np.clip(proba[np.arange(len(y_true)), y_true], np.finfo(np.float64).eps, 1.0))
             resamples = as_resamples(indices)
             out[name] = resamples.sums(w * nll) / resamples.sums(w)
         else:
-            out[name] = np.array([
-                classification_metrics(y_true[i], y_pred[i], classes, proba=proba[i], sample_weight=w[i],
-                                       ece_bins=ece_bins)[name] for i in indices])
+            out[name] = np.array(
+                [
+                    classification_metrics(
+                        y_true[i], y_pred[i], classes, proba=proba[i], sample_weight=w[i], ece_bins=ece_bins
+                    )[name]
+                    for i in indices
+                ]
+            )
     return out
 
 
-def p_best(resampled: dict[str, dict[str, np.ndarray]], primary: str, constraints: Sequence[Constraint],
-           parameters: dict[str, int]) -> dict[str, float]:
+def p_best(
+    resampled: dict[str, dict[str, np.ndarray]],
+    primary: str,
+    constraints: Sequence[Constraint],
+    parameters: dict[str, int],
+) -> dict[str, float]:
     """Each candidate's share of the bootstrap resamples in which the policy picks it.
 
     ``resampled`` is ``candidate -> metric -> (B,)`` (the same resamples for every candidate).
@@ -398,8 +464,9 @@ def kish_ess(weights: np.ndarray) -> float:
     return float(w.sum() ** 2 / (w**2).sum()) if (w**2).sum() > 0 else 0.0
 
 
-def prior_family(val_prior: np.ndarray, train_prior: np.ndarray, deploy_prior: np.ndarray | None = None,
-                 *, steps: int = 6) -> list[dict]:
+def prior_family(
+    val_prior: np.ndarray, train_prior: np.ndarray, deploy_prior: np.ndarray | None = None, *, steps: int = 6
+) -> list[dict]:
     """Deployment priors from the validation prior to the training prior (and on to
     ``deploy_prior`` when given): ``(1 - t) * start + t * end`` at ``steps`` points per leg.
 

@@ -60,9 +60,19 @@ def bundle_digest(bundle: str | Path) -> str:
     return h.hexdigest()
 
 
-def write_bundle(out: str | Path, *, name: str, model: str, kind: str, classes: list[str],
-                 model_file: Path | None, preprocessing_file: Path, decision: dict[str, Any] | None = None,
-                 decisions_dir: Path | None = None, calibration: dict[str, Any] | None = None) -> str:
+def write_bundle(
+    out: str | Path,
+    *,
+    name: str,
+    model: str,
+    kind: str,
+    classes: list[str],
+    model_file: Path | None,
+    preprocessing_file: Path,
+    decision: dict[str, Any] | None = None,
+    decisions_dir: Path | None = None,
+    calibration: dict[str, Any] | None = None,
+) -> str:
     """Write candidate ``name``'s bundle into the new directory ``out``; returns its digest.
 
     ``kind`` is ``mlp`` or a baseline's name; ``model_file`` its checkpoint or description;
@@ -84,11 +94,20 @@ def write_bundle(out: str | Path, *, name: str, model: str, kind: str, classes: 
     forest = (decision or {}).get("context", {}).get("forest")
     if forest:
         shutil.copyfile(Path(decisions_dir) / forest, out / "forest.skops")
-    write_json(out / CANDIDATE_FILE, {
-        "format": BUNDLE_FORMAT, "version": BUNDLE_VERSION, "name": name, "model": model,
-        "rule": None if decision is None else decision["rule"], "kind": kind, "classes": list(classes),
-        "decision": decision, "calibration": calibration,
-    })
+    write_json(
+        out / CANDIDATE_FILE,
+        {
+            "format": BUNDLE_FORMAT,
+            "version": BUNDLE_VERSION,
+            "name": name,
+            "model": model,
+            "rule": None if decision is None else decision["rule"],
+            "kind": kind,
+            "classes": list(classes),
+            "decision": decision,
+            "calibration": calibration,
+        },
+    )
     return bundle_digest(out)
 
 
@@ -115,12 +134,22 @@ def _booster(raw: bytes):
     return booster
 
 
-def write_candidate_bundle(out: str | Path, rec: ModelRecord, *, classes: list[str], preprocessing_file: Path,
-                           decisions_dir: Path) -> str:
+def write_candidate_bundle(
+    out: str | Path, rec: ModelRecord, *, classes: list[str], preprocessing_file: Path, decisions_dir: Path
+) -> str:
     """:func:`write_bundle` of the candidate ``rec`` evaluate reads (a trained model or a rule on one)."""
-    return write_bundle(out, name=rec.name, model=rec.model, kind="mlp" if rec.kind == "mlp" else rec.loss,
-                        classes=classes, model_file=rec.weights, preprocessing_file=preprocessing_file,
-                        decision=rec.decision, decisions_dir=decisions_dir, calibration=rec.calibration)
+    return write_bundle(
+        out,
+        name=rec.name,
+        model=rec.model,
+        kind="mlp" if rec.kind == "mlp" else rec.loss,
+        classes=classes,
+        model_file=rec.weights,
+        preprocessing_file=preprocessing_file,
+        decision=rec.decision,
+        decisions_dir=decisions_dir,
+        calibration=rec.calibration,
+    )
 
 
 @dataclass
@@ -141,16 +170,25 @@ class Candidate:
         bundle = Path(bundle)
         spec = read_json(bundle / CANDIDATE_FILE, what="candidate bundle")
         if spec.get("format") != BUNDLE_FORMAT or spec.get("version") not in READ_VERSIONS:
-            raise PipelineError(f"{bundle}: not a candidate bundle of this pipeline (versions "
-                                f"{', '.join(map(str, READ_VERSIONS))} are read)")
+            raise PipelineError(
+                f"{bundle}: not a candidate bundle of this pipeline (versions "
+                f"{', '.join(map(str, READ_VERSIONS))} are read)"
+            )
         forest = None
         if (bundle / "forest.skops").is_file():
             from pipeline.decision import load_forest
 
             forest = load_forest(bundle / "forest.skops")
-        return cls(spec["name"], spec["classes"], spec["kind"], load_preprocessing(bundle / "preprocessing.json"),
-                   spec["decision"], _base_proba(spec["kind"], bundle, len(spec["classes"])), forest,
-                   spec.get("calibration"))
+        return cls(
+            spec["name"],
+            spec["classes"],
+            spec["kind"],
+            load_preprocessing(bundle / "preprocessing.json"),
+            spec["decision"],
+            _base_proba(spec["kind"], bundle, len(spec["classes"])),
+            forest,
+            spec.get("calibration"),
+        )
 
     def decide(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(proba (N, C), y_pred (N,))`` of prepared features ``X`` (N, F), as the pipeline's
@@ -168,7 +206,9 @@ class Candidate:
         from pipeline.rule_specs import rule_spec
 
         scores = None if self._forest is None else anomaly_scores(self._forest, X)
-        q, y_pred = apply_rule(self.decision["rule"], self.decision["params"], proba, rule_context(self.decision, scores))
+        q, y_pred = apply_rule(
+            self.decision["rule"], self.decision["params"], proba, rule_context(self.decision, scores)
+        )
         return (q if rule_spec(self.decision["rule"]).posterior else shipped), y_pred
 
     def predict(self, frame: pd.DataFrame, *, strict: bool = False) -> pd.DataFrame:
@@ -209,8 +249,11 @@ def _base_proba(kind: str, bundle: Path, n_classes: int):
     if kind == "xgboost":
         import xgboost
 
-        booster = _booster(json.dumps(saved["booster"]).encode() if "booster" in saved  # a version-1 bundle
-                           else (bundle / "booster.ubj").read_bytes())
+        booster = _booster(
+            json.dumps(saved["booster"]).encode()
+            if "booster" in saved  # a version-1 bundle
+            else (bundle / "booster.ubj").read_bytes()
+        )
         rounds = int(saved["best_iteration"]) + 1
 
         def boosted(X):
@@ -220,4 +263,3 @@ def _base_proba(kind: str, bundle: Path, n_classes: int):
 
         return boosted
     raise PipelineError(f"{bundle}: unknown model kind {kind!r}")
-

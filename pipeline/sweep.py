@@ -152,11 +152,15 @@ def fit_sweep(
     work = []
     for part in _partition(specs, groups):
         seeds = [specs[i].seed for i in part]
-        work.append(_Group(
-            part, [mlps[i] for i in part], seeds,
-            {s: _dropout_generator(s, rng_states[s], device) for s in dict.fromkeys(seeds)},
-            {s: torch.Generator().manual_seed(s) for s in dict.fromkeys(seeds)},
-        ))
+        work.append(
+            _Group(
+                part,
+                [mlps[i] for i in part],
+                seeds,
+                {s: _dropout_generator(s, rng_states[s], device) for s in dict.fromkeys(seeds)},
+                {s: torch.Generator().manual_seed(s) for s in dict.fromkeys(seeds)},
+            )
+        )
     tensors = (X_tr, y_tr, X_st, y_st, X_va, y_va)
     start = time.perf_counter()
     if groups == 1:
@@ -164,8 +168,18 @@ def fit_sweep(
     else:
         with ThreadPoolExecutor(groups) as pool:
             futures = [
-                pool.submit(_fit_stack, group, criterion.take(torch.tensor(group.slots)), tensors,
-                            n_classes, cfg, device, progress, f"{desc} {g + 1}/{groups}", on_epoch)
+                pool.submit(
+                    _fit_stack,
+                    group,
+                    criterion.take(torch.tensor(group.slots)),
+                    tensors,
+                    n_classes,
+                    cfg,
+                    device,
+                    progress,
+                    f"{desc} {g + 1}/{groups}",
+                    on_epoch,
+                )
                 for g, group in enumerate(work)
             ]
             outcome = [f.result() for f in futures]
@@ -210,8 +224,11 @@ def _fit_stack(
         order = torch.stack([torch.randperm(n, generator=group.shuffle_gens[s]) for s in seeds]).to(device)
         shared = len(seeds) == 1
         # slot -> its seed's row of order and masks; None where that is the identity (one seed each)
-        of_seed = None if len(seeds) == len(active) else torch.tensor(
-            [seeds.index(group.seeds[k]) for k in active], device=device)
+        of_seed = (
+            None
+            if len(seeds) == len(active)
+            else torch.tensor([seeds.index(group.seeds[k]) for k in active], device=device)
+        )
         total = torch.zeros(len(active), dtype=torch.float64, device=device)
         for i in range(0, n, batch):
             if shared:  # one batch for every configuration: (B, F), targets (A, B)
@@ -245,8 +262,16 @@ def _fit_stack(
         keep = []
         for slot, k in enumerate(active):
             r = results[k]
-            r.history.append(epoch_record(epoch, train_loss[slot], stop_loss[slot],
-                                          {key: v[slot] for key, v in stop.items()}, val_loss[slot], val_cm[slot]))
+            r.history.append(
+                epoch_record(
+                    epoch,
+                    train_loss[slot],
+                    stop_loss[slot],
+                    {key: v[slot] for key, v in stop.items()},
+                    val_loss[slot],
+                    val_cm[slot],
+                )
+            )
             if on_epoch is not None:
                 on_epoch(group.slots[k], r.history[-1])
             if stoppers[k].step(epoch, score[slot]):

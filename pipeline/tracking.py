@@ -69,8 +69,11 @@ URI_FORMS = "http(s)://host:port, sqlite:///path/to/mlflow.db or postgresql://us
 _DB_PORTS = {"postgresql": 5432, "mysql": 3306, "mssql": 1433}
 # A tracking server that stops answering must not stall a stage for minutes (MLflow's defaults:
 # 7 retries with exponential back-off, 120 s per request); the user's own settings win.
-HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-                 "MLFLOW_HTTP_REQUEST_TIMEOUT": "20"}
+HTTP_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
+}
 OFFLINE = "PIPELINE_OFFLINE"  # =1: train without the store, the runs wait in the outbox
 EXP_ENV = ("DVC_EXP_NAME", "DVC_EXP_BASELINE_REV")  # what a logging task keeps of a `dvc exp run`
 
@@ -102,8 +105,10 @@ def check_store(uri: str, timeout: float = 5.0) -> None:
 
     from pipeline import PipelineError
 
-    fix = "set MLFLOW_TRACKING_URI to a reachable store, unset it for the local one, or set PIPELINE_OFFLINE=1 " \
-          "to train now and send the runs later (make send)"
+    fix = (
+        "set MLFLOW_TRACKING_URI to a reachable store, unset it for the local one, or set PIPELINE_OFFLINE=1 "
+        "to train now and send the runs later (make send)"
+    )
     try:
         parts = urllib.parse.urlsplit(uri)
         port = parts.port
@@ -113,7 +118,9 @@ def check_store(uri: str, timeout: float = 5.0) -> None:
     if scheme == "sqlite":
         path = uri.split(":///", 1)[1] if ":///" in uri else ""
         if not path or path == ":memory:":
-            raise PipelineError(f"MLflow tracking URI {uri!r} is malformed: a SQLite store is sqlite:///path/to/mlflow.db")
+            raise PipelineError(
+                f"MLflow tracking URI {uri!r} is malformed: a SQLite store is sqlite:///path/to/mlflow.db"
+            )
         parent = Path(path).parent
         if not parent.is_dir() or not os.access(parent, os.W_OK):
             raise PipelineError(f"MLflow tracking URI {uri!r}: directory {parent} does not exist or is not writable")
@@ -143,8 +150,9 @@ def check_store(uri: str, timeout: float = 5.0) -> None:
                     if conn.recv(1) not in (b"S", b"N"):
                         raise OSError(0, "no PostgreSQL server answers there")
         except OSError as exc:
-            raise PipelineError(f"MLflow tracking store {uri} is not reachable "
-                                f"({exc.strerror or type(exc).__name__}); {fix}") from None
+            raise PipelineError(
+                f"MLflow tracking store {uri} is not reachable ({exc.strerror or type(exc).__name__}); {fix}"
+            ) from None
         return
     if scheme == "databricks":
         return
@@ -183,7 +191,7 @@ def ensure_store(uri: str) -> None:
 
     import mlflow
 
-    path = Path(uri[len("sqlite:///"):])
+    path = Path(uri[len("sqlite:///") :])
     with open(path.with_name(path.name + ".lock"), "a") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
@@ -193,7 +201,6 @@ def ensure_store(uri: str) -> None:
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
     _READY.add(uri)
-
 
 
 def experiment_id(client, name: str, uri: str) -> str:
@@ -222,9 +229,9 @@ def artifact_root(uri: str) -> str | None:
     For any other store None: the store decides. (Without this, MLflow puts a SQLite store's
     artifacts under the working directory, whatever the store.)"""
     prefix = "sqlite:///"
-    if not uri.startswith(prefix) or uri[len(prefix):] in ("", ":memory:"):
+    if not uri.startswith(prefix) or uri[len(prefix) :] in ("", ":memory:"):
         return None
-    return (Path(uri[len(prefix):]).resolve().parent / "mlartifacts").as_uri()
+    return (Path(uri[len(prefix) :]).resolve().parent / "mlartifacts").as_uri()
 
 
 def client_for(uri: str):
@@ -316,8 +323,9 @@ _BATCH = 900  # MLflow takes at most 1000 metrics per log_batch call
 
 def find_run(client, experiment: str, key: str):
     """The run tagged with outbox key ``key`` (the earliest if several), or None."""
-    runs = client.search_runs([experiment], filter_string=f"tags.{KEY_TAG} = '{key}'",
-                              order_by=["attributes.start_time ASC"], max_results=1)
+    runs = client.search_runs(
+        [experiment], filter_string=f"tags.{KEY_TAG} = '{key}'", order_by=["attributes.start_time ASC"], max_results=1
+    )
     return runs[0] if runs else None
 
 
@@ -325,9 +333,12 @@ def log_batches(client, run_id: str, *, params=(), metrics=(), synchronous: bool
     """``params`` and ``metrics`` (MLflow entities) in as few ``log_batch`` calls as MLflow
     takes; the pending operations when not ``synchronous``."""
     params, metrics = list(params), list(metrics)
-    return [client.log_batch(run_id, params=params[i : i + _BATCH], metrics=metrics[i : i + _BATCH],
-                             synchronous=synchronous)
-            for i in range(0, max(len(params), len(metrics), 1), _BATCH)]
+    return [
+        client.log_batch(
+            run_id, params=params[i : i + _BATCH], metrics=metrics[i : i + _BATCH], synchronous=synchronous
+        )
+        for i in range(0, max(len(params), len(metrics), 1), _BATCH)
+    ]
 
 
 def send(client, experiment: str, record: RunRecord, parent_run_id: str | None = None, new: bool = False) -> str:
@@ -345,15 +356,22 @@ def send(client, experiment: str, record: RunRecord, parent_run_id: str | None =
         tags = {**record.tags, KEY_TAG: record.key, **({MLFLOW_PARENT_RUN_ID: parent_run_id} if parent_run_id else {})}
         run = client.create_run(experiment, start_time=record.start_time or None, tags=tags, run_name=record.name)
     else:
-        have = {(m.key, m.step) for key in {m[0] for m in record.metrics}
-                for m in client.get_metric_history(run.info.run_id, key)}
+        have = {
+            (m.key, m.step)
+            for key in {m[0] for m in record.metrics}
+            for m in client.get_metric_history(run.info.run_id, key)
+        }
         params_have = set(run.data.params)
         for k, v in record.tags.items():
             if run.data.tags.get(k) != v:
                 client.set_tag(run.info.run_id, k, v)
     run_id = run.info.run_id
-    log_batches(client, run_id, params=[Param(k, v) for k, v in record.params.items() if k not in params_have],
-                metrics=[Metric(k, float(v), int(t), int(s)) for k, v, t, s in record.metrics if (k, s) not in have])
+    log_batches(
+        client,
+        run_id,
+        params=[Param(k, v) for k, v in record.params.items() if k not in params_have],
+        metrics=[Metric(k, float(v), int(t), int(s)) for k, v, t, s in record.metrics if (k, s) not in have],
+    )
     if record.status != "RUNNING":
         client.set_terminated(run_id, record.status, end_time=record.end_time)
     return run_id
@@ -382,6 +400,7 @@ def send_pending(client, uri: str, box: str | Path) -> int:
 
 # --- a training stage's runs ---------------------------------------------------------------------
 
+
 class StageRuns:
     """A training stage's MLflow runs, logged while it trains.
 
@@ -396,9 +415,16 @@ class StageRuns:
     store cannot be reached or is lost, that is said once and the stage trains on; ``make send``
     (or the next stage that logs) sends what is missing."""
 
-    def __init__(self, experiment: str, stage: str, models: Mapping[str, Mapping[str, Any]],
-                 model_tags: Mapping[str, Mapping[str, str]], tags: Mapping[str, str],
-                 environ: Mapping[str, str] = os.environ, datasets: Mapping[str, Path] | None = None):
+    def __init__(
+        self,
+        experiment: str,
+        stage: str,
+        models: Mapping[str, Mapping[str, Any]],
+        model_tags: Mapping[str, Mapping[str, str]],
+        tags: Mapping[str, str],
+        environ: Mapping[str, str] = os.environ,
+        datasets: Mapping[str, Path] | None = None,
+    ):
         import uuid
 
         from pipeline.outbox import outbox_dir
@@ -406,12 +432,21 @@ class StageRuns:
         self.box, self.uri = outbox_dir(repo_root(environ), environ), tracking_uri(environ)
         self.online = not offline(environ)
         key = f"{stage}/{uuid.uuid4().hex}"
-        self.stage = RunRecord(key, experiment, stage, tags={**tags, "role": "stage", "dvc_stage": stage},
-                               writer=this_writer())
-        self.models = {m: RunRecord(f"{key}/{m}", experiment, m, parent=key, params=flat_params(models[m]),
-                                    tags={**tags, **model_tags.get(m, {}), "role": "training", "model": m,
-                                          "dvc_stage": stage}, writer=this_writer())
-                       for m in models}
+        self.stage = RunRecord(
+            key, experiment, stage, tags={**tags, "role": "stage", "dvc_stage": stage}, writer=this_writer()
+        )
+        self.models = {
+            m: RunRecord(
+                f"{key}/{m}",
+                experiment,
+                m,
+                parent=key,
+                params=flat_params(models[m]),
+                tags={**tags, **model_tags.get(m, {}), "role": "training", "model": m, "dvc_stage": stage},
+                writer=this_writer(),
+            )
+            for m in models
+        }
         self.datasets = dict(datasets or {})  # name -> prepared split file, logged as the runs' inputs
         self.client, self.ids, self.sent = None, {}, dict.fromkeys(self.models, 0)
         self._pending: list = []  # asynchronous operations not yet waited for
@@ -421,8 +456,13 @@ class StageRuns:
         return [self.stage, *self.models.values()]
 
     def _lost(self, exc: BaseException) -> None:
-        log.warning("MLflow store %s lost (%s): training goes on, its runs wait in %s; `make send` (or the next "
-                    "stage that logs) sends them", self.uri, error_line(exc), self.box)
+        log.warning(
+            "MLflow store %s lost (%s): training goes on, its runs wait in %s; `make send` (or the next "
+            "stage that logs) sends them",
+            self.uri,
+            error_line(exc),
+            self.box,
+        )
         self.client = None
 
     def __enter__(self) -> StageRuns:
@@ -444,8 +484,10 @@ class StageRuns:
         send_pending(self.client, self.uri, self.box)  # what earlier stages left waiting
         exp = experiment_id(self.client, self.stage.experiment, self.uri)
         stage_id = send(self.client, exp, self.stage, new=True)  # its key is new: no run has it yet
-        self.ids = {self.stage.key: stage_id,
-                    **{r.key: send(self.client, exp, r, stage_id, new=True) for r in self.models.values()}}
+        self.ids = {
+            self.stage.key: stage_id,
+            **{r.key: send(self.client, exp, r, stage_id, new=True) for r in self.models.values()},
+        }
         mlflow.set_system_metrics_sampling_interval(1)
         mlflow.set_system_metrics_samples_before_logging(1)
         self._active = mlflow.start_run(run_id=stage_id, log_system_metrics=True)
@@ -457,8 +499,11 @@ class StageRuns:
     def epoch(self, model: str, record: Mapping[str, Any]) -> None:
         """One epoch of ``model``'s history (scalars; the confusion matrices stay in training.json)."""
         now = _ms()
-        self.models[model].metrics += [(k, float(v), now, int(record["epoch"])) for k, v in record.items()
-                                       if k != "epoch" and isinstance(v, (int, float))]
+        self.models[model].metrics += [
+            (k, float(v), now, int(record["epoch"]))
+            for k, v in record.items()
+            if k != "epoch" and isinstance(v, (int, float))
+        ]
         if now - self._last >= 1000:
             self._flush()
 
@@ -478,7 +523,7 @@ class StageRuns:
                 if self.client is not None:
                     from mlflow.entities import Metric
 
-                    new = [Metric(*x) for x in r.metrics[self.sent[m]:]]
+                    new = [Metric(*x) for x in r.metrics[self.sent[m] :]]
                     self._pending += log_batches(self.client, self.ids[r.key], metrics=new, synchronous=False)
                 self.sent[m] = len(r.metrics)
 
@@ -488,8 +533,9 @@ class StageRuns:
             self.models[m].tags.update(t)
 
     def __exit__(self, exc_type, exc, tb) -> bool:
-        status = ("FINISHED" if exc is None else
-                  "KILLED" if isinstance(exc, (KeyboardInterrupt, Interrupted)) else "FAILED")
+        status = (
+            "FINISHED" if exc is None else "KILLED" if isinstance(exc, (KeyboardInterrupt, Interrupted)) else "FAILED"
+        )
         if exc is not None:
             let_go(exc)
         end = _ms()
@@ -592,10 +638,13 @@ def headline(entry: Mapping[str, Any], policy: tuple[str, str | None], rarest: s
     out = {}
     for split, dataset in SPLITS:
         part = entry["val"] if split == "val" else entry
-        values = {metric_key(split, metric, view): (part[view] if view else part).get(metric),
-                  f"{split}_macro_f1": part.get("macro_f1"), f"{split}_balanced_accuracy": part.get("balanced_accuracy"),
-                  f"{split}_rarest_recall": part.get(f"recall/{rarest}"),
-                  f"{split}_rarest_precision": part.get(f"precision/{rarest}")}
+        values = {
+            metric_key(split, metric, view): (part[view] if view else part).get(metric),
+            f"{split}_macro_f1": part.get("macro_f1"),
+            f"{split}_balanced_accuracy": part.get("balanced_accuracy"),
+            f"{split}_rarest_recall": part.get(f"recall/{rarest}"),
+            f"{split}_rarest_precision": part.get(f"precision/{rarest}"),
+        }
         out[dataset] = {k: float(v) for k, v in values.items() if isinstance(v, (int, float))}
     return out
 
@@ -663,11 +712,14 @@ def _existing(client, exp: str, data_digest: str) -> dict[tuple[str, str], Any]:
     found: dict[tuple[str, str], Any] = {}
     token = None
     while True:
-        page = client.search_logged_models([exp], filter_string=f"tags.data_digest = '{data_digest}'",
-                                           max_results=50, page_token=token)
+        page = client.search_logged_models(
+            [exp], filter_string=f"tags.data_digest = '{data_digest}'", max_results=50, page_token=token
+        )
         for m in page:
             key = (m.tags.get("content_digest"), m.tags.get("metrics_digest"))
-            if str(m.status).endswith("READY") and (key not in found or m.creation_timestamp < found[key].creation_timestamp):
+            if str(m.status).endswith("READY") and (
+                key not in found or m.creation_timestamp < found[key].creation_timestamp
+            ):
                 found[key] = m
         token = page.token
         if not token:
@@ -679,8 +731,9 @@ def training_runs(client, exp: str, data_digest: str) -> dict[str, str]:
     (deterministic training makes repeats share a digest)."""
     found: dict[str, str] = {}
     where = f"tags.role = 'training' AND tags.data_digest = '{data_digest}' AND attributes.status = 'FINISHED'"
-    for run in client.search_runs([exp], filter_string=where, order_by=["attributes.start_time DESC"],
-                                  max_results=50_000):
+    for run in client.search_runs(
+        [exp], filter_string=where, order_by=["attributes.start_time DESC"], max_results=50_000
+    ):
         found[run.data.tags.get("weights_sha256", "")] = run.info.run_id
     return found
 
@@ -689,22 +742,57 @@ def restore_training_run(client, exp: str, c: Candidate, tags: Mapping[str, str]
     """The run that trained ``c``, absent from the store (a stage DVC skipped, a new store): sent
     again from the outbox's record, or else recreated from ``training.json``, tagged ``restored``."""
     for record in read_records(box, sent=True):
-        if record.tags.get("weights_sha256") == c.weights_digest and record.tags.get("data_digest") == tags["data_digest"]:
+        if (
+            record.tags.get("weights_sha256") == c.weights_digest
+            and record.tags.get("data_digest") == tags["data_digest"]
+        ):
             return send(client, exp, record)
     now = _ms()
     log.info("%s: its training run is not in the store: recreated from training.json, tagged restored", c.name)
-    return send(client, exp, RunRecord(
-        f"restored/{tags['data_digest']}/{c.weights_digest}", client.get_experiment(exp).name, c.name,
-        tags={**tags, **{k: v for k, v in c.tags.items() if k != "role"}, "role": "training", "restored": "true",
-              "model": c.name, "weights_sha256": c.weights_digest, "best_epoch": str(c.best_epoch)},
-        params=c.params, metrics=[(k, float(v), now, int(h["epoch"])) for h in c.curves for k, v in h.items()
-                                  if k != "epoch" and isinstance(v, (int, float))],
-        start_time=now, end_time=now, status="FINISHED"))
+    return send(
+        client,
+        exp,
+        RunRecord(
+            f"restored/{tags['data_digest']}/{c.weights_digest}",
+            client.get_experiment(exp).name,
+            c.name,
+            tags={
+                **tags,
+                **{k: v for k, v in c.tags.items() if k != "role"},
+                "role": "training",
+                "restored": "true",
+                "model": c.name,
+                "weights_sha256": c.weights_digest,
+                "best_epoch": str(c.best_epoch),
+            },
+            params=c.params,
+            metrics=[
+                (k, float(v), now, int(h["epoch"]))
+                for h in c.curves
+                for k, v in h.items()
+                if k != "epoch" and isinstance(v, (int, float))
+            ],
+            start_time=now,
+            end_time=now,
+            status="FINISHED",
+        ),
+    )
 
 
-def log_candidates(client, exp: str, candidates: list[Candidate], *, execution: str, run_tags: Mapping[str, str],
-                   datasets: Mapping[str, str], input_example: pd.DataFrame | None, input_types: Mapping[str, str],
-                   outputs: list[str], open_runs: list[str], box: Path) -> dict[str, Logged]:
+def log_candidates(
+    client,
+    exp: str,
+    candidates: list[Candidate],
+    *,
+    execution: str,
+    run_tags: Mapping[str, str],
+    datasets: Mapping[str, str],
+    input_example: pd.DataFrame | None,
+    input_types: Mapping[str, str],
+    outputs: list[str],
+    open_runs: list[str],
+    box: Path,
+) -> dict[str, Logged]:
     """Log each candidate as a run under the execution's run ``execution`` and as a model,
     unless the same model (content and metrics) is already in the experiment: then it is linked
     to the execution's run (as an input) and not logged again. A trained model's logged model is
@@ -730,21 +818,45 @@ def log_candidates(client, exp: str, candidates: list[Candidate], *, execution: 
             out[c.name] = Logged(found.source_run_id, found.model_id, True)
             continue
         tags = {**run_tags, **c.tags, "candidate": c.name, "content_digest": c.digest, "execution": execution}
-        trained_by = None if not (c.trained and c.weights_digest) else (
-            trained.get(c.weights_digest) or restore_training_run(client, exp, c, run_tags, box))
-        run_id = client.create_run(exp, run_name=c.name, tags={
-            **tags, MLFLOW_PARENT_RUN_ID: execution, **({"training_run": trained_by} if trained_by else {})}).info.run_id
+        trained_by = (
+            None
+            if not (c.trained and c.weights_digest)
+            else (trained.get(c.weights_digest) or restore_training_run(client, exp, c, run_tags, box))
+        )
+        run_id = client.create_run(
+            exp,
+            run_name=c.name,
+            tags={**tags, MLFLOW_PARENT_RUN_ID: execution, **({"training_run": trained_by} if trained_by else {})},
+        ).info.run_id
         open_runs.append(run_id)
         model = mlflow.initialize_logged_model(
-            name=model_name(c.name), source_run_id=run_id, experiment_id=exp,
-            tags={**{k: v for k, v in tags.items() if not k.startswith("mlflow.")}, "metrics_digest": mdigest})
-        mlflow.pyfunc.log_model(name=model_name(c.name), python_model=str(MODEL_CODE), artifacts={"bundle": str(c.bundle)},
-                                code_paths=[str(PACKAGE)], pip_requirements=reqs, signature=sig,
-                                input_example=input_example, model_id=model.model_id)
+            name=model_name(c.name),
+            source_run_id=run_id,
+            experiment_id=exp,
+            tags={**{k: v for k, v in tags.items() if not k.startswith("mlflow.")}, "metrics_digest": mdigest},
+        )
+        mlflow.pyfunc.log_model(
+            name=model_name(c.name),
+            python_model=str(MODEL_CODE),
+            artifacts={"bundle": str(c.bundle)},
+            code_paths=[str(PACKAGE)],
+            pip_requirements=reqs,
+            signature=sig,
+            input_example=input_example,
+            model_id=model.model_id,
+        )
         now = _ms()  # validation first: a logged model lists its metrics in the order they came
-        client.log_batch(run_id, params=[Param(k, v) for k, v in c.params.items()], metrics=[
-            Metric(k, v, now + j, 0, model_id=model.model_id, dataset_name=dataset, dataset_digest=datasets[dataset])
-            for j, (dataset, values) in enumerate(c.metrics.items()) for k, v in values.items()])
+        client.log_batch(
+            run_id,
+            params=[Param(k, v) for k, v in c.params.items()],
+            metrics=[
+                Metric(
+                    k, v, now + j, 0, model_id=model.model_id, dataset_name=dataset, dataset_digest=datasets[dataset]
+                )
+                for j, (dataset, values) in enumerate(c.metrics.items())
+                for k, v in values.items()
+            ],
+        )
         client.log_table(run_id, data=c.table, artifact_file=TABLE)
         for path in c.artifacts:
             client.log_artifact(run_id, str(path))
@@ -756,19 +868,38 @@ def log_candidates(client, exp: str, candidates: list[Candidate], *, execution: 
     return out
 
 
-def decision_record(audit: Mapping[str, Any], validation_score: float | None, candidate: str, *, commit: str,
-                    data_digest: str, lock_hashes: Mapping[str, str]) -> tuple[dict[str, str], str]:
+def decision_record(
+    audit: Mapping[str, Any],
+    validation_score: float | None,
+    candidate: str,
+    *,
+    commit: str,
+    data_digest: str,
+    lock_hashes: Mapping[str, str],
+) -> tuple[dict[str, str], str]:
     """The registry version's tags and description: the policy, the pick's validation score and
     P(best), its test estimate with interval, the paired difference against the reference,
     the git commit, ``dvc.lock``'s stage hashes and the data digest, and how far its probabilities
     are calibrated."""
     policy, est, ref = audit["policy"], audit.get("estimate") or {}, audit.get("vs_reference")
     cal = audit.get("calibration") or {}
-    calibration = "unknown" if not cal else (
-        f"{cal['method']}; ECE validation {_num(cal['validation_ece'])}, test {_num(cal['test_ece'])} "
-        f"[{_num(cal['test_ece_low'])}, {_num(cal['test_ece_high'])}]")
-    versus = "none" if not ref else (f"{ref['metric']} {ref['value']:+.4f} [{ref['low']:+.4f}, {ref['high']:+.4f}]: "
-                                     f"{ref['words']}" if ref.get("low") is not None else ref["words"])
+    calibration = (
+        "unknown"
+        if not cal
+        else (
+            f"{cal['method']}; ECE validation {_num(cal['validation_ece'])}, test {_num(cal['test_ece'])} "
+            f"[{_num(cal['test_ece_low'])}, {_num(cal['test_ece_high'])}]"
+        )
+    )
+    versus = (
+        "none"
+        if not ref
+        else (
+            f"{ref['metric']} {ref['value']:+.4f} [{ref['low']:+.4f}, {ref['high']:+.4f}]: {ref['words']}"
+            if ref.get("low") is not None
+            else ref["words"]
+        )
+    )
     tags = {
         "policy": policy["summary"],
         "pick": str(candidate),
@@ -782,19 +913,25 @@ def decision_record(audit: Mapping[str, Any], validation_score: float | None, ca
         "data_digest": data_digest,
         **{f"dvc_lock/{stage.replace('@', ':')}": h for stage, h in lock_hashes.items()},  # MLflow refuses @
     }
-    head = (f"Picked by the policy on the validation split: {policy['summary']}." if policy["pick"] == candidate else
-            f"Not promoted: no candidate meets the policy's constraints on validation; {candidate} comes closest "
-            f"(violates {', '.join(policy['violations'].get(candidate, [])) or 'none'}).")
-    description = "\n".join([
-        head,
-        f"Validation {policy.get('metric', '')}: {tags['validation_score']}; P(best) {tags['p_best']}.",
-        f"Test estimate (unbiased; never used to choose): {tags['test_estimate']} {tags['test_interval']}.",
-        f"Against the reference: {tags['difference_vs_reference']}.",
-        f"Probabilities (p_<class>): calibrated by {calibration} (expected calibration error, 0 is perfect; "
-        f"the prediction column is the decision rule's, made before calibration)." if cal else
-        "Probabilities (p_<class>): calibration unknown.",
-        f"Git commit {commit}; data digest {data_digest}.",
-    ])
+    head = (
+        f"Picked by the policy on the validation split: {policy['summary']}."
+        if policy["pick"] == candidate
+        else f"Not promoted: no candidate meets the policy's constraints on validation; {candidate} comes closest "
+        f"(violates {', '.join(policy['violations'].get(candidate, [])) or 'none'})."
+    )
+    description = "\n".join(
+        [
+            head,
+            f"Validation {policy.get('metric', '')}: {tags['validation_score']}; P(best) {tags['p_best']}.",
+            f"Test estimate (unbiased; never used to choose): {tags['test_estimate']} {tags['test_interval']}.",
+            f"Against the reference: {tags['difference_vs_reference']}.",
+            f"Probabilities (p_<class>): calibrated by {calibration} (expected calibration error, 0 is perfect; "
+            f"the prediction column is the decision rule's, made before calibration)."
+            if cal
+            else "Probabilities (p_<class>): calibration unknown.",
+            f"Git commit {commit}; data digest {data_digest}.",
+        ]
+    )
     return tags, description
 
 
@@ -802,23 +939,37 @@ def _num(x) -> str:
     return "none" if x is None else f"{float(x):.4f}"
 
 
-def register(client, name: str, logged: Logged, *, content_digest: str, tags: dict[str, str], description: str,
-             alias: str | None, experiment_name: str | None) -> tuple[str, bool]:
+def register(
+    client,
+    name: str,
+    logged: Logged,
+    *,
+    content_digest: str,
+    tags: dict[str, str],
+    description: str,
+    alias: str | None,
+    experiment_name: str | None,
+) -> tuple[str, bool]:
     """Register ``logged`` as a version of ``name`` (once per content digest) and move ``alias``
     to it; returns (version, created). ``experiment_name`` (a ``dvc exp run``) tags the version."""
     import mlflow
 
-    same = [v for v in client.search_model_versions(f"name = '{name}'")
-            if v.tags.get("content_digest") == content_digest]
+    same = [
+        v for v in client.search_model_versions(f"name = '{name}'") if v.tags.get("content_digest") == content_digest
+    ]
     created = not same
     if same:
         version = min(same, key=lambda v: int(v.version))
     else:  # register_model creates the model the first time, and links the logged model both ways
-        version = mlflow.register_model(f"models:/{logged.model_id}", name, tags={**tags, "content_digest": content_digest})
+        version = mlflow.register_model(
+            f"models:/{logged.model_id}", name, tags={**tags, "content_digest": content_digest}
+        )
         client.update_model_version(name, version.version, description=description)
         if not client.get_registered_model(name).description:
-            client.update_registered_model(name, description="Picked by the selection policy on validation; "
-                                           "each version carries its decision record.")
+            client.update_registered_model(
+                name,
+                description="Picked by the selection policy on validation; each version carries its decision record.",
+            )
     if experiment_name:
         client.set_model_version_tag(name, version.version, "dvc_exp_name", experiment_name)
     if alias:
@@ -826,8 +977,14 @@ def register(client, name: str, logged: Logged, *, content_digest: str, tags: di
     return str(version.version), created
 
 
-def _candidates(records: list[ModelRecord], ev, meta: Meta, policy: tuple[str, str | None],
-                bundles: Mapping[str, tuple[Path, str]], figures: Path) -> list[Candidate]:
+def _candidates(
+    records: list[ModelRecord],
+    ev,
+    meta: Meta,
+    policy: tuple[str, str | None],
+    bundles: Mapping[str, tuple[Path, str]],
+    figures: Path,
+) -> list[Candidate]:
     """What each candidate's run and logged model hold (:class:`Candidate`)."""
     import pandas as pd
 
@@ -837,24 +994,51 @@ def _candidates(records: list[ModelRecord], ev, meta: Meta, policy: tuple[str, s
     out = []
     for rec in records:
         entry = ev.metrics[rec.name]
-        table = pd.DataFrame([{"split": split, "metric": k, "value": v}
-                              for split, part in (("validation", entry["val"]), ("test", entry))
-                              for k, v in flatten(part).items()
-                              if isinstance(v, (int, float)) and not k.startswith("val/")])
-        params = {"model": rec.model, "loss": rec.loss, "gamma": gamma_text(rec.gamma), "alpha": gamma_text(rec.alpha),
-                  "seed": rec.seed, "kind": rec.kind,
-                  **({"rule": rec.rule, **flatten({"rule": rec.decision["params"]}, sep=".")} if rec.rule else
-                     {**rec.params, "data": meta["params"]})}
+        table = pd.DataFrame(
+            [
+                {"split": split, "metric": k, "value": v}
+                for split, part in (("validation", entry["val"]), ("test", entry))
+                for k, v in flatten(part).items()
+                if isinstance(v, (int, float)) and not k.startswith("val/")
+            ]
+        )
+        params = {
+            "model": rec.model,
+            "loss": rec.loss,
+            "gamma": gamma_text(rec.gamma),
+            "alpha": gamma_text(rec.alpha),
+            "seed": rec.seed,
+            "kind": rec.kind,
+            **(
+                {"rule": rec.rule, **flatten({"rule": rec.decision["params"]}, sep=".")}
+                if rec.rule
+                else {**rec.params, "data": meta["params"]}
+            ),
+        }
         trained = rec.rule is None
-        out.append(Candidate(
-            name=rec.name, bundle=bundles[rec.name][0], digest=bundles[rec.name][1],
-            metrics=headline(entry, policy, ev.rarest), table=table, params=flat_params(params),
-            tags={"role": "candidate", "model": rec.model, "loss": rec.loss, "kind": rec.kind, "device": rec.device,
-                  "rarest_class": ev.rarest, **({"rule": rec.rule} if rec.rule else {})},
-            weights_digest=file_digest(rec.weights) if trained and rec.weights else "",
-            best_epoch=int(rec.training.get("best_epoch") or 0) if trained else 0,
-            curves=rec.training["history"] if trained else [],
-            artifacts=[p for p in [figures / confusion_figure_file(rec.name)] if p.is_file()]))
+        out.append(
+            Candidate(
+                name=rec.name,
+                bundle=bundles[rec.name][0],
+                digest=bundles[rec.name][1],
+                metrics=headline(entry, policy, ev.rarest),
+                table=table,
+                params=flat_params(params),
+                tags={
+                    "role": "candidate",
+                    "model": rec.model,
+                    "loss": rec.loss,
+                    "kind": rec.kind,
+                    "device": rec.device,
+                    "rarest_class": ev.rarest,
+                    **({"rule": rec.rule} if rec.rule else {}),
+                },
+                weights_digest=file_digest(rec.weights) if trained and rec.weights else "",
+                best_epoch=int(rec.training.get("best_epoch") or 0) if trained else 0,
+                curves=rec.training["history"] if trained else [],
+                artifacts=[p for p in [figures / confusion_figure_file(rec.name)] if p.is_file()],
+            )
+        )
     return out
 
 
@@ -870,8 +1054,10 @@ def load_candidate(uri: str, environ: Mapping[str, str] = os.environ):
     try:
         model = mlflow.pyfunc.load_model(uri)
     except MlflowException as exc:
-        raise PipelineError(f"--model: cannot load {uri}: {error_line(exc)} (run `make repro` to register a champion, "
-                            "or give a model URI)") from None
+        raise PipelineError(
+            f"--model: cannot load {uri}: {error_line(exc)} (run `make repro` to register a champion, "
+            "or give a model URI)"
+        ) from None
     inner = model.unwrap_python_model()
     if not hasattr(inner, "candidate"):
         raise PipelineError(f"--model: {uri} is not a candidate model of this pipeline")
@@ -884,20 +1070,35 @@ def runs_table(exp: str, data_digest: str, sort_key: str, ascending: bool) -> st
     is better)."""
     from urllib.parse import urlencode
 
-    return f"#/experiments/{exp}/runs?" + urlencode({
-        "searchFilter": f"tags.role = 'candidate' AND tags.data_digest = '{data_digest}'",
-        "orderByKey": f"metrics.`{sort_key}`", "orderByAsc": str(ascending).lower(),
-        "workflowType": "machine_learning"})  # the UI's "Model training" side, not its GenAI one
+    return f"#/experiments/{exp}/runs?" + urlencode(
+        {
+            "searchFilter": f"tags.role = 'candidate' AND tags.data_digest = '{data_digest}'",
+            "orderByKey": f"metrics.`{sort_key}`",
+            "orderByAsc": str(ascending).lower(),
+            "workflowType": "machine_learning",
+        }
+    )  # the UI's "Model training" side, not its GenAI one
 
 
-
-
-def log_evaluation(experiment: str, records: list[ModelRecord], ev, meta: Meta, cfg, *, figures: Path,
-                   reports: list[Path], bundles: Mapping[str, tuple[Path, str]], input_types: Mapping[str, str],
-                   outputs: list[str], input_example: pd.DataFrame | None, registered_model: str,
-                   tables: Mapping[str, list[dict]] | None = None,
-                   lock_hashes: Mapping[str, str] | None = None, splits: Mapping[str, Path] | None = None,
-                   environ: Mapping[str, str] = os.environ) -> dict[str, Any]:
+def log_evaluation(
+    experiment: str,
+    records: list[ModelRecord],
+    ev,
+    meta: Meta,
+    cfg,
+    *,
+    figures: Path,
+    reports: list[Path],
+    bundles: Mapping[str, tuple[Path, str]],
+    input_types: Mapping[str, str],
+    outputs: list[str],
+    input_example: pd.DataFrame | None,
+    registered_model: str,
+    tables: Mapping[str, list[dict]] | None = None,
+    lock_hashes: Mapping[str, str] | None = None,
+    splits: Mapping[str, Path] | None = None,
+    environ: Mapping[str, str] = os.environ,
+) -> dict[str, Any]:
     """Log an evaluation (:class:`pipeline.evaluation.Evaluation` ``ev`` of ``records``, every
     candidate, under :class:`pipeline.config.EvaluateConfig` ``cfg``).
 
@@ -930,9 +1131,16 @@ def log_evaluation(experiment: str, records: list[ModelRecord], ev, meta: Meta, 
     candidates = _candidates(records, ev, meta, reads, bundles, figures)
     with closing_runs(client) as open_runs:
         label = exp_name or tags.get("git_commit", "unknown")[:7]
-        parent_id = client.create_run(exp, run_name=f"evaluate-{label}", tags={
-            **tags, "role": "evaluation", "dvc_stage": environ.get("DVC_STAGE", "evaluate"),
-            "policy_pick": policy["pick"] or "none"}).info.run_id
+        parent_id = client.create_run(
+            exp,
+            run_name=f"evaluate-{label}",
+            tags={
+                **tags,
+                "role": "evaluation",
+                "dvc_stage": environ.get("DVC_STAGE", "evaluate"),
+                "policy_pick": policy["pick"] or "none",
+            },
+        ).info.run_id
         open_runs.append(parent_id)
         digests = {"validation": meta["digest"][:12], "test": meta["digest"][:12]}
         if splits:  # the splits the metrics were computed on, as the evaluation run's inputs
@@ -940,30 +1148,73 @@ def log_evaluation(experiment: str, records: list[ModelRecord], ev, meta: Meta, 
             client.log_inputs(parent_id, datasets=inputs)
         started = time.perf_counter()
         log.info("MLflow: logging %d candidates as runs and models in %s ...", len(candidates), uri)
-        logged = log_candidates(client, exp, candidates, execution=parent_id, run_tags=tags, datasets=digests,
-                                input_example=input_example, input_types=input_types, outputs=outputs,
-                                open_runs=open_runs, box=box)
+        logged = log_candidates(
+            client,
+            exp,
+            candidates,
+            execution=parent_id,
+            run_tags=tags,
+            datasets=digests,
+            input_example=input_example,
+            input_types=input_types,
+            outputs=outputs,
+            open_runs=open_runs,
+            box=box,
+        )
         new = sum(not v.reused for v in logged.values())
-        log.info("MLflow: %d candidates logged, %d already there (linked), in %.1fs", new, len(logged) - new,
-                 time.perf_counter() - started)
+        log.info(
+            "MLflow: %d candidates logged, %d already there (linked), in %.1fs",
+            new,
+            len(logged) - new,
+            time.perf_counter() - started,
+        )
 
         chosen = policy["pick"] or policy.get("closest")
         pick = next((c for c in candidates if c.name == chosen), None)
         now = _ms()
-        metrics = [Metric(k, v, now, 0) for values in (pick.metrics.values() if pick else ()) for k, v in values.items()]
-        leaderboard = pd.DataFrame([{"model": row["model"], **row["values"], **flatten({"rank": row["ranks"]})}
-                                    for row in ev.audit["leaderboard"]])
-        client.log_batch(parent_id, metrics=metrics, params=[Param(k, v) for k, v in flat_params({
-            "data": meta["params"], "evaluate": {"prior": cfg.prior, "view_key": ev.view.key, "select": policy["summary"]},
-            "n_candidates": len(records), "registered_model": registered_model}).items()])
+        metrics = [
+            Metric(k, v, now, 0) for values in (pick.metrics.values() if pick else ()) for k, v in values.items()
+        ]
+        leaderboard = pd.DataFrame(
+            [
+                {"model": row["model"], **row["values"], **flatten({"rank": row["ranks"]})}
+                for row in ev.audit["leaderboard"]
+            ]
+        )
+        client.log_batch(
+            parent_id,
+            metrics=metrics,
+            params=[
+                Param(k, v)
+                for k, v in flat_params(
+                    {
+                        "data": meta["params"],
+                        "evaluate": {"prior": cfg.prior, "view_key": ev.view.key, "select": policy["summary"]},
+                        "n_candidates": len(records),
+                        "registered_model": registered_model,
+                    }
+                ).items()
+            ],
+        )
         shared = [figures / FIGURES[k] for k in ("ranks", "agreement", "focal_shape")]
-        for path in [*reports, *(f for f in shared if f.is_file()), *(figures / gamma_figure_file(loss) for loss in ev.gammas),
-                     *(figures / alpha_figure_file(f) for f in ev.audit.get("weight_strength") or {})]:
+        for path in [
+            *reports,
+            *(f for f in shared if f.is_file()),
+            *(figures / gamma_figure_file(loss) for loss in ev.gammas),
+            *(figures / alpha_figure_file(f) for f in ev.audit.get("weight_strength") or {}),
+        ]:
             client.log_artifact(parent_id, str(path))
         client.log_table(parent_id, data=leaderboard, artifact_file="leaderboard.json")
-        client.log_table(parent_id, artifact_file="candidates.json", data=pd.DataFrame(
-            [{"candidate": n, "run_id": v.run_id, "model_id": v.model_id, "logged_before": v.reused}
-             for n, v in logged.items()]))
+        client.log_table(
+            parent_id,
+            artifact_file="candidates.json",
+            data=pd.DataFrame(
+                [
+                    {"candidate": n, "run_id": v.run_id, "model_id": v.model_id, "logged_before": v.reused}
+                    for n, v in logged.items()
+                ]
+            ),
+        )
         for artifact_file, rows in (tables or {}).items():
             if rows:
                 client.log_table(parent_id, data=pd.DataFrame(rows), artifact_file=artifact_file)
@@ -973,23 +1224,53 @@ def log_evaluation(experiment: str, records: list[ModelRecord], ev, meta: Meta, 
         if chosen:
             alias = None if exp_name else ("champion" if policy["pick"] else "challenger")
             record_tags, description = decision_record(
-                ev.audit, pick.metrics["validation"].get(sort_key), chosen, commit=tags.get("git_commit", "unknown"),
-                data_digest=meta["digest"], lock_hashes=lock_hashes or {})
-            version, created = register(client, registered_model, logged[chosen], content_digest=bundles[chosen][1],
-                                        tags=record_tags, description=description, alias=alias,
-                                        experiment_name=exp_name)
-            registered = {"name": registered_model, "version": version, "alias": alias, "new_version": created,
-                          "candidate": chosen}
+                ev.audit,
+                pick.metrics["validation"].get(sort_key),
+                chosen,
+                commit=tags.get("git_commit", "unknown"),
+                data_digest=meta["digest"],
+                lock_hashes=lock_hashes or {},
+            )
+            version, created = register(
+                client,
+                registered_model,
+                logged[chosen],
+                content_digest=bundles[chosen][1],
+                tags=record_tags,
+                description=description,
+                alias=alias,
+                experiment_name=exp_name,
+            )
+            registered = {
+                "name": registered_model,
+                "version": version,
+                "alias": alias,
+                "new_version": created,
+                "candidate": chosen,
+            }
             client.set_tag(parent_id, "registered_version", f"{registered_model}/{version}")
-            log.info("registry: %s version %s (%s)%s", registered_model, version,
-                     "new" if created else "same content as before: no new version",
-                     f", alias {alias}" if alias else f", tagged {exp_name} (dvc exp run: no alias moves)")
+            log.info(
+                "registry: %s version %s (%s)%s",
+                registered_model,
+                version,
+                "new" if created else "same content as before: no new version",
+                f", alias {alias}" if alias else f", tagged {exp_name} (dvc exp run: no alias moves)",
+            )
             if not policy["pick"]:
-                log.warning("nothing promoted to champion: no candidate meets the policy's constraints on validation; "
-                            "%s, the closest, is the challenger", chosen)
+                log.warning(
+                    "nothing promoted to champion: no candidate meets the policy's constraints on validation; "
+                    "%s, the closest, is the challenger",
+                    chosen,
+                )
         client.set_terminated(parent_id, "FINISHED")
         open_runs.remove(parent_id)
-    return {"tracking_uri": uri, "experiment": experiment, "experiment_id": exp, "evaluation_run": parent_id,
-            "models": {name: v.run_id for name, v in logged.items()},
-            "logged_models": {name: v.model_id for name, v in logged.items()}, "registered": registered,
-            "runs_table": runs_table(exp, meta["digest"], sort_key, ascending=ev.policy.lower_is_better)}
+    return {
+        "tracking_uri": uri,
+        "experiment": experiment,
+        "experiment_id": exp,
+        "evaluation_run": parent_id,
+        "models": {name: v.run_id for name, v in logged.items()},
+        "logged_models": {name: v.model_id for name, v in logged.items()},
+        "registered": registered,
+        "runs_table": runs_table(exp, meta["digest"], sort_key, ascending=ev.policy.lower_is_better),
+    }

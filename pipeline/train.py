@@ -182,8 +182,11 @@ def stopping_values(logits: torch.Tensor, y: torch.Tensor, n_classes: int) -> di
     per_class.index_add_(1, y, nll)
     present = counts > 0
     balanced = (per_class[:, present] / counts[present]).mean(1)
-    return {"macro_f1": macro_f1(y, z.argmax(-1), n_classes).tolist(),
-            "log_loss": nll.mean(1).tolist(), "balanced_log_loss": balanced.tolist()}
+    return {
+        "macro_f1": macro_f1(y, z.argmax(-1), n_classes).tolist(),
+        "log_loss": nll.mean(1).tolist(),
+        "balanced_log_loss": balanced.tolist(),
+    }
 
 
 def stopping_sign(metric: str) -> float:
@@ -192,17 +195,28 @@ def stopping_sign(metric: str) -> float:
     return 1.0 if metric == "macro_f1" else -1.0
 
 
-def epoch_record(epoch: int, train_loss: float, stop_loss: float, stop: dict[str, float], val_loss: float,
-                 val_confusion: torch.Tensor) -> dict:
+def epoch_record(
+    epoch: int,
+    train_loss: float,
+    stop_loss: float,
+    stop: dict[str, float],
+    val_loss: float,
+    val_confusion: torch.Tensor,
+) -> dict:
     """One epoch of a model's history.
 
     ``stop_*`` are read on the early-stopping slice (the monitored one decides when to stop);
     ``val_loss`` (the training criterion) and ``val_confusion`` (C, C) on the validation split are
     recorded for the audit's loss-metric analysis only: nothing in training reads them.
     """
-    return {"epoch": epoch, "train_loss": train_loss, "stop_loss": stop_loss,
-            **{f"stop_{k}": v for k, v in stop.items()}, "val_loss": val_loss,
-            "val_confusion": val_confusion.tolist()}
+    return {
+        "epoch": epoch,
+        "train_loss": train_loss,
+        "stop_loss": stop_loss,
+        **{f"stop_{k}": v for k, v in stop.items()},
+        "val_loss": val_loss,
+        "val_confusion": val_confusion.tolist(),
+    }
 
 
 @torch.no_grad()
@@ -228,8 +242,13 @@ class Progress:
     it ends). ``progress=False`` shows nothing."""
 
     def __init__(self, desc: str, cfg: TrainConfig, progress: bool | None):
-        self.bar = tqdm(range(1, cfg.epochs + 1), desc=desc, unit="epoch", leave=False,
-                        disable=None if progress is None else not progress)
+        self.bar = tqdm(
+            range(1, cfg.epochs + 1),
+            desc=desc,
+            unit="epoch",
+            leave=False,
+            disable=None if progress is None else not progress,
+        )
         self.desc, self.epochs = desc, cfg.epochs
         self.lines = progress is None and self.bar.disable
         self.last = time.monotonic()
@@ -242,8 +261,9 @@ class Progress:
         now = time.monotonic()
         if self.lines and now - self.last >= LOG_EVERY_S:
             self.last = now
-            log.info("%s: epoch %d/%d, %s", self.desc, epoch, self.epochs,
-                     ", ".join(f"{k} {v}" for k, v in fields.items()))
+            log.info(
+                "%s: epoch %d/%d, %s", self.desc, epoch, self.epochs, ", ".join(f"{k} {v}" for k, v in fields.items())
+            )
 
     def close(self) -> None:
         self.bar.close()
@@ -339,9 +359,16 @@ def fit(
             seen += len(idx)
         stop_logits, val_logits = predict_logits(model, X_st), predict_logits(model, X_va)
         stop = {k: v[0] for k, v in stopping_values(stop_logits, y_st, n_classes).items()}
-        result.history.append(epoch_record(
-            epoch, total / seen, criterion(stop_logits, y_st, epoch).item(), stop,
-            criterion(val_logits, y_va, epoch).item(), confusion_matrices(y_va, val_logits.argmax(1), n_classes)[0]))
+        result.history.append(
+            epoch_record(
+                epoch,
+                total / seen,
+                criterion(stop_logits, y_st, epoch).item(),
+                stop,
+                criterion(val_logits, y_va, epoch).item(),
+                confusion_matrices(y_va, val_logits.argmax(1), n_classes)[0],
+            )
+        )
         if stopper.step(epoch, stopping_sign(metric) * stop[metric]):
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         bar.update(epoch, **{metric: f"{stop[metric]:.3f}"}, best=best_text([stopper], metric))

@@ -71,9 +71,7 @@ def _checked_counts(counts) -> np.ndarray:
     if counts.ndim != 1 or counts.size == 0:
         raise PipelineError(f"counts must be a non-empty 1-D array; got shape {counts.shape}")
     if (counts < 1).any() or not np.isfinite(counts).all():
-        raise PipelineError(
-            f"counts must all be >= 1 (every class needs a training sample); got {counts.tolist()}"
-        )
+        raise PipelineError(f"counts must all be >= 1 (every class needs a training sample); got {counts.tolist()}")
     return counts
 
 

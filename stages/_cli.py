@@ -51,8 +51,11 @@ def run(main: Callable[[], None]) -> None:
     except (KeyboardInterrupt, Interrupted) as exc:
         signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
         name = signal.Signals(signum).name
-        print(f"interrupted: {stage} stopped by {name}; its temporary files are removed and its "
-              "outputs were not replaced", file=sys.stderr)
+        print(
+            f"interrupted: {stage} stopped by {name}; its temporary files are removed and its "
+            "outputs were not replaced",
+            file=sys.stderr,
+        )
         exit_interrupted(signum)
     finally:
         gc.freeze()

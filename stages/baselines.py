@@ -55,13 +55,22 @@ def fit(args) -> None:
     classes = meta["classes"]
     weights = read_json(args.weights, what="class weights")
     summary = {}
-    shared = {**to_dict(cfg), "weights": {k: weights[k] for k in ("scheme", "beta")},
-              "early_stopping_fraction": params.train.early_stopping_fraction}
-    stage_runs = StageRuns(params.mlflow.experiment, "baselines",
-                           {n: {"model": n, "loss": n, "kind": "baseline", "baselines": shared, "data": meta["params"]}
-                            for n in cfg.models},
-                           {n: {"loss": n, "kind": "baseline", "device": "cpu"} for n in cfg.models}, run_tags(meta),
-                           datasets={"train": Path(args.data) / "train.parquet"})
+    shared = {
+        **to_dict(cfg),
+        "weights": {k: weights[k] for k in ("scheme", "beta")},
+        "early_stopping_fraction": params.train.early_stopping_fraction,
+    }
+    stage_runs = StageRuns(
+        params.mlflow.experiment,
+        "baselines",
+        {
+            n: {"model": n, "loss": n, "kind": "baseline", "baselines": shared, "data": meta["params"]}
+            for n in cfg.models
+        },
+        {n: {"loss": n, "kind": "baseline", "device": "cpu"} for n in cfg.models},
+        run_tags(meta),
+        datasets={"train": Path(args.data) / "train.parquet"},
+    )
     with stage_runs, atomic_dirs(args.models, args.val_predictions, args.test_predictions) as (models_dir, *pred_dirs):
         for name in cfg.models:
             start = time.perf_counter()
@@ -70,26 +79,43 @@ def fit(args) -> None:
             write_json(models_dir / f"{name}.json", {**result.saved, "classes": classes})
             for record in result.history:  # XGBoost's rounds (after the fact: it fits in one call)
                 stage_runs.epoch(name, record)
-            stage_runs.finish({name: {"weights_sha256": file_digest(models_dir / f"{name}.json"),
-                                      "best_epoch": str(result.best_epoch)}})
+            stage_runs.finish(
+                {
+                    name: {
+                        "weights_sha256": file_digest(models_dir / f"{name}.json"),
+                        "best_epoch": str(result.best_epoch),
+                    }
+                }
+            )
             for split, preds_dir in zip(("val", "test"), pred_dirs):
                 proba = np.asarray(result.predict_proba(data[split][0]), dtype=np.float64)
                 proba /= proba.sum(axis=1, keepdims=True)
                 predictions_frame(proba, data[split][1], classes).to_parquet(
-                    predictions_file(preds_dir, name), index=False)
+                    predictions_file(preds_dir, name), index=False
+                )
             stops = name == "xgboost"
             summary[name] = {
-                "loss": name, "gamma": None, "seed": cfg.seed, "best_epoch": result.best_epoch,
-                "epochs_run": len(result.history), "monitor": "log_loss" if stops else None,
+                "loss": name,
+                "gamma": None,
+                "seed": cfg.seed,
+                "best_epoch": result.best_epoch,
+                "epochs_run": len(result.history),
+                "monitor": "log_loss" if stops else None,
                 "best_score": result.history[result.best_epoch - 1]["stop_log_loss"] if stops else None,
                 "history": result.history,
             }
-            log.info("%s: macro-F1 %.4f on the early-stopping slice, fitted in %.1fs", name, result.stop_macro_f1,
-                     seconds)  # one line per baseline: fitting one can take minutes at scale
-        write_json(models_dir / TRAINING_SUMMARY, {
-            "loss": "baselines", "device": "cpu", "runs": summary,
-            "params": shared,
-        })
+            log.info(
+                "%s: macro-F1 %.4f on the early-stopping slice, fitted in %.1fs", name, result.stop_macro_f1, seconds
+            )  # one line per baseline: fitting one can take minutes at scale
+        write_json(
+            models_dir / TRAINING_SUMMARY,
+            {
+                "loss": "baselines",
+                "device": "cpu",
+                "runs": summary,
+                "params": shared,
+            },
+        )
 
 
 if __name__ == "__main__":

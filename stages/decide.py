@@ -50,6 +50,7 @@ def main(argv: list[str] | None = None) -> None:
         features = {split: data[split][0] for split in ("train", "val", "test")} | {"y_train": data["train"][1]}
 
     with atomic_dirs(args.out_predictions, args.out_params) as (preds_tmp, params_tmp):
+
         def write(d):  # as each rule is fitted: the rules' predictions are never all in memory
             for split, frame in d.frames.items():
                 (preds_tmp / split / d.group).mkdir(parents=True, exist_ok=True)
@@ -61,8 +62,12 @@ def main(argv: list[str] | None = None) -> None:
         if forest is not None:
             dump_forest(forest, params_tmp / ANOMALY_FOREST)
     rules = [d for d in decisions if d.is_rule]
-    log.info("%d model(s) calibrated and %d decision rule(s) fitted over %d of them, on validation",
-             len(decisions) - len(rules), len(rules), len({d.fitted["model"] for d in rules}))
+    log.info(
+        "%d model(s) calibrated and %d decision rule(s) fitted over %d of them, on validation",
+        len(decisions) - len(rules),
+        len(rules),
+        len({d.fitted["model"] for d in rules}),
+    )
 
 
 if __name__ == "__main__":

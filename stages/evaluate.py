@@ -55,9 +55,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--figures", required=True, help="directory for PNG figures")
     ap.add_argument("--preprocessing", required=True, help="preprocessing.json written by prepare")
     ap.add_argument("--lock", default="dvc.lock", help="DVC lock file: its stage hashes go into the decision record")
-    ap.add_argument("--log-only", action="store_true",
-                    help="log an evaluation already written to MLflow (what `make send` does when the store was "
-                         "lost): the same computation, no file written")
+    ap.add_argument(
+        "--log-only",
+        action="store_true",
+        help="log an evaluation already written to MLflow (what `make send` does when the store was "
+        "lost): the same computation, no file written",
+    )
     argv = list(sys.argv[1:] if argv is None else argv)
     args = ap.parse_args(argv)
 
@@ -88,20 +91,35 @@ def _evaluate(args: argparse.Namespace, argv: list[str], online: bool) -> None:
 
     shown = [row["model"] for row in ev.audit["leaderboard"]][:15]
     headline = {n: {k: v for k, v in ev.metrics[n].items() if not isinstance(v, dict)} for n in shown}
-    log.debug("test split as held out, the policy's top %d of %d candidates:\n%s", len(shown), len(ev.metrics),
-              table(headline))
+    log.debug(
+        "test split as held out, the policy's top %d of %d candidates:\n%s",
+        len(shown),
+        len(ev.metrics),
+        table(headline),
+    )
     est = ev.audit["estimate"]
-    log.info("%d candidates; policy: %s%s", len(ev.metrics), ev.audit["policy"]["summary"],
-             "" if not est else f"; on test {est['metric']} {est['test']:.4f}" + (
-                 "" if est["low"] is None else f" [{est['low']:.4f}, {est['high']:.4f}]"))
+    log.info(
+        "%d candidates; policy: %s%s",
+        len(ev.metrics),
+        ev.audit["policy"]["summary"],
+        ""
+        if not est
+        else f"; on test {est['metric']} {est['test']:.4f}"
+        + ("" if est["low"] is None else f" [{est['low']:.4f}, {est['high']:.4f}]"),
+    )
     for w in ev.audit["warnings"]:
         log.warning("%s", w)
     for d in ev.audit["disagreements"]:
         log.debug("  %s would pick %s: %s", d["metric"], d["winner"], d["reason"])
 
     box, task = outbox_dir(repo_root()), f"evaluate-{os.environ.get('DVC_EXP_NAME') or 'workspace'}"
-    pending = {"kind": "evaluate", "argv": [a for a in argv if a != "--log-only"], "cwd": os.getcwd(),
-               "runs": args.runs, "env": {k: os.environ[k] for k in EXP_ENV if k in os.environ}}
+    pending = {
+        "kind": "evaluate",
+        "argv": [a for a in argv if a != "--log-only"],
+        "cwd": os.getcwd(),
+        "runs": args.runs,
+        "env": {k: os.environ[k] for k in EXP_ENV if k in os.environ},
+    }
     if not online:
         Path(args.runs).unlink(missing_ok=True)  # no MLflow links in the report until it is sent
         write_task(box, task, pending)
@@ -112,20 +130,41 @@ def _evaluate(args: argparse.Namespace, argv: list[str], online: bool) -> None:
         bundles = {}
         for rec in records:
             out = Path(tmp) / str(len(bundles)) / "bundle"
-            bundles[rec.name] = (out, write_candidate_bundle(
-                out, rec, classes=meta["classes"], preprocessing_file=Path(args.preprocessing),
-                decisions_dir=Path(args.decision_params)))
+            bundles[rec.name] = (
+                out,
+                write_candidate_bundle(
+                    out,
+                    rec,
+                    classes=meta["classes"],
+                    preprocessing_file=Path(args.preprocessing),
+                    decisions_dir=Path(args.decision_params),
+                ),
+            )
         registered = params.mlflow.registered_model or params.mlflow.experiment
         try:
-            where = log_evaluation(params.mlflow.experiment, records, ev, meta, params.evaluate, figures=Path(args.figures),
-                               reports=[Path(args.metrics), Path(args.audit), Path(args.summary)], bundles=bundles,
-                               input_types=pre.input_types(), input_example=pre.example(), registered_model=registered,
-                               outputs=[PREDICTION, *(probability_column(c) for c in meta["classes"])],
-                               tables={"gamma_curves.json": [{"loss": r.pop("name"), **r} for r in gamma_rows(ev)],
-                                       "alpha_curves.json": curve_table(ev.audit.get("weight_strength") or {})},
-                               lock_hashes=lock_hashes(read_lock(args.lock), skip=("evaluate", "report")),
-                               splits={"validation": Path(args.preprocessing).parent / "val.parquet",
-                                       "test": Path(args.preprocessing).parent / "test.parquet"})
+            where = log_evaluation(
+                params.mlflow.experiment,
+                records,
+                ev,
+                meta,
+                params.evaluate,
+                figures=Path(args.figures),
+                reports=[Path(args.metrics), Path(args.audit), Path(args.summary)],
+                bundles=bundles,
+                input_types=pre.input_types(),
+                input_example=pre.example(),
+                registered_model=registered,
+                outputs=[PREDICTION, *(probability_column(c) for c in meta["classes"])],
+                tables={
+                    "gamma_curves.json": [{"loss": r.pop("name"), **r} for r in gamma_rows(ev)],
+                    "alpha_curves.json": curve_table(ev.audit.get("weight_strength") or {}),
+                },
+                lock_hashes=lock_hashes(read_lock(args.lock), skip=("evaluate", "report")),
+                splits={
+                    "validation": Path(args.preprocessing).parent / "val.parquet",
+                    "test": Path(args.preprocessing).parent / "test.parquet",
+                },
+            )
         except (PipelineError, Interrupted, KeyboardInterrupt):
             raise
         except Exception as exc:  # the store was lost while logging: the outputs stand, the logging waits
@@ -134,9 +173,13 @@ def _evaluate(args: argparse.Namespace, argv: list[str], online: bool) -> None:
             Path(args.runs).unlink(missing_ok=True)
             write_task(box, task, pending)
             first = error_line(exc)
-            log.warning("MLflow store %s lost while logging the evaluation (%s): reports/ are written, the logging "
-                        "waits in %s; `make send` (or the next evaluate) logs it, nothing twice", tracking_uri(),
-                        first[:200], box)
+            log.warning(
+                "MLflow store %s lost while logging the evaluation (%s): reports/ are written, the logging "
+                "waits in %s; `make send` (or the next evaluate) logs it, nothing twice",
+                tracking_uri(),
+                first[:200],
+                box,
+            )
             return
     write_json(args.runs, where)
     clear_task(box, task)

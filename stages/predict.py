@@ -44,8 +44,12 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--input", required=True, type=Path, help="raw rows: a .csv or .parquet file")
-    ap.add_argument("--output", type=Path, default=None,
-                    help="where to write the predictions (.csv or .parquet; default: <input>.predictions.csv)")
+    ap.add_argument(
+        "--output",
+        type=Path,
+        default=None,
+        help="where to write the predictions (.csv or .parquet; default: <input>.predictions.csv)",
+    )
     ap.add_argument("--model", default=None, help="MLflow model URI (default: models:/<registered model>@champion)")
     args = ap.parse_args(argv)
 
@@ -73,8 +77,14 @@ def main(argv: list[str] | None = None) -> None:
         predicted.to_parquet(tmp, index=False)
         tmp.replace(output)
     counts = predicted["prediction"].value_counts()
-    log.info("%s (%s): %d rows -> %s; predicted %s", args.model, candidate.name, len(predicted), output,
-             ", ".join(f"{c}={n}" for c, n in counts.items()))
+    log.info(
+        "%s (%s): %d rows -> %s; predicted %s",
+        args.model,
+        candidate.name,
+        len(predicted),
+        output,
+        ", ".join(f"{c}={n}" for c, n in counts.items()),
+    )
 
 
 if __name__ == "__main__":

@@ -54,8 +54,14 @@ def main(argv: list[str] | None = None) -> None:
         save_preprocessing(tmp / PREPROCESSING_FILE, prepared.preprocessing)
     log.info(
         "%s: %d classes, %d features; train %d (n_max/n_min = %.1f), val %d, test %d -> %s",
-        params.data.source, len(prepared.classes), meta["n_features"], meta["sizes"]["train"],
-        meta["train_imbalance_ratio"], meta["sizes"]["val"], meta["sizes"]["test"], args.out,
+        params.data.source,
+        len(prepared.classes),
+        meta["n_features"],
+        meta["sizes"]["train"],
+        meta["train_imbalance_ratio"],
+        meta["sizes"]["val"],
+        meta["sizes"]["test"],
+        args.out,
     )
     log.debug("training counts: %s", ", ".join(f"{c}={n}" for c, n in meta["counts"]["train"].items()))
 

@@ -43,8 +43,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--audit", required=True, help="audit.json written by evaluate")
     ap.add_argument("--runs", required=True, help="mlflow_runs.json written by evaluate")
     ap.add_argument("--figures", required=True, help="figures directory written by evaluate")
-    ap.add_argument("--decisions", required=True,
-                    help="the decide stage's predictions: <split>/<group>/<candidate>.parquet")
+    ap.add_argument(
+        "--decisions", required=True, help="the decide stage's predictions: <split>/<group>/<candidate>.parquet"
+    )
     ap.add_argument("--lock", default="dvc.lock", help="DVC lock file, read for provenance")
     ap.add_argument("--out", required=True, help="report.html to write")
     ap.add_argument("--no-mlflow", action="store_true", help="do not log the page to MLflow")
@@ -64,14 +65,27 @@ def main(argv: list[str] | None = None) -> None:
     lock = read_lock(args.lock)
     git = git_tags()
     provenance = Provenance(  # the report's own lock entry is left out: it would hold the previous render
-        commit=git["git_commit"], dirty=git["git_dirty"], date=commit_date(),
-        stages=lock_outputs(lock, skip=("report",)), params=lock_params(lock, skip=("report",)),
-        packages=package_versions(), command=f"git checkout {git['git_commit'][:12]} && make repro",
+        commit=git["git_commit"],
+        dirty=git["git_dirty"],
+        date=commit_date(),
+        stages=lock_outputs(lock, skip=("report",)),
+        params=lock_params(lock, skip=("report",)),
+        packages=package_versions(),
+        command=f"git checkout {git['git_commit'][:12]} && make repro",
         evidence=evidence,
     )
     mlflow_url = cfg.mlflow_url or (runs["tracking_uri"] if runs and runs["tracking_uri"].startswith("http") else None)
-    page = render(title=cfg.title, meta=meta, weights=weights, metrics=metrics, audit=audit, runs=runs,
-                  mlflow_url=mlflow_url, provenance=provenance, images=images)
+    page = render(
+        title=cfg.title,
+        meta=meta,
+        weights=weights,
+        metrics=metrics,
+        audit=audit,
+        runs=runs,
+        mlflow_url=mlflow_url,
+        provenance=provenance,
+        images=images,
+    )
 
     out = Path(args.out)
     write_text(out, page)
@@ -92,8 +106,9 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:  # the store was lost: the page is written, its logging waits
         write_task(box, "report", task)
         first = error_line(exc)
-        log.warning("MLflow store lost while logging the report (%s): it waits in %s; `make send` logs it",
-                    first[:200], box)
+        log.warning(
+            "MLflow store lost while logging the report (%s): it waits in %s; `make send` logs it", first[:200], box
+        )
         return
     clear_task(box, "report")
     log.debug("logged to MLflow run %s", runs["evaluation_run"])

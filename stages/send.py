@@ -81,8 +81,11 @@ def main(argv: list[str] | None = None) -> None:
                 done.append(f"the report to run {run_id}")
         clear_task(box, path.stem)
     what = ([f"{runs} run(s)"] if runs else []) + done
-    log.info("MLflow store %s is up to date with the DVC outputs%s", uri,
-             f": sent {', '.join(what)}" if what else " (nothing was waiting)")
+    log.info(
+        "MLflow store %s is up to date with the DVC outputs%s",
+        uri,
+        f": sent {', '.join(what)}" if what else " (nothing was waiting)",
+    )
 
 
 if __name__ == "__main__":

@@ -28,10 +28,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--models", required=True, help="directory for this loss's model weights")
     ap.add_argument("--val-predictions", required=True, help="directory for this loss's validation predictions")
     ap.add_argument("--test-predictions", required=True, help="directory for this loss's test predictions")
-    ap.add_argument("--params", default="params.yaml",
-                    help="read for mlflow.experiment only: where the runs go changes no result, so it is no DVC param")
-    ap.add_argument("--no-progress", action="store_true",
-                    help="hide the per-epoch progress bar (without a terminal: the progress log lines)")
+    ap.add_argument(
+        "--params",
+        default="params.yaml",
+        help="read for mlflow.experiment only: where the runs go changes no result, so it is no DVC param",
+    )
+    ap.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="hide the per-epoch progress bar (without a terminal: the progress log lines)",
+    )
     args = ap.parse_args(argv)
     train(args)
 
@@ -62,31 +68,76 @@ def train(args) -> None:
     threads = resolve_threads(cfg.threads)
     intra_op, groups = thread_plan(threads, len({r.seed for r in runs}), device, cfg.dropout)
     torch.set_num_threads(intra_op)  # the one place torch's thread count is set
-    log.debug("%s: %d model(s) as one batched sweep on %s (%d CPU thread(s) in %d stack(s)), %d training rows "
-              "(%d more for early stopping, by %s)", plan["loss"], len(runs), device, threads, groups,
-              len(data["train"][0]), len(data["stop"][0]), cfg.early_stopping_metric)
-    log.debug("%s: batch %d, learning rate %.3g, warm-up %d step(s)", plan["loss"], cfg.batch_size, cfg.lr,
-              cfg.warmup_steps)
+    log.debug(
+        "%s: %d model(s) as one batched sweep on %s (%d CPU thread(s) in %d stack(s)), %d training rows "
+        "(%d more for early stopping, by %s)",
+        plan["loss"],
+        len(runs),
+        device,
+        threads,
+        groups,
+        len(data["train"][0]),
+        len(data["stop"][0]),
+        cfg.early_stopping_metric,
+    )
+    log.debug(
+        "%s: batch %d, learning rate %.3g, warm-up %d step(s)", plan["loss"], cfg.batch_size, cfg.lr, cfg.warmup_steps
+    )
     used = {"batch_size": cfg.batch_size, "lr": cfg.lr, "warmup_steps": cfg.warmup_steps}
 
     weights = plan.get("class_weights")
-    model_params = {spec.model: {"model": spec.model, "loss": spec.loss, "gamma": gamma_text(spec.gamma),
-                                 "alpha": gamma_text(spec.alpha), "seed": spec.seed, "kind": "mlp", "train": plan["train"], "used": used,
-                                 "weights": {k: weights[k] for k in ("scheme", "beta")} if weights else "none",
-                                 "data": meta["params"]} for spec in runs}
-    stage_runs = StageRuns(load_params(args.params).mlflow.experiment, f"train@{plan['loss']}", model_params,
-                           {spec.model: {"loss": spec.loss, "kind": "mlp", "device": str(device)} for spec in runs},
-                           run_tags(meta), datasets={"train": Path(args.data) / "train.parquet"})
+    model_params = {
+        spec.model: {
+            "model": spec.model,
+            "loss": spec.loss,
+            "gamma": gamma_text(spec.gamma),
+            "alpha": gamma_text(spec.alpha),
+            "seed": spec.seed,
+            "kind": "mlp",
+            "train": plan["train"],
+            "used": used,
+            "weights": {k: weights[k] for k in ("scheme", "beta")} if weights else "none",
+            "data": meta["params"],
+        }
+        for spec in runs
+    }
+    stage_runs = StageRuns(
+        load_params(args.params).mlflow.experiment,
+        f"train@{plan['loss']}",
+        model_params,
+        {spec.model: {"loss": spec.loss, "kind": "mlp", "device": str(device)} for spec in runs},
+        run_tags(meta),
+        datasets={"train": Path(args.data) / "train.parquet"},
+    )
     with stage_runs:
-        results = fit_sweep(runs, plan_criterion(plan), data, len(classes), cfg, device, groups=groups,
-                            progress=False if args.no_progress else None, desc=plan["loss"],
-                            on_epoch=lambda i, record: stage_runs.epoch(runs[i].model, record))
+        results = fit_sweep(
+            runs,
+            plan_criterion(plan),
+            data,
+            len(classes),
+            cfg,
+            device,
+            groups=groups,
+            progress=False if args.no_progress else None,
+            desc=plan["loss"],
+            on_epoch=lambda i, record: stage_runs.epoch(runs[i].model, record),
+        )
         X = {split: torch.tensor(data[split][0], device=device) for split in ("val", "test")}
         write_outputs(args, runs, results, X, data, classes, plan, cfg, device, stage_runs, used)
     best = max(range(len(runs)), key=lambda i: stopping_sign(cfg.early_stopping_metric) * results[i].best_score)
-    log.info("%s: %d model(s) trained in %.1fs on %s, batch %d; best early-stopping %s %.4f (%s, epoch %d of %d)",
-             plan["loss"], len(runs), results[0].seconds, device, cfg.batch_size, cfg.early_stopping_metric,
-             results[best].best_score, runs[best].model, results[best].best_epoch, len(results[best].history))
+    log.info(
+        "%s: %d model(s) trained in %.1fs on %s, batch %d; best early-stopping %s %.4f (%s, epoch %d of %d)",
+        plan["loss"],
+        len(runs),
+        results[0].seconds,
+        device,
+        cfg.batch_size,
+        cfg.early_stopping_metric,
+        results[best].best_score,
+        runs[best].model,
+        results[best].best_epoch,
+        len(results[best].history),
+    )
 
 
 def write_outputs(args, runs, results, X, data, classes, plan, cfg, device, stage_runs, used) -> None:
@@ -109,16 +160,30 @@ def write_outputs(args, runs, results, X, data, classes, plan, cfg, device, stag
             for split, preds_dir in zip(("val", "test"), pred_dirs):
                 proba = torch.softmax(predict_logits(result.model, X[split]).double(), dim=1).cpu().numpy()
                 predictions_frame(proba, data[split][1], classes).to_parquet(
-                    predictions_file(preds_dir, spec.model), index=False)
+                    predictions_file(preds_dir, spec.model), index=False
+                )
             summary[spec.model] = {
-                "loss": spec.loss, "gamma": spec.gamma, "alpha": spec.alpha, "seed": spec.seed,
-                "best_epoch": result.best_epoch, "epochs_run": len(result.history),
-                "monitor": cfg.early_stopping_metric, "best_score": result.best_score,
+                "loss": spec.loss,
+                "gamma": spec.gamma,
+                "alpha": spec.alpha,
+                "seed": spec.seed,
+                "best_epoch": result.best_epoch,
+                "epochs_run": len(result.history),
+                "monitor": cfg.early_stopping_metric,
+                "best_score": result.best_score,
                 "history": result.history,
             }
-            log.debug("%s: best early-stopping %s %.4f at epoch %d of %d", spec.model, cfg.early_stopping_metric,
-                      result.best_score, result.best_epoch, len(result.history))
-        write_json(models_dir / TRAINING_SUMMARY, {"loss": plan["loss"], "device": str(device), **used, "runs": summary})
+            log.debug(
+                "%s: best early-stopping %s %.4f at epoch %d of %d",
+                spec.model,
+                cfg.early_stopping_metric,
+                result.best_score,
+                result.best_epoch,
+                len(result.history),
+            )
+        write_json(
+            models_dir / TRAINING_SUMMARY, {"loss": plan["loss"], "device": str(device), **used, "runs": summary}
+        )
 
 
 if __name__ == "__main__":

@@ -25,15 +25,17 @@ def main(argv: list[str] | None = None) -> None:
     classes = meta["classes"]
     counts = [meta["counts"]["train"][c] for c in classes]
     w = class_weights(counts, params.weights.scheme, beta=params.weights.beta)
-    write_json(args.out, {
-        "scheme": params.weights.scheme,
-        "beta": params.weights.beta,
-        "classes": classes,
-        "counts": counts,
-        "weights": [float(x) for x in w],
-    })
-    log.info("%s weights: %s", params.weights.scheme,
-             ", ".join(f"{c}={x:.3g}" for c, x in zip(classes, w)))
+    write_json(
+        args.out,
+        {
+            "scheme": params.weights.scheme,
+            "beta": params.weights.beta,
+            "classes": classes,
+            "counts": counts,
+            "weights": [float(x) for x in w],
+        },
+    )
+    log.info("%s weights: %s", params.weights.scheme, ", ".join(f"{c}={x:.3g}" for c, x in zip(classes, w)))
 
 
 if __name__ == "__main__":

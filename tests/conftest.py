@@ -36,7 +36,9 @@ def _repository_store_untouched():
     before = _store_state(ROOT)
     yield
     after = _store_state(ROOT)
-    assert after == before, f"tests changed the repository's MLflow store: {sorted(set(after) ^ set(before) or after)[:5]}"
+    assert after == before, (
+        f"tests changed the repository's MLflow store: {sorted(set(after) ^ set(before) or after)[:5]}"
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -112,8 +114,10 @@ def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"])
+        b = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"],
+        )
         yield b
         b.close()
 

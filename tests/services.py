@@ -103,8 +103,15 @@ class Service:
 
 def start(name: str, cmd: list[str], log: Path, env: dict[str, str], cwd: Path) -> Service:
     with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                                cwd=cwd, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            cwd=cwd,
+            start_new_session=True,
+        )
     return Service(name, proc, log)
 
 
@@ -121,8 +128,11 @@ def base_env() -> dict[str, str]:
 
 
 def boto_credentials() -> dict[str, str]:
-    return {"aws_access_key_id": AWS["AWS_ACCESS_KEY_ID"], "aws_secret_access_key": AWS["AWS_SECRET_ACCESS_KEY"],
-            "region_name": AWS["AWS_DEFAULT_REGION"]}
+    return {
+        "aws_access_key_id": AWS["AWS_ACCESS_KEY_ID"],
+        "aws_secret_access_key": AWS["AWS_SECRET_ACCESS_KEY"],
+        "region_name": AWS["AWS_DEFAULT_REGION"],
+    }
 
 
 def bucket_keys(s3_service: Service, prefix: str) -> list[str]:
@@ -144,13 +154,16 @@ def start_s3(d: Path) -> Service:
 
     moto_server = script("moto_server")
     if moto_server is None or importlib.util.find_spec("moto") is None or importlib.util.find_spec("boto3") is None:
-        unavailable("moto's S3 server is not installed (moto[server] and boto3, in requirements.lock)",
-                    "install requirements.lock")
+        unavailable(
+            "moto's S3 server is not installed (moto[server] and boto3, in requirements.lock)",
+            "install requirements.lock",
+        )
     import boto3
 
     port = free_port()
-    service = start("moto_server", [moto_server, "-H", "127.0.0.1", "-p", str(port)], d / "moto.log",
-                    {**base_env(), **AWS}, d)
+    service = start(
+        "moto_server", [moto_server, "-H", "127.0.0.1", "-p", str(port)], d / "moto.log", {**base_env(), **AWS}, d
+    )
     try:
         service.url = f"http://127.0.0.1:{port}"
         service.wait_until(lambda: http_ok(f"{service.url}/moto-api/"))

@@ -19,18 +19,25 @@ pytestmark = pytest.mark.slow
 
 def _bench(name: str, *args: str, cwd: Path = ROOT) -> str:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, "-m", f"bench.{name}", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", f"bench.{name}", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     return proc.stdout
 
 
-@pytest.mark.parametrize(("name", "args", "last"), [
-    ("sweep", ["--k", "2", "--n", "300", "--epochs", "1", "--device", "cpu"], "batched / sequential throughput"),
-    ("alpha", ["--k", "2", "--n", "300", "--epochs", "1", "--repeats", "1", "--device", "cpu"],
-     "alpha sweep / focal gamma sweep"),
-    ("exit", ["--repeats", "1"], "| torch"),
-])
+@pytest.mark.parametrize(
+    ("name", "args", "last"),
+    [
+        ("sweep", ["--k", "2", "--n", "300", "--epochs", "1", "--device", "cpu"], "batched / sequential throughput"),
+        (
+            "alpha",
+            ["--k", "2", "--n", "300", "--epochs", "1", "--repeats", "1", "--device", "cpu"],
+            "alpha sweep / focal gamma sweep",
+        ),
+        ("exit", ["--repeats", "1"], "| torch"),
+    ],
+)
 def test_a_synthetic_benchmark_runs_at_a_tiny_size(name, args, last):
     assert last in _bench(name, *args)
 

@@ -25,8 +25,7 @@ def test_repository_params_parse_to_typed_config():
     p = load_params(ROOT / "params.yaml")
     assert isinstance(p, Params)
     assert p.data.source == "digits"
-    assert p.train.losses == ("ce", "weighted_ce", "focal", "weighted_focal", "cb_focal", "logit_adjusted",
-                              "ldam_drw")
+    assert p.train.losses == ("ce", "weighted_ce", "focal", "weighted_focal", "cb_focal", "logit_adjusted", "ldam_drw")
     assert p.train.gammas == (0.0, 0.5, 1.0, 2.0, 5.0)
     assert all(isinstance(g, float) for g in p.train.gammas)
     assert (p.train.early_stopping_fraction, p.train.early_stopping_metric) == (0.1, "balanced_log_loss")
@@ -48,11 +47,15 @@ def test_defaults_fill_missing_keys():
         ({"data": {"source": "mnist"}}, "data.source must be one of digits, synthetic, csv; got 'mnist'"),
         ({"data": {"imbalance_ratio": 0.5}}, r"data.imbalance_ratio must be >= 1 \(1 keeps the split as is\); got 0.5"),
         ({"data": {"source": "csv", "target": None}}, "data.target must name the label column"),
-        ({"weights": {"scheme": "sqrt"}},
-         "weights.scheme must be one of none, inverse, inverse_sqrt, effective_number; got 'sqrt'"),
-        ({"train": {"losses": ["ce", "hinge"]}},
-         "train.losses must be one of ce, weighted_ce, focal, weighted_focal, cb_focal, logit_adjusted, "
-         "ldam_drw; got 'hinge'"),
+        (
+            {"weights": {"scheme": "sqrt"}},
+            "weights.scheme must be one of none, inverse, inverse_sqrt, effective_number; got 'sqrt'",
+        ),
+        (
+            {"train": {"losses": ["ce", "hinge"]}},
+            "train.losses must be one of ce, weighted_ce, focal, weighted_focal, cb_focal, logit_adjusted, "
+            "ldam_drw; got 'hinge'",
+        ),
         ({"train": {"gammas": [1, -2]}}, "train.gammas must be >= 0; got -2.0"),
         ({"train": {"gammas": []}}, "train.gammas must list at least one value for focal"),
         ({"train": {"lr": "fast"}}, "train.lr must be float; got 'fast'"),
@@ -61,8 +64,10 @@ def test_defaults_fill_missing_keys():
         ({"train": {"device": "tpu"}}, "train.device must be one of auto, cpu, cuda"),
         ({"weights": {"beta": 1.0}}, r"weights.beta must be in \[0, 1\); got 1.0"),
         ({"weights": {"beta": -0.5}}, r"weights.beta must be in \[0, 1\); got -0.5"),
-        ({"train": {"losses": ["ce", "cb_focal"], "gammas": []}},
-         "train.gammas must list at least one value for cb_focal$"),
+        (
+            {"train": {"losses": ["ce", "cb_focal"], "gammas": []}},
+            "train.gammas must list at least one value for cb_focal$",
+        ),
         ({"train": {"losses": ["weighted_focal"], "gammas": [0.5, -1]}}, "train.gammas must be >= 0; got -1.0"),
         ({"train": {"tau": -1}}, "train.tau must be >= 0; got -1.0"),
         ({"train": {"batch_size": "large"}}, "train.batch_size must be auto or a number >= 1; got 'large'"),
@@ -71,58 +76,91 @@ def test_defaults_fill_missing_keys():
         ({"train": {"ldam_max_margin": -0.1}}, "train.ldam_max_margin must be >= 0; got -0.1"),
         ({"train": {"ldam_scale": 0}}, "train.ldam_scale must be > 0; got 0.0"),
         ({"train": {"drw_epoch": 0}}, r"train.drw_epoch must be in \[1, train.epochs\] \(100\) or null; got 0"),
-        ({"train": {"epochs": 10, "drw_epoch": 11}},
-         r"train.drw_epoch must be in \[1, train.epochs\] \(10\) or null; got 11"),
+        (
+            {"train": {"epochs": 10, "drw_epoch": 11}},
+            r"train.drw_epoch must be in \[1, train.epochs\] \(10\) or null; got 11",
+        ),
         ({"train": {"early_stopping_fraction": 0}}, r"train.early_stopping_fraction must be in \(0, 0.5\]; got 0.0"),
-        ({"train": {"early_stopping_fraction": 0.6}},
-         r"train.early_stopping_fraction must be in \(0, 0.5\]; got 0.6"),
+        ({"train": {"early_stopping_fraction": 0.6}}, r"train.early_stopping_fraction must be in \(0, 0.5\]; got 0.6"),
         ({"train": {"early_stopping_fraction": "a tenth"}}, "train.early_stopping_fraction must be float"),
-        ({"train": {"early_stopping_metric": "accuracy"}},
-         "train.early_stopping_metric must be one of macro_f1, log_loss, balanced_log_loss; got 'accuracy'"),
-        ({"evaluate": {"decisions": {"rules": ["posthoc_adjust", "platt"]}}},
-         "evaluate.decisions.rules must be one of posthoc_adjust, thresholds, cost, anomaly; got 'platt'"),
-        ({"evaluate": {"decisions": {"rules": ["temperature"]}}},
-         "evaluate.decisions.rules: temperature is no longer a rule"),
+        (
+            {"train": {"early_stopping_metric": "accuracy"}},
+            "train.early_stopping_metric must be one of macro_f1, log_loss, balanced_log_loss; got 'accuracy'",
+        ),
+        (
+            {"evaluate": {"decisions": {"rules": ["posthoc_adjust", "platt"]}}},
+            "evaluate.decisions.rules must be one of posthoc_adjust, thresholds, cost, anomaly; got 'platt'",
+        ),
+        (
+            {"evaluate": {"decisions": {"rules": ["temperature"]}}},
+            "evaluate.decisions.rules: temperature is no longer a rule",
+        ),
         ({"evaluate": {"max_ece": 0}}, r"evaluate.max_ece must be in \(0, 1\); got 0"),
         ({"evaluate": {"decisions": {"rules": ["cost", "cost"]}}}, "evaluate.decisions.rules lists a rule twice"),
-        ({"evaluate": {"decisions": {"rule": ["cost"]}}},
-         r"unknown key evaluate.decisions.rule; allowed: rules, models \(did you mean evaluate.decisions.rules\?\)"),
-        ({"evaluate": {"decisions": {"models": "every"}}},
-         "evaluate.decisions.models must be best, all or a list of model names; got 'every'"),
-        ({"evaluate": {"decisions": {"models": []}}},
-         r"evaluate.decisions.models must be best, all or a list .*got \[\]"),
+        (
+            {"evaluate": {"decisions": {"rule": ["cost"]}}},
+            r"unknown key evaluate.decisions.rule; allowed: rules, models \(did you mean evaluate.decisions.rules\?\)",
+        ),
+        (
+            {"evaluate": {"decisions": {"models": "every"}}},
+            "evaluate.decisions.models must be best, all or a list of model names; got 'every'",
+        ),
+        (
+            {"evaluate": {"decisions": {"models": []}}},
+            r"evaluate.decisions.models must be best, all or a list .*got \[\]",
+        ),
         ({"evaluate": {"decisions": {"models": ["ce", " "]}}}, "evaluate.decisions.models names an empty model"),
         ({"evaluate": {"decisions": {"models": ["ce", 3]}}}, r"evaluate.decisions.models\[1\] must be str; got 3"),
         ({"evaluate": {"crossfit_folds": 1}}, "evaluate.crossfit_folds must be >= 2; got 1"),
         ({"evaluate": {"costs": 5}}, "evaluate.costs must be a mapping"),
-        ({"evaluate": {"costs": {"defualt": 2}}},
-         r"unknown key evaluate.costs.defualt; .*\(did you mean evaluate.costs.default\?\)"),
+        (
+            {"evaluate": {"costs": {"defualt": 2}}},
+            r"unknown key evaluate.costs.defualt; .*\(did you mean evaluate.costs.default\?\)",
+        ),
         ({"evaluate": {"costs": {"default": -1}}}, "evaluate.costs.default must be finite and >= 0; got -1.0"),
         ({"evaluate": {"costs": {"missed": {8: -2}}}}, "evaluate.costs.missed.8 must be finite and >= 0; got -2.0"),
-        ({"evaluate": {"costs": {"false_alarm": {"3": float("inf")}}}},
-         "evaluate.costs.false_alarm.3 must be finite and >= 0; got inf"),
-        ({"evaluate": {"costs": {"matrix": {"1": {"2": float("nan")}}}}},
-         "evaluate.costs.matrix.1.2 must be finite and >= 0; got nan"),
+        (
+            {"evaluate": {"costs": {"false_alarm": {"3": float("inf")}}}},
+            "evaluate.costs.false_alarm.3 must be finite and >= 0; got inf",
+        ),
+        (
+            {"evaluate": {"costs": {"matrix": {"1": {"2": float("nan")}}}}},
+            "evaluate.costs.matrix.1.2 must be finite and >= 0; got nan",
+        ),
         ({"evaluate": {"costs": {"missed": [20]}}}, r"evaluate.costs.missed must be a mapping; got \[20\]"),
         ({"evaluate": {"costs": {"missed": {8: "high"}}}}, "evaluate.costs.missed.8 must be float; got 'high'"),
         ({"evaluate": {"costs": {"missed": {8: 1, "8": 2}}}}, "evaluate.costs.missed names '8' twice"),
-        ({"evaluate": {"costs": {"matrix": {"1": {"1": 0.5}}}}},
-         r"evaluate.costs.matrix.1.1 is a correct decision and must cost 0; got 0.5 "
-         r"\(set evaluate.costs.allow_diagonal: true"),
+        (
+            {"evaluate": {"costs": {"matrix": {"1": {"1": 0.5}}}}},
+            r"evaluate.costs.matrix.1.1 is a correct decision and must cost 0; got 0.5 "
+            r"\(set evaluate.costs.allow_diagonal: true",
+        ),
         ({"evaluate": {"costs": {"allow_diagonal": "yes"}}}, "evaluate.costs.allow_diagonal must be bool; got 'yes'"),
         ({"evaluate": {"costs": {"default": 0}}}, "evaluate.costs must give some decision a cost > 0; all are 0"),
-        ({"evaluate": {"costs": {"default": 0, "missed": {"8": 0}, "matrix": {"1": {"2": 0}}}}},
-         "evaluate.costs must give some decision a cost > 0"),
-        ({"evaluate": {"select": {"metric": "expected_cost"}}},
-         "evaluate.select.metric expected_cost needs evaluate.costs; it is null"),
-        ({"evaluate": {"select": {"constraints": ["expected_cost <= 0.5"]}}},
-         "evaluate.select.constraints entry 'expected_cost <= 0.5' needs evaluate.costs"),
-        ({"evaluate": {"deploy_prior": {"0": 0.5, "8": -0.1}}},
-         "evaluate.deploy_prior.8 must be finite and >= 0; got -0.1"),
-        ({"evaluate": {"deploy_prior": {"0": float("inf")}}},
-         "evaluate.deploy_prior.0 must be finite and >= 0; got inf"),
-        ({"evaluate": {"deploy_prior": {"0": 0, "1": 0}}},
-         "evaluate.deploy_prior must give some class a share > 0; all are 0"),
+        (
+            {"evaluate": {"costs": {"default": 0, "missed": {"8": 0}, "matrix": {"1": {"2": 0}}}}},
+            "evaluate.costs must give some decision a cost > 0",
+        ),
+        (
+            {"evaluate": {"select": {"metric": "expected_cost"}}},
+            "evaluate.select.metric expected_cost needs evaluate.costs; it is null",
+        ),
+        (
+            {"evaluate": {"select": {"constraints": ["expected_cost <= 0.5"]}}},
+            "evaluate.select.constraints entry 'expected_cost <= 0.5' needs evaluate.costs",
+        ),
+        (
+            {"evaluate": {"deploy_prior": {"0": 0.5, "8": -0.1}}},
+            "evaluate.deploy_prior.8 must be finite and >= 0; got -0.1",
+        ),
+        (
+            {"evaluate": {"deploy_prior": {"0": float("inf")}}},
+            "evaluate.deploy_prior.0 must be finite and >= 0; got inf",
+        ),
+        (
+            {"evaluate": {"deploy_prior": {"0": 0, "1": 0}}},
+            "evaluate.deploy_prior must give some class a share > 0; all are 0",
+        ),
         ({"evaluate": {"deploy_prior": {}}}, "evaluate.deploy_prior must give some class a share > 0"),
         ({"evaluate": {"deploy_prior": [0.5, 0.5]}}, "evaluate.deploy_prior must be a mapping"),
     ],
@@ -173,9 +211,15 @@ def test_new_keys_accept_their_allowed_values():
     d = parse_params(raw).evaluate.decisions
     assert d.rules == ("thresholds",) and d.models == ("ce", "focal_g2")
     assert parse_params({"evaluate": {"crossfit_folds": 2}}).evaluate.crossfit_folds == 2
-    e = parse_params({"evaluate": {"costs": {"matrix": {"1": {"1": 0.5}}, "allow_diagonal": True},
-                                   "select": {"metric": "expected_cost", "constraints": ["expected_cost <= 2"]},
-                                   "deploy_prior": {"0": 1, "1": 0}}}).evaluate
+    e = parse_params(
+        {
+            "evaluate": {
+                "costs": {"matrix": {"1": {"1": 0.5}}, "allow_diagonal": True},
+                "select": {"metric": "expected_cost", "constraints": ["expected_cost <= 2"]},
+                "deploy_prior": {"0": 1, "1": 0},
+            }
+        }
+    ).evaluate
     assert e.costs.matrix == {"1": {"1": 0.5}} and e.costs.allow_diagonal is True
     assert e.select.metric == COST_METRIC
     assert e.deploy_prior == {"0": 1.0, "1": 0.0}
@@ -219,14 +263,17 @@ evaluate:
 
 
 def test_cost_matrix_precedence_default_false_alarm_missed_matrix():
-    costs = CostsConfig(default=1, false_alarm={"b": 4}, missed={"c": 10}, matrix={"c": {"b": 2}, "a": {"a": 0.5}},
-                        allow_diagonal=True)
-    expected = np.array([
-        # decided: a   b    c         true:
-        [0.5, 4.0, 1.0],   # a: default; false alarm b; matrix diagonal
-        [1.0, 0.0, 1.0],   # b: default; the false alarm of b is not a false alarm when b is true
-        [10.0, 2.0, 0.0],  # c: missed beats default; matrix beats missed and false alarm
-    ])
+    costs = CostsConfig(
+        default=1, false_alarm={"b": 4}, missed={"c": 10}, matrix={"c": {"b": 2}, "a": {"a": 0.5}}, allow_diagonal=True
+    )
+    expected = np.array(
+        [
+            # decided: a   b    c         true:
+            [0.5, 4.0, 1.0],  # a: default; false alarm b; matrix diagonal
+            [1.0, 0.0, 1.0],  # b: default; the false alarm of b is not a false alarm when b is true
+            [10.0, 2.0, 0.0],  # c: missed beats default; matrix beats missed and false alarm
+        ]
+    )
     c = cost_matrix(costs, ["a", "b", "c"])
     assert c.dtype == np.float64 and c.shape == (3, 3)
     np.testing.assert_array_equal(c, expected)

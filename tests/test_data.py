@@ -85,12 +85,14 @@ def test_synthetic_source_is_long_tailed_in_every_split():
 
 def _write_csv(tmp_path, n=240):
     rng = np.random.default_rng(0)
-    frame = pd.DataFrame({
-        "age": rng.normal(50, 10, n),
-        "colour": rng.choice(["red", "green", "blue"], n),
-        "score": rng.normal(0, 1, n),
-        "label": rng.choice(["no", "yes", "maybe"], n, p=[0.6, 0.3, 0.1]),
-    })
+    frame = pd.DataFrame(
+        {
+            "age": rng.normal(50, 10, n),
+            "colour": rng.choice(["red", "green", "blue"], n),
+            "score": rng.normal(0, 1, n),
+            "label": rng.choice(["no", "yes", "maybe"], n, p=[0.6, 0.3, 0.1]),
+        }
+    )
     frame.loc[::7, "age"] = np.nan
     frame.loc[::11, "colour"] = None
     path = tmp_path / "claims.csv"
@@ -135,7 +137,9 @@ def test_parquet_source(tmp_path):
 
 def test_csv_without_the_target_column_names_it(tmp_path):
     path = _write_csv(tmp_path)
-    with pytest.raises(DataError, match=r"data.target: column 'outcome' not in .*claims.csv; columns: age, colour, score, label"):
+    with pytest.raises(
+        DataError, match=r"data.target: column 'outcome' not in .*claims.csv; columns: age, colour, score, label"
+    ):
         prepare(DataConfig(source="csv", path=str(path), target="outcome"))
 
 
@@ -154,8 +158,10 @@ def test_every_too_rare_class_is_named(tmp_path):
     frame.to_csv(path, index=False)
     with pytest.raises(DataError) as err:
         prepare(DataConfig(source="csv", path=str(path), target="y"))
-    assert str(err.value) == ("classes 'c' (1 row), 'b' (2 rows): each class needs at least 3 rows (one per split); "
-                              "merge or drop the smaller classes")
+    assert str(err.value) == (
+        "classes 'c' (1 row), 'b' (2 rows): each class needs at least 3 rows (one per split); "
+        "merge or drop the smaller classes"
+    )
 
 
 @pytest.mark.parametrize("sep", [";", "\t", "|"])
@@ -168,8 +174,7 @@ def test_the_separator_is_read_from_the_file(tmp_path, sep):
 
 
 def test_a_file_in_another_encoding_names_the_parameter_and_reads_once_set(tmp_path):
-    frame = pd.DataFrame({"x": range(30), "city": ["Montréal", "Zürich", "Lyon"] * 10,
-                          "y": ["é", "a", "b"] * 10})
+    frame = pd.DataFrame({"x": range(30), "city": ["Montréal", "Zürich", "Lyon"] * 10, "y": ["é", "a", "b"] * 10})
     path = tmp_path / "latin.csv"
     frame.to_csv(path, index=False, encoding="latin-1")
     with pytest.raises(DataError) as err:

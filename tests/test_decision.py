@@ -35,14 +35,17 @@ from pipeline.rule_specs import RULES
 
 def policy_objective(classes, primary, constraints=()):
     """(total shortfall of the constraints, ``primary``) from count metrics, like the policy's."""
+
     def value(counts, name):
         base, _, cls = name.partition("/")
         return float(counts[base][classes.index(cls)] if cls else counts[base])
 
     def objective(y_true, y_pred, proba, sample_weight):
         counts = count_metrics(confusion_matrix(y_true, y_pred, len(classes), sample_weight))
-        misses = [c.bound - value(counts, c.metric) if c.op == ">=" else value(counts, c.metric) - c.bound
-                  for c in constraints]
+        misses = [
+            c.bound - value(counts, c.metric) if c.op == ">=" else value(counts, c.metric) - c.bound
+            for c in constraints
+        ]
         return sum(max(0.0, m) for m in misses), value(counts, primary)
 
     return objective
@@ -59,9 +62,14 @@ def _nll(proba, y):
 
 def _context(c, *, prior=None, cost=None, prior_ratio=None, scores=None, rarest=None):
     prior = np.full(c, 1 / c) if prior is None else np.asarray(prior)
-    return RuleContext(classes=[f"c{i}" for i in range(c)], log_train_prior=np.log(prior), cost=cost,
-                       prior_ratio=prior_ratio, rarest=int(np.argmin(prior)) if rarest is None else rarest,
-                       anomaly_scores=scores)
+    return RuleContext(
+        classes=[f"c{i}" for i in range(c)],
+        log_train_prior=np.log(prior),
+        cost=cost,
+        prior_ratio=prior_ratio,
+        rarest=int(np.argmin(prior)) if rarest is None else rarest,
+        anomaly_scores=scores,
+    )
 
 
 def _imbalanced(n, prior, signal, seed):
@@ -125,7 +133,8 @@ def test_temperature_is_weighted_and_deterministic():
     # integer weights are repeated rows
     reps = rng.integers(1, 4, size=400)
     assert fit_temperature(logp, y, sample_weight=reps) == pytest.approx(
-        fit_temperature(np.repeat(logp, reps, axis=0), np.repeat(y, reps)), rel=1e-4)
+        fit_temperature(np.repeat(logp, reps, axis=0), np.repeat(y, reps)), rel=1e-4
+    )
 
 
 def test_bcts_recovers_temperature_and_bias():
@@ -302,13 +311,13 @@ def test_every_rule_gives_probabilities_and_json_parameters(rule):
     proba, y = _imbalanced(400, prior, 1.0, seed=9)
     proba[:3] = np.eye(4)[:3]  # exact zeros and ones: logp is clipped, never -inf
     cost = np.array([[0, 1, 1, 1], [1, 0, 1, 1], [1, 1, 0, 1], [20, 10, 5, 0]], dtype=float)
-    ctx = _context(4, prior=prior, cost=cost, prior_ratio=np.full(4, 0.25) / prior,
-                   scores=np.random.default_rng(9).random(400))
+    ctx = _context(
+        4, prior=prior, cost=cost, prior_ratio=np.full(4, 0.25) / prior, scores=np.random.default_rng(9).random(400)
+    )
     objective = policy_objective(ctx.classes, "macro_f1", [Constraint("recall/c3", ">=", 0.5)])
     params = fit_rule(rule, proba, y, objective, ctx)
     assert json.loads(json.dumps(params, allow_nan=False)) == params
-    assert parameter_count(rule, params) == {"posthoc_adjust": 1, "thresholds": 4,
-                                              "cost": 5, "anomaly": 1}[rule]
+    assert parameter_count(rule, params) == {"posthoc_adjust": 1, "thresholds": 4, "cost": 5, "anomaly": 1}[rule]
     q, y_pred = apply_rule(rule, params, proba, ctx)
     assert q.shape == proba.shape and np.isfinite(q).all() and (q >= 0).all()
     np.testing.assert_allclose(q.sum(axis=1), 1.0, rtol=1e-12)
@@ -383,6 +392,7 @@ def test_thresholds_search_the_same_with_the_batched_objective():
     fast = fit_rule("thresholds", proba, y, batched, ctx)
     slow = fit_rule("thresholds", proba, y, row_by_row, ctx)
     decide = [apply_rule("thresholds", p, proba, ctx) for p in (fast, slow)]
-    assert batched(y, decide[0][1], decide[0][0], None) == pytest.approx(batched(y, decide[1][1], decide[1][0], None),
-                                                                       abs=1e-12)
+    assert batched(y, decide[0][1], decide[0][0], None) == pytest.approx(
+        batched(y, decide[1][1], decide[1][0], None), abs=1e-12
+    )
     np.testing.assert_allclose(fast["bias"], slow["bias"], atol=1e-9)

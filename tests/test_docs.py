@@ -14,9 +14,14 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def site(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("site")
-    proc = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(out)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300, env={"NO_MKDOCS_2_WARNING": "1",
-                                                                             "PATH": "/usr/bin:/bin"})
+    proc = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"NO_MKDOCS_2_WARNING": "1", "PATH": "/usr/bin:/bin"},
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out
 
@@ -54,11 +59,14 @@ def test_the_readme_is_short_and_every_link_lands(site):
             assert f'id="{anchor}"' in built.read_text(), (path, anchor)
 
 
-@pytest.mark.parametrize("page, answer", [
-    ("own-data.md", "source: csv"),                       # how do I run it on my table?
-    ("choosing-the-metric.md", "evaluate.select.metric"),  # which metric?
-    ("mlflow.md", "make ui"),                              # where is the UI?
-])
+@pytest.mark.parametrize(
+    "page, answer",
+    [
+        ("own-data.md", "source: csv"),  # how do I run it on my table?
+        ("choosing-the-metric.md", "evaluate.select.metric"),  # which metric?
+        ("mlflow.md", "make ui"),  # where is the UI?
+    ],
+)
 def test_a_newcomers_question_is_answered_on_the_first_screen_of_its_page(page, answer):
     first_screen = "\n".join((ROOT / "docs" / page).read_text().splitlines()[:40])
     assert answer in first_screen

@@ -59,8 +59,18 @@ def repo(tmp_path_factory):
 
 def test_repro_runs_every_stage_and_logs_to_the_repo_store(repo):
     d, env, out = repo
-    for stage in ("prepare", "weights", "plan", "train@ce", "train@weighted_ce", "train@focal", "baselines", "decide",
-                  "evaluate", "report"):
+    for stage in (
+        "prepare",
+        "weights",
+        "plan",
+        "train@ce",
+        "train@weighted_ce",
+        "train@focal",
+        "baselines",
+        "decide",
+        "evaluate",
+        "report",
+    ):
         assert f"Running stage '{stage}'" in out
     assert (d / "reports/metrics.json").is_file() and (d / "mlflow.db").is_file()
     assert (d / "reports/report.html").is_file()
@@ -145,8 +155,9 @@ def test_a_failed_evaluate_keeps_the_previous_reports(repo):
     saved = pred.read_bytes()
     pred.write_bytes(b"not a parquet file")
     try:
-        proc = subprocess.run("dvc repro --force -s evaluate", cwd=d, env=env, shell=True, capture_output=True,
-                              text=True)
+        proc = subprocess.run(
+            "dvc repro --force -s evaluate", cwd=d, env=env, shell=True, capture_output=True, text=True
+        )
     finally:
         pred.write_bytes(saved)
     assert proc.returncode != 0
@@ -203,8 +214,9 @@ def test_a_parallel_queue_from_a_fresh_clone_lands_in_one_store_and_moves_no_ali
             time.sleep(5)
     finally:
         subprocess.run("dvc queue stop", cwd=clone, env=env, shell=True, capture_output=True)
-    assert status.count("Success") == 3, status + sh("dvc queue logs $(dvc queue status | awk 'NR>1{print $1; exit}') "
-                                                   "2>&1 || true", clone, env)
+    assert status.count("Success") == 3, status + sh(
+        "dvc queue logs $(dvc queue status | awk 'NR>1{print $1; exit}') 2>&1 || true", clone, env
+    )
     names = set(sh("dvc exp ls --name-only", clone, env).split())
     assert len(names) == 3  # and `dvc exp show` lists them
     shown = json.dumps(sh_json("dvc exp show --json", clone, env))

@@ -80,16 +80,25 @@ def test_stage_declares_every_project_module_it_imports(name):
     stage = _stages()[name]
     module = re.search(r"python -m ([\w.]+)", stage["cmd"]).group(1)
     declared = _declared(stage)
-    missing = sorted(f for f in project_imports(module)
-                     if f not in declared and not any(f.startswith(d.rstrip("/") + "/") for d in declared))
+    missing = sorted(
+        f
+        for f in project_imports(module)
+        if f not in declared and not any(f.startswith(d.rstrip("/") + "/") for d in declared)
+    )
     assert not missing, f"stage {name} imports {missing} but does not list them in dvc.yaml deps"
 
 
 def test_the_import_reader_follows_imports_through_modules(tmp_path):
     # stages.train reaches pipeline.model only through pipeline.sweep / pipeline.train
     found = project_imports("stages.train")
-    assert {"stages/train.py", "stages/__init__.py", "pipeline/__init__.py", "pipeline/model.py",
-            "pipeline/sweep.py", "pipeline/loss_specs.py"} <= found
+    assert {
+        "stages/train.py",
+        "stages/__init__.py",
+        "pipeline/__init__.py",
+        "pipeline/model.py",
+        "pipeline/sweep.py",
+        "pipeline/loss_specs.py",
+    } <= found
     assert "pipeline/report.py" not in found
 
 

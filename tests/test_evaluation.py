@@ -28,10 +28,12 @@ def _entry(v, lo, hi):
 
 
 def test_gamma_table_uses_bootstrap_with_one_seed_and_spread_with_several():
-    models = [{"name": "f0", "loss": "focal", "gamma": 0.0, "seed": 0},
-              {"name": "f2a", "loss": "focal", "gamma": 2.0, "seed": 0},
-              {"name": "f2b", "loss": "focal", "gamma": 2.0, "seed": 1},
-              {"name": "ce", "loss": "ce", "gamma": None, "seed": 0}]
+    models = [
+        {"name": "f0", "loss": "focal", "gamma": 0.0, "seed": 0},
+        {"name": "f2a", "loss": "focal", "gamma": 2.0, "seed": 0},
+        {"name": "f2b", "loss": "focal", "gamma": 2.0, "seed": 1},
+        {"name": "ce", "loss": "ce", "gamma": None, "seed": 0},
+    ]
     metrics = {"f0": _entry(0.5, 0.4, 0.6), "f2a": _entry(0.6, 0, 1), "f2b": _entry(0.8, 0, 1), "ce": _entry(0.1, 0, 1)}
     rows = gamma_table(models, metrics, "r")["focal"]
     assert [r["gamma"] for r in rows] == [0.0, 2.0]
@@ -42,21 +44,50 @@ def test_gamma_table_uses_bootstrap_with_one_seed_and_spread_with_several():
 
 
 def _audit(pick="cb_focal_g0.5+thresholds", shift=0.0):
-    board = [{"model": "cb_focal_g0.5+thresholds", "members": ["cb_focal_g0.5+thresholds"],
-              "validation": 0.9072205591055582 + shift, "test": 0.9032810007810074 + shift},
-             {"model": "ce", "members": ["ce", "focal_g0"],
-              "validation": 0.8505304531553481 + shift, "test": 0.8712052721160608 + shift}]
-    return {"policy": {"pick": pick, "metric": "macro_f1", "p_best": 0.358},
-            "estimate": {"metric": "macro_f1", "validation": board[0]["validation"], "test": board[0]["test"],
-                         "low": 0.8708300152491827 + shift, "high": 0.9299964662243098 + shift} if pick else None,
-            "reference": {"model": "ce"}, "leaderboard": board}
+    board = [
+        {
+            "model": "cb_focal_g0.5+thresholds",
+            "members": ["cb_focal_g0.5+thresholds"],
+            "validation": 0.9072205591055582 + shift,
+            "test": 0.9032810007810074 + shift,
+        },
+        {
+            "model": "ce",
+            "members": ["ce", "focal_g0"],
+            "validation": 0.8505304531553481 + shift,
+            "test": 0.8712052721160608 + shift,
+        },
+    ]
+    return {
+        "policy": {"pick": pick, "metric": "macro_f1", "p_best": 0.358},
+        "estimate": {
+            "metric": "macro_f1",
+            "validation": board[0]["validation"],
+            "test": board[0]["test"],
+            "low": 0.8708300152491827 + shift,
+            "high": 0.9299964662243098 + shift,
+        }
+        if pick
+        else None,
+        "reference": {"model": "ce"},
+        "leaderboard": board,
+    }
 
 
 def test_summary_is_flat_rounded_and_names_the_pick_and_the_reference():
     out = summary(_audit())
-    assert out == {"policy_metric": "macro_f1", "pick": "cb_focal_g0.5+thresholds",
-                   "pick_val": 0.9072, "pick_test": 0.9033, "pick_test_low": 0.8708, "pick_test_high": 0.93,
-                   "pick_p_best": 0.358, "ref": "ce", "ref_val": 0.8505, "ref_test": 0.8712}
+    assert out == {
+        "policy_metric": "macro_f1",
+        "pick": "cb_focal_g0.5+thresholds",
+        "pick_val": 0.9072,
+        "pick_test": 0.9033,
+        "pick_test_low": 0.8708,
+        "pick_test_high": 0.93,
+        "pick_p_best": 0.358,
+        "ref": "ce",
+        "ref_val": 0.8505,
+        "ref_test": 0.8712,
+    }
     # DVC reads "." in a key as nesting: names are values, and no key holds one
     assert not any("." in k for k in out) and not any(isinstance(v, dict) for v in out.values())
     # a re-run on another CPU moves torch's results in the last digits: the summary stays the same
@@ -75,8 +106,16 @@ def test_tail_trade_verdicts():
     ref[90:100] = 0  # and all of class 2
     better = y.copy()
     preds = {"ce": ref, "same": ref.copy(), "better": better}
-    out = tail_trade(y, preds, ["a", "b", "c"], [100, 30, 10], reference="ce", models=["same", "better"],
-                     indices=bootstrap_indices(len(y), 300, 0), level=0.95)
+    out = tail_trade(
+        y,
+        preds,
+        ["a", "b", "c"],
+        [100, 30, 10],
+        reference="ce",
+        models=["same", "better"],
+        indices=bootstrap_indices(len(y), 300, 0),
+        level=0.95,
+    )
     assert out["tail_classes"] == ["c"]
     assert out["models"]["same"]["tail_recall_change"] == {"value": 0.0, "low": 0.0, "high": 0.0}
     assert out["models"]["same"]["verdict"].startswith("no clear change in tail recall")
@@ -92,8 +131,16 @@ def test_tail_trade_says_undefined_precision_where_the_reference_never_predicts_
     ref[90:100] = 0  # the reference never predicts class 2
     trade = y.copy()
     trade[0:20] = 2  # recalls class 2, at the head's expense
-    out = tail_trade(y, {"ce": ref, "m": trade}, ["a", "b", "c"], [100, 30, 10], reference="ce", models=["m"],
-                     indices=bootstrap_indices(len(y), 300, 0), level=0.95)
+    out = tail_trade(
+        y,
+        {"ce": ref, "m": trade},
+        ["a", "b", "c"],
+        [100, 30, 10],
+        reference="ce",
+        models=["m"],
+        indices=bootstrap_indices(len(y), 300, 0),
+        level=0.95,
+    )
     entry = out["models"]["m"]
     assert out["reference_undefined_precision"] == ["c"]
     assert entry["tail_precision_change"]["value"] is None
@@ -194,14 +241,23 @@ def test_an_xgboost_bundle_holds_its_booster_in_binary_and_a_version_1_bundle_st
     from pipeline.preprocessing import save_preprocessing
     from pipeline.serving import BUNDLE_VERSION, CANDIDATE_FILE, Candidate, write_bundle
 
-    prepared = prepare(DataConfig(source="synthetic", synthetic=SyntheticConfig(n_samples=900, n_features=6,
-                                                                               n_informative=4, n_classes=3)))
+    prepared = prepare(
+        DataConfig(
+            source="synthetic", synthetic=SyntheticConfig(n_samples=900, n_features=6, n_informative=4, n_classes=3)
+        )
+    )
     data = {"train": prepared.arrays("train"), "stop": prepared.arrays("val"), "val": prepared.arrays("test")}
     res = fit_baseline("xgboost", data, 3, np.ones(3), BaselinesConfig(xgb_n_estimators=30))
     write_json(tmp_path / "xgboost.json", res.saved)
     save_preprocessing(tmp_path / "preprocessing.json", prepared.preprocessing)
-    kwargs = dict(name="xgboost", model="xgboost", kind="xgboost", classes=prepared.classes,
-                  model_file=tmp_path / "xgboost.json", preprocessing_file=tmp_path / "preprocessing.json")
+    kwargs = dict(
+        name="xgboost",
+        model="xgboost",
+        kind="xgboost",
+        classes=prepared.classes,
+        model_file=tmp_path / "xgboost.json",
+        preprocessing_file=tmp_path / "preprocessing.json",
+    )
     digest = write_bundle(tmp_path / "v2", **kwargs)
     assert write_bundle(tmp_path / "again", **kwargs) == digest  # the conversion is deterministic
     assert "booster" not in json.loads((tmp_path / "v2/model.json").read_text())

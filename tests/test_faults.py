@@ -39,10 +39,24 @@ class Server:
     def start(self):
         mlflow = Path(sys.executable).with_name("mlflow")
         self.proc = subprocess.Popen(
-            [str(mlflow), "server", "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
-             "--backend-store-uri", f"sqlite:///{self.root / 'server.db'}",
-             "--artifacts-destination", (self.root / "artifacts").as_uri()],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+            [
+                str(mlflow),
+                "server",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--workers",
+                "1",
+                "--backend-store-uri",
+                f"sqlite:///{self.root / 'server.db'}",
+                "--artifacts-destination",
+                (self.root / "artifacts").as_uri(),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         deadline = time.time() + 90
         while time.time() < deadline:
             try:
@@ -72,8 +86,9 @@ def _client(uri):
     return mlflow.MlflowClient(tracking_uri=uri)
 
 
-def test_killing_the_server_mid_training_loses_nothing_and_send_logs_nothing_twice(pipeline_run, tmp_path,
-                                                                                     server, stage_env):
+def test_killing_the_server_mid_training_loses_nothing_and_send_logs_nothing_twice(
+    pipeline_run, tmp_path, server, stage_env
+):
     d = pipeline_run
     plan = json.loads((d / "outputs/plans/focal.json").read_text())
     # long enough to be killed in the middle: many small steps, no early stop before the end
@@ -82,10 +97,30 @@ def test_killing_the_server_mid_training_loses_nothing_and_send_logs_nothing_twi
     server.start()
     env = {**stage_env, "MLFLOW_TRACKING_URI": server.uri, "PIPELINE_OUTBOX": str(tmp_path / "outbox")}
     stage = subprocess.Popen(
-        [sys.executable, "-m", "stages.train", "--params", str(d / "params.yaml"), "--plan", str(tmp_path / "focal.json"),
-         "--data", str(d / "data/prepared"), "--models", str(tmp_path / "models"),
-         "--val-predictions", str(tmp_path / "val"), "--test-predictions", str(tmp_path / "test"), "--no-progress"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "stages.train",
+            "--params",
+            str(d / "params.yaml"),
+            "--plan",
+            str(tmp_path / "focal.json"),
+            "--data",
+            str(d / "data/prepared"),
+            "--models",
+            str(tmp_path / "models"),
+            "--val-predictions",
+            str(tmp_path / "val"),
+            "--test-predictions",
+            str(tmp_path / "test"),
+            "--no-progress",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     client = _client(server.uri)
     deadline = time.time() + 120
     while time.time() < deadline:  # until the models' runs hold their first epochs
@@ -113,9 +148,17 @@ def test_killing_the_server_mid_training_loses_nothing_and_send_logs_nothing_twi
 
     def state():
         runs = client.search_runs([client.get_experiment_by_name("tiny").experiment_id])
-        return {r.info.run_name: (r.info.status, [(m.step, m.value) for m in sorted(
-            client.get_metric_history(r.info.run_id, "train_loss"), key=lambda m: m.step)])
-            for r in runs if r.data.tags.get("role") in ("training", "stage")}
+        return {
+            r.info.run_name: (
+                r.info.status,
+                [
+                    (m.step, m.value)
+                    for m in sorted(client.get_metric_history(r.info.run_id, "train_loss"), key=lambda m: m.step)
+                ],
+            )
+            for r in runs
+            if r.data.tags.get("role") in ("training", "stage")
+        }
 
     got = state()
     assert {status for status, _ in got.values()} == {"FINISHED"}  # nothing left RUNNING
@@ -127,8 +170,9 @@ def test_killing_the_server_mid_training_loses_nothing_and_send_logs_nothing_twi
 
 
 @pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
-def test_a_train_stage_stopped_as_a_process_group_ends_its_runs_killed_in_the_store(pipeline_run, tmp_path,
-                                                                                   stage_env, sig):
+def test_a_train_stage_stopped_as_a_process_group_ends_its_runs_killed_in_the_store(
+    pipeline_run, tmp_path, stage_env, sig
+):
     """Ctrl-C in a terminal (or a SIGTERM to the group) reaches the stage and its relay at once:
     the stage writes its runs' end and the relay, which ignores the signal, sends it."""
     from pipeline.tracking import ensure_store
@@ -141,11 +185,32 @@ def test_a_train_stage_stopped_as_a_process_group_ends_its_runs_killed_in_the_st
     ensure_store(uri)  # made before this test's client polls it beside the relay (MLflow's migrations race)
     env = {**stage_env, "MLFLOW_TRACKING_URI": uri, "PIPELINE_OUTBOX": str(tmp_path / "outbox")}
     stage = subprocess.Popen(
-        [sys.executable, "-m", "stages.train", "--params", str(d / "params.yaml"), "--plan", str(tmp_path / "ce.json"),
-         "--data", str(d / "data/prepared"), "--models", str(tmp_path / "models"),
-         "--val-predictions", str(tmp_path / "val"), "--test-predictions", str(tmp_path / "test"), "--no-progress"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-        preexec_fn=default_sigint)
+        [
+            sys.executable,
+            "-m",
+            "stages.train",
+            "--params",
+            str(d / "params.yaml"),
+            "--plan",
+            str(tmp_path / "ce.json"),
+            "--data",
+            str(d / "data/prepared"),
+            "--models",
+            str(tmp_path / "models"),
+            "--val-predictions",
+            str(tmp_path / "val"),
+            "--test-predictions",
+            str(tmp_path / "test"),
+            "--no-progress",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=default_sigint,
+    )
     client = _client(uri)
     deadline = time.time() + 120
     while time.time() < deadline:  # until the model's run holds its first epochs: the relay is sending
@@ -165,8 +230,9 @@ def test_a_train_stage_stopped_as_a_process_group_ends_its_runs_killed_in_the_st
     assert not (tmp_path / "models").exists()  # no half-written output
 
 
-def test_an_evaluation_cut_off_while_logging_keeps_its_outputs_and_send_logs_it_once(pipeline_run, tmp_path,
-                                                                                       monkeypatch, caplog, mlflow_store):
+def test_an_evaluation_cut_off_while_logging_keeps_its_outputs_and_send_logs_it_once(
+    pipeline_run, tmp_path, monkeypatch, caplog, mlflow_store
+):
     from stages import evaluate, report, send
 
     caplog.set_level("INFO", logger="send")
@@ -193,7 +259,9 @@ def test_an_evaluation_cut_off_while_logging_keeps_its_outputs_and_send_logs_it_
     monkeypatch.setenv("PIPELINE_OUTBOX", str(box))
     send.main([])
     assert not list((box / "pending").iterdir())
-    assert "is up to date with the DVC outputs: sent evaluation run" in caplog.text and "the report to run" in caplog.text
+    assert (
+        "is up to date with the DVC outputs: sent evaluation run" in caplog.text and "the report to run" in caplog.text
+    )
     runs = json.loads((d / "reports/mlflow_runs.json").read_text())
     client = _client(mlflow_store)
     evaluation = client.get_run(runs["evaluation_run"])

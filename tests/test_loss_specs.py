@@ -35,14 +35,37 @@ def _blobs(n, seed):
 
 
 def test_a_new_spec_trains_through_the_plan_and_the_sweep(monkeypatch):
-    monkeypatch.setitem(LOSS_SPECS, "brier", LossSpec(
-        "brier", f"{__name__}:brier_loss", "sum_c (p_c - 1[c=y])^2", "Brier, Monthly Weather Review 1950",
-        weights=SCHEME))
-    params = parse_params({"train": {"losses": ["ce", "brier"], "hidden": [8], "epochs": 6, "patience": 2,
-                                     "batch_size": 32, "seeds": [0, 1]}})
+    monkeypatch.setitem(
+        LOSS_SPECS,
+        "brier",
+        LossSpec(
+            "brier",
+            f"{__name__}:brier_loss",
+            "sum_c (p_c - 1[c=y])^2",
+            "Brier, Monthly Weather Review 1950",
+            weights=SCHEME,
+        ),
+    )
+    params = parse_params(
+        {
+            "train": {
+                "losses": ["ce", "brier"],
+                "hidden": [8],
+                "epochs": 6,
+                "patience": 2,
+                "batch_size": 32,
+                "seeds": [0, 1],
+            }
+        }
+    )
     counts = [120, 60, 20]
-    weights = {"scheme": "inverse", "beta": 0.999, "classes": ["a", "b", "c"], "counts": counts,
-               "weights": class_weights(counts, "inverse").tolist()}
+    weights = {
+        "scheme": "inverse",
+        "beta": 0.999,
+        "classes": ["a", "b", "c"],
+        "counts": counts,
+        "weights": class_weights(counts, "inverse").tolist(),
+    }
     plan = loss_plan("brier", params.train, weights)
     assert [r["model"] for r in plan["runs"]] == ["brier_s0", "brier_s1"]
     assert plan["class_weights"]["weights"] == weights["weights"] and plan["class_counts"] is None
@@ -55,8 +78,9 @@ def test_a_new_spec_trains_through_the_plan_and_the_sweep(monkeypatch):
     criterion = plan_criterion(plan)
     alone = fit(runs[1], criterion, data, 3, params.train, CPU, progress=False)
     assert swept[1].best_epoch == alone.best_epoch
-    torch.testing.assert_close(swept[1].model.state_dict()["net.0.weight"], alone.model.state_dict()["net.0.weight"],
-                               rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(
+        swept[1].model.state_dict()["net.0.weight"], alone.model.state_dict()["net.0.weight"], rtol=1e-4, atol=1e-5
+    )
     # the criterion is the toy function, weighted by the plan's weights
     logits, target = torch.randn(16, 3), torch.randint(0, 3, (16,))
     w = torch.tensor(weights["weights"], dtype=torch.float32)
@@ -89,10 +113,13 @@ def test_cross_entropy_loss_is_focal_at_gamma_zero_operation_for_operation():
     logits, target = torch.randn(32, 5, dtype=torch.float64), torch.randint(0, 5, (32,))
     w = torch.rand(5, dtype=torch.float64) + 0.5
     for reduction in ("none", "mean", "sum"):
-        assert torch.equal(cross_entropy_loss(logits, target, w, reduction=reduction),
-                           focal_loss(logits, target, gamma=0.0, weight=w, reduction=reduction))
-    torch.testing.assert_close(cross_entropy_loss(logits, target, w),
-                               torch.nn.functional.cross_entropy(logits, target, weight=w))
+        assert torch.equal(
+            cross_entropy_loss(logits, target, w, reduction=reduction),
+            focal_loss(logits, target, gamma=0.0, weight=w, reduction=reduction),
+        )
+    torch.testing.assert_close(
+        cross_entropy_loss(logits, target, w), torch.nn.functional.cross_entropy(logits, target, weight=w)
+    )
     torch.testing.assert_close(-_log_pt(logits, target), cross_entropy_loss(logits, target, reduction="none"))
 
 

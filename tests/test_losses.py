@@ -39,6 +39,7 @@ def _assert_same_value_and_gradient(ours, ref, logits, **tol):
 
 # --- focal --------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("weighted", [False, True])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -92,14 +93,15 @@ def test_focal_with_one_gamma_per_stacked_configuration_is_each_focal_alone():
     gammas = [0.0, 0.5, 2.0]
     stacked = torch.stack([_batch(s)[0].detach() for s in range(3)]).requires_grad_()  # (K, N, C)
     target = torch.stack([_batch(s)[1] for s in range(3)])  # (K, N)
-    ours = focal_loss(stacked, target, gamma=torch.tensor(gammas, dtype=torch.float64)[:, None],
-                      reduction="none")
+    ours = focal_loss(stacked, target, gamma=torch.tensor(gammas, dtype=torch.float64)[:, None], reduction="none")
     for k, g in enumerate(gammas):
-        torch.testing.assert_close(ours[k], focal_loss(stacked[k], target[k], gamma=g, reduction="none"),
-                                   rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(
+            ours[k], focal_loss(stacked[k], target[k], gamma=g, reduction="none"), rtol=1e-12, atol=1e-12
+        )
 
 
 # --- logit adjustment ---------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("weighted", [False, True])
@@ -109,8 +111,12 @@ def test_logit_adjusted_is_cross_entropy_on_shifted_logits(reduction, weighted, 
     w = weight if weighted else None
     prior = log_prior(COUNTS)
     ours = logit_adjusted_loss(logits, target, prior, tau=tau, weight=w, reduction=reduction)
-    ref = F.cross_entropy(logits + tau * torch.log(torch.tensor(COUNTS, dtype=torch.float64) / sum(COUNTS)),
-                          target, weight=w, reduction=reduction)
+    ref = F.cross_entropy(
+        logits + tau * torch.log(torch.tensor(COUNTS, dtype=torch.float64) / sum(COUNTS)),
+        target,
+        weight=w,
+        reduction=reduction,
+    )
     _assert_same_value_and_gradient(ours, ref, logits, **_tol(torch.float64))
     if tau == 0:
         torch.testing.assert_close(ours, F.cross_entropy(logits, target, weight=w, reduction=reduction))
@@ -131,6 +137,7 @@ def test_logit_adjustment_penalises_rare_targets_and_ignores_the_prior_normalisa
 
 
 # --- LDAM ---------------------------------------------------------------------------------------
+
 
 def test_ldam_margins_follow_the_quarter_power_law():
     m = ldam_margins(COUNTS, max_margin=0.5)
@@ -176,6 +183,7 @@ def test_ldam_margin_only_raises_the_loss_and_most_for_rare_classes(seed, scale,
 
 # --- the criteria -------------------------------------------------------------------------------
 
+
 def _criterion(loss, gamma=2.0, beta=0.99, scheme_weights=None, **kw):
     eff = torch.tensor(class_weights(COUNTS, "effective_number", beta), dtype=torch.float32)
     inv = torch.tensor(class_weights(COUNTS, "inverse"), dtype=torch.float32)
@@ -193,8 +201,9 @@ def test_criteria_match_their_definitions():
     torch.testing.assert_close(crit("focal"), focal_loss(logits, target, gamma=2.0))
     torch.testing.assert_close(crit("weighted_focal"), focal_loss(logits, target, gamma=2.0, weight=inv))
     torch.testing.assert_close(crit("cb_focal"), focal_loss(logits, target, gamma=2.0, weight=eff))
-    torch.testing.assert_close(crit("logit_adjusted", tau=1.5),
-                               logit_adjusted_loss(logits, target, log_prior(COUNTS), tau=1.5))
+    torch.testing.assert_close(
+        crit("logit_adjusted", tau=1.5), logit_adjusted_loss(logits, target, log_prior(COUNTS), tau=1.5)
+    )
     # weighted focal at gamma 0 is weighted cross-entropy; cb focal at beta 0 is plain focal
     torch.testing.assert_close(crit("weighted_focal", gamma=0.0), F.cross_entropy(logits, target, weight=inv))
     torch.testing.assert_close(crit("cb_focal", beta=0.0), focal_loss(logits, target, gamma=2.0))
@@ -207,8 +216,9 @@ def test_ldam_drw_is_unweighted_before_drw_epoch_and_effective_number_weighted_f
     for epoch in (1, 4):
         torch.testing.assert_close(crit(logits, target, epoch), ldam_loss(logits, target, margins, scale=10.0))
     for epoch in (5, 9):
-        torch.testing.assert_close(crit(logits, target, epoch),
-                                   ldam_loss(logits, target, margins, scale=10.0, weight=eff))
+        torch.testing.assert_close(
+            crit(logits, target, epoch), ldam_loss(logits, target, margins, scale=10.0, weight=eff)
+        )
     assert crit.final_phase_epoch == 5 and _criterion("ce")[0].final_phase_epoch == 1
     with pytest.raises(ValueError, match="ldam_drw needs the epoch"):
         crit(logits, target)

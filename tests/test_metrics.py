@@ -73,10 +73,12 @@ def _check_against_sklearn(y_true, y_pred, classes, w):
     if np.isfinite(kappa):
         assert m["cohen_kappa"] == approx(kappa)
     assert m["geometric_mean"] == approx(
-        geometric_mean_score(y_true, y_pred, labels=present, sample_weight=w, average="multiclass"))
+        geometric_mean_score(y_true, y_pred, labels=present, sample_weight=w, average="multiclass")
+    )
     np.testing.assert_allclose(
         confusion_matrix(y_true, y_pred, len(classes), w),
-        skm.confusion_matrix(y_true, y_pred, labels=labels, sample_weight=w))
+        skm.confusion_matrix(y_true, y_pred, labels=labels, sample_weight=w),
+    )
 
 
 @settings(max_examples=150, deadline=None)
@@ -123,7 +125,9 @@ def test_probability_metrics_match_sklearn(seed, weighted):
     y, proba, w = _proba_case(seed)
     w = w if weighted else None
     m = classification_metrics(y, proba.argmax(1), ["a", "b", "c", "d"], proba=proba, sample_weight=w)
-    assert m["roc_auc_ovr"] == pytest.approx(skm.roc_auc_score(y, proba, multi_class="ovr", average="macro", sample_weight=w))
+    assert m["roc_auc_ovr"] == pytest.approx(
+        skm.roc_auc_score(y, proba, multi_class="ovr", average="macro", sample_weight=w)
+    )
     ap = np.mean([skm.average_precision_score(y == c, proba[:, c], sample_weight=w) for c in range(4)])
     assert m["pr_auc"] == pytest.approx(ap)
     assert m["log_loss"] == pytest.approx(skm.log_loss(y, proba, labels=range(4), sample_weight=w))
@@ -149,8 +153,14 @@ def test_ece_against_a_direct_loop():
     for b in range(10):
         inside = (conf > b / 10) & (conf <= (b + 1) / 10)
         if inside.any():
-            total += w[inside].sum() / w.sum() * abs(np.average(pred[inside] == y[inside], weights=w[inside])
-                                                    - np.average(conf[inside], weights=w[inside]))
+            total += (
+                w[inside].sum()
+                / w.sum()
+                * abs(
+                    np.average(pred[inside] == y[inside], weights=w[inside])
+                    - np.average(conf[inside], weights=w[inside])
+                )
+            )
     assert expected_calibration_error(proba, y, n_bins=10, sample_weight=w) == pytest.approx(total)
 
 
@@ -250,8 +260,9 @@ def test_expected_cost_by_hand_and_only_when_asked():
     m = classification_metrics(y_true, y_pred, ["a", "b"], cost=cost)
     assert m["expected_cost"] == pytest.approx(11 / 4)
     w = np.array([1.0, 1.0, 2.0, 4.0])
-    assert classification_metrics(y_true, y_pred, ["a", "b"], cost=cost, sample_weight=w)["expected_cost"] == \
-        pytest.approx(12 / 8)
+    assert classification_metrics(y_true, y_pred, ["a", "b"], cost=cost, sample_weight=w)[
+        "expected_cost"
+    ] == pytest.approx(12 / 8)
     plain = classification_metrics(y_true, y_pred, ["a", "b"])
     assert "expected_cost" not in plain and "expected_cost" not in count_metrics(np.eye(2))
     assert {k: v for k, v in m.items() if k != "expected_cost"} == plain
@@ -284,8 +295,16 @@ def test_bootstrap_expected_cost_matches_a_loop_over_resamples(weighted):
     slow = [_brute_force_cost(y_true[i], y_pred[i], cost, None if w is None else w[i]) for i in idx]
     np.testing.assert_allclose(dist["expected_cost"], slow, rtol=1e-12)
     assert "expected_cost" not in bootstrap_distribution(y_true, y_pred, k, indices=idx, sample_weight=w)
-    ci = bootstrap_intervals(y_true, y_pred, ["a", "b", "c"], indices=idx, metrics=["expected_cost", "macro_f1"],
-                             level=0.8, sample_weight=w, cost=cost)
+    ci = bootstrap_intervals(
+        y_true,
+        y_pred,
+        ["a", "b", "c"],
+        indices=idx,
+        metrics=["expected_cost", "macro_f1"],
+        level=0.8,
+        sample_weight=w,
+        cost=cost,
+    )
     assert ci["expected_cost"] == pytest.approx(tuple(np.quantile(slow, [0.1, 0.9])))
     point = classification_metrics(y_true, y_pred, ["a", "b", "c"], sample_weight=w, cost=cost)["expected_cost"]
     assert ci["expected_cost"][0] <= point <= ci["expected_cost"][1]
@@ -356,8 +375,10 @@ def test_bootstrap_distribution_is_the_same_either_way_the_resamples_are_held():
     b = bootstrap_distribution(y_true, y_pred, k, indices=Resamples(n, 80, 3, hold=0), sample_weight=w)
     for key in a:
         np.testing.assert_allclose(a[key], b[key], rtol=1e-12, atol=1e-12)
-    slow = [skm.f1_score(y_true[i], y_pred[i], average="macro", labels=range(k), zero_division=0, sample_weight=w[i])
-            for i in Resamples(n, 80, 3)]
+    slow = [
+        skm.f1_score(y_true[i], y_pred[i], average="macro", labels=range(k), zero_division=0, sample_weight=w[i])
+        for i in Resamples(n, 80, 3)
+    ]
     np.testing.assert_allclose(b["macro_f1"], slow, rtol=1e-10)
 
 

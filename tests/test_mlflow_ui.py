@@ -23,9 +23,22 @@ def ui(pipeline_run, tmp_path_factory):
 
     port = free_port()
     mlflow = str(Path(sys.executable).with_name("mlflow"))
-    service = start("mlflow ui", [mlflow, "ui", "--host", "127.0.0.1", "--port", str(port), "--backend-store-uri",
-                                  f"sqlite:///{pipeline_run / 'mlflow.db'}"],
-                    tmp_path_factory.mktemp("ui") / "ui.log", base_env(), pipeline_run)
+    service = start(
+        "mlflow ui",
+        [
+            mlflow,
+            "ui",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--backend-store-uri",
+            f"sqlite:///{pipeline_run / 'mlflow.db'}",
+        ],
+        tmp_path_factory.mktemp("ui") / "ui.log",
+        base_env(),
+        pipeline_run,
+    )
     try:
         service.wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/health"))
         printed = runs_table(f"http://127.0.0.1:{port}", runs=str(pipeline_run / "reports/mlflow_runs.json"))
@@ -69,9 +82,12 @@ def test_the_printed_address_lists_every_candidate_beside_its_validation_score(p
     page.get_by_text("Metrics (8)", exact=True).click()  # click 2: the eight headline metrics
     page.keyboard.press("Escape")
     key = "metrics.`val_macro_f1`"
-    page.wait_for_function("""(key) => {  // scrolled to the metrics (no click): the names stay, pinned
+    page.wait_for_function(
+        """(key) => {  // scrolled to the metrics (no click): the names stay, pinned
       document.querySelectorAll('.ag-body-horizontal-scroll-viewport').forEach(e => e.scrollLeft = e.scrollWidth);
-      return document.querySelector(`[col-id='${key}']`) !== null; }""", arg=key)
+      return document.querySelector(`[col-id='${key}']`) !== null; }""",
+        arg=key,
+    )
     page.wait_for_timeout(500)
     seen = page.evaluate(ROWS, key)
     rows = [(r["attributes.`Run Name`"].splitlines()[-1], float(r[key])) for r in seen["rows"]]
@@ -99,6 +115,7 @@ def test_the_champion_is_found_by_its_name_in_the_models_tab_and_the_registry(pi
     text = page.inner_text("body")
     assert pick in text.split("pick", 1)[1][:40] and "champion" in text  # the version's decision record
     _shot(page, "mlflow_registered_model.png")
-    page.goto(f"{url}/#/models/{runs['registered']['name']}/versions/1?workflowType=machine_learning",
-              wait_until="load")
+    page.goto(
+        f"{url}/#/models/{runs['registered']['name']}/versions/1?workflowType=machine_learning", wait_until="load"
+    )
     page.get_by_text(model_name(pick), exact=True).first.wait_for(timeout=60_000)  # its source model

@@ -30,8 +30,10 @@ def test_an_evaluation_logged_again_links_its_candidates_and_logs_nothing_twice(
 
     def state():
         runs = client.search_runs([exp])
-        return (sorted(r.info.run_id for r in runs if r.data.tags.get("role") in ("candidate", "training")),
-                sorted(m.model_id for m in client.search_logged_models([exp])))
+        return (
+            sorted(r.info.run_id for r in runs if r.data.tags.get("role") in ("candidate", "training")),
+            sorted(m.model_id for m in client.search_logged_models([exp])),
+        )
 
     before = state()
     first = json.loads((d / "reports/mlflow_runs.json").read_text())
@@ -46,8 +48,9 @@ def test_an_evaluation_logged_again_links_its_candidates_and_logs_nothing_twice(
 
 
 @pytest.mark.parametrize(("sig", "whole_group"), [("SIGINT", True), ("SIGTERM", True), ("SIGTERM", False)])
-def test_an_evaluation_stopped_while_logging_leaves_no_process_and_no_run_open(pipeline_run, tmp_path, stage_env,
-                                                                                sig, whole_group):
+def test_an_evaluation_stopped_while_logging_leaves_no_process_and_no_run_open(
+    pipeline_run, tmp_path, stage_env, sig, whole_group
+):
     """Ctrl-C (the whole process group) or a SIGTERM to the stage alone, while it logs models: the
     stage says one line, and leaves no process and no RUNNING run."""
     import mlflow
@@ -58,12 +61,24 @@ def test_an_evaluation_stopped_while_logging_leaves_no_process_and_no_run_open(p
     shutil.copytree(pipeline_run, d, ignore=shutil.ignore_patterns("mlflow.db", "mlartifacts", "outbox"))
     uri = f"sqlite:///{tmp_path / 'store.db'}"
     ensure_store(uri)  # made before this test's client polls it beside the stage (MLflow's migrations race)
-    env = {**stage_env, "MLFLOW_TRACKING_URI": uri, "PIPELINE_OUTBOX": str(tmp_path / "outbox"), "DVC_STAGE": "evaluate",
-           "PYTHONFAULTHANDLER": "1"}  # see _communicate
+    env = {
+        **stage_env,
+        "MLFLOW_TRACKING_URI": uri,
+        "PIPELINE_OUTBOX": str(tmp_path / "outbox"),
+        "DVC_STAGE": "evaluate",
+        "PYTHONFAULTHANDLER": "1",
+    }  # see _communicate
     before = (d / "reports/audit.json").read_bytes()
-    stage = subprocess.Popen([sys.executable, "-m", "stages.evaluate", *evaluate_args(d, d / "params.yaml")], cwd=ROOT,
-                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             start_new_session=True, preexec_fn=default_sigint)
+    stage = subprocess.Popen(
+        [sys.executable, "-m", "stages.evaluate", *evaluate_args(d, d / "params.yaml")],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=default_sigint,
+    )
     client = mlflow.MlflowClient(uri)
     deadline = time.time() + 180
     while time.time() < deadline:  # until it is logging models
@@ -87,6 +102,8 @@ def test_an_evaluation_stopped_while_logging_leaves_no_process_and_no_run_open(p
     ready = {m.tags["candidate"] for m in client.search_logged_models([exp.experiment_id]) if str(m.status) == "READY"}
     assert 3 <= len(ready) < len(json.loads((d / "reports/metrics.json").read_text()))  # stopped midway
     assert (d / "reports/audit.json").read_bytes() == before
+
+
 def _communicate(proc: subprocess.Popen, timeout: float) -> str:
     """``proc``'s stderr once it has ended; if it has not in ``timeout`` s, the test fails with
     where each thread of each process in its group stood (SIGABRT, under PYTHONFAULTHANDLER)."""

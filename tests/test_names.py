@@ -36,13 +36,22 @@ def test_mlflow_accepts_them_as_it_validates():
         _validate_logged_model_name(model_name(name))
 
 
-@pytest.mark.parametrize(("name", "model", "key"), [
-    ("weighted_ce_a0.75", "weighted_ce_a0_75", "weighted_ce_a0.75"),
-    ("ldam_drw+posthoc_adjust", "ldam_drw+posthoc_adjust", "ldam_drw_posthoc_adjust"),
-    ("focal_g0.5+cost", "focal_g0_5+cost", "focal_g0.5_cost"),
-    ("high risk", "high risk", "high risk"), ("n/a", "n_a", "n/a"), ("007", "007", "007"),
-    ("a<b", "a<b", "a_b"), ('e "f"', "e _f_", "e _f_"), ("x/", "x_", "x_"), ("..", "__", "__"), ("é", "é", "é"),
-])
+@pytest.mark.parametrize(
+    ("name", "model", "key"),
+    [
+        ("weighted_ce_a0.75", "weighted_ce_a0_75", "weighted_ce_a0.75"),
+        ("ldam_drw+posthoc_adjust", "ldam_drw+posthoc_adjust", "ldam_drw_posthoc_adjust"),
+        ("focal_g0.5+cost", "focal_g0_5+cost", "focal_g0.5_cost"),
+        ("high risk", "high risk", "high risk"),
+        ("n/a", "n_a", "n/a"),
+        ("007", "007", "007"),
+        ("a<b", "a<b", "a_b"),
+        ('e "f"', "e _f_", "e _f_"),
+        ("x/", "x_", "x_"),
+        ("..", "__", "__"),
+        ("é", "é", "é"),
+    ],
+)
 def test_the_documented_examples(name, model, key):
     assert (model_name(name), key_part(name)) == (model, key)
 
@@ -55,17 +64,20 @@ def test_names_that_would_become_one_are_refused_in_one_line():
         check_distinct(["focal_g0.5", "focal_g0_5"], model_name, "candidates")
 
 
-@pytest.mark.parametrize(("text", "metric", "op", "bound"), [
-    ("recall/8 >= 0.6", "recall/8", ">=", 0.6),
-    ("macro_f1>=0.9", "macro_f1", ">=", 0.9),
-    ('recall/"high risk" >= 0.5', "recall/high risk", ">=", 0.5),
-    ("precision/'e \"f\"' <= 1e-1", 'precision/e "f"', "<=", 0.1),
-    ('fpr/"a<=b" <= 0.05', "fpr/a<=b", "<=", 0.05),
-    ("recall/n/a >= 0.5", "recall/n/a", ">=", 0.5),
-    ("recall/a<b >= 0.5", "recall/a<b", ">=", 0.5),
-    ("recall/c,d >= 0.5", "recall/c,d", ">=", 0.5),
-    (r'recall/"back\\slash \"q\"" >= 0.5', 'recall/back\\slash "q"', ">=", 0.5),
-])
+@pytest.mark.parametrize(
+    ("text", "metric", "op", "bound"),
+    [
+        ("recall/8 >= 0.6", "recall/8", ">=", 0.6),
+        ("macro_f1>=0.9", "macro_f1", ">=", 0.9),
+        ('recall/"high risk" >= 0.5', "recall/high risk", ">=", 0.5),
+        ("precision/'e \"f\"' <= 1e-1", 'precision/e "f"', "<=", 0.1),
+        ('fpr/"a<=b" <= 0.05', "fpr/a<=b", "<=", 0.05),
+        ("recall/n/a >= 0.5", "recall/n/a", ">=", 0.5),
+        ("recall/a<b >= 0.5", "recall/a<b", ">=", 0.5),
+        ("recall/c,d >= 0.5", "recall/c,d", ">=", 0.5),
+        (r'recall/"back\\slash \"q\"" >= 0.5', 'recall/back\\slash "q"', ">=", 0.5),
+    ],
+)
 def test_constraints_name_any_class_quoted_or_not(text, metric, op, bound):
     c = parse_constraint(text)
     assert (c.metric, c.op, c.bound) == (metric, op, bound)
@@ -82,9 +94,12 @@ def test_headline_keys_say_the_split_and_keep_class_names_readable():
 
     from pipeline.tracking import metric_key
 
-    keys = {metric_key("val", "macro_f1"): "val_macro_f1", metric_key("test", "recall/g & h %"): "test_recall/g _ h _",
-            metric_key("val", "recall/n/a"): "val_recall/n/a",
-            metric_key("val", "macro_f1", "uniform_prior"): "val_uniform_prior_macro_f1"}
+    keys = {
+        metric_key("val", "macro_f1"): "val_macro_f1",
+        metric_key("test", "recall/g & h %"): "test_recall/g _ h _",
+        metric_key("val", "recall/n/a"): "val_recall/n/a",
+        metric_key("val", "macro_f1", "uniform_prior"): "val_uniform_prior_macro_f1",
+    }
     assert list(keys) == list(keys.values())
     for key in keys:
         _validate_metric_name(key)

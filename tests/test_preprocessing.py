@@ -40,15 +40,17 @@ def _user_table(n=300, seed=0) -> pd.DataFrame:
     city[::13] = ""
     label = rng.choice(["no", "yes", "maybe"], n, p=[0.6, 0.3, 0.1]).astype(object)
     label[[5, 50]] = ""  # no label: dropped before the split, so source rows skip them
-    return pd.DataFrame({
-        "customer_id": [str(1000 + i) for i in range(n)],
-        "amount": amount,
-        "when": when,
-        "city": city,
-        "code": rng.choice(CODES, n),
-        "flag": rng.choice(["yes", "no"], n),
-        "label": label,
-    })
+    return pd.DataFrame(
+        {
+            "customer_id": [str(1000 + i) for i in range(n)],
+            "amount": amount,
+            "when": when,
+            "city": city,
+            "code": rng.choice(CODES, n),
+            "flag": rng.choice(["yes", "no"], n),
+            "label": label,
+        }
+    )
 
 
 def _bytes_equal(a: np.ndarray, b: np.ndarray) -> bool:
@@ -60,8 +62,7 @@ def _sklearn_splits(prepared, raw: pd.DataFrame, max_categories: int) -> dict[st
     applied = apply_decisions(raw, prepared.columns)
     train = prepared.splits["train"][SOURCE_ROW].to_numpy()
     ct = _preprocessor(applied, max_categories).fit(applied.iloc[train])
-    return {s: ct.transform(applied.iloc[prepared.splits[s][SOURCE_ROW].to_numpy()]).astype(np.float32)
-            for s in SPLITS}
+    return {s: ct.transform(applied.iloc[prepared.splits[s][SOURCE_ROW].to_numpy()]).astype(np.float32) for s in SPLITS}
 
 
 @pytest.fixture(scope="module")
@@ -86,8 +87,13 @@ def test_digits_splits_are_sklearns_features_byte_for_byte():
 def test_user_table_splits_are_sklearns_features_byte_for_byte(user):
     prepared, raw, _, cfg = user
     assert {c.name: c.kind for c in prepared.columns} == {
-        "customer_id": "identifier", "amount": "numeric", "when": "date", "city": "categorical",
-        "code": "categorical", "flag": "categorical"}
+        "customer_id": "identifier",
+        "amount": "numeric",
+        "when": "date",
+        "city": "categorical",
+        "code": "categorical",
+        "flag": "categorical",
+    }
     pre = prepared.preprocessing
     assert "cat__city_infrequent_sklearn" in pre.feature_names
     assert {f.name: f.infrequent_feature for f in pre.categorical}["flag"] is None
@@ -134,8 +140,15 @@ def test_json_round_trip_is_exact(user, tmp_path):
     for old, new in zip(pre.numeric, loaded.numeric):
         for field in ("impute", "mean", "scale"):
             assert np.float64(getattr(old, field)).tobytes() == np.float64(getattr(new, field)).tobytes()
-    assert list(json.loads(path.read_text())) == ["format", "version", "classes", "features", "columns",
-                                                  "numeric", "categorical"]
+    assert list(json.loads(path.read_text())) == [
+        "format",
+        "version",
+        "classes",
+        "features",
+        "columns",
+        "numeric",
+        "categorical",
+    ]
     raw = user[1]
     assert _bytes_equal(loaded.transform(raw), pre.transform(raw))
 
@@ -146,12 +159,15 @@ def test_a_float_survives_the_json_writer_bit_for_bit(x):
     assert np.float64(back).tobytes() == np.float64(x).tobytes()
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    ({"format": "something-else"}, "not a preprocessing file written by this pipeline"),
-    ({"version": 2}, "preprocessing version 2; this code reads version 1"),
-    ({"features": ["one"]}, "malformed preprocessing: 1 feature names for"),
-    ({"numeric": [{"name": "x"}]}, "malformed preprocessing (KeyError"),
-])
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"format": "something-else"}, "not a preprocessing file written by this pipeline"),
+        ({"version": 2}, "preprocessing version 2; this code reads version 1"),
+        ({"features": ["one"]}, "malformed preprocessing: 1 feature names for"),
+        ({"numeric": [{"name": "x"}]}, "malformed preprocessing (KeyError"),
+    ],
+)
 def test_another_file_is_a_one_line_error_naming_it(user, tmp_path, change, message):
     path = tmp_path / PREPROCESSING_FILE
     path.write_text(dumps({**user[0].preprocessing.to_dict(), **change}))
@@ -234,11 +250,17 @@ def test_an_unparsed_date_is_an_error_when_strict_else_imputed(user):
 
 def test_an_unseen_level_is_an_error_when_strict_else_infrequent_or_nothing(user):
     pre, raw = user[0].preprocessing, user[1]
-    with pytest.raises(DataError, match=r"^column 'city': 'atlantis' in row 0 is a level never seen in "
-                                        r"training; known: 'city 0', .* \(\d+ in all\)$"):
+    with pytest.raises(
+        DataError,
+        match=r"^column 'city': 'atlantis' in row 0 is a level never seen in "
+        r"training; known: 'city 0', .* \(\d+ in all\)$",
+    ):
         pre.transform(_row(raw, city="atlantis"), strict=True)
-    with pytest.raises(DataError, match=r"^column 'flag': 'maybe' in row 0 is a level never seen in "
-                                        r"training; known: '(yes|no)', '(yes|no)'$"):
+    with pytest.raises(
+        DataError,
+        match=r"^column 'flag': 'maybe' in row 0 is a level never seen in "
+        r"training; known: '(yes|no)', '(yes|no)'$",
+    ):
         pre.transform(_row(raw, flag="maybe"), strict=True)
     X = pre.transform(_row(raw, city="atlantis", flag="maybe"))
     city = [n for n in pre.feature_names if n.startswith("cat__city_")]
@@ -260,9 +282,10 @@ def test_random_frames_with_gaps_match_sklearn_byte_for_byte(data):
     frame = pd.DataFrame({"x0": data.draw(st.lists(values, min_size=n, max_size=n))})
     for i in range(1, data.draw(st.integers(1, 4))):
         frame[f"x{i}"] = data.draw(st.lists(cells, min_size=n, max_size=n))
-    for name in ("c", "d")[:data.draw(st.integers(0, 2))]:  # a level in the first row: one to fit on
-        cats = [data.draw(st.sampled_from(LEVELS[:-1]))] + data.draw(st.lists(st.sampled_from(LEVELS), min_size=n - 1,
-                                                                             max_size=n - 1))
+    for name in ("c", "d")[: data.draw(st.integers(0, 2))]:  # a level in the first row: one to fit on
+        cats = [data.draw(st.sampled_from(LEVELS[:-1]))] + data.draw(
+            st.lists(st.sampled_from(LEVELS), min_size=n - 1, max_size=n - 1)
+        )
         frame[name] = pd.Series(cats, dtype=object)
     if data.draw(st.booleans(), label="float32"):
         frame = frame.astype({c: np.float32 for c in frame.columns if c.startswith("x")})

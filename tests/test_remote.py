@@ -29,12 +29,22 @@ PREFIX = "dvc"  # the DVC remote's folder in the bucket
 def _cached_outputs(d: Path) -> dict[str, str]:
     """Every output in ``dvc.lock`` that DVC caches (``cache: false`` in dvc.yaml left out): path -> md5."""
     stages = yaml.safe_load((d / "dvc.yaml").read_text())["stages"]
-    uncached = {path for stage in stages.values() for kind in ("outs", "metrics", "plots")
-                for entry in stage.get("do", stage).get(kind, []) if isinstance(entry, dict)
-                for path, options in entry.items() if options and options.get("cache") is False}
+    uncached = {
+        path
+        for stage in stages.values()
+        for kind in ("outs", "metrics", "plots")
+        for entry in stage.get("do", stage).get(kind, [])
+        if isinstance(entry, dict)
+        for path, options in entry.items()
+        if options and options.get("cache") is False
+    }
     lock = yaml.safe_load((d / "dvc.lock").read_text())
-    return {out["path"]: out["md5"] for stage in lock["stages"].values() for out in stage.get("outs", [])
-            if out["path"] not in uncached}
+    return {
+        out["path"]: out["md5"]
+        for stage in lock["stages"].values()
+        for out in stage.get("outs", [])
+        if out["path"] not in uncached
+    }
 
 
 def _remote_key(md5: str) -> str:

@@ -19,8 +19,18 @@ TRAIN = {"zeta": 5, "alpha": 50, "mid": 20}
 PICK = "focal_g2+thresholds"
 # In the policy's order; more than TOP, so the last ones appear only in the appendix.
 BOARD = [PICK, "focal_g2", "ce+thresholds", "weighted_ce", "xgboost", "ldam_drw", "ce", "majority"]
-NAMES = ["accuracy", "balanced_accuracy", "macro_f1", "micro_f1", "log_loss", "recall/zeta", "precision/zeta",
-         "train_prior/accuracy", "train_prior/micro_f1", "train_prior/macro_f1"]
+NAMES = [
+    "accuracy",
+    "balanced_accuracy",
+    "macro_f1",
+    "micro_f1",
+    "log_loss",
+    "recall/zeta",
+    "precision/zeta",
+    "train_prior/accuracy",
+    "train_prior/micro_f1",
+    "train_prior/macro_f1",
+]
 
 
 def png(width=40, height=20, shade=90) -> bytes:
@@ -35,96 +45,237 @@ def _change(value, low, high):
 
 def _metrics(score: float, never: tuple[str, ...] = ()) -> dict:
     """A metrics.json entry; classes in ``never`` are never predicted (recall 0, no false positive)."""
-    flat = {"accuracy": score, "balanced_accuracy": score - 0.01, "macro_f1": score - 0.02, "micro_f1": score,
-            "log_loss": 1 - score, "ece": 0.05, "roc_auc_ovr": score}
+    flat = {
+        "accuracy": score,
+        "balanced_accuracy": score - 0.01,
+        "macro_f1": score - 0.02,
+        "micro_f1": score,
+        "log_loss": 1 - score,
+        "ece": 0.05,
+        "roc_auc_ovr": score,
+    }
     for c in CLASSES:
-        flat.update({f"recall/{c}": 0.0 if c in never else score, f"precision/{c}": 0.0 if c in never else score,
-                     f"fpr/{c}": 0.0 if c in never else 0.1, f"support/{c}": 10})
-    return {**flat, "ci": {"macro_f1": {"low": score - 0.1, "high": score + 0.1}},
-            "train_prior": {**flat, "ci": {}}, "val": dict(flat)}
+        flat.update(
+            {
+                f"recall/{c}": 0.0 if c in never else score,
+                f"precision/{c}": 0.0 if c in never else score,
+                f"fpr/{c}": 0.0 if c in never else 0.1,
+                f"support/{c}": 10,
+            }
+        )
+    return {
+        **flat,
+        "ci": {"macro_f1": {"low": score - 0.1, "high": score + 0.1}},
+        "train_prior": {**flat, "ci": {}},
+        "val": dict(flat),
+    }
 
 
 def _row(name: str, i: int) -> dict:
     base, _, rule = name.partition("+")
     values = {n: 0.8 - 0.05 * i for n in NAMES}
     kind = "baseline" if base in ("xgboost", "majority") else "mlp"
-    return {"model": name, "base_model": base, "rule": rule or None, "kind": kind,
-            "loss": base.split("_g")[0], "members": [name, "focal_g0"] if name == "ce" else [name],
-            "parameters": 100 + i, "p_best": round(0.62 / (i + 1), 3) if i < 3 else 0.0,
-            "validation": 0.8 - 0.05 * i, "test": 0.812 - 0.05 * i, "test_low": 0.7 - 0.05 * i,
-            "test_high": 0.9 - 0.05 * i, "gap": -0.012, "violations": [], "values": values,
-            "val_values": dict(values), "ranks": {n: i + 1 for n in NAMES}}
+    return {
+        "model": name,
+        "base_model": base,
+        "rule": rule or None,
+        "kind": kind,
+        "loss": base.split("_g")[0],
+        "members": [name, "focal_g0"] if name == "ce" else [name],
+        "parameters": 100 + i,
+        "p_best": round(0.62 / (i + 1), 3) if i < 3 else 0.0,
+        "validation": 0.8 - 0.05 * i,
+        "test": 0.812 - 0.05 * i,
+        "test_low": 0.7 - 0.05 * i,
+        "test_high": 0.9 - 0.05 * i,
+        "gap": -0.012,
+        "violations": [],
+        "values": values,
+        "val_values": dict(values),
+        "ranks": {n: i + 1 for n in NAMES},
+    }
 
 
 def render_inputs(**audit_changes) -> dict:
     """Keyword arguments of :func:`render` for a small run; ``audit_changes`` replace audit keys."""
-    meta = {"source": "synthetic", "classes": CLASSES, "n_features": 4, "sizes": {"train": 75, "val": 30, "test": 30},
-            "counts": {"train": TRAIN, "val": {c: 10 for c in CLASSES}, "test": {c: 10 for c in CLASSES}},
-            "train_imbalance_ratio": 10.0, "digest": "d" * 64, "rows_without_label": 0,
-            "params": {"imbalance_ratio": 1, "seed": 0},
-            "columns": [{"name": f"x{i}", "kind": "numeric", "detail": "numeric"} for i in range(3)]
-            + [{"name": "when", "kind": "date", "detail": "parsed as a date: year, month, day of week"}]}
+    meta = {
+        "source": "synthetic",
+        "classes": CLASSES,
+        "n_features": 4,
+        "sizes": {"train": 75, "val": 30, "test": 30},
+        "counts": {"train": TRAIN, "val": {c: 10 for c in CLASSES}, "test": {c: 10 for c in CLASSES}},
+        "train_imbalance_ratio": 10.0,
+        "digest": "d" * 64,
+        "rows_without_label": 0,
+        "params": {"imbalance_ratio": 1, "seed": 0},
+        "columns": [{"name": f"x{i}", "kind": "numeric", "detail": "numeric"} for i in range(3)]
+        + [{"name": "when", "kind": "date", "detail": "parsed as a date: year, month, day of week"}],
+    }
     metrics = {m: _metrics(0.8 - 0.05 * i, never=("zeta",) if m == "ce" else ()) for i, m in enumerate(BOARD)}
     metrics["focal_g0"] = metrics["ce"]
     audit = {
-        "views": {"held_out": "as held out", "reweighted": {
-            "key": "train_prior", "description": "reweighted to the training split's class prior",
-            "prior": {c: n / 75 for c, n in TRAIN.items()}}},
-        "rarest_class": "zeta", "metrics": NAMES,
+        "views": {
+            "held_out": "as held out",
+            "reweighted": {
+                "key": "train_prior",
+                "description": "reweighted to the training split's class prior",
+                "prior": {c: n / 75 for c, n in TRAIN.items()},
+            },
+        },
+        "rarest_class": "zeta",
+        "metrics": NAMES,
         "reference": {"loss": "ce", "model": "ce", "why": "plain cross-entropy"},
-        "policy": {"metric": "macro_f1", "view": "held_out", "split": "val", "constraints": [], "pick": PICK,
-                   "eligible": BOARD, "violations": {}, "summary": f"best macro_f1 on validation: {PICK}",
-                   "p_best": 0.62, "tie_break": "fewer fitted parameters, then name",
-                   "bootstrap": {"resamples": 1000, "seed": 7, "level": 0.95}},
-        "estimate": {"metric": "macro_f1", "test": 0.812, "low": 0.7, "high": 0.9, "validation": 0.8,
-                     "optimism": -0.012},
-        "vs_reference": {"value": 0.05, "low": 0.01, "high": 0.09, "metric": "macro_f1",
-                         "words": "better than plain cross-entropy beyond noise"},
+        "policy": {
+            "metric": "macro_f1",
+            "view": "held_out",
+            "split": "val",
+            "constraints": [],
+            "pick": PICK,
+            "eligible": BOARD,
+            "violations": {},
+            "summary": f"best macro_f1 on validation: {PICK}",
+            "p_best": 0.62,
+            "tie_break": "fewer fitted parameters, then name",
+            "bootstrap": {"resamples": 1000, "seed": 7, "level": 0.95},
+        },
+        "estimate": {
+            "metric": "macro_f1",
+            "test": 0.812,
+            "low": 0.7,
+            "high": 0.9,
+            "validation": 0.8,
+            "optimism": -0.012,
+        },
+        "vs_reference": {
+            "value": 0.05,
+            "low": 0.01,
+            "high": 0.09,
+            "metric": "macro_f1",
+            "words": "better than plain cross-entropy beyond noise",
+        },
         "test_selection": {"pick": "focal_g2", "note": "never used", "its_test": 0.83, "its_validation": 0.75},
         "leaderboard": [_row(m, i) for i, m in enumerate(BOARD)],
         "groups": {"ce": ["ce", "focal_g0"]},
         "winners": {"macro_f1": PICK, "log_loss": "xgboost", "recall/zeta": "weighted_ce"},
-        "disagreements": [{"metric": "recall/zeta", "winner": "weighted_ce", "reason": "weighted_ce finds more zeta"},
-                          {"metric": "micro_f1", "winner": "xgboost", "reason": "repeats accuracy"}],
+        "disagreements": [
+            {"metric": "recall/zeta", "winner": "weighted_ce", "reason": "weighted_ce finds more zeta"},
+            {"metric": "micro_f1", "winner": "xgboost", "reason": "repeats accuracy"},
+        ],
         "beside": {"log_loss": {"pick": 0.4, "best": 0.3, "best_model": "xgboost"}},
         "kendall_tau": {a: {b: 0.5 for b in NAMES} for a in NAMES},
-        "prior_shift": {"assumption": "label shift: p(x | class) stays the same", "metric": "macro_f1",
-                        "top": [PICK, "ce"], "changes_at": {"label": "training", "t": 1.0, "pick": "focal_g2"},
-                        "points": [{"label": "validation", "t": 0.0, "prior": [1 / 3] * 3, "pick": PICK,
-                                    "val_ess": 30.0, "test_ess": 30.0, "test": {PICK: 0.81, "ce": 0.7}},
-                                   {"label": "training", "t": 1.0, "prior": [0.07, 0.67, 0.26], "pick": "focal_g2",
-                                    "val_ess": 14.2, "test_ess": 14.9, "test": {PICK: 0.77, "ce": 0.72}}]},
-        "special_loss": {"remedy": "focal_g2", "posthoc": "ce+thresholds", "metric": "macro_f1",
-                         "remedy_validation": 0.75, "posthoc_validation": 0.7, "remedy_test": 0.76,
-                         "posthoc_test": 0.71, "difference": _change(0.05, -0.02, 0.12),
-                         "tail_recall_change": _change(0.1, 0.0, 0.2),
-                         "tail_precision_change": _change(None, None, None),
-                         "answer": "the best special loss (focal_g2) is not distinguishable from ce+thresholds"},
-        "loss_metric_agreement": {"metric": "macro_f1", "requested": "macro_f1", "models": {
-            m: {"loss": m.split("_g")[0], "spearman": 0.5, "epoch_by_loss": 4, "epoch_by_metric": 6,
-                "epoch_chosen": 5, "epochs": 9} for m in ("ce", "focal_g0", "focal_g2", "weighted_ce")}},
-        "tail_trade": {"reference": "ce", "tail_classes": ["zeta"], "head_classes": ["alpha", "mid"], "level": 0.95,
-                       "reference_undefined_precision": ["zeta"], "models": {
-                           m: {"tail_recall_change": _change(0.2, 0.1, 0.3),
-                               "tail_precision_change": _change(None, None, None),
-                               "head_recall_change": _change(-0.04, -0.08, -0.01),
-                               "head_precision_change": _change(0.01, -0.02, 0.03),
-                               "accuracy_change": _change(0.03, -0.01, 0.06), "undefined_precision": [],
-                               "verdict": "gains tail recall, tail precision undefined (a class is never predicted)"}
-                           for m in ("focal_g0", "focal_g2", PICK)}},
-        "accuracy_paradox": {"model": "majority", "accuracy_held_out": 0.33, "accuracy_train_prior": 0.67,
-                             "macro_f1_held_out": 0.17, "macro_f1_train_prior": 0.27},
+        "prior_shift": {
+            "assumption": "label shift: p(x | class) stays the same",
+            "metric": "macro_f1",
+            "top": [PICK, "ce"],
+            "changes_at": {"label": "training", "t": 1.0, "pick": "focal_g2"},
+            "points": [
+                {
+                    "label": "validation",
+                    "t": 0.0,
+                    "prior": [1 / 3] * 3,
+                    "pick": PICK,
+                    "val_ess": 30.0,
+                    "test_ess": 30.0,
+                    "test": {PICK: 0.81, "ce": 0.7},
+                },
+                {
+                    "label": "training",
+                    "t": 1.0,
+                    "prior": [0.07, 0.67, 0.26],
+                    "pick": "focal_g2",
+                    "val_ess": 14.2,
+                    "test_ess": 14.9,
+                    "test": {PICK: 0.77, "ce": 0.72},
+                },
+            ],
+        },
+        "special_loss": {
+            "remedy": "focal_g2",
+            "posthoc": "ce+thresholds",
+            "metric": "macro_f1",
+            "remedy_validation": 0.75,
+            "posthoc_validation": 0.7,
+            "remedy_test": 0.76,
+            "posthoc_test": 0.71,
+            "difference": _change(0.05, -0.02, 0.12),
+            "tail_recall_change": _change(0.1, 0.0, 0.2),
+            "tail_precision_change": _change(None, None, None),
+            "answer": "the best special loss (focal_g2) is not distinguishable from ce+thresholds",
+        },
+        "loss_metric_agreement": {
+            "metric": "macro_f1",
+            "requested": "macro_f1",
+            "models": {
+                m: {
+                    "loss": m.split("_g")[0],
+                    "spearman": 0.5,
+                    "epoch_by_loss": 4,
+                    "epoch_by_metric": 6,
+                    "epoch_chosen": 5,
+                    "epochs": 9,
+                }
+                for m in ("ce", "focal_g0", "focal_g2", "weighted_ce")
+            },
+        },
+        "tail_trade": {
+            "reference": "ce",
+            "tail_classes": ["zeta"],
+            "head_classes": ["alpha", "mid"],
+            "level": 0.95,
+            "reference_undefined_precision": ["zeta"],
+            "models": {
+                m: {
+                    "tail_recall_change": _change(0.2, 0.1, 0.3),
+                    "tail_precision_change": _change(None, None, None),
+                    "head_recall_change": _change(-0.04, -0.08, -0.01),
+                    "head_precision_change": _change(0.01, -0.02, 0.03),
+                    "accuracy_change": _change(0.03, -0.01, 0.06),
+                    "undefined_precision": [],
+                    "verdict": "gains tail recall, tail precision undefined (a class is never predicted)",
+                }
+                for m in ("focal_g0", "focal_g2", PICK)
+            },
+        },
+        "accuracy_paradox": {
+            "model": "majority",
+            "accuracy_held_out": 0.33,
+            "accuracy_train_prior": 0.67,
+            "macro_f1_held_out": 0.17,
+            "macro_f1_train_prior": 0.27,
+        },
         "across_seeds": {},
         "warnings": [f"the choice is uncertain: {PICK} is the pick in only 62% of validation resamples"],
     }
     audit.update(audit_changes)
-    images = {k: png(shade=20 * i) for i, k in enumerate(
-        ("distribution", "per_class", "pick_vs_ce_confusion", "prior_shift", "agreement_curves", "agreement",
-         "ranks", "focal_shape", "gamma_focal"))}
-    return dict(title="A report", meta=meta, weights={"scheme": "inverse"}, metrics=metrics, audit=audit,
-                runs=None, mlflow_url=None, images=images,
-                provenance=Provenance("abc", "false", "today", {}, {}, {}, "make repro",
-                                      {"val/ce": "1" * 64, "test/ce": "2" * 64}))
+    images = {
+        k: png(shade=20 * i)
+        for i, k in enumerate(
+            (
+                "distribution",
+                "per_class",
+                "pick_vs_ce_confusion",
+                "prior_shift",
+                "agreement_curves",
+                "agreement",
+                "ranks",
+                "focal_shape",
+                "gamma_focal",
+            )
+        )
+    }
+    return dict(
+        title="A report",
+        meta=meta,
+        weights={"scheme": "inverse"},
+        metrics=metrics,
+        audit=audit,
+        runs=None,
+        mlflow_url=None,
+        images=images,
+        provenance=Provenance(
+            "abc", "false", "today", {}, {}, {}, "make repro", {"val/ce": "1" * 64, "test/ce": "2" * 64}
+        ),
+    )
 
 
 def _text(fragment: str) -> str:
@@ -134,54 +285,81 @@ def _text(fragment: str) -> str:
 
 
 def _first_screen(page: str) -> str:
-    return page[page.index("<h1>"):page.index('<section id="how">')]
+    return page[page.index("<h1>") : page.index('<section id="how">')]
 
 
 def _section(page: str, sid: str) -> str:
     start = page.index(f'<section id="{sid}">')
-    return page[start:page.index("</section>", start)]
+    return page[start : page.index("</section>", start)]
 
 
 def test_the_first_screen_says_the_decision_in_three_sentences():
     page = render(**render_inputs())
     first = _first_screen(page)
-    lead = first[first.index('<div class="lead">'):first.index("</div>", first.index('<div class="lead">'))]
+    lead = first[first.index('<div class="lead">') : first.index("</div>", first.index('<div class="lead">'))]
     assert lead.count("<p>") == 3
     said = _text(lead).strip()
     # in plain words from the glossary, the name as written beside them
-    assert said.startswith("Ship the network trained with focal loss, with per-class thresholds, fitted on the "
-                           f"validation split ({PICK}). Of 9 candidates (8 distinct), it has the best macro-F1")
+    assert said.startswith(
+        "Ship the network trained with focal loss, with per-class thresholds, fitted on the "
+        f"validation split ({PICK}). Of 9 candidates (8 distinct), it has the best macro-F1"
+    )
     assert "its macro-F1 is 0.812 (95% interval 0.700 to 0.900)" in said  # the test estimate
     # the rarest class in cases, from metrics.json's support, recall and precision
-    assert "Of the 10 test cases of the rarest class, zeta, it finds 8; 2 of its 10 alarms for zeta are wrong (1 in 5)." in said
-    assert "If those validation cases were drawn again, it would come out on top 62% of the time: a fairly stable" in said
+    assert (
+        "Of the 10 test cases of the rarest class, zeta, it finds 8; 2 of its 10 alarms for zeta are wrong (1 in 5)."
+        in said
+    )
+    assert (
+        "If those validation cases were drawn again, it would come out on top 62% of the time: a fairly stable" in said
+    )
     assert "bootstrap" not in said and "P(best)" not in said  # words a stakeholder does not read
-    assert ("Against plain cross-entropy (ce), on the same test cases, its macro-F1 shows a gain of +0.050 "
-            "(+0.010 to +0.090)") in said  # a difference is called by its sign
+    assert (
+        "Against plain cross-entropy (ce), on the same test cases, its macro-F1 shows a gain of +0.050 "
+        "(+0.010 to +0.090)"
+    ) in said  # a difference is called by its sign
     assert "head-class recall shows a loss of -0.040 (-0.080 to -0.010) and accuracy a gain of +0.030" in said
 
 
 def test_the_first_screen_says_how_far_the_probabilities_can_be_read_as_chances():
-    calibration = {"candidate": PICK, "method": "vector scaling on validation", "bins": 15, "max_ece": 0.05,
-                   "validation_ece": 0.039, "test_ece": 0.04, "test_ece_low": 0.034, "test_ece_high": 0.074,
-                   "validation_log_loss": 0.5, "test_log_loss": 0.4, "reliability": []}
+    calibration = {
+        "candidate": PICK,
+        "method": "vector scaling on validation",
+        "bins": 15,
+        "max_ece": 0.05,
+        "validation_ece": 0.039,
+        "test_ece": 0.04,
+        "test_ece_low": 0.034,
+        "test_ece_high": 0.074,
+        "validation_log_loss": 0.5,
+        "test_log_loss": 0.4,
+        "reliability": [],
+    }
     first = _first_screen(render(**render_inputs(calibration=calibration)))
-    said = _text(first[first.index('<div class="lead">'):first.index("</div>", first.index('<div class="lead">'))])
-    assert ("The probability it returns for each class is recalibrated on the validation split (vector scaling); "
-            "its decisions are made before and do not change: on the test split they are off by 0.040 on average "
-            "(95% interval 0.034 to 0.074; expected calibration error, 0 is perfect).") in said
+    said = _text(first[first.index('<div class="lead">') : first.index("</div>", first.index('<div class="lead">'))])
+    assert (
+        "The probability it returns for each class is recalibrated on the validation split (vector scaling); "
+        "its decisions are made before and do not change: on the test split they are off by 0.040 on average "
+        "(95% interval 0.034 to 0.074; expected calibration error, 0 is perfect)."
+    ) in said
 
 
 def test_a_warning_that_starts_with_a_candidates_name_keeps_it_as_written():
-    said = _text(_first_screen(render(**render_inputs(warnings=["ce+thresholds rarely finds class zeta",
-                                                                 "the choice is uncertain"]))))
+    said = _text(
+        _first_screen(
+            render(**render_inputs(warnings=["ce+thresholds rarely finds class zeta", "the choice is uncertain"]))
+        )
+    )
     assert "ce+thresholds rarely finds class zeta." in said and "The choice is uncertain." in said
 
 
 def test_the_header_names_the_file_the_target_the_rows_and_the_classes():
     inputs = render_inputs()
-    inputs["meta"] = {**inputs["meta"], "source": "csv",
-                      "params": {**inputs["meta"]["params"], "path": "data/raw/claims.csv", "target": "status"}}
+    inputs["meta"] = {
+        **inputs["meta"],
+        "source": "csv",
+        "params": {**inputs["meta"]["params"], "path": "data/raw/claims.csv", "target": "status"},
+    }
     header = _text(render(**inputs).split('<p class="sub">', 1)[1].split("</p>", 1)[0])
     assert header.startswith("Data claims.csv, target status · 135 rows · 3 classes · commit ")
 
@@ -196,8 +374,10 @@ def test_a_tie_is_not_called_a_stable_choice():
 
 def test_p_best_is_defined_with_its_resamples_and_seed():
     said = _text(render(**render_inputs()))
-    assert ("P(best) is the probability this candidate is the policy's pick over 1000 bootstrap resamples of "
-            "the validation split (seed 7)") in said
+    assert (
+        "P(best) is the probability this candidate is the policy's pick over 1000 bootstrap resamples of "
+        "the validation split (seed 7)"
+    ) in said
 
 
 def test_the_warning_box_appears_when_there_are_warnings_and_only_then():
@@ -317,10 +497,22 @@ def test_the_stage_lists_the_digest_of_every_candidates_predictions(tmp_path):
 
     inputs = render_inputs()
     files = {}
-    for name, value in (("meta", inputs["meta"]), ("weights", inputs["weights"]), ("audit", inputs["audit"]),
-                        ("metrics", {m: inputs["metrics"][m] for m in ("ce", "ce+thresholds")}),
-                        ("runs", {"tracking_uri": "sqlite:///x.db", "experiment": "e", "experiment_id": "1",
-                                  "evaluation_run": "r0", "models": {"ce": "r1"}})):
+    for name, value in (
+        ("meta", inputs["meta"]),
+        ("weights", inputs["weights"]),
+        ("audit", inputs["audit"]),
+        ("metrics", {m: inputs["metrics"][m] for m in ("ce", "ce+thresholds")}),
+        (
+            "runs",
+            {
+                "tracking_uri": "sqlite:///x.db",
+                "experiment": "e",
+                "experiment_id": "1",
+                "evaluation_run": "r0",
+                "models": {"ce": "r1"},
+            },
+        ),
+    ):
         files[name] = tmp_path / f"{name}.json"
         files[name].write_text(json.dumps(value))
     (tmp_path / "figures").mkdir()
@@ -333,10 +525,22 @@ def test_the_stage_lists_the_digest_of_every_candidates_predictions(tmp_path):
             preds[f"{split}/{cand}"] = file_digest(path)
     (tmp_path / "params.yaml").write_text("{}\n")
     out = tmp_path / "report.html"
-    report.main(["--params", str(tmp_path / "params.yaml"), *(a for k, p in files.items() for a in (f"--{k}", str(p))),
-                 "--figures", str(tmp_path / "figures"),
-                 "--decisions", str(tmp_path / "decisions"), "--lock", str(tmp_path / "dvc.lock"),
-                 "--out", str(out), "--no-mlflow"])
+    report.main(
+        [
+            "--params",
+            str(tmp_path / "params.yaml"),
+            *(a for k, p in files.items() for a in (f"--{k}", str(p))),
+            "--figures",
+            str(tmp_path / "figures"),
+            "--decisions",
+            str(tmp_path / "decisions"),
+            "--lock",
+            str(tmp_path / "dvc.lock"),
+            "--out",
+            str(out),
+            "--no-mlflow",
+        ]
+    )
     said = _text(_section(out.read_text(), "provenance"))
     for key, digest in preds.items():
         split, cand = key.split("/")
@@ -351,8 +555,9 @@ def test_package_versions_are_found_by_import_name():
     assert package_versions(("no_such_module_here",)) == {"no_such_module_here": "not installed"}
 
 
-@pytest.mark.parametrize("missing", ["prior_shift", "special_loss", "loss_metric_agreement", "tail_trade",
-                                     "accuracy_paradox"])
+@pytest.mark.parametrize(
+    "missing", ["prior_shift", "special_loss", "loss_metric_agreement", "tail_trade", "accuracy_paradox"]
+)
 def test_a_section_without_its_audit_part_says_so(missing):
     page = render(**render_inputs(**{missing: None}))
     assert "<h2>" in page and "Traceback" not in page

@@ -61,7 +61,9 @@ def test_report_renders_without_errors_at_laptop_width(report_page, browser, tmp
 
     page = browser.new_page(viewport=LAPTOP)
     problems = []
-    page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type in ("error", "warning") else None)
+    page.on(
+        "console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type in ("error", "warning") else None
+    )
     page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
     page.on("requestfailed", lambda r: problems.append(f"request failed: {r.url[:80]}"))
     requests = []

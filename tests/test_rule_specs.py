@@ -50,15 +50,24 @@ def test_a_new_rule_is_one_entry_from_the_config_to_the_served_model(monkeypatch
     assert cfg.decisions.rules == ("flat_prior",)
     cfg = dataclasses.replace(cfg, costs=None)
 
-    record = ModelRecord("ce", "ce", None, 0, "mlp", "ce", {}, {}, "cpu", None, _predictions(300, 0),
-                         _predictions(300, 1))
-    meta = {"classes": CLASSES, "counts": {"train": dict(zip(CLASSES, TRAIN)), "val": dict.fromkeys(CLASSES, 100),
-                                           "test": dict.fromkeys(CLASSES, 100)}}
+    record = ModelRecord(
+        "ce", "ce", None, 0, "mlp", "ce", {}, {}, "cpu", None, _predictions(300, 0), _predictions(300, 1)
+    )
+    meta = {
+        "classes": CLASSES,
+        "counts": {
+            "train": dict(zip(CLASSES, TRAIN)),
+            "val": dict.fromkeys(CLASSES, 100),
+            "test": dict.fromkeys(CLASSES, 100),
+        },
+    }
     decisions, forest = decide_all([record], meta, cfg)
     assert forest is None and [d.name for d in decisions] == ["ce", "ce+flat_prior"]
     calibration, ruled = decisions
     shift = -np.log(np.array(TRAIN) / sum(TRAIN))
-    assert ruled.fitted["rule"] == "flat_prior" and ruled.fitted["parameters"] == 3 == parameter_count("flat_prior", ruled.fitted["params"])
+    assert ruled.fitted["rule"] == "flat_prior" and ruled.fitted["parameters"] == 3 == parameter_count(
+        "flat_prior", ruled.fitted["params"]
+    )
     np.testing.assert_allclose(ruled.fitted["params"]["shift"], shift)
     expected = (logp_of(record.test.proba) + shift).argmax(axis=1)
     assert ruled.frames["test"]["y_pred"].tolist() == [CLASSES[i] for i in expected]
@@ -68,14 +77,23 @@ def test_a_new_rule_is_one_entry_from_the_config_to_the_served_model(monkeypatch
     np.testing.assert_allclose(ruled.frames["test"][[f"p_{c}" for c in CLASSES]].to_numpy(), shipped)
 
     # the served model applies it from the rule's file
-    served = Candidate("ce+flat_prior", CLASSES, "mlp", None, ruled.fitted, lambda X: record.test.proba,
-                       calibration=calibration.fitted["calibration"])
+    served = Candidate(
+        "ce+flat_prior",
+        CLASSES,
+        "mlp",
+        None,
+        ruled.fitted,
+        lambda X: record.test.proba,
+        calibration=calibration.fitted["calibration"],
+    )
     proba, y_pred = served.decide(np.zeros((300, 1)))
     np.testing.assert_array_equal(y_pred, expected)
     np.testing.assert_allclose(proba, shipped)
     # and the report says it in its words
-    assert plain({"kind": "mlp", "base_model": "ce", "loss": "ce", "rule": "flat_prior"}) == \
-        "the network trained with plain cross-entropy, with the training prior removed"
+    assert (
+        plain({"kind": "mlp", "base_model": "ce", "loss": "ce", "rule": "flat_prior"})
+        == "the network trained with plain cross-entropy, with the training prior removed"
+    )
 
 
 def test_every_rule_names_importable_functions_and_what_it_needs():

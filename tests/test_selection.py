@@ -120,7 +120,8 @@ def test_fast_metric_values_equal_the_full_computation(seed):
     names = [*(m for m in COUNT_METRICS), *(f"{b}/{c}" for b in ("recall", "precision", "f1", "fpr") for c in CLASSES)]
     for name in names:
         assert metric_value(name, y, pred, None, CLASSES, sample_weight=w, cost=cost) == pytest.approx(
-            full[name], abs=1e-12), name
+            full[name], abs=1e-12
+        ), name
 
 
 @settings(max_examples=30, deadline=None)
@@ -131,8 +132,9 @@ def test_the_batched_objective_equals_the_objective_row_by_row(seed, weighted):
     y, preds = rng.integers(0, 3, n), rng.integers(0, 3, (6, n))
     w = rng.random(n) if weighted else None
     cost = 1 - np.eye(3)
-    obj = policy_objective(SelectConfig(metric="macro_f1", constraints=("recall/c >= 0.7", "fpr/a <= 0.2")),
-                           CLASSES, cost=cost)
+    obj = policy_objective(
+        SelectConfig(metric="macro_f1", constraints=("recall/c >= 0.7", "fpr/a <= 0.2")), CLASSES, cost=cost
+    )
     violations, scores = obj.batch(y, preds, w)
     for k in range(len(preds)):
         assert (violations[k], scores[k]) == pytest.approx(obj(y, preds[k], None, w), abs=1e-12)

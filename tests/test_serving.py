@@ -67,8 +67,11 @@ def test_every_candidate_is_a_logged_model_with_one_value_per_metric_and_dataset
     metrics = json.loads((d / "reports/metrics.json").read_text())
     exp = client.get_experiment_by_name("tiny")
     models = client.search_logged_models([exp.experiment_id], max_results=50)
-    models = list(models) + (list(client.search_logged_models([exp.experiment_id], max_results=50,
-                                                               page_token=models.token)) if models.token else [])
+    models = list(models) + (
+        list(client.search_logged_models([exp.experiment_id], max_results=50, page_token=models.token))
+        if models.token
+        else []
+    )
     by_name = {m.tags["candidate"]: m for m in models}
     assert set(by_name) == set(metrics)
     runs = set()
@@ -76,11 +79,16 @@ def test_every_candidate_is_a_logged_model_with_one_value_per_metric_and_dataset
         assert m.name == model_name(name) and m.tags["candidate"] == name
         keys = [(x.key, x.dataset_name) for x in m.metrics]
         assert len(keys) == len(set(keys)), f"{name} carries a metric twice"
-        assert [x.dataset_name for x in m.metrics] == sorted(x.dataset_name for x in m.metrics)[::-1]  # validation first
+        assert [x.dataset_name for x in m.metrics] == sorted(x.dataset_name for x in m.metrics)[
+            ::-1
+        ]  # validation first
         val = {x.key: x.value for x in m.metrics if x.dataset_name == "validation"}
         assert val["val_macro_f1"] == pytest.approx(metrics[name]["val"]["macro_f1"])
-        assert {k for k, _ in keys} <= {f"{s}_{k}" for s in ("val", "test") for k in (
-            "macro_f1", "balanced_accuracy", "rarest_recall", "rarest_precision")}
+        assert {k for k, _ in keys} <= {
+            f"{s}_{k}"
+            for s in ("val", "test")
+            for k in ("macro_f1", "balanced_accuracy", "rarest_recall", "rarest_precision")
+        }
         runs.add(m.source_run_id)
         run = client.get_run(m.source_run_id)
         assert run.info.run_name == name and run.data.tags["role"] == "candidate"
@@ -90,8 +98,11 @@ def test_every_candidate_is_a_logged_model_with_one_value_per_metric_and_dataset
 
     mlflow.set_tracking_uri(f"sqlite:///{d / 'mlflow.db'}")
     ranked = mlflow.search_logged_models(
-        experiment_ids=[exp.experiment_id], output_format="list", max_results=5,
-        order_by=[{"field_name": "metrics.val_macro_f1", "ascending": False, "dataset_name": "validation"}])
+        experiment_ids=[exp.experiment_id],
+        output_format="list",
+        max_results=5,
+        order_by=[{"field_name": "metrics.val_macro_f1", "ascending": False, "dataset_name": "validation"}],
+    )
     best = max(v["val"]["macro_f1"] for v in metrics.values())
     assert ranked[0].tags["candidate"] in {n for n, v in metrics.items() if v["val"]["macro_f1"] == best}
 
@@ -106,8 +117,14 @@ def test_the_champion_carries_the_decision_record_of_the_audit(shipped):
     assert float(version.tags["validation_score"]) == pytest.approx(audit["estimate"]["validation"], abs=5e-5)
     assert version.tags["data_digest"] == json.loads((d / "data/prepared/meta.json").read_text())["digest"]
     assert "git_commit" in version.tags
-    tags, description = decision_record(audit, audit["estimate"]["validation"], pick, commit=version.tags["git_commit"],
-                                        data_digest=version.tags["data_digest"], lock_hashes={})
+    tags, description = decision_record(
+        audit,
+        audit["estimate"]["validation"],
+        pick,
+        commit=version.tags["git_commit"],
+        data_digest=version.tags["data_digest"],
+        lock_hashes={},
+    )
     assert {k: version.tags[k] for k in tags} == tags
     assert description == version.description
     cal = audit["calibration"]
@@ -123,13 +140,21 @@ def test_the_champion_predicts_raw_rows_in_a_new_process_from_elsewhere(shipped,
     d, audit, _, _ = shipped
     raw, _ = _raw_test_rows(d)
     raw.to_csv(tmp_path / "raw.csv", index=False)
-    code = ("import sys, mlflow, pandas as pd; m = mlflow.pyfunc.load_model('models:/tiny@champion'); "
-            "s = m.metadata.get_input_schema(); types = dict(zip(s.input_names(), s.pandas_types())); "
-            "m.predict(pd.read_csv(sys.argv[1], dtype=types)).to_parquet(sys.argv[2])")  # docs/mlflow.md's recipe
+    code = (
+        "import sys, mlflow, pandas as pd; m = mlflow.pyfunc.load_model('models:/tiny@champion'); "
+        "s = m.metadata.get_input_schema(); types = dict(zip(s.input_names(), s.pandas_types())); "
+        "m.predict(pd.read_csv(sys.argv[1], dtype=types)).to_parquet(sys.argv[2])"
+    )  # docs/mlflow.md's recipe
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["MLFLOW_TRACKING_URI"] = f"sqlite:///{d / 'mlflow.db'}"
-    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "raw.csv"), str(tmp_path / "p.parquet")],
-                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "raw.csv"), str(tmp_path / "p.parquet")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     classes = json.loads((d / "data/prepared/meta.json").read_text())["classes"]
     _same_answer(pd.read_parquet(tmp_path / "p.parquet"), _saved_test_predictions(d, audit["policy"]["pick"]), classes)
@@ -162,19 +187,25 @@ def test_predict_stage_and_mlflow_cli_and_server_give_the_same_answer(shipped, t
     stage = pd.read_csv(tmp_path / "stage.csv", dtype={"prediction": str})
     assert list(stage["row"]) == list(range(len(raw)))
 
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{d / 'mlflow.db'}",  # serve runs uvicorn from PATH
-           "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")}
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": f"sqlite:///{d / 'mlflow.db'}",  # serve runs uvicorn from PATH
+        "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""),
+    }
     mlflow_bin = str(Path(sys.executable).with_name("mlflow"))
     cli = _cli_predict(mlflow_bin, "models:/tiny@champion", env, tmp_path, raw)
     assert cli.returncode == 0, cli.stderr[-2000:]
     got = pd.DataFrame(json.loads((tmp_path / "cli.json").read_text())["predictions"])
     assert list(got["prediction"].astype(str)) == list(stage["prediction"].astype(str))
-    np.testing.assert_allclose(got.filter(like="p_").to_numpy(float), stage.filter(like="p_").to_numpy(float), atol=1e-9)
+    np.testing.assert_allclose(
+        got.filter(like="p_").to_numpy(float), stage.filter(like="p_").to_numpy(float), atol=1e-9
+    )
 
     served = _served(mlflow_bin, "models:/tiny@champion", env, tmp_path, raw)
     assert list(served["prediction"].astype(str)) == list(stage["prediction"].astype(str))
-    np.testing.assert_allclose(served.filter(like="p_").to_numpy(float), stage.filter(like="p_").to_numpy(float),
-                               atol=1e-9)
+    np.testing.assert_allclose(
+        served.filter(like="p_").to_numpy(float), stage.filter(like="p_").to_numpy(float), atol=1e-9
+    )
 
 
 def _json_input(frame: pd.DataFrame) -> bytes:
@@ -185,9 +216,28 @@ def _cli_predict(mlflow_bin, model_uri, env, cwd, frame) -> subprocess.Completed
     """``mlflow models predict`` on ``frame`` sent as JSON (MLflow reads a CSV without the
     signature's types: integers there are refused for a double column); its answer in cli.json."""
     (Path(cwd) / "rows.json").write_bytes(_json_input(frame))
-    return subprocess.run([mlflow_bin, "models", "predict", "-m", model_uri, "-i", str(Path(cwd) / "rows.json"),
-                           "-t", "json", "-o", str(Path(cwd) / "cli.json"), "--env-manager", "local"],
-                          env=env, capture_output=True, text=True, timeout=300, cwd=cwd)
+    return subprocess.run(
+        [
+            mlflow_bin,
+            "models",
+            "predict",
+            "-m",
+            model_uri,
+            "-i",
+            str(Path(cwd) / "rows.json"),
+            "-t",
+            "json",
+            "-o",
+            str(Path(cwd) / "cli.json"),
+            "--env-manager",
+            "local",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=cwd,
+    )
 
 
 @contextmanager
@@ -197,13 +247,34 @@ def _model_server(mlflow_bin, model_uri, env, cwd):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = subprocess.Popen([mlflow_bin, "models", "serve", "-m", model_uri, "-h", "127.0.0.1",
-                               "-p", str(port), "--env-manager", "local", "--workers", "1"],
-                              env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    server = subprocess.Popen(
+        [
+            mlflow_bin,
+            "models",
+            "serve",
+            "-m",
+            model_uri,
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "--env-manager",
+            "local",
+            "--workers",
+            "1",
+        ],
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
 
     def post(frame: pd.DataFrame) -> tuple[int, dict]:
-        req = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=_json_input(frame),
-                                     headers={"Content-Type": "application/json"})
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{port}/invocations",
+            data=_json_input(frame),
+            headers={"Content-Type": "application/json"},
+        )
         try:
             with urllib.request.urlopen(req, timeout=30) as answer:
                 return answer.status, json.loads(answer.read())
@@ -234,18 +305,29 @@ def _served(mlflow_bin, model_uri, env, cwd, frame) -> pd.DataFrame:
     return pd.DataFrame(answer["predictions"])
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda f: f.drop(columns=["pixel_3_3"]), "'pixel_3_3'"),
-    (lambda f: f.assign(pixel_3_3=["dark"] + [str(v) for v in f["pixel_3_3"].iloc[1:]]), "'pixel_3_3'"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda f: f.drop(columns=["pixel_3_3"]), "'pixel_3_3'"),
+        (lambda f: f.assign(pixel_3_3=["dark"] + [str(v) for v in f["pixel_3_3"].iloc[1:]]), "'pixel_3_3'"),
+    ],
+)
 def test_predict_stage_refuses_bad_rows_in_one_line(shipped, tmp_path, monkeypatch, change, message):
     d, _, _, _ = shipped
     raw, _ = _raw_test_rows(d)
     change(raw.iloc[:5]).to_csv(tmp_path / "bad.csv", index=False)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{d / 'mlflow.db'}")
     with pytest.raises(Exception) as err:
-        predict.main(["--params", str(d / "params.yaml"), "--input", str(tmp_path / "bad.csv"),
-                      "--output", str(tmp_path / "out.csv")])
+        predict.main(
+            [
+                "--params",
+                str(d / "params.yaml"),
+                "--input",
+                str(tmp_path / "bad.csv"),
+                "--output",
+                str(tmp_path / "out.csv"),
+            ]
+        )
     assert message in str(err.value) and "\n" not in str(err.value)
     assert not (tmp_path / "out.csv").exists()
 
@@ -311,21 +393,23 @@ def test_no_candidate_meeting_the_constraints_makes_a_challenger(copied, monkeyp
         client.get_model_version_by_alias("tiny_constrained", "champion")
 
 
-
 # --- a user's table: codes such as 007, integers, a date, a missing cell --------------------------
+
 
 def _user_table(path, n=240, seed=0):
     rng = np.random.default_rng(seed)
     label = rng.choice(["ok", "late", "n/a"], size=n, p=[0.6, 0.3, 0.1])
     code = np.where(label == "n/a", "007", np.where(label == "late", "5", "012"))
-    frame = pd.DataFrame({
-        "claim_id": [f"c{i:05d}" for i in range(n)],  # an identifier: dropped
-        "amount": np.round(rng.normal(100, 20, n) + (label == "late") * 40, 2),
-        "visits": rng.integers(0, 9, n) + (label == "n/a") * 5,  # integers
-        "opened": pd.Timestamp("2024-01-01") + pd.to_timedelta(rng.integers(0, 300, n), unit="D"),
-        "code": code,  # a code: 007 is not 7
-        "status": label,
-    })
+    frame = pd.DataFrame(
+        {
+            "claim_id": [f"c{i:05d}" for i in range(n)],  # an identifier: dropped
+            "amount": np.round(rng.normal(100, 20, n) + (label == "late") * 40, 2),
+            "visits": rng.integers(0, 9, n) + (label == "n/a") * 5,  # integers
+            "opened": pd.Timestamp("2024-01-01") + pd.to_timedelta(rng.integers(0, 300, n), unit="D"),
+            "code": code,  # a code: 007 is not 7
+            "status": label,
+        }
+    )
     frame["opened"] = frame["opened"].dt.strftime("%Y-%m-%d")
     frame.to_csv(path, index=False)
     return frame
@@ -349,23 +433,47 @@ def user_model(tmp_path_factory):
     prepared = prepare(DataConfig(source="csv", path=str(d / "claims.csv"), target="status", imbalance_ratio=1))
     X, y = prepared.arrays("train")
     fit = LogisticRegression(max_iter=2000).fit(X, y)
-    (d / "model.json").write_text(json.dumps({"kind": "logreg_balanced", "coef": fit.coef_.tolist(),
-                                              "intercept": fit.intercept_.tolist()}))
+    (d / "model.json").write_text(
+        json.dumps({"kind": "logreg_balanced", "coef": fit.coef_.tolist(), "intercept": fit.intercept_.tolist()})
+    )
     save_preprocessing(d / "preprocessing.json", prepared.preprocessing)
-    digest = write_bundle(d / "bundle", name="logreg_balanced", model="logreg_balanced", kind="logreg_balanced",
-                          classes=prepared.classes, model_file=d / "model.json",
-                          preprocessing_file=d / "preprocessing.json")
+    digest = write_bundle(
+        d / "bundle",
+        name="logreg_balanced",
+        model="logreg_balanced",
+        kind="logreg_balanced",
+        classes=prepared.classes,
+        model_file=d / "model.json",
+        preprocessing_file=d / "preprocessing.json",
+    )
     uri = f"sqlite:///{d / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)
     client = mlflow.MlflowClient(uri)
     exp = experiment_id(client, "user", uri)
     execution = client.create_run(exp).info.run_id
     logged = log_candidates(
-        client, exp, [Logged("logreg_balanced", d / "bundle", digest, {"validation": {"val_macro_f1": 0.5}},
-                             pd.DataFrame({"metric": ["macro_f1"], "value": [0.5]}), {}, {})],
-        execution=execution, run_tags={"data_digest": "x"}, datasets={"validation": "v"},
-        input_example=prepared.preprocessing.example(), input_types=prepared.preprocessing.input_types(),
-        outputs=["prediction", *(f"p_{c}" for c in prepared.classes)], open_runs=[], box=d / "outbox")
+        client,
+        exp,
+        [
+            Logged(
+                "logreg_balanced",
+                d / "bundle",
+                digest,
+                {"validation": {"val_macro_f1": 0.5}},
+                pd.DataFrame({"metric": ["macro_f1"], "value": [0.5]}),
+                {},
+                {},
+            )
+        ],
+        execution=execution,
+        run_tags={"data_digest": "x"},
+        datasets={"validation": "v"},
+        input_example=prepared.preprocessing.example(),
+        input_types=prepared.preprocessing.input_types(),
+        outputs=["prediction", *(f"p_{c}" for c in prepared.classes)],
+        open_runs=[],
+        box=d / "outbox",
+    )
     expected = Candidate.load(d / "bundle").predict(raw.drop(columns=["status"]), strict=True)
     return d, raw, uri, f"models:/{logged['logreg_balanced'].model_id}", expected
 
@@ -380,37 +488,48 @@ def test_codes_integers_dates_and_a_missing_cell_give_one_answer_on_every_path(u
     stage = pd.read_csv(tmp_path / "stage.csv", dtype={"prediction": str}, keep_default_na=False)
     assert list(stage["prediction"][1:]) == list(expected["prediction"][1:30])
 
-    env = {**os.environ, "MLFLOW_TRACKING_URI": uri,
-           "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")}
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": uri,
+        "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""),
+    }
     mlflow_bin = str(Path(sys.executable).with_name("mlflow"))
     cli = _cli_predict(mlflow_bin, model_uri, env, tmp_path, pd.read_csv(tmp_path / "rows.csv", dtype={"code": str}))
     assert cli.returncode == 0, cli.stderr[-2000:]
     got = pd.DataFrame(json.loads((tmp_path / "cli.json").read_text())["predictions"])
     assert list(got["prediction"]) == list(stage["prediction"])
-    np.testing.assert_allclose(got.filter(like="p_").to_numpy(float), stage.filter(like="p_").to_numpy(float), atol=1e-9)
+    np.testing.assert_allclose(
+        got.filter(like="p_").to_numpy(float), stage.filter(like="p_").to_numpy(float), atol=1e-9
+    )
 
     import mlflow
 
     model = mlflow.pyfunc.load_model(model_uri)  # docs/mlflow.md's recipe: read with the signature's types
     schema = model.metadata.get_input_schema()
-    in_process = model.predict(pd.read_csv(tmp_path / "rows.csv", dtype=dict(zip(schema.input_names(),
-                                                                                  schema.pandas_types()))))
+    in_process = model.predict(
+        pd.read_csv(tmp_path / "rows.csv", dtype=dict(zip(schema.input_names(), schema.pandas_types())))
+    )
     assert list(in_process["prediction"]) == list(stage["prediction"])
     served = _served(mlflow_bin, model_uri, env, tmp_path, pd.read_csv(tmp_path / "rows.csv", dtype={"code": str}))
     assert list(served["prediction"]) == list(stage["prediction"])
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda f: f.assign(code="999"), "column 'code'"),  # a level never seen in training
-    (lambda f: f.drop(columns=["visits"]), "'visits'"),
-    (lambda f: f.assign(opened="next tuesday"), "column 'opened'"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda f: f.assign(code="999"), "column 'code'"),  # a level never seen in training
+        (lambda f: f.drop(columns=["visits"]), "'visits'"),
+        (lambda f: f.assign(opened="next tuesday"), "column 'opened'"),
+    ],
+)
 def test_predict_names_the_column_of_a_bad_user_row(user_model, tmp_path, monkeypatch, change, message):
     d, raw, uri, model_uri, _ = user_model
     change(raw.drop(columns=["status"]).iloc[:5]).to_csv(tmp_path / "bad.csv", index=False)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     with pytest.raises(Exception) as err:
-        predict.main(["--input", str(tmp_path / "bad.csv"), "--output", str(tmp_path / "out.csv"), "--model", model_uri])
+        predict.main(
+            ["--input", str(tmp_path / "bad.csv"), "--output", str(tmp_path / "out.csv"), "--model", model_uri]
+        )
     assert message in str(err.value) and "\n" not in str(err.value)
     assert not (tmp_path / "out.csv").exists()
 
@@ -421,22 +540,37 @@ def test_predict_names_the_column_of_a_bad_user_row(user_model, tmp_path, monkey
 # unseen level, an empty row, a date that does not read) give every route the same line.
 BAD_INPUTS = {
     "missing column": (lambda f: f.drop(columns=["visits"]), ["'visits'"], ["visits"]),
-    "text in a numeric column": (lambda f: f.assign(amount=["abc"] + list(f["amount"].iloc[1:])),
-                                 ["column 'amount': 'abc' in row 0 is not a number"], ["amount", "abc"]),
-    "unseen level": (lambda f: f.assign(code="999"),
-                     ["column 'code': '999' in row 0 is a level never seen in training"], None),
-    "empty row": (lambda f: pd.concat([f.iloc[:1].map(lambda _: None), f.iloc[1:]]),
-                  ["row 0 is empty: none of the 4 columns the model reads has a value"], None),
-    "wrong date": (lambda f: f.assign(opened="2024-13-45"),
-                   ["column 'opened': '2024-13-45' in row 0 is not an ISO date (YYYY-MM-DD)"], None),
+    "text in a numeric column": (
+        lambda f: f.assign(amount=["abc"] + list(f["amount"].iloc[1:])),
+        ["column 'amount': 'abc' in row 0 is not a number"],
+        ["amount", "abc"],
+    ),
+    "unseen level": (
+        lambda f: f.assign(code="999"),
+        ["column 'code': '999' in row 0 is a level never seen in training"],
+        None,
+    ),
+    "empty row": (
+        lambda f: pd.concat([f.iloc[:1].map(lambda _: None), f.iloc[1:]]),
+        ["row 0 is empty: none of the 4 columns the model reads has a value"],
+        None,
+    ),
+    "wrong date": (
+        lambda f: f.assign(opened="2024-13-45"),
+        ["column 'opened': '2024-13-45' in row 0 is not an ISO date (YYYY-MM-DD)"],
+        None,
+    ),
 }
 
 
 @pytest.fixture(scope="module")
 def user_server(user_model, tmp_path_factory):
     d, raw, uri, model_uri, _ = user_model
-    env = {**os.environ, "MLFLOW_TRACKING_URI": uri,
-           "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")}
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": uri,
+        "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""),
+    }
     cwd = tmp_path_factory.mktemp("served")
     with _model_server(str(Path(sys.executable).with_name("mlflow")), model_uri, env, cwd) as post:
         yield post, env
@@ -453,7 +587,9 @@ def test_a_bad_input_is_refused_naming_its_column_on_every_route(user_model, use
     rows.to_csv(tmp_path / "bad.csv", index=False)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     with pytest.raises(PipelineError) as err:
-        predict.main(["--input", str(tmp_path / "bad.csv"), "--output", str(tmp_path / "out.csv"), "--model", model_uri])
+        predict.main(
+            ["--input", str(tmp_path / "bad.csv"), "--output", str(tmp_path / "out.csv"), "--model", model_uri]
+        )
     assert all(m in str(err.value) for m in ours) and "\n" not in str(err.value), str(err.value)
     assert not (tmp_path / "out.csv").exists()
 

@@ -47,56 +47,149 @@ def write_params(path, overrides=None):
 
 def run_pipeline(d, params):
     prepare.main(["--params", str(params), "--out", str(d / "data/prepared")])
-    weights.main(["--params", str(params), "--meta", str(d / "data/prepared/meta.json"),
-                  "--out", str(d / "outputs/class_weights.json")])
-    plan.main(["--params", str(params), "--weights", str(d / "outputs/class_weights.json"),
-               "--out", str(d / "outputs/plans")])
+    weights.main(
+        [
+            "--params",
+            str(params),
+            "--meta",
+            str(d / "data/prepared/meta.json"),
+            "--out",
+            str(d / "outputs/class_weights.json"),
+        ]
+    )
+    plan.main(
+        ["--params", str(params), "--weights", str(d / "outputs/class_weights.json"), "--out", str(d / "outputs/plans")]
+    )
     from pipeline.config import load_params
 
     for loss in load_params(params).train.losses:
-        train.main(["--params", str(params), "--plan", str(d / f"outputs/plans/{loss}.json"),
-                    "--data", str(d / "data/prepared"),
-                    "--models", str(d / f"outputs/models/{loss}"),
-                    "--val-predictions", str(d / f"reports/predictions/val/{loss}"),
-                    "--test-predictions", str(d / f"reports/predictions/test/{loss}"), "--no-progress"])
-    baselines.main(["--params", str(params), "--data", str(d / "data/prepared"),
-                    "--weights", str(d / "outputs/class_weights.json"),
-                    "--models", str(d / "outputs/models/baselines"),
-                    "--val-predictions", str(d / "reports/predictions/val/baselines"),
-                    "--test-predictions", str(d / "reports/predictions/test/baselines")])
+        train.main(
+            [
+                "--params",
+                str(params),
+                "--plan",
+                str(d / f"outputs/plans/{loss}.json"),
+                "--data",
+                str(d / "data/prepared"),
+                "--models",
+                str(d / f"outputs/models/{loss}"),
+                "--val-predictions",
+                str(d / f"reports/predictions/val/{loss}"),
+                "--test-predictions",
+                str(d / f"reports/predictions/test/{loss}"),
+                "--no-progress",
+            ]
+        )
+    baselines.main(
+        [
+            "--params",
+            str(params),
+            "--data",
+            str(d / "data/prepared"),
+            "--weights",
+            str(d / "outputs/class_weights.json"),
+            "--models",
+            str(d / "outputs/models/baselines"),
+            "--val-predictions",
+            str(d / "reports/predictions/val/baselines"),
+            "--test-predictions",
+            str(d / "reports/predictions/test/baselines"),
+        ]
+    )
     decide.main(decide_args(d, params))
     evaluate.main(evaluate_args(d, params))
     report.main(report_args(d, params, d / "reports/report.html"))
 
 
 def decide_args(d, params):
-    return ["--params", str(params), "--data", str(d / "data/prepared"), "--plans", str(d / "outputs/plans"),
-            "--models", str(d / "outputs/models"), "--predictions", str(d / "reports/predictions"),
-            "--baselines", "baselines", "--out-predictions", str(d / "reports/decisions"),
-            "--out-params", str(d / "outputs/decisions")]
+    return [
+        "--params",
+        str(params),
+        "--data",
+        str(d / "data/prepared"),
+        "--plans",
+        str(d / "outputs/plans"),
+        "--models",
+        str(d / "outputs/models"),
+        "--predictions",
+        str(d / "reports/predictions"),
+        "--baselines",
+        "baselines",
+        "--out-predictions",
+        str(d / "reports/decisions"),
+        "--out-params",
+        str(d / "outputs/decisions"),
+    ]
 
 
 def report_args(d, params, out, *extra):
-    return ["--params", str(params), "--meta", str(d / "data/prepared/meta.json"),
-            "--weights", str(d / "outputs/class_weights.json"), "--metrics", str(d / "reports/metrics.json"),
-            "--audit", str(d / "reports/audit.json"), "--runs", str(d / "reports/mlflow_runs.json"),
-            "--figures", str(d / "reports/figures"),
-            "--decisions", str(d / "reports/decisions"), "--lock", str(d / "dvc.lock"), "--out", str(out), *extra]
+    return [
+        "--params",
+        str(params),
+        "--meta",
+        str(d / "data/prepared/meta.json"),
+        "--weights",
+        str(d / "outputs/class_weights.json"),
+        "--metrics",
+        str(d / "reports/metrics.json"),
+        "--audit",
+        str(d / "reports/audit.json"),
+        "--runs",
+        str(d / "reports/mlflow_runs.json"),
+        "--figures",
+        str(d / "reports/figures"),
+        "--decisions",
+        str(d / "reports/decisions"),
+        "--lock",
+        str(d / "dvc.lock"),
+        "--out",
+        str(out),
+        *extra,
+    ]
 
 
 def evaluate_args(d, params):
-    return ["--params", str(params), "--meta", str(d / "data/prepared/meta.json"),
-            "--plans", str(d / "outputs/plans"), "--models", str(d / "outputs/models"),
-            "--predictions", str(d / "reports/predictions"), "--baselines", "baselines",
-            "--decision-predictions", str(d / "reports/decisions"), "--decision-params", str(d / "outputs/decisions"),
-            "--metrics", str(d / "reports/metrics.json"), "--audit", str(d / "reports/audit.json"),
-            "--summary", str(d / "reports/summary.json"), "--runs", str(d / "reports/mlflow_runs.json"),
-            "--plots", str(d / "reports/plots"), "--figures", str(d / "reports/figures"),
-            "--preprocessing", str(d / "data/prepared/preprocessing.json")]
+    return [
+        "--params",
+        str(params),
+        "--meta",
+        str(d / "data/prepared/meta.json"),
+        "--plans",
+        str(d / "outputs/plans"),
+        "--models",
+        str(d / "outputs/models"),
+        "--predictions",
+        str(d / "reports/predictions"),
+        "--baselines",
+        "baselines",
+        "--decision-predictions",
+        str(d / "reports/decisions"),
+        "--decision-params",
+        str(d / "outputs/decisions"),
+        "--metrics",
+        str(d / "reports/metrics.json"),
+        "--audit",
+        str(d / "reports/audit.json"),
+        "--summary",
+        str(d / "reports/summary.json"),
+        "--runs",
+        str(d / "reports/mlflow_runs.json"),
+        "--plots",
+        str(d / "reports/plots"),
+        "--figures",
+        str(d / "reports/figures"),
+        "--preprocessing",
+        str(d / "data/prepared/preprocessing.json"),
+    ]
 
 
-MODELS = {"ce": "ce", "weighted_ce_a0.5": "weighted_ce", "weighted_ce_a1": "weighted_ce", "focal_g0": "focal",
-          "focal_g2": "focal"}
+MODELS = {
+    "ce": "ce",
+    "weighted_ce_a0.5": "weighted_ce",
+    "weighted_ce_a1": "weighted_ce",
+    "focal_g0": "focal",
+    "focal_g2": "focal",
+}
 BASELINES = {"majority": "baselines", "logreg_balanced": "baselines", "xgboost": "baselines"}
 ALL = {**MODELS, **BASELINES}
 
@@ -140,8 +233,14 @@ def test_every_stage_writes_its_outputs(pipeline_run):
     assert {c.split("+")[0] for c in decided} >= {"ce", "logreg_balanced", "xgboost"}
     assert len({c.split("+")[0] for c in decided} & {"weighted_ce_a0.5", "weighted_ce_a1"}) == 1  # the family's best
     assert not any(c.startswith("majority+") for c in decided)
-    for fig in ("leaderboard_ranks", "metric_agreement", "gamma_focal", "focal_loss_shape", "prior_shift",
-                "loss_metric_agreement"):
+    for fig in (
+        "leaderboard_ranks",
+        "metric_agreement",
+        "gamma_focal",
+        "focal_loss_shape",
+        "prior_shift",
+        "loss_metric_agreement",
+    ):
         assert (d / f"reports/figures/{fig}.png").is_file()
     assert not list(d.rglob("*.tmp"))  # no temp files or directories left behind
 
@@ -162,7 +261,7 @@ def test_plot_data_holds_what_each_panel_shows(pipeline_run):
     for r in rows["pr"]:
         by_name.setdefault(r["name"], []).append(r)
     top = [f"#{i + 1} {row['model']}" for i, row in enumerate(board[:PR_TOP])]
-    assert [n.removesuffix(" (pick)").removesuffix(" (reference)") for n in by_name][:len(top)] == top
+    assert [n.removesuffix(" (pick)").removesuffix(" (reference)") for n in by_name][: len(top)] == top
     assert list(by_name)[0] == f"#1 {pick} (pick)"
     assert sum(n.endswith(" ce (reference)") for n in by_name) == 1
     for curve in by_name.values():
@@ -178,13 +277,17 @@ def test_plot_data_holds_what_each_panel_shows(pipeline_run):
     curves = {}
     for r in rows["training"]:
         curves.setdefault(r["name"], []).append(r)
-    assert set(curves) == {"ce", min(("weighted_ce_a0.5", "weighted_ce_a1"), key=ranks.get),
-                           min(("focal_g0", "focal_g2"), key=ranks.get)}
+    assert set(curves) == {
+        "ce",
+        min(("weighted_ce_a0.5", "weighted_ce_a1"), key=ranks.get),
+        min(("focal_g0", "focal_g2"), key=ranks.get),
+    }
     for name, curve in curves.items():
         run = json.loads((d / f"outputs/models/{MODELS[name]}/training.json").read_text())["runs"][name]
         monitor = run["monitor"]
-        assert [(r["epoch"], r["stop_metric"], r["monitor"]) for r in curve] == \
-            [(h["epoch"], h[f"stop_{monitor}"], monitor) for h in run["history"]]
+        assert [(r["epoch"], r["stop_metric"], r["monitor"]) for r in curve] == [
+            (h["epoch"], h[f"stop_{monitor}"], monitor) for h in run["history"]
+        ]
         assert [r["epoch"] for r in curve if r["kept"]] == [run["best_epoch"]]
     ref = audit["reference"]["model"]
     confusion = pd.DataFrame(rows["confusion"])
@@ -207,7 +310,7 @@ def test_dvc_yaml_plots_read_the_plot_data(pipeline_run, root):
     assert 0 < len(plots) < 15
     builtin = {t.DEFAULT_NAME for t in TEMPLATES}
     for entry in plots:
-        (plot_id, props), = entry.items()
+        ((plot_id, props),) = entry.items()
         assert {"title", "x_label", "y_label", "template"} <= set(props), plot_id
         assert props["template"] in builtin or (root / ".dvc/plots" / f"{props['template']}.json").is_file()
         for path, field in props["y"].items():
@@ -263,8 +366,9 @@ def test_predictions_follow_the_contract(pipeline_run, split):
             assert (frame["y_pred"] == trained["y_pred"]).all(), name
         elif "+cost" not in name:  # a rule ships its model's calibrated probabilities (cost: its own)
             model = name.split("+")[0]
-            np.testing.assert_array_equal(frame[probability].to_numpy(),
-                                          _predictions(d, model, split)[probability].to_numpy())
+            np.testing.assert_array_equal(
+                frame[probability].to_numpy(), _predictions(d, model, split)[probability].to_numpy()
+            )
 
 
 def test_saved_weights_load_safely_and_reproduce_predictions(pipeline_run):
@@ -355,17 +459,23 @@ def test_intervals_regenerate_from_the_saved_seed(pipeline_run):
     scores = {
         "accuracy": lambda y, p, w: skm.accuracy_score(y, p, sample_weight=w),
         "balanced_accuracy": lambda y, p, w: skm.balanced_accuracy_score(y, p, sample_weight=w),
-        "macro_f1": lambda y, p, w: skm.f1_score(y, p, average="macro", labels=classes, zero_division=0, sample_weight=w),
-        "weighted_f1": lambda y, p, w: skm.f1_score(y, p, average="weighted", labels=classes, zero_division=0,
-                                                    sample_weight=w),
+        "macro_f1": lambda y, p, w: skm.f1_score(
+            y, p, average="macro", labels=classes, zero_division=0, sample_weight=w
+        ),
+        "weighted_f1": lambda y, p, w: skm.f1_score(
+            y, p, average="weighted", labels=classes, zero_division=0, sample_weight=w
+        ),
         "mcc": lambda y, p, w: skm.matthews_corrcoef(y, p, sample_weight=w),
         "cohen_kappa": lambda y, p, w: skm.cohen_kappa_score(y, p, labels=classes, sample_weight=w),
-        "geometric_mean": lambda y, p, w: geometric_mean_score(y, p, labels=sorted(set(y), key=classes.index),
-                                                               sample_weight=w),
+        "geometric_mean": lambda y, p, w: geometric_mean_score(
+            y, p, labels=sorted(set(y), key=classes.index), sample_weight=w
+        ),
         "expected_cost": lambda y, p, w: np.average(
-            cost[pd.Categorical(y, categories=classes).codes, pd.Categorical(p, categories=classes).codes], weights=w),
-        f"recall/{rarest}": lambda y, p, w: skm.recall_score(y, p, labels=[rarest], average="macro", zero_division=0,
-                                                            sample_weight=w),
+            cost[pd.Categorical(y, categories=classes).codes, pd.Categorical(p, categories=classes).codes], weights=w
+        ),
+        f"recall/{rarest}": lambda y, p, w: skm.recall_score(
+            y, p, labels=[rarest], average="macro", zero_division=0, sample_weight=w
+        ),
     }
     for name in ("ce", audit["policy"]["pick"]):
         pred = _predictions(d, name, "test")
@@ -377,8 +487,10 @@ def test_intervals_regenerate_from_the_saved_seed(pipeline_run):
             for key, score in scores.items():
                 dist = np.array([score(y[i], p[i], None if w is None else w[i]) for i in idx])
                 low, high = percentile_interval(dist, boot["level"])
-                assert entry["ci"][key] == {"low": pytest.approx(low, abs=1e-9), "high": pytest.approx(high, abs=1e-9)}, \
-                    (name, key, w is None)
+                assert entry["ci"][key] == {
+                    "low": pytest.approx(low, abs=1e-9),
+                    "high": pytest.approx(high, abs=1e-9),
+                }, (name, key, w is None)
 
 
 def test_audit_picks_on_validation_and_estimates_on_test(pipeline_run):
@@ -435,8 +547,11 @@ def test_the_pick_never_reads_test_labels(pipeline_run, tmp_path, monkeypatch):
     before = {f: json.loads((d / f"reports/{f}.json").read_text()) for f in ("audit", "metrics")}
     fitted = {p.name: p.read_bytes() for p in (d / "outputs/decisions").rglob("*") if p.is_file()}
     perm = np.random.default_rng(7).permutation(len(pd.read_parquet(d / "data/prepared/test.parquet")))
-    files = [d / "data/prepared/test.parquet", *(d / "reports/predictions/test").rglob("*.parquet"),
-             *(d / "reports/decisions/test").rglob("*.parquet")]
+    files = [
+        d / "data/prepared/test.parquet",
+        *(d / "reports/predictions/test").rglob("*.parquet"),
+        *(d / "reports/decisions/test").rglob("*.parquet"),
+    ]
     for f in files:
         frame = pd.read_parquet(f)
         column = "y" if f.name == "test.parquet" else "y_true"
@@ -447,8 +562,9 @@ def test_the_pick_never_reads_test_labels(pipeline_run, tmp_path, monkeypatch):
     after = {f: json.loads((d / f"reports/{f}.json").read_text()) for f in ("audit", "metrics")}
     assert {p.name: p.read_bytes() for p in (d / "outputs/decisions").rglob("*") if p.is_file()} == fitted
     assert after["audit"]["policy"] == before["audit"]["policy"]
-    assert [(r["model"], r["validation"], r["p_best"]) for r in after["audit"]["leaderboard"]] == \
-        [(r["model"], r["validation"], r["p_best"]) for r in before["audit"]["leaderboard"]]
+    assert [(r["model"], r["validation"], r["p_best"]) for r in after["audit"]["leaderboard"]] == [
+        (r["model"], r["validation"], r["p_best"]) for r in before["audit"]["leaderboard"]
+    ]
     assert all(after["metrics"][m]["val"] == before["metrics"][m]["val"] for m in before["metrics"])
     assert after["metrics"]["ce"]["macro_f1"] != before["metrics"]["ce"]["macro_f1"]
     assert after["audit"]["estimate"]["test"] != before["audit"]["estimate"]["test"]
@@ -468,8 +584,10 @@ def test_policy_errors_and_unmeetable_constraints(pipeline_run, tmp_path, monkey
     with pytest.raises(Exception, match="names class 'x' in 'recall/x'; classes are: 0, 1, 2"):
         evaluate.main(evaluate_args(d, bad))
     assert (d / "reports/metrics.json").read_bytes() == before  # nothing rewritten
-    strict = write_params(d / "strict.yaml", {"evaluate": {"bootstrap": {"resamples": 50},
-                                                           "select": {"constraints": ["recall/9 >= 1.01"]}}})
+    strict = write_params(
+        d / "strict.yaml",
+        {"evaluate": {"bootstrap": {"resamples": 50}, "select": {"constraints": ["recall/9 >= 1.01"]}}},
+    )
     decide.main(decide_args(d, strict))  # no rule can meet it: fitted anyway, reported, no crash
     evaluate.main(evaluate_args(d, strict))
     audit = json.loads((d / "reports/audit.json").read_text())
@@ -489,7 +607,9 @@ def test_mlflow_runs_tell_when_each_model_trained_and_what_each_candidate_scored
     exp = client.get_experiment_by_name("tiny")
     runs = client.search_runs([exp.experiment_id])
     by_id = {r.info.run_id: r for r in runs}
-    role = {k: [r for r in runs if r.data.tags.get("role") == k] for k in ("evaluation", "stage", "training", "candidate")}
+    role = {
+        k: [r for r in runs if r.data.tags.get("role") == k] for k in ("evaluation", "stage", "training", "candidate")
+    }
     evaluation, stages, trained, candidates = role["evaluation"], role["stage"], role["training"], role["candidate"]
     assert sum(map(len, role.values())) == len(runs)
     metrics = json.loads((pipeline_run / "reports/metrics.json").read_text())
@@ -502,8 +622,14 @@ def test_mlflow_runs_tell_when_each_model_trained_and_what_each_candidate_scored
     # one run per candidate, named as written, directly under the execution's run
     assert sorted(r.info.run_name for r in candidates) == sorted(metrics)
     parent_artifacts = {a.path for a in client.list_artifacts(evaluation[0].info.run_id)}
-    assert {"metrics.json", "audit.json", "leaderboard_ranks.png", "gamma_focal.png", "leaderboard.json",
-            "candidates.json"} <= parent_artifacts
+    assert {
+        "metrics.json",
+        "audit.json",
+        "leaderboard_ranks.png",
+        "gamma_focal.png",
+        "leaderboard.json",
+        "candidates.json",
+    } <= parent_artifacts
     pick = evaluation[0].data.tags["policy_pick"]
     assert pick == audit["policy"]["pick"]
     assert evaluation[0].data.metrics["val_macro_f1"] == pytest.approx(metrics[pick]["val"]["macro_f1"])
@@ -520,19 +646,27 @@ def test_mlflow_runs_tell_when_each_model_trained_and_what_each_candidate_scored
         assert r.data.tags["mlflow.parentRunId"] == r.data.tags["execution"] == evaluation[0].info.run_id
         assert r.data.tags["data_digest"] == digest and "git_commit" in r.data.tags
         assert r.data.tags["mlflow.source.git.commit"] == r.data.tags["git_commit"]
-        assert r.data.metrics == pytest.approx({  # the headline: a handful of keys that say their split
-            "val_macro_f1": m["val"]["macro_f1"], "test_macro_f1": m["macro_f1"],
-            "val_balanced_accuracy": m["val"]["balanced_accuracy"], "test_balanced_accuracy": m["balanced_accuracy"],
-            "val_rarest_recall": m["val"][f"recall/{rarest}"], "test_rarest_recall": m[f"recall/{rarest}"],
-            "val_rarest_precision": m["val"][f"precision/{rarest}"],
-            "test_rarest_precision": m[f"precision/{rarest}"]})
+        assert r.data.metrics == pytest.approx(
+            {  # the headline: a handful of keys that say their split
+                "val_macro_f1": m["val"]["macro_f1"],
+                "test_macro_f1": m["macro_f1"],
+                "val_balanced_accuracy": m["val"]["balanced_accuracy"],
+                "test_balanced_accuracy": m["balanced_accuracy"],
+                "val_rarest_recall": m["val"][f"recall/{rarest}"],
+                "test_rarest_recall": m[f"recall/{rarest}"],
+                "val_rarest_precision": m["val"][f"precision/{rarest}"],
+                "test_rarest_precision": m[f"precision/{rarest}"],
+            }
+        )
         model = client.search_logged_models([exp.experiment_id], filter_string=f"source_run_id = '{r.info.run_id}'")[0]
         assert model.tags["candidate"] == name
         assert [x.dataset_name for x in model.metrics][:4] == ["validation"] * 4  # validation first
         assert {x.dataset_digest for x in model.metrics if x.dataset_name == "validation"} == {inputs["validation"]}
         artifacts = {a.path for a in client.list_artifacts(r.info.run_id)}
         assert "metrics.json" in artifacts
-        assert (f"confusion_{name}.png" in artifacts) == (pipeline_run / f"reports/figures/confusion_{name}.png").is_file()
+        assert (f"confusion_{name}.png" in artifacts) == (
+            pipeline_run / f"reports/figures/confusion_{name}.png"
+        ).is_file()
         table = client.load_table(exp.experiment_id, "metrics.json", run_ids=[r.info.run_id])
         assert table.query("split == 'test' and metric == 'mcc'")["value"].item() == pytest.approx(m["mcc"])
         if "+" in name:
@@ -574,8 +708,10 @@ def test_mlflow_runs_tell_when_each_model_trained_and_what_each_candidate_scored
     gamma = client.load_table(exp.experiment_id, "gamma_curves.json", run_ids=[evaluation_id])
     focal = gamma[gamma["loss"] == "focal"].sort_values("gamma")
     assert list(focal["gamma"]) == [0.0, 2.0]
-    assert list(focal["macro_f1"]) == [pytest.approx(metrics["focal_g0"]["macro_f1"]),
-                                       pytest.approx(metrics["focal_g2"]["macro_f1"])]
+    assert list(focal["macro_f1"]) == [
+        pytest.approx(metrics["focal_g0"]["macro_f1"]),
+        pytest.approx(metrics["focal_g2"]["macro_f1"]),
+    ]
     assert not [k for k in evaluation[0].data.metrics if k.startswith(("gamma/", "alpha/"))]
 
 
@@ -641,13 +777,24 @@ def test_report_is_self_contained_and_holds_this_runs_numbers(pipeline_run):
     assert not re.search(r"""(src|href)=["']?(https?:|//)""", page)  # nothing fetched from elsewhere
     assert page.count("data:image/png;base64,") >= 6
     pick = audit["policy"]["pick"]
-    assert re.search(rf'Ship <b>[^<]+</b>(, fitted on the validation split)? \(<span class="nw">{re.escape(pick)}</span>\)', page)
+    assert re.search(
+        rf'Ship <b>[^<]+</b>(, fitted on the validation split)? \(<span class="nw">{re.escape(pick)}</span>\)', page
+    )
     assert f"{metrics[pick]['macro_f1']:.3f}" in page
     assert runs["evaluation_run"] in page and all(r in page for r in runs["models"].values())
-    for section in ("The decision", "How the pick was made", "The top candidates", "Why accuracy is not enough",
-                    "What the tail gains and the head pays", "Where the errors go", "focal-loss",
-                    "How strong the class weights should be", "How to read this",
-                    "Appendix A. The full leaderboard", "Appendix C. Provenance"):
+    for section in (
+        "The decision",
+        "How the pick was made",
+        "The top candidates",
+        "Why accuracy is not enough",
+        "What the tail gains and the head pays",
+        "Where the errors go",
+        "focal-loss",
+        "How strong the class weights should be",
+        "How to read this",
+        "Appendix A. The full leaderboard",
+        "Appendix C. Provenance",
+    ):
         assert section in page
     assert "git checkout" in page and "make repro" in page
 
@@ -689,7 +836,10 @@ def test_predictions_whose_labels_no_longer_match_their_split_are_refused(pipeli
 @pytest.mark.parametrize(
     ("missing", "message"),
     [
-        ("reports/metrics.json", "reports/metrics.json: evaluation metrics not found (run the stage that writes it first)"),
+        (
+            "reports/metrics.json",
+            "reports/metrics.json: evaluation metrics not found (run the stage that writes it first)",
+        ),
         ("reports/decisions/test/focal/focal_g2.parquet", "focal_g2.parquet: predictions of focal_g2 not found"),
     ],
 )
@@ -712,13 +862,18 @@ def test_the_audit_names_the_models_that_ran_every_epoch(pipeline_run):
     d = pipeline_run
     audit = json.loads((d / "reports/audit.json").read_text())
     cap = TINY["train"]["epochs"]
-    stopped = [m for loss in TINY["train"]["losses"]
-               for m, run in json.loads((d / f"outputs/models/{loss}/training.json").read_text())["runs"].items()
-               if run["epochs_run"] >= cap]
+    stopped = [
+        m
+        for loss in TINY["train"]["losses"]
+        for m, run in json.loads((d / f"outputs/models/{loss}/training.json").read_text())["runs"].items()
+        if run["epochs_run"] >= cap
+    ]
     said = [w for w in audit["warnings"] if "without early stopping" in w]
     assert len(said) == bool(stopped)
     if stopped:
-        assert said[0].startswith(f"{len(stopped)} model(s) ran all {cap} epochs") and all(m in said[0] for m in stopped)
+        assert said[0].startswith(f"{len(stopped)} model(s) ran all {cap} epochs") and all(
+            m in said[0] for m in stopped
+        )
 
 
 def test_dvc_plots_show_renders_every_panel_offline(pipeline_run, root, tmp_path, browser):
@@ -734,19 +889,21 @@ def test_dvc_plots_show_renders_every_panel_offline(pipeline_run, root, tmp_path
     shutil.copy(root / "params.yaml", repo / "params.yaml")  # dvc.yaml interpolates its keys
     shutil.copytree(pipeline_run / "reports/plots", repo / "reports/plots")
     dvc = str(Path(sys.executable).with_name("dvc"))
-    proc = subprocess.run([dvc, "plots", "show", "-o", str(tmp_path / "out")], cwd=repo, capture_output=True,
-                          text=True, timeout=300)
+    proc = subprocess.run(
+        [dvc, "plots", "show", "-o", str(tmp_path / "out")], cwd=repo, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0 and "failed" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr[-2000:]
     panels = len(yaml.safe_load((root / "dvc.yaml").read_text())["plots"])
     context = browser.new_context(offline=True)
     page = context.new_page()
     fetched, errors = [], []
-    page.route("**/*", lambda r: r.continue_() if r.request.url.startswith("file:") else
-               (fetched.append(r.request.url), r.abort()))
+    page.route(
+        "**/*",
+        lambda r: r.continue_() if r.request.url.startswith("file:") else (fetched.append(r.request.url), r.abort()),
+    )
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.goto((tmp_path / "out" / "index.html").as_uri())
-    page.wait_for_function(f"document.querySelectorAll('svg.marks, canvas.marks').length >= {panels}",
-                           timeout=30_000)
+    page.wait_for_function(f"document.querySelectorAll('svg.marks, canvas.marks').length >= {panels}", timeout=30_000)
     assert page.locator("svg.marks, canvas.marks").count() == panels == 5
     assert fetched == [] and errors == []
     context.close()

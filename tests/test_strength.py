@@ -28,6 +28,7 @@ counts_strategy = st.lists(st.integers(1, 5000), min_size=2, max_size=20)
 
 # --- the weights -------------------------------------------------------------------------------
 
+
 @given(counts_strategy)
 def test_alpha_zero_gives_every_class_weight_one(counts):
     np.testing.assert_array_equal(power_weights(counts, 0.0), np.ones(len(counts)))
@@ -68,20 +69,30 @@ def test_a_bad_alpha_is_a_one_line_error(alpha):
 
 # --- the parameters and the plan ---------------------------------------------------------------
 
-STAGE_WEIGHTS = {"scheme": "inverse", "beta": 0.999, "classes": ["a", "b", "c"], "counts": [300, 60, 12],
-                 "weights": [float(x) for x in class_weights([300, 60, 12], "inverse")]}
+STAGE_WEIGHTS = {
+    "scheme": "inverse",
+    "beta": 0.999,
+    "classes": ["a", "b", "c"],
+    "counts": [300, 60, 12],
+    "weights": [float(x) for x in class_weights([300, 60, 12], "inverse")],
+}
 
 
 def _train(**kw):
-    return parse_params({"train": {"losses": ["ce", "weighted_ce", "focal", "weighted_focal"], "gammas": [0, 2],
-                                   **kw}}).train
+    return parse_params(
+        {"train": {"losses": ["ce", "weighted_ce", "focal", "weighted_focal"], "gammas": [0, 2], **kw}}
+    ).train
 
 
 def test_the_default_sweeps_weighted_ce_over_four_alphas_and_never_trains_alpha_zero_twice():
     t = _train()
     assert t.alphas == (0.25, 0.5, 0.75, 1.0) and t.alpha_losses == ("weighted_ce",)
     assert [r.model for r in config_runs("weighted_ce", t)] == [
-        "weighted_ce_a0.25", "weighted_ce_a0.5", "weighted_ce_a0.75", "weighted_ce_a1"]
+        "weighted_ce_a0.25",
+        "weighted_ce_a0.5",
+        "weighted_ce_a0.75",
+        "weighted_ce_a1",
+    ]
     with_zero = _train(alphas=[0, 0.5, 1])
     names = trained_names(with_zero, ())
     assert [n for n in names if n.startswith("weighted_ce")] == ["weighted_ce_a0.5", "weighted_ce_a1"]
@@ -93,8 +104,12 @@ def test_the_default_sweeps_weighted_ce_over_four_alphas_and_never_trains_alpha_
 def test_a_plan_carries_one_row_of_power_weights_per_run():
     t = _train(alphas=[0.5, 1], seeds=[0, 1])
     plan = loss_plan("weighted_ce", t, STAGE_WEIGHTS)
-    assert [r["model"] for r in plan["runs"]] == ["weighted_ce_a0.5_s0", "weighted_ce_a0.5_s1",
-                                                  "weighted_ce_a1_s0", "weighted_ce_a1_s1"]
+    assert [r["model"] for r in plan["runs"]] == [
+        "weighted_ce_a0.5_s0",
+        "weighted_ce_a0.5_s1",
+        "weighted_ce_a1_s0",
+        "weighted_ce_a1_s1",
+    ]
     cw = plan["class_weights"]
     assert cw["scheme"] == "power" and cw["alphas"] == [0.5, 0.5, 1.0, 1.0]
     for alpha, row in zip(cw["alphas"], cw["weights"]):
@@ -113,24 +128,34 @@ def test_without_alphas_weighted_ce_trains_once_with_weights_scheme():
 def test_a_gamma_by_alpha_grid_for_weighted_focal_when_asked():
     t = _train(alphas=[0.5, 1], alpha_losses=["weighted_ce", "weighted_focal"])
     assert [r.model for r in config_runs("weighted_focal", t)] == [
-        "weighted_focal_g0_a0.5", "weighted_focal_g0_a1", "weighted_focal_g2_a0.5", "weighted_focal_g2_a1"]
+        "weighted_focal_g0_a0.5",
+        "weighted_focal_g0_a1",
+        "weighted_focal_g2_a0.5",
+        "weighted_focal_g2_a1",
+    ]
 
 
-@pytest.mark.parametrize(("train", "message"), [
-    ({"alphas": []}, "train.alphas must list at least one value, or be null"),
-    ({"alphas": [0]}, "train.alphas must list a value > 0"),
-    ({"alphas": [0.5, -1]}, "train.alphas must be >= 0; got -1.0"),
-    ({"alphas": [0.5, 0.5]}, "train.alphas lists a value twice"),
-    ({"alpha_losses": ["focal"]}, "train.alpha_losses must be one of weighted_ce, weighted_focal; got 'focal'"),
-    ({"losses": ["weighted_ce"], "alphas": [0, 1]},
-     "train.alphas lists 0, which for weighted_ce is ce itself .*: add ce to train.losses or drop 0"),
-])
+@pytest.mark.parametrize(
+    ("train", "message"),
+    [
+        ({"alphas": []}, "train.alphas must list at least one value, or be null"),
+        ({"alphas": [0]}, "train.alphas must list a value > 0"),
+        ({"alphas": [0.5, -1]}, "train.alphas must be >= 0; got -1.0"),
+        ({"alphas": [0.5, 0.5]}, "train.alphas lists a value twice"),
+        ({"alpha_losses": ["focal"]}, "train.alpha_losses must be one of weighted_ce, weighted_focal; got 'focal'"),
+        (
+            {"losses": ["weighted_ce"], "alphas": [0, 1]},
+            "train.alphas lists 0, which for weighted_ce is ce itself .*: add ce to train.losses or drop 0",
+        ),
+    ],
+)
 def test_bad_alpha_settings_are_one_line_errors(train, message):
     with pytest.raises(ConfigError, match=f"^params.yaml: {message}"):
         parse_params({"train": train})
 
 
 # --- the criterion and the batched sweep --------------------------------------------------------
+
 
 def test_per_configuration_weights_give_each_configuration_its_own_weighted_loss():
     g = torch.Generator().manual_seed(0)
@@ -171,18 +196,21 @@ def test_the_alpha_sweep_trains_each_strength_as_it_would_train_alone():
     cfg = TrainConfig(hidden=(16, 8), epochs=8, batch_size=32, patience=3, lr=1e-2, dropout=0.1)
     specs = [RunSpec(f"weighted_ce_a{a:g}", "weighted_ce", None, 0, a) for a in (0.25, 0.5, 1.0)]
     rows = torch.tensor(np.array([power_weights(counts, s.alpha) for s in specs]), dtype=torch.float32)
-    swept = fit_sweep(specs, make_criterion("weighted_ce", class_weight=rows), data, 3, cfg,
-                      torch.device("cpu"), progress=False)
+    swept = fit_sweep(
+        specs, make_criterion("weighted_ce", class_weight=rows), data, 3, cfg, torch.device("cpu"), progress=False
+    )
     X_val = torch.as_tensor(data["val"][0])
     finals = []
     for spec, row, batched in zip(specs, rows, swept):
-        alone = fit(spec, make_criterion("weighted_ce", class_weight=row), data, 3, cfg, torch.device("cpu"),
-                    progress=False)
+        alone = fit(
+            spec, make_criterion("weighted_ce", class_weight=row), data, 3, cfg, torch.device("cpu"), progress=False
+        )
         assert (batched.best_epoch, len(batched.history)) == (alone.best_epoch, len(alone.history))
         for h_b, h_a in zip(batched.history, alone.history):
             assert h_b["train_loss"] == pytest.approx(h_a["train_loss"], rel=1e-4, abs=1e-5)
-        torch.testing.assert_close(predict_logits(batched.model, X_val), predict_logits(alone.model, X_val),
-                                   rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(
+            predict_logits(batched.model, X_val), predict_logits(alone.model, X_val), rtol=1e-4, atol=1e-4
+        )
         finals.append(batched.history[-1]["train_loss"])
     assert len(set(finals)) == 3  # different weights: different training
 
@@ -208,28 +236,45 @@ def _record(name, loss, alpha, tail_hit, head_hit, seed=0, split_seed=0, gamma=N
     y = np.repeat(np.arange(4), 60)
     val = _predictions(y, tail_hit, head_hit, 100 + split_seed)
     test = _predictions(y, tail_hit, head_hit, 200 + split_seed)
-    return ModelRecord(name, loss, gamma, seed, "mlp", loss, {"train": {"hidden": [4]}}, {}, "cpu", None, val, test,
-                       alpha=alpha)
+    return ModelRecord(
+        name, loss, gamma, seed, "mlp", loss, {"train": {"hidden": [4]}}, {}, "cpu", None, val, test, alpha=alpha
+    )
 
 
-META = {"classes": CLASSES, "counts": {"train": dict(zip(CLASSES, TRAIN)), "val": dict.fromkeys(CLASSES, 60),
-                                       "test": dict.fromkeys(CLASSES, 60)}}
+META = {
+    "classes": CLASSES,
+    "counts": {
+        "train": dict(zip(CLASSES, TRAIN)),
+        "val": dict.fromkeys(CLASSES, 60),
+        "test": dict.fromkeys(CLASSES, 60),
+    },
+}
 
 
 def _evaluate(records, **select):
     cfg = EvaluateConfig()
-    cfg = dataclasses.replace(cfg, bootstrap=dataclasses.replace(cfg.bootstrap, resamples=300),
-                              select=dataclasses.replace(cfg.select, **select), costs=None)
+    cfg = dataclasses.replace(
+        cfg,
+        bootstrap=dataclasses.replace(cfg.bootstrap, resamples=300),
+        select=dataclasses.replace(cfg.select, **select),
+        costs=None,
+    )
     return evaluate(records, META, cfg, reference_loss="ce")
 
 
 def test_the_curve_starts_at_ce_and_matches_scikit_learn_on_both_splits():
-    records = [_record("ce", "ce", None, 0.3, 0.95, split_seed=1), _record("weighted_ce_a0.5", "weighted_ce", 0.5, 0.7, 0.9, split_seed=2),
-               _record("weighted_ce_a1", "weighted_ce", 1.0, 0.9, 0.6, split_seed=3)]
+    records = [
+        _record("ce", "ce", None, 0.3, 0.95, split_seed=1),
+        _record("weighted_ce_a0.5", "weighted_ce", 0.5, 0.7, 0.9, split_seed=2),
+        _record("weighted_ce_a1", "weighted_ce", 1.0, 0.9, 0.6, split_seed=3),
+    ]
     ev = _evaluate(records)
     curve = ev.audit["weight_strength"]["weighted_ce"]
     assert curve["alphas"] == [0.0, 0.5, 1.0] and [r["models"] for r in curve["rows"]] == [
-        ["ce"], ["weighted_ce_a0.5"], ["weighted_ce_a1"]]
+        ["ce"],
+        ["weighted_ce_a0.5"],
+        ["weighted_ce_a1"],
+    ]
     assert curve["tail_classes"] == ["rare/1", "rare 2"] and curve["metric"] == "macro_f1"
     by_name = {r.name: r for r in records}
     for row in curve["rows"]:
@@ -239,19 +284,24 @@ def test_the_curve_starts_at_ce_and_matches_scikit_learn_on_both_splits():
             for avg in ("macro", "micro", "weighted"):
                 assert got[f"{avg}_f1"]["value"] == pytest.approx(f1_score(p.y_true, p.y_pred, average=avg))
             assert got["tail_recall"]["value"] == pytest.approx(
-                recall_score(p.y_true, p.y_pred, labels=[2, 3], average="macro"))
+                recall_score(p.y_true, p.y_pred, labels=[2, 3], average="macro")
+            )
             assert got["tail_precision"]["value"] == pytest.approx(
-                precision_score(p.y_true, p.y_pred, labels=[2, 3], average="macro"))
+                precision_score(p.y_true, p.y_pred, labels=[2, 3], average="macro")
+            )
             for v in got.values():
                 assert v["low"] <= v["value"] <= v["high"]
-    val_f1 = [f1_score(by_name[r["models"][0]].val.y_true, by_name[r["models"][0]].val.y_pred, average="macro")
-              for r in curve["rows"]]
+    val_f1 = [
+        f1_score(by_name[r["models"][0]].val.y_true, by_name[r["models"][0]].val.y_pred, average="macro")
+        for r in curve["rows"]
+    ]
     assert curve["peak"]["alpha"] == curve["alphas"][int(np.argmax(val_f1))] == 0.5
     assert curve["peak"]["validation"] == pytest.approx(max(val_f1))
     # what the tail gains from ce to the peak, on test, as tail_trade measures it
     ce_test, peak_test = by_name["ce"].test, by_name["weighted_ce_a0.5"].test
-    gain = (recall_score(peak_test.y_true, peak_test.y_pred, labels=[2, 3], average="macro")
-            - recall_score(ce_test.y_true, ce_test.y_pred, labels=[2, 3], average="macro"))
+    gain = recall_score(peak_test.y_true, peak_test.y_pred, labels=[2, 3], average="macro") - recall_score(
+        ce_test.y_true, ce_test.y_pred, labels=[2, 3], average="macro"
+    )
     assert curve["trade"]["tail_recall_change"]["value"] == pytest.approx(gain) and gain > 0.2
     assert curve["trade"]["tail_recall_change"]["low"] > 0
     assert "peaks at α = 0.5" in curve["summary"] and "tail recall +" in curve["summary"]
@@ -260,17 +310,21 @@ def test_the_curve_starts_at_ce_and_matches_scikit_learn_on_both_splits():
     assert len(rows) == 6 and [r["alpha"] for r in rows if r["kept"]] == [0.5]
     assert plot_data(records, ev, CLASSES).rows["alpha"] == rows
     table = curve_table(ev.audit["weight_strength"])  # MLflow's table: alpha as a column, with intervals
-    assert [(r["alpha"], r["split"]) for r in table] == [(a, s) for a in (0.0, 0.5, 1.0) for s in ("validation", "test")]
+    assert [(r["alpha"], r["split"]) for r in table] == [
+        (a, s) for a in (0.0, 0.5, 1.0) for s in ("validation", "test")
+    ]
     assert table[2]["macro_f1"] == curve["rows"][1]["val"]["macro_f1"]["value"]
     assert table[2]["macro_f1_low"] == curve["rows"][1]["val"]["macro_f1"]["low"]
 
 
 def test_the_flat_top_holds_every_alpha_within_noise_of_the_peak():
     # a0.5 and a0.75 make the same decisions (within noise, exactly); a1 is clearly worse
-    records = [_record("ce", "ce", None, 0.2, 0.95, split_seed=1),
-               _record("weighted_ce_a0.5", "weighted_ce", 0.5, 0.8, 0.9, split_seed=2),
-               _record("weighted_ce_a0.75", "weighted_ce", 0.75, 0.8, 0.9, split_seed=2),
-               _record("weighted_ce_a1", "weighted_ce", 1.0, 0.95, 0.3, split_seed=4)]
+    records = [
+        _record("ce", "ce", None, 0.2, 0.95, split_seed=1),
+        _record("weighted_ce_a0.5", "weighted_ce", 0.5, 0.8, 0.9, split_seed=2),
+        _record("weighted_ce_a0.75", "weighted_ce", 0.75, 0.8, 0.9, split_seed=2),
+        _record("weighted_ce_a1", "weighted_ce", 1.0, 0.95, 0.3, split_seed=4),
+    ]
     curve = _evaluate(records).audit["weight_strength"]["weighted_ce"]
     assert curve["peak"]["alpha"] == 0.5  # a tie goes to the weaker weighting
     assert curve["flat_top"] == {"alphas": [0.5, 0.75], "low": 0.5, "high": 0.75, "contiguous": True}
@@ -282,16 +336,19 @@ def test_the_flat_top_holds_every_alpha_within_noise_of_the_peak():
 
 
 def test_seeds_are_averaged_and_a_lower_is_better_policy_peaks_at_its_minimum():
-    records = [_record("ce_s0", "ce", None, 0.3, 0.95, seed=0, split_seed=1),
-               _record("ce_s1", "ce", None, 0.35, 0.95, seed=1, split_seed=5),
-               _record("weighted_ce_a1_s0", "weighted_ce", 1.0, 0.9, 0.85, seed=0, split_seed=3),
-               _record("weighted_ce_a1_s1", "weighted_ce", 1.0, 0.85, 0.85, seed=1, split_seed=6)]
+    records = [
+        _record("ce_s0", "ce", None, 0.3, 0.95, seed=0, split_seed=1),
+        _record("ce_s1", "ce", None, 0.35, 0.95, seed=1, split_seed=5),
+        _record("weighted_ce_a1_s0", "weighted_ce", 1.0, 0.9, 0.85, seed=0, split_seed=3),
+        _record("weighted_ce_a1_s1", "weighted_ce", 1.0, 0.85, 0.85, seed=1, split_seed=6),
+    ]
     curve = _evaluate(records, metric="log_loss").audit["weight_strength"]["weighted_ce"]
     assert [r["models"] for r in curve["rows"]] == [["ce_s0", "ce_s1"], ["weighted_ce_a1_s0", "weighted_ce_a1_s1"]]
     by_name = {r.name: r for r in records}
     for row in curve["rows"]:
-        expected = np.mean([f1_score(by_name[m].test.y_true, by_name[m].test.y_pred, average="macro")
-                            for m in row["models"]])
+        expected = np.mean(
+            [f1_score(by_name[m].test.y_true, by_name[m].test.y_pred, average="macro") for m in row["models"]]
+        )
         assert row["test"]["macro_f1"]["value"] == pytest.approx(expected)
     losses = [row["val"]["log_loss"]["value"] for row in curve["rows"]]
     assert curve["peak"]["alpha"] == curve["alphas"][int(np.argmin(losses))]
@@ -305,15 +362,20 @@ def test_no_alpha_family_no_curve():
 
 
 def test_a_gamma_by_alpha_grid_gives_one_curve_per_gamma_starting_at_that_gammas_focal():
-    records = [_record("focal_g2", "focal", None, 0.3, 0.95, gamma=2.0, split_seed=1),
-               _record("weighted_focal_g2_a0.5", "weighted_focal", 0.5, 0.7, 0.9, gamma=2.0, split_seed=2),
-               _record("weighted_focal_g2_a1", "weighted_focal", 1.0, 0.8, 0.8, gamma=2.0, split_seed=3),
-               _record("weighted_focal_g0_a0.5", "weighted_focal", 0.5, 0.6, 0.9, gamma=0.0, split_seed=4),
-               _record("weighted_focal_g0_a1", "weighted_focal", 1.0, 0.7, 0.9, gamma=0.0, split_seed=5)]
+    records = [
+        _record("focal_g2", "focal", None, 0.3, 0.95, gamma=2.0, split_seed=1),
+        _record("weighted_focal_g2_a0.5", "weighted_focal", 0.5, 0.7, 0.9, gamma=2.0, split_seed=2),
+        _record("weighted_focal_g2_a1", "weighted_focal", 1.0, 0.8, 0.8, gamma=2.0, split_seed=3),
+        _record("weighted_focal_g0_a0.5", "weighted_focal", 0.5, 0.6, 0.9, gamma=0.0, split_seed=4),
+        _record("weighted_focal_g0_a1", "weighted_focal", 1.0, 0.7, 0.9, gamma=0.0, split_seed=5),
+    ]
     families_ = families(records)
     assert set(families_) == {"weighted_focal_g0", "weighted_focal_g2"}
     assert [(a, [m.name for m in ms]) for a, ms in families_["weighted_focal_g2"]] == [
-        (0.0, ["focal_g2"]), (0.5, ["weighted_focal_g2_a0.5"]), (1.0, ["weighted_focal_g2_a1"])]
+        (0.0, ["focal_g2"]),
+        (0.5, ["weighted_focal_g2_a0.5"]),
+        (1.0, ["weighted_focal_g2_a1"]),
+    ]
     assert [a for a, _ in families_["weighted_focal_g0"]] == [0.5, 1.0]  # focal_g0 was not trained
     curves = _evaluate(records).audit["weight_strength"]
     assert curves["weighted_focal_g0"]["from"] == {"alpha": 0.5, "models": ["weighted_focal_g0_a0.5"]}

@@ -86,9 +86,14 @@ def _client(uri):
 def _stage_runs(uri, box, **kw):
     from pipeline.tracking import StageRuns
 
-    return StageRuns("stage", "train@ce", {"ce": {"loss": "ce", "gamma": "none"}}, {"ce": {"loss": "ce"}},
-                     {"data_digest": "d", "git_commit": "c"},
-                     environ={"MLFLOW_TRACKING_URI": uri, "PIPELINE_OUTBOX": str(box), **kw})
+    return StageRuns(
+        "stage",
+        "train@ce",
+        {"ce": {"loss": "ce", "gamma": "none"}},
+        {"ce": {"loss": "ce"}},
+        {"data_digest": "d", "git_commit": "c"},
+        environ={"MLFLOW_TRACKING_URI": uri, "PIPELINE_OUTBOX": str(box), **kw},
+    )
 
 
 def test_stage_runs_log_as_they_train_with_system_metrics(tmp_path):
@@ -106,8 +111,11 @@ def test_stage_runs_log_as_they_train_with_system_metrics(tmp_path):
             return {r.data.tags["role"]: r for r in found} if len(found) == 2 else {}
 
         deadline = time.time() + 60  # the stage's run samples the machine each second
-        while not ((now := live()) and any(k.startswith("system/") for k in now["stage"].data.metrics)
-                   and now["training"].data.metrics.get("train_loss") == pytest.approx(1 / 3)):
+        while not (
+            (now := live())
+            and any(k.startswith("system/") for k in now["stage"].data.metrics)
+            and now["training"].data.metrics.get("train_loss") == pytest.approx(1 / 3)
+        ):
             assert time.time() < deadline, f"not sent while the stage ran: {now}"
             time.sleep(0.5)
         assert {r.info.status for r in now.values()} == {"RUNNING"}
@@ -146,8 +154,13 @@ def test_a_stages_interrupted_runs_end_killed_with_what_they_logged(tmp_path):
     import sys
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    proc = subprocess.run([sys.executable, "-c", _INTERRUPTED_STAGE, uri, str(tmp_path / "box")], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", _INTERRUPTED_STAGE, uri, str(tmp_path / "box")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0 and proc.stdout.strip() == "stopped", proc.stderr
     client = _client(uri)
     found = client.search_runs([client.get_experiment_by_name("stage").experiment_id])
@@ -229,6 +242,7 @@ def test_a_running_record_of_a_live_process_is_left_to_it(tmp_path):
 
 # --- the pre-flight check, before anything trains ------------------------------------------------
 
+
 def _free_port() -> int:
     import socket
 
@@ -237,16 +251,28 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.parametrize(("uri", "message"), [
-    ("http://127.0.0.1:{closed}", "MLflow tracking server http://127.0.0.1:{closed} is not reachable (Connection refused)"),
-    ("postgresql://u@127.0.0.1:{closed}/db", "MLflow tracking store postgresql://u@127.0.0.1:{closed}/db is not reachable"),
-    ("htp://127.0.0.1:5000", "MLflow tracking URI 'htp://127.0.0.1:5000' is not one this pipeline can use"),
-    ("mlruns", "MLflow tracking URI 'mlruns' is not one this pipeline can use"),
-    ("http://127.0.0.1:port", "MLflow tracking URI 'http://127.0.0.1:port' is malformed"),
-    ("http://", "MLflow tracking URI 'http://' is malformed: no host"),
-    ("sqlite://", "MLflow tracking URI 'sqlite://' is malformed"),
-    ("sqlite:////no/such/dir/mlflow.db", "MLflow tracking URI 'sqlite:////no/such/dir/mlflow.db': directory /no/such/dir"),
-])
+@pytest.mark.parametrize(
+    ("uri", "message"),
+    [
+        (
+            "http://127.0.0.1:{closed}",
+            "MLflow tracking server http://127.0.0.1:{closed} is not reachable (Connection refused)",
+        ),
+        (
+            "postgresql://u@127.0.0.1:{closed}/db",
+            "MLflow tracking store postgresql://u@127.0.0.1:{closed}/db is not reachable",
+        ),
+        ("htp://127.0.0.1:5000", "MLflow tracking URI 'htp://127.0.0.1:5000' is not one this pipeline can use"),
+        ("mlruns", "MLflow tracking URI 'mlruns' is not one this pipeline can use"),
+        ("http://127.0.0.1:port", "MLflow tracking URI 'http://127.0.0.1:port' is malformed"),
+        ("http://", "MLflow tracking URI 'http://' is malformed: no host"),
+        ("sqlite://", "MLflow tracking URI 'sqlite://' is malformed"),
+        (
+            "sqlite:////no/such/dir/mlflow.db",
+            "MLflow tracking URI 'sqlite:////no/such/dir/mlflow.db': directory /no/such/dir",
+        ),
+    ],
+)
 def test_a_bad_store_is_one_line_naming_the_uri_within_seconds(uri, message):
     import time
 
@@ -285,8 +311,11 @@ def test_only_an_mlflow_health_answer_passes(status, ok):
         if ok:
             check_store(uri)
         else:
-            with pytest.raises(PipelineError, match=f"MLflow tracking server {uri} is not reachable "
-                                                    f"\\(HTTP {status} on /health: not an MLflow tracking server\\)"):
+            with pytest.raises(
+                PipelineError,
+                match=f"MLflow tracking server {uri} is not reachable "
+                f"\\(HTTP {status} on /health: not an MLflow tracking server\\)",
+            ):
                 check_store(uri)
     finally:
         server.shutdown()
@@ -302,18 +331,40 @@ def test_a_train_stage_stops_before_training_when_the_store_is_down(pipeline_run
     uri = f"http://127.0.0.1:{_free_port()}" if kind == "down" else "htp://127.0.0.1:5000"
     env = {**stage_env, "MLFLOW_TRACKING_URI": uri}
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "stages.train", "--params", str(d / "params.yaml"),
-                           "--plan", str(d / "outputs/plans/ce.json"), "--data", str(d / "data/prepared"),
-                           "--models", str(tmp_path / "models"), "--val-predictions", str(tmp_path / "val"),
-                           "--test-predictions", str(tmp_path / "test"), "--no-progress"],
-                          cwd=ROOT, env=env, capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "stages.train",
+            "--params",
+            str(d / "params.yaml"),
+            "--plan",
+            str(d / "outputs/plans/ce.json"),
+            "--data",
+            str(d / "data/prepared"),
+            "--models",
+            str(tmp_path / "models"),
+            "--val-predictions",
+            str(tmp_path / "val"),
+            "--test-predictions",
+            str(tmp_path / "test"),
+            "--no-progress",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2 and time.perf_counter() - start < 20  # python and torch start included
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
-    assert errors == [f"error: MLflow tracking server {uri} is not reachable (Connection refused); set "
-                      "MLFLOW_TRACKING_URI to a reachable store, unset it for the local one, or set PIPELINE_OFFLINE=1 "
-                      "to train now and send the runs later (make send)" if kind == "down" else
-                      f"error: MLflow tracking URI {uri!r} is not one this pipeline can use; expected http(s)://host:port, "
-                      "sqlite:///path/to/mlflow.db or postgresql://user@host:port/db"]
+    assert errors == [
+        f"error: MLflow tracking server {uri} is not reachable (Connection refused); set "
+        "MLFLOW_TRACKING_URI to a reachable store, unset it for the local one, or set PIPELINE_OFFLINE=1 "
+        "to train now and send the runs later (make send)"
+        if kind == "down"
+        else f"error: MLflow tracking URI {uri!r} is not one this pipeline can use; expected http(s)://host:port, "
+        "sqlite:///path/to/mlflow.db or postgresql://user@host:port/db"
+    ]
     assert "epoch" not in proc.stderr  # nothing trained
     assert not (tmp_path / "models").exists() and not (tmp_path / "val").exists()
     assert not Path(stage_env["PIPELINE_OUTBOX"]).exists()  # nothing recorded either
@@ -338,8 +389,10 @@ def test_a_port_that_accepts_but_is_no_postgresql_server_fails_the_check():
     threading.Thread(target=answer_nonsense, daemon=True).start()
     uri = f"postgresql://u@127.0.0.1:{listener.getsockname()[1]}/db"
     try:
-        with pytest.raises(PipelineError, match=f"MLflow tracking store {uri} is not reachable "
-                                                "\\(no PostgreSQL server answers there\\)"):
+        with pytest.raises(
+            PipelineError,
+            match=f"MLflow tracking store {uri} is not reachable \\(no PostgreSQL server answers there\\)",
+        ):
             check_store(uri)
     finally:
         listener.close()
@@ -379,11 +432,19 @@ def test_predict_from_a_down_store_is_one_line_naming_it(tmp_path, stage_env):
     rows = tmp_path / "rows.csv"
     rows.write_text("a,b\n1,2\n")
     uri = f"http://127.0.0.1:{_free_port()}"
-    proc = subprocess.run([sys.executable, "-m", "stages.predict", "--input", str(rows), "--model", "models:/m@champion"],
-                          cwd=ROOT, env={**stage_env, "MLFLOW_TRACKING_URI": uri}, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "stages.predict", "--input", str(rows), "--model", "models:/m@champion"],
+        cwd=ROOT,
+        env={**stage_env, "MLFLOW_TRACKING_URI": uri},
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines()[-1].startswith(
-        f"error: MLflow tracking server {uri} is not reachable (Connection refused)")
+    assert (
+        proc.stderr.strip()
+        .splitlines()[-1]
+        .startswith(f"error: MLflow tracking server {uri} is not reachable (Connection refused)")
+    )
     assert not (tmp_path / "rows.predictions.csv").exists()
 
 
@@ -397,8 +458,14 @@ def test_a_large_datasets_schema_is_what_mlflow_infers_without_testing_every_val
 
     n = SCHEMA_ROWS + 500
     rng = np.random.default_rng(0)
-    frame = pd.DataFrame({"x": rng.normal(size=n).astype(np.float32), "late_gap": rng.normal(size=n),
-                          "count": rng.integers(0, 9, n), "label": rng.choice(["a", "b<1"], n)})
+    frame = pd.DataFrame(
+        {
+            "x": rng.normal(size=n).astype(np.float32),
+            "late_gap": rng.normal(size=n),
+            "count": rng.integers(0, 9, n),
+            "label": rng.choice(["a", "b<1"], n),
+        }
+    )
     frame.loc[n - 3, "late_gap"] = np.nan  # missing only after the rows the types are read from
     ours, mlflows = frame_schema(frame), mlflow.data.from_pandas(frame).schema  # MLflow's, value by value
     assert ours == mlflows
@@ -421,8 +488,9 @@ def test_a_logged_split_is_the_dataset_mlflow_would_log(tmp_path):
     path = tmp_path / "val.parquet"
     frame.to_parquet(path)
     (entry,), digests = dataset_inputs({"validation": path})
-    expected = mlflow.data.from_pandas(pd.read_parquet(path), source=str(path.resolve()), targets=LABEL,
-                                       name="validation").to_dict()
+    expected = mlflow.data.from_pandas(
+        pd.read_parquet(path), source=str(path.resolve()), targets=LABEL, name="validation"
+    ).to_dict()
     got = entry.dataset
     assert {k: getattr(got, k) for k in expected} == expected
     assert digests == {"validation": expected["digest"]}

@@ -34,6 +34,7 @@ PREFIX = "mlartifacts"
 
 # --- PostgreSQL ----------------------------------------------------------------------------------
 
+
 def _postgres_bin() -> Path | None:
     """The directory of Debian's PostgreSQL binaries (the newest), else wherever initdb is on PATH."""
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: _version(Path(p).parts[-3]))
@@ -76,19 +77,38 @@ def postgres():
     data, log, port = top / "data", top / "postgres.log", free_port()
 
     def pg(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-        proc = subprocess.run([*as_user, *args], cwd=top, capture_output=True, text=True, stdin=subprocess.DEVNULL,
-                              env={**base_env(), "LC_ALL": "C"}, timeout=120)
+        proc = subprocess.run(
+            [*as_user, *args],
+            cwd=top,
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            env={**base_env(), "LC_ALL": "C"},
+            timeout=120,
+        )
         if check and proc.returncode != 0:
             pytest.fail(f"{' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}\n{tail(log)}")
         return proc
 
     started = False
     try:
-        pg(str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-locale",
-           "--no-sync")
+        pg(
+            str(bindir / "initdb"),
+            "-D",
+            str(data),
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "-E",
+            "UTF8",
+            "--no-locale",
+            "--no-sync",
+        )
         # fsync off: a test cluster that dies with the session needs no durability
-        options = (f"-p {port} -c listen_addresses=127.0.0.1 -k {shlex.quote(str(top))}"
-                   " -c fsync=off -c synchronous_commit=off")
+        options = (
+            f"-p {port} -c listen_addresses=127.0.0.1 -k {shlex.quote(str(top))} -c fsync=off -c synchronous_commit=off"
+        )
         pg(str(bindir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(log), "-w", "-t", "60", "start")
         started = True
         import psycopg2
@@ -114,7 +134,7 @@ def postgres():
 def _query(backend_uri: str, sql: str) -> list[tuple]:
     """Rows straight from the tracking server's backend store, bypassing MLflow."""
     if backend_uri.startswith("sqlite:///"):
-        with sqlite3.connect(backend_uri[len("sqlite:///"):]) as conn:
+        with sqlite3.connect(backend_uri[len("sqlite:///") :]) as conn:
             return conn.execute(sql).fetchall()
     import psycopg2
 
@@ -129,6 +149,7 @@ def _query(backend_uri: str, sql: str) -> list[tuple]:
 
 # --- the tracking server ---------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="session", params=["postgresql", "sqlite"])
 def tracking_server(request, s3, tmp_path_factory):
     """``mlflow server`` on the backend named by the parameter, artifacts in the S3 bucket, served
@@ -139,8 +160,20 @@ def tracking_server(request, s3, tmp_path_factory):
     d = tmp_path_factory.mktemp(f"mlflow-server-{request.param}")
     backend = request.getfixturevalue("postgres") if request.param == "postgresql" else f"sqlite:///{d / 'mlflow.db'}"
     port = free_port()
-    cmd = [required_script("mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-           "--backend-store-uri", backend, "--artifacts-destination", f"s3://{BUCKET}/{PREFIX}"]
+    cmd = [
+        required_script("mlflow"),
+        "server",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--backend-store-uri",
+        backend,
+        "--artifacts-destination",
+        f"s3://{BUCKET}/{PREFIX}",
+    ]
     env = {**base_env(), **s3.env, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     service = start(f"mlflow server ({request.param})", cmd, d / "mlflow-server.log", env, d)
     try:
@@ -181,7 +214,8 @@ def test_the_pipeline_logs_to_a_shared_tracking_server_and_reads_back(tracking_s
     metrics = json.loads((d / "reports/metrics.json").read_text())
     assert set(by_role) == {"stage", "training", "candidate", "evaluation"}
     assert {r.info.run_name for r in by_role["stage"]} == {f"train@{loss}" for loss in TINY["train"]["losses"]} | {
-        "baselines"}
+        "baselines"
+    }
     assert {r.info.run_name for r in by_role["training"]} == set(ALL)
     assert sorted(r.info.run_name for r in by_role["candidate"]) == sorted(metrics)
     assert all(r.info.status == "FINISHED" for r in runs)
@@ -194,7 +228,8 @@ def test_the_pipeline_logs_to_a_shared_tracking_server_and_reads_back(tracking_s
     trained = json.loads((d / f"outputs/models/{MODELS[name]}/training.json").read_text())["runs"][name]["history"]
     history = client.get_metric_history(run.data.tags["training_run"], "stop_balanced_log_loss")
     assert [(m.step, m.value) for m in sorted(history, key=lambda m: m.step)] == [
-        (h["epoch"], pytest.approx(h["stop_balanced_log_loss"])) for h in trained]
+        (h["epoch"], pytest.approx(h["stop_balanced_log_loss"])) for h in trained
+    ]
     figure = f"confusion_{name}.png"
     downloaded = Path(client.download_artifacts(run.info.run_id, figure, str(tmp_path / "download")))
     assert downloaded.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -16,7 +16,16 @@ from pipeline.criterion import make_criterion
 from pipeline.model import MLP, BiasReluDropout, StackedMLP, StackedOutput
 from pipeline.plan import RunSpec, drw_start, model_name, plan_runs
 from pipeline.sweep import fit_sweep
-from pipeline.train import batch_rule, fit, macro_f1, make_optimizer, predict_logits, resolve_batch, resolve_device, warm_up
+from pipeline.train import (
+    batch_rule,
+    fit,
+    macro_f1,
+    make_optimizer,
+    predict_logits,
+    resolve_batch,
+    resolve_device,
+    warm_up,
+)
 from pipeline.weights import class_weights
 
 CPU = torch.device("cpu")
@@ -103,10 +112,22 @@ def test_without_a_terminal_progress_is_logged_with_the_epoch(data, caplog, monk
     cfg = dataclasses.replace(CFG, epochs=3, patience=5)
     with caplog.at_level("INFO", logger="pipeline.train"):
         fit(RunSpec("ce", "ce", None, 0), make_criterion("ce"), data, 3, cfg, CPU, progress=None)
-        fit_sweep([RunSpec("focal_g0", "focal", 0.0, 0), RunSpec("focal_g2", "focal", 2.0, 0)],
-                  make_criterion("focal", gamma=[0.0, 2.0]), data, 3, cfg, CPU, progress=None, desc="focal")
+        fit_sweep(
+            [RunSpec("focal_g0", "focal", 0.0, 0), RunSpec("focal_g2", "focal", 2.0, 0)],
+            make_criterion("focal", gamma=[0.0, 2.0]),
+            data,
+            3,
+            cfg,
+            CPU,
+            progress=None,
+            desc="focal",
+        )
     lines = [r.getMessage() for r in caplog.records]
-    assert [m.split(",")[0] for m in lines if m.startswith("ce:")] == ["ce: epoch 1/3", "ce: epoch 2/3", "ce: epoch 3/3"]
+    assert [m.split(",")[0] for m in lines if m.startswith("ce:")] == [
+        "ce: epoch 1/3",
+        "ce: epoch 2/3",
+        "ce: epoch 3/3",
+    ]
     assert "focal: epoch 3/3, training 2/2, best " in [m[: len("focal: epoch 3/3, training 2/2, best ")] for m in lines]
     caplog.clear()
     with caplog.at_level("INFO", logger="pipeline.train"):
@@ -170,6 +191,7 @@ def test_early_stopping_slice_is_stratified_and_keeps_every_class_to_fit():
 
 # --- the stacked model --------------------------------------------------------------------------
 
+
 def _mlps(seeds, hidden=(8, 6), dropout=0.3):
     out = []
     for s in seeds:
@@ -196,8 +218,10 @@ def test_stacked_mlp_computes_each_mlp_and_returns_its_weights():
 
 def test_stacked_output_layer_gradients_are_those_of_its_formula():
     g = torch.Generator().manual_seed(0)
-    h, w, b = (torch.randn(*shape, generator=g, dtype=torch.float64, requires_grad=True)
-               for shape in [(3, 5, 4), (3, 2, 4), (3, 1, 2)])
+    h, w, b = (
+        torch.randn(*shape, generator=g, dtype=torch.float64, requires_grad=True)
+        for shape in [(3, 5, 4), (3, 2, 4), (3, 1, 2)]
+    )
     assert torch.autograd.gradcheck(StackedOutput.apply, (h, w, b))
     torch.testing.assert_close(StackedOutput.apply(h, w, b), h @ w.transpose(1, 2) + b)
 
@@ -263,8 +287,9 @@ def _criterion(loss, gamma):
     """One gamma (a lone run, as a user writes it) or a list of them (a sweep)."""
     scheme = "effective_number" if loss in ("cb_focal", "ldam_drw") else "inverse"
     weight = torch.tensor(class_weights(COUNTS, scheme, beta=0.99), dtype=torch.float32)
-    return make_criterion(loss, gamma=gamma, class_weight=weight, class_counts=COUNTS, tau=1.0,
-                          max_margin=0.5, scale=5.0, drw_epoch=4)
+    return make_criterion(
+        loss, gamma=gamma, class_weight=weight, class_counts=COUNTS, tau=1.0, max_margin=0.5, scale=5.0, drw_epoch=4
+    )
 
 
 def _assert_sweep_equals_sequential(specs, loss, data, cfg, groups=None, device=CPU):
@@ -286,8 +311,9 @@ def _assert_sweep_equals_sequential(specs, loss, data, cfg, groups=None, device=
         state = alone.model.state_dict()
         for key, value in batched.model.state_dict().items():
             torch.testing.assert_close(value, state[key], rtol=1e-4, atol=1e-5)
-        torch.testing.assert_close(predict_logits(batched.model, X_val), predict_logits(alone.model, X_val),
-                                   rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(
+            predict_logits(batched.model, X_val), predict_logits(alone.model, X_val), rtol=1e-4, atol=1e-4
+        )
     assert torch.get_num_threads() == threads  # restored after the threaded groups
     return swept
 
@@ -342,13 +368,16 @@ def test_configurations_sharing_a_seed_share_order_and_masks_and_still_stop_on_t
     one_seed = [RunSpec(f"focal_g{g:g}", "focal", g, 0) for g in (0.0, 1.0, 3.0, 8.0)]
     swept = _assert_sweep_equals_sequential(one_seed, "focal", data, cfg, groups=groups)
     assert len({len(r.history) for r in swept}) > 1  # they stopped at different epochs
-    mixed = [RunSpec(f"focal_g{g:g}_s{s}", "focal", g, s) for g, s in [(0.0, 0), (0.0, 1), (3.0, 0), (8.0, 1), (1.0, 0)]]
+    mixed = [
+        RunSpec(f"focal_g{g:g}_s{s}", "focal", g, s) for g, s in [(0.0, 0), (0.0, 1), (3.0, 0), (8.0, 1), (1.0, 0)]
+    ]
     _assert_sweep_equals_sequential(mixed, "focal", data, cfg, groups=groups)
     for r in swept:
         assert r.best_epoch == len(r.history) - cfg.patience or len(r.history) == cfg.epochs
 
 
 # --- plans: each loss's plan holds exactly what it reads ------------------------------------
+
 
 def test_plans_give_each_loss_only_the_keys_it_reads():
     from pipeline.plan import training_setup
@@ -369,8 +398,13 @@ def test_plans_carry_the_weights_each_loss_trains_with():
     from pipeline.plan import loss_weights
 
     counts = [500, 50, 5]
-    stage = {"scheme": "inverse", "beta": 0.99, "classes": ["a", "b", "c"], "counts": counts,
-             "weights": class_weights(counts, "inverse").tolist()}
+    stage = {
+        "scheme": "inverse",
+        "beta": 0.99,
+        "classes": ["a", "b", "c"],
+        "counts": counts,
+        "weights": class_weights(counts, "inverse").tolist(),
+    }
     assert loss_weights("ce", stage) is None and loss_weights("logit_adjusted", stage) is None
     for loss in ("weighted_ce", "weighted_focal"):
         assert loss_weights(loss, stage) == {**stage, "beta": None}  # beta unused: not a dependency
@@ -383,8 +417,10 @@ def test_plans_carry_the_weights_each_loss_trains_with():
 
 # --- the optimizer: torch.optim's own, fused --------------------------------------------------
 
-@pytest.mark.parametrize(("kind", "expected"), [("adam", torch.optim.Adam), ("adamw", torch.optim.AdamW),
-                                                ("sgd", torch.optim.SGD)])
+
+@pytest.mark.parametrize(
+    ("kind", "expected"), [("adam", torch.optim.Adam), ("adamw", torch.optim.AdamW), ("sgd", torch.optim.SGD)]
+)
 def test_the_optimizer_is_torch_optims_fused_one_with_the_configured_settings(kind, expected):
     p = torch.nn.Parameter(torch.zeros(3))
     opt = make_optimizer([p], TrainConfig(optimizer=kind, lr=0.01, weight_decay=1e-3))
@@ -463,14 +499,37 @@ def test_the_thread_plan_stacks_seeds_side_by_side_only_with_dropout_on_the_cpu(
     assert thread_plan(8, 3, cuda, 0.1) == (8, 1)
 
 
-@pytest.mark.parametrize(("rows", "batch"), [(1, 64), (600, 64), (5_400, 64), (5_800, 128), (54_000, 1024),
-                                             (92_000, 1024), (93_000, 2048), (540_000, 2048), (10**8, 2048)])
+@pytest.mark.parametrize(
+    ("rows", "batch"),
+    [
+        (1, 64),
+        (600, 64),
+        (5_400, 64),
+        (5_800, 128),
+        (54_000, 1024),
+        (92_000, 1024),
+        (93_000, 2048),
+        (540_000, 2048),
+        (10**8, 2048),
+    ],
+)
 def test_batch_auto_grows_with_the_training_rows_within_its_bounds(rows, batch):
     assert batch_rule(rows) == batch == batch_rule(rows, torch.device("cpu"))
 
 
-@pytest.mark.parametrize(("rows", "batch"), [(5_400, 64), (93_000, 2048), (185_000, 2048), (186_000, 4096),
-                                             (370_000, 4096), (371_000, 8192), (540_000, 8192), (10**8, 8192)])
+@pytest.mark.parametrize(
+    ("rows", "batch"),
+    [
+        (5_400, 64),
+        (93_000, 2048),
+        (185_000, 2048),
+        (186_000, 4096),
+        (370_000, 4096),
+        (371_000, 8192),
+        (540_000, 8192),
+        (10**8, 8192),
+    ],
+)
 def test_batch_auto_on_a_gpu_grows_further(rows, batch):
     assert batch_rule(rows, "cuda") == batch  # a rule, not a device: no GPU needed to check it
     cfg = resolve_batch(TrainConfig(batch_size="auto", lr=1e-3), rows, torch.device("cuda"))
@@ -516,8 +575,15 @@ def test_warm_up_changes_the_first_updates_only_and_the_sweep_still_equals_fit(d
     _assert_sweep_equals_sequential(specs, "focal", data, cfg)
     auto = dataclasses.replace(cfg, batch_size="auto", warmup_steps="auto")  # 300 rows: batch 64, no warm-up
     a = fit(spec, _criterion("focal", 1.0), data, 3, auto, CPU, progress=False)
-    b = fit(spec, _criterion("focal", 1.0), data, 3, dataclasses.replace(cfg, batch_size=64, warmup_steps=0),
-            CPU, progress=False)
+    b = fit(
+        spec,
+        _criterion("focal", 1.0),
+        data,
+        3,
+        dataclasses.replace(cfg, batch_size=64, warmup_steps=0),
+        CPU,
+        progress=False,
+    )
     assert a.history == b.history
 
 

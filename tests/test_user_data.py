@@ -37,8 +37,15 @@ def _odd_csv(path, n_per_class=40, seed=0):
     for k, label in enumerate(ODD):
         centre = np.eye(len(ODD), 4)[k] * 3
         for i in range(n_per_class):
-            rows.append({"x1": centre[0] + rng.normal(), "x2": centre[1] + rng.normal(),
-                         "x3": centre[2] + rng.normal(), "x4": centre[3] + rng.normal(), "class": label})
+            rows.append(
+                {
+                    "x1": centre[0] + rng.normal(),
+                    "x2": centre[1] + rng.normal(),
+                    "x3": centre[2] + rng.normal(),
+                    "x4": centre[3] + rng.normal(),
+                    "class": label,
+                }
+            )
     frame = pd.DataFrame(rows).sample(frac=1, random_state=seed)
     frame.to_csv(path, index=False)
     return path
@@ -71,17 +78,26 @@ def test_classes_mlflow_would_write_alike_stop_prepare(tmp_path, stage_env):
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize(("override", "message"), [
-    ({"evaluate": {"select": {"metric": "macro_f2"}}}, "evaluate.select.metric names unknown metric 'macro_f2'"),
-    ({"evaluate": {"select": {"constraints": ["recall/x >= 0.5"]}}}, "names class 'x' in 'recall/x'"),
-    ({"evaluate": {"costs": {"missed": {"x": 3}}}}, "evaluate.costs.missed names class 'x', not one of the classes"),
-    ({"evaluate": {"costs": {"default": -1}}}, "evaluate.costs.default must be finite and >= 0; got -1"),
-    ({"evaluate": {"costs": {"matrix": [[0, 1], [1, 0]]}}}, "evaluate.costs.matrix"),
-    ({"evaluate": {"decisions": {"rules": ["magic"]}}}, "evaluate.decisions.rules must be one of posthoc_adjust"),
-    ({"evaluate": {"decisions": {"models": ["ce", "nope"]}}}, "evaluate.decisions.models names unknown model 'nope'"),
-    ({"evaluate": {"select": {"metric": "expected_cost"}, "costs": None}}, "needs evaluate.costs"),
-    ({"evaluate": {"deploy_prior": {"x": 1}}}, "evaluate.deploy_prior names class 'x'"),
-])
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"evaluate": {"select": {"metric": "macro_f2"}}}, "evaluate.select.metric names unknown metric 'macro_f2'"),
+        ({"evaluate": {"select": {"constraints": ["recall/x >= 0.5"]}}}, "names class 'x' in 'recall/x'"),
+        (
+            {"evaluate": {"costs": {"missed": {"x": 3}}}},
+            "evaluate.costs.missed names class 'x', not one of the classes",
+        ),
+        ({"evaluate": {"costs": {"default": -1}}}, "evaluate.costs.default must be finite and >= 0; got -1"),
+        ({"evaluate": {"costs": {"matrix": [[0, 1], [1, 0]]}}}, "evaluate.costs.matrix"),
+        ({"evaluate": {"decisions": {"rules": ["magic"]}}}, "evaluate.decisions.rules must be one of posthoc_adjust"),
+        (
+            {"evaluate": {"decisions": {"models": ["ce", "nope"]}}},
+            "evaluate.decisions.models names unknown model 'nope'",
+        ),
+        ({"evaluate": {"select": {"metric": "expected_cost"}, "costs": None}}, "needs evaluate.costs"),
+        ({"evaluate": {"deploy_prior": {"x": 1}}}, "evaluate.deploy_prior names class 'x'"),
+    ],
+)
 def test_the_policy_is_checked_by_prepare_before_anything_trains(tmp_path, stage_env, override, message):
     params = write_params(tmp_path / "params.yaml", override)
     proc = _stage(["stages.prepare", "--params", str(params), "--out", str(tmp_path / "out")], tmp_path, stage_env)
@@ -94,8 +110,9 @@ def test_a_typo_in_a_top_level_key_names_the_nearest_one(tmp_path, stage_env):
     write_params(params)
     params.write_text(params.read_text() + "trian:\n  lr: 0.1\n")
     proc = _stage(["stages.prepare", "--params", str(params), "--out", str(tmp_path / "out")], tmp_path, stage_env)
-    assert _one_line(proc).endswith("unknown key trian; allowed: data, weights, train, baselines, evaluate, report, "
-                                    "mlflow (did you mean train?)")
+    assert _one_line(proc).endswith(
+        "unknown key trian; allowed: data, weights, train, baselines, evaluate, report, mlflow (did you mean train?)"
+    )
 
 
 @pytest.mark.slow
@@ -105,11 +122,17 @@ def test_odd_class_names_go_through_the_whole_pipeline(tmp_path, monkeypatch):
     csv = _odd_csv(tmp_path / "odd.csv")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     constraint = 'recall/"g & h %" >= 0.1'
-    params = write_params(tmp_path / "params.yaml", {
-        "data": {"source": "csv", "path": str(csv), "target": "class", "imbalance_ratio": 3},
-        "train": {"losses": ["ce", "weighted_ce", "focal"]},
-        "evaluate": {"select": {"constraints": [constraint]}, "costs": {"missed": {"a<b": 4}, "matrix": {"n/a": {"007": 9}}}},
-    })
+    params = write_params(
+        tmp_path / "params.yaml",
+        {
+            "data": {"source": "csv", "path": str(csv), "target": "class", "imbalance_ratio": 3},
+            "train": {"losses": ["ce", "weighted_ce", "focal"]},
+            "evaluate": {
+                "select": {"constraints": [constraint]},
+                "costs": {"missed": {"a<b": 4}, "matrix": {"n/a": {"007": 9}}},
+            },
+        },
+    )
     run_pipeline(tmp_path, params)
     meta = json.loads((tmp_path / "data/prepared/meta.json").read_text())
     # not every name is a number, so the order is the file's order of first appearance
@@ -134,7 +157,9 @@ def test_odd_class_names_go_through_the_whole_pipeline(tmp_path, monkeypatch):
     # the champion answers with the class names as written, one probability column each
     champion = mlflow.pyfunc.load_model("models:/tiny@champion")
     schema = champion.metadata.get_input_schema()  # read with the signature's types (docs/mlflow.md)
-    rows = pd.read_csv(csv, dtype=dict(zip(schema.input_names(), schema.pandas_types()))).drop(columns=["class"]).head(20)
+    rows = (
+        pd.read_csv(csv, dtype=dict(zip(schema.input_names(), schema.pandas_types()))).drop(columns=["class"]).head(20)
+    )
     answer = champion.predict(rows)
     assert set(answer["prediction"]) <= set(ODD) and [f"p_{c}" for c in meta["classes"]] == list(answer.columns[1:])
     page = (tmp_path / "reports/report.html").read_text()
@@ -146,7 +171,7 @@ def test_odd_class_names_go_through_the_whole_pipeline(tmp_path, monkeypatch):
     assert cost[i("a<b")][i("a<b")] == 0
 
 
-_INTERRUPTED = textwrap.dedent('''
+_INTERRUPTED = textwrap.dedent("""
     import os, signal, sys, time
     from pathlib import Path
     from pipeline.io import atomic_dirs
@@ -172,7 +197,7 @@ _INTERRUPTED = textwrap.dedent('''
                 client.log_param(open_runs[-1], "bomb", str(Bomb()))
 
     run(main)
-''')
+""")
 
 
 @pytest.mark.parametrize(("sig", "code"), [("SIGTERM", 143), ("SIGINT", 130)])
@@ -185,12 +210,20 @@ def test_an_interrupted_stage_cleans_up_says_one_line_and_kills_its_runs(tmp_pat
     out.mkdir()
     (out / "previous.json").write_text("{}")
     env = {**stage_env, "DVC_STAGE": "evaluate"}
-    proc = subprocess.run([sys.executable, str(script), str(out), sig], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=120, preexec_fn=default_sigint)
+    proc = subprocess.run(
+        [sys.executable, str(script), str(out), sig],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=default_sigint,
+    )
     line = [x for x in proc.stderr.splitlines() if not x.startswith(("INFO", "WARNING", "20"))]
     assert proc.returncode == code, proc.stderr
-    assert line == [f"interrupted: evaluate stopped by {sig}; its temporary files are removed and its outputs "
-                    "were not replaced"]
+    assert line == [
+        f"interrupted: evaluate stopped by {sig}; its temporary files are removed and its outputs were not replaced"
+    ]
     assert "Traceback" not in proc.stderr
     assert [p.name for p in out.iterdir()] == ["previous.json"]  # the previous output, untouched
     assert not list(tmp_path.rglob("*.tmp"))
@@ -199,7 +232,7 @@ def test_an_interrupted_stage_cleans_up_says_one_line_and_kills_its_runs(tmp_pat
     assert runs and {r.info.status for r in runs} == {"KILLED"}
 
 
-_STOPPED_IN_A_LIBRARY = textwrap.dedent('''
+_STOPPED_IN_A_LIBRARY = textwrap.dedent("""
     import atexit, os, signal, sys, threading, time
     from concurrent.futures import ThreadPoolExecutor
     from pathlib import Path
@@ -222,7 +255,7 @@ _STOPPED_IN_A_LIBRARY = textwrap.dedent('''
         pool.submit(print, "never")
 
     run(main)
-''')
+""")
 
 
 @pytest.mark.parametrize(("sig", "code"), [("SIGTERM", 143), ("SIGINT", 130)])
@@ -231,9 +264,15 @@ def test_a_stage_stopped_inside_a_library_thread_pool_still_exits(tmp_path, stag
     its atexit handlers run, and its exit status is the signal's."""
     script = tmp_path / "stage.py"
     script.write_text(_STOPPED_IN_A_LIBRARY)
-    proc = subprocess.run([sys.executable, str(script), sig, str(tmp_path / "atexit.txt")], cwd=tmp_path,
-                          env={**stage_env, "DVC_STAGE": "evaluate"}, capture_output=True, text=True, timeout=60,
-                          preexec_fn=default_sigint)
+    proc = subprocess.run(
+        [sys.executable, str(script), sig, str(tmp_path / "atexit.txt")],
+        cwd=tmp_path,
+        env={**stage_env, "DVC_STAGE": "evaluate"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=default_sigint,
+    )
     assert proc.returncode == code, proc.stderr
     assert proc.stderr.startswith(f"interrupted: evaluate stopped by {sig}") and "Traceback" not in proc.stderr
     assert (tmp_path / "atexit.txt").read_text() == "ran"
@@ -254,6 +293,7 @@ def test_outputs_are_written_readable_by_others(tmp_path):
 
 
 # --- three real tables, the shipped params.yaml with only data.source, data.path and data.target set
+
 
 def _iris(path):  # text classes, four measurements
     from sklearn.datasets import load_iris
@@ -277,8 +317,10 @@ def _stock_days(path):  # a date column: matplotlib's bundled Google daily price
     with matplotlib.cbook.get_sample_data("goog.npz") as f:  # an NpzFile
         days = pd.DataFrame(f["price_data"])
     move = days["adj_close"].pct_change().shift(-1)  # the next day's move, a label the day cannot see
-    days = days.assign(date=pd.to_datetime(days["date"]).dt.strftime("%Y-%m-%d"),
-                       next_day=pd.cut(move, [-1, -0.01, 0.01, 1], labels=["down", "flat", "up"]))
+    days = days.assign(
+        date=pd.to_datetime(days["date"]).dt.strftime("%Y-%m-%d"),
+        next_day=pd.cut(move, [-1, -0.01, 0.01, 1], labels=["down", "flat", "up"]),
+    )
     days.dropna(subset=["next_day"]).to_csv(path, index=False)
     return "next_day"
 

@@ -28,8 +28,7 @@ def test_every_scheme_keeps_the_weighted_count_equal_to_the_sample_count(counts,
     assert (w > 0).all()
 
 
-@given(counts_strategy, st.sampled_from(["inverse", "inverse_sqrt", "effective_number"]),
-       st.floats(0.5, 0.9999))
+@given(counts_strategy, st.sampled_from(["inverse", "inverse_sqrt", "effective_number"]), st.floats(0.5, 0.9999))
 def test_rarer_classes_never_weigh_less(counts, scheme, beta):
     w = class_weights(counts, scheme, beta=beta)
     order = np.argsort(counts, kind="stable")  # rarest first
@@ -56,15 +55,16 @@ def test_effective_number_matches_cui_et_al(counts, beta):
 @given(counts_strategy)
 def test_effective_number_at_beta_zero_is_equal_weights(counts):
     np.testing.assert_array_equal(class_weights(counts, "effective_number", beta=0.0), np.ones(len(counts)))
-    np.testing.assert_allclose(class_weights(counts, "effective_number", beta=1e-9), np.ones(len(counts)),
-                               rtol=1e-6)
+    np.testing.assert_allclose(class_weights(counts, "effective_number", beta=1e-9), np.ones(len(counts)), rtol=1e-6)
 
 
 @given(counts_strategy)
 def test_effective_number_tends_to_inverse_as_beta_tends_to_one(counts):
     inv = class_weights(counts, "inverse")
-    gaps = [np.abs(class_weights(counts, "effective_number", beta=1 - eps) / inv - 1).max()
-            for eps in (1e-2, 1e-4, 1e-6, 1e-9)]
+    gaps = [
+        np.abs(class_weights(counts, "effective_number", beta=1 - eps) / inv - 1).max()
+        for eps in (1e-2, 1e-4, 1e-6, 1e-9)
+    ]
     assert gaps[-1] < 1e-5  # ~ (1 - beta) * n_max / 2
     assert all(a >= b - 1e-12 for a, b in zip(gaps, gaps[1:]))  # monotone, up to rounding
 
@@ -78,8 +78,12 @@ def test_none_is_all_ones():
     [
         ([10, 0], "inverse", 0.999, "counts must all be >= 1"),
         ([], "inverse", 0.999, "non-empty 1-D"),
-        ([10, 5], "sqrt", 0.999,
-         "weights.scheme must be one of none, inverse, inverse_sqrt, effective_number; got 'sqrt'"),
+        (
+            [10, 5],
+            "sqrt",
+            0.999,
+            "weights.scheme must be one of none, inverse, inverse_sqrt, effective_number; got 'sqrt'",
+        ),
         ([10, 5], "inverse", 1.0, r"weights.beta must be in \[0, 1\)"),
         ([10, 5], "effective_number", -0.1, r"weights.beta must be in \[0, 1\); got -0.1"),
     ],
