@@ -4,10 +4,10 @@
     python -m bench.alpha                         # K=4, 20 000 x 64 synthetic rows, 10 classes, 5 epochs
     python -m bench.alpha --n 446 --epochs 30     # the size of the default digits run's training split
 
-Both sweeps are :func:`pipeline.sweep.fit_sweep` on the same data, seed, epochs (early stopping
-off), batch size and threads (:func:`pipeline.train.thread_plan`, as the train stage sets them);
+Both sweeps are :func:`pipeline.training.sweep.fit_sweep` on the same data, seed, epochs (early stopping
+off), batch size and threads (:func:`pipeline.training.train.thread_plan`, as the train stage sets them);
 what differs is the criterion alone: per-configuration class weights ((K, C), one row of
-:func:`pipeline.weights.power_weights` per α) against per-configuration γ ((K, 1)). A third
+:func:`pipeline.data.weights.power_weights` per α) against per-configuration γ ((K, 1)). A third
 line, ``weighted_focal`` over the same γ with one row of weights, is the γ sweep that also reads
 weights. After an untimed warm-up the modes are timed in turn, ``--repeats`` rounds, each
 round in a new order; the median is reported. Prints figures and asserts nothing about time.
@@ -53,7 +53,7 @@ def _data(args):
     """Long-tailed synthetic data (ratio 10), as the pipeline's ``synthetic`` source."""
     from sklearn.datasets import make_classification
 
-    from pipeline.data import long_tail_profile
+    from pipeline.data.prepare import long_tail_profile
 
     m = args.n // 5
     weights = long_tail_profile(args.classes, 10.0)
@@ -80,11 +80,11 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     from pipeline.config import TrainConfig
-    from pipeline.criterion import make_criterion
-    from pipeline.plan import RunSpec
-    from pipeline.sweep import fit_sweep
-    from pipeline.train import resolve_device, thread_plan
-    from pipeline.weights import power_weights
+    from pipeline.training.criterion import make_criterion
+    from pipeline.training.plan import RunSpec
+    from pipeline.training.sweep import fit_sweep
+    from pipeline.training.train import resolve_device, thread_plan
+    from pipeline.data.weights import power_weights
 
     args = _args(argv)
     device = resolve_device(args.device)

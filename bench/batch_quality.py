@@ -28,12 +28,12 @@ import torch
 
 from pipeline.artifacts import read_prepared
 from pipeline.config import load_params
-from pipeline.criterion import plan_criterion
+from pipeline.training.criterion import plan_criterion
 from pipeline.io import read_json
-from pipeline.metrics import count_metrics
-from pipeline.plan import RunSpec, loss_plan
-from pipeline.sweep import fit_sweep
-from pipeline.train import BASE_BATCH, resolve_batch, resolve_threads, thread_plan, train_config
+from pipeline.decision.metrics import count_metrics
+from pipeline.training.plan import RunSpec, loss_plan
+from pipeline.training.sweep import fit_sweep
+from pipeline.training.train import BASE_BATCH, resolve_batch, resolve_threads, thread_plan, train_config
 
 T975 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26}
 

@@ -3,7 +3,7 @@
     python -m bench.device_train                                   # data/prepared, outputs/plans
     python -m bench.device_train --prepared DIR --plans DIR --devices cuda --out results.json
 
-Trains every configuration of ``<plans>/*.json`` with :func:`pipeline.sweep.fit_sweep` on
+Trains every configuration of ``<plans>/*.json`` with :func:`pipeline.training.sweep.fit_sweep` on
 ``cuda`` (when torch sees a GPU) and on the CPU, or where ``--devices`` says, from the prepared splits
 of ``--prepared`` and the early-stopping slice the train stage carves, as the train stage trains
 them, and prints per model the epochs run, the epoch kept, and the validation macro-F1 at that
@@ -42,11 +42,11 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     from pipeline.artifacts import early_stopping_mask, read_prepared
-    from pipeline.criterion import plan_criterion
-    from pipeline.metrics import count_metrics
-    from pipeline.plan import RunSpec
-    from pipeline.sweep import fit_sweep
-    from pipeline.train import predict_logits, stopping_values, train_config
+    from pipeline.training.criterion import plan_criterion
+    from pipeline.decision.metrics import count_metrics
+    from pipeline.training.plan import RunSpec
+    from pipeline.training.sweep import fit_sweep
+    from pipeline.training.train import predict_logits, stopping_values, train_config
 
     names = args.devices or (["cuda"] if torch.cuda.is_available() else []) + ["cpu"]
     if "cuda" in names and not torch.cuda.is_available():

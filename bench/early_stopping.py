@@ -23,7 +23,7 @@ import numpy as np
 
 
 def _f1(cm: np.ndarray) -> float:
-    from pipeline.metrics import count_metrics
+    from pipeline.decision.metrics import count_metrics
 
     return float(count_metrics(np.asarray(cm, dtype=float))["macro_f1"])
 
@@ -39,10 +39,10 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     from pipeline.artifacts import read_prepared
-    from pipeline.criterion import plan_criterion
-    from pipeline.plan import RunSpec
-    from pipeline.sweep import fit_sweep
-    from pipeline.train import resolve_device, resolve_threads, train_config
+    from pipeline.training.criterion import plan_criterion
+    from pipeline.training.plan import RunSpec
+    from pipeline.training.sweep import fit_sweep
+    from pipeline.training.train import resolve_device, resolve_threads, train_config
 
     torch.set_num_threads(resolve_threads("auto"))
     plans = [json.loads(p.read_text()) for p in sorted(Path(args.plans).glob("*.json"))]

@@ -6,7 +6,7 @@
 clone at 1 000 000 rows, say). For each ref, this repository's ``pipeline/`` at that commit is
 exported to a temporary directory, and a fresh process with it on ``sys.path`` reads ``DIR``'s
 plans, predictions and decision rules as the evaluate stage does and runs
-:func:`pipeline.evaluation.evaluate` and :func:`~pipeline.evaluation.plot_data` on them: every
+:func:`pipeline.evaluation.evaluate.evaluate` and :func:`~pipeline.evaluation.evaluate.plot_data` on them: every
 metric, interval, P(best), the audit, the tail trade and the weight curve, without MLflow and
 without writing anything. Prints each ref's wall seconds, CPU seconds and peak memory, alternating
 the refs ``--repeats`` times, and whether ``metrics.json`` and ``audit.json`` came out the same
@@ -39,7 +39,7 @@ import hashlib, json, sys
 sys.path.insert(0, sys.argv[1])
 from pipeline.artifacts import load_decision_records, load_model_records
 from pipeline.config import load_params
-from pipeline.evaluation import evaluate, plot_data
+from pipeline.evaluation.evaluate import evaluate, plot_data
 from pipeline.io import dumps, read_json
 params = load_params("params.yaml")
 meta = read_json("data/prepared/meta.json")

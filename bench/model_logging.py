@@ -3,7 +3,7 @@
     python -m bench.model_logging [--limit N]
 
 Builds each candidate's bundle (every trained model and every ``<model>+<rule>`` in
-``outputs/``), then logs them the way evaluate does (:func:`pipeline.tracking.log_candidates`)
+``outputs/``), then logs them the way evaluate does (:func:`pipeline.tracking.runs.log_candidates`)
 into a new temporary store, two ways side by side: as evaluate does, and without the input
 example (which MLflow checks by loading each model back). Then logs them again into the same
 store, as a re-run of evaluate does (every model already there: linked, not logged). Prints
@@ -24,9 +24,9 @@ import pandas as pd
 
 from pipeline.artifacts import load_decision_records, load_model_records
 from pipeline.io import read_json
-from pipeline.preprocessing import load_preprocessing
-from pipeline.serving import PREDICTION, probability_column, write_candidate_bundle
-from pipeline.tracking import Candidate, experiment_id, log_candidates
+from pipeline.data.preprocessing import load_preprocessing
+from pipeline.tracking.serving import PREDICTION, probability_column, write_candidate_bundle
+from pipeline.tracking.runs import Candidate, experiment_id, log_candidates
 
 
 def main() -> None:

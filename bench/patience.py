@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.metrics import count_metrics
-from pipeline.train import EarlyStopping
+from pipeline.decision.metrics import count_metrics
+from pipeline.training.train import EarlyStopping
 
 
 def macro_f1(cm) -> float:
@@ -33,7 +33,7 @@ def macro_f1(cm) -> float:
 
 
 def replay(scores: list[float], patience: int, select_from: int) -> tuple[int, int]:
-    """``(epochs run, kept epoch)`` of :class:`pipeline.train.EarlyStopping` on ``scores``
+    """``(epochs run, kept epoch)`` of :class:`pipeline.training.train.EarlyStopping` on ``scores``
     (higher is better, epoch 1 first)."""
     stopper = EarlyStopping(patience, select_from)
     for epoch, score in enumerate(scores, start=1):
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     import yaml
 
-    from pipeline.criterion import plan_criterion
+    from pipeline.training.criterion import plan_criterion
     from pipeline.io import read_json
 
     params = yaml.safe_load((args.repo / "params.yaml").read_text())

@@ -4,8 +4,8 @@
     python -m bench.sweep --distinct-seeds     # seeds 0..K-1: no shared data order or dropout masks
     python -m bench.sweep --device cuda --batch auto --n 540000    # the batch auto picks at 1M rows there
 
-The sequential loop is :func:`pipeline.train.fit` once per configuration, what a user writes;
-the batched sweep is :func:`pipeline.sweep.fit_sweep`, all K at once. Each runs in a child
+The sequential loop is :func:`pipeline.training.train.fit` once per configuration, what a user writes;
+the batched sweep is :func:`pipeline.training.sweep.fit_sweep`, all K at once. Each runs in a child
 process of its own so that its peak memory is its own. Both train the same K configurations
 for the same epochs (early stopping off), validation every epoch included, after an untimed
 warm-up fit on 2 048 rows. ``--batch auto`` is ``train.batch_size: auto`` (its batch, its scaled
@@ -63,7 +63,7 @@ def _data(args):
     """Long-tailed synthetic classification data, as the pipeline's ``synthetic`` source."""
     from sklearn.datasets import make_classification
 
-    from pipeline.data import long_tail_profile
+    from pipeline.data.prepare import long_tail_profile
 
     n_val, n_stop = args.n // 5, args.n // 10
     weights = long_tail_profile(args.classes, 10.0)
@@ -92,11 +92,11 @@ def _child(args) -> dict:
     import torch
 
     from pipeline.config import TrainConfig
-    from pipeline.criterion import make_criterion
-    from pipeline.metrics import count_metrics
-    from pipeline.plan import RunSpec
-    from pipeline.sweep import fit_sweep
-    from pipeline.train import fit, resolve_batch, resolve_device, thread_plan
+    from pipeline.training.criterion import make_criterion
+    from pipeline.decision.metrics import count_metrics
+    from pipeline.training.plan import RunSpec
+    from pipeline.training.sweep import fit_sweep
+    from pipeline.training.train import fit, resolve_batch, resolve_device, thread_plan
 
     device = resolve_device(args.device)
     threads = torch.get_num_threads()

@@ -1,7 +1,11 @@
-"""Imbalanced-classification experiment pipeline: data, class weights, losses, training, metrics.
+"""Imbalanced-classification experiment pipeline.
 
-Everything here computes; the DVC entry points in ``stages/`` read and write files, and
-``pipeline.tracking`` is the one module that talks to MLflow.
+The sub-packages follow the data: ``data`` -> ``training`` -> ``decision`` -> ``evaluation`` ->
+``tracking`` -> ``report``. A module imports from its own sub-package, an earlier one, or the
+shared modules here (``config``, the loss and rule tables ``loss_specs`` and ``rule_specs``,
+``artifacts``, the files the stages hand each other, and ``io``); never from a later one
+(``tests/test_layout.py``). Everything here computes; the DVC entry points in ``stages/`` read
+and write files, and ``pipeline.tracking.runs`` is the one module that talks to MLflow.
 """
 
 

@@ -4,7 +4,7 @@ The stages agree on these layouts through this module only:
 
 - ``<plans>/<loss>.json``: a :class:`LossPlan`;
 - ``<models>/<group>/training.json``: a :class:`TrainingSummary`, group being a loss or
-  ``baselines``; ``<models>/<loss>/<model>.pt``: a checkpoint (:mod:`pipeline.checkpoint`:
+  ``baselines``; ``<models>/<loss>/<model>.pt``: a checkpoint (:mod:`pipeline.training.checkpoint`:
   ``save_checkpoint``, ``load_model``); ``<models>/baselines/<name>.json``: a baseline's own
   description;
 - ``<predictions>/<group>/<model>.parquet``: ``y_true``, ``y_pred`` (class names) and one
@@ -13,7 +13,7 @@ The stages agree on these layouts through this module only:
   ``metrics.json`` (:data:`MetricsFile`), ``audit.json`` (:class:`Audit`) and
   ``mlflow_runs.json`` (:class:`RunsRecord`).
 
-Nothing here imports torch (the checkpoints are :mod:`pipeline.checkpoint`'s), so the stages
+Nothing here imports torch (the checkpoints are :mod:`pipeline.training.checkpoint`'s), so the stages
 that never touch weights do not pay for it.
 """
 
@@ -107,7 +107,7 @@ class TrainingSummary(TypedDict):
     device: str
     runs: dict[str, ModelSummary]
     batch_size: NotRequired[int]  # MLPs: the batch, learning rate and warm-up steps used
-    lr: NotRequired[float]  # (train.batch_size: auto resolved; pipeline.train.resolve_batch)
+    lr: NotRequired[float]  # (train.batch_size: auto resolved; pipeline.training.train.resolve_batch)
     warmup_steps: NotRequired[int]
     params: NotRequired[dict[str, Any]]  # baselines: their parameters
 
@@ -142,7 +142,7 @@ class Audit(TypedDict):
     across_seeds: dict[str, Any]
     accuracy_paradox: NotRequired[dict[str, Any]]
     tail_trade: NotRequired[dict[str, Any]]
-    weight_strength: NotRequired[dict[str, Any]]  # family -> its curve against alpha (pipeline.strength)
+    weight_strength: NotRequired[dict[str, Any]]  # family -> its curve against alpha (pipeline.evaluation.strength)
 
 
 class RunsRecord(TypedDict):
@@ -309,7 +309,7 @@ def read_predictions(path: str | Path, classes: list[str], *, what: str) -> Pred
 
 
 def checkpoint_path(models_dir: str | Path, model: str) -> Path:
-    """``<models_dir>/<model>.pt``, models_dir being one loss's directory (:mod:`pipeline.checkpoint`)."""
+    """``<models_dir>/<model>.pt``, models_dir being one loss's directory (:mod:`pipeline.training.checkpoint`)."""
     return Path(models_dir) / f"{model}.pt"
 
 

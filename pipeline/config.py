@@ -33,7 +33,7 @@ PRIORS = ("auto", "train", "uniform")
 VIEWS = ("held_out", "reweighted")
 STOPPING_METRICS = ("macro_f1", "log_loss", "balanced_log_loss")
 DECISION_MODELS = ("best", "all")
-_COST_METRIC = "expected_cost"  # pipeline.metrics.COST_METRIC (not imported: no scikit-learn here)
+_COST_METRIC = "expected_cost"  # pipeline.decision.metrics.COST_METRIC (not imported: no scikit-learn here)
 
 
 class ConfigError(PipelineError):
@@ -86,7 +86,9 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 0.0
     epochs: int = 100  # upper bound; early stopping usually ends sooner
-    batch_size: int | str = "auto"  # rows per step, or auto: grows with the training rows (pipeline.train.batch_rule),
+    batch_size: int | str = (
+        "auto"  # rows per step, or auto: grows with the training rows (pipeline.training.train.batch_rule),
+    )
     #                              the learning rate scaled with it and warmed up
     warmup_steps: int | str = "auto"  # linear learning-rate warm-up over this many steps; auto: one epoch's
     #                                   steps where batch_size auto scaled the rate, else none

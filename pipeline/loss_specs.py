@@ -1,8 +1,8 @@
 """The one table of losses: what each is, where it comes from, and what it reads. No torch here.
 
-Config validation (:mod:`pipeline.config`), the plan (:mod:`pipeline.plan`) and the training
-criterion (:func:`pipeline.criterion.make_criterion`) all read :data:`LOSS_SPECS`, so adding a loss
-is one entry here, its function (in :mod:`pipeline.losses` or any importable module) and its
+Config validation (:mod:`pipeline.config`), the plan (:mod:`pipeline.training.plan`) and the training
+criterion (:func:`pipeline.training.criterion.make_criterion`) all read :data:`LOSS_SPECS`, so adding a loss
+is one entry here, its function (in :mod:`pipeline.training.losses` or any importable module) and its
 test. A loss function follows ``torch.nn.functional``'s conventions::
 
     function(logits (..., N, C), target (..., N), *, weight=None, reduction="none", **inputs)
@@ -48,17 +48,17 @@ class LossSpec:
 
     @property
     def keywords(self) -> tuple[str, ...]:
-        """The settings :func:`pipeline.criterion.make_criterion` takes for this loss."""
+        """The settings :func:`pipeline.training.criterion.make_criterion` takes for this loss."""
         return tuple(self.params.values())
 
 
 LOSS_SPECS: dict[str, LossSpec] = {
     spec.name: spec
     for spec in (
-        LossSpec("ce", "pipeline.losses:cross_entropy_loss", "−log p_y", words="plain cross-entropy"),
+        LossSpec("ce", "pipeline.training.losses:cross_entropy_loss", "−log p_y", words="plain cross-entropy"),
         LossSpec(
             "weighted_ce",
-            "pipeline.losses:cross_entropy_loss",
+            "pipeline.training.losses:cross_entropy_loss",
             "−w_y log p_y",
             "King & Zeng, Political Analysis 2001 (inverse-frequency weights)",
             weights=SCHEME,
@@ -67,7 +67,7 @@ LOSS_SPECS: dict[str, LossSpec] = {
         ),
         LossSpec(
             "focal",
-            "pipeline.losses:focal_loss",
+            "pipeline.training.losses:focal_loss",
             "−(1 − p_y)^γ log p_y",
             "Lin et al., ICCV 2017",
             sweeps_gamma=True,
@@ -75,7 +75,7 @@ LOSS_SPECS: dict[str, LossSpec] = {
         ),
         LossSpec(
             "weighted_focal",
-            "pipeline.losses:focal_loss",
+            "pipeline.training.losses:focal_loss",
             "−w_y (1 − p_y)^γ log p_y",
             "Lin et al., ICCV 2017",
             sweeps_gamma=True,
@@ -85,7 +85,7 @@ LOSS_SPECS: dict[str, LossSpec] = {
         ),
         LossSpec(
             "cb_focal",
-            "pipeline.losses:focal_loss",
+            "pipeline.training.losses:focal_loss",
             "−w_y (1 − p_y)^γ log p_y, w = (1 − β)/(1 − β^n_c)",
             "Cui et al., CVPR 2019",
             sweeps_gamma=True,
@@ -94,23 +94,23 @@ LOSS_SPECS: dict[str, LossSpec] = {
         ),
         LossSpec(
             "logit_adjusted",
-            "pipeline.losses:logit_adjusted_loss",
+            "pipeline.training.losses:logit_adjusted_loss",
             "−log softmax(z + τ log π)_y",
             "Menon et al., ICLR 2021",
             counts=True,
             params={"tau": "tau"},
-            inputs="pipeline.losses:logit_adjusted_inputs",
+            inputs="pipeline.training.losses:logit_adjusted_inputs",
             words="logit-adjusted cross-entropy",
         ),
         LossSpec(
             "ldam_drw",
-            "pipeline.losses:ldam_loss",
+            "pipeline.training.losses:ldam_loss",
             "−w_y log softmax(s (z − m_y e_y))_y",
             "Cao et al., NeurIPS 2019",
             weights=EFFECTIVE_NUMBER,
             counts=True,
             params={"ldam_max_margin": "max_margin", "ldam_scale": "scale", "drw_epoch": "drw_epoch"},
-            inputs="pipeline.losses:ldam_inputs",
+            inputs="pipeline.training.losses:ldam_inputs",
             deferred_weights=True,
             words="LDAM loss with deferred re-weighting",
         ),

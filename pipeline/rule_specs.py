@@ -1,15 +1,15 @@
 """The one table of decision rules: what each is, where it comes from, what it needs. No numpy here.
 
-Config validation (:mod:`pipeline.config`), the decide stage (:mod:`pipeline.candidates`), the
-served model (:mod:`pipeline.serving`) and the report all read :data:`RULE_SPECS`, so adding a
-rule is one entry here and its two functions (in :mod:`pipeline.decision` or any importable
+Config validation (:mod:`pipeline.config`), the decide stage (:mod:`pipeline.decision.candidates`), the
+served model (:mod:`pipeline.tracking.serving`) and the report all read :data:`RULE_SPECS`, so adding a
+rule is one entry here and its two functions (in :mod:`pipeline.decision.rules` or any importable
 module)::
 
     fit(proba, logp, y, context, *, key, keys, sample_weight) -> params (a JSON-able dict)
     apply(proba, logp, params, context) -> (probabilities (N, C), decisions (N,))
 
 ``proba`` (N, C) are the model's probabilities, ``logp`` their logs (clipped: never -inf), ``y``
-the validation labels, ``context`` a :class:`pipeline.decision.RuleContext`. A rule that searches
+the validation labels, ``context`` a :class:`pipeline.decision.rules.RuleContext`. A rule that searches
 maximises ``key(decisions, probabilities)``, the policy's objective as ``(-violation, score)``:
 meet the constraints first, then score best; ``keys`` (decisions (K, N) -> K keys) scores many
 candidate decisions at once when the objective reads decisions only (None otherwise). Its fitted
@@ -47,21 +47,21 @@ RULE_SPECS: dict[str, RuleSpec] = {
     for spec in (
         RuleSpec(
             "posthoc_adjust",
-            "pipeline.decision:fit_posthoc_adjust",
-            "pipeline.decision:apply_posthoc_adjust",
+            "pipeline.decision.rules:fit_posthoc_adjust",
+            "pipeline.decision.rules:apply_posthoc_adjust",
             "a prior correction",
             "Menon et al., ICLR 2021",
         ),
         RuleSpec(
             "thresholds",
-            "pipeline.decision:fit_thresholds",
-            "pipeline.decision:apply_thresholds",
+            "pipeline.decision.rules:fit_thresholds",
+            "pipeline.decision.rules:apply_thresholds",
             "per-class thresholds",
         ),
         RuleSpec(
             "cost",
-            "pipeline.decision:fit_cost",
-            "pipeline.decision:apply_cost",
+            "pipeline.decision.rules:fit_cost",
+            "pipeline.decision.rules:apply_cost",
             "cost-based decisions",
             "Alexandari et al., ICML 2020; Elkan, IJCAI 2001",
             needs=COST,
@@ -69,8 +69,8 @@ RULE_SPECS: dict[str, RuleSpec] = {
         ),
         RuleSpec(
             "anomaly",
-            "pipeline.decision:fit_anomaly",
-            "pipeline.decision:apply_anomaly",
+            "pipeline.decision.rules:fit_anomaly",
+            "pipeline.decision.rules:apply_anomaly",
             "an anomaly detector for the rarest class",
             "Liu et al., ICDM 2008",
             needs=ANOMALY_SCORES,

@@ -41,11 +41,11 @@ def fit(args) -> None:
         predictions_frame,
         read_prepared,
     )
-    from pipeline.baselines import fit_baseline
+    from pipeline.training.baselines import fit_baseline
     from pipeline.config import load_params, to_dict
     from pipeline.io import atomic_dirs, read_json, write_json
-    from pipeline.provenance import file_digest
-    from pipeline.tracking import StageRuns, preflight, run_tags
+    from pipeline.tracking.provenance import file_digest
+    from pipeline.tracking.runs import StageRuns, preflight, run_tags
 
     preflight()  # a malformed or unreachable store: one line, before anything fits
     params = load_params(args.params)

@@ -1,7 +1,7 @@
 """decide: calibrate every trained model and fit decision rules on top of them, on the validation
 split; write their predictions and fitted parameters.
 
-Each model's probabilities are recalibrated by vector scaling (:func:`pipeline.decision.fit_calibration`):
+Each model's probabilities are recalibrated by vector scaling (:func:`pipeline.decision.rules.fit_calibration`):
 what every candidate ships. For each model ``evaluate.decisions.models`` names (default ``best``: each loss's best model on
 validation under the policy) and each rule of ``evaluate.decisions.rules``: the rule's
 validation predictions come from cross-fitting (refitted on k-1 folds of the validation split,
@@ -19,8 +19,8 @@ import logging
 
 from pipeline.artifacts import CALIBRATION_DIR, check_labels, load_model_records, read_prepared
 from pipeline.config import load_params
-from pipeline.decision import dump_forest
-from pipeline.candidates import ANOMALY_FOREST, decide_all
+from pipeline.decision.rules import dump_forest
+from pipeline.decision.candidates import ANOMALY_FOREST, decide_all
 from pipeline.io import atomic_dirs, read_json, write_json
 from pipeline.rule_specs import ANOMALY_SCORES, rule_spec
 from stages._cli import run

@@ -5,7 +5,7 @@ Reads which models exist from the plans and the baselines' ``training.json``, th
 and test predictions, and the decide stage's ``<model>+<rule>`` candidates. Writes ``reports/metrics.json`` (model -> metric -> value), ``reports/audit.json``
 (ranks, winners, rank agreement, the selection policy's pick), ``reports/summary.json`` (the pick
 and the reference, rounded: DVC's metrics file), the data of DVC's plots under ``reports/plots/``
-(``pipeline.evaluation.PLOT_FILES``) and every figure under ``reports/figures/``, then logs it all
+(``pipeline.evaluation.evaluate.PLOT_FILES``) and every figure under ``reports/figures/``, then logs it all
 to MLflow.
 """
 
@@ -22,15 +22,15 @@ from pipeline import Interrupted, PipelineError
 
 from pipeline.artifacts import check_labels, load_decision_records, load_model_records
 from pipeline.config import load_params
-from pipeline.evaluation import PLOT_FILES, evaluate, gamma_rows, plot_data
+from pipeline.evaluation.evaluate import PLOT_FILES, evaluate, gamma_rows, plot_data
 from pipeline.io import atomic_dirs, read_json, write_json
-from pipeline.plots import evaluation_figures, render
-from pipeline.preprocessing import load_preprocessing
-from pipeline.provenance import lock_hashes, read_lock
-from pipeline.serving import PREDICTION, probability_column, write_candidate_bundle
-from pipeline.strength import curve_table
-from pipeline.outbox import clear_task, outbox_dir, write_task
-from pipeline.tracking import EXP_ENV, error_line, log_evaluation, preflight, repo_root, tracking_uri
+from pipeline.evaluation.plots import evaluation_figures, render
+from pipeline.data.preprocessing import load_preprocessing
+from pipeline.tracking.provenance import lock_hashes, read_lock
+from pipeline.tracking.serving import PREDICTION, probability_column, write_candidate_bundle
+from pipeline.evaluation.strength import curve_table
+from pipeline.tracking.outbox import clear_task, outbox_dir, write_task
+from pipeline.tracking.runs import EXP_ENV, error_line, log_evaluation, preflight, repo_root, tracking_uri
 from stages._cli import run
 from stages.show import table
 

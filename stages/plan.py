@@ -7,7 +7,7 @@ family but not ``ce``; a new ``train.alphas`` re-trains ``weighted_ce`` (the los
 ``weighted_ce`` when ``train.alphas`` is null);
 ``weights.beta`` re-trains ``cb_focal`` and ``ldam_drw`` (and the weighted losses only under the
 ``effective_number`` scheme); ``train.tau`` re-trains ``logit_adjusted`` alone. What a plan holds:
-:class:`pipeline.artifacts.LossPlan`, built by :func:`pipeline.plan.loss_plan`.
+:class:`pipeline.artifacts.LossPlan`, built by :func:`pipeline.training.plan.loss_plan`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import logging
 
 from pipeline.config import load_params
 from pipeline.io import atomic_dirs, read_json, write_json
-from pipeline.plan import loss_plan
+from pipeline.training.plan import loss_plan
 from stages._cli import run
 
 log = logging.getLogger("plan")

@@ -5,7 +5,7 @@
 
 The input has the training file's columns (identifiers and the label may be there or not;
 other extra columns are ignored with a warning). Each column is read with the type the model's
-signature gives it (numbers, dates, text: :meth:`pipeline.preprocessing.Preprocessing.typed`),
+signature gives it (numbers, dates, text: :meth:`pipeline.data.preprocessing.Preprocessing.typed`),
 as the served model receives it, and checked as the saved preprocessing says: a missing column,
 a value that cannot be read as its column's type, a category never seen in training or an empty
 row stops here with one line naming the column (or the row). The output has
@@ -26,10 +26,10 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline import PipelineError
-from pipeline.columns import read_table
+from pipeline.data.columns import read_table
 from pipeline.config import load_params
 from pipeline.io import write_text
-from pipeline.tracking import check_store, load_candidate, tracking_uri
+from pipeline.tracking.runs import check_store, load_candidate, tracking_uri
 from stages._cli import run
 
 log = logging.getLogger("predict")

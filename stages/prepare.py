@@ -15,12 +15,12 @@ import logging
 
 from pipeline.artifacts import SPLITS
 from pipeline.config import cost_matrix, deploy_prior_vector, load_params
-from pipeline.data import prepare, prepared_meta
-from pipeline.metrics import metric_names
-from pipeline.selection import check_policy, check_policy_metrics
-from pipeline.names import check_distinct, key_part
-from pipeline.plan import check_decision_models
-from pipeline.preprocessing import PREPROCESSING_FILE, save_preprocessing
+from pipeline.data.prepare import prepare, prepared_meta
+from pipeline.decision.metrics import metric_names
+from pipeline.decision.selection import check_policy, check_policy_metrics
+from pipeline.tracking.names import check_distinct, key_part
+from pipeline.training.plan import check_decision_models
+from pipeline.data.preprocessing import PREPROCESSING_FILE, save_preprocessing
 from pipeline.io import atomic_dirs, write_json
 from stages._cli import run
 

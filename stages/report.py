@@ -17,7 +17,7 @@ from pipeline import Interrupted, PipelineError
 from pipeline.artifacts import PREDICTED_SPLITS, predictions_by_model, read_figures
 from pipeline.config import load_params
 from pipeline.io import read_json, write_text
-from pipeline.provenance import (
+from pipeline.tracking.provenance import (
     commit_date,
     file_digest,
     git_tags,
@@ -26,9 +26,9 @@ from pipeline.provenance import (
     package_versions,
     read_lock,
 )
-from pipeline.report import Provenance, render
-from pipeline.outbox import clear_task, outbox_dir, read_tasks, write_task
-from pipeline.tracking import error_line, log_artifacts_to_run, repo_root
+from pipeline.report.render import Provenance, render
+from pipeline.tracking.outbox import clear_task, outbox_dir, read_tasks, write_task
+from pipeline.tracking.runs import error_line, log_artifacts_to_run, repo_root
 from stages._cli import run
 
 log = logging.getLogger("report")

@@ -24,8 +24,8 @@ import os
 from pathlib import Path
 
 from pipeline.io import read_json
-from pipeline.outbox import clear_task, outbox_dir, read_records, read_tasks
-from pipeline.tracking import check_store, client_for, log_artifacts_to_run, repo_root, send_pending, tracking_uri
+from pipeline.tracking.outbox import clear_task, outbox_dir, read_records, read_tasks
+from pipeline.tracking.runs import check_store, client_for, log_artifacts_to_run, repo_root, send_pending, tracking_uri
 from stages._cli import run
 
 log = logging.getLogger("send")

@@ -11,7 +11,7 @@ import textwrap
 from pathlib import Path
 
 from pipeline.io import read_json
-from pipeline.metrics import HEADLINE
+from pipeline.decision.metrics import HEADLINE
 from stages._cli import run
 
 

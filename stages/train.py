@@ -1,9 +1,9 @@
 """train@<loss>: train every configuration in one loss's plan as one batched sweep; save each.
 
 All configurations of the loss (every gamma x alpha x seed) train at once as one stacked model
-(:func:`pipeline.sweep.fit_sweep`), each with its own data order, dropout masks, optimizer state
+(:func:`pipeline.training.sweep.fit_sweep`), each with its own data order, dropout masks, optimizer state
 and early-stopping point. Writes, per configuration, ``<models>/<model>.pt`` (a checkpoint:
-:func:`pipeline.checkpoint.load_model`), its entry in ``<models>/training.json`` (per-epoch curves
+:func:`pipeline.training.checkpoint.load_model`), its entry in ``<models>/training.json`` (per-epoch curves
 and early-stopping point) and ``<val-predictions>/<model>.parquet`` and
 ``<test-predictions>/<model>.parquet`` (``y_true``, ``y_pred``, ``p_<class>``, from the plain
 logits whatever the loss). Early stopping reads a slice of the training split
@@ -49,12 +49,19 @@ def train(args) -> None:
 
     from pipeline.artifacts import check_stopping_slice, read_prepared
     from pipeline.config import load_params
-    from pipeline.criterion import plan_criterion
+    from pipeline.training.criterion import plan_criterion
     from pipeline.io import read_json
-    from pipeline.plan import RunSpec
-    from pipeline.sweep import fit_sweep
-    from pipeline.tracking import StageRuns, gamma_text, preflight, run_tags
-    from pipeline.train import resolve_batch, resolve_device, resolve_threads, stopping_sign, thread_plan, train_config
+    from pipeline.training.plan import RunSpec
+    from pipeline.training.sweep import fit_sweep
+    from pipeline.tracking.runs import StageRuns, gamma_text, preflight, run_tags
+    from pipeline.training.train import (
+        resolve_batch,
+        resolve_device,
+        resolve_threads,
+        stopping_sign,
+        thread_plan,
+        train_config,
+    )
 
     preflight()  # a malformed or unreachable store: one line, before anything trains
     plan = read_json(args.plan, what="training plan")
@@ -146,10 +153,10 @@ def write_outputs(args, runs, results, X, data, classes, plan, cfg, device, stag
     import torch
 
     from pipeline.artifacts import TRAINING_SUMMARY, checkpoint_path, predictions_file, predictions_frame
-    from pipeline.checkpoint import save_checkpoint
+    from pipeline.training.checkpoint import save_checkpoint
     from pipeline.io import atomic_dirs, write_json
-    from pipeline.provenance import file_digest
-    from pipeline.train import predict_logits
+    from pipeline.tracking.provenance import file_digest
+    from pipeline.training.train import predict_logits
 
     summary = {}
     with atomic_dirs(args.models, args.val_predictions, args.test_predictions) as (models_dir, *pred_dirs):

@@ -7,7 +7,7 @@ import logging
 
 from pipeline.config import load_params
 from pipeline.io import read_json, write_json
-from pipeline.weights import class_weights
+from pipeline.data.weights import class_weights
 from stages._cli import run
 
 log = logging.getLogger("weights")

@@ -1,9 +1,9 @@
 import pytest
 
 from pipeline import PipelineError
-from pipeline.audit import winners
-from pipeline.audit import rank_agreement, ranks
-from pipeline.selection import check_policy, check_policy_metrics, select
+from pipeline.evaluation.audit import winners
+from pipeline.evaluation.audit import rank_agreement, ranks
+from pipeline.decision.selection import check_policy, check_policy_metrics, select
 from pipeline.config import Constraint, SelectConfig
 
 VALUES = {
@@ -125,7 +125,7 @@ HEALTHY = {
 
 
 def _said(audit=None, metrics=HEALTHY, **kw) -> list[str]:
-    from pipeline.evidence import pick_warnings
+    from pipeline.evaluation.evidence import pick_warnings
 
     return pick_warnings(audit or _audit_for_warnings(), metrics, list("abc"), min_recall=0.1, **kw)
 

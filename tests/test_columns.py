@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.columns import DataError, apply_decisions, class_labels, decide, decide_columns, read_table
+from pipeline.data.columns import DataError, apply_decisions, class_labels, decide, decide_columns, read_table
 from pipeline.config import DataConfig
-from pipeline.data import prepare
+from pipeline.data.prepare import prepare
 
 
 def _csv(tmp_path, text, name="t.csv"):
@@ -116,7 +116,7 @@ def test_a_unique_float_or_a_unique_timestamp_is_never_an_identifier():
 def test_prepare_replays_the_rules_and_caps_one_hot_width(tmp_path, caplog):
     path = tmp_path / "mixed.csv"
     _mixed(300).to_csv(path, index=False)
-    with caplog.at_level("INFO", logger="pipeline.data"):
+    with caplog.at_level("INFO", logger="pipeline.data.prepare"):
         prepared = prepare(
             DataConfig(source="csv", path=str(path), target="label", imbalance_ratio=1.0, max_categories=5)
         )

@@ -15,7 +15,7 @@ from pipeline.config import (
     parse_params,
     to_dict,
 )
-from pipeline.metrics import COST_METRIC
+from pipeline.decision.metrics import COST_METRIC
 from pipeline.rule_specs import RULES
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pipeline.config import DataConfig, SyntheticConfig
-from pipeline.data import (
+from pipeline.data.prepare import (
     LABEL,
     SOURCE_ROW,
     DataError,

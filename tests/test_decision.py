@@ -1,4 +1,4 @@
-"""pipeline.decision: calibration, Bayes decisions, fitted decision rules and cross-fitting."""
+"""pipeline.decision.rules: calibration, Bayes decisions, fitted decision rules and cross-fitting."""
 
 import json
 import warnings
@@ -11,7 +11,7 @@ from hypothesis.extra import numpy as hnp
 
 from pipeline import PipelineError
 from pipeline.config import Constraint
-from pipeline.decision import (
+from pipeline.decision.rules import (
     RuleContext,
     anomaly_scores,
     apply_rule,
@@ -29,7 +29,7 @@ from pipeline.decision import (
     parameter_count,
     softmax,
 )
-from pipeline.metrics import classification_metrics, confusion_matrix, count_metrics
+from pipeline.decision.metrics import classification_metrics, confusion_matrix, count_metrics
 from pipeline.rule_specs import RULES
 
 
@@ -378,7 +378,7 @@ def test_thresholds_search_the_same_with_the_batched_objective():
     """The pipeline's objective scores a step's candidate biases at once; the search must end
     where the row-by-row search ends."""
     from pipeline.config import SelectConfig
-    from pipeline.selection import policy_objective as pipeline_objective
+    from pipeline.decision.selection import policy_objective as pipeline_objective
 
     prior = np.array([0.6, 0.3, 0.1])
     proba, y = _imbalanced(600, prior, 1.5, seed=4)

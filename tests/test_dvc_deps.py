@@ -89,17 +89,17 @@ def test_stage_declares_every_project_module_it_imports(name):
 
 
 def test_the_import_reader_follows_imports_through_modules(tmp_path):
-    # stages.train reaches pipeline.model only through pipeline.sweep / pipeline.train
+    # stages.train reaches pipeline.training.model only through pipeline.training.sweep / pipeline.training.train
     found = project_imports("stages.train")
     assert {
         "stages/train.py",
         "stages/__init__.py",
         "pipeline/__init__.py",
-        "pipeline/model.py",
-        "pipeline/sweep.py",
+        "pipeline/training/model.py",
+        "pipeline/training/sweep.py",
         "pipeline/loss_specs.py",
     } <= found
-    assert "pipeline/report.py" not in found
+    assert "pipeline/report/render.py" not in found
 
 
 def test_train_stage_declares_the_modules_of_every_loss_in_the_table():

@@ -4,14 +4,14 @@ import pytest
 from pipeline import PipelineError
 
 from pipeline.config import BaselinesConfig
-from pipeline.baselines import fit_baseline
-from pipeline.evidence import tail_trade
+from pipeline.training.baselines import fit_baseline
+from pipeline.evaluation.evidence import tail_trade
 import pipeline.artifacts as artifacts_module
-import pipeline.evaluation as evaluation_module
+import pipeline.evaluation.evaluate as evaluation_module
 from pipeline.artifacts import predictions_frame, read_predictions
-from pipeline.evaluation import confusion_plot_rows, gamma_table, summary, thin_curve
-from pipeline.selection import second_view
-from pipeline.metrics import bootstrap_indices
+from pipeline.evaluation.evaluate import confusion_plot_rows, gamma_table, summary, thin_curve
+from pipeline.decision.selection import second_view
+from pipeline.decision.metrics import bootstrap_indices
 
 
 def test_second_view_follows_the_validation_split_balance():
@@ -222,8 +222,8 @@ def test_thin_curve_keeps_short_curves_whole_and_both_ends_of_long_ones():
 
 @pytest.mark.parametrize("hold", [None, 0])
 def test_predicted_counts_are_the_confusion_matrices_column_sums(hold):
-    from pipeline.evidence import _predicted_counts
-    from pipeline.metrics import Resamples
+    from pipeline.evaluation.evidence import _predicted_counts
+    from pipeline.decision.metrics import Resamples
 
     rng = np.random.default_rng(4)
     y_true, y_pred = rng.integers(0, 5, 700), rng.integers(0, 5, 700)
@@ -236,10 +236,10 @@ def test_an_xgboost_bundle_holds_its_booster_in_binary_and_a_version_1_bundle_st
     import json
 
     from pipeline.config import DataConfig, SyntheticConfig
-    from pipeline.data import prepare
+    from pipeline.data.prepare import prepare
     from pipeline.io import write_json
-    from pipeline.preprocessing import save_preprocessing
-    from pipeline.serving import BUNDLE_VERSION, CANDIDATE_FILE, Candidate, write_bundle
+    from pipeline.data.preprocessing import save_preprocessing
+    from pipeline.tracking.serving import BUNDLE_VERSION, CANDIDATE_FILE, Candidate, write_bundle
 
     prepared = prepare(
         DataConfig(

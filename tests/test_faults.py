@@ -175,7 +175,7 @@ def test_a_train_stage_stopped_as_a_process_group_ends_its_runs_killed_in_the_st
 ):
     """Ctrl-C in a terminal (or a SIGTERM to the group) reaches the stage and its relay at once:
     the stage writes its runs' end and the relay, which ignores the signal, sends it."""
-    from pipeline.tracking import ensure_store
+    from pipeline.tracking.runs import ensure_store
 
     d = pipeline_run
     plan = json.loads((d / "outputs/plans/ce.json").read_text())

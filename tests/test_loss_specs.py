@@ -9,12 +9,12 @@ import torch
 from pipeline import PipelineError
 from pipeline.config import TrainConfig, parse_params
 from pipeline.loss_specs import LOSS_SPECS, SCHEME, LossSpec, loss_only_keys
-from pipeline.criterion import make_criterion, plan_criterion
-from pipeline.losses import _log_pt, _reduce, _weighted
-from pipeline.plan import loss_plan
-from pipeline.sweep import fit_sweep
-from pipeline.train import fit
-from pipeline.weights import class_weights
+from pipeline.training.criterion import make_criterion, plan_criterion
+from pipeline.training.losses import _log_pt, _reduce, _weighted
+from pipeline.training.plan import loss_plan
+from pipeline.training.sweep import fit_sweep
+from pipeline.training.train import fit
+from pipeline.data.weights import class_weights
 
 CPU = torch.device("cpu")
 
@@ -71,7 +71,7 @@ def test_a_new_spec_trains_through_the_plan_and_the_sweep(monkeypatch):
     assert plan["class_weights"]["weights"] == weights["weights"] and plan["class_counts"] is None
 
     data = {"train": _blobs(200, 0), "stop": _blobs(40, 2), "val": _blobs(60, 1)}
-    from pipeline.plan import RunSpec
+    from pipeline.training.plan import RunSpec
 
     runs = [RunSpec(**r) for r in plan["runs"]]
     swept = fit_sweep(runs, plan_criterion(plan), data, 3, params.train, CPU, progress=False)
@@ -108,7 +108,7 @@ def test_specs_name_importable_functions_and_known_train_keys():
 
 
 def test_cross_entropy_loss_is_focal_at_gamma_zero_operation_for_operation():
-    from pipeline.losses import cross_entropy_loss, focal_loss
+    from pipeline.training.losses import cross_entropy_loss, focal_loss
 
     logits, target = torch.randn(32, 5, dtype=torch.float64), torch.randint(0, 5, (32,))
     w = torch.rand(5, dtype=torch.float64) + 0.5

@@ -9,9 +9,9 @@ from hypothesis import strategies as st
 
 from pipeline import PipelineError
 from pipeline.config import LOSSES
-from pipeline.criterion import make_criterion
-from pipeline.losses import focal_loss, ldam_loss, ldam_margins, log_prior, logit_adjusted_loss
-from pipeline.weights import class_weights
+from pipeline.training.criterion import make_criterion
+from pipeline.training.losses import focal_loss, ldam_loss, ldam_margins, log_prior, logit_adjusted_loss
+from pipeline.data.weights import class_weights
 
 REDUCTIONS = ["none", "mean", "sum"]
 COUNTS = [500, 200, 80, 30, 12]

@@ -1,4 +1,4 @@
-"""pipeline.metrics against scikit-learn and imbalanced-learn, unweighted and weighted."""
+"""pipeline.decision.metrics against scikit-learn and imbalanced-learn, unweighted and weighted."""
 
 import numpy as np
 import pytest
@@ -7,8 +7,8 @@ from hypothesis import strategies as st
 from imblearn.metrics import geometric_mean_score, specificity_score
 from sklearn import metrics as skm
 
-import pipeline.metrics as metrics_module
-from pipeline.metrics import (
+import pipeline.decision.metrics as metrics_module
+from pipeline.decision.metrics import (
     COST_METRIC,
     HEADLINE,
     SUMMARY,
@@ -315,7 +315,7 @@ def test_bootstrap_expected_cost_matches_a_loop_over_resamples(weighted):
 def test_ranking_scores_equal_sklearn_with_ties_and_weights(seed, ties, weighted):
     from sklearn.metrics import average_precision_score, roc_auc_score
 
-    from pipeline.metrics import ranking_scores
+    from pipeline.decision.metrics import ranking_scores
 
     rng = np.random.default_rng(seed)
     n = int(rng.integers(2, 80))

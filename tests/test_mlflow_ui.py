@@ -102,7 +102,7 @@ def test_the_printed_address_lists_every_candidate_beside_its_validation_score(p
 
 
 def test_the_champion_is_found_by_its_name_in_the_models_tab_and_the_registry(pipeline_run, ui, page):
-    from pipeline.names import model_name
+    from pipeline.tracking.names import model_name
 
     url, _ = ui
     runs = json.loads((pipeline_run / "reports/mlflow_runs.json").read_text())

@@ -55,7 +55,7 @@ def test_an_evaluation_stopped_while_logging_leaves_no_process_and_no_run_open(
     stage says one line, and leaves no process and no RUNNING run."""
     import mlflow
 
-    from pipeline.tracking import ensure_store
+    from pipeline.tracking.runs import ensure_store
 
     d = tmp_path / "run"
     shutil.copytree(pipeline_run, d, ignore=shutil.ignore_patterns("mlflow.db", "mlartifacts", "outbox"))

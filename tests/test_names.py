@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from pipeline import PipelineError
 from pipeline.config import ConfigError, parse_constraint
-from pipeline.names import check_distinct, key_part, model_name
+from pipeline.tracking.names import check_distinct, key_part, model_name
 
 MLFLOW_METRIC_KEY = re.compile(r"^[\w\-. :/]+$")  # what MLflow 3 accepts in a metric key
 LOGGED_MODEL_REFUSED = set("/:.%\"'")  # what MLflow 3 refuses in a logged model's name
@@ -92,7 +92,7 @@ def test_a_malformed_constraint_says_how_to_quote():
 def test_headline_keys_say_the_split_and_keep_class_names_readable():
     from mlflow.utils.validation import _validate_metric_name
 
-    from pipeline.tracking import metric_key
+    from pipeline.tracking.runs import metric_key
 
     keys = {
         metric_key("val", "macro_f1"): "val_macro_f1",

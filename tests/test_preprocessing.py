@@ -12,11 +12,11 @@ from hypothesis import strategies as st
 
 from pipeline import PipelineError
 from pipeline.artifacts import LABEL, SOURCE_ROW, SPLITS, split_arrays
-from pipeline.columns import DataError, apply_decisions, decide_columns, read_table
+from pipeline.data.columns import DataError, apply_decisions, decide_columns, read_table
 from pipeline.config import DataConfig
-from pipeline.data import _preprocessor, load_source, prepare
+from pipeline.data.prepare import _preprocessor, load_source, prepare
 from pipeline.io import dumps
-from pipeline.preprocessing import (
+from pipeline.data.preprocessing import (
     PREPROCESSING_FILE,
     Preprocessing,
     from_fitted,

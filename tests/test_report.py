@@ -10,9 +10,9 @@ import re
 import pytest
 from PIL import Image
 
-from pipeline.provenance import package_versions
-from pipeline.report import Provenance, render
-from pipeline.report import TOP
+from pipeline.tracking.provenance import package_versions
+from pipeline.report.render import Provenance, render
+from pipeline.report.render import TOP
 
 CLASSES = ["zeta", "alpha", "mid"]  # meta order: neither alphabetical nor by training count
 TRAIN = {"zeta": 5, "alpha": 50, "mid": 20}
@@ -492,7 +492,7 @@ def test_render_is_deterministic():
 
 
 def test_the_stage_lists_the_digest_of_every_candidates_predictions(tmp_path):
-    from pipeline.provenance import file_digest
+    from pipeline.tracking.provenance import file_digest
     from stages import report
 
     inputs = render_inputs()

@@ -4,7 +4,7 @@ the decision, and no table pushes the page sideways (a wide one scrolls inside i
 import numpy as np
 import pytest
 
-from pipeline.report import render
+from pipeline.report.render import render
 from tests.test_report import render_inputs
 
 LAPTOP = {"width": 1366, "height": 900}

@@ -8,12 +8,12 @@ import pytest
 
 from pipeline import PipelineError
 from pipeline.artifacts import ModelRecord, Predictions
-from pipeline.candidates import decide_all
+from pipeline.decision.candidates import decide_all
 from pipeline.config import EvaluateConfig, parse_params
-from pipeline.decision import calibrate, logp_of, parameter_count, softmax
-from pipeline.report import plain
+from pipeline.decision.rules import calibrate, logp_of, parameter_count, softmax
+from pipeline.report.render import plain
 from pipeline.rule_specs import RULE_SPECS, RuleSpec, rule_spec
-from pipeline.serving import Candidate
+from pipeline.tracking.serving import Candidate
 
 CLASSES = ["a", "b", "c"]
 TRAIN = [120, 60, 20]

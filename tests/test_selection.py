@@ -8,8 +8,8 @@ from hypothesis import strategies as st
 from sklearn.metrics import f1_score, log_loss, recall_score
 
 from pipeline.config import Constraint, SelectConfig
-from pipeline.metrics import bootstrap_indices, classification_metrics
-from pipeline.selection import (
+from pipeline.decision.metrics import bootstrap_indices, classification_metrics
+from pipeline.decision.selection import (
     kish_ess,
     p_best,
     policy_objective,
@@ -109,7 +109,7 @@ def test_second_view_is_decided_without_the_test_split():
 @settings(max_examples=40, deadline=None)
 @given(st.integers(0, 10_000))
 def test_fast_metric_values_equal_the_full_computation(seed):
-    from pipeline.selection import COUNT_METRICS, metric_value
+    from pipeline.decision.selection import COUNT_METRICS, metric_value
 
     rng = np.random.default_rng(seed)
     n = int(rng.integers(1, 60))

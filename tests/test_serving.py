@@ -19,9 +19,9 @@ import pytest
 from sklearn.datasets import load_digits
 
 from pipeline import PipelineError
-from pipeline.names import model_name
-from pipeline.tracking import decision_record
-from pipeline.serving import Candidate
+from pipeline.tracking.names import model_name
+from pipeline.tracking.runs import decision_record
+from pipeline.tracking.serving import Candidate
 from stages import evaluate, predict
 from tests.test_stages import evaluate_args
 
@@ -422,11 +422,11 @@ def user_model(tmp_path_factory):
     from sklearn.linear_model import LogisticRegression
 
     from pipeline.config import DataConfig
-    from pipeline.data import prepare
-    from pipeline.preprocessing import save_preprocessing
-    from pipeline.serving import write_bundle
-    from pipeline.tracking import Candidate as Logged
-    from pipeline.tracking import experiment_id, log_candidates
+    from pipeline.data.prepare import prepare
+    from pipeline.data.preprocessing import save_preprocessing
+    from pipeline.tracking.serving import write_bundle
+    from pipeline.tracking.runs import Candidate as Logged
+    from pipeline.tracking.runs import experiment_id, log_candidates
 
     d = tmp_path_factory.mktemp("user")
     raw = _user_table(d / "claims.csv")

@@ -12,9 +12,9 @@ import torch
 import yaml
 from sklearn import metrics as skm
 
-from pipeline.evaluation import PLOT_FILES, PR_TOP
-from pipeline.metrics import bootstrap_indices, percentile_interval
-from pipeline.model import MLP
+from pipeline.evaluation.evaluate import PLOT_FILES, PR_TOP
+from pipeline.decision.metrics import bootstrap_indices, percentile_interval
+from pipeline.training.model import MLP
 from stages import baselines, decide, evaluate, plan, prepare, report, train, weights
 
 TINY = {
@@ -601,7 +601,7 @@ def test_mlflow_runs_tell_when_each_model_trained_and_what_each_candidate_scored
 
     import mlflow
 
-    from pipeline.audit import rarest_class
+    from pipeline.evaluation.audit import rarest_class
 
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{pipeline_run / 'mlflow.db'}")
     exp = client.get_experiment_by_name("tiny")

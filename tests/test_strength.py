@@ -14,14 +14,14 @@ from sklearn.utils.class_weight import compute_class_weight
 from pipeline import PipelineError
 from pipeline.artifacts import ModelRecord, Predictions
 from pipeline.config import ConfigError, EvaluateConfig, TrainConfig, parse_params
-from pipeline.criterion import make_criterion
-from pipeline.evaluation import evaluate, plot_data
-from pipeline.losses import focal_loss
-from pipeline.plan import RunSpec, config_runs, loss_plan, trained_names
-from pipeline.strength import curve_rows, curve_table, families
-from pipeline.sweep import fit_sweep
-from pipeline.train import fit, predict_logits
-from pipeline.weights import class_weights, power_weights
+from pipeline.training.criterion import make_criterion
+from pipeline.evaluation.evaluate import evaluate, plot_data
+from pipeline.training.losses import focal_loss
+from pipeline.training.plan import RunSpec, config_runs, loss_plan, trained_names
+from pipeline.evaluation.strength import curve_rows, curve_table, families
+from pipeline.training.sweep import fit_sweep
+from pipeline.training.train import fit, predict_logits
+from pipeline.data.weights import class_weights, power_weights
 
 counts_strategy = st.lists(st.integers(1, 5000), min_size=2, max_size=20)
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.tracking import artifact_root, experiment_id, log_artifacts_to_run, tracking_uri
+from pipeline.tracking.runs import artifact_root, experiment_id, log_artifacts_to_run, tracking_uri
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,7 +57,7 @@ def test_runs_stopped_while_mlflow_reads_the_store_are_marked_killed_at_once(mlf
     from sqlalchemy.orm import loading
 
     from pipeline import Interrupted
-    from pipeline.tracking import closing_runs, ensure_store
+    from pipeline.tracking.runs import closing_runs, ensure_store
 
     ensure_store(mlflow_store)
     client = _client(mlflow_store)
@@ -84,7 +84,7 @@ def _client(uri):
 
 
 def _stage_runs(uri, box, **kw):
-    from pipeline.tracking import StageRuns
+    from pipeline.tracking.runs import StageRuns
 
     return StageRuns(
         "stage",
@@ -136,7 +136,7 @@ def test_stage_runs_log_as_they_train_with_system_metrics(tmp_path):
 
 _INTERRUPTED_STAGE = """
 import sys
-from pipeline.tracking import StageRuns
+from pipeline.tracking.runs import StageRuns
 
 runs = StageRuns("stage", "train@ce", {"ce": {"loss": "ce"}}, {"ce": {"loss": "ce"}}, {"data_digest": "d"},
                  environ={"MLFLOW_TRACKING_URI": sys.argv[1], "PIPELINE_OUTBOX": sys.argv[2]})
@@ -171,8 +171,8 @@ def test_a_stages_interrupted_runs_end_killed_with_what_they_logged(tmp_path):
 
 
 def test_offline_runs_wait_in_the_outbox_until_the_next_stage_sends_them(tmp_path, caplog):
-    from pipeline.outbox import read_records
-    from pipeline.tracking import preflight, send_pending
+    from pipeline.tracking.outbox import read_records
+    from pipeline.tracking.runs import preflight, send_pending
 
     box = tmp_path / "box"
     down = "http://127.0.0.1:9"  # nothing listens there
@@ -197,8 +197,8 @@ def test_offline_runs_wait_in_the_outbox_until_the_next_stage_sends_them(tmp_pat
 
 
 def test_send_adds_only_what_a_run_lacks(tmp_path):
-    from pipeline.outbox import RunRecord
-    from pipeline.tracking import send
+    from pipeline.tracking.outbox import RunRecord
+    from pipeline.tracking.runs import send
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = _client(uri)
@@ -219,8 +219,8 @@ def test_a_running_record_of_a_live_process_is_left_to_it(tmp_path):
     import subprocess
     import sys
 
-    from pipeline.outbox import RunRecord, write_record
-    from pipeline.tracking import send_pending
+    from pipeline.tracking.outbox import RunRecord, write_record
+    from pipeline.tracking.runs import send_pending
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = _client(uri)
@@ -228,7 +228,7 @@ def test_a_running_record_of_a_live_process_is_left_to_it(tmp_path):
     exp = client.get_experiment_by_name("x").experiment_id
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
-        from pipeline.outbox import this_writer
+        from pipeline.tracking.outbox import this_writer
 
         host = this_writer().rpartition(":")[0]
         write_record(tmp_path, RunRecord("live", "x", "a", start_time=1000, writer=f"{host}:{other.pid}"))
@@ -277,7 +277,7 @@ def test_a_bad_store_is_one_line_naming_the_uri_within_seconds(uri, message):
     import time
 
     from pipeline import PipelineError
-    from pipeline.tracking import check_store
+    from pipeline.tracking.runs import check_store
 
     closed = _free_port()
     uri, message = uri.format(closed=closed), message.format(closed=closed)
@@ -294,7 +294,7 @@ def test_only_an_mlflow_health_answer_passes(status, ok):
     import threading
 
     from pipeline import PipelineError
-    from pipeline.tracking import check_store
+    from pipeline.tracking.runs import check_store
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self):  # noqa: N802
@@ -374,7 +374,7 @@ def test_a_port_that_accepts_but_is_no_postgresql_server_fails_the_check():
     import threading
 
     from pipeline import PipelineError
-    from pipeline.tracking import check_store
+    from pipeline.tracking.runs import check_store
 
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
@@ -400,7 +400,7 @@ def test_a_port_that_accepts_but_is_no_postgresql_server_fails_the_check():
 
 def _open_new_store(uri, queue):
     try:
-        from pipeline.tracking import ensure_store
+        from pipeline.tracking.runs import ensure_store
 
         ensure_store(uri)
         import mlflow
@@ -454,7 +454,7 @@ def test_a_large_datasets_schema_is_what_mlflow_infers_without_testing_every_val
     import numpy as np
     import pandas as pd
 
-    from pipeline.tracking import SCHEMA_ROWS, frame_schema
+    from pipeline.tracking.runs import SCHEMA_ROWS, frame_schema
 
     n = SCHEMA_ROWS + 500
     rng = np.random.default_rng(0)
@@ -480,7 +480,7 @@ def test_a_logged_split_is_the_dataset_mlflow_would_log(tmp_path):
     import pandas as pd
 
     from pipeline.artifacts import LABEL
-    from pipeline.tracking import dataset_inputs
+    from pipeline.tracking.runs import dataset_inputs
 
     rng = np.random.default_rng(1)
     frame = pd.DataFrame({"x": rng.normal(size=50), "n": rng.integers(0, 5, 50), LABEL: rng.integers(0, 3, 50)})
@@ -501,8 +501,8 @@ def test_a_logged_split_is_the_dataset_mlflow_would_log(tmp_path):
 def test_the_runs_table_address_lists_this_datas_candidates_best_first(metric, ascending):
     from urllib.parse import parse_qs
 
-    from pipeline.metrics import lower_is_better
-    from pipeline.tracking import runs_table
+    from pipeline.decision.metrics import lower_is_better
+    from pipeline.tracking.runs import runs_table
 
     address = runs_table("3", "abc", metric, ascending=lower_is_better(metric.removeprefix("val_")))
     path, query = address.split("?", 1)

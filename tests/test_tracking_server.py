@@ -189,7 +189,7 @@ def tracking_server(request, s3, tmp_path_factory):
 def test_the_pipeline_logs_to_a_shared_tracking_server_and_reads_back(tracking_server, s3, tmp_path, monkeypatch):
     import mlflow
 
-    from pipeline.names import model_name
+    from pipeline.tracking.names import model_name
 
     server = tracking_server
     kind = "sqlite" if server.backend.startswith("sqlite") else "postgresql"
@@ -270,7 +270,7 @@ def test_the_pipeline_logs_to_a_shared_tracking_server_and_reads_back(tracking_s
 
 def test_the_preflight_check_knows_a_postgresql_server_from_a_closed_port(postgres):
     from pipeline import PipelineError
-    from pipeline.tracking import check_store
+    from pipeline.tracking.runs import check_store
 
     check_store(postgres)  # answers PostgreSQL's SSL request
     closed = postgres.rsplit(":", 1)[0] + f":{free_port()}/mlflow"

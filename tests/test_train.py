@@ -12,11 +12,11 @@ from sklearn.metrics import f1_score, log_loss
 
 from pipeline import PipelineError
 from pipeline.config import GAMMA_LOSSES, LOSSES, TrainConfig
-from pipeline.criterion import make_criterion
-from pipeline.model import MLP, BiasReluDropout, StackedMLP, StackedOutput
-from pipeline.plan import RunSpec, drw_start, model_name, plan_runs
-from pipeline.sweep import fit_sweep
-from pipeline.train import (
+from pipeline.training.criterion import make_criterion
+from pipeline.training.model import MLP, BiasReluDropout, StackedMLP, StackedOutput
+from pipeline.training.plan import RunSpec, drw_start, model_name, plan_runs
+from pipeline.training.sweep import fit_sweep
+from pipeline.training.train import (
     batch_rule,
     fit,
     macro_f1,
@@ -26,7 +26,7 @@ from pipeline.train import (
     resolve_device,
     warm_up,
 )
-from pipeline.weights import class_weights
+from pipeline.data.weights import class_weights
 
 CPU = torch.device("cpu")
 # Where a GPU is at hand (bench/device_check.sh runs this file there), the device-parametrised
@@ -106,11 +106,11 @@ def test_training_is_deterministic_for_a_seed(data):
 
 
 def test_without_a_terminal_progress_is_logged_with_the_epoch(data, caplog, monkeypatch):
-    import pipeline.train as train_module
+    import pipeline.training.train as train_module
 
     monkeypatch.setattr(train_module, "LOG_EVERY_S", 0.0)
     cfg = dataclasses.replace(CFG, epochs=3, patience=5)
-    with caplog.at_level("INFO", logger="pipeline.train"):
+    with caplog.at_level("INFO", logger="pipeline.training.train"):
         fit(RunSpec("ce", "ce", None, 0), make_criterion("ce"), data, 3, cfg, CPU, progress=None)
         fit_sweep(
             [RunSpec("focal_g0", "focal", 0.0, 0), RunSpec("focal_g2", "focal", 2.0, 0)],
@@ -130,7 +130,7 @@ def test_without_a_terminal_progress_is_logged_with_the_epoch(data, caplog, monk
     ]
     assert "focal: epoch 3/3, training 2/2, best " in [m[: len("focal: epoch 3/3, training 2/2, best ")] for m in lines]
     caplog.clear()
-    with caplog.at_level("INFO", logger="pipeline.train"):
+    with caplog.at_level("INFO", logger="pipeline.training.train"):
         fit(RunSpec("ce", "ce", None, 0), make_criterion("ce"), data, 3, cfg, CPU, progress=False)
     assert not caplog.records  # progress=False: silent
 
@@ -333,7 +333,7 @@ def test_sweep_trains_each_configuration_as_it_would_train_alone(loss, data):
 def test_on_a_gpu_the_sweep_trains_each_configuration_as_it_would_train_alone(loss, data):
     """The sweep against the loop on CUDA, within the CPU test's tolerance (relative 1e-4). Without
     dropout: there a lone run draws its masks in the fused dropout kernel, whose bits no generator
-    reproduces (pipeline.sweep._dropout_generator)."""
+    reproduces (pipeline.training.sweep._dropout_generator)."""
     gammas = (0.0, 2.0) if loss in GAMMA_LOSSES else (None,)
     specs = [RunSpec(model_name(loss, g, s, 2), loss, g, s) for g in gammas for s in (0, 1)]
     cfg = dataclasses.replace(CFG, hidden=(16, 8), epochs=8, patience=2, dropout=0.0)
@@ -380,7 +380,7 @@ def test_configurations_sharing_a_seed_share_order_and_masks_and_still_stop_on_t
 
 
 def test_plans_give_each_loss_only_the_keys_it_reads():
-    from pipeline.plan import training_setup
+    from pipeline.training.plan import training_setup
 
     t = TrainConfig(epochs=30, tau=2.0, drw_epoch=None)
     shared = training_setup("ce", t)
@@ -395,7 +395,7 @@ def test_plans_give_each_loss_only_the_keys_it_reads():
 
 
 def test_plans_carry_the_weights_each_loss_trains_with():
-    from pipeline.plan import loss_weights
+    from pipeline.training.plan import loss_weights
 
     counts = [500, 50, 5]
     stage = {
@@ -434,8 +434,8 @@ def test_decide_and_evaluate_fork_no_workers_in_a_queue_worker(tmp_path, monkeyp
     none inside a `dvc queue` worker, where the jobs already share the cores."""
     import os
 
-    import pipeline.plots
-    from pipeline.candidates import in_parallel
+    import pipeline.evaluation.plots
+    from pipeline.decision.candidates import in_parallel
 
     if len(os.sched_getaffinity(0)) < 2:
         pytest.skip("one core: nothing is forked anywhere")
@@ -448,10 +448,12 @@ def test_decide_and_evaluate_fork_no_workers_in_a_queue_worker(tmp_path, monkeyp
     def no_pool(*a, **k):
         raise AssertionError("a process pool in a queue worker")
 
-    monkeypatch.setattr(pipeline.plots, "ProcessPoolExecutor", no_pool)
+    monkeypatch.setattr(pipeline.evaluation.plots, "ProcessPoolExecutor", no_pool)
     import matplotlib.figure
 
-    names = [name for name, _ in pipeline.plots.render([(str(i), matplotlib.figure.Figure, ()) for i in range(3)])]
+    names = [
+        name for name, _ in pipeline.evaluation.plots.render([(str(i), matplotlib.figure.Figure, ()) for i in range(3)])
+    ]
     assert names == ["0", "1", "2"]
 
 
@@ -459,7 +461,7 @@ def test_threads_auto_gives_the_cores_or_one_in_a_queue_worker(tmp_path):
     import os
 
     from pipeline.config import parse_params
-    from pipeline.train import resolve_threads
+    from pipeline.training.train import resolve_threads
 
     assert resolve_threads("auto", cwd=tmp_path) == len(os.sched_getaffinity(0))
     worker = tmp_path / "repo" / ".dvc" / "tmp" / "exps" / "tmpabc123"
@@ -475,12 +477,12 @@ def test_threads_auto_gives_the_cores_or_one_in_a_queue_worker(tmp_path):
 
 
 def test_progress_before_the_reweighted_phase_says_none_yet(data, caplog, monkeypatch):
-    import pipeline.train as train_module
+    import pipeline.training.train as train_module
 
     monkeypatch.setattr(train_module, "LOG_EVERY_S", 0.0)
     cfg = dataclasses.replace(CFG, epochs=4, patience=5)
     crit = make_criterion("ldam_drw", class_weight=torch.ones(3), class_counts=[50, 30, 20], drw_epoch=3)
-    with caplog.at_level("INFO", logger="pipeline.train"):
+    with caplog.at_level("INFO", logger="pipeline.training.train"):
         fit(RunSpec("ldam_drw", "ldam_drw", None, 0), crit, data, 3, cfg, CPU, progress=None)
     lines = [r.getMessage() for r in caplog.records]
     assert not [m for m in lines if "-inf" in m]
@@ -488,7 +490,7 @@ def test_progress_before_the_reweighted_phase_says_none_yet(data, caplog, monkey
 
 
 def test_the_thread_plan_stacks_seeds_side_by_side_only_with_dropout_on_the_cpu():
-    from pipeline.train import thread_plan
+    from pipeline.training.train import thread_plan
 
     cuda = torch.device("cuda")
     assert thread_plan(2, 1, CPU, 0.1) == (2, 1)  # one seed: one stack, every thread
@@ -590,7 +592,7 @@ def test_warm_up_changes_the_first_updates_only_and_the_sweep_still_equals_fit(d
 def _promises_kept(results, data, metric="balanced_log_loss"):
     """What training promises on any device: the kept epoch is the slice's best one, the restored
     weights give that value again, every epoch's validation confusion matrix counts every row."""
-    from pipeline.train import stopping_values
+    from pipeline.training.train import stopping_values
 
     X_st, y_st = (torch.as_tensor(a) for a in data["stop"])
     for r in results:
@@ -603,7 +605,7 @@ def _promises_kept(results, data, metric="balanced_log_loss"):
 
 
 def test_batch_auto_with_warm_up_keeps_the_promises_of_training_on_the_cpu(data, monkeypatch):
-    import pipeline.train as train_module
+    import pipeline.training.train as train_module
 
     monkeypatch.setattr(train_module, "ROWS_PER_STEP", 4)  # 300 rows: 64 would be the floor; make it grow
     monkeypatch.setattr(train_module, "BASE_BATCH", 16)

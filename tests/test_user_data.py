@@ -176,7 +176,7 @@ _INTERRUPTED = textwrap.dedent("""
     from pathlib import Path
     from pipeline.io import atomic_dirs
     import mlflow
-    from pipeline.tracking import closing_runs, experiment_id, tracking_uri
+    from pipeline.tracking.runs import closing_runs, experiment_id, tracking_uri
     from stages._cli import run
 
     out = Path(sys.argv[1])

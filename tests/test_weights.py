@@ -8,7 +8,7 @@ from sklearn.utils.class_weight import compute_class_weight
 
 from pipeline import PipelineError
 from pipeline.config import SCHEMES
-from pipeline.weights import class_weights
+from pipeline.data.weights import class_weights
 
 counts_strategy = st.lists(st.integers(1, 5000), min_size=2, max_size=20)
 betas = st.floats(0.0, 0.9999)

@@ -1,7 +1,7 @@
 """How strong should the class weights be: metrics against the weight strength α.
 
 A loss trained over ``train.alphas`` (``weighted_ce_a0.25``, ``weighted_ce_a0.5``, …: w_c ∝
-n_c^(−α), :func:`pipeline.weights.power_weights`) forms a *family*, its α = 0 point being the
+n_c^(−α), :func:`pipeline.data.weights.power_weights`) forms a *family*, its α = 0 point being the
 loss's unweighted form (``ce``), trained once. :func:`strength_curves` gives, per family and per
 α, the policy's metric, macro-, micro- and weighted-F1 and the tail classes' mean recall and
 precision, each with its percentile bootstrap interval on validation (what choosing reads) and on
@@ -11,7 +11,7 @@ the seed mean.
 Then what the audit says of each family: where the policy's metric peaks in α on validation, how
 flat the top is (every α whose paired bootstrap difference to the peak, on validation, does not
 exclude zero), and what the tail gains and the head pays on test from the α = 0 point to the
-peak (:func:`pipeline.evidence.tail_trade`).
+peak (:func:`pipeline.evaluation.evidence.tail_trade`).
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ from __future__ import annotations
 import numpy as np
 
 from pipeline.artifacts import ModelRecord
-from pipeline.evidence import class_means, paired_difference, tail_trade
+from pipeline.evaluation.evidence import class_means, paired_difference, tail_trade
 from pipeline.loss_specs import loss_spec
-from pipeline.metrics import Resamples, percentile_interval
-from pipeline.plan import model_name
-from pipeline.selection import Policy, flat_values, resampled_values
+from pipeline.decision.metrics import Resamples, percentile_interval
+from pipeline.training.plan import model_name
+from pipeline.decision.selection import Policy, flat_values, resampled_values
 
 # What the curve shows beside the policy's metric (micro-F1 equals accuracy with one label per row).
 CURVE_METRICS = ("macro_f1", "micro_f1", "weighted_f1", "tail_recall", "tail_precision")
@@ -32,7 +32,7 @@ SPLITS = {"val": "validation", "test": "test"}
 
 def tail_classes(train_counts: list[int]) -> list[int]:
     """Class indices with a training count below the median (the rarest class if none has): the
-    tail of :func:`pipeline.evidence.tail_trade`."""
+    tail of :func:`pipeline.evaluation.evidence.tail_trade`."""
     counts = np.asarray(train_counts)
     return [i for i, n in enumerate(counts) if n < np.median(counts)] or [int(np.argmin(counts))]
 

@@ -7,7 +7,7 @@ Cui et al. (2019): ranking classes by training count (ties by class order), clas
 
 samples (at least one, at most what it has), so that n_max / n_min ~= rho. Validation and test
 splits are left as split. Preprocessing is fitted on the final training split only, exported as a
-:class:`~pipeline.preprocessing.Preprocessing`, and every split's features come from replaying it.
+:class:`~pipeline.data.preprocessing.Preprocessing`, and every split's features come from replaying it.
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from pipeline.artifacts import LABEL, SOURCE_ROW, SPLITS, decode_labels, split_arrays
-from pipeline.columns import Column, DataError, apply_decisions, class_labels, decide_columns, read_table
+from pipeline.data.columns import Column, DataError, apply_decisions, class_labels, decide_columns, read_table
 from pipeline.config import DataConfig, SyntheticConfig, to_dict
-from pipeline.preprocessing import Preprocessing, from_fitted
+from pipeline.data.preprocessing import Preprocessing, from_fitted
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@ and the pick under shifted class priors.
 
 Nothing here reads test data: every function takes the validation split's labels and a
 candidate's validation predictions. The test split is scored elsewhere
-(:mod:`pipeline.evaluation`), once per candidate, for the unbiased estimate.
+(:mod:`pipeline.evaluation.evaluate`), once per candidate, for the unbiased estimate.
 
 - :class:`Policy` (:func:`policy_of`) is ``evaluate.select`` read once: the metric, the
   constraints, the view they are read under and which way is better. Everything that picks,
@@ -30,7 +30,7 @@ import numpy as np
 
 from pipeline import PipelineError
 from pipeline.config import Constraint, SelectConfig, parse_constraint
-from pipeline.metrics import (
+from pipeline.decision.metrics import (
     COST_METRIC,
     SUMMARY,
     Resamples,
@@ -260,7 +260,7 @@ def metric_value(
     cost: np.ndarray | None = None,
     ece_bins: int = 15,
 ) -> float:
-    """One metric of :func:`pipeline.metrics.classification_metrics`, from the confusion matrix
+    """One metric of :func:`pipeline.decision.metrics.classification_metrics`, from the confusion matrix
     alone when it needs no probabilities (the fast path every search uses)."""
     base, _, cls = name.partition("/")
     if not reads_probabilities(name):
@@ -277,7 +277,7 @@ def metric_value(
 
 def _fast_count(base: str, cm: np.ndarray, c: int | None, cost: np.ndarray | None) -> float | None:
     """The metrics a search asks for thousands of times, straight from the (C, C) confusion
-    matrix (the same definitions as :func:`pipeline.metrics.count_metrics`, which the tests hold
+    matrix (the same definitions as :func:`pipeline.decision.metrics.count_metrics`, which the tests hold
     them to); None for any other metric."""
     cm = np.asarray(cm, dtype=np.float64)
     tp, support, predicted, n = np.diag(cm), cm.sum(1), cm.sum(0), cm.sum()
@@ -487,5 +487,5 @@ def prior_family(
 
 
 def shifted_weights(y: np.ndarray, prior: Sequence[float]) -> np.ndarray:
-    """Per-row weights giving a split the class prior ``prior`` (:func:`pipeline.metrics.prior_weights`)."""
+    """Per-row weights giving a split the class prior ``prior`` (:func:`pipeline.decision.metrics.prior_weights`)."""
     return prior_weights(y, np.asarray(prior, dtype=np.float64))

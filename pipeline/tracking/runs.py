@@ -15,13 +15,13 @@ and the candidate as a logged model whose metrics are linked to the validation a
 datasets. A candidate already logged with the same content and metrics is linked to the new
 execution (as an input of its run), not logged again.
 
-Outbox. What a stage means to log is written first as files (:mod:`pipeline.outbox`), so a store
+Outbox. What a stage means to log is written first as files (:mod:`pipeline.tracking.outbox`), so a store
 that is down or lost mid-run stops nothing: the stage trains on, and ``make send``
 (:func:`send_pending`) logs what waits, idempotently (a run by its ``outbox_key`` tag, a metric
 by its key and step).
 
 Names. Runs, tags and registered versions carry the candidates' own names; only where MLflow
-refuses characters are they replaced (:mod:`pipeline.names`).
+refuses characters are they replaced (:mod:`pipeline.tracking.names`).
 """
 
 from __future__ import annotations
@@ -41,8 +41,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline import Interrupted
-from pipeline.names import check_distinct, key_part, model_name
-from pipeline.outbox import RunRecord, mark_sent, read_records, this_writer, writer_alive, write_record
+from pipeline.tracking.names import check_distinct, key_part, model_name
+from pipeline.tracking.outbox import RunRecord, mark_sent, read_records, this_writer, writer_alive, write_record
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -304,7 +304,7 @@ def run_tags(meta: Meta, environ: Mapping[str, str] = os.environ) -> dict[str, s
     """Tags every run of an execution carries: git commit (MLflow's own tag too), the data
     digest, and inside ``dvc exp run`` the experiment's name and its base commit (and no
     ``git_dirty``: a queued experiment changes ``params.yaml`` by design; its params say how)."""
-    from pipeline.provenance import git_tags
+    from pipeline.tracking.provenance import git_tags
 
     git = git_tags()
     tags = {**git, "mlflow.source.git.commit": git["git_commit"], "data_digest": meta["digest"]}
@@ -427,7 +427,7 @@ class StageRuns:
     ):
         import uuid
 
-        from pipeline.outbox import outbox_dir
+        from pipeline.tracking.outbox import outbox_dir
 
         self.box, self.uri = outbox_dir(repo_root(environ), environ), tracking_uri(environ)
         self.online = not offline(environ)
@@ -614,7 +614,7 @@ def dataset_inputs(splits: Mapping[str, Path]) -> tuple[list, dict[str, str]]:
 # --- the candidates, as runs and logged models -----------------------------------------------------
 
 MODEL_CODE = Path(__file__).with_name("mlflow_model.py")
-PACKAGE = Path(__file__).parent
+PACKAGE = Path(__file__).parents[1]  # the whole pipeline package travels with the model
 # what the model needs at load time, pinned to the versions it was logged with
 REQUIREMENTS = ("mlflow", "numpy", "pandas", "scikit-learn", "scipy", "skops", "torch", "xgboost-cpu", "pyarrow")
 SPLITS = (("val", "validation"), ("test", "test"))  # prefix of a headline key, the dataset it is linked to
@@ -624,7 +624,7 @@ PROGRESS_EVERY_S = 10
 
 def metric_key(split: str, metric: str, view: str | None = None) -> str:
     """A headline metric's key: ``<split>_[<view>_]<metric>``, a class name in it through
-    :func:`pipeline.names.key_part` (``val_macro_f1``, ``test_recall/8``, ``val_uniform_prior_macro_f1``)."""
+    :func:`pipeline.tracking.names.key_part` (``val_macro_f1``, ``test_recall/8``, ``val_uniform_prior_macro_f1``)."""
     base, _, cls = metric.partition("/")
     return f"{split}_{view + '_' if view else ''}{base}" + (f"/{key_part(cls)}" if cls else "")
 
@@ -662,10 +662,10 @@ def pip_requirements() -> list[str]:
 
 def signature(input_types: Mapping[str, str], outputs: list[str]):
     """Inputs: the raw columns the model reads, each typed as the preprocessing decided
-    (``double``, ``datetime`` or ``string``; :meth:`pipeline.preprocessing.Preprocessing.input_types`)
+    (``double``, ``datetime`` or ``string``; :meth:`pipeline.data.preprocessing.Preprocessing.input_types`)
     and required, so that MLflow refuses a missing column or a value of the wrong type before the
     model runs; outputs: the decided class (text) and one probability (double) per class, as
-    :mod:`pipeline.serving` names them."""
+    :mod:`pipeline.tracking.serving` names them."""
     from mlflow.models import ModelSignature
     from mlflow.types.schema import ColSpec, Schema
 
@@ -680,7 +680,7 @@ class Candidate:
     """What one candidate's run and logged model hold."""
 
     name: str
-    bundle: Path  # a pipeline.serving bundle
+    bundle: Path  # a pipeline.tracking.serving bundle
     digest: str  # the bundle's content digest
     metrics: dict[str, dict[str, float]]  # dataset -> key -> value (headline)
     table: pd.DataFrame  # every metric of metrics.json, one row per (split, metric)
@@ -989,7 +989,7 @@ def _candidates(
     import pandas as pd
 
     from pipeline.artifacts import confusion_figure_file, flatten
-    from pipeline.provenance import file_digest
+    from pipeline.tracking.provenance import file_digest
 
     out = []
     for rec in records:
@@ -1043,7 +1043,7 @@ def _candidates(
 
 
 def load_candidate(uri: str, environ: Mapping[str, str] = os.environ):
-    """The :class:`pipeline.serving.Candidate` inside the MLflow model at ``uri`` (a
+    """The :class:`pipeline.tracking.serving.Candidate` inside the MLflow model at ``uri`` (a
     ``models:/`` or ``runs:/`` one read from the tracking store); a one-line error otherwise."""
     import mlflow
     from mlflow.exceptions import MlflowException
@@ -1099,7 +1099,7 @@ def log_evaluation(
     splits: Mapping[str, Path] | None = None,
     environ: Mapping[str, str] = os.environ,
 ) -> dict[str, Any]:
-    """Log an evaluation (:class:`pipeline.evaluation.Evaluation` ``ev`` of ``records``, every
+    """Log an evaluation (:class:`pipeline.evaluation.evaluate.Evaluation` ``ev`` of ``records``, every
     candidate, under :class:`pipeline.config.EvaluateConfig` ``cfg``).
 
     One run for the execution holds ``reports``, the cross-model figures, the leaderboard,
@@ -1114,7 +1114,7 @@ def log_evaluation(
     from mlflow.entities import Metric, Param
 
     from pipeline.artifacts import FIGURES, alpha_figure_file, flatten, gamma_figure_file
-    from pipeline.outbox import outbox_dir
+    from pipeline.tracking.outbox import outbox_dir
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per model otherwise
     uri = tracking_uri(environ)

@@ -1,7 +1,7 @@
 """The batched sweep: every configuration of one loss (each γ × seed) trained at once.
 
-:func:`fit_sweep` trains the configurations as one :class:`~pipeline.model.StackedMLP` and
-returns, for each, what :func:`pipeline.train.fit` returns for it alone: the same
+:func:`fit_sweep` trains the configurations as one :class:`~pipeline.training.model.StackedMLP` and
+returns, for each, what :func:`pipeline.training.train.fit` returns for it alone: the same
 initialisation, data order and dropout masks, its own optimizer state, its own early-stopping
 point (tested to float tolerance on the CPU).
 """
@@ -17,10 +17,10 @@ import numpy as np
 import torch
 
 from pipeline.config import TrainConfig
-from pipeline.criterion import Criterion, to_device
-from pipeline.model import MLP, StackedMLP
-from pipeline.plan import RunSpec
-from pipeline.train import (
+from pipeline.training.criterion import Criterion, to_device
+from pipeline.training.model import MLP, StackedMLP
+from pipeline.training.plan import RunSpec
+from pipeline.training.train import (
     EarlyStopping,
     FitResult,
     Progress,
@@ -38,11 +38,11 @@ from pipeline.train import (
 
 
 def _dropout_generator(seed: int, rng_state: torch.Tensor, device: torch.device) -> torch.Generator:
-    """The generator :func:`~pipeline.train.fit` draws dropout masks from, right after initialising the MLP.
+    """The generator :func:`~pipeline.training.train.fit` draws dropout masks from, right after initialising the MLP.
 
     On the CPU that is the global generator in ``rng_state``, its state after
     ``manual_seed(seed)`` and the MLP's initialisation. On CUDA the MLP is initialised on the
-    CPU, so :func:`~pipeline.train.fit`'s CUDA generator is in its ``manual_seed(seed)`` state; :func:`~pipeline.train.fit`'s
+    CPU, so :func:`~pipeline.training.train.fit`'s CUDA generator is in its ``manual_seed(seed)`` state; :func:`~pipeline.training.train.fit`'s
     masks then come from the fused dropout kernel, whose bits no generator call reproduces:
     the sweep's are independent per seed but not the same bits as a lone run.
     """
@@ -73,7 +73,7 @@ def _take(stack: StackedMLP, opt: torch.optim.Optimizer, keep: torch.Tensor, cfg
 class _Group:
     """Configurations trained together as one stack, with what each brings from the main thread.
 
-    Configurations that share a seed share their data order and dropout masks (as :func:`~pipeline.train.fit`
+    Configurations that share a seed share their data order and dropout masks (as :func:`~pipeline.training.train.fit`
     draws them), so the group holds one shuffle and one dropout generator per seed, not per
     configuration: those are drawn once per seed and step.
     """
@@ -110,28 +110,28 @@ def fit_sweep(
     groups: int | None = None,
     on_epoch: Callable[[int, dict], None] | None = None,
 ) -> list[FitResult]:
-    """Train every configuration in ``specs`` at once; return what :func:`~pipeline.train.fit` gives for each.
+    """Train every configuration in ``specs`` at once; return what :func:`~pipeline.training.train.fit` gives for each.
 
-    The configurations form a :class:`~pipeline.model.StackedMLP` trained by one optimizer on
+    The configurations form a :class:`~pipeline.training.model.StackedMLP` trained by one optimizer on
     ``sum_k loss_k``. Their gradients do not mix, and Adam, AdamW and SGD with momentum update
     elementwise (weight decay too), so slice k follows exactly the updates it would alone.
     Configuration k is initialised as ``torch.manual_seed(seed); MLP(...)``, shuffles with its
     own ``Generator(seed)`` and draws its dropout masks from its own generator in the state
-    :func:`~pipeline.train.fit`'s global one would have (see :func:`_dropout_generator`).
+    :func:`~pipeline.training.train.fit`'s global one would have (see :func:`_dropout_generator`).
 
     ``criterion`` holds one gamma per configuration where the loss takes one (a (K, 1) tensor,
-    see :func:`pipeline.criterion.make_criterion`), in the order of ``specs``.
+    see :func:`pipeline.training.criterion.make_criterion`), in the order of ``specs``.
 
-    Configurations that share a seed share their data order and dropout masks in :func:`~pipeline.train.fit`,
+    Configurations that share a seed share their data order and dropout masks in :func:`~pipeline.training.train.fit`,
     so here those are drawn once per seed and step, and a batch shared by all is one matrix
     product for the first layer: a gamma sweep at one seed draws its random numbers once.
 
     The configurations may be split into ``groups`` stacks, each trained start to finish in a
     thread of its own: the configurations are independent, so this changes no result. How many,
-    and torch's thread count to go with them, is :func:`pipeline.train.thread_plan`'s to say
+    and torch's thread count to go with them, is :func:`pipeline.training.train.thread_plan`'s to say
     and the caller's to set; nothing here changes torch's threads.
 
-    Early stopping per configuration, as in :func:`~pipeline.train.fit` (the monitored score on
+    Early stopping per configuration, as in :func:`~pipeline.training.train.fit` (the monitored score on
     the early-stopping slice): once one has gone ``patience`` epochs without a better score it
     leaves its stack (its slice and its optimizer state are dropped), so
     it is never updated again and costs nothing after; the others go on. Each result holds the

@@ -7,7 +7,7 @@ against the reference (plain cross-entropy); groups candidates identical for the
 the candidates under each metric and names each metric's winner on validation with why it is
 not the pick (Kendall's tau-b between metric rankings). The questions beside the pick (tail and
 head trade, prior shift, the special loss, loss-metric agreement, warnings) are
-:mod:`pipeline.evidence`'s.
+:mod:`pipeline.evaluation.evidence`'s.
 """
 
 from __future__ import annotations
@@ -20,14 +20,14 @@ import numpy as np
 from scipy.stats import kendalltau, rankdata
 
 from pipeline.config import Constraint
-from pipeline.metrics import (
+from pipeline.decision.metrics import (
     COST_METRIC,
     HEADLINE,
     Resamples,
     lower_is_better,
 )
-from pipeline.evidence import paired_difference, verdict
-from pipeline.selection import (
+from pipeline.evaluation.evidence import paired_difference, verdict
+from pipeline.decision.selection import (
     Pick,
     Policy,
     check_policy,

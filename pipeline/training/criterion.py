@@ -17,7 +17,7 @@ import torch
 
 from pipeline import PipelineError, resolve
 from pipeline.loss_specs import LOSS_SPECS, LossSpec, loss_spec
-from pipeline.losses import target_weights
+from pipeline.training.losses import target_weights
 
 
 @dataclass(frozen=True)

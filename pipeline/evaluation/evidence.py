@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from scipy.stats import spearmanr
 
-from pipeline.metrics import (
+from pipeline.decision.metrics import (
     Resamples,
     as_resamples,
     bootstrap_distribution,
@@ -26,7 +26,7 @@ from pipeline.metrics import (
     lower_is_better,
     percentile_interval,
 )
-from pipeline.selection import (
+from pipeline.decision.selection import (
     Policy,
     flat_values,
     kish_ess,
@@ -101,8 +101,8 @@ def _predicted_counts(
     y_true: np.ndarray, y_pred: np.ndarray, n_classes: int, indices: Resamples | np.ndarray
 ) -> np.ndarray:
     """(B, C) how often each class is predicted in each resample: the columns' sums of the
-    resampled confusion matrices that :func:`~pipeline.metrics.bootstrap_distribution` counted
-    (kept by :meth:`~pipeline.metrics.Resamples.counts`, so not counted again)."""
+    resampled confusion matrices that :func:`~pipeline.decision.metrics.bootstrap_distribution` counted
+    (kept by :meth:`~pipeline.decision.metrics.Resamples.counts`, so not counted again)."""
     k = n_classes
     codes = np.asarray(y_true, dtype=np.int64) * k + np.asarray(y_pred, dtype=np.int64)
     resamples = as_resamples(indices)

@@ -1,7 +1,7 @@
 """Training one MLP with early stopping on a slice of the training split, and what every training loop shares.
 
 :func:`fit` trains one configuration, the plain loop a user would write; it is the reference that
-:func:`pipeline.sweep.fit_sweep` (every configuration of a loss at once) is tested against. Both
+:func:`pipeline.training.sweep.fit_sweep` (every configuration of a loss at once) is tested against. Both
 use :class:`EarlyStopping`, :func:`make_optimizer`, :class:`Progress` and :func:`predict_logits`
 from here.
 """
@@ -22,9 +22,9 @@ from tqdm.auto import tqdm
 
 from pipeline import PipelineError
 from pipeline.config import TrainConfig, parse_params, usable_cores
-from pipeline.criterion import Criterion, to_device
-from pipeline.model import MLP, StackedMLP
-from pipeline.plan import RunSpec
+from pipeline.training.criterion import Criterion, to_device
+from pipeline.training.model import MLP, StackedMLP
+from pipeline.training.plan import RunSpec
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The stakeholder report: one self-contained, deterministic HTML page per pipeline run.
 
-The page is Jinja2 templates under ``pipeline/templates/report/``: ``page.html`` lays it out and
+The page is Jinja2 templates under ``pipeline/report/templates/``: ``page.html`` lays it out and
 lists the sections in their order; each section is ``sections/<id>.html``, its words and its
 tables; ``report.css`` is its style. This module gives the templates what they read: the run
 (:class:`Run`, over this run's metrics, audit, data description and figures), the number and name
@@ -22,9 +22,9 @@ from markupsafe import Markup, escape
 
 from pipeline.loss_specs import LOSS_SPECS
 from pipeline.rule_specs import RULE_SPECS
-from pipeline.metrics import lower_is_better
+from pipeline.decision.metrics import lower_is_better
 
-TEMPLATES = Path(__file__).with_name("templates") / "report"
+TEMPLATES = Path(__file__).with_name("templates")
 TOP = 5  # candidates the body's table shows by the policy's order (plus the other metrics' picks)
 
 # The glossary of plain names: a candidate is its model (a loss's words in pipeline.loss_specs, or a

@@ -1,7 +1,7 @@
 """Putting the metrics together: the two class-prior views, intervals, γ and α curves, plot data.
 
 :func:`evaluate` turns every model's test predictions into what ``reports/metrics.json``,
-``reports/audit.json`` (:func:`pipeline.audit.build_audit`) and ``reports/summary.json`` hold,
+``reports/audit.json`` (:func:`pipeline.evaluation.audit.build_audit`) and ``reports/summary.json`` hold,
 and :func:`plot_data` into the data of DVC's plots; the evaluate stage writes and logs them.
 """
 
@@ -13,10 +13,16 @@ import numpy as np
 
 from pipeline import PipelineError
 from pipeline.artifacts import Audit, Meta, MetricsFile, ModelRecord
-from pipeline.audit import across_seeds, build_audit, rarest_class
-from pipeline.evidence import loss_metric_agreement, pick_warnings, prior_shift, special_loss_question, tail_trade
+from pipeline.evaluation.audit import across_seeds, build_audit, rarest_class
+from pipeline.evaluation.evidence import (
+    loss_metric_agreement,
+    pick_warnings,
+    prior_shift,
+    special_loss_question,
+    tail_trade,
+)
 from pipeline.config import EvaluateConfig, cost_matrix, deploy_prior_vector
-from pipeline.metrics import (
+from pipeline.decision.metrics import (
     COST_METRIC,
     bootstrap_indices,
     bootstrap_intervals,
@@ -26,10 +32,10 @@ from pipeline.metrics import (
     confusion_matrix,
     prior_weights,
 )
-from pipeline.plan import model_name
+from pipeline.training.plan import model_name
 from pipeline.rule_specs import rule_spec
-from pipeline.selection import Policy, View, flat_values, policy_of, resampled_values
-from pipeline.strength import curve_rows, strength_curves
+from pipeline.decision.selection import Policy, View, flat_values, policy_of, resampled_values
+from pipeline.evaluation.strength import curve_rows, strength_curves
 
 # Count-based metrics that get bootstrap intervals (besides the rarest class's recall/precision).
 CI_METRICS = (

@@ -16,7 +16,7 @@ import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from pipeline.artifacts import FIGURES, alpha_figure_file, confusion_figure_file, gamma_figure_file  # noqa: E402
-from pipeline.evaluation import GAMMA_METRICS  # noqa: E402
+from pipeline.evaluation.evaluate import GAMMA_METRICS  # noqa: E402
 
 DPI = 110
 RANKED = 20  # candidates in the rank figure (the policy's top ones; the appendix lists all)
@@ -171,7 +171,7 @@ def gamma_curves_figure(rows: list[dict], metrics: list[str], title: str) -> Fig
 
 
 def alpha_curves_figure(family: str, curve: dict) -> Figure:
-    """A weight-strength family's metrics against alpha (:mod:`pipeline.strength`): validation
+    """A weight-strength family's metrics against alpha (:mod:`pipeline.evaluation.strength`): validation
     (what choosing reads) and test (the estimate), each with its bootstrap interval; the peak on
     validation marked, the alphas within noise of it shaded."""
     rows = curve["rows"]
@@ -340,8 +340,8 @@ def agreement_curves_figure(agreement: dict, models: list[str]) -> Figure:
 def evaluation_figures(ev, data, meta: dict) -> list[tuple[str, Callable[..., Figure], tuple]]:
     """Every figure of an evaluation, as :func:`render` jobs ``(file name, function, arguments)``.
 
-    ``ev`` is a :class:`pipeline.evaluation.Evaluation`, ``data`` its
-    :class:`pipeline.evaluation.PlotData`, ``meta`` the prepared data's ``meta.json``. The file
+    ``ev`` is a :class:`pipeline.evaluation.evaluate.Evaluation`, ``data`` its
+    :class:`pipeline.evaluation.evaluate.PlotData`, ``meta`` the prepared data's ``meta.json``. The file
     names are :mod:`pipeline.artifacts`'; the report embeds these same files.
     """
     classes, audit, metrics = meta["classes"], ev.audit, ev.metrics

@@ -1,6 +1,6 @@
 """The MLflow model of a candidate, logged as a model from code (this file, not a pickled object).
 
-Its one artifact, ``bundle``, is a :mod:`pipeline.serving` bundle; the ``pipeline`` package
+Its one artifact, ``bundle``, is a :mod:`pipeline.tracking.serving` bundle; the ``pipeline`` package
 travels with it in ``code_paths``. ``predict`` takes raw rows (a DataFrame with the training
 file's columns, typed as the model's signature says: MLflow refuses a missing column or a value
 of the wrong type first) and returns the decided class name in ``prediction`` and one
@@ -20,12 +20,12 @@ from mlflow.pyfunc import PythonModel
 
 class CandidateModel(PythonModel):
     def load_context(self, context):
-        from pipeline.serving import Candidate
+        from pipeline.tracking.serving import Candidate
 
         self.candidate = Candidate.load(context.artifacts["bundle"])
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
-        from pipeline.columns import DataError
+        from pipeline.data.columns import DataError
 
         if not isinstance(model_input, pd.DataFrame):
             model_input = pd.DataFrame(model_input)

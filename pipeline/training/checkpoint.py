@@ -14,7 +14,7 @@ import torch
 
 from pipeline import PipelineError
 from pipeline.artifacts import RunEntry
-from pipeline.model import MLP
+from pipeline.training.model import MLP
 
 CHECKPOINT_FORMAT = "imbalance-pipeline/mlp"
 CHECKPOINT_VERSION = 1
@@ -55,7 +55,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 def load_model(path: str | Path) -> MLP:
-    """The :class:`~pipeline.model.MLP` of a checkpoint, in eval mode, on the CPU.
+    """The :class:`~pipeline.training.model.MLP` of a checkpoint, in eval mode, on the CPU.
 
     Its output columns are the checkpoint's ``classes`` (:func:`read_checkpoint`).
     """

@@ -5,7 +5,7 @@ optional (C,) per-class weight (or (K, C), one row per stacked configuration, wi
 (K, N, C) and target (K, N)). ``reduction="mean"`` divides by the summed weights of the
 targets, exactly like :func:`torch.nn.functional.cross_entropy`. Every function also accepts
 leading batch dimensions, logits (..., N, C) and target (..., N), which is how K configurations
-are trained together (see :class:`pipeline.criterion.Criterion`). Which loss reads what is in the
+are trained together (see :class:`pipeline.training.criterion.Criterion`). Which loss reads what is in the
 spec table (:mod:`pipeline.loss_specs`), not here; the ``*_inputs`` hooks derive a loss's tensors
 from the training class counts.
 """

@@ -8,7 +8,7 @@ that runs code when read:
   (``outputs/decisions/<model>+<rule>.json``: tau, biases, cost matrix, and the ``context`` that
   applies it), and the model's calibration (``outputs/decisions/calibration/<model>.json``: the
   vector scaling that makes its probabilities the ``p_<class>`` a candidate returns);
-- ``preprocessing.json``: the fitted preprocessing (:mod:`pipeline.preprocessing`);
+- ``preprocessing.json``: the fitted preprocessing (:mod:`pipeline.data.preprocessing`);
 - ``model.pt`` (an MLP checkpoint, read with ``weights_only=True``) or ``model.json`` (a
   baseline's own description: a prior, logistic-regression coefficients; for XGBoost its best
   iteration, the booster itself in ``booster.ubj``, XGBoost's binary format, which loads 10-20x
@@ -17,7 +17,7 @@ that runs code when read:
 
 :func:`write_bundle` makes one from the pipeline's outputs and returns its content digest (the
 sha256 of its files, by name); :class:`Candidate` loads one and predicts. The MLflow model of a
-candidate (:mod:`pipeline.mlflow_model`) is a bundle plus this code.
+candidate (:mod:`pipeline.tracking.mlflow_model`) is a bundle plus this code.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ import pandas as pd
 
 from pipeline import PipelineError
 from pipeline.io import dumps, read_json, write_json
-from pipeline.preprocessing import Preprocessing, load_preprocessing
+from pipeline.data.preprocessing import Preprocessing, load_preprocessing
 
 if TYPE_CHECKING:
     from pipeline.artifacts import ModelRecord
@@ -78,7 +78,7 @@ def write_bundle(
     ``kind`` is ``mlp`` or a baseline's name; ``model_file`` its checkpoint or description;
     ``decision`` the rule's fitted parameters file's contents (None: the model's argmax), whose
     forest (anomaly) lies in ``decisions_dir``; ``calibration`` the model's
-    (:func:`pipeline.decision.fit_calibration`; None: its probabilities as they are).
+    (:func:`pipeline.decision.rules.fit_calibration`; None: its probabilities as they are).
     """
     out = Path(out)
     out.mkdir(parents=True)
@@ -176,7 +176,7 @@ class Candidate:
             )
         forest = None
         if (bundle / "forest.skops").is_file():
-            from pipeline.decision import load_forest
+            from pipeline.decision.rules import load_forest
 
             forest = load_forest(bundle / "forest.skops")
         return cls(
@@ -195,14 +195,14 @@ class Candidate:
         prediction files hold them: the rule decides on the model's probabilities, and the
         probabilities returned are the model's calibrated ones (those of a rule with a posterior of
         its own, as the cost rule has: :data:`pipeline.rule_specs.RULE_SPECS`)."""
-        from pipeline.decision import calibrate
+        from pipeline.decision.rules import calibrate
 
         proba = self._proba(np.asarray(X, dtype=np.float32))
         shipped = proba if self.calibration is None else calibrate(proba, self.calibration)
         if self.decision is None:
             return shipped, proba.argmax(axis=1)
-        from pipeline.candidates import rule_context
-        from pipeline.decision import anomaly_scores, apply_rule
+        from pipeline.decision.candidates import rule_context
+        from pipeline.decision.rules import anomaly_scores, apply_rule
         from pipeline.rule_specs import rule_spec
 
         scores = None if self._forest is None else anomaly_scores(self._forest, X)
@@ -214,7 +214,7 @@ class Candidate:
     def predict(self, frame: pd.DataFrame, *, strict: bool = False) -> pd.DataFrame:
         """The decided class name (``prediction``) and one ``p_<class>`` column per class for
         each raw row of ``frame`` (index kept); ``strict``: see
-        :meth:`pipeline.preprocessing.Preprocessing.transform`."""
+        :meth:`pipeline.data.preprocessing.Preprocessing.transform`."""
         proba, y_pred = self.decide(self.preprocessing.transform(frame, strict=strict))
         out = pd.DataFrame({PREDICTION: np.asarray(self.classes, dtype=object)[y_pred]}, index=frame.index)
         for j, c in enumerate(self.classes):
@@ -228,7 +228,7 @@ def _base_proba(kind: str, bundle: Path, n_classes: int):
     if kind == "mlp":
         import torch
 
-        from pipeline.checkpoint import load_model
+        from pipeline.training.checkpoint import load_model
 
         net = load_model(bundle / "model.pt")
 
@@ -242,7 +242,7 @@ def _base_proba(kind: str, bundle: Path, n_classes: int):
         prior = np.asarray(saved["prior"], dtype=np.float64)
         return lambda X: np.tile(prior, (len(X), 1))
     if kind == "logreg_balanced":
-        from pipeline.decision import softmax
+        from pipeline.decision.rules import softmax
 
         coef, intercept = np.asarray(saved["coef"]), np.asarray(saved["intercept"])
         return lambda X: softmax(X.astype(np.float64) @ coef.T + intercept)

@@ -2,13 +2,13 @@
 ``<model>+<rule>`` candidates (which models get decision rules, and each rule), all fitted on
 validation, cross-fitted for the validation predictions and fitted once for test.
 
-Every candidate ships its model's calibrated probabilities (:func:`pipeline.decision.calibrate`)
+Every candidate ships its model's calibrated probabilities (:func:`pipeline.decision.rules.calibrate`)
 beside the decisions its rule makes on the model's own ones (a rule with a posterior of its own,
 as the ``cost`` rule has, ships that one: :data:`pipeline.rule_specs.RULE_SPECS`); a model's own
 candidate decides by its argmax, as trained.
 
-The maths of the rules is :mod:`pipeline.decision`'s; the policy as an objective is
-:mod:`pipeline.selection`'s. Nothing here reads a test label: the test split's features and
+The maths of the rules is :mod:`pipeline.decision.rules`'s; the policy as an objective is
+:mod:`pipeline.decision.selection`'s. Nothing here reads a test label: the test split's features and
 probabilities go through the fitted rule, and its ``y_true`` is copied into the output as is.
 """
 
@@ -27,7 +27,7 @@ from sklearn.ensemble import IsolationForest
 from pipeline import PipelineError
 from pipeline.artifacts import Meta, ModelRecord, candidate_name, predictions_frame
 from pipeline.config import EvaluateConfig, cost_matrix
-from pipeline.decision import (
+from pipeline.decision.rules import (
     RuleContext,
     anomaly_scores,
     apply_rule,
@@ -42,7 +42,7 @@ from pipeline.decision import (
     parameter_count,
 )
 from pipeline.rule_specs import ANOMALY_SCORES, COST, rule_spec
-from pipeline.selection import Objective, policy_of
+from pipeline.decision.selection import Objective, policy_of
 
 log = logging.getLogger(__name__)
 
@@ -231,7 +231,7 @@ def decide_all(
 
 
 def rule_context(fitted: dict, anomaly_scores: np.ndarray | None = None) -> RuleContext:
-    """The :class:`~pipeline.decision.RuleContext` a rule's file describes, for new rows
+    """The :class:`~pipeline.decision.rules.RuleContext` a rule's file describes, for new rows
     (``anomaly_scores``: theirs, the anomaly rule only)."""
     ctx = fitted["context"]
     cost = fitted.get("cost_matrix")

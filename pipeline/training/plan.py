@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pipeline.config import TrainConfig, to_dict
 from pipeline import PipelineError
 from pipeline.loss_specs import EFFECTIVE_NUMBER, SCHEME, loss_only_keys, loss_spec
-from pipeline.weights import class_weights, power_weights
+from pipeline.data.weights import class_weights, power_weights
 
 # Sweep lists are spread into the runs rather than kept in the set-up.
 _SWEEP_KEYS = ("losses", "gammas", "seeds", "alphas", "alpha_losses")
@@ -71,7 +71,7 @@ def drw_start(cfg: TrainConfig) -> int:
 
     Cao et al. (2019) re-weight from epoch 160 of 200 on CIFAR; 2/3 leaves the unweighted phase
     most of the budget while keeping a third for the re-weighted one. Early stopping and model
-    selection start at this epoch (see :func:`pipeline.train.fit`), so the model kept is a
+    selection start at this epoch (see :func:`pipeline.training.train.fit`), so the model kept is a
     re-weighted one.
     """
     return cfg.drw_epoch if cfg.drw_epoch is not None else max(1, round(2 * cfg.epochs / 3))
@@ -91,7 +91,7 @@ def loss_weights(loss: str, weights: dict, runs: list[RunSpec] | None = None) ->
     """The class weights ``loss`` trains with, from the weights stage's output, or None.
 
     Runs with a weight strength ``alpha`` (a sweep of ``train.alphas``) get one row of weights
-    each, :func:`pipeline.weights.power_weights`, in the order of ``runs``: scheme ``power``,
+    each, :func:`pipeline.data.weights.power_weights`, in the order of ``runs``: scheme ``power``,
     ``alphas`` and ``weights`` (R, C)."""
     kind = loss_spec(loss).weights
     if runs and runs[0].alpha is not None:

@@ -1,6 +1,6 @@
 """The fitted preprocessing as a saved, replayable artefact: ``preprocessing.json``.
 
-prepare fits scikit-learn's ColumnTransformer (:func:`pipeline.data._preprocessor`) on the
+prepare fits scikit-learn's ColumnTransformer (:func:`pipeline.data.prepare._preprocessor`) on the
 training split; :func:`from_fitted` exports every number it learned into a :class:`Preprocessing`
 (the column decisions, the class names, the output feature names, per numeric feature its median
 and the scaler's mean and scale, per categorical column its most frequent level, its kept levels
@@ -13,7 +13,7 @@ New rows are coerced as follows:
 
 - columns the preprocessing does not need (identifiers, empty columns, anything extra) are
   ignored; :meth:`Preprocessing.unexpected_columns` names the ones training never saw;
-- :func:`pipeline.columns.apply_decisions` turns CSV text, integers and floats into the decided
+- :func:`pipeline.data.columns.apply_decisions` turns CSV text, integers and floats into the decided
   types; numbers are computed in float32 when every numeric input arrives as float32, else in
   float64, as scikit-learn does;
 - a categorical column that arrives as numbers (a CSV reader turned ``007`` into 7) maps each
@@ -21,7 +21,7 @@ New rows are coerced as follows:
 - a missing cell is imputed (median, most frequent level).
 
 A required column that is missing is an error. With ``strict=True`` each of these is a one-line
-:class:`~pipeline.columns.DataError` naming the column and the first offending value with its
+:class:`~pipeline.data.columns.DataError` naming the column and the first offending value with its
 row position (0-based): a numeric cell that is not missing yet not a number, a date cell that does
 not parse, a categorical level never seen in training; and a row whose every needed cell is missing. Without it they behave as scikit-learn
 does: an unreadable number or date is missing, so imputed; an unseen level goes to the infrequent
@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline import PipelineError
-from pipeline.columns import MISSING, Column, DataError, _as_text, apply_decisions
+from pipeline.data.columns import MISSING, Column, DataError, _as_text, apply_decisions
 from pipeline.io import read_json, write_json
 
 if TYPE_CHECKING:
@@ -102,7 +102,7 @@ class Preprocessing:
         """``frame`` (CSV cells as text, or typed) with its needed columns as :meth:`input_types`
         says, as the served model receives them: numbers as float64, levels and dates as text. A
         missing column, or a cell that is not missing yet not of its column's type, is a
-        one-line :class:`~pipeline.columns.DataError` naming the column (the value and its row)."""
+        one-line :class:`~pipeline.data.columns.DataError` naming the column (the value and its row)."""
         self._require(frame)
         decisions = [c for c in self.columns if c.name in self.raw_columns]
         applied = apply_decisions(frame[self.raw_columns], decisions)
@@ -293,7 +293,7 @@ def _numbers_as_levels(values: pd.Series, levels: tuple[str, ...]) -> pd.Series:
 
 
 def from_fitted(column_transformer: ColumnTransformer, columns: list[Column], classes: list[str]) -> Preprocessing:
-    """Export a ColumnTransformer fitted by :func:`pipeline.data._preprocessor`.
+    """Export a ColumnTransformer fitted by :func:`pipeline.data.prepare._preprocessor`.
 
     Inputs the imputer dropped (no value in the training rows) have no output, as in
     scikit-learn, and are left out.

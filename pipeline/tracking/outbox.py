@@ -1,10 +1,10 @@
-"""What a stage means to log to MLflow, written as files first (:mod:`pipeline.tracking` sends them).
+"""What a stage means to log to MLflow, written as files first (:mod:`pipeline.tracking.runs` sends them).
 
 A training stage describes each of its runs as a :class:`RunRecord` (name, tags, params, every
 metric with its timestamp and step, start and end time, status, its parent's record) and writes
 it under ``<repository root>/.mlflow-outbox/`` before, and while, sending it. The repository root
 is ``DVC_ROOT``: a ``dvc queue`` worker's temporary copy is deleted afterwards, the records must
-outlive it. Sending is idempotent (:func:`pipeline.tracking.send`: a run by its ``outbox_key``
+outlive it. Sending is idempotent (:func:`pipeline.tracking.runs.send`: a run by its ``outbox_key``
 tag, a metric by its key and step), so when the store was unreachable or the stage was cut
 short, the next stage that logs, or ``make send``, sends what is missing; a sent record moves to
 ``sent/``, and a run deleted from the store is sent again from it. An evaluation or a report
