@@ -343,11 +343,6 @@ def predictions_by_model(root: str | Path, names: list[str]) -> dict[str, Path]:
     return out
 
 
-def decision_params_path(root: str | Path, candidate: str) -> Path:
-    """``<root>/<model>+<rule>.json``: a decision rule's fitted parameters."""
-    return Path(root) / f"{candidate}.json"
-
-
 def candidate_name(model: str, rule: str | None) -> str:
     """``<model>`` (argmax as trained) or ``<model>+<rule>``."""
     return model if rule is None else f"{model}+{rule}"

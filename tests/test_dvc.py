@@ -200,8 +200,8 @@ def test_a_parallel_queue_from_a_fresh_clone_lands_in_one_store_and_moves_no_ali
     d, env, _ = repo
     clone = tmp_path / "clone"
     sh(f"git clone -q {d} {clone}", tmp_path, env)
-    assert not (clone / "mlflow.db").exists()  # three workers will open a new store at once
-    for lr in ("0.002", "0.003", "0.004"):
+    assert not (clone / "mlflow.db").exists()  # two workers will open a new store at once
+    for lr in ("0.002", "0.003"):
         sh(f"dvc exp run --queue -S train.lr={lr}", clone, env)
     try:
         sh("dvc queue start -j 2", clone, env)
@@ -214,11 +214,11 @@ def test_a_parallel_queue_from_a_fresh_clone_lands_in_one_store_and_moves_no_ali
             time.sleep(5)
     finally:
         subprocess.run("dvc queue stop", cwd=clone, env=env, shell=True, capture_output=True)
-    assert status.count("Success") == 3, status + sh(
+    assert status.count("Success") == 2, status + sh(
         "dvc queue logs $(dvc queue status | awk 'NR>1{print $1; exit}') 2>&1 || true", clone, env
     )
     names = set(sh("dvc exp ls --name-only", clone, env).split())
-    assert len(names) == 3  # and `dvc exp show` lists them
+    assert len(names) == 2  # and `dvc exp show` lists them
     shown = json.dumps(sh_json("dvc exp show --json", clone, env))
     assert all(name in shown for name in names)
     base = sh("git rev-parse HEAD", clone, env).strip()
@@ -227,7 +227,7 @@ def test_a_parallel_queue_from_a_fresh_clone_lands_in_one_store_and_moves_no_ali
     assert {r.data.tags.get("dvc_exp_name") for r in runs} == names  # every run in the one store, tagged
     assert all(r.data.tags["dvc_exp_base_commit"] == base and "git_dirty" not in r.data.tags for r in runs)
     assert {r.info.status for r in runs} == {"FINISHED"}
-    assert len([r for r in runs if r.data.tags.get("role") == "evaluation"]) == 3
+    assert len([r for r in runs if r.data.tags.get("role") == "evaluation"]) == 2
     model = client.get_registered_model("tiny")
     assert not model.aliases  # no experiment moves champion
     versions = client.search_model_versions("name = 'tiny'")
