@@ -39,7 +39,10 @@ import hashlib, json, sys
 sys.path.insert(0, sys.argv[1])
 from pipeline.artifacts import load_decision_records, load_model_records
 from pipeline.config import load_params
-from pipeline.evaluation.evaluate import evaluate, plot_data
+try:
+    from pipeline.evaluation.evaluate import evaluate, plot_data
+except ModuleNotFoundError:  # a commit from before pipeline/ had sub-packages
+    from pipeline.evaluation import evaluate, plot_data
 from pipeline.io import dumps, read_json
 params = load_params("params.yaml")
 meta = read_json("data/prepared/meta.json")

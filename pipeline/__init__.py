@@ -5,8 +5,14 @@ The sub-packages follow the data: ``data`` -> ``training`` -> ``decision`` -> ``
 shared modules here (``config``, the loss and rule tables ``loss_specs`` and ``rule_specs``,
 ``artifacts``, the files the stages hand each other, and ``io``); never from a later one
 (``tests/test_layout.py``). Everything here computes; the DVC entry points in ``stages/`` read
-and write files, and ``pipeline.tracking.runs`` is the one module that talks to MLflow.
+and write files, and ``pipeline.tracking.runs`` is the one module that talks to MLflow (besides
+the logged model's own code, ``pipeline.tracking.mlflow_model``).
 """
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 
 class PipelineError(Exception):
@@ -23,6 +29,55 @@ def resolve(path: str, what: str):
         return getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError):
         raise PipelineError(f"{what} {path!r} cannot be imported") from None
+
+
+def in_parallel(fn: Callable[..., Any], jobs: list[tuple], workers: int | None = None) -> list:
+    """``[fn(*job) for job in jobs]``, in order, over forked worker processes (default: one per
+    usable core, :func:`pipeline.config.usable_cores`, so none in a `dvc queue` worker).
+
+    For CPU-bound Python (the rules' searches, drawing figures), where threads would not help.
+    Forking shares ``fn`` and ``jobs`` with the workers without pickling them; only the results
+    come back. An error, Ctrl-C or SIGTERM here terminates the workers at once, without waiting
+    for the jobs still queued. The workers leave the signals to this process: SIGTERM ends one
+    (its default), and Ctrl-C, which reaches the whole process group, is ignored there.
+    """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from pipeline.config import usable_cores
+
+    workers = min(workers or usable_cores(), len(jobs))
+    if workers <= 1:
+        return [fn(*job) for job in jobs]
+    global _WORK
+    _WORK = (fn, jobs)
+    context = multiprocessing.get_context("fork")
+    try:
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=_leave_signals) as pool:
+            futures = [pool.submit(_call, i) for i in range(len(jobs))]
+            try:
+                return [future.result() for future in futures]
+            except BaseException:
+                for child in multiprocessing.active_children():
+                    child.terminate()
+                raise
+    finally:
+        _WORK = None
+
+
+_WORK = None  # (fn, jobs) of in_parallel, inherited by its forked workers
+
+
+def _call(i: int):
+    fn, jobs = _WORK
+    return fn(*jobs[i])
+
+
+def _leave_signals() -> None:
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 class Interrupted(BaseException):

@@ -142,6 +142,12 @@ def test_killing_the_server_mid_training_loses_nothing_and_send_logs_nothing_twi
     server.start()  # the same store, back
     runs = client.search_runs([client.get_experiment_by_name("tiny").experiment_id])
     assert {r.info.status for r in runs if r.data.tags.get("role") in ("training", "stage")} == {"RUNNING"}
+    held = {
+        r.info.run_name: len(client.get_metric_history(r.info.run_id, "train_loss"))
+        for r in runs
+        if r.data.tags.get("role") == "training"
+    }
+    assert all(held[name] < len(t["history"]) for name, t in training.items()), held  # killed mid-run
     sent = subprocess.run([sys.executable, "-m", "stages.send"], cwd=ROOT, env=env, capture_output=True, text=True)
     assert sent.returncode == 0, sent.stderr
     assert f"MLflow store {server.uri} is up to date with the DVC outputs: sent 3 run(s)" in sent.stderr
@@ -275,3 +281,66 @@ def test_an_evaluation_cut_off_while_logging_keeps_its_outputs_and_send_logs_it_
     send.main([])  # nothing waits: nothing logged again
     assert "nothing was waiting" in caplog.text, [r.getMessage() for r in caplog.records if r.name == "send"]
     assert len(client.search_logged_models([evaluation.info.experiment_id])) == logged
+
+
+# A stage that works in forked processes (decide's rules, evaluate's figures), each job a minute
+# long: stopped while they run, every process must be gone within 10 s.
+WORKING_STAGE = """
+import sys, time
+from stages._cli import run
+from pipeline import in_parallel
+from pipeline.evaluation.plots import render
+
+
+def main():
+    if sys.argv[1] == "rules":
+        in_parallel(time.sleep, [(60,)] * 4, workers=2)
+    else:
+        render([(str(i), time.sleep, (60,)) for i in range(4)], workers=2)
+
+
+run(main)
+"""
+
+
+@pytest.mark.parametrize("work", ["rules", "figures"])
+@pytest.mark.parametrize("stop", ["SIGTERM to the group", "Ctrl-C", "SIGTERM to the stage"])
+def test_a_stage_stopped_while_its_workers_run_ends_with_every_worker_within_10_s(tmp_path, work, stop):
+    import psutil
+
+    script = tmp_path / "working_stage.py"
+    script.write_text(WORKING_STAGE)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    stage = subprocess.Popen(
+        [sys.executable, str(script), work],
+        cwd=ROOT,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=default_sigint,
+    )
+    deadline = time.time() + 60
+    while len(psutil.Process(stage.pid).children()) < 2:  # both workers at work
+        assert time.time() < deadline and stage.poll() is None, stage.communicate()[1]
+        time.sleep(0.1)
+    workers = psutil.Process(stage.pid).children()
+    time.sleep(0.5)  # the jobs have started
+    stopped = time.time()
+    if stop == "SIGTERM to the stage":
+        os.kill(stage.pid, signal.SIGTERM)
+    else:
+        os.killpg(stage.pid, signal.SIGINT if stop == "Ctrl-C" else signal.SIGTERM)
+    try:
+        _, err = stage.communicate(timeout=10)
+        _, alive = psutil.wait_procs(workers, timeout=max(0.1, 10 - (time.time() - stopped)))
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"the stage still runs 10 s after {stop}")
+    finally:
+        os.killpg(stage.pid, signal.SIGKILL) if stage.poll() is None else None
+        for p in psutil.Process().children(recursive=True):
+            if p in workers:
+                p.kill()
+    assert not alive, f"workers still running 10 s after {stop}: {alive}"
+    assert stage.returncode == (130 if stop == "Ctrl-C" else 143)
+    assert err.count("\n") == 1 and err.startswith("interrupted: "), err  # one line, no traceback

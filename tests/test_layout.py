@@ -8,25 +8,39 @@ PIPELINE = Path(__file__).resolve().parents[1] / "pipeline"
 ORDER = ("", "data", "training", "decision", "evaluation", "tracking", "report")
 
 
-def concern(module: str) -> str:
+def concern(module: str, root: Path = PIPELINE) -> str:
     """``pipeline.training.train`` -> ``training``; a top-level module (``pipeline.config``) -> ``""``."""
     parts = module.split(".")
-    return parts[1] if len(parts) > 1 and (PIPELINE / parts[1]).is_dir() else ""
+    return parts[1] if len(parts) > 1 and (root / parts[1]).is_dir() else ""
 
 
 def imports(path: Path) -> set[str]:
-    """The ``pipeline`` modules ``path`` imports, at its top or inside a function."""
+    """The ``pipeline`` modules ``path`` may import, at its top or inside a function (``from
+    pipeline import x`` names ``pipeline`` and ``pipeline.x``); a relative import is an error."""
     out = set()
     for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "pipeline":
-            out.add(node.module)
+        if isinstance(node, ast.ImportFrom):
+            assert node.level == 0, f"{path}: a relative import; write it as pipeline.<concern>.<module>"
+            if node.module.split(".")[0] == "pipeline":
+                out |= {node.module, *(f"{node.module}.{a.name}" for a in node.names)}
         elif isinstance(node, ast.Import):
             out.update(a.name for a in node.names if a.name.split(".")[0] == "pipeline")
     return out
 
 
-def module_of(path: Path) -> str:
-    return ".".join(("pipeline", *path.relative_to(PIPELINE).with_suffix("").parts)).removesuffix(".__init__")
+def module_of(path: Path, root: Path = PIPELINE) -> str:
+    return ".".join(("pipeline", *path.relative_to(root).with_suffix("").parts)).removesuffix(".__init__")
+
+
+def backward_imports(root: Path = PIPELINE) -> list[str]:
+    """``"<module> imports <module>"`` for each import from a concern into a later one."""
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        here = module_of(path, root)
+        for target in sorted(imports(path)):
+            if ORDER.index(concern(target, root)) > ORDER.index(concern(here, root)):
+                found.append(f"{here} imports {target}")
+    return found
 
 
 def test_every_module_lies_in_a_known_concern():
@@ -35,18 +49,19 @@ def test_every_module_lies_in_a_known_concern():
 
 
 def test_imports_go_from_later_concerns_to_earlier_ones():
-    backwards = []
-    for path in sorted(PIPELINE.rglob("*.py")):
-        here = module_of(path)
-        for target in imports(path):
-            if ORDER.index(concern(target)) > ORDER.index(concern(here)):
-                backwards.append(f"{here} imports {target}")
+    backwards = backward_imports()
     assert not backwards, "imports into a later concern: " + "; ".join(backwards)
 
 
-def test_the_check_sees_a_backward_import(tmp_path):
-    later = tmp_path / "m.py"
-    later.write_text("def f():\n    from pipeline.report.render import Run\n")
-    assert imports(later) == {"pipeline.report.render"}
-    assert ORDER.index(concern("pipeline.report.render")) > ORDER.index(concern("pipeline.data.prepare"))
-    assert concern("pipeline.config") == "" and concern("pipeline.tracking") == "tracking"
+def test_the_check_sees_a_backward_import_in_any_form(tmp_path):
+    for package in ("data", "report"):
+        (tmp_path / package).mkdir()
+        (tmp_path / package / "__init__.py").write_text("")
+    (tmp_path / "config.py").write_text("from pipeline.data import prepare\n")  # shared -> data: backwards
+    (tmp_path / "report" / "render.py").write_text("from pipeline.data.prepare import prepare\n")  # fine
+    (tmp_path / "data" / "prepare.py").write_text("def f():\n    from pipeline import report\n")  # inside a function
+    assert backward_imports(tmp_path) == [
+        "pipeline.config imports pipeline.data",
+        "pipeline.config imports pipeline.data.prepare",
+        "pipeline.data.prepare imports pipeline.report",
+    ]

@@ -200,8 +200,10 @@ def test_the_pipeline_logs_to_a_shared_tracking_server_and_reads_back(tracking_s
         monkeypatch.setenv(k, v)
     d = tmp_path / "run"
     d.mkdir()
-    # one decision rule, not four: every kind of run and model still goes through the server, in half the calls
-    overrides = {"mlflow": {"experiment": experiment}, "evaluate": {"decisions": {"rules": ["posthoc_adjust"]}}}
+    # two decision rules of four: every kind of run and model still goes through the server (the
+    # anomaly rule's bundles hold its forest file), in about half the calls
+    rules = ["posthoc_adjust", "anomaly"]
+    overrides = {"mlflow": {"experiment": experiment}, "evaluate": {"decisions": {"rules": rules}}}
     run_pipeline(d, write_params(d / "params.yaml", overrides))
     assert not list((tmp_path / "outbox").glob("*.json")), "runs left waiting in the outbox: the server was not reached"
 

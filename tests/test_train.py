@@ -432,10 +432,11 @@ def test_the_optimizer_is_torch_optims_fused_one_with_the_configured_settings(ki
 def test_decide_and_evaluate_fork_no_workers_in_a_queue_worker(tmp_path, monkeypatch):
     """decide's searches and evaluate's figures run in forked processes, one per usable core:
     none inside a `dvc queue` worker, where the jobs already share the cores."""
+    import concurrent.futures
     import os
 
     import pipeline.evaluation.plots
-    from pipeline.decision.candidates import in_parallel
+    from pipeline import in_parallel
 
     if len(os.sched_getaffinity(0)) < 2:
         pytest.skip("one core: nothing is forked anywhere")
@@ -448,7 +449,7 @@ def test_decide_and_evaluate_fork_no_workers_in_a_queue_worker(tmp_path, monkeyp
     def no_pool(*a, **k):
         raise AssertionError("a process pool in a queue worker")
 
-    monkeypatch.setattr(pipeline.evaluation.plots, "ProcessPoolExecutor", no_pool)
+    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", no_pool)
     import matplotlib.figure
 
     names = [

@@ -15,16 +15,14 @@ probabilities go through the fitted rule, and its ``y_true`` is copied into the 
 from __future__ import annotations
 
 import logging
-import multiprocessing
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from sklearn.ensemble import IsolationForest
 
-from pipeline import PipelineError
+from pipeline import PipelineError, in_parallel
 from pipeline.artifacts import Meta, ModelRecord, candidate_name, predictions_frame
 from pipeline.config import EvaluateConfig, cost_matrix
 from pipeline.decision.rules import (
@@ -243,35 +241,6 @@ def rule_context(fitted: dict, anomaly_scores: np.ndarray | None = None) -> Rule
         rarest=int(ctx["rarest"]),
         anomaly_scores=anomaly_scores,
     )
-
-
-def in_parallel(fn, jobs: list[tuple], workers: int | None = None) -> list:
-    """``[fn(*job) for job in jobs]``, in order, over forked worker processes (one per usable
-    core: none in a `dvc queue` worker, :func:`pipeline.config.usable_cores`).
-
-    The searches are CPU-bound Python, so threads would not help; forking shares ``fn``'s
-    closure (the predictions, the objective) with the workers without pickling it.
-    """
-    from pipeline.config import usable_cores
-
-    workers = min(workers or usable_cores(), len(jobs))
-    if workers <= 1:
-        return [fn(*job) for job in jobs]
-    global _WORK
-    _WORK = (fn, jobs)
-    try:
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-            return list(pool.map(_call, range(len(jobs))))
-    finally:
-        _WORK = None
-
-
-_WORK = None  # (fn, jobs) of in_parallel, inherited by its forked workers
-
-
-def _call(i: int):
-    fn, jobs = _WORK
-    return fn(*jobs[i])
 
 
 def _short(value) -> str:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import io
-import multiprocessing
-from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable
 
 import matplotlib
 
@@ -15,6 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from pipeline import in_parallel  # noqa: E402
 from pipeline.artifacts import FIGURES, alpha_figure_file, confusion_figure_file, gamma_figure_file  # noqa: E402
 from pipeline.evaluation.evaluate import GAMMA_METRICS  # noqa: E402
 
@@ -77,28 +76,17 @@ def png(fig: Figure) -> bytes:
     return buf.getvalue()
 
 
-def _render(job: tuple[str, Callable[..., Figure], tuple]) -> tuple[str, bytes]:
-    name, draw, args = job
-    return name, png(draw(*args))
-
-
-def render(
-    jobs: list[tuple[str, Callable[..., Figure], tuple]], workers: int | None = None
-) -> Iterator[tuple[str, bytes]]:
+def render(jobs: list[tuple[str, Callable[..., Figure], tuple]], workers: int | None = None) -> list[tuple[str, bytes]]:
     """``(name, PNG bytes)`` of each job ``(name, figure function, its arguments)``, in order.
 
     Drawing is CPU-bound Python (text layout above all), so the jobs run in ``workers`` forked
-    processes (default: the usable cores, :func:`pipeline.config.usable_cores`: one in a `dvc
-    queue` worker); one worker, or one job, draws here.
+    processes (:func:`pipeline.in_parallel`).
     """
-    from pipeline.config import usable_cores
+    return in_parallel(_render, jobs, workers)
 
-    workers = min(len(jobs), workers or usable_cores())
-    if workers <= 1:
-        yield from map(_render, jobs)
-        return
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-        yield from pool.map(_render, jobs)
+
+def _render(name: str, draw: Callable[..., Figure], args: tuple) -> tuple[str, bytes]:
+    return name, png(draw(*args))
 
 
 def rank_figure(models: list[str], metrics: list[str], ranks: dict[str, dict[str, int]], pick: str | None) -> Figure:
