@@ -249,15 +249,8 @@ def predictions_frame(
     the argmax of ``proba`` when not given (a cost rule's decisions are not).
     """
     decided = proba.argmax(1) if y_pred is None else y_pred
-    frame = pd.DataFrame(
-        {
-            "y_true": [classes[i] for i in y_true],
-            "y_pred": [classes[i] for i in decided],
-        }
-    )
-    for j, c in enumerate(classes):
-        frame[f"p_{c}"] = proba[:, j]
-    return frame
+    columns = {"y_true": [classes[i] for i in y_true], "y_pred": [classes[i] for i in decided]}
+    return pd.DataFrame({**columns, **{f"p_{c}": proba[:, j] for j, c in enumerate(classes)}})
 
 
 PROBA_HOLD = 1_000_000  # probabilities held per predictions file up to this many values (8 MB)

@@ -194,6 +194,19 @@ def test_large_predictions_are_read_again_when_used_not_held(tmp_path, monkeypat
     np.testing.assert_array_equal(lazy.y_true, y)
 
 
+def test_a_predictions_file_of_300_classes_is_built_without_a_warning():
+    import warnings
+
+    rng = np.random.default_rng(0)
+    classes = [f"c{i}" for i in range(300)]
+    proba = rng.dirichlet(np.ones(300), 40)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # pandas warns once per column inserted one by one past 100
+        frame = predictions_frame(proba, rng.integers(0, 300, 40), classes)
+    assert list(frame.columns) == ["y_true", "y_pred", *(f"p_{c}" for c in classes)]
+    np.testing.assert_array_equal(frame[[f"p_{c}" for c in classes]].to_numpy(), proba)
+
+
 def test_confusion_plot_rows_count_every_sample_per_row_or_per_cell(monkeypatch):
     rng = np.random.default_rng(1)
     classes = ["x<1", "y", "z"]

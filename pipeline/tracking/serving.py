@@ -216,10 +216,9 @@ class Candidate:
         each raw row of ``frame`` (index kept); ``strict``: see
         :meth:`pipeline.data.preprocessing.Preprocessing.transform`."""
         proba, y_pred = self.decide(self.preprocessing.transform(frame, strict=strict))
-        out = pd.DataFrame({PREDICTION: np.asarray(self.classes, dtype=object)[y_pred]}, index=frame.index)
-        for j, c in enumerate(self.classes):
-            out[probability_column(c)] = proba[:, j]
-        return out
+        columns = {probability_column(c): proba[:, j] for j, c in enumerate(self.classes)}
+        decided = np.asarray(self.classes, dtype=object)[y_pred]
+        return pd.DataFrame({PREDICTION: decided, **columns}, index=frame.index)
 
 
 def _base_proba(kind: str, bundle: Path, n_classes: int):
