@@ -33,12 +33,15 @@ repro: $(STAMP)
 	@echo "The report: reports/report.html (open it in a browser); the pick and why: reports/audit.json; every output: docs/getting-started.md"
 	@echo "MLflow: make ui (it prints the address to open); predictions from the champion: make predict INPUT=rows.csv"
 
+# Tests run side by side, a worker per core (at most 4; pytest-xdist); PYTEST_ARGS=-n0 runs them one by one.
+XDIST := -n auto --maxprocesses 4
+
 test: $(STAMP)
-	python -m pytest $(PYTEST_ARGS)
+	python -m pytest $(XDIST) $(PYTEST_ARGS)
 
 # The developer loop: every test but the end-to-end ones (marked slow); `make test` runs them all.
 test-fast: $(STAMP)
-	python -m pytest -m "not slow" $(PYTEST_ARGS)
+	python -m pytest $(XDIST) -m "not slow" $(PYTEST_ARGS)
 
 # The code's one style (ruff format at pyproject.toml's line length); a fast test checks it.
 format: $(STAMP)
