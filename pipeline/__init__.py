@@ -80,6 +80,20 @@ def _leave_signals() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+def interruption(exc: BaseException | None) -> BaseException | None:
+    """The Ctrl-C (``KeyboardInterrupt``) or SIGTERM (:class:`Interrupted`) that ``exc`` is, or
+    that it was raised while handling: a library's cleanup that fails on the way out (a temporary
+    directory half-written when the signal came) turns the interruption into another error, which
+    must stop the stage all the same."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, (KeyboardInterrupt, Interrupted)):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__context__
+    return None
+
+
 class Interrupted(BaseException):
     """The stage was asked to stop (SIGTERM); raised where it stood, like KeyboardInterrupt."""
 

@@ -18,7 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from pipeline import Interrupted, PipelineError
+from pipeline import Interrupted, PipelineError, interruption
 
 from pipeline.artifacts import check_labels, load_decision_records, load_model_records
 from pipeline.config import load_params
@@ -168,6 +168,8 @@ def _evaluate(args: argparse.Namespace, argv: list[str], online: bool) -> None:
         except (PipelineError, Interrupted, KeyboardInterrupt):
             raise
         except Exception as exc:  # the store was lost while logging: the outputs stand, the logging waits
+            if (stop := interruption(exc)) is not None:  # not the store: a signal, turned into this on its way out
+                raise stop
             if args.log_only:
                 raise
             Path(args.runs).unlink(missing_ok=True)

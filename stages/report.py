@@ -13,7 +13,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from pipeline import Interrupted, PipelineError
+from pipeline import Interrupted, PipelineError, interruption
 from pipeline.artifacts import PREDICTED_SPLITS, predictions_by_model, read_figures
 from pipeline.config import load_params
 from pipeline.io import read_json, write_text
@@ -104,6 +104,8 @@ def main(argv: list[str] | None = None) -> None:
     except (PipelineError, Interrupted, KeyboardInterrupt):
         raise
     except Exception as exc:  # the store was lost: the page is written, its logging waits
+        if (stop := interruption(exc)) is not None:  # not the store: a signal, turned into this on its way out
+            raise stop
         write_task(box, "report", task)
         first = error_line(exc)
         log.warning(

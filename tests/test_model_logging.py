@@ -83,7 +83,7 @@ def test_an_evaluation_stopped_while_logging_leaves_no_process_and_no_run_open(
     deadline = time.time() + 180
     while time.time() < deadline:  # until it is logging models
         exp = client.get_experiment_by_name("tiny")
-        if exp and len(client.search_logged_models([exp.experiment_id])) >= 4:
+        if exp and len(client.search_logged_models([exp.experiment_id])) >= 2:
             break
         assert stage.poll() is None, stage.communicate()[1]
         time.sleep(0.1)
@@ -100,7 +100,7 @@ def test_an_evaluation_stopped_while_logging_leaves_no_process_and_no_run_open(
     assert runs and "RUNNING" not in {r.info.status for r in runs}
     assert "KILLED" in {r.info.status for r in runs}  # the evaluation run at least
     ready = {m.tags["candidate"] for m in client.search_logged_models([exp.experiment_id]) if str(m.status) == "READY"}
-    assert 3 <= len(ready) < len(json.loads((d / "reports/metrics.json").read_text()))  # stopped midway
+    assert 1 <= len(ready) < len(json.loads((d / "reports/metrics.json").read_text()))  # stopped midway
     assert (d / "reports/audit.json").read_bytes() == before
 
 
@@ -113,3 +113,50 @@ def _communicate(proc: subprocess.Popen, timeout: float) -> str:
         os.killpg(proc.pid, signal.SIGABRT)
         err = proc.communicate(timeout=30)[1]
         pytest.fail(f"the stage had not ended {timeout} s after the signal; where its threads stood:\n{err[-8000:]}")
+
+
+def _cleanup_fails_on_the_way_out(*args, **kwargs):
+    """What MLflow did when a SIGTERM came while it wrote a model: its temporary directory, half
+    written, could not be removed, and that error replaced the interruption."""
+    from pipeline import Interrupted
+
+    try:
+        raise Interrupted(signal.SIGTERM)
+    except Interrupted:
+        raise OSError(39, "Directory not empty", "bundle")
+
+
+def test_an_interruption_turned_into_another_error_still_stops_the_stage(pipeline_run, tmp_path, monkeypatch):
+    from pipeline import Interrupted, interruption
+    from stages import evaluate
+
+    assert interruption(OSError("store down")) is None
+    try:
+        _cleanup_fails_on_the_way_out()
+    except OSError as exc:
+        assert isinstance(interruption(exc), Interrupted)
+
+    d = tmp_path / "run"
+    shutil.copytree(pipeline_run, d, ignore=shutil.ignore_patterns("mlflow.db", "mlartifacts", "outbox"))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'store.db'}")
+    monkeypatch.setenv("PIPELINE_OUTBOX", str(tmp_path / "outbox"))
+    monkeypatch.setattr(evaluate, "log_evaluation", _cleanup_fails_on_the_way_out)
+    with pytest.raises(Interrupted):  # not taken for a lost store, which would carry on and exit 0
+        evaluate.main(evaluate_args(d, d / "params.yaml"))
+    assert not (tmp_path / "outbox" / "pending").exists()  # nothing left waiting as if the store were down
+
+
+def test_stage_runs_stopped_inside_mlflow_are_stopped_not_lost(tmp_path, monkeypatch):
+    from pipeline import Interrupted
+    from pipeline.tracking.runs import StageRuns
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'store.db'}")
+    monkeypatch.setenv("PIPELINE_OUTBOX", str(tmp_path / "outbox"))
+    runs = StageRuns("x", "train@ce", {"ce": {}}, {}, {})
+    try:
+        _cleanup_fails_on_the_way_out()
+    except OSError as exc:
+        with pytest.raises(Interrupted):
+            runs._lost(exc)
+    runs._lost(OSError("store down"))  # a store that is really lost: said, and training goes on
+    assert runs.client is None

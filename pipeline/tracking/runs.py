@@ -40,7 +40,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipeline import Interrupted
+from pipeline import interruption
 from pipeline.tracking.names import check_distinct, key_part, model_name
 from pipeline.tracking.outbox import RunRecord, mark_sent, read_records, this_writer, writer_alive, write_record
 
@@ -252,7 +252,7 @@ def closing_runs(client) -> Iterator[list[str]]:
     try:
         yield open_runs
     except BaseException as exc:
-        status = "KILLED" if isinstance(exc, (KeyboardInterrupt, Interrupted)) else "FAILED"
+        status = "KILLED" if interruption(exc) else "FAILED"
         let_go(exc)
         for run_id in open_runs:
             try:
@@ -456,6 +456,8 @@ class StageRuns:
         return [self.stage, *self.models.values()]
 
     def _lost(self, exc: BaseException) -> None:
+        if (stop := interruption(exc)) is not None:  # not the store: the stage was stopped meanwhile
+            raise stop
         log.warning(
             "MLflow store %s lost (%s): training goes on, its runs wait in %s; `make send` (or the next "
             "stage that logs) sends them",
@@ -533,9 +535,7 @@ class StageRuns:
             self.models[m].tags.update(t)
 
     def __exit__(self, exc_type, exc, tb) -> bool:
-        status = (
-            "FINISHED" if exc is None else "KILLED" if isinstance(exc, (KeyboardInterrupt, Interrupted)) else "FAILED"
-        )
+        status = "FINISHED" if exc is None else "KILLED" if interruption(exc) else "FAILED"
         if exc is not None:
             let_go(exc)
         end = _ms()
