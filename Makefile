@@ -33,7 +33,7 @@ repro: $(STAMP)
 	@echo "The report: reports/report.html (open it in a browser); the pick and why: reports/audit.json; every output: docs/getting-started.md"
 	@echo "MLflow: make ui (it prints the address to open); predictions from the champion: make predict INPUT=rows.csv"
 
-# Tests run side by side, a worker per core (at most 4; pytest-xdist); PYTEST_ARGS=-n0 runs them one by one.
+# Tests run side by side, a worker per CPU core (pytest-xdist's count, at most 4); PYTEST_ARGS=-n0 runs them one by one.
 XDIST := -n auto --maxprocesses 4
 
 test: $(STAMP)

@@ -25,7 +25,8 @@ import pandas as pd
 from pipeline.artifacts import load_decision_records, load_model_records
 from pipeline.io import read_json
 from pipeline.data.preprocessing import load_preprocessing
-from pipeline.tracking.serving import PREDICTION, probability_column, write_candidate_bundle
+from pipeline.artifacts import probability_column
+from pipeline.tracking.serving import PREDICTION, write_candidate_bundle
 from pipeline.tracking.runs import Candidate, experiment_id, log_candidates
 
 

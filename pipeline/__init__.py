@@ -49,35 +49,34 @@ def in_parallel(fn: Callable[..., Any], jobs: list[tuple], workers: int | None =
     workers = min(workers or usable_cores(), len(jobs))
     if workers <= 1:
         return [fn(*job) for job in jobs]
+    context = multiprocessing.get_context("fork")  # the workers get fn and jobs by forking: nothing pickled
+    before = set(multiprocessing.active_children())
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_start, initargs=(fn, jobs)) as pool:
+        try:
+            futures = [pool.submit(_call, i) for i in range(len(jobs))]
+            return [future.result() for future in futures]
+        except BaseException:
+            for worker in set(multiprocessing.active_children()) - before:  # this pool's
+                worker.terminate()
+            raise
+
+
+_WORK = None  # (fn, jobs) in an in_parallel worker, set by _start
+
+
+def _start(fn: Callable[..., Any], jobs: list[tuple]) -> None:
+    """A worker's start: its jobs, and the signals left to the stage."""
+    import signal
+
     global _WORK
     _WORK = (fn, jobs)
-    context = multiprocessing.get_context("fork")
-    try:
-        with ProcessPoolExecutor(workers, mp_context=context, initializer=_leave_signals) as pool:
-            futures = [pool.submit(_call, i) for i in range(len(jobs))]
-            try:
-                return [future.result() for future in futures]
-            except BaseException:
-                for child in multiprocessing.active_children():
-                    child.terminate()
-                raise
-    finally:
-        _WORK = None
-
-
-_WORK = None  # (fn, jobs) of in_parallel, inherited by its forked workers
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _call(i: int):
     fn, jobs = _WORK
     return fn(*jobs[i])
-
-
-def _leave_signals() -> None:
-    import signal
-
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def interruption(exc: BaseException | None) -> BaseException | None:

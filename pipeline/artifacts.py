@@ -240,6 +240,11 @@ def decode_labels(values: pd.Series | np.ndarray, classes: list[str], *, what: s
     return codes
 
 
+def probability_column(cls: str) -> str:
+    """The column of class ``cls``'s probability, in a predictions file and in a served prediction."""
+    return f"p_{cls}"
+
+
 def predictions_frame(
     proba: np.ndarray, y_true: np.ndarray, classes: list[str], y_pred: np.ndarray | None = None
 ) -> pd.DataFrame:
@@ -250,7 +255,7 @@ def predictions_frame(
     """
     decided = proba.argmax(1) if y_pred is None else y_pred
     columns = {"y_true": [classes[i] for i in y_true], "y_pred": [classes[i] for i in decided]}
-    return pd.DataFrame({**columns, **{f"p_{c}": proba[:, j] for j, c in enumerate(classes)}})
+    return pd.DataFrame({**columns, **{probability_column(c): proba[:, j] for j, c in enumerate(classes)}})
 
 
 PROBA_HOLD = 1_000_000  # probabilities held per predictions file up to this many values (8 MB)
@@ -290,7 +295,7 @@ class Predictions:
 def read_predictions(path: str | Path, classes: list[str], *, what: str) -> Predictions:
     """Read and check a predictions file (every ``p_<class>`` column, known class names)."""
     frame = read_parquet(path, what=what)
-    columns = [f"p_{c}" for c in classes]
+    columns = [probability_column(c) for c in classes]
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise PipelineError(f"{what}: missing column {missing[0]!r}")

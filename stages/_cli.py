@@ -9,7 +9,7 @@ import signal
 import sys
 from collections.abc import Callable
 
-from pipeline import Interrupted, PipelineError, exit_interrupted
+from pipeline import Interrupted, PipelineError, exit_interrupted, interruption
 
 
 def quiet_console() -> None:
@@ -48,8 +48,11 @@ def run(main: Callable[[], None]) -> None:
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
-    except (KeyboardInterrupt, Interrupted) as exc:
-        signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
+    except BaseException as exc:
+        stop = interruption(exc)  # a Ctrl-C or SIGTERM, or an error a library raised on its way out of one
+        if stop is None:
+            raise
+        signum = stop.signum if isinstance(stop, Interrupted) else signal.SIGINT
         name = signal.Signals(signum).name
         print(
             f"interrupted: {stage} stopped by {name}; its temporary files are removed and its "

@@ -27,7 +27,8 @@ from pipeline.io import atomic_dirs, read_json, write_json
 from pipeline.evaluation.plots import evaluation_figures, render
 from pipeline.data.preprocessing import load_preprocessing
 from pipeline.tracking.provenance import lock_hashes, read_lock
-from pipeline.tracking.serving import PREDICTION, probability_column, write_candidate_bundle
+from pipeline.artifacts import probability_column
+from pipeline.tracking.serving import PREDICTION, write_candidate_bundle
 from pipeline.evaluation.strength import curve_table
 from pipeline.tracking.outbox import clear_task, outbox_dir, write_task
 from pipeline.tracking.runs import EXP_ENV, error_line, log_evaluation, preflight, repo_root, tracking_uri

@@ -156,7 +156,12 @@ def test_stage_runs_stopped_inside_mlflow_are_stopped_not_lost(tmp_path, monkeyp
     try:
         _cleanup_fails_on_the_way_out()
     except OSError as exc:
-        with pytest.raises(Interrupted):
-            runs._lost(exc)
+        error = exc
+    with pytest.raises(Interrupted):  # while training: the stop, not a lost store
+        runs._lost(error)
+    runs.client = object()  # as if the store had been reached
     runs._lost(OSError("store down"))  # a store that is really lost: said, and training goes on
+    assert runs.client is None
+    runs.client, runs._exiting = object(), error.__context__  # ending the runs that this very stop ends
+    runs._lost(error)  # then it is the store's error: said, and the runs end as far as they can
     assert runs.client is None

@@ -451,12 +451,14 @@ class StageRuns:
         self.client, self.ids, self.sent = None, {}, dict.fromkeys(self.models, 0)
         self._pending: list = []  # asynchronous operations not yet waited for
         self._last, self._active = 0, None  # the stage's run, once started (with its system metrics)
+        self._exiting: BaseException | None = None  # what ends the stage's runs, in __exit__
 
     def _records(self) -> list[RunRecord]:
         return [self.stage, *self.models.values()]
 
     def _lost(self, exc: BaseException) -> None:
-        if (stop := interruption(exc)) is not None:  # not the store: the stage was stopped meanwhile
+        stop = interruption(exc)
+        if stop is not None and stop is not interruption(self._exiting):  # not the store: a stop, now
             raise stop
         log.warning(
             "MLflow store %s lost (%s): training goes on, its runs wait in %s; `make send` (or the next "
@@ -536,6 +538,7 @@ class StageRuns:
 
     def __exit__(self, exc_type, exc, tb) -> bool:
         status = "FINISHED" if exc is None else "KILLED" if interruption(exc) else "FAILED"
+        self._exiting = exc  # an error of the store's while ending a stopped stage is the store's
         if exc is not None:
             let_go(exc)
         end = _ms()

@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline import PipelineError
+from pipeline.artifacts import probability_column
 from pipeline.io import dumps, read_json, write_json
 from pipeline.data.preprocessing import Preprocessing, load_preprocessing
 
@@ -45,10 +46,6 @@ BUNDLE_VERSION = 3  # 3: calibrated probabilities; 2: an XGBoost booster in boos
 READ_VERSIONS = (1, 2, 3)
 CANDIDATE_FILE = "candidate.json"
 PREDICTION = "prediction"  # the decided class name; then one p_<class> column per class
-
-
-def probability_column(cls: str) -> str:
-    return f"p_{cls}"
 
 
 def bundle_digest(bundle: str | Path) -> str:
