@@ -24,6 +24,7 @@ from pipeline.evaluation.evidence import (
 from pipeline.config import EvaluateConfig, cost_matrix, deploy_prior_vector
 from pipeline.decision.metrics import (
     COST_METRIC,
+    HEADLINE,
     bootstrap_indices,
     bootstrap_intervals,
     classification_metrics,
@@ -34,20 +35,11 @@ from pipeline.decision.metrics import (
 )
 from pipeline.training.plan import model_name
 from pipeline.rule_specs import rule_spec
-from pipeline.decision.selection import Policy, View, flat_values, policy_of, resampled_values
+from pipeline.decision.selection import COUNT_METRICS, Policy, View, flat_values, policy_of, resampled_values
 from pipeline.evaluation.strength import curve_rows, strength_curves
 
-# Count-based metrics that get bootstrap intervals (besides the rarest class's recall/precision).
-CI_METRICS = (
-    "accuracy",
-    "balanced_accuracy",
-    "macro_f1",
-    "micro_f1",
-    "weighted_f1",
-    "mcc",
-    "cohen_kappa",
-    "geometric_mean",
-)
+# The count-based headline metrics: they get bootstrap intervals (besides the rarest class's recall/precision).
+CI_METRICS = tuple(m for m in HEADLINE if m in COUNT_METRICS)
 # What the γ curves show: a metrics.json name, or rarest_recall / rarest_precision (of the rarest class).
 # (micro-F1 is left out: with one label per row it equals accuracy)
 GAMMA_METRICS = ("macro_f1", "accuracy", "balanced_accuracy", "rarest_recall", "rarest_precision")
