@@ -30,7 +30,7 @@ from pipeline.artifacts import read_prepared
 from pipeline.config import load_params
 from pipeline.training.criterion import plan_criterion
 from pipeline.io import read_json
-from pipeline.decision.metrics import count_metrics
+from pipeline.decision.metrics import class_count_metrics
 from pipeline.training.plan import RunSpec, loss_plan
 from pipeline.training.sweep import fit_sweep
 from pipeline.training.train import BASE_BATCH, resolve_batch, resolve_threads, thread_plan, train_config
@@ -54,7 +54,7 @@ def train(loss: str, t, weights, data, n_classes: int, batch: str) -> tuple[list
     intra_op, groups = thread_plan(resolve_threads(cfg.threads), len({r.seed for r in runs}), device, cfg.dropout)
     torch.set_num_threads(intra_op)
     results = fit_sweep(runs, plan_criterion(plan), data, n_classes, cfg, device, groups=groups, progress=False)
-    f1 = [float(count_metrics(np.array(r.history[r.best_epoch - 1]["val_confusion"]))["macro_f1"]) for r in results]
+    f1 = [float(class_count_metrics(**r.history[r.best_epoch - 1]["val_counts"])["macro_f1"]) for r in results]
     return f1, [len(r.history) for r in results], results[0].seconds, resolve_batch(cfg, n).batch_size
 
 

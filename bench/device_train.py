@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from pipeline.artifacts import early_stopping_mask, read_prepared
     from pipeline.training.criterion import plan_criterion
-    from pipeline.decision.metrics import count_metrics
+    from pipeline.decision.metrics import class_count_metrics
     from pipeline.training.plan import RunSpec
     from pipeline.training.sweep import fit_sweep
     from pipeline.training.train import predict_logits, stopping_values, train_config
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> None:
                 ok = (
                     abs(curve[r.best_epoch - 1] - best) < 1e-9
                     and abs(again - r.best_score) < 1e-4
-                    and all(int(np.sum(h["val_confusion"])) == len(data["val"][1]) for h in r.history)
+                    and all(sum(h["val_counts"]["predicted"]) == len(data["val"][1]) for h in r.history)
                 )
                 if not ok:
                     failures.append(f"{spec.model} on {device}")
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> None:
                     "best_epoch": r.best_epoch,
                     "best_score": r.best_score,
                     "val_macro_f1": float(
-                        count_metrics(np.array(r.history[r.best_epoch - 1]["val_confusion"]))["macro_f1"]
+                        class_count_metrics(**r.history[r.best_epoch - 1]["val_counts"])["macro_f1"]
                     ),
                     "sweep_seconds": seconds,
                     "checks": ok,

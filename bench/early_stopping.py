@@ -22,10 +22,10 @@ from pathlib import Path
 import numpy as np
 
 
-def _f1(cm: np.ndarray) -> float:
-    from pipeline.decision.metrics import count_metrics
+def _f1(counts: dict) -> float:
+    from pipeline.decision.metrics import class_count_metrics
 
-    return float(count_metrics(np.asarray(cm, dtype=float))["macro_f1"])
+    return float(class_count_metrics(**counts)["macro_f1"])
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> None:
                 runs = [RunSpec(**r) for r in plan["runs"]]
                 device = resolve_device(cfg.device)
                 for r in fit_sweep(runs, plan_criterion(plan), data, len(meta["classes"]), cfg, device, progress=False):
-                    f1 = [_f1(h["val_confusion"]) for h in r.history]
+                    f1 = [_f1(h["val_counts"]) for h in r.history]
                     chosen.append(f1[r.best_epoch - 1])
                     oracle.append(max(f1))
                     epochs.append(len(r.history))

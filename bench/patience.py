@@ -24,12 +24,12 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.decision.metrics import count_metrics
+from pipeline.decision.metrics import class_count_metrics
 from pipeline.training.train import EarlyStopping
 
 
-def macro_f1(cm) -> float:
-    return float(count_metrics(np.asarray(cm, dtype=np.float64))["macro_f1"])
+def macro_f1(counts: dict) -> float:
+    return float(class_count_metrics(**counts)["macro_f1"])
 
 
 def replay(scores: list[float], patience: int, select_from: int) -> tuple[int, int]:
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
             history = run["history"]
             sign = 1.0 if run["monitor"] == "macro_f1" else -1.0
             scores = [sign * h[f"stop_{run['monitor']}"] for h in history]
-            val = [macro_f1(h["val_confusion"]) for h in history]
+            val = [macro_f1(h["val_counts"]) for h in history]
             ran, kept = replay(scores, used, select_from)
             if (ran, kept) != (len(history), run["best_epoch"]):
                 raise SystemExit(

@@ -93,7 +93,7 @@ def _child(args) -> dict:
 
     from pipeline.config import TrainConfig
     from pipeline.training.criterion import make_criterion
-    from pipeline.decision.metrics import count_metrics
+    from pipeline.decision.metrics import class_count_metrics
     from pipeline.training.plan import RunSpec
     from pipeline.training.sweep import fit_sweep
     from pipeline.training.train import fit, resolve_batch, resolve_device, thread_plan
@@ -150,7 +150,7 @@ def _child(args) -> dict:
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "cuda_peak_mb": torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None,
         "best_val_macro_f1": [
-            float(count_metrics(np.array(r.history[r.best_epoch - 1]["val_confusion"]))["macro_f1"]) for r in results
+            float(class_count_metrics(**r.history[r.best_epoch - 1]["val_counts"])["macro_f1"]) for r in results
         ],
         "batch": cfg.batch_size,
         "device": str(device),

@@ -290,3 +290,23 @@ def test_an_xgboost_bundle_holds_its_booster_in_binary_and_a_version_1_bundle_st
     (v1 / CANDIDATE_FILE).write_text(json.dumps({**spec, "version": 4}))
     with pytest.raises(PipelineError, match="versions 1, 2, 3 are read"):
         Candidate.load(v1)
+
+
+def test_figures_of_many_classes_show_the_rarest_and_the_worst_and_sum_the_rest():
+    from pipeline.evaluation.plots import READABLE, _reduced, confusion_figure, readable_classes
+
+    classes = [str(i) for i in range(300)]
+    counts = {c: 1000 - i for i, c in enumerate(classes)}  # the later, the rarer
+    recall = {**dict.fromkeys(classes, 1.0), "3": 0.1, "7": 0.0}
+    shown = readable_classes(classes, counts, recall)
+    assert len(shown) == READABLE and {"3", "7"} <= set(shown) and set(classes[-READABLE // 2 :]) <= set(shown)
+    assert shown == [c for c in classes if c in shown]  # in the data's order
+    assert readable_classes(classes[:READABLE], counts, recall) == classes[:READABLE]
+    cm = np.random.default_rng(0).integers(0, 5, (300, 300))
+    reduced, labels = _reduced(cm, classes, shown)
+    idx = [classes.index(c) for c in shown]
+    assert reduced.shape == (READABLE + 1, READABLE + 1) and labels == [*shown, "other 270"]
+    np.testing.assert_array_equal(reduced[:READABLE, :READABLE], cm[np.ix_(idx, idx)])
+    np.testing.assert_array_equal(reduced[:READABLE].sum(1), cm[idx].sum(1))  # every row of a shown class
+    assert reduced.sum() == cm.sum()
+    assert max(confusion_figure(cm, classes, "many", shown).get_size_inches()) < 20

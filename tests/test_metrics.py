@@ -16,6 +16,8 @@ from pipeline.decision.metrics import (
     bootstrap_distribution,
     bootstrap_indices,
     bootstrap_intervals,
+    class_count_metrics,
+    class_counts,
     classification_metrics,
     confusion_matrix,
     count_metrics,
@@ -423,3 +425,45 @@ def test_kept_counts_stay_within_their_budget(monkeypatch):
     assert r.counts(codes[4], 4) is kept[4]  # the most recent stay
     assert r.counts(codes[0], 4) is not kept[0]  # the oldest went; counted again, the same values
     np.testing.assert_array_equal(r.counts(codes[0], 4), kept[0])
+
+
+@settings(max_examples=100, deadline=None)
+@given(labelings(weighted=True), st.integers(1, 4), st.integers(0, 2**32 - 1))
+def test_class_counts_are_the_confusion_matrix_diagonal_and_sums_and_give_its_metrics(case, k, seed):
+    y_true, _, classes, w = case
+    c = len(classes)
+    y_preds = np.random.default_rng(seed).integers(0, c, size=(k, len(y_true)))
+    tp, support, predicted = class_counts(y_true, y_preds, c, w)
+    assert tp.shape == support.shape == predicted.shape == (k, c)
+    for i in range(k):
+        cm = skm.confusion_matrix(y_true, y_preds[i], labels=range(c), sample_weight=w)
+        np.testing.assert_allclose(tp[i], np.diag(cm), atol=1e-9)
+        np.testing.assert_allclose(support[i], cm.sum(1), atol=1e-9)
+        np.testing.assert_allclose(predicted[i], cm.sum(0), atol=1e-9)
+        dense = count_metrics(cm)
+        fast = class_count_metrics(tp[i], support[i], predicted[i])
+        assert dense.keys() == fast.keys()
+        for name in dense:
+            np.testing.assert_allclose(fast[name], dense[name], atol=1e-9, err_msg=name)
+    one = class_counts(y_true, y_preds[0], c, w)
+    assert [a.shape for a in one] == [(c,)] * 3
+
+
+def test_bootstrap_counts_grow_with_the_classes_not_their_square(monkeypatch):
+    # 300 classes, 1 000 resamples: (B, C, C) cells would be 720 MB; every count asked is (B, C)
+    sizes = []
+    counts = Resamples.counts
+    monkeypatch.setattr(
+        Resamples, "counts", lambda self, codes, size, w=None: sizes.append(size) or counts(self, codes, size, w)
+    )
+    rng = np.random.default_rng(0)
+    y_true, y_pred = rng.integers(0, 300, 3000), rng.integers(0, 300, 3000)
+    cost = rng.random((300, 300))
+    out = bootstrap_distribution(y_true, y_pred, 300, indices=bootstrap_indices(3000, 1000, seed=0), cost=cost)
+    assert set(sizes) == {300} and out["recall"].shape == (1000, 300) and out[COST_METRIC].shape == (1000,)
+    few = Resamples.of(bootstrap_indices(3000, 20, seed=0)._draw_all())
+    dense = bootstrap_distribution(y_true, y_pred, 300, indices=few, cost=cost)
+    for b, rows in enumerate(few):
+        want = count_metrics(confusion_matrix(y_true[rows], y_pred[rows], 300), cost=cost)
+        for name in ("macro_f1", "mcc", COST_METRIC):
+            assert dense[name][b] == pytest.approx(want[name])

@@ -1,7 +1,8 @@
 """Classification metrics for imbalanced problems, with optional per-sample weights.
 
-Count-based metrics are computed from a (weighted) confusion matrix by :func:`count_metrics`,
-which is vectorised over leading axes so that the same code gives point estimates and bootstrap
+Count-based metrics are computed from a (weighted) confusion matrix's diagonal, row and column
+sums by :func:`class_count_metrics` (:func:`count_metrics` takes the matrix), in O(C) per
+decision, vectorised over leading axes so that the same code gives point estimates and bootstrap
 distributions. Definitions follow scikit-learn and imbalanced-learn (a ratio whose denominator is
 zero is 0, like ``zero_division=0``) and are tested against them. Names are the keys of
 ``reports/metrics.json``.
@@ -70,8 +71,28 @@ def safe_ratio(num, den):
     return np.divide(num, den, out=np.zeros(num.shape), where=den != 0)
 
 
+def class_counts(
+    y_true: np.ndarray, y_pred: np.ndarray, n_classes: int, sample_weight: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(tp, support, predicted)``: the confusion matrix's diagonal, row sums and column sums,
+    counted in O(N + C) without the (C, C) matrix. ``y_pred`` (N,) gives arrays (C,); K decisions
+    of the same rows (K, N) give (K, C)."""
+    y_true, y_pred = np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)
+    k = len(y_pred) if y_pred.ndim == 2 else 1
+    w = np.ones(len(y_true)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+    offset = (np.arange(k) * n_classes)[:, None]
+    size = k * n_classes
+    predicted = np.bincount((y_pred.reshape(k, -1) + offset).ravel(), weights=np.tile(w, k), minlength=size)
+    hit = (y_pred.reshape(k, -1) == y_true) * w
+    tp = np.bincount((y_true + offset).ravel(), weights=hit.ravel(), minlength=size)
+    support = np.broadcast_to(np.bincount(y_true, weights=w, minlength=n_classes), (k, n_classes))
+    shape = (k, n_classes) if y_pred.ndim == 2 else (n_classes,)
+    return tp.reshape(shape), support.reshape(shape), predicted.reshape(shape)
+
+
 def count_metrics(cm: np.ndarray, *, cost: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """Every metric that depends only on the confusion matrix.
+    """Every metric that depends only on the confusion matrix (:func:`class_count_metrics` of its
+    diagonal, row and column sums).
 
     Parameters
     ----------
@@ -80,11 +101,35 @@ def count_metrics(cm: np.ndarray, *, cost: np.ndarray | None = None) -> dict[str
     cost : (C, C) array, optional
         Cost of each decision, ``cost[true, decided]`` (:func:`pipeline.config.cost_matrix`); adds
         ``expected_cost``, the mean cost per decision ``sum_n w_n C[y_n, yhat_n] / sum_n w_n``.
+    """
+    cm = np.asarray(cm, dtype=np.float64)
+    n = cm.sum(axis=(-2, -1))
+    mean_cost = None
+    if cost is not None:
+        cost = np.asarray(cost, dtype=np.float64)
+        if cost.shape != cm.shape[-2:]:
+            raise ValueError(f"cost matrix of shape {cost.shape} for confusion matrices of {cm.shape[-2:]}")
+        mean_cost = safe_ratio((cm * cost).sum(axis=(-2, -1)), n)
+    tp = np.diagonal(cm, axis1=-2, axis2=-1)
+    return class_count_metrics(tp, cm.sum(axis=-1), cm.sum(axis=-2), n=n, expected_cost=mean_cost)
+
+
+def class_count_metrics(
+    tp: np.ndarray,
+    support: np.ndarray,
+    predicted: np.ndarray,
+    *,
+    n: np.ndarray | None = None,
+    expected_cost: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
+    """Every metric of a confusion matrix from its diagonal ``tp``, row sums ``support`` and
+    column sums ``predicted`` (each (..., C)), which are all any of them reads: O(C), not O(C²).
 
     Returns
     -------
     dict of arrays of shape (...) for summary metrics and (..., C) for the per-class ones
-    (``precision``, ``recall``, ``specificity``, ``fpr``, ``f1``, ``support``).
+    (``precision``, ``recall``, ``specificity``, ``fpr``, ``f1``, ``support``); ``expected_cost``
+    (computed by the caller, it needs every cell) among the summary ones when given.
 
     Notes
     -----
@@ -93,10 +138,8 @@ def count_metrics(cm: np.ndarray, *, cost: np.ndarray | None = None) -> dict[str
     recalls of the classes present in ``y_true`` (imbalanced-learn's ``geometric_mean_score``);
     balanced accuracy is the mean recall over those classes.
     """
-    cm = np.asarray(cm, dtype=np.float64)
-    n = cm.sum(axis=(-2, -1))
-    tp = np.diagonal(cm, axis1=-2, axis2=-1)
-    support, predicted = cm.sum(axis=-1), cm.sum(axis=-2)
+    tp, support, predicted = (np.asarray(a, dtype=np.float64) for a in (tp, support, predicted))
+    n = support.sum(axis=-1) if n is None else n
     fp, fn = predicted - tp, support - tp
     tn = n[..., None] - tp - fp - fn
     tn = np.where(tn > 1e-12 * n[..., None], tn, 0.0)  # weighted sums leave +-1e-16 where tn is 0
@@ -128,11 +171,8 @@ def count_metrics(cm: np.ndarray, *, cost: np.ndarray | None = None) -> dict[str
         "cohen_kappa": safe_ratio(p_o - p_e, 1 - p_e),
         "geometric_mean": gmean,
     }
-    if cost is not None:
-        cost = np.asarray(cost, dtype=np.float64)
-        if cost.shape != cm.shape[-2:]:
-            raise ValueError(f"cost matrix of shape {cost.shape} for confusion matrices of {cm.shape[-2:]}")
-        summary[COST_METRIC] = safe_ratio((cm * cost).sum(axis=(-2, -1)), n)
+    if expected_cost is not None:
+        summary[COST_METRIC] = expected_cost
     return {
         **summary,
         "precision": precision,
@@ -298,7 +338,7 @@ def prior_weights(y_true: np.ndarray, target_prior: np.ndarray) -> np.ndarray:
 
 RESAMPLE_HOLD = 4_000_000  # bootstrap row indices held as an array up to this many (16 MB of int32)
 _BLOCK = 20_000_000  # resampled rows generated or gathered at once (bounded temporaries at any N)
-COUNTS_CACHE_BYTES = 256 * 2**20  # resampled counts kept for reuse (800 KB each at 1 000 resamples, 10 classes)
+COUNTS_CACHE_BYTES = 256 * 2**20  # resampled counts kept for reuse (80 KB each at 1 000 resamples, 10 classes)
 
 
 class Resamples:
@@ -311,12 +351,12 @@ class Resamples:
     quarter of the indices' int32; 200 MB for 1 000 resamples of 200 000 rows), computed from
     the same draws regenerated block by block (numpy draws bounded integers row after row, so
     blocks give the draws of one call: ``tests/test_metrics.py`` checks it). A resample's sum is
-    then its multiplicities times the values, and its confusion matrix the multiplicities summed
-    by cell (one ``bincount`` over the rows): no (B, N) gather per candidate, 3x faster at
+    then its multiplicities times the values, and its class counts the multiplicities summed by
+    class (one ``bincount`` over the rows): no (B, N) gather per candidate, 3x faster at
     200 000 rows. Both ways give the same resamples; sums agree to float rounding (tested).
     Iterating gives each resample's row indices (regenerated above the limit).
 
-    The evaluation asks for the same candidate's resampled confusion matrices several times (its
+    The evaluation asks for the same candidate's resampled class counts several times (its
     intervals, P(best), the tail trade, the weight curve): :meth:`counts` keeps what it computed,
     up to :data:`COUNTS_CACHE_BYTES`, keyed by a digest of the codes and weights, and returns it
     read-only.
@@ -443,16 +483,20 @@ def bootstrap_distribution(
     sample_weight: np.ndarray | None = None,
     cost: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
-    """:func:`count_metrics` of every resample: arrays of shape (B,) or (B, C).
+    """:func:`class_count_metrics` of every resample: arrays of shape (B,) or (B, C).
 
     ``indices`` are the resamples (:class:`Resamples`, or (B, N) row indices), shared across
     models so that comparisons between models are paired. ``cost`` (C, C) adds ``expected_cost``.
     """
     y_true, y_pred = np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)
     resamples = as_resamples(indices)
-    k = n_classes
-    cms = resamples.counts(y_true * k + y_pred, k * k, sample_weight)  # each row's confusion-matrix cell
-    return count_metrics(cms.reshape(len(resamples), k, k), cost=cost)
+    w = np.ones(len(y_true)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+    # (B, C) each: a confusion matrix's diagonal, row and column sums, never its (B, C, C) cells
+    tp = resamples.counts(y_true, n_classes, w * (y_true == y_pred))
+    support, predicted = resamples.counts(y_true, n_classes, w), resamples.counts(y_pred, n_classes, w)
+    n = support.sum(axis=-1)
+    mean_cost = None if cost is None else safe_ratio(resamples.sums(w * np.asarray(cost)[y_true, y_pred]), n)
+    return class_count_metrics(tp, support, predicted, n=n, expected_cost=mean_cost)
 
 
 def bootstrap_intervals(

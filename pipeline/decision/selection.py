@@ -37,9 +37,9 @@ from pipeline.decision.metrics import (
     as_resamples,
     PER_CLASS,
     bootstrap_distribution,
+    class_count_metrics,
+    class_counts,
     classification_metrics,
-    confusion_matrix,
-    count_metrics,
     lower_is_better,
     prior_weights,
     safe_ratio,
@@ -260,27 +260,35 @@ def metric_value(
     cost: np.ndarray | None = None,
     ece_bins: int = 15,
 ) -> float:
-    """One metric of :func:`pipeline.decision.metrics.classification_metrics`, from the confusion matrix
-    alone when it needs no probabilities (the fast path every search uses)."""
+    """One metric of :func:`pipeline.decision.metrics.classification_metrics`, from the class counts
+    alone (O(N + C)) when it needs no probabilities (the fast path every search uses)."""
     base, _, cls = name.partition("/")
     if not reads_probabilities(name):
-        cm = confusion_matrix(y_true, y_pred, len(classes), sample_weight)
-        fast = _fast_count(base, cm, classes.index(cls) if cls else None, cost)
+        c = classes.index(cls) if cls else None
+        if base == COST_METRIC:
+            return float(mean_cost(y_true, y_pred, cost, sample_weight))
+        tp, support, predicted = class_counts(y_true, y_pred, len(classes), sample_weight)
+        fast = _fast_count(base, tp, support, predicted, c)
         if fast is not None:
             return fast
-        values = count_metrics(cm, cost=cost)
-        return float(values[base][classes.index(cls)] if cls else values[base])
+        values = class_count_metrics(tp, support, predicted)
+        return float(values[base][c] if cls else values[base])
     return classification_metrics(
         y_true, y_pred, classes, proba=proba, sample_weight=sample_weight, ece_bins=ece_bins, cost=cost
     )[name]
 
 
-def _fast_count(base: str, cm: np.ndarray, c: int | None, cost: np.ndarray | None) -> float | None:
-    """The metrics a search asks for thousands of times, straight from the (C, C) confusion
-    matrix (the same definitions as :func:`pipeline.decision.metrics.count_metrics`, which the tests hold
-    them to); None for any other metric."""
-    cm = np.asarray(cm, dtype=np.float64)
-    tp, support, predicted, n = np.diag(cm), cm.sum(1), cm.sum(0), cm.sum()
+def mean_cost(y_true: np.ndarray, y_pred: np.ndarray, cost: np.ndarray, sample_weight=None) -> np.ndarray:
+    """``expected_cost`` of decisions ``y_pred`` (N,) or (K, N): ``sum_n w_n C[y_n, yhat_n] / sum_n w_n``."""
+    w = np.ones(len(y_true)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+    return safe_ratio((w * np.asarray(cost)[y_true, y_pred]).sum(-1), w.sum())
+
+
+def _fast_count(base: str, tp, support, predicted, c: int | None) -> float | None:
+    """The metrics a search asks for thousands of times, straight from the class counts (the same
+    definitions as :func:`pipeline.decision.metrics.class_count_metrics`, which the tests hold them
+    to); None for any other metric."""
+    n = support.sum()
     ratio = safe_ratio
     if base == "macro_f1":
         return float(ratio(2 * tp, support + predicted).mean())
@@ -289,8 +297,6 @@ def _fast_count(base: str, cm: np.ndarray, c: int | None, cost: np.ndarray | Non
     if base == "balanced_accuracy":
         present = support > 0
         return float(ratio(tp, support)[present].mean()) if present.any() else 0.0
-    if base == COST_METRIC and cost is not None:
-        return float((cm * cost).sum() / n) if n else 0.0
     if c is not None and base == "recall":
         return float(ratio(tp[c], support[c]))
     if c is not None and base == "precision":
@@ -333,12 +339,13 @@ def policy_objective(
 
     def batch(y_true, y_preds, sample_weight=None):
         """``(violations (K,), scores (K,))`` of K decisions ``y_preds`` (K, N) of the same rows,
-        from K confusion matrices at once (searches try many decisions per step)."""
+        from their class counts at once (searches try many decisions per step)."""
         y_preds = np.asarray(y_preds, dtype=np.int64)
-        k, c = y_preds.shape[0], len(classes)
-        cell = (np.arange(k)[:, None] * c + np.asarray(y_true, dtype=np.int64)) * c + y_preds
-        w = None if sample_weight is None else np.broadcast_to(sample_weight, y_preds.shape).ravel()
-        values = count_metrics(np.bincount(cell.ravel(), weights=w, minlength=k * c * c).reshape(k, c, c), cost=cost)
+        k = y_preds.shape[0]
+        values = class_count_metrics(
+            *class_counts(y_true, y_preds, len(classes), sample_weight),
+            expected_cost=None if cost is None else mean_cost(y_true, y_preds, cost, sample_weight),
+        )
 
         def get(name):
             base, _, cls = name.partition("/")

@@ -20,7 +20,9 @@ from scipy.stats import spearmanr
 from pipeline.decision.metrics import (
     Resamples,
     as_resamples,
+    COST_METRIC,
     bootstrap_distribution,
+    class_count_metrics,
     confusion_matrix,
     count_metrics,
     lower_is_better,
@@ -100,13 +102,10 @@ def class_means(
 def _predicted_counts(
     y_true: np.ndarray, y_pred: np.ndarray, n_classes: int, indices: Resamples | np.ndarray
 ) -> np.ndarray:
-    """(B, C) how often each class is predicted in each resample: the columns' sums of the
-    resampled confusion matrices that :func:`~pipeline.decision.metrics.bootstrap_distribution` counted
-    (kept by :meth:`~pipeline.decision.metrics.Resamples.counts`, so not counted again)."""
-    k = n_classes
-    codes = np.asarray(y_true, dtype=np.int64) * k + np.asarray(y_pred, dtype=np.int64)
-    resamples = as_resamples(indices)
-    return resamples.counts(codes, k * k).reshape(len(resamples), k, k).sum(1)
+    """(B, C) how often each class is predicted in each resample: the counts that
+    :func:`~pipeline.decision.metrics.bootstrap_distribution` made (the same codes and weights, so
+    :meth:`~pipeline.decision.metrics.Resamples.counts` keeps them: not counted again)."""
+    return as_resamples(indices).counts(np.asarray(y_pred, dtype=np.int64), n_classes, np.ones(len(y_pred)))
 
 
 def tail_trade(
@@ -330,21 +329,22 @@ def special_loss_question(
 def loss_metric_agreement(records: list[ModelRecord], *, metric: str, classes: list[str]) -> dict:
     """Per MLP: do epoch-to-epoch falls in validation loss go with rises in the metric?
 
-    From each epoch's validation loss and confusion matrix (recorded in training, read by
-    nothing there): Spearman's rho between ``-diff(val_loss)`` and ``diff(metric)`` (positive:
-    they agree), and the epoch each would choose (lowest loss, best metric) against the epoch
-    early stopping chose on its slice. A metric that reads probabilities cannot be computed from
-    confusion matrices: macro-F1 stands in, and the result says so.
+    From each epoch's validation loss and class counts (recorded in training, read by nothing
+    there): Spearman's rho between ``-diff(val_loss)`` and ``diff(metric)`` (positive: they
+    agree), and the epoch each would choose (lowest loss, best metric) against the epoch early
+    stopping chose on its slice. A metric that reads probabilities (or every cell of the
+    confusion matrix: the expected cost) cannot be computed from class counts: macro-F1 stands
+    in, and the result says so.
     """
-    used = metric if not reads_probabilities(metric) else "macro_f1"
+    used = metric if not reads_probabilities(metric) and metric != COST_METRIC else "macro_f1"
     base, _, cls = used.partition("/")
     out = {"metric": used, "requested": metric, "models": {}}
     for r in records:
         history = r.training.get("history") or []
-        if r.kind != "mlp" or r.rule is not None or not history or "val_confusion" not in history[0]:
+        if r.kind != "mlp" or r.rule is not None or not history or "val_counts" not in history[0]:
             continue
-        cms = np.asarray([h["val_confusion"] for h in history], dtype=np.float64)  # (E, C, C)
-        values = count_metrics(cms)[base]
+        counts = {k: np.asarray([h["val_counts"][k] for h in history]) for k in ("tp", "support", "predicted")}
+        values = class_count_metrics(**counts)[base]  # (E,) or (E, C)
         values = values[:, classes.index(cls)] if cls else values
         loss = np.asarray([h["val_loss"] for h in history])
         with warnings.catch_warnings():

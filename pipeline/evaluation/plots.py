@@ -21,6 +21,38 @@ DPI = 110
 RANKED = 20  # candidates in the rank figure (the policy's top ones; the appendix lists all)
 
 
+READABLE = 30  # classes a class-by-class figure shows at most
+
+
+def readable_classes(classes: list[str], train_counts: dict[str, int], recall: dict[str, float]) -> list[str]:
+    """The classes the per-class figures show, in the data's order: every class up to
+    :data:`READABLE`; beyond, the ``READABLE / 2`` rarest in training and then the lowest
+    ``recall`` (the pick's, on test) up to :data:`READABLE` (ties in class order). 300 classes
+    drawn side by side would be 300 unreadable ticks and a confusion matrix of 90 000 cells."""
+    if len(classes) <= READABLE:
+        return list(classes)
+    rarest = sorted(classes, key=lambda c: train_counts[c])[: READABLE // 2]
+    worst = [c for c in sorted(classes, key=lambda c: recall.get(c, 1.0)) if c not in rarest]
+    chosen = {*rarest, *worst[: READABLE - len(rarest)]}
+    return [c for c in classes if c in chosen]
+
+
+def _reduced(cm: np.ndarray, classes: list[str], shown: list[str]) -> tuple[np.ndarray, list[str]]:
+    """``cm`` on the ``shown`` classes, the others summed into one last row and column ``other``."""
+    cm = np.asarray(cm, dtype=np.float64)
+    if len(shown) == len(classes):
+        return cm, classes
+    idx = np.array([classes.index(c) for c in shown])
+    rest = np.setdiff1d(np.arange(len(classes)), idx)
+    k = len(idx)
+    out = np.zeros((k + 1, k + 1))
+    out[:k, :k] = cm[np.ix_(idx, idx)]
+    out[:k, k] = cm[np.ix_(idx, rest)].sum(1)
+    out[k, :k] = cm[np.ix_(rest, idx)].sum(0)
+    out[k, k] = cm[np.ix_(rest, rest)].sum()
+    return out, [*shown, f"other {len(rest)}"]
+
+
 def _row_normalised(cm: np.ndarray) -> np.ndarray:
     rows = cm.sum(axis=1, keepdims=True)
     return np.divide(cm, rows, out=np.zeros(cm.shape), where=rows > 0)
@@ -56,10 +88,11 @@ def _matrix(
     return im
 
 
-def confusion_figure(cm: np.ndarray, classes: list[str], title: str) -> Figure:
+def confusion_figure(cm: np.ndarray, classes: list[str], title: str, shown: list[str] | None = None) -> Figure:
     """One model's confusion matrix: each cell's number is its count (blank for none), its colour its
-    share of the true class (row-normalised: the diagonal is each class's recall)."""
-    cm = np.asarray(cm)
+    share of the true class (row-normalised: the diagonal is each class's recall); on the
+    ``shown`` classes only when given (:func:`readable_classes`), the rest as ``other``."""
+    cm, classes = _reduced(cm, classes, shown or classes)
     size = max(4.0, 0.45 * len(classes) + 2.0)
     fig, ax = plt.subplots(figsize=(size + 1.4, size), layout="constrained")
     labels = np.where(cm != 0, cm.astype(np.int64).astype(str), "")
@@ -195,8 +228,9 @@ def alpha_curves_figure(family: str, curve: dict) -> Figure:
     return fig
 
 
-def class_distribution_figure(counts: dict[str, dict[str, int]], classes: list[str]) -> Figure:
-    """Samples per class in each split (``counts[split][class]``), training split long-tailed."""
+def class_distribution_figure(counts: dict[str, dict[str, int]], classes: list[str], of: str = "") -> Figure:
+    """Samples per class in each split (``counts[split][class]``), training split long-tailed;
+    ``of`` says which classes are shown when not all."""
     fig, ax = plt.subplots(figsize=(max(6.0, 0.55 * len(classes) + 2), 3.4), layout="constrained")
     splits = list(counts)
     width = 0.8 / len(splits)
@@ -207,12 +241,13 @@ def class_distribution_figure(counts: dict[str, dict[str, int]], classes: list[s
     ax.set_xlabel("class")
     ax.set_ylabel("samples")
     ax.legend()
-    ax.set_title("Class distribution per split")
+    ax.set_title(f"Class distribution per split{of}")
     return fig
 
 
 def per_class_figure(values: dict[str, dict[str, float]], classes: list[str], order: list[str]) -> Figure:
-    """Recall and precision per class for a few models; classes in ``order`` (the data's class order)."""
+    """Recall and precision per class for a few models; the classes in ``order`` (the data's order, or
+    the :func:`readable_classes`)."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.6), layout="constrained", sharey=True)
     x = np.arange(len(order))
     for ax, metric in zip(axes, ("recall", "precision")):
@@ -257,8 +292,11 @@ def reliability_figure(calibration: dict) -> Figure:
     return fig
 
 
-def confusion_pair_figure(cms: dict[str, np.ndarray], classes: list[str]) -> Figure:
-    """Row-normalised confusion matrices of a few models side by side (recall on the diagonal)."""
+def confusion_pair_figure(cms: dict[str, np.ndarray], classes: list[str], shown: list[str] | None = None) -> Figure:
+    """Row-normalised confusion matrices of a few models side by side (recall on the diagonal), on
+    the ``shown`` classes when given."""
+    cms = {name: _reduced(cm, classes, shown or classes)[0] for name, cm in cms.items()}
+    classes = _reduced(np.zeros((len(classes),) * 2), classes, shown or classes)[1]
     size = max(4.0, 0.42 * len(classes) + 1.5)
     fig, axes = plt.subplots(1, len(cms), figsize=(size * len(cms) + 0.8, size), layout="constrained", squeeze=False)
     for ax, (name, cm) in zip(axes[0], cms.items()):
@@ -334,8 +372,17 @@ def evaluation_figures(ev, data, meta: dict) -> list[tuple[str, Callable[..., Fi
     """
     classes, audit, metrics = meta["classes"], ev.audit, ev.metrics
     pick = audit["policy"]["pick"]
+    focus = pick or audit["reference"]["model"]
+    shown = readable_classes(
+        classes, meta["counts"]["train"], {c: metrics[focus][f"recall/{c}"] for c in classes} if focus else {}
+    )
+    of = (
+        ""
+        if len(shown) == len(classes)
+        else f" ({len(shown)} of {len(classes)} classes: the rarest, the lowest recall)"
+    )
     jobs = [
-        (confusion_figure_file(name), confusion_figure, (cm, classes, f"{name} - test split"))
+        (confusion_figure_file(name), confusion_figure, (cm, classes, f"{name} - test split{of}", shown))
         for name, cm in data.cm.items()
     ]
     jobs += [
@@ -357,24 +404,24 @@ def evaluation_figures(ev, data, meta: dict) -> list[tuple[str, Callable[..., Fi
     ranked = {row["model"]: row["ranks"] for row in audit["leaderboard"]}
     jobs.append((FIGURES["ranks"], rank_figure, (ordered, audit["metrics"], ranked, pick)))
     jobs.append((FIGURES["agreement"], agreement_figure, (audit["metrics"], audit["kendall_tau"])))
-    jobs.append((FIGURES["distribution"], class_distribution_figure, (meta["counts"], classes)))
+    jobs.append((FIGURES["distribution"], class_distribution_figure, (meta["counts"], shown, of)))
     ref = audit["reference"]["model"]
     pair = {
         f"{m} (chosen)" if m == pick else m: data.cm[m]
         for m in dict.fromkeys(m for m in (pick, ref) if m and m in data.cm)
     }
     if pair:
-        jobs.append((FIGURES["pick_vs_ce_confusion"], confusion_pair_figure, (pair, classes)))
+        jobs.append((FIGURES["pick_vs_ce_confusion"], confusion_pair_figure, (pair, classes, shown)))
     if audit.get("calibration"):
         jobs.append((FIGURES["reliability"], reliability_figure, (audit["calibration"],)))
     weighted = (audit.get("weight_strength") or {}).get("weighted_ce")  # its alpha sweep's peak, when swept
-    shown = list(
+    models = list(
         dict.fromkeys(
             m for m in (ref, weighted["peak"]["models"][0] if weighted else "weighted_ce", pick) if m and m in metrics
         )
     )
-    if shown:
-        jobs.append((FIGURES["per_class"], per_class_figure, ({m: metrics[m] for m in shown}, classes, classes)))
+    if models:
+        jobs.append((FIGURES["per_class"], per_class_figure, ({m: metrics[m] for m in models}, classes, shown)))
     if audit.get("prior_shift"):
         jobs.append((FIGURES["prior_shift"], prior_shift_figure, (audit["prior_shift"], pick)))
     agreement = audit.get("loss_metric_agreement") or {}

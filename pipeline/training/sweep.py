@@ -26,7 +26,7 @@ from pipeline.training.train import (
     Progress,
     as_tensors,
     best_text,
-    confusion_matrices,
+    class_counts,
     epoch_record,
     make_optimizer,
     predict_logits,
@@ -257,7 +257,7 @@ def _fit_stack(
         score = [stopping_sign(metric) * v for v in stop[metric]]
         stop_loss = criterion(stop_logits, y_st.expand(len(active), -1), epoch).tolist()
         val_loss = criterion(val_logits, y_va.expand(len(active), -1), epoch).tolist()
-        val_cm = confusion_matrices(y_va, val_logits.argmax(-1), n_classes)
+        val_counts = class_counts(y_va, val_logits.argmax(-1), n_classes)
         train_loss = (total / n).tolist()
         keep = []
         for slot, k in enumerate(active):
@@ -269,7 +269,7 @@ def _fit_stack(
                     stop_loss[slot],
                     {key: v[slot] for key, v in stop.items()},
                     val_loss[slot],
-                    val_cm[slot],
+                    val_counts[slot],
                 )
             )
             if on_epoch is not None:

@@ -132,13 +132,17 @@ def make_optimizer(params: Iterable[torch.nn.Parameter], cfg: TrainConfig) -> to
     raise PipelineError(f"train.optimizer must be adam, adamw or sgd; got {kind!r}")
 
 
-def confusion_matrices(y_true: torch.Tensor, y_pred: torch.Tensor, n_classes: int) -> torch.Tensor:
-    """(K, C, C) int64 confusion matrices on the CPU (row = true class), one per row of ``y_pred``
-    (N,) or (K, N); a leading axis of 1 for (N,)."""
+def class_counts(y_true: torch.Tensor, y_pred: torch.Tensor, n_classes: int) -> torch.Tensor:
+    """(K, 3, C) int64 on the CPU: per row of ``y_pred`` (N,) or (K, N), the confusion matrix's
+    diagonal (true positives), row sums (support) and column sums (predicted), counted in
+    O(N + C) without the (C, C) matrix; a leading axis of 1 for (N,)."""
     pred = y_pred if y_pred.dim() == 2 else y_pred.unsqueeze(0)
     k = pred.shape[0]
-    cell = (torch.arange(k, device=pred.device).unsqueeze(1) * n_classes + y_true) * n_classes + pred
-    return torch.bincount(cell.flatten(), minlength=k * n_classes**2).view(k, n_classes, n_classes).cpu()
+    offset = torch.arange(k, device=pred.device).unsqueeze(1) * n_classes
+    tp = torch.bincount((y_true + offset)[pred == y_true], minlength=k * n_classes).view(k, n_classes)
+    predicted = torch.bincount((pred + offset).flatten(), minlength=k * n_classes).view(k, n_classes)
+    support = torch.bincount(y_true, minlength=n_classes).expand(k, -1)
+    return torch.stack([tp, support, predicted], 1).cpu()
 
 
 def macro_f1(y_true: torch.Tensor, y_pred: torch.Tensor, n_classes: int) -> torch.Tensor:
@@ -157,9 +161,8 @@ def macro_f1(y_true: torch.Tensor, y_pred: torch.Tensor, n_classes: int) -> torc
     -------
     () or (K,) float64 tensor, on the CPU.
     """
-    cm = confusion_matrices(y_true, y_pred, n_classes).double()  # (K, true, predicted)
-    tp = cm.diagonal(dim1=1, dim2=2)
-    denom = cm.sum(2) + cm.sum(1)  # (tp + fn) + (tp + fp)
+    tp, support, predicted = class_counts(y_true, y_pred, n_classes).double().unbind(1)  # (K, C) each
+    denom = support + predicted  # (tp + fn) + (tp + fp)
     f1 = torch.where(denom > 0, 2 * tp / denom.clamp_min(1), torch.zeros_like(tp)).mean(1)
     return f1 if y_pred.dim() == 2 else f1[0]
 
@@ -201,21 +204,24 @@ def epoch_record(
     stop_loss: float,
     stop: dict[str, float],
     val_loss: float,
-    val_confusion: torch.Tensor,
+    val_counts: torch.Tensor,
 ) -> dict:
     """One epoch of a model's history.
 
     ``stop_*`` are read on the early-stopping slice (the monitored one decides when to stop);
-    ``val_loss`` (the training criterion) and ``val_confusion`` (C, C) on the validation split are
-    recorded for the audit's loss-metric analysis only: nothing in training reads them.
+    ``val_loss`` (the training criterion) and ``val_counts`` (3, C) on the validation split (the
+    confusion matrix's diagonal, row and column sums: :func:`class_counts`, all that any count
+    metric reads, 3C numbers an epoch, not C²) are recorded for the audit's loss-metric analysis
+    only: nothing in training reads them.
     """
+    tp, support, predicted = val_counts.tolist()
     return {
         "epoch": epoch,
         "train_loss": train_loss,
         "stop_loss": stop_loss,
         **{f"stop_{k}": v for k, v in stop.items()},
         "val_loss": val_loss,
-        "val_confusion": val_confusion.tolist(),
+        "val_counts": {"tp": tp, "support": support, "predicted": predicted},
     }
 
 
@@ -324,7 +330,7 @@ def fit(
     selected on the slice only, by ``train.early_stopping_metric``, among epochs from
     ``criterion.final_phase_epoch`` on (``ldam_drw``: its re-weighted phase; every epoch
     otherwise), and patience counts from there. The validation split is only recorded (the
-    criterion and the confusion matrix per epoch, :func:`epoch_record`), never acted on.
+    criterion and the class counts per epoch, :func:`epoch_record`), never acted on.
     ``progress=None`` shows the bar on a terminal only. The global RNG is seeded with
     ``spec.seed``, then initialises the model and draws the dropout masks; a generator of its own
     seeded alike shuffles the data.
@@ -366,7 +372,7 @@ def fit(
                 criterion(stop_logits, y_st, epoch).item(),
                 stop,
                 criterion(val_logits, y_va, epoch).item(),
-                confusion_matrices(y_va, val_logits.argmax(1), n_classes)[0],
+                class_counts(y_va, val_logits.argmax(1), n_classes)[0],
             )
         )
         if stopper.step(epoch, stopping_sign(metric) * stop[metric]):
