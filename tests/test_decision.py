@@ -17,6 +17,7 @@ from pipeline.decision.rules import (
     apply_rule,
     bayes_decision,
     calibrate,
+    calibration_method,
     crossfit,
     crossfit_calibration,
     crossfit_folds,
@@ -108,6 +109,23 @@ def test_calibration_recovers_the_per_class_scales_and_biases_labels_were_drawn_
     np.testing.assert_allclose(q.sum(axis=1), 1.0, rtol=1e-12)
     t = fit_temperature(logp_of(proba), y)
     assert _nll(q, y) < _nll(softmax(logp_of(proba) / t), y) < _nll(proba, y)
+
+
+def test_calibration_with_too_few_rows_per_class_is_temperature_scaling():
+    """Vector scaling's 2C parameters need rows: below 10 validation rows per parameter one
+    temperature is fitted, the same for every class, with no bias; the default data (about 360
+    validation rows, 10 classes) keeps vector scaling."""
+    assert calibration_method(360, 10) == "vector_scaling"
+    assert calibration_method(600, 300) == calibration_method(199, 10) == "temperature_scaling"
+    rng = np.random.default_rng(5)
+    z = rng.normal(size=(600, 300))
+    y = _sample_labels(rng, softmax(z))
+    proba = softmax(3 * z)
+    fitted = fit_calibration(logp_of(proba), y, calibration_method(600, 300))
+    t = fit_temperature(logp_of(proba), y)
+    assert fitted == {"method": "temperature_scaling", "scale": [1 / t] * 300, "bias": [0.0] * 300}
+    np.testing.assert_allclose(calibrate(proba, fitted), softmax(logp_of(proba) / t), rtol=1e-9)
+    assert t == pytest.approx(3.0, rel=0.1)
 
 
 def test_crossfit_calibration_decides_each_fold_by_the_others():

@@ -30,6 +30,7 @@ from pipeline.decision.rules import (
     anomaly_scores,
     apply_rule,
     calibrate,
+    calibration_method,
     crossfit,
     crossfit_calibration,
     crossfit_folds,
@@ -152,6 +153,11 @@ def decide_all(
     chosen = {r.name for r in models_to_decide(records, cfg.decisions.models, objective, w)} if rules else set()
     folds = crossfit_folds(y_val, cfg.crossfit_folds, cfg.bootstrap.seed)
     crossfitted = {"folds": int(folds.max()) + 1, "seed": cfg.bootstrap.seed}
+    method = calibration_method(len(y_val), len(classes))
+    if method != "vector_scaling":
+        log.info(
+            "calibration: %s (%d validation rows are too few for a scale and a bias per class)", method, len(y_val)
+        )
 
     def context(split: str) -> RuleContext:
         return RuleContext(
@@ -172,9 +178,9 @@ def decide_all(
 
     def one(rec: ModelRecord) -> list[Decision]:
         """The model's calibration, then each rule on it (when it is among those decided)."""
-        calibration = fit_calibration(logp_of(rec.val.proba), y_val)
+        calibration = fit_calibration(logp_of(rec.val.proba), y_val, method)
         shipped = {
-            "val": crossfit_calibration(rec.val.proba, y_val, folds),
+            "val": crossfit_calibration(rec.val.proba, y_val, folds, method),
             "test": calibrate(rec.test.proba, calibration),
         }
         out = [

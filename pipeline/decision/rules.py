@@ -21,7 +21,8 @@ first, then score best; exact ties go to the value closest to leaving the argmax
 
 Calibration. What a candidate ships as probabilities is its model's, recalibrated on validation
 by vector scaling (Guo et al., 2017): ``softmax(a * logp + b)``, a per-class scale a (C,) and
-bias b (C,) minimising the NLL (:func:`fit_calibration`, :func:`calibrate`). It changes no
+bias b (C,) minimising the NLL (:func:`fit_calibration`, :func:`calibrate`; temperature scaling,
+one scale for all, where validation has too few rows for 2C parameters: :func:`calibration_method`). It changes no
 decision: the rule decides on the model's own probabilities, and only the ``cost`` rule, whose
 decisions come from its own calibrated posterior, ships that one instead.
 
@@ -161,15 +162,30 @@ def bayes_decision(proba, cost) -> np.ndarray:
     return (proba @ cost).argmin(axis=1)
 
 
-def fit_calibration(logp, y) -> dict:
+CALIBRATION_ROWS = 10  # validation rows per fitted parameter that vector scaling's 2C parameters need
+
+
+def calibration_method(n_rows: int, n_classes: int) -> str:
+    """``vector_scaling`` (2C parameters) where the validation split has at least
+    :data:`CALIBRATION_ROWS` rows per parameter, else ``temperature_scaling`` (one): 300 classes
+    on 600 rows would fit a scale and a bias per two rows, which the NLL overfits (and which
+    L-BFGS takes seconds per fit to do)."""
+    return "vector_scaling" if n_rows >= CALIBRATION_ROWS * 2 * n_classes else "temperature_scaling"
+
+
+def fit_calibration(logp, y, method: str = "vector_scaling") -> dict:
     """Vector scaling (Guo et al., 2017): ``a`` (C,) and ``b`` (C,) minimising the NLL of
     ``softmax(a * logp + b)`` on the rows ``logp`` (N, C), ``y`` (N,) int; JSON-able.
 
     L-BFGS-B with the analytic gradient from ``a = 1 / T`` (:func:`fit_temperature`), ``b = 0``;
     a in [0.05, 20] (T's bounds), |b| <= 30, and b centred (it is defined up to a constant).
+    ``method="temperature_scaling"`` (:func:`calibration_method`) stops at ``a = 1 / T`` for
+    every class and ``b = 0``.
     """
     logp, y = np.asarray(logp, dtype=np.float64), np.asarray(y, dtype=np.int64)
     n, c = logp.shape
+    if method == "temperature_scaling":
+        return {"method": method, "scale": [1.0 / fit_temperature(logp, y)] * c, "bias": [0.0] * c}
     onehot = np.eye(c)[y]
 
     def fun(x):
@@ -191,12 +207,12 @@ def calibrate(proba, calibration: dict) -> np.ndarray:
     return softmax(logp_of(proba) * a + b)
 
 
-def crossfit_calibration(proba, y, folds) -> np.ndarray:
+def crossfit_calibration(proba, y, folds, method: str = "vector_scaling") -> np.ndarray:
     """Out-of-fold calibrated probabilities: fold f through the calibration fitted on the others."""
     proba, y, folds = np.asarray(proba, dtype=np.float64), np.asarray(y, dtype=np.int64), np.asarray(folds)
     logp, out = logp_of(proba), np.empty_like(proba)
     for f in np.unique(folds):
-        out[folds == f] = calibrate(proba[folds == f], fit_calibration(logp[folds != f], y[folds != f]))
+        out[folds == f] = calibrate(proba[folds == f], fit_calibration(logp[folds != f], y[folds != f], method))
     return out
 
 

@@ -314,7 +314,7 @@ def shipped_calibration(
     method = (
         f"the {rec.rule} rule's own ({posterior})"
         if posterior
-        else "vector scaling on validation"
+        else f"{rec.calibration['method'].replace('_', ' ')} on validation"
         if rec.calibration
         else "none"
     )
