@@ -51,8 +51,12 @@ def _tree_peak(pid: int, done: threading.Event, peak: list[float]) -> None:
 
     root = psutil.Process(pid)
     while not done.wait(TREE_SAMPLE_S):
+        try:
+            tree = [root, *root.children(recursive=True)]
+        except psutil.Error:  # the command has ended
+            return
         total = 0
-        for p in [root, *root.children(recursive=True)]:
+        for p in tree:
             try:
                 total += p.memory_info().rss
             except psutil.Error:  # ended between the listing and the reading

@@ -1,7 +1,8 @@
 """decide: calibrate every trained model and fit decision rules on top of them, on the validation
 split; write their predictions and fitted parameters.
 
-Each model's probabilities are recalibrated by vector scaling (:func:`pipeline.decision.rules.fit_calibration`):
+Each model's probabilities are recalibrated by vector scaling, or temperature scaling where validation
+has too few rows per class (:func:`pipeline.decision.rules.fit_calibration`):
 what every candidate ships. For each model ``evaluate.decisions.models`` names (default ``best``: each loss's best model on
 validation under the policy) and each rule of ``evaluate.decisions.rules``: the rule's
 validation predictions come from cross-fitting (refitted on k-1 folds of the validation split,
