@@ -102,9 +102,7 @@ def main(argv: list[str] | None = None) -> None:
                     "epochs": len(r.history),
                     "best_epoch": r.best_epoch,
                     "best_score": r.best_score,
-                    "val_macro_f1": float(
-                        class_count_metrics(**r.history[r.best_epoch - 1]["val_counts"])["macro_f1"]
-                    ),
+                    "val_macro_f1": float(class_count_metrics(**r.history[r.best_epoch - 1]["val_counts"])["macro_f1"]),
                     "sweep_seconds": seconds,
                     "checks": ok,
                 }

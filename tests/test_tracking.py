@@ -103,7 +103,14 @@ def test_stage_runs_log_as_they_train_with_system_metrics(tmp_path):
     client = _client(uri)
     with _stage_runs(uri, tmp_path / "box") as runs:
         for epoch in (1, 2, 3):
-            runs.epoch("ce", {"epoch": epoch, "train_loss": 1.0 / epoch, "val_counts": {"tp": [1], "support": [1], "predicted": [1]}})
+            runs.epoch(
+                "ce",
+                {
+                    "epoch": epoch,
+                    "train_loss": 1.0 / epoch,
+                    "val_counts": {"tp": [1], "support": [1], "predicted": [1]},
+                },
+            )
             time.sleep(1.1)
 
         def live():  # what the store holds while the stage still trains
