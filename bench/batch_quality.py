@@ -23,7 +23,6 @@ import math
 import statistics
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from pipeline.artifacts import read_prepared

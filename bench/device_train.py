@@ -9,7 +9,7 @@ of ``--prepared`` and the early-stopping slice the train stage carves, as the tr
 them, and prints per model the epochs run, the epoch kept, and the validation macro-F1 at that
 epoch, and the wall time of each loss's sweep on each device. It also checks, on each device,
 what training promises: the kept epoch is the best monitored one on the slice, the restored
-weights give that value again, and every epoch's validation confusion matrix counts every
+weights give that value again, and every epoch's validation class counts count every
 validation row; it exits 1 when a check fails. Needs numpy, pandas, pyarrow, torch, PyYAML and
 tqdm, not MLflow. A benchmark: nothing about time is asserted.
 """
@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> None:
             f"macro-F1 at the kept epoch differs by at most {max(gaps):.4f} (mean {np.mean(gaps):.4f})"
         )
     print(
-        "checks (kept epoch is the slice's best, restored weights reproduce it, confusion counts every row): "
+        "checks (kept epoch is the slice's best, restored weights reproduce it, class counts count every row): "
         + ("all passed" if not failures else "FAILED for " + ", ".join(failures))
     )
     if args.out:

@@ -8,7 +8,7 @@ so a smaller patience would have followed the same per-epoch curve and stopped o
 model in ``outputs/models/<loss>/training.json`` this replays early stopping on the recorded
 monitored score (from the loss's first selectable epoch: ``ldam_drw``'s re-weighted phase) and
 prints, per patience, the epochs the model would have run and the one it would have kept, and
-the validation macro-F1 (from the recorded validation confusion matrix) at the kept epoch
+the validation macro-F1 (from the recorded validation class counts) at the kept epoch
 against the run's own. A stage trains its models as one stack, so its time follows its longest
 model: the per-loss lines give the stack's epochs. A benchmark: it asserts nothing, trains
 nothing, and reads only the patience the run used or a smaller one (a larger patience would need
@@ -22,7 +22,6 @@ import json
 import statistics
 from pathlib import Path
 
-import numpy as np
 
 from pipeline.decision.metrics import class_count_metrics
 from pipeline.training.train import EarlyStopping

@@ -46,12 +46,12 @@ TREE_SAMPLE_S = 0.2  # how often the process tree's memory is summed
 def _tree_peak(pid: int, done: threading.Event, peak: list[float]) -> None:
     """The largest sum of resident memory (MB) over ``pid`` and every process under it, sampled
     every :data:`TREE_SAMPLE_S` until ``done``: forked workers count together, as the machine
-    holds them at once."""
+    holds them at once. An upper bound: pages a fork shares with its parent count twice."""
     import psutil
 
-    root = psutil.Process(pid)
     while not done.wait(TREE_SAMPLE_S):
         try:
+            root = psutil.Process(pid)
             tree = [root, *root.children(recursive=True)]
         except psutil.Error:  # the command has ended
             return

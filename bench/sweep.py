@@ -88,7 +88,6 @@ def _data(args):
 
 def _child(args) -> dict:
     """Train the K configurations one way; report time, throughput and peak memory."""
-    import numpy as np
     import torch
 
     from pipeline.config import TrainConfig

@@ -97,7 +97,7 @@ class ModelSummary(TypedDict):
     epochs_run: int
     monitor: str | None  # what early stopping read on its slice of the training split (None: no stopping)
     best_score: float | None  # that value at best_epoch
-    history: list[dict[str, Any]]  # per epoch: scalars, and the validation confusion matrix (MLPs)
+    history: list[dict[str, Any]]  # per epoch: scalars, and the validation class counts (MLPs)
 
 
 class TrainingSummary(TypedDict):

@@ -36,6 +36,7 @@ def _bench(name: str, *args: str, cwd: Path = ROOT) -> str:
             "alpha sweep / focal gamma sweep",
         ),
         ("exit", ["--repeats", "1"], "| torch"),
+        ("check_cost", ["--train", "4000", "--stop", "500", "--val", "1000", "--timed-rows", "4000"], "adds"),
     ],
 )
 def test_a_synthetic_benchmark_runs_at_a_tiny_size(name, args, last):

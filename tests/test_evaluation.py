@@ -11,7 +11,7 @@ import pipeline.evaluation.evaluate as evaluation_module
 from pipeline.artifacts import predictions_frame, read_predictions
 from pipeline.evaluation.evaluate import confusion_plot_rows, gamma_table, summary, thin_curve
 from pipeline.decision.selection import second_view
-from pipeline.decision.metrics import bootstrap_indices
+from pipeline.decision.metrics import bootstrap_distribution, bootstrap_indices
 
 
 def test_second_view_follows_the_validation_split_balance():
@@ -243,6 +243,15 @@ def test_predicted_counts_are_the_confusion_matrices_column_sums(hold):
     r = Resamples(700, 40, 9, hold=hold)
     want = np.stack([np.bincount(y_pred[i], minlength=5) for i in Resamples(700, 40, 9)])
     np.testing.assert_array_equal(_predicted_counts(y_true, y_pred, 5, r), want)
+    # after the bootstrap of the same decisions: its counts, kept, not counted again
+    counted = []
+    r = Resamples(700, 40, 9, hold=hold)
+    original = r._counts
+    r._counts = lambda *a: counted.append(a[1]) or original(*a)
+    bootstrap_distribution(y_true, y_pred, 5, indices=r)
+    before = len(counted)
+    np.testing.assert_array_equal(_predicted_counts(y_true, y_pred, 5, r), want)
+    assert before == 2 and len(counted) == before
 
 
 def test_an_xgboost_bundle_holds_its_booster_in_binary_and_a_version_1_bundle_still_loads(tmp_path):

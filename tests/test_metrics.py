@@ -450,7 +450,7 @@ def test_class_counts_are_the_confusion_matrix_diagonal_and_sums_and_give_its_me
 
 
 def test_bootstrap_counts_grow_with_the_classes_not_their_square(monkeypatch):
-    # 300 classes, 1 000 resamples: (B, C, C) cells would be 720 MB; every count asked is (B, C)
+    # 300 classes, 1 000 resamples: (B, C, C) cells would be 720 MB; every count asked is (B, 2C) at most
     sizes = []
     counts = Resamples.counts
     monkeypatch.setattr(
@@ -460,10 +460,24 @@ def test_bootstrap_counts_grow_with_the_classes_not_their_square(monkeypatch):
     y_true, y_pred = rng.integers(0, 300, 3000), rng.integers(0, 300, 3000)
     cost = rng.random((300, 300))
     out = bootstrap_distribution(y_true, y_pred, 300, indices=bootstrap_indices(3000, 1000, seed=0), cost=cost)
-    assert set(sizes) == {300} and out["recall"].shape == (1000, 300) and out[COST_METRIC].shape == (1000,)
-    few = Resamples.of(bootstrap_indices(3000, 20, seed=0)._draw_all())
-    dense = bootstrap_distribution(y_true, y_pred, 300, indices=few, cost=cost)
-    for b, rows in enumerate(few):
-        want = count_metrics(confusion_matrix(y_true[rows], y_pred[rows], 300), cost=cost)
-        for name in ("macro_f1", "mcc", COST_METRIC):
-            assert dense[name][b] == pytest.approx(want[name])
+    assert max(sizes) <= 2 * 300 and out["recall"].shape == (1000, 300) and out[COST_METRIC].shape == (1000,)
+    w = rng.random(3000)
+    for few in (
+        Resamples(3000, 20, seed=0, hold=10**9),
+        Resamples(3000, 20, seed=0, hold=0),
+    ):  # indices, multiplicities
+        got = bootstrap_distribution(y_true, y_pred, 300, indices=few, cost=cost, sample_weight=w)
+        for b, rows in enumerate(few):
+            want = count_metrics(confusion_matrix(y_true[rows], y_pred[rows], 300, w[rows]), cost=cost)
+            for name in ("macro_f1", "mcc", "balanced_accuracy", COST_METRIC):
+                assert got[name][b] == pytest.approx(want[name])
+            np.testing.assert_allclose(got["recall"][b], want["recall"], atol=1e-12)
+
+
+def test_class_counts_of_no_decisions_and_a_cost_matrix_of_the_wrong_shape():
+    tp, support, predicted = class_counts(np.array([0, 1]), np.empty((0, 2), dtype=int), 3)
+    assert tp.shape == predicted.shape == support.shape == (0, 3)
+    with pytest.raises(ValueError, match="cost matrix of shape"):
+        count_metrics(np.eye(3), cost=np.ones((2, 2)))
+    with pytest.raises(ValueError, match="cost matrix of shape"):
+        bootstrap_distribution([0, 1], [1, 0], 3, indices=bootstrap_indices(2, 5, seed=0), cost=np.ones((2, 2)))

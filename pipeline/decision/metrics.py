@@ -82,12 +82,21 @@ def class_counts(
     w = np.ones(len(y_true)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
     offset = (np.arange(k) * n_classes)[:, None]
     size = k * n_classes
-    predicted = np.bincount((y_pred.reshape(k, -1) + offset).ravel(), weights=np.tile(w, k), minlength=size)
-    hit = (y_pred.reshape(k, -1) == y_true) * w
+    decided = y_pred.reshape(k, len(y_true))
+    predicted = np.bincount((decided + offset).ravel(), weights=np.tile(w, k), minlength=size)
+    hit = (decided == y_true) * w
     tp = np.bincount((y_true + offset).ravel(), weights=hit.ravel(), minlength=size)
     support = np.broadcast_to(np.bincount(y_true, weights=w, minlength=n_classes), (k, n_classes))
     shape = (k, n_classes) if y_pred.ndim == 2 else (n_classes,)
     return tp.reshape(shape), support.reshape(shape), predicted.reshape(shape)
+
+
+def cost_of(cost: np.ndarray, n_classes: int) -> np.ndarray:
+    """``cost`` as a (C, C) float array; a ``ValueError`` for any other shape."""
+    cost = np.asarray(cost, dtype=np.float64)
+    if cost.shape != (n_classes, n_classes):
+        raise ValueError(f"cost matrix of shape {cost.shape} for {n_classes} classes")
+    return cost
 
 
 def count_metrics(cm: np.ndarray, *, cost: np.ndarray | None = None) -> dict[str, np.ndarray]:
@@ -106,10 +115,7 @@ def count_metrics(cm: np.ndarray, *, cost: np.ndarray | None = None) -> dict[str
     n = cm.sum(axis=(-2, -1))
     mean_cost = None
     if cost is not None:
-        cost = np.asarray(cost, dtype=np.float64)
-        if cost.shape != cm.shape[-2:]:
-            raise ValueError(f"cost matrix of shape {cost.shape} for confusion matrices of {cm.shape[-2:]}")
-        mean_cost = safe_ratio((cm * cost).sum(axis=(-2, -1)), n)
+        mean_cost = safe_ratio((cm * cost_of(cost, cm.shape[-1])).sum(axis=(-2, -1)), n)
     tp = np.diagonal(cm, axis1=-2, axis2=-1)
     return class_count_metrics(tp, cm.sum(axis=-1), cm.sum(axis=-2), n=n, expected_cost=mean_cost)
 
@@ -492,11 +498,21 @@ def bootstrap_distribution(
     resamples = as_resamples(indices)
     w = np.ones(len(y_true)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
     # (B, C) each: a confusion matrix's diagonal, row and column sums, never its (B, C, C) cells
-    tp = resamples.counts(y_true, n_classes, w * (y_true == y_pred))
-    support, predicted = resamples.counts(y_true, n_classes, w), resamples.counts(y_pred, n_classes, w)
+    support = resamples.counts(y_true, n_classes, w)  # the same for every candidate: counted once
+    tp, predicted = decided_counts(resamples, y_true, y_pred, n_classes, w)
     n = support.sum(axis=-1)
-    mean_cost = None if cost is None else safe_ratio(resamples.sums(w * np.asarray(cost)[y_true, y_pred]), n)
+    mean_cost = None if cost is None else safe_ratio(resamples.sums(w * cost_of(cost, n_classes)[y_true, y_pred]), n)
     return class_count_metrics(tp, support, predicted, n=n, expected_cost=mean_cost)
+
+
+def decided_counts(
+    resamples: Resamples, y_true: np.ndarray, y_pred: np.ndarray, n_classes: int, w: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(B, C) each: every resample's (weighted) count of right decisions per class and of
+    decisions per class, in one pass over the rows (code ``y_pred``, plus C where right)."""
+    codes = np.asarray(y_pred, dtype=np.int64) + n_classes * (np.asarray(y_true) == np.asarray(y_pred))
+    both = resamples.counts(codes, 2 * n_classes, w)
+    return both[:, n_classes:], both[:, :n_classes] + both[:, n_classes:]
 
 
 def bootstrap_intervals(

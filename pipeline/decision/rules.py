@@ -186,6 +186,8 @@ def fit_calibration(logp, y, method: str = "vector_scaling") -> dict:
     n, c = logp.shape
     if method == "temperature_scaling":
         return {"method": method, "scale": [1.0 / fit_temperature(logp, y)] * c, "bias": [0.0] * c}
+    if method != "vector_scaling":
+        raise PipelineError(f"calibration method must be vector_scaling or temperature_scaling; got {method!r}")
     onehot = np.eye(c)[y]
 
     def fun(x):

@@ -40,6 +40,7 @@ from pipeline.decision.metrics import (
     class_count_metrics,
     class_counts,
     classification_metrics,
+    cost_of,
     lower_is_better,
     prior_weights,
     safe_ratio,
@@ -266,7 +267,7 @@ def metric_value(
     if not reads_probabilities(name):
         c = classes.index(cls) if cls else None
         if base == COST_METRIC:
-            return float(mean_cost(y_true, y_pred, cost, sample_weight))
+            return float(mean_cost(y_true, y_pred, cost, len(classes), sample_weight))
         tp, support, predicted = class_counts(y_true, y_pred, len(classes), sample_weight)
         fast = _fast_count(base, tp, support, predicted, c)
         if fast is not None:
@@ -278,10 +279,13 @@ def metric_value(
     )[name]
 
 
-def mean_cost(y_true: np.ndarray, y_pred: np.ndarray, cost: np.ndarray, sample_weight=None) -> np.ndarray:
+def mean_cost(
+    y_true: np.ndarray, y_pred: np.ndarray, cost: np.ndarray, n_classes: int, sample_weight=None
+) -> np.ndarray:
     """``expected_cost`` of decisions ``y_pred`` (N,) or (K, N): ``sum_n w_n C[y_n, yhat_n] / sum_n w_n``."""
+    y_true, y_pred = np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)
     w = np.ones(len(y_true)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
-    return safe_ratio((w * np.asarray(cost)[y_true, y_pred]).sum(-1), w.sum())
+    return safe_ratio((w * cost_of(cost, n_classes)[y_true, y_pred]).sum(-1), w.sum())
 
 
 def _fast_count(base: str, tp, support, predicted, c: int | None) -> float | None:
@@ -344,7 +348,7 @@ def policy_objective(
         k = y_preds.shape[0]
         values = class_count_metrics(
             *class_counts(y_true, y_preds, len(classes), sample_weight),
-            expected_cost=None if cost is None else mean_cost(y_true, y_preds, cost, sample_weight),
+            expected_cost=None if cost is None else mean_cost(y_true, y_preds, cost, len(classes), sample_weight),
         )
 
         def get(name):

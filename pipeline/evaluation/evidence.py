@@ -25,6 +25,7 @@ from pipeline.decision.metrics import (
     class_count_metrics,
     confusion_matrix,
     count_metrics,
+    decided_counts,
     lower_is_better,
     percentile_interval,
 )
@@ -105,7 +106,7 @@ def _predicted_counts(
     """(B, C) how often each class is predicted in each resample: the counts that
     :func:`~pipeline.decision.metrics.bootstrap_distribution` made (the same codes and weights, so
     :meth:`~pipeline.decision.metrics.Resamples.counts` keeps them: not counted again)."""
-    return as_resamples(indices).counts(np.asarray(y_pred, dtype=np.int64), n_classes, np.ones(len(y_pred)))
+    return decided_counts(as_resamples(indices), y_true, y_pred, n_classes, np.ones(len(y_pred)))[1]
 
 
 def tail_trade(

@@ -7,7 +7,7 @@ that runs code when read:
   model's kind, the class names in output order, the rule's fitted parameters file
   (``outputs/decisions/<model>+<rule>.json``: tau, biases, cost matrix, and the ``context`` that
   applies it), and the model's calibration (``outputs/decisions/calibration/<model>.json``: the
-  vector scaling that makes its probabilities the ``p_<class>`` a candidate returns);
+  vector or temperature scaling that makes its probabilities the ``p_<class>`` a candidate returns);
 - ``preprocessing.json``: the fitted preprocessing (:mod:`pipeline.data.preprocessing`);
 - ``model.pt`` (an MLP checkpoint, read with ``weights_only=True``) or ``model.json`` (a
   baseline's own description: a prior, logistic-regression coefficients; for XGBoost its best
