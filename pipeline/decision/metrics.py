@@ -496,20 +496,25 @@ def bootstrap_distribution(
     """
     y_true, y_pred = np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)
     resamples = as_resamples(indices)
-    w = np.ones(len(y_true)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+    w = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)  # None: no digest to take
     # (B, C) each: a confusion matrix's diagonal, row and column sums, never its (B, C, C) cells
     support = resamples.counts(y_true, n_classes, w)  # the same for every candidate: counted once
     tp, predicted = decided_counts(resamples, y_true, y_pred, n_classes, w)
     n = support.sum(axis=-1)
-    mean_cost = None if cost is None else safe_ratio(resamples.sums(w * cost_of(cost, n_classes)[y_true, y_pred]), n)
+    if cost is not None:
+        cell_cost = cost_of(cost, n_classes)[y_true, y_pred]
+        mean_cost = safe_ratio(resamples.sums(cell_cost if w is None else w * cell_cost), n)
+    else:
+        mean_cost = None
     return class_count_metrics(tp, support, predicted, n=n, expected_cost=mean_cost)
 
 
 def decided_counts(
-    resamples: Resamples, y_true: np.ndarray, y_pred: np.ndarray, n_classes: int, w: np.ndarray
+    resamples: Resamples, y_true: np.ndarray, y_pred: np.ndarray, n_classes: int, w: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(B, C) each: every resample's (weighted) count of right decisions per class and of
-    decisions per class, in one pass over the rows (code ``y_pred``, plus C where right)."""
+    """(B, C) each: every resample's (weighted by ``w``, None for none) count of right decisions
+    per class and of decisions per class, in one pass over the rows (code ``y_pred``, plus C
+    where right)."""
     codes = np.asarray(y_pred, dtype=np.int64) + n_classes * (np.asarray(y_true) == np.asarray(y_pred))
     both = resamples.counts(codes, 2 * n_classes, w)
     return both[:, n_classes:], both[:, :n_classes] + both[:, n_classes:]

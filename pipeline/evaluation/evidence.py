@@ -106,7 +106,7 @@ def _predicted_counts(
     """(B, C) how often each class is predicted in each resample: the counts that
     :func:`~pipeline.decision.metrics.bootstrap_distribution` made (the same codes and weights, so
     :meth:`~pipeline.decision.metrics.Resamples.counts` keeps them: not counted again)."""
-    return decided_counts(as_resamples(indices), y_true, y_pred, n_classes, np.ones(len(y_pred)))[1]
+    return decided_counts(as_resamples(indices), y_true, y_pred, n_classes)[1]
 
 
 def tail_trade(
