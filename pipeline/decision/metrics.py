@@ -501,11 +501,10 @@ def bootstrap_distribution(
     support = resamples.counts(y_true, n_classes, w)  # the same for every candidate: counted once
     tp, predicted = decided_counts(resamples, y_true, y_pred, n_classes, w)
     n = support.sum(axis=-1)
-    if cost is not None:
-        cell_cost = cost_of(cost, n_classes)[y_true, y_pred]
-        mean_cost = safe_ratio(resamples.sums(cell_cost if w is None else w * cell_cost), n)
-    else:
-        mean_cost = None
+    mean_cost = None
+    if cost is not None:  # each resample's total cost: a weighted count of one code, kept like the counts
+        cell_cost = cost_of(cost, n_classes)[y_true, y_pred] * (1.0 if w is None else w)
+        mean_cost = safe_ratio(resamples.counts(np.zeros(len(y_true), dtype=np.int64), 1, cell_cost)[:, 0], n)
     return class_count_metrics(tp, support, predicted, n=n, expected_cost=mean_cost)
 
 
