@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 from collections.abc import Callable
 
 from pipeline import Interrupted, PipelineError, exit_interrupted, interruption
@@ -26,6 +27,18 @@ def _on_sigterm(signum, frame):
     raise Interrupted(signum)
 
 
+def _unraisable(hook_args) -> None:
+    """A stop raised where Python cannot raise one (a weakref callback, a finalizer: it prints
+    "Exception ignored" and goes on) is delivered again a moment later, where it can stop the
+    stage; anything else goes to Python's own hook."""
+    if isinstance(hook_args.exc_value, Interrupted):
+        again = threading.Timer(0.05, os.kill, (os.getpid(), hook_args.exc_value.signum))
+        again.daemon = True
+        again.start()
+        return
+    sys.__unraisablehook__(hook_args)
+
+
 def run(main: Callable[[], None]) -> None:
     """Run a stage's ``main``.
 
@@ -42,6 +55,7 @@ def run(main: Callable[[], None]) -> None:
     """
     quiet_console()
     signal.signal(signal.SIGTERM, _on_sigterm)
+    sys.unraisablehook = _unraisable
     stage = os.environ.get("DVC_STAGE") or os.path.basename(sys.argv[0]).removesuffix(".py")
     try:
         main()

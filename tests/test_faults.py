@@ -345,3 +345,36 @@ def test_a_stage_stopped_while_its_workers_run_ends_with_every_worker_within_10_
     assert not alive, f"workers still running 10 s after {stop}: {alive}"
     assert stage.returncode == (130 if stop == "Ctrl-C" else 143)
     assert err.count("\n") == 1 and err.startswith("interrupted: "), err  # one line, no traceback
+
+
+def test_a_stop_raised_where_python_ignores_exceptions_still_stops_the_stage(tmp_path):
+    # SIGTERM's handler can run inside a weakref callback, where Python prints "Exception
+    # ignored" and goes on; the stop is delivered again where it can end the stage
+    script = tmp_path / "stage.py"
+    script.write_text(
+        "import time, weakref\n"
+        "from pipeline import Interrupted\n"
+        "from stages._cli import run\n"
+        "class Thing: pass\n"
+        "def main():\n"
+        "    def callback(ref):\n"
+        "        raise Interrupted(15)  # as the handler would, had the signal come here\n"
+        "    thing = Thing()\n"
+        "    keep = weakref.ref(thing, callback)\n"
+        "    del thing\n"
+        "    time.sleep(30)\n"
+        "    print('finished', keep)\n"
+        "run(main)\n"
+    )
+    start = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 143, proc.stderr
+    assert "interrupted:" in proc.stderr and "finished" not in proc.stdout and "Exception ignored" not in proc.stderr
+    assert time.monotonic() - start < 20
