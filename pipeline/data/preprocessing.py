@@ -213,11 +213,10 @@ class Preprocessing:
             [_blank(cells.iloc[i : i + CHECK_ROWS]) for i in range(0, max(len(cells), 1), CHECK_ROWS)]
         )
         if not types_only:
-            empty = pd.Series(blank.all(axis=1))
-            if empty.any():
+            empty = np.flatnonzero(blank.all(axis=1))
+            if len(empty):
                 raise DataError(
-                    f"row {int(np.flatnonzero(empty.to_numpy())[0])} is empty: none of the "
-                    f"{len(decisions)} columns the model reads has a value"
+                    f"row {int(empty[0])} is empty: none of the {len(decisions)} columns the model reads has a value"
                 )
         known = {c.name: c.known for c in self.categorical}
         for j, col in enumerate(decisions):

@@ -23,8 +23,7 @@ from pipeline.decision.metrics import (
     COST_METRIC,
     bootstrap_distribution,
     class_count_metrics,
-    confusion_matrix,
-    count_metrics,
+    class_counts,
     decided_counts,
     lower_is_better,
     percentile_interval,
@@ -79,10 +78,10 @@ def class_means(
     """Mean recall and precision over ``members`` (class indices): the point value and (B,)
     resampled values. A class the model never predicts has no precision (not 0): it is left out
     of the precision mean, which is NaN when no member is ever predicted."""
-    cm = confusion_matrix(y_true, y_pred, n_classes)
-    point = count_metrics(cm)
+    counts = class_counts(y_true, y_pred, n_classes)
+    point = class_count_metrics(*counts)
     boot = bootstrap_distribution(y_true, y_pred, n_classes, indices=indices)
-    predicted = cm.sum(0)[members] > 0  # (M,)
+    predicted = counts[2][members] > 0  # (M,)
     boot_pred = _predicted_counts(y_true, y_pred, n_classes, indices)[:, members] > 0  # (B, M)
 
     def mean_defined(values, defined):

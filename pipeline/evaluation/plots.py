@@ -295,12 +295,12 @@ def reliability_figure(calibration: dict) -> Figure:
 def confusion_pair_figure(cms: dict[str, np.ndarray], classes: list[str], shown: list[str] | None = None) -> Figure:
     """Row-normalised confusion matrices of a few models side by side (recall on the diagonal), on
     the ``shown`` classes when given."""
-    cms = {name: _reduced(cm, classes, shown or classes)[0] for name, cm in cms.items()}
-    classes = _reduced(np.zeros((len(classes),) * 2), classes, shown or classes)[1]
-    size = max(4.0, 0.42 * len(classes) + 1.5)
+    reduced = {name: _reduced(cm, classes, shown or classes) for name, cm in cms.items()}
+    labels = next(iter(reduced.values()))[1]
+    size = max(4.0, 0.42 * len(labels) + 1.5)
     fig, axes = plt.subplots(1, len(cms), figsize=(size * len(cms) + 0.8, size), layout="constrained", squeeze=False)
-    for ax, (name, cm) in zip(axes[0], cms.items()):
-        im = _matrix(ax, _row_normalised(np.asarray(cm, dtype=float)), classes, name, ".2f", 1.0)
+    for ax, (name, (cm, labels)) in zip(axes[0], reduced.items()):
+        im = _matrix(ax, _row_normalised(cm), labels, name, ".2f", 1.0)
     fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8, label="share of the true class")
     return fig
 
